@@ -1,0 +1,41 @@
+//! # vde-embedded — the vde engine on flash
+//!
+//! Two things live here, both `#![no_std]`, allocation-free and free of `unsafe`:
+//!
+//! - [`nor`]: [`NorFlashDevice`], which turns any `embedded-storage`
+//!   [`NorFlash`](embedded_storage::nor_flash::NorFlash) into the core's
+//!   [`BlockDevice`](vde_nostd::BlockDevice). One vde block is one or more whole erase sectors;
+//!   a block write is an erase followed by programs.
+//! - [`sim`]: [`SimFlash`], an in-memory NOR flash over caller-provided storage that enforces the
+//!   flash rules (erased = `0xFF`, programs only clear bits, no program over programmed bytes),
+//!   counts reads, programs and erases (and wear per erase sector), turns the counts into busy
+//!   time at datasheet timings ([`sim::parts`]), and cuts power at the K-th operation, tearing a
+//!   program or an erase in the middle.
+//!
+//! Every buffer comes from the caller, so the simulator runs as well on a Cortex-M as in a test.
+//!
+//! Features: `std` (adds `std::error::Error` impls), `defmt` (`defmt::Format` on every public type).
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod nor;
+pub mod sim;
+
+pub use nor::{GeometryError, NorError, NorFlashDevice, MIN_BLOCKS};
+pub use sim::{
+    FlashPart, FlashStats, FlashTiming, SimConfig, SimError, SimFlash, SimSetupError, TearMode,
+    WearSummary, XorShift64,
+};

@@ -1,0 +1,143 @@
+//! The block device the core runs on, and a RAM device over a caller-provided slice.
+//!
+//! Contract: `block_count` blocks of `block_size` bytes (a power of two, 512..=65536), read and
+//! written whole. A write may be torn by a power cut; writes since the last [`BlockDevice::flush`]
+//! may be lost or land in any order. `flush` is the durability barrier.
+
+use crate::types::BlockNo;
+
+/// A device of fixed-size rewritable blocks.
+pub trait BlockDevice {
+    /// The device's own error.
+    type Error: core::fmt::Debug;
+    /// Block size in bytes: a power of two, at least 512.
+    fn block_size(&self) -> usize;
+    /// Number of blocks.
+    fn block_count(&self) -> u64;
+    /// Reads block `block` into `buf` (`buf.len() == block_size`).
+    fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Writes `buf` (`buf.len() == block_size`) to block `block`. Not durable until `flush`.
+    fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error>;
+    /// Makes every write issued so far durable.
+    fn flush(&mut self) -> Result<(), Self::Error>;
+}
+
+impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
+    type Error = T::Error;
+    fn block_size(&self) -> usize {
+        (**self).block_size()
+    }
+    fn block_count(&self) -> u64 {
+        (**self).block_count()
+    }
+    fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
+        (**self).read_block(block, buf)
+    }
+    fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
+        (**self).write_block(block, buf)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        (**self).flush()
+    }
+}
+
+/// Errors of [`RamDevice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RamError {
+    /// Block address past the end.
+    OutOfRange,
+    /// Buffer length differs from the block size.
+    BadLength,
+}
+
+/// A block device over a caller-provided byte slice (no heap). Flush is a no-op.
+pub struct RamDevice<'a> {
+    mem: &'a mut [u8],
+    block_size: usize,
+}
+
+impl<'a> RamDevice<'a> {
+    /// Wraps `mem` as a device of `mem.len() / block_size` blocks. Returns `None` if the block size
+    /// is not a power of two in 512..=65536.
+    pub fn new(mem: &'a mut [u8], block_size: usize) -> Option<Self> {
+        if !valid_block_size(block_size) {
+            return None;
+        }
+        Some(RamDevice { mem, block_size })
+    }
+    /// The underlying bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.mem
+    }
+    /// The underlying bytes, mutably (for tests that corrupt an image).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        self.mem
+    }
+    fn range(&self, block: BlockNo, len: usize) -> Result<core::ops::Range<usize>, RamError> {
+        if len != self.block_size {
+            return Err(RamError::BadLength);
+        }
+        let start = usize::try_from(block.0)
+            .ok()
+            .and_then(|b| b.checked_mul(self.block_size))
+            .ok_or(RamError::OutOfRange)?;
+        let end = start.checked_add(len).ok_or(RamError::OutOfRange)?;
+        if end > self.mem.len() {
+            return Err(RamError::OutOfRange);
+        }
+        Ok(start..end)
+    }
+}
+
+/// Whether `bs` is a block size the engine supports.
+pub fn valid_block_size(bs: usize) -> bool {
+    bs.is_power_of_two() && (crate::MIN_BLOCK_SIZE..=crate::MAX_BLOCK_SIZE).contains(&bs)
+}
+
+impl BlockDevice for RamDevice<'_> {
+    type Error = RamError;
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+    fn block_count(&self) -> u64 {
+        (self.mem.len() / self.block_size) as u64
+    }
+    fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), RamError> {
+        let r = self.range(block, buf.len())?;
+        buf.copy_from_slice(self.mem.get(r).ok_or(RamError::OutOfRange)?);
+        Ok(())
+    }
+    fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), RamError> {
+        let r = self.range(block, buf.len())?;
+        self.mem
+            .get_mut(r)
+            .ok_or(RamError::OutOfRange)?
+            .copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), RamError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_device_round_trip_and_bounds() {
+        let mut mem = [0u8; 4096];
+        let mut d = RamDevice::new(&mut mem, 512).unwrap();
+        assert_eq!(d.block_count(), 8);
+        let data = [7u8; 512];
+        d.write_block(BlockNo(7), &data).unwrap();
+        let mut out = [0u8; 512];
+        d.read_block(BlockNo(7), &mut out).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(d.read_block(BlockNo(8), &mut out), Err(RamError::OutOfRange));
+        assert_eq!(d.write_block(BlockNo(u64::MAX), &data), Err(RamError::OutOfRange));
+        assert_eq!(d.read_block(BlockNo(0), &mut out[..100]), Err(RamError::BadLength));
+        assert!(RamDevice::new(&mut [0u8; 10], 1000).is_none());
+    }
+}

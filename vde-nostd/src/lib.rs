@@ -1,0 +1,38 @@
+//! # vde-nostd — the power-loss-safe virtual disk engine core
+//!
+//! A small on-disk format plus the code that allocates space in it ([`scanner`], [`bitmap`]),
+//! changes it atomically through a write-ahead log ([`wal`]), grows it online ([`volume`] with the
+//! [`modules`] catalogue) and packs small objects densely ([`subblock`], [`objects`]).
+//!
+//! The crate is `#![no_std]`, never allocates, and contains no `unsafe`. Every buffer comes from
+//! the caller: block-sized scratch slices and const-generic capacities. Nothing read from a device
+//! can make it panic: corrupt or hostile content yields an [`Error`].
+//!
+//! The on-disk format is described byte by byte in `FORMAT.md` at the repository root; the
+//! encoders and decoders for it live in [`format`], apart from the logic that uses them.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::indexing_slicing)]
+
+pub mod bitmap;
+pub mod device;
+pub mod error;
+pub mod format;
+pub mod modules;
+pub mod scanner;
+pub mod types;
+pub mod volume;
+pub mod wal;
+
+pub use device::{BlockDevice, RamDevice};
+pub use error::Error;
+pub use modules::{Module, ModuleSet};
+pub use types::{BlockNo, Epoch, Seq};
+pub use volume::{FormatOptions, Volume};
+
+/// Smallest supported block size in bytes.
+pub const MIN_BLOCK_SIZE: usize = 512;
+/// Largest supported block size in bytes.
+pub const MAX_BLOCK_SIZE: usize = 65536;

@@ -1,0 +1,832 @@
+//! A mounted volume: format, mount (with WAL recovery), block transactions with allocation, and
+//! online module addition. The volume owns the device and the caller's buffers; every change to
+//! metadata goes through one WAL transaction.
+//!
+//! Invariants while mounted: `sb` is the superblock as last committed; `free_blocks` equals the
+//! number of zero bits in the committed bitmap; the transaction buffer is empty between
+//! operations (a dropped [`Transaction`] is rolled back without I/O).
+
+use crate::bitmap;
+use crate::device::{valid_block_size, BlockDevice};
+use crate::error::{Error, Structure};
+use crate::format::bitmap_block;
+use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
+use crate::format::regions::{self, RegionEntry, RegionKind, RPT_SLOTS};
+use crate::format::superblock::Superblock;
+use crate::format::DecodeError;
+use crate::modules::{self, Module, ModuleSet};
+use crate::scanner::{self, BitmapSource};
+use crate::types::{BlockNo, Extent, Seq};
+use crate::wal::{block_of, split_two, RecoveryReport, TxBuf, Wal, WalStats};
+
+/// Options for [`Volume::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FormatOptions {
+    /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256).
+    pub wal_blocks: Option<u64>,
+    /// Volume identity (any bytes; a random value is best).
+    pub volume_id: [u8; 16],
+    /// Creation time from the caller's clock (no_std has none).
+    pub now: u64,
+    /// Modules to add right after formatting (each in its own transaction).
+    pub modules: ModuleSet,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            wal_blocks: None,
+            volume_id: [0; 16],
+            now: 0,
+            modules: ModuleSet::OBJECTS,
+        }
+    }
+}
+
+/// Memory the caller hands to a volume.
+pub struct Buffers<'b> {
+    /// Scratch for reads and log assembly: at least [`Buffers::SCRATCH_BLOCKS`] blocks.
+    pub scratch: &'b mut [u8],
+    /// Transaction data: one block per block update a transaction may hold.
+    pub txn: &'b mut [u8],
+}
+
+impl Buffers<'_> {
+    /// Blocks of scratch a volume needs.
+    pub const SCRATCH_BLOCKS: usize = 2;
+}
+
+/// Usage figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Usage {
+    /// Blocks on the volume.
+    pub total_blocks: u64,
+    /// Blocks taken by fixed metadata (superblocks, WAL, bitmap, directory, pointer table).
+    pub metadata_blocks: u64,
+    /// Free blocks.
+    pub free_blocks: u64,
+}
+
+/// The regions a module addition would take (from [`Volume::can_add_module`]) or took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ModulePlan {
+    /// The module.
+    pub module: &'static Module,
+    /// Its regions, in catalogue order.
+    pub regions: heapless::Vec<Extent, 4>,
+    /// Inode size after the addition.
+    pub inode_size: u32,
+}
+
+/// A mounted volume over device `D` with transactions of up to `K` block updates.
+pub struct Volume<'b, D: BlockDevice, const K: usize> {
+    pub(crate) dev: D,
+    pub(crate) layout: Layout,
+    pub(crate) sb: Superblock,
+    pub(crate) wal: Wal,
+    pub(crate) tx: TxBuf<'b, K>,
+    pub(crate) scratch: &'b mut [u8],
+    pub(crate) free_blocks: u64,
+    pub(crate) tx_free_delta: i64,
+    report: RecoveryReport,
+}
+
+impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
+    /// Formats `dev` as an empty volume and mounts it.
+    pub fn format(
+        mut dev: D,
+        opts: &FormatOptions,
+        bufs: Buffers<'b>,
+    ) -> Result<Self, Error<D::Error>> {
+        let bs = dev.block_size();
+        let n = dev.block_count();
+        check_buffers::<D::Error>(bs, &bufs)?;
+        let wal_blocks = opts
+            .wal_blocks
+            .unwrap_or_else(|| Layout::default_wal_blocks(n));
+        let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
+        let sb = Superblock {
+            block_size: layout.block_size,
+            block_count: n,
+            sequence: 1,
+            checkpoint_seq: 0,
+            manifest: 0,
+            free_blocks: n - layout.data_start,
+            inode_size: modules::BASE_INODE_SIZE,
+            flags: 0,
+            created: opts.now,
+            modified: opts.now,
+            wal_blocks,
+            volume_id: opts.volume_id,
+        };
+        let blk = block_of(bufs.scratch, bs)?;
+        // Bitmap: metadata blocks and the tail past the last block are allocated.
+        let bpb = layout.bits_per_block();
+        for i in 0..layout.bitmap_blocks {
+            blk.fill(0);
+            let base = i.saturating_mul(bpb);
+            let bits = bitmap_block::bits_mut(blk);
+            let meta_end = layout.data_start.saturating_sub(base).min(bpb);
+            bitmap::set_range(bits, 0, meta_end, true).ok_or(Error::InvalidGeometry)?;
+            let valid = n.saturating_sub(base).min(bpb);
+            bitmap::set_range(bits, valid, bpb - valid, true).ok_or(Error::InvalidGeometry)?;
+            let idx = u32::try_from(i).map_err(|_| Error::InvalidGeometry)?;
+            bitmap_block::seal(blk, idx).ok_or(Error::InvalidGeometry)?;
+            dev.write_block(BlockNo(layout.bitmap_start + i), blk)?;
+        }
+        regions::dir_init(blk).ok_or(Error::InvalidGeometry)?;
+        dev.write_block(BlockNo(layout.regdir), blk)?;
+        regions::rpt_init(blk).ok_or(Error::InvalidGeometry)?;
+        dev.write_block(BlockNo(layout.rpt), blk)?;
+        Wal::format(&mut dev, &layout, sb.wal_salt(), Some(SB_MIRROR), blk)?;
+        dev.flush()?;
+        sb.encode(blk).ok_or(Error::InvalidGeometry)?;
+        dev.write_block(SB_PRIMARY, blk)?;
+        dev.flush()?;
+        dev.write_block(SB_MIRROR, blk)?;
+        dev.flush()?;
+        let mut vol = Self::mount(dev, bufs)?;
+        for m in modules::CATALOGUE {
+            if opts.modules.contains(m.flag()) {
+                vol.add_module_regions(m, opts.now)?;
+            }
+        }
+        Ok(vol)
+    }
+
+    /// Mounts the volume on `dev`: picks the newest valid superblock, replays the WAL, checks the
+    /// region directory and pointer table, and counts free space.
+    pub fn mount(mut dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
+        let bs = dev.block_size();
+        check_buffers::<D::Error>(bs, &bufs)?;
+        let scratch = bufs.scratch;
+        let (sb, layout) = pick_superblock(&mut dev, scratch)?;
+        let (wal, report) = Wal::open(&mut dev, &layout, sb.wal_salt(), Some(SB_MIRROR), scratch)?;
+        // Recovery may have rewritten the superblock: read it again.
+        let (sb2, layout2) = pick_superblock(&mut dev, scratch)?;
+        if layout2 != layout || sb2.wal_salt() != sb.wal_salt() {
+            return Err(Error::Corrupt(Structure::Superblock));
+        }
+        let mut vol = Volume {
+            dev,
+            layout,
+            sb: sb2,
+            wal,
+            tx: TxBuf::new(bufs.txn, bs),
+            scratch,
+            free_blocks: 0,
+            tx_free_delta: 0,
+            report,
+        };
+        vol.check_regions()?;
+        vol.free_blocks = vol.count_free()?;
+        Ok(vol)
+    }
+
+    /// Checkpoints and returns the device.
+    pub fn unmount(mut self) -> Result<D, Error<D::Error>> {
+        self.checkpoint()?;
+        Ok(self.dev)
+    }
+
+    /// Returns the device without a checkpoint (as a power cut would leave it, less the cut).
+    pub fn into_device(self) -> D {
+        self.dev
+    }
+
+    /// Makes every committed transaction durable in place and empties the log.
+    pub fn checkpoint(&mut self) -> Result<(), Error<D::Error>> {
+        let Volume {
+            wal, dev, scratch, ..
+        } = self;
+        wal.checkpoint(dev, scratch)
+    }
+
+    /// The device, for reads outside the engine (tests, tools).
+    pub fn device(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
+    /// The layout of the fixed structures.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The superblock as last committed.
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// The modules present.
+    pub fn modules(&self) -> ModuleSet {
+        ModuleSet::from_bits_retain(self.sb.manifest)
+    }
+
+    /// What recovery did at mount.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.report
+    }
+
+    /// WAL cost counters and position.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// WAL cost counters.
+    pub fn wal_stats(&self) -> WalStats {
+        self.wal.stats()
+    }
+
+    /// Block usage.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            total_blocks: self.layout.block_count,
+            metadata_blocks: self.layout.data_start,
+            free_blocks: self.free_blocks,
+        }
+    }
+
+    /// Block size in bytes.
+    pub fn block_size(&self) -> usize {
+        self.layout.bs()
+    }
+
+    /// Transaction capacity in block updates.
+    pub fn tx_capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// Reads block `b` as committed.
+    pub fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+        if b.0 >= self.layout.block_count || buf.len() != self.layout.bs() {
+            return Err(Error::OutOfRange);
+        }
+        self.dev.read_block(b, buf).map_err(Error::Device)
+    }
+
+    /// Starts a transaction. Dropping it without commit rolls it back (no I/O).
+    pub fn begin(&mut self) -> Transaction<'_, 'b, D, K> {
+        self.abort_tx();
+        Transaction { vol: self }
+    }
+
+    /// Free-space queries through the committed bitmap.
+    pub fn first_fit(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+        self.abort_tx();
+        let (mut src, buf) = self.bitmap_source();
+        scanner::first_fit(&mut src, n, buf)
+    }
+
+    /// Calls `f` with every free run of at least `m` blocks until it returns `false`.
+    pub fn free_runs(
+        &mut self,
+        m: u64,
+        f: impl FnMut(Extent) -> bool,
+    ) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let (mut src, buf) = self.bitmap_source();
+        scanner::free_runs(&mut src, m, buf, f)
+    }
+
+    /// Counts free blocks by scanning the bitmap.
+    pub fn count_free(&mut self) -> Result<u64, Error<D::Error>> {
+        let (mut src, buf) = self.bitmap_source();
+        scanner::count_free(&mut src, buf)
+    }
+
+    /// Whether block `b` is allocated in the committed bitmap (plus the open transaction).
+    pub fn is_allocated(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+        if b.0 >= self.layout.block_count {
+            return Err(Error::OutOfRange);
+        }
+        let bpb = self.layout.bits_per_block();
+        let idx = b.0 / bpb;
+        let (mut src, buf) = self.bitmap_source();
+        let bits = src.block(idx, buf)?;
+        Ok(bitmap::get(bits, b.0 % bpb))
+    }
+
+    fn bitmap_source(&mut self) -> (VolBitmap<'_, 'b, D, K>, &mut [u8]) {
+        let bs = self.layout.bs();
+        let buf = self.scratch.get_mut(..bs).unwrap_or(&mut []);
+        (
+            VolBitmap {
+                dev: &mut self.dev,
+                tx: &self.tx,
+                layout: &self.layout,
+            },
+            buf,
+        )
+    }
+
+    pub(crate) fn abort_tx(&mut self) {
+        self.tx.clear();
+        self.tx_free_delta = 0;
+    }
+
+    /// Stages block `b` in the transaction with its current content and returns it.
+    pub(crate) fn stage_read(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
+        if !self.wal.fits(self.tx.len().saturating_add(1)) && self.tx.find(b).is_none() {
+            return Err(Error::TxTooLarge);
+        }
+        let (slot, new) = self.tx.stage(b)?;
+        if new {
+            if let Err(e) = self.dev.read_block(b, slot) {
+                self.tx.unstage_last();
+                return Err(Error::Device(e));
+            }
+        }
+        self.tx.get_mut(b).ok_or(Error::TxCapacity)
+    }
+
+    /// Stages block `b` to be overwritten wholly and returns its (stale) buffer.
+    pub(crate) fn stage_new(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
+        if !self.wal.fits(self.tx.len().saturating_add(1)) && self.tx.find(b).is_none() {
+            return Err(Error::TxTooLarge);
+        }
+        Ok(self.tx.stage(b)?.0)
+    }
+
+    /// Reads block `b` through the open transaction.
+    pub(crate) fn read_through(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+        if let Some(d) = self.tx.get(b) {
+            if d.len() == buf.len() {
+                buf.copy_from_slice(d);
+                return Ok(());
+            }
+        }
+        self.read_block(b, buf)
+    }
+
+    /// Sets the bitmap bits of `e` to `value` inside the open transaction. Every bit must hold
+    /// the opposite value first (so a double free or double allocation is caught).
+    pub(crate) fn mark(&mut self, e: Extent, value: bool) -> Result<(), Error<D::Error>> {
+        let end = e.end().ok_or(Error::OutOfRange)?;
+        if e.len == 0 || e.start.0 < self.layout.data_start || end > self.layout.block_count {
+            return Err(Error::OutOfRange);
+        }
+        let bpb = self.layout.bits_per_block();
+        let mut at = e.start.0;
+        while at < end {
+            let idx = at / bpb;
+            let within = at % bpb;
+            let n = (bpb - within).min(end - at);
+            let blk_no = BlockNo(self.layout.bitmap_start + idx);
+            let fresh = self.tx.find(blk_no).is_none();
+            let blk = self.stage_read(blk_no)?;
+            let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+            if fresh && bitmap_block::check(blk, idx32).is_err() {
+                return Err(Error::Corrupt(Structure::Bitmap));
+            }
+            let bits = bitmap_block::bits_mut(blk);
+            if !bitmap::all(bits, within, n, !value) {
+                return Err(Error::Corrupt(Structure::Bitmap));
+            }
+            bitmap::set_range(bits, within, n, value).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            bitmap_block::seal(blk, idx32).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            at += n;
+        }
+        let delta = i64::try_from(e.len).map_err(|_| Error::OutOfRange)?;
+        self.tx_free_delta = if value {
+            self.tx_free_delta.saturating_sub(delta)
+        } else {
+            self.tx_free_delta.saturating_add(delta)
+        };
+        Ok(())
+    }
+
+    /// Allocates the first free run of `n` blocks inside the open transaction.
+    pub(crate) fn alloc(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
+        let start = {
+            let (mut src, buf) = self.bitmap_source();
+            scanner::first_fit(&mut src, n, buf)?
+        }
+        .ok_or(Error::NoSpace)?;
+        let e = Extent { start, len: n };
+        self.mark(e, true)?;
+        Ok(e)
+    }
+
+    /// Commits the open transaction through the WAL.
+    pub(crate) fn commit_tx(&mut self) -> Result<Seq, Error<D::Error>> {
+        let Volume {
+            wal,
+            dev,
+            tx,
+            scratch,
+            ..
+        } = self;
+        let r = wal.commit(dev, tx, scratch);
+        if r.is_ok() {
+            self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
+        }
+        self.abort_tx();
+        r
+    }
+
+    fn region_entries(&mut self) -> Result<usize, Error<D::Error>> {
+        let bs = self.layout.bs();
+        let buf = block_of(self.scratch, bs)?;
+        let b = BlockNo(self.layout.regdir);
+        if let Some(d) = self.tx.get(b) {
+            buf.copy_from_slice(d);
+        } else {
+            self.dev.read_block(b, buf)?;
+        }
+        regions::dir_check(buf).map_err(|_| Error::Corrupt(Structure::RegionDirectory))
+    }
+
+    /// The regions of the module with bit `bit`, from the committed directory.
+    pub fn module_regions(&mut self, bit: u8) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
+        self.abort_tx();
+        let bs = self.layout.bs();
+        let (dir, rpt) = split_two(self.scratch, bs)?;
+        self.dev.read_block(BlockNo(self.layout.regdir), dir)?;
+        self.dev.read_block(BlockNo(self.layout.rpt), rpt)?;
+        let c = Structure::RegionPointerTable;
+        let (first, count) = regions::rpt_get(rpt, bit as usize).map_err(|_| Error::Corrupt(c))?;
+        let mut out = heapless::Vec::new();
+        for i in 0..count {
+            let idx = usize::from(first) + usize::from(i);
+            let e = regions::dir_entry(dir, idx)
+                .map_err(|_| Error::Corrupt(Structure::RegionDirectory))?;
+            out.push(e).map_err(|_| Error::Corrupt(c))?;
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every region directory entry.
+    pub fn for_each_region(
+        &mut self,
+        mut f: impl FnMut(&RegionEntry),
+    ) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let n = self.region_entries()?;
+        let bs = self.layout.bs();
+        let buf = block_of(self.scratch, bs)?;
+        for i in 0..n {
+            let e = regions::dir_entry(buf, i).map_err(|_| Error::Corrupt(Structure::RegionDirectory))?;
+            f(&e);
+        }
+        Ok(())
+    }
+
+    /// Validates the region directory and pointer table against each other, the geometry and
+    /// the bitmap.
+    fn check_regions(&mut self) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let n_blocks = self.layout.block_count;
+        let data_start = self.layout.data_start;
+        let manifest = self.sb.manifest;
+        let (dir, rpt) = split_two(self.scratch, bs)?;
+        self.dev.read_block(BlockNo(self.layout.regdir), dir)?;
+        self.dev.read_block(BlockNo(self.layout.rpt), rpt)?;
+        let rd = Structure::RegionDirectory;
+        let rp = Structure::RegionPointerTable;
+        let n = regions::dir_check(dir).map_err(|_| Error::Corrupt(rd))?;
+        regions::rpt_check(rpt).map_err(|_| Error::Corrupt(rp))?;
+        for i in 0..n {
+            let e = regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?;
+            let end = e.extent.end().ok_or(Error::Corrupt(rd))?;
+            if e.extent.len == 0 || e.extent.start.0 < data_start || end > n_blocks {
+                return Err(Error::Corrupt(rd));
+            }
+            if modules::by_bit(e.module).is_none() {
+                return Err(Error::Corrupt(rd));
+            }
+            for j in 0..i {
+                let o = regions::dir_entry(dir, j).map_err(|_| Error::Corrupt(rd))?;
+                if o.extent.overlaps(&e.extent) {
+                    return Err(Error::Corrupt(rd));
+                }
+            }
+        }
+        let mut referenced = 0usize;
+        for bit in 0..RPT_SLOTS {
+            let (first, count) = regions::rpt_get(rpt, bit).map_err(|_| Error::Corrupt(rp))?;
+            let present = manifest & (1u64 << bit) != 0;
+            let module = modules::by_bit(bit as u8);
+            match (present, module) {
+                (false, _) if count == 0 => continue,
+                (true, Some(m)) if usize::from(count) == m.regions.len() => {}
+                _ => return Err(Error::Corrupt(rp)),
+            }
+            for k in 0..count {
+                let idx = usize::from(first) + usize::from(k);
+                if idx >= n {
+                    return Err(Error::Corrupt(rp));
+                }
+                let e = regions::dir_entry(dir, idx).map_err(|_| Error::Corrupt(rd))?;
+                if usize::from(e.module) != bit || e.index != k {
+                    return Err(Error::Corrupt(rp));
+                }
+            }
+            referenced += usize::from(count);
+        }
+        // Each entry is owned by the one pointer of its module, so equal counts mean every
+        // entry is referenced exactly once: no orphan, duplicate or cycle.
+        if referenced != n {
+            return Err(Error::Corrupt(rp));
+        }
+        for i in 0..n {
+            let e = {
+                let (dir, _) = split_two::<D::Error>(self.scratch, bs)?;
+                self.dev.read_block(BlockNo(self.layout.regdir), dir)?;
+                regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?
+            };
+            if !self.extent_allocated(e.extent)? {
+                return Err(Error::Corrupt(Structure::Bitmap));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every block of `e` is allocated (committed bitmap plus open transaction).
+    pub(crate) fn extent_allocated(&mut self, e: Extent) -> Result<bool, Error<D::Error>> {
+        let end = e.end().ok_or(Error::OutOfRange)?;
+        if end > self.layout.block_count {
+            return Ok(false);
+        }
+        let bpb = self.layout.bits_per_block();
+        let mut at = e.start.0;
+        while at < end {
+            let idx = at / bpb;
+            let within = at % bpb;
+            let n = (bpb - within).min(end - at);
+            let (mut src, buf) = self.bitmap_source();
+            let bits = src.block(idx, buf)?;
+            if !bitmap::all(bits, within, n, true) {
+                return Ok(false);
+            }
+            at += n;
+        }
+        Ok(true)
+    }
+
+    /// Pre-flight for [`Volume::add_module_regions`]: where the module's regions would go. Writes
+    /// nothing.
+    pub fn can_add_module(&mut self, m: &'static Module) -> Result<ModulePlan, Error<D::Error>> {
+        self.abort_tx();
+        let r = self.plan_module(m);
+        self.abort_tx();
+        r
+    }
+
+    /// Adds module `m` online: allocates its regions and updates bitmap, region directory,
+    /// pointer table and both superblocks in one WAL transaction. `now` is the caller's clock.
+    pub fn add_module_regions(
+        &mut self,
+        m: &'static Module,
+        now: u64,
+    ) -> Result<ModulePlan, Error<D::Error>> {
+        self.abort_tx();
+        let r = self.add_module_tx(m, now);
+        self.abort_tx();
+        r
+    }
+
+    fn plan_module(&mut self, m: &'static Module) -> Result<ModulePlan, Error<D::Error>> {
+        if modules::by_bit(m.bit) != Some(m) {
+            return Err(Error::UnknownModule);
+        }
+        if self.modules().contains(m.flag()) {
+            return Err(Error::ModuleAlreadyPresent);
+        }
+        let n = self.region_entries()?;
+        if n.saturating_add(m.regions.len()) > regions::dir_capacity(self.layout.bs()) {
+            return Err(Error::DirectoryFull);
+        }
+        let mut plan = ModulePlan {
+            module: m,
+            regions: heapless::Vec::new(),
+            inode_size: modules::inode_size(self.modules() | m.flag()),
+        };
+        for kind in m.regions {
+            let len = modules::region_blocks(*kind, self.layout.block_count);
+            let e = self.alloc(len)?;
+            plan.regions.push(e).map_err(|_| Error::DirectoryFull)?;
+        }
+        Ok(plan)
+    }
+
+    fn add_module_tx(&mut self, m: &'static Module, now: u64) -> Result<ModulePlan, Error<D::Error>> {
+        let plan = self.plan_module(m)?;
+        let dir_block = BlockNo(self.layout.regdir);
+        let first = self.region_entries()?;
+        {
+            let dir = self.stage_read(dir_block)?;
+            for (i, (kind, e)) in m.regions.iter().zip(plan.regions.iter()).enumerate() {
+                let entry = RegionEntry {
+                    module: m.bit,
+                    kind: *kind,
+                    index: u16::try_from(i).map_err(|_| Error::DirectoryFull)?,
+                    extent: *e,
+                };
+                regions::dir_push(dir, &entry).ok_or(Error::DirectoryFull)?;
+            }
+        }
+        {
+            let rpt = self.stage_read(BlockNo(self.layout.rpt))?;
+            regions::rpt_check(rpt).map_err(|_| Error::Corrupt(Structure::RegionPointerTable))?;
+            let first = u16::try_from(first).map_err(|_| Error::DirectoryFull)?;
+            let count = u16::try_from(m.regions.len()).map_err(|_| Error::DirectoryFull)?;
+            regions::rpt_set(rpt, m.bit as usize, first, count)
+                .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+        }
+        self.init_module_regions(m, &plan)?;
+        let mut sb = self.sb;
+        sb.manifest |= m.flag().bits();
+        sb.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
+        sb.checkpoint_seq = self.wal.last_seq().next().0;
+        sb.inode_size = plan.inode_size;
+        sb.modified = now;
+        sb.sequence = sb.sequence.saturating_add(1);
+        for b in [SB_PRIMARY, SB_MIRROR] {
+            let buf = self.stage_new(b)?;
+            sb.encode(buf).ok_or(Error::InvalidGeometry)?;
+        }
+        self.commit_tx()?;
+        self.sb = sb;
+        self.on_module_added(m)?;
+        Ok(plan)
+    }
+
+    /// Module-specific content written in the same transaction as the regions.
+    fn init_module_regions(&mut self, m: &'static Module, plan: &ModulePlan) -> Result<(), Error<D::Error>> {
+        let _ = (m, plan);
+        Ok(())
+    }
+
+    /// Module-specific state loaded after a module is added.
+    fn on_module_added(&mut self, m: &'static Module) -> Result<(), Error<D::Error>> {
+        let _ = m;
+        Ok(())
+    }
+}
+
+/// A transaction on a volume: stage block writes, allocate and release blocks, then commit (one
+/// WAL transaction) or drop to roll back. Nothing reaches the device before commit.
+pub struct Transaction<'v, 'b, D: BlockDevice, const K: usize> {
+    vol: &'v mut Volume<'b, D, K>,
+}
+
+impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
+    /// Stages a whole-block write of `data` to data-area block `b`.
+    pub fn write(&mut self, b: BlockNo, data: &[u8]) -> Result<(), Error<D::Error>> {
+        let l = &self.vol.layout;
+        if b.0 < l.data_start || b.0 >= l.block_count {
+            return Err(Error::OutOfRange);
+        }
+        if data.len() != l.bs() {
+            return Err(Error::BufferTooSmall { need: l.bs() });
+        }
+        self.vol.stage_new(b)?.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Reads block `b` as this transaction would leave it.
+    pub fn read(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+        self.vol.read_through(b, buf)
+    }
+
+    /// Allocates the first free run of `n` blocks.
+    pub fn allocate(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
+        self.vol.alloc(n)
+    }
+
+    /// Releases the blocks of `e` (they must be allocated data blocks).
+    pub fn release(&mut self, e: Extent) -> Result<(), Error<D::Error>> {
+        self.vol.mark(e, false)
+    }
+
+    /// Block updates staged so far.
+    pub fn len(&self) -> usize {
+        self.vol.tx.len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.vol.tx.is_empty()
+    }
+
+    /// Commits: durable when this returns `Ok`.
+    pub fn commit(self) -> Result<Seq, Error<D::Error>> {
+        self.vol.commit_tx()
+    }
+
+    /// Discards every staged change; the device is untouched.
+    pub fn rollback(self) {}
+}
+
+impl<D: BlockDevice, const K: usize> Drop for Transaction<'_, '_, D, K> {
+    fn drop(&mut self) {
+        self.vol.abort_tx();
+    }
+}
+
+struct VolBitmap<'x, 'b, D: BlockDevice, const K: usize> {
+    dev: &'x mut D,
+    tx: &'x TxBuf<'b, K>,
+    layout: &'x Layout,
+}
+
+impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
+    type Error = Error<D::Error>;
+    fn bits_per_block(&self) -> u64 {
+        self.layout.bits_per_block()
+    }
+    fn total_bits(&self) -> u64 {
+        self.layout.block_count
+    }
+    fn block<'s>(&'s mut self, idx: u64, buf: &'s mut [u8]) -> Result<&'s [u8], Self::Error> {
+        let b = BlockNo(self.layout.bitmap_start.saturating_add(idx));
+        if idx >= self.layout.bitmap_blocks {
+            return Err(Error::Corrupt(Structure::Bitmap));
+        }
+        if let Some(d) = self.tx.get(b) {
+            return Ok(bitmap_block::bits(d));
+        }
+        self.dev.read_block(b, buf)?;
+        let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+        bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+        Ok(bitmap_block::bits(buf))
+    }
+}
+
+fn check_buffers<E>(bs: usize, bufs: &Buffers<'_>) -> Result<(), Error<E>> {
+    if !valid_block_size(bs) {
+        return Err(Error::InvalidGeometry);
+    }
+    let need = bs.saturating_mul(Buffers::SCRATCH_BLOCKS);
+    if bufs.scratch.len() < need {
+        return Err(Error::BufferTooSmall { need });
+    }
+    if bufs.txn.len() < bs.saturating_mul(4) {
+        return Err(Error::BufferTooSmall {
+            need: bs.saturating_mul(4),
+        });
+    }
+    Ok(())
+}
+
+/// Reads both superblock copies and returns the newest one that is valid and consistent with
+/// the device, with its layout.
+fn pick_superblock<D: BlockDevice>(
+    dev: &mut D,
+    scratch: &mut [u8],
+) -> Result<(Superblock, Layout), Error<D::Error>> {
+    let bs = dev.block_size();
+    let (a, b) = split_two(scratch, bs)?;
+    dev.read_block(SB_PRIMARY, a)?;
+    dev.read_block(SB_MIRROR, b)?;
+    let ra = Superblock::decode(a);
+    let rb = Superblock::decode(b);
+    let mut best: Option<(Superblock, Layout)> = None;
+    let mut first_err: Option<Error<D::Error>> = None;
+    for r in [ra, rb] {
+        match r.map_err(map_decode).and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l))) {
+            Ok((sb, l)) => {
+                if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
+                    best = Some((sb, l));
+                }
+            }
+            Err(e) => {
+                if first_err.is_none() || !matches!(e, Error::NotFormatted) {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match (best, first_err) {
+        (Some(x), _) => Ok(x),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::NotFormatted),
+    }
+}
+
+fn map_decode<E>(e: DecodeError) -> Error<E> {
+    match e {
+        DecodeError::BadMagic => Error::NotFormatted,
+        DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
+        _ => Error::Corrupt(Structure::Superblock),
+    }
+}
+
+fn validate_sb<D: BlockDevice>(sb: &Superblock, dev: &D) -> Result<Layout, Error<D::Error>> {
+    if sb.block_size as usize != dev.block_size() || sb.block_count != dev.block_count() {
+        return Err(Error::InvalidGeometry);
+    }
+    if sb.flags != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
+        return Err(Error::Corrupt(Structure::Superblock));
+    }
+    Layout::compute(sb.block_size as usize, sb.block_count, sb.wal_blocks)
+        .filter(|l| l.wal_blocks <= l.block_count / 2)
+        .ok_or(Error::Corrupt(Structure::Superblock))
+}
+
+// Keep the kind import used in docs and plans.
+#[allow(dead_code)]
+const _KINDS: [RegionKind; 2] = [RegionKind::Small, RegionKind::Large];

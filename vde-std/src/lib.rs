@@ -1,0 +1,1 @@
+//! std adapter (in progress).
