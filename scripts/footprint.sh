@@ -7,8 +7,10 @@
 # much of the library into its callers, where it is counted as firmware code.
 #
 # Idempotent; run from anywhere. Installs binutils-arm-none-eabi (Debian) when missing, and falls
-# back to llvm-tools (rustup) or the host's readelf/nm (FOOTPRINT_TOOL=arm|llvm|host forces one). Extra arguments go to cargo build, e.g.
-#   scripts/footprint.sh --features vde-nostd
+# back to llvm-tools (rustup) or the host's readelf/nm; FOOTPRINT_TOOL=arm|llvm|host forces one.
+# Each opt level builds in its own target dir ($CARGO_TARGET_DIR or vde-firmware/target, then
+# footprint-opt-s / footprint-opt-z), so reruns are incremental. Extra arguments go to both
+# cargo builds, e.g. `scripts/footprint.sh --features some-feature`.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -4,7 +4,7 @@
 #
 # Idempotent: installs the Rust target and qemu-system-arm only when missing. Works from any
 # directory, with CI=true and no standard input. Extra arguments go to cargo, e.g.
-#   scripts/qemu-firmware.sh --features vde-nostd
+#   scripts/qemu-firmware.sh --verbose
 # Environment: QEMU_TIMEOUT (seconds for the QEMU run, default 120); CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
@@ -32,7 +32,7 @@ if ! command -v qemu-system-arm >/dev/null; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends qemu-system-arm </dev/null
 fi
-qemu-system-arm --version | head -n 1
+qemu-system-arm --version | sed -n 1p
 
 # 3. Build, then run under QEMU. The .cargo/config.toml in vde-firmware (build target and QEMU
 #    runner) is only read when cargo runs from inside that directory.

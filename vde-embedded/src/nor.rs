@@ -188,7 +188,8 @@ impl<F: NorFlash> NorFlashDevice<F> {
         base_offset: u32,
         block_count: Option<u64>,
     ) -> Result<Self, GeometryError> {
-        let block_count = Self::check_geometry(flash.capacity(), block_size, base_offset, block_count)?;
+        let block_count =
+            Self::check_geometry(flash.capacity(), block_size, base_offset, block_count)?;
         Ok(NorFlashDevice {
             flash,
             block_size,
@@ -324,7 +325,9 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
         self.flash.erase(addr, end).map_err(Self::flash_err)?;
         // WRITE_SIZE divides block_size (both powers of two or a divisor of one), so chunks of
         // max(PROGRAM_CHUNK, WRITE_SIZE) rounded to WRITE_SIZE stay aligned.
-        let chunk = PROGRAM_CHUNK.max(F::WRITE_SIZE).next_multiple_of(F::WRITE_SIZE);
+        let chunk = PROGRAM_CHUNK
+            .max(F::WRITE_SIZE)
+            .next_multiple_of(F::WRITE_SIZE);
         let mut at = addr;
         for data in buf.chunks(chunk) {
             if data.iter().any(|&b| b != 0xFF) {

@@ -93,16 +93,21 @@ fn for_each_word<S: BitmapSource>(
             }
             word_base += 64;
         }
-        // A short slice (a truncated source) reads as allocated.
+        // The tail: a partial word, or a short slice (missing bytes read as allocated).
         let seen = word_base - base;
         let mut rest = nbits - seen;
+        let mut tail = words.remainder().iter();
+        let mut from_chunks = words;
         while rest > 0 {
-            let mut w = u64::MAX;
-            if let Some(chunk) = words.next() {
-                let mut a = [0u8; 8];
+            let mut a = [0xFFu8; 8];
+            if let Some(chunk) = from_chunks.next() {
                 a.copy_from_slice(chunk);
-                w = u64::from_le_bytes(a);
+            } else {
+                for (d, s) in a.iter_mut().zip(tail.by_ref()) {
+                    *d = *s;
+                }
             }
+            let mut w = u64::from_le_bytes(a);
             let take = rest.min(64);
             if take < 64 {
                 w |= u64::MAX << take;
@@ -249,6 +254,7 @@ mod tests {
     extern crate std;
     use super::*;
     use proptest::prelude::*;
+    use std::vec;
     use std::vec::Vec;
 
     fn bit(bits: &[u8], i: u64) -> bool {

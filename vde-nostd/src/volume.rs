@@ -830,3 +830,7 @@ fn validate_sb<D: BlockDevice>(sb: &Superblock, dev: &D) -> Result<Layout, Error
 // Keep the kind import used in docs and plans.
 #[allow(dead_code)]
 const _KINDS: [RegionKind; 2] = [RegionKind::Small, RegionKind::Large];
+
+#[cfg(test)]
+#[path = "volume_tests.rs"]
+mod tests;

@@ -295,7 +295,9 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> defmt::Format
     }
 }
 
-impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize> SimFlash<'a, READ, WRITE, ERASE> {
+impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
+    SimFlash<'a, READ, WRITE, ERASE>
+{
     /// A simulator over `mem` (its current content is the flash content: fill it with `0xFF` for
     /// a blank part) with one erase counter per sector in `wear` (extra entries are ignored; the
     /// counters are kept as given, so wear can carry over from an earlier simulator).

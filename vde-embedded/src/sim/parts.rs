@@ -104,10 +104,9 @@ pub struct FlashPart {
 impl FlashPart {
     /// Number of erase sectors in the whole part.
     pub const fn sectors(&self) -> usize {
-        if self.erase_size == 0 {
-            0
-        } else {
-            self.capacity / self.erase_size
+        match self.capacity.checked_div(self.erase_size) {
+            Some(n) => n,
+            None => 0,
         }
     }
 }

@@ -68,7 +68,9 @@ impl XorShift64 {
 /// Mixes a seed and an operation number into an independent seed (splitmix64 finaliser), so the
 /// damage done by a cut at operation `op` depends only on `(seed, op)`, not on earlier history.
 pub(crate) const fn mix(seed: u64, op: u64) -> u64 {
-    let mut z = seed ^ op.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x6A09_E667_F3BC_C909);
+    let mut z = seed
+        ^ op.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0x6A09_E667_F3BC_C909);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

@@ -66,6 +66,6 @@ mod tests {
         assert_eq!(get_u64(&b, 3), None);
         assert_eq!(get_u32(&b, usize::MAX), None);
         assert_eq!(put_u16(&mut b, 9, 1), None);
-        assert_eq!(get_u16(&b, 8), Some(0));
+        assert_eq!(get_u16(&b, 8), Some(0x0102));
     }
 }

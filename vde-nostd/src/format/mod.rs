@@ -7,7 +7,9 @@
 pub mod bitmap_block;
 pub mod codec;
 pub mod layout;
+pub mod object;
 pub mod regions;
+pub mod slot_index;
 pub mod superblock;
 pub mod wal_header;
 pub mod wal_record;

@@ -217,7 +217,8 @@ mod tests {
             assert_eq!(dir_entry(&b, i), Ok(e));
         }
         assert_eq!(dir_check(&b), Ok(cap));
-        assert!(dir_push(&mut b, &dir_entry(&b, 0).unwrap()).is_none());
+        let e0 = dir_entry(&b, 0).unwrap();
+        assert!(dir_push(&mut b, &e0).is_none());
         b[20] ^= 1;
         assert_eq!(dir_check(&b), Err(DecodeError::BadChecksum));
     }

@@ -1,0 +1,322 @@
+//! Unit tests of the NOR block device: round trips, geometry checks and error mapping, on the
+//! simulated flash.
+
+use super::*;
+use crate::sim::parts::{Nrf52840, Stm32l4, W25q16jv, NRF52840, STM32L4, W25Q16JV};
+use crate::sim::{SimConfig, SimError, SimFlash, ERASED};
+use embedded_storage::nor_flash::{ErrorType, ReadNorFlash};
+use std::vec;
+use std::vec::Vec;
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn round_trips_blocks_on_every_preset_geometry() {
+    // W25Q16JV: 4 KiB sectors, byte programs; one block = one sector.
+    let mut mem = vec![ERASED; 32 * 4096];
+    let mut wear = vec![0u32; 32];
+    let flash = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).unwrap();
+    let mut dev = NorFlashDevice::whole(flash, 4096).unwrap();
+    assert_eq!(dev.block_size(), 4096);
+    assert_eq!(dev.block_count(), 32);
+    let mut out = vec![0u8; 4096];
+    for b in [0u64, 5, 31] {
+        let data = pattern(b as u8, 4096);
+        dev.write_block(BlockNo(b), &data).unwrap();
+        dev.read_block(BlockNo(b), &mut out).unwrap();
+        assert_eq!(out, data);
+    }
+    // Rewriting a block works (erase + program) and does not disturb its neighbours.
+    let data = pattern(99, 4096);
+    dev.write_block(BlockNo(5), &data).unwrap();
+    dev.read_block(BlockNo(5), &mut out).unwrap();
+    assert_eq!(out, data);
+    dev.read_block(BlockNo(0), &mut out).unwrap();
+    assert_eq!(out, pattern(0, 4096));
+    dev.flush().unwrap();
+    let flash = dev.into_inner();
+    assert_eq!(flash.wear()[5], 2);
+    assert_eq!(flash.stats().erases, 4);
+    // 16 page programs per 4 KiB block.
+    assert_eq!(flash.stats().program_units, 4 * 16);
+
+    // nRF52840: word writes; 8 KiB blocks of two pages, at a base offset.
+    let mut mem = vec![ERASED; 40 * 4096];
+    let mut wear = vec![0u32; 40];
+    let flash = Nrf52840::from_part(&mut mem, &mut wear, &NRF52840, 1).unwrap();
+    let mut dev = NorFlashDevice::new(flash, 8192, 8192, Some(16)).unwrap();
+    let data = pattern(7, 8192);
+    dev.write_block(BlockNo(15), &data).unwrap();
+    let mut out = vec![0u8; 8192];
+    dev.read_block(BlockNo(15), &mut out).unwrap();
+    assert_eq!(out, data);
+    assert_eq!(dev.base_offset(), 8192);
+    let base = 8192 + 15 * 8192;
+    assert_eq!(&dev.flash().bytes()[base..base + 8192], &data[..]);
+    assert_eq!(dev.flash().wear()[(base / 4096)..(base / 4096) + 2], [1, 1]);
+    assert_eq!(
+        dev.flash().wear()[0],
+        0,
+        "nothing below the base offset is touched"
+    );
+
+    // STM32L4-class: 2 KiB pages, 8-byte writes; 512-byte blocks are too small (below a page),
+    // 2 KiB blocks work. A block of all 0xFF needs no programs at all.
+    let mut mem = vec![ERASED; 32 * 2048];
+    let mut wear = vec![0u32; 32];
+    let mut flash = Stm32l4::from_part(&mut mem, &mut wear, &STM32L4, 1).unwrap();
+    assert_eq!(
+        NorFlashDevice::whole(&mut flash, 512).unwrap_err(),
+        GeometryError::NotEraseMultiple {
+            block_size: 512,
+            erase_size: 2048
+        }
+    );
+    let mut dev = NorFlashDevice::whole(&mut flash, 2048).unwrap();
+    let data = pattern(3, 2048);
+    dev.write_block(BlockNo(1), &data).unwrap();
+    dev.write_block(BlockNo(2), &[0xFF; 2048]).unwrap();
+    let mut out = vec![0u8; 2048];
+    dev.read_block(BlockNo(1), &mut out).unwrap();
+    assert_eq!(out, data);
+    dev.read_block(BlockNo(2), &mut out).unwrap();
+    assert_eq!(out, [0xFF; 2048]);
+    assert_eq!(flash.stats().programs, 2048 / 256);
+    assert_eq!(flash.stats().erases, 2);
+}
+
+#[test]
+fn refuses_bad_geometries() {
+    type W = W25q16jv<'static>;
+    let cap = 64 * 4096;
+    let check = |bs, base, count| NorFlashDevice::<W>::check_geometry(cap, bs, base, count);
+    assert_eq!(check(4096, 0, None), Ok(64));
+    assert_eq!(check(8192, 0, None), Ok(32));
+    assert_eq!(check(4096, 4096, Some(16)), Ok(16));
+    assert_eq!(
+        check(3000, 0, None),
+        Err(GeometryError::BadBlockSize { block_size: 3000 })
+    );
+    assert_eq!(
+        check(256, 0, None),
+        Err(GeometryError::BadBlockSize { block_size: 256 })
+    );
+    assert_eq!(
+        check(1 << 17, 0, None),
+        Err(GeometryError::BadBlockSize {
+            block_size: 1 << 17
+        })
+    );
+    assert_eq!(
+        check(1024, 0, None),
+        Err(GeometryError::NotEraseMultiple {
+            block_size: 1024,
+            erase_size: 4096
+        })
+    );
+    assert_eq!(
+        check(4096, 100, None),
+        Err(GeometryError::BaseNotAligned {
+            base_offset: 100,
+            erase_size: 4096
+        })
+    );
+    assert_eq!(check(16384, 0, None), Ok(16));
+    assert_eq!(
+        check(32768, 0, None),
+        Err(GeometryError::TooFewBlocks { blocks: 8 })
+    );
+    assert_eq!(
+        check(4096, 0, Some(15)),
+        Err(GeometryError::TooFewBlocks { blocks: 15 })
+    );
+    assert_eq!(
+        check(4096, 4096, Some(64)),
+        Err(GeometryError::CapacityTooSmall {
+            requested: 64,
+            available: 63
+        })
+    );
+    assert_eq!(
+        check(4096, 60 * 4096, None),
+        Err(GeometryError::TooFewBlocks { blocks: 4 })
+    );
+    assert_eq!(
+        check(4096, u32::MAX - 4095, None),
+        Err(GeometryError::TooFewBlocks { blocks: 0 })
+    );
+    // WRITE_SIZE / READ_SIZE that do not divide the block.
+    type OddWrite = SimFlash<'static, 1, 48, 4096>;
+    assert_eq!(
+        NorFlashDevice::<OddWrite>::check_geometry(cap, 4096, 0, None),
+        Err(GeometryError::WriteSizeMismatch {
+            block_size: 4096,
+            write_size: 48
+        })
+    );
+    type OddRead = SimFlash<'static, 24, 8, 6144>;
+    assert_eq!(
+        NorFlashDevice::<OddRead>::check_geometry(cap, 4096, 0, None),
+        Err(GeometryError::NotEraseMultiple {
+            block_size: 4096,
+            erase_size: 6144
+        })
+    );
+    assert_eq!(
+        NorFlashDevice::<FaultyFlash<24>>::check_geometry(cap, 4096, 0, None),
+        Err(GeometryError::ReadSizeMismatch {
+            block_size: 4096,
+            read_size: 24
+        })
+    );
+    // Too small a flash for 16 blocks, through `new`.
+    let mut mem = vec![ERASED; 8 * 4096];
+    let mut wear = vec![0u32; 8];
+    let flash = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).unwrap();
+    assert_eq!(
+        NorFlashDevice::whole(flash, 4096).unwrap_err(),
+        GeometryError::TooFewBlocks { blocks: 8 }
+    );
+    assert!(std::format!("{}", GeometryError::TooFewBlocks { blocks: 8 }).contains("16"));
+}
+
+#[test]
+fn checks_block_numbers_and_lengths() {
+    let mut mem = vec![ERASED; 16 * 4096];
+    let mut wear = vec![0u32; 16];
+    let flash = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).unwrap();
+    let mut dev = NorFlashDevice::whole(flash, 4096).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(
+        dev.read_block(BlockNo(16), &mut buf),
+        Err(NorError::OutOfRange)
+    );
+    assert_eq!(
+        dev.write_block(BlockNo(u64::MAX), &buf),
+        Err(NorError::OutOfRange)
+    );
+    assert_eq!(
+        dev.read_block(BlockNo(0), &mut buf[..512]),
+        Err(NorError::BadLength)
+    );
+    assert_eq!(
+        dev.write_block(BlockNo(0), &buf[..4095]),
+        Err(NorError::BadLength)
+    );
+    assert_eq!(
+        dev.flash().op_count(),
+        0,
+        "rejected before reaching the flash"
+    );
+}
+
+#[test]
+fn maps_flash_errors_and_power_cuts() {
+    let mut mem = vec![ERASED; 16 * 4096];
+    let mut wear = vec![0u32; 16];
+    let flash = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).unwrap();
+    let mut dev = NorFlashDevice::whole(flash, 4096).unwrap();
+    let old = pattern(1, 4096);
+    dev.write_block(BlockNo(3), &old).unwrap();
+    // Cut the erase of the next block write: the block is torn, the error is Flash(Other).
+    dev.flash_mut().arm_power_cut(0);
+    assert_eq!(
+        dev.write_block(BlockNo(3), &pattern(2, 4096)),
+        Err(NorError::Flash(NorFlashErrorKind::Other))
+    );
+    let mut out = vec![0u8; 4096];
+    assert_eq!(
+        dev.read_block(BlockNo(3), &mut out),
+        Err(NorError::Flash(NorFlashErrorKind::Other))
+    );
+    dev.flash_mut().reboot();
+    dev.read_block(BlockNo(3), &mut out).unwrap();
+    assert_ne!(out, old);
+    // Cut in the middle of programming (erase = op 0, programs = ops 1..=16).
+    let new = pattern(3, 4096);
+    dev.flash_mut().arm_power_cut(8);
+    assert!(dev.write_block(BlockNo(3), &new).is_err());
+    dev.flash_mut().reboot();
+    dev.read_block(BlockNo(3), &mut out).unwrap();
+    assert_eq!(out[..7 * 256], new[..7 * 256]);
+    assert!(out[8 * 256..].iter().all(|&b| b == ERASED));
+    // Rewrites after the cut succeed.
+    dev.write_block(BlockNo(3), &new).unwrap();
+    dev.read_block(BlockNo(3), &mut out).unwrap();
+    assert_eq!(out, new);
+
+    // Every error kind a flash reports comes through as its kind.
+    for kind in [
+        NorFlashErrorKind::NotAligned,
+        NorFlashErrorKind::OutOfBounds,
+        NorFlashErrorKind::Other,
+    ] {
+        let mut dev = NorFlashDevice::whole(FaultyFlash::<1> { fail: kind }, 4096).unwrap();
+        assert_eq!(
+            dev.read_block(BlockNo(0), &mut out),
+            Err(NorError::Flash(kind))
+        );
+        assert_eq!(
+            dev.write_block(BlockNo(0), &out),
+            Err(NorError::Flash(kind))
+        );
+        assert_eq!(dev.flush(), Ok(()));
+    }
+    assert_eq!(
+        NorError::from_flash(&SimError::PowerLost),
+        NorError::Flash(NorFlashErrorKind::Other)
+    );
+    assert_eq!(
+        std::format!("{}", NorError::Flash(NorFlashErrorKind::OutOfBounds)),
+        "flash error: Arguments are out of bounds"
+    );
+}
+
+#[test]
+fn works_over_a_borrowed_flash_and_with_multi_write() {
+    let mut mem = vec![ERASED; 16 * 4096];
+    let mut wear = vec![0u32; 16];
+    let mut cfg = SimConfig::new(4);
+    cfg.multi_write = true;
+    let mut flash = SimFlash::<1, 1, 4096>::new(&mut mem, &mut wear, cfg).unwrap();
+    {
+        let mut dev = NorFlashDevice::whole(&mut flash, 4096).unwrap();
+        dev.write_block(BlockNo(0), &pattern(5, 4096)).unwrap();
+    }
+    assert_eq!(flash.wear()[0], 1);
+    assert_eq!(&flash.bytes()[..4096], &pattern(5, 4096)[..]);
+}
+
+/// A flash of 64 KiB whose every operation fails with `fail`, with read size `R`.
+struct FaultyFlash<const R: usize> {
+    fail: NorFlashErrorKind,
+}
+
+impl<const R: usize> ErrorType for FaultyFlash<R> {
+    type Error = NorFlashErrorKind;
+}
+
+impl<const R: usize> ReadNorFlash for FaultyFlash<R> {
+    const READ_SIZE: usize = R;
+    fn read(&mut self, _: u32, _: &mut [u8]) -> Result<(), NorFlashErrorKind> {
+        Err(self.fail)
+    }
+    fn capacity(&self) -> usize {
+        64 * 1024
+    }
+}
+
+impl<const R: usize> NorFlash for FaultyFlash<R> {
+    const WRITE_SIZE: usize = 8;
+    const ERASE_SIZE: usize = 4096;
+    fn erase(&mut self, _: u32, _: u32) -> Result<(), NorFlashErrorKind> {
+        Err(self.fail)
+    }
+    fn write(&mut self, _: u32, _: &[u8]) -> Result<(), NorFlashErrorKind> {
+        Err(self.fail)
+    }
+}

@@ -1,0 +1,208 @@
+//! The slot index as stored in the `objects` module's region: which blocks are shared blocks
+//! and the slot bitmap of each, plus object counters.
+//!
+//! Block 0 of the region:
+//! ```text
+//!   0  8  magic "VDESLOTX"
+//!   8  4  format version (1)
+//!  12  4  entry count (shared blocks)
+//!  16  4  block size (checked on load)
+//!  20  4  entry size = 8 + slot bitmap bytes
+//!  24  8  live objects
+//!  32  8  payload bytes stored
+//!  40  8  extent objects
+//!  48  8  blocks held by extent objects
+//!  56 48  packed objects per class (6 x u64: 64, 128, ..., 2048)
+//! 104 24  reserved (0)
+//! 128  .. entries
+//! B-8  8  xxh64(bytes 0..B-8, seed 0)
+//! ```
+//! Blocks 1.. of the region:
+//! ```text
+//!   0  8  magic "VDESLOTB" | 8 4 block index within the region | 12 4 reserved (0)
+//!  16  .. entries
+//! B-8  8  xxh64(bytes 0..B-8, seed 0)
+//! ```
+//! Entry: shared block number u64, then its slot bitmap (`block_size / 512` bytes, one bit per
+//! 64-byte unit). Entries are dense: entry `i` lives in the block and offset [`locate`] gives.
+
+use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
+use super::{xxh64, DecodeError, FORMAT_VERSION};
+use crate::subblock;
+
+/// Magic of the index's first block.
+pub const HEAD_MAGIC: &[u8; 8] = b"VDESLOTX";
+/// Magic of the index's other blocks.
+pub const BLOCK_MAGIC: &[u8; 8] = b"VDESLOTB";
+const HEAD_LEN: usize = 128;
+const BLOCK_HEAD_LEN: usize = 16;
+
+/// Counters kept in the index's first block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Counters {
+    /// Live objects.
+    pub objects: u64,
+    /// Payload bytes stored.
+    pub bytes: u64,
+    /// Objects stored in extents.
+    pub extent_objects: u64,
+    /// Blocks held by extents.
+    pub extent_blocks: u64,
+    /// Packed objects per size class.
+    pub per_class: [u64; 6],
+}
+
+/// Bytes per entry for a block size.
+pub fn entry_size(block_size: usize) -> usize {
+    8 + subblock::bitmap_bytes(block_size)
+}
+
+/// Entries that fit in region block `i`.
+pub fn entries_in(block_size: usize, i: u64) -> usize {
+    let head = if i == 0 { HEAD_LEN } else { BLOCK_HEAD_LEN };
+    block_size.saturating_sub(head + 8) / entry_size(block_size)
+}
+
+/// Entries a region of `blocks` blocks holds.
+pub fn capacity(block_size: usize, blocks: u64) -> u64 {
+    let first = entries_in(block_size, 0) as u64;
+    let rest = entries_in(block_size, 1) as u64;
+    first.saturating_add(rest.saturating_mul(blocks.saturating_sub(1)))
+}
+
+/// (region block, byte offset) of entry `i`.
+pub fn locate(block_size: usize, i: usize) -> (u64, usize) {
+    let es = entry_size(block_size);
+    let first = entries_in(block_size, 0);
+    if i < first {
+        return (0, HEAD_LEN + i * es);
+    }
+    let rest = entries_in(block_size, 1).max(1);
+    let j = i - first;
+    ((j / rest) as u64 + 1, BLOCK_HEAD_LEN + (j % rest) * es)
+}
+
+/// First entry index held by region block `i`, and how many it can hold.
+pub fn block_span(block_size: usize, i: u64) -> (usize, usize) {
+    let first = entries_in(block_size, 0);
+    if i == 0 {
+        return (0, first);
+    }
+    let rest = entries_in(block_size, 1);
+    let start = first.saturating_add(rest.saturating_mul((i - 1) as usize));
+    (start, rest)
+}
+
+/// Offset of the first entry in region block `i`.
+pub fn entries_offset(i: u64) -> usize {
+    if i == 0 {
+        HEAD_LEN
+    } else {
+        BLOCK_HEAD_LEN
+    }
+}
+
+/// Encodes block `i`'s head (and for block 0, the count and counters). Entries must already be
+/// in place; the caller seals afterwards.
+pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters) -> Option<()> {
+    if i == 0 {
+        b.get_mut(..HEAD_LEN)?.fill(0);
+        put_bytes(b, 0, HEAD_MAGIC)?;
+        put_u32(b, 8, FORMAT_VERSION)?;
+        put_u32(b, 12, count)?;
+        put_u32(b, 16, u32::try_from(b.len()).ok()?)?;
+        put_u32(b, 20, u32::try_from(entry_size(b.len())).ok()?)?;
+        put_u64(b, 24, c.objects)?;
+        put_u64(b, 32, c.bytes)?;
+        put_u64(b, 40, c.extent_objects)?;
+        put_u64(b, 48, c.extent_blocks)?;
+        for (k, v) in c.per_class.iter().enumerate() {
+            put_u64(b, 56 + 8 * k, *v)?;
+        }
+    } else {
+        b.get_mut(..BLOCK_HEAD_LEN)?.fill(0);
+        put_bytes(b, 0, BLOCK_MAGIC)?;
+        put_u32(b, 8, u32::try_from(i).ok()?)?;
+    }
+    Some(())
+}
+
+/// Seals an index block with its checksum.
+pub fn seal(b: &mut [u8]) -> Option<()> {
+    let at = b.len().checked_sub(8)?;
+    let sum = xxh64(b.get(..at)?, 0);
+    put_u64(b, at, sum)
+}
+
+/// Checks block `i` (magic, version, checksum, and for block 0 the block and entry sizes).
+/// Returns the entry count and counters for block 0.
+pub fn check(b: &[u8], i: u64) -> Result<(u32, Counters), DecodeError> {
+    let f = DecodeError::BadField;
+    let at = b.len().checked_sub(8).ok_or(f)?;
+    let magic = if i == 0 { HEAD_MAGIC } else { BLOCK_MAGIC };
+    if b.get(..8) != Some(magic.as_slice()) {
+        return Err(DecodeError::BadMagic);
+    }
+    if xxh64(b.get(..at).ok_or(f)?, 0) != get_u64(b, at).ok_or(f)? {
+        return Err(DecodeError::BadChecksum);
+    }
+    if i != 0 {
+        if u64::from(get_u32(b, 8).ok_or(f)?) != i || get_u32(b, 12) != Some(0) {
+            return Err(f);
+        }
+        return Ok((0, Counters::default()));
+    }
+    let version = get_u32(b, 8).ok_or(f)?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::BadVersion(version));
+    }
+    if get_u32(b, 16).map(|v| v as usize) != Some(b.len())
+        || get_u32(b, 20).map(|v| v as usize) != Some(entry_size(b.len()))
+    {
+        return Err(f);
+    }
+    let mut c = Counters {
+        objects: get_u64(b, 24).ok_or(f)?,
+        bytes: get_u64(b, 32).ok_or(f)?,
+        extent_objects: get_u64(b, 40).ok_or(f)?,
+        extent_blocks: get_u64(b, 48).ok_or(f)?,
+        per_class: [0; 6],
+    };
+    for (k, v) in c.per_class.iter_mut().enumerate() {
+        *v = get_u64(b, 56 + 8 * k).ok_or(f)?;
+    }
+    Ok((get_u32(b, 12).ok_or(f)?, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_and_round_trip() {
+        assert_eq!(entry_size(4096), 16);
+        assert_eq!(entries_in(4096, 0), (4096 - 136) / 16);
+        assert_eq!(entries_in(4096, 1), (4096 - 24) / 16);
+        let f = entries_in(4096, 0);
+        assert_eq!(locate(4096, 0), (0, 128));
+        assert_eq!(locate(4096, f), (1, 16));
+        assert_eq!(block_span(4096, 2).0, f + entries_in(4096, 1));
+        let mut b = [0u8; 512];
+        let c = Counters {
+            objects: 3,
+            bytes: 100,
+            extent_objects: 1,
+            extent_blocks: 2,
+            per_class: [1, 1, 0, 0, 0, 0],
+        };
+        encode_head(&mut b, 0, 2, &c).unwrap();
+        seal(&mut b).unwrap();
+        assert_eq!(check(&b, 0), Ok((2, c)));
+        assert!(check(&b[..256], 0).is_err());
+        encode_head(&mut b, 3, 0, &c).unwrap();
+        seal(&mut b).unwrap();
+        assert!(check(&b, 3).is_ok());
+        assert!(check(&b, 4).is_err());
+    }
+}

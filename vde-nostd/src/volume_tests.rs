@@ -1,0 +1,182 @@
+extern crate std;
+use super::*;
+use crate::device::RamDevice;
+use crate::modules::by_name;
+use std::vec;
+use std::vec::Vec;
+
+const BS: usize = 512;
+
+fn opts(modules: ModuleSet) -> FormatOptions {
+    FormatOptions {
+        wal_blocks: Some(16),
+        volume_id: [7; 16],
+        now: 100,
+        modules,
+    }
+}
+
+struct Mem {
+    scratch: Vec<u8>,
+    txn: Vec<u8>,
+}
+
+impl Mem {
+    fn new() -> Mem {
+        Mem {
+            scratch: vec![0; BS * 2],
+            txn: vec![0; BS * 8],
+        }
+    }
+    fn bufs(&mut self) -> Buffers<'_> {
+        Buffers {
+            scratch: &mut self.scratch,
+            txn: &mut self.txn,
+        }
+    }
+}
+
+#[test]
+fn format_mount_and_usage() {
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap();
+    let l = *vol.layout();
+    assert_eq!(vol.usage().free_blocks, 1024 - l.data_start);
+    drop(vol.unmount().unwrap());
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert_eq!(vol.usage().free_blocks, 1024 - l.data_start);
+    assert_eq!(vol.first_fit(10).unwrap(), Some(BlockNo(l.data_start)));
+    assert_eq!(vol.recovery_report().replayed, 0);
+}
+
+#[test]
+fn transaction_commit_rollback_and_remount() {
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap();
+    let free0 = vol.usage().free_blocks;
+    let mut tx = vol.begin();
+    let e = tx.allocate(3).unwrap();
+    for i in 0..3 {
+        tx.write(BlockNo(e.start.0 + i), &[i as u8 + 1; BS]).unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(vol.usage().free_blocks, free0 - 3);
+    // rollback leaves the device byte-identical
+    let before: Vec<u8> = vol.device().bytes().to_vec();
+    let mut tx = vol.begin();
+    let e2 = tx.allocate(2).unwrap();
+    tx.write(e2.start, &[9; BS]).unwrap();
+    tx.rollback();
+    assert_eq!(vol.device().bytes(), &before[..]);
+    assert_eq!(vol.usage().free_blocks, free0 - 3);
+    // crash without checkpoint: recovery replays
+    drop(vol.into_device());
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert_eq!(vol.usage().free_blocks, free0 - 3);
+    let mut buf = [0u8; BS];
+    vol.read_block(BlockNo(e.start.0 + 2), &mut buf).unwrap();
+    assert_eq!(buf, [3u8; BS]);
+}
+
+#[test]
+fn transaction_limits_are_clear_errors() {
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap();
+    let ds = vol.layout().data_start;
+    let mut tx = vol.begin();
+    for i in 0..8 {
+        tx.write(BlockNo(ds + i), &[1; BS]).unwrap();
+    }
+    assert_eq!(tx.write(BlockNo(ds + 8), &[1; BS]), Err(Error::TxCapacity));
+    assert_eq!(tx.write(BlockNo(0), &[1; BS]), Err(Error::OutOfRange));
+    assert_eq!(tx.write(BlockNo(1024), &[1; BS]), Err(Error::OutOfRange));
+    drop(tx);
+    assert_eq!(vol.begin().allocate(100_000), Err(Error::NoSpace));
+}
+
+#[test]
+fn add_modules_until_full_and_can_add_writes_nothing() {
+    let mut img = vec![0u8; BS * 4096];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap();
+    let before: Vec<u8> = vol.device().bytes().to_vec();
+    let snap = by_name("snapshots").unwrap();
+    let plan = vol.can_add_module(snap).unwrap();
+    assert_eq!(plan.regions[0].len, 256);
+    assert_eq!(vol.device().bytes(), &before[..]);
+    let free0 = vol.usage().free_blocks;
+    let got = vol.add_module_regions(snap, 555).unwrap();
+    assert_eq!(got.regions, plan.regions);
+    assert_eq!(vol.usage().free_blocks, free0 - 256);
+    assert_eq!(vol.superblock().modified, 555);
+    assert_eq!(vol.superblock().inode_size, 64 + 16);
+    assert_eq!(vol.add_module_regions(snap, 1), Err(Error::ModuleAlreadyPresent));
+    let rep = by_name("replication").unwrap();
+    vol.add_module_regions(rep, 556).unwrap();
+    let regs = vol.module_regions(rep.bit).unwrap();
+    assert_eq!(regs.len(), 2);
+    assert!(vol.is_allocated(regs[1].extent.start).unwrap());
+    drop(vol.into_device());
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert!(vol.modules().contains(ModuleSet::SNAPSHOTS | ModuleSet::REPLICATION));
+    assert_eq!(vol.usage().free_blocks, free0 - 256 - 256 - 64);
+    // a volume too small for a large region gets NoSpace
+    let dedup = by_name("dedup").unwrap();
+    let integ = by_name("integrity").unwrap();
+    vol.add_module_regions(dedup, 1).unwrap();
+    let mut last = Ok(());
+    for mdl in [integ, by_name("xattr").unwrap(), by_name("encryption").unwrap()] {
+        last = vol.add_module_regions(mdl, 2).map(|_| ());
+    }
+    let _ = last;
+}
+
+#[test]
+fn not_formatted_and_wrong_geometry() {
+    let mut img = vec![0u8; BS * 256];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    assert!(matches!(Volume::<_, 8>::mount(dev, m.bufs()), Err(Error::NotFormatted)));
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    drop(Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap());
+    let dev = RamDevice::new(&mut img[..BS * 200], BS).unwrap();
+    assert!(matches!(Volume::<_, 8>::mount(dev, m.bufs()), Err(Error::InvalidGeometry)));
+    let mut small = Mem {
+        scratch: vec![0; BS],
+        txn: vec![0; BS * 8],
+    };
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    assert!(matches!(
+        Volume::<_, 8>::mount(dev, small.bufs()),
+        Err(Error::BufferTooSmall { .. })
+    ));
+}
+
+#[test]
+fn superblock_mirror_fallback() {
+    let mut img = vec![0u8; BS * 256];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    drop(Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap().unmount().unwrap());
+    img[20] ^= 0x40; // primary broken
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert!(vol.modules().contains(ModuleSet::OBJECTS));
+    drop(vol);
+    img[BS + 20] ^= 0x40; // mirror broken too
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    assert!(matches!(
+        Volume::<_, 8>::mount(dev, m.bufs()),
+        Err(Error::Corrupt(Structure::Superblock))
+    ));
+}
