@@ -56,6 +56,8 @@ pub enum Error<E> {
     },
     /// A text handle could not be parsed.
     HandleSyntax,
+    /// An earlier operation of this batch failed, so the whole batch was rolled back.
+    BatchAborted,
 }
 
 /// Which on-disk structure was found corrupt.
@@ -112,6 +114,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
                 write!(f, "checksum mismatch for object {handle:016x}")
             }
             Error::HandleSyntax => f.write_str("malformed handle text"),
+            Error::BatchAborted => f.write_str("batch rolled back after an earlier error"),
         }
     }
 }

@@ -20,17 +20,22 @@ pub mod bitmap;
 pub mod device;
 pub mod error;
 pub mod format;
+pub mod handle;
 pub mod modules;
+pub mod objects;
 pub mod scanner;
+pub mod subblock;
 pub mod types;
 pub mod volume;
 pub mod wal;
 
 pub use device::{BlockDevice, RamDevice};
-pub use error::Error;
+pub use error::{Error, Structure};
+pub use handle::Handle;
+pub use objects::{Batch, ObjectStats};
 pub use modules::{Module, ModuleSet};
 pub use types::{BlockNo, Epoch, Seq};
-pub use volume::{FormatOptions, Volume};
+pub use volume::{Buffers, FormatOptions, Transaction, Volume};
 
 /// Smallest supported block size in bytes.
 pub const MIN_BLOCK_SIZE: usize = 512;

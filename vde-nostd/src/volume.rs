@@ -11,10 +11,11 @@ use crate::device::{valid_block_size, BlockDevice};
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
-use crate::format::regions::{self, RegionEntry, RegionKind, RPT_SLOTS};
+use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
 use crate::format::superblock::Superblock;
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
+use crate::objects::{revoke_bit, ObjState, Revoke};
 use crate::scanner::{self, BitmapSource};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::wal::{block_of, split_two, RecoveryReport, TxBuf, Wal, WalStats};
@@ -48,8 +49,11 @@ impl Default for FormatOptions {
 pub struct Buffers<'b> {
     /// Scratch for reads and log assembly: at least [`Buffers::SCRATCH_BLOCKS`] blocks.
     pub scratch: &'b mut [u8],
-    /// Transaction data: one block per block update a transaction may hold.
+    /// Transaction data: one block per block update a transaction may hold (at least 4).
     pub txn: &'b mut [u8],
+    /// The in-RAM slot index: `8 + block_size / 512` bytes per shared block it can track. May be
+    /// empty if no objects are packed.
+    pub index: &'b mut [u8],
 }
 
 impl Buffers<'_> {
@@ -91,6 +95,9 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) scratch: &'b mut [u8],
     pub(crate) free_blocks: u64,
     pub(crate) tx_free_delta: i64,
+    pub(crate) index: &'b mut [u8],
+    pub(crate) objects: Option<ObjState>,
+    pub(crate) revoke: Revoke,
     report: RecoveryReport,
 }
 
@@ -179,10 +186,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             free_blocks: 0,
             tx_free_delta: 0,
+            index: bufs.index,
+            objects: None,
+            revoke: [0; 16],
             report,
         };
         vol.check_regions()?;
         vol.free_blocks = vol.count_free()?;
+        vol.load_objects()?;
         Ok(vol)
     }
 
@@ -202,7 +213,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let Volume {
             wal, dev, scratch, ..
         } = self;
-        wal.checkpoint(dev, scratch)
+        wal.checkpoint(dev, scratch)?;
+        self.revoke = [0; 16];
+        Ok(())
     }
 
     /// The device, for reads outside the engine (tests, tools).
@@ -419,7 +432,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             ..
         } = self;
+        let checkpoints = wal.stats().checkpoints;
         let r = wal.commit(dev, tx, scratch);
+        if wal.stats().checkpoints != checkpoints {
+            self.revoke = [0; 16];
+        }
+        for (b, _) in self.tx.iter() {
+            let (w, m) = revoke_bit(b);
+            if let Some(x) = self.revoke.get_mut(w) {
+                *x |= m;
+            }
+        }
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
         }
@@ -656,13 +679,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Module-specific content written in the same transaction as the regions.
     fn init_module_regions(&mut self, m: &'static Module, plan: &ModulePlan) -> Result<(), Error<D::Error>> {
-        let _ = (m, plan);
+        if m.flag() == ModuleSet::OBJECTS {
+            if let Some(r) = plan.regions.first() {
+                self.init_index(*r)?;
+            }
+        }
         Ok(())
     }
 
     /// Module-specific state loaded after a module is added.
     fn on_module_added(&mut self, m: &'static Module) -> Result<(), Error<D::Error>> {
-        let _ = m;
+        if m.flag() == ModuleSet::OBJECTS {
+            self.load_objects()?;
+        }
         Ok(())
     }
 }
@@ -827,9 +856,6 @@ fn validate_sb<D: BlockDevice>(sb: &Superblock, dev: &D) -> Result<Layout, Error
         .ok_or(Error::Corrupt(Structure::Superblock))
 }
 
-// Keep the kind import used in docs and plans.
-#[allow(dead_code)]
-const _KINDS: [RegionKind; 2] = [RegionKind::Small, RegionKind::Large];
 
 #[cfg(test)]
 #[path = "volume_tests.rs"]

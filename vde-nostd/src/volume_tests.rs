@@ -19,6 +19,7 @@ fn opts(modules: ModuleSet) -> FormatOptions {
 struct Mem {
     scratch: Vec<u8>,
     txn: Vec<u8>,
+    index: Vec<u8>,
 }
 
 impl Mem {
@@ -26,12 +27,14 @@ impl Mem {
         Mem {
             scratch: vec![0; BS * 2],
             txn: vec![0; BS * 8],
+            index: vec![0; 4096],
         }
     }
     fn bufs(&mut self) -> Buffers<'_> {
         Buffers {
             scratch: &mut self.scratch,
             txn: &mut self.txn,
+            index: &mut self.index,
         }
     }
 }
@@ -154,6 +157,7 @@ fn not_formatted_and_wrong_geometry() {
     let mut small = Mem {
         scratch: vec![0; BS],
         txn: vec![0; BS * 8],
+        index: vec![],
     };
     let dev = RamDevice::new(&mut img, BS).unwrap();
     assert!(matches!(

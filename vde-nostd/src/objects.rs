@@ -1,0 +1,789 @@
+//! The object API on a mounted volume: `put` / `get` / `delete`, batches, and statistics.
+//!
+//! Objects whose payload plus the 8-byte slot header fits in half a block are packed into slots
+//! of shared blocks ([`crate::subblock`]); larger ones get a run of whole blocks found by the
+//! scanner, with a 48-byte header in the first block. The in-RAM slot index (a caller buffer of
+//! dense entries, mirrored on disk in the `objects` module's region) says which blocks are
+//! shared and which units of each are taken.
+//!
+//! Every put and delete is one WAL transaction: the shared block, the index blocks and the
+//! bitmap change together. Extent payload is written straight to blocks that are free in the
+//! committed state, before the transaction's single flush; if the transaction never commits those
+//! blocks stay free. Such a direct write never lands on a block named by a logged but not yet
+//! checkpointed record (a replay would clobber it): a small filter of logged targets forces a
+//! checkpoint first when in doubt.
+//!
+//! Invariant: between operations the RAM index equals the committed on-disk index; after any
+//! failed or rolled-back operation it is marked stale and reloaded before the next one.
+
+use crate::device::BlockDevice;
+use crate::error::{Error, Structure};
+use crate::format::object::{
+    slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR,
+};
+use crate::format::slot_index::{self, Counters};
+use crate::format::DecodeError;
+use crate::handle::{Handle, MAX_BLOCK};
+use crate::modules::{self, ModuleSet};
+use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
+use crate::types::{BlockNo, Extent, Seq};
+use crate::volume::Volume;
+use xxhash_rust::xxh64::Xxh64;
+
+/// Object statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ObjectStats {
+    /// Counters from the index.
+    pub counters: Counters,
+    /// Shared blocks in use.
+    pub shared_blocks: u64,
+    /// Free 64-byte units across shared blocks.
+    pub free_units: u64,
+    /// Units per shared block.
+    pub units_per_block: u64,
+    /// Shared blocks the index can still take (RAM and region bound).
+    pub index_room: u64,
+}
+
+/// State of the objects module while mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(crate) struct ObjState {
+    pub region: Extent,
+    pub count: usize,
+    pub counters: Counters,
+    pub stale: bool,
+}
+
+/// Filter of blocks named by logged transactions since the last checkpoint.
+pub(crate) type Revoke = [u64; 16];
+
+pub(crate) fn revoke_bit(b: BlockNo) -> (usize, u64) {
+    let h = b.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 10 bits
+    ((h / 64) as usize % 16, 1u64 << (h % 64))
+}
+
+impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
+    fn es(&self) -> usize {
+        slot_index::entry_size(self.layout.bs())
+    }
+
+    fn index_cap(&self) -> usize {
+        let ram = self.index.len() / self.es().max(1);
+        let region = self
+            .objects
+            .map_or(0, |o| slot_index::capacity(self.layout.bs(), o.region.len));
+        ram.min(usize::try_from(region).unwrap_or(usize::MAX))
+    }
+
+    fn entry(&self, i: usize) -> Option<(BlockNo, SlotBitmapRef<'_>)> {
+        let es = self.es();
+        let e = self.index.get(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
+        let (b, bits) = e.split_at(8);
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some((
+            BlockNo(u64::from_le_bytes(a)),
+            SlotBitmapRef::new(bits, self.layout.bs())?,
+        ))
+    }
+
+    fn entry_bits_mut(&mut self, i: usize) -> Option<SlotBitmap<'_>> {
+        let es = self.es();
+        let bs = self.layout.bs();
+        let e = self.index.get_mut(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
+        SlotBitmap::new(e.get_mut(8..)?, bs)
+    }
+
+    fn find_entry(&self, b: BlockNo) -> Option<usize> {
+        let n = self.objects.map_or(0, |o| o.count);
+        (0..n).find(|i| self.entry(*i).is_some_and(|(eb, _)| eb == b))
+    }
+
+    fn obj(&self) -> Result<ObjState, Error<D::Error>> {
+        self.objects.ok_or(Error::ModuleMissing)
+    }
+
+    /// Loads the objects module's state if present (mount and after module addition).
+    pub(crate) fn load_objects(&mut self) -> Result<(), Error<D::Error>> {
+        if !self.modules().contains(ModuleSet::OBJECTS) {
+            self.objects = None;
+            return Ok(());
+        }
+        let regions = self.module_regions(0)?;
+        let region = regions
+            .first()
+            .map(|r| r.extent)
+            .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+        self.objects = Some(ObjState {
+            region,
+            count: 0,
+            counters: Counters::default(),
+            stale: true,
+        });
+        self.reload_index()
+    }
+
+    /// Reads the on-disk slot index into RAM and validates it.
+    pub(crate) fn reload_index(&mut self) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let mut o = self.obj()?;
+        let bs = self.layout.bs();
+        let es = self.es();
+        let si = || Error::Corrupt(Structure::SlotIndex);
+        let mut loaded = 0usize;
+        let mut count = 0usize;
+        let mut counters = Counters::default();
+        let mut blk_i = 0u64;
+        while blk_i == 0 || loaded < count {
+            if blk_i >= o.region.len {
+                return Err(si());
+            }
+            let buf = self.scratch.get_mut(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+            self.dev.read_block(BlockNo(o.region.start.0 + blk_i), buf)?;
+            let (n, c) = slot_index::check(buf, blk_i).map_err(|e| match e {
+                DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
+                _ => Error::Corrupt(Structure::SlotIndex),
+            })?;
+            if blk_i == 0 {
+                count = n as usize;
+                counters = c;
+                let cap_ram = self.index.len() / es;
+                if count as u64 > slot_index::capacity(bs, o.region.len) {
+                    return Err(si());
+                }
+                if count > cap_ram {
+                    return Err(Error::BufferTooSmall {
+                        need: count.saturating_mul(es),
+                    });
+                }
+            }
+            let (first, room) = slot_index::block_span(bs, blk_i);
+            let take = room.min(count.saturating_sub(first));
+            let off = slot_index::entries_offset(blk_i);
+            let src = buf.get(off..off + take * es).ok_or_else(si)?;
+            let dst = self
+                .index
+                .get_mut(first * es..(first + take) * es)
+                .ok_or_else(si)?;
+            dst.copy_from_slice(src);
+            loaded += take;
+            blk_i += 1;
+        }
+        o.count = count;
+        o.counters = counters;
+        o.stale = false;
+        self.objects = Some(o);
+        // Cross-checks: every shared block is an allocated data block outside every region, and
+        // appears once.
+        for i in 0..count {
+            let (b, _) = self.entry(i).ok_or_else(si)?;
+            if b.0 < self.layout.data_start || b.0 >= self.layout.block_count || b.0 > MAX_BLOCK {
+                return Err(si());
+            }
+            for j in 0..i {
+                if self.entry(j).is_some_and(|(x, _)| x == b) {
+                    return Err(si());
+                }
+            }
+            if !self.is_allocated(b)? || self.in_region(b)? {
+                return Err(si());
+            }
+        }
+        Ok(())
+    }
+
+    fn in_region(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+        let mut hit = false;
+        self.for_each_region(|e| hit |= e.extent.contains(b))?;
+        Ok(hit)
+    }
+
+    /// Writes an empty index into the first block of the `objects` region (inside the open
+    /// transaction).
+    pub(crate) fn init_index(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
+        let blk = self.stage_new(region.start)?;
+        blk.fill(0);
+        slot_index::encode_head(blk, 0, 0, &Counters::default())
+            .and_then(|_| slot_index::seal(blk))
+            .ok_or(Error::Corrupt(Structure::SlotIndex))
+    }
+
+    /// Re-encodes index region block `i` from RAM into the open transaction.
+    fn restage_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
+        let o = self.obj()?;
+        let bs = self.layout.bs();
+        let es = self.es();
+        let (first, room) = slot_index::block_span(bs, i);
+        if i > 0 && first >= o.count && first > 0 {
+            // Nothing lives there any more; leave the block as it is (never read).
+            return Ok(());
+        }
+        let take = room.min(o.count.saturating_sub(first));
+        let count = u32::try_from(o.count).map_err(|_| Error::IndexFull)?;
+        let Volume { tx, index, .. } = self;
+        let (blk, _) = tx.stage::<D::Error>(BlockNo(o.region.start.0 + i))?;
+        blk.fill(0);
+        let off = slot_index::entries_offset(i);
+        let src = index
+            .get(first * es..(first + take) * es)
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        blk.get_mut(off..off + take * es)
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?
+            .copy_from_slice(src);
+        slot_index::encode_head(blk, i, count, &o.counters)
+            .and_then(|_| slot_index::seal(blk))
+            .ok_or(Error::Corrupt(Structure::SlotIndex))
+    }
+
+    fn restage_entry(&mut self, entry: usize) -> Result<(), Error<D::Error>> {
+        let (blk, _) = slot_index::locate(self.layout.bs(), entry);
+        self.restage_index_block(0)?;
+        if blk != 0 {
+            self.restage_index_block(blk)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_index(&mut self) -> Result<(), Error<D::Error>> {
+        let o = self.obj()?;
+        if o.stale {
+            self.reload_index()?;
+        }
+        Ok(())
+    }
+
+    fn mark_stale(&mut self) {
+        self.abort_tx();
+        if let Some(o) = self.objects.as_mut() {
+            o.stale = true;
+        }
+    }
+
+    /// Runs `f` as one transaction over the object index, committing on success.
+    fn object_tx<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, Error<D::Error>>,
+    ) -> Result<T, Error<D::Error>> {
+        self.ensure_index()?;
+        self.abort_tx();
+        let r = f(self).and_then(|v| self.commit_tx().map(|_| v));
+        if r.is_err() {
+            self.mark_stale();
+        }
+        r
+    }
+
+    /// Stores `data` and returns its handle: packed into a slot if `data.len() + 8` fits in half
+    /// a block, else in a run of whole blocks. One WAL transaction.
+    pub fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.object_tx(|v| v.put_in_tx(data, false))
+    }
+
+    /// Packs `data` into a slot of a shared block; objects that do not fit half a block (with
+    /// the 8-byte slot header) are refused with [`Error::ObjectTooLarge`].
+    pub fn pack(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.object_tx(|v| v.put_in_tx(data, true))
+    }
+
+    /// Deletes the object named by `h`. One WAL transaction.
+    pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        self.object_tx(|v| v.delete_in_tx(h))
+    }
+
+    /// Starts a batch: several puts and deletes committed as one transaction.
+    pub fn batch(&mut self) -> Result<Batch<'_, 'b, D, K>, Error<D::Error>> {
+        self.ensure_index()?;
+        self.abort_tx();
+        Ok(Batch {
+            vol: self,
+            failed: false,
+            done: false,
+        })
+    }
+
+    pub(crate) fn put_in_tx(&mut self, data: &[u8], packed_only: bool) -> Result<Handle, Error<D::Error>> {
+        let bs = self.layout.bs();
+        let seq = self.wal.last_seq().next().0;
+        let stored = data.len().checked_add(SLOT_HDR).ok_or(Error::ObjectTooLarge)?;
+        match subblock::class_for(stored, bs) {
+            Some(class) => self.put_packed(data, class, seq),
+            None if packed_only => Err(Error::ObjectTooLarge),
+            None => self.put_extent(data, seq),
+        }
+    }
+
+    fn put_packed(&mut self, data: &[u8], class: u8, seq: u64) -> Result<Handle, Error<D::Error>> {
+        let mut o = self.obj()?;
+        // Best fit: the shared block with the fewest free units that still has a slot.
+        let mut best: Option<(usize, usize)> = None;
+        for i in 0..o.count {
+            if let Some((_, bm)) = self.entry(i) {
+                if bm.find(class).is_some() {
+                    let free = bm.free_units();
+                    if best.is_none_or(|(_, f)| free < f) {
+                        best = Some((i, free));
+                    }
+                }
+            }
+        }
+        let entry = match best {
+            Some((i, _)) => i,
+            None => {
+                if o.count >= self.index_cap() {
+                    return Err(Error::IndexFull);
+                }
+                let e = self.alloc(1)?;
+                if e.start.0 > MAX_BLOCK {
+                    return Err(Error::NoSpace);
+                }
+                let es = self.es();
+                let i = o.count;
+                let slot = self
+                    .index
+                    .get_mut(i * es..(i + 1) * es)
+                    .ok_or(Error::IndexFull)?;
+                slot.fill(0);
+                if let Some(b) = slot.get_mut(..8) {
+                    b.copy_from_slice(&e.start.0.to_le_bytes());
+                }
+                o.count += 1;
+                self.objects = Some(o);
+                self.stage_new(e.start)?.fill(0);
+                i
+            }
+        };
+        let unit = self
+            .entry_bits_mut(entry)
+            .and_then(|mut bm| bm.allocate(class))
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        let (block, _) = self.entry(entry).ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        let h = Handle::Packed {
+            block,
+            unit: u16::try_from(unit).map_err(|_| Error::Corrupt(Structure::SlotIndex))?,
+            class,
+            tag: Handle::packed_tag(seq),
+        };
+        let size = subblock::class_size(class).ok_or(Error::ObjectTooLarge)?;
+        let hdr = SlotHeader {
+            len: u16::try_from(data.len()).map_err(|_| Error::ObjectTooLarge)?,
+            tag: Handle::packed_tag(seq),
+            check: slot_check(data, h.raw()),
+        };
+        let blk = self.stage_read(block)?;
+        let slot = blk
+            .get_mut(unit * UNIT..unit * UNIT + size)
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        slot.fill(0);
+        hdr.encode(slot).ok_or(Error::ObjectTooLarge)?;
+        slot.get_mut(SLOT_HDR..SLOT_HDR + data.len())
+            .ok_or(Error::ObjectTooLarge)?
+            .copy_from_slice(data);
+        let mut o = self.obj()?;
+        o.counters.objects += 1;
+        o.counters.bytes += data.len() as u64;
+        if let Some(c) = o.counters.per_class.get_mut(class as usize) {
+            *c += 1;
+        }
+        self.objects = Some(o);
+        self.restage_entry(entry)?;
+        Ok(h)
+    }
+
+    fn put_extent(&mut self, data: &[u8], seq: u64) -> Result<Handle, Error<D::Error>> {
+        let bs = self.layout.bs();
+        let total = (data.len() as u64)
+            .checked_add(EXTENT_HDR as u64)
+            .ok_or(Error::ObjectTooLarge)?;
+        let blocks = total.div_ceil(bs as u64);
+        if blocks > self.layout.block_count {
+            return Err(Error::ObjectTooLarge);
+        }
+        let e = self.alloc(blocks)?;
+        if e.start.0 > MAX_BLOCK {
+            return Err(Error::NoSpace);
+        }
+        let h = Handle::Extent {
+            start: e.start,
+            tag: Handle::extent_tag(seq),
+        };
+        // A logged, unchecked-pointed record for one of these blocks would be replayed over the
+        // payload after a crash: checkpoint first if the filter cannot rule that out.
+        let mut doubt = false;
+        for k in 0..blocks {
+            let (w, m) = revoke_bit(BlockNo(e.start.0 + k));
+            doubt |= self.revoke.get(w).is_some_and(|x| x & m != 0);
+        }
+        if doubt {
+            let Volume {
+                wal, dev, scratch, ..
+            } = self;
+            wal.checkpoint(dev, scratch)?;
+            self.revoke = [0; 16];
+        }
+        let hdr = ExtentHeader {
+            handle: h.raw(),
+            len: data.len() as u64,
+            payload_hash: xxhash_rust::xxh64::xxh64(data, h.raw()),
+        };
+        let mut off = 0usize;
+        for k in 0..blocks {
+            let b = BlockNo(e.start.0 + k);
+            let staged = self.tx.find(b).is_some();
+            let Volume {
+                tx, dev, scratch, ..
+            } = self;
+            let buf = if staged {
+                tx.get_mut(b).ok_or(Error::TxCapacity)?
+            } else {
+                scratch.get_mut(..bs).ok_or(Error::BufferTooSmall { need: bs })?
+            };
+            buf.fill(0);
+            let mut at = 0;
+            if k == 0 {
+                hdr.encode(buf).ok_or(Error::ObjectTooLarge)?;
+                at = EXTENT_HDR;
+            }
+            let n = (bs - at).min(data.len() - off);
+            buf.get_mut(at..at + n)
+                .ok_or(Error::ObjectTooLarge)?
+                .copy_from_slice(data.get(off..off + n).ok_or(Error::ObjectTooLarge)?);
+            off += n;
+            if !staged {
+                dev.write_block(b, buf)?;
+            }
+        }
+        let mut o = self.obj()?;
+        o.counters.objects += 1;
+        o.counters.bytes += data.len() as u64;
+        o.counters.extent_objects += 1;
+        o.counters.extent_blocks += blocks;
+        self.objects = Some(o);
+        self.restage_index_block(0)?;
+        Ok(h)
+    }
+
+    /// Checks a packed handle against the index and the slot header; returns the entry index,
+    /// the header and the class size.
+    fn locate_packed(&mut self, h: Handle) -> Result<(usize, SlotHeader, usize), Error<D::Error>> {
+        let raw = h.raw();
+        let bad = || Error::BadHandle { handle: raw };
+        let Handle::Packed {
+            block,
+            unit,
+            class,
+            tag,
+        } = h
+        else {
+            return Err(bad());
+        };
+        let size = subblock::class_size(class).ok_or_else(bad)?;
+        let per = size / UNIT;
+        let unit = usize::from(unit);
+        let entry = self.find_entry(block).ok_or_else(bad)?;
+        let (_, bm) = self.entry(entry).ok_or_else(bad)?;
+        if unit % per != 0 || !bm.range_occupied(unit, per) {
+            return Err(bad());
+        }
+        let bs = self.layout.bs();
+        self.read_through_scratch(block)?;
+        let buf = self.scratch.get(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+        let slot = buf.get(unit * UNIT..unit * UNIT + size).ok_or_else(bad)?;
+        let sh = SlotHeader::decode(slot).map_err(|_| bad())?;
+        if sh.tag != tag || sh == (SlotHeader { len: 0, tag: 0, check: 0 }) {
+            return Err(bad());
+        }
+        if usize::from(sh.len) > size - SLOT_HDR {
+            return Err(Error::ObjectChecksum { handle: raw });
+        }
+        Ok((entry, sh, size))
+    }
+
+    fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let Volume {
+            tx, dev, scratch, ..
+        } = self;
+        let buf = scratch.get_mut(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+        match tx.get(b) {
+            Some(d) => buf.copy_from_slice(d),
+            None => dev.read_block(b, buf)?,
+        }
+        Ok(())
+    }
+
+    /// Checks an extent handle; returns its header and block count.
+    fn locate_extent(&mut self, h: Handle) -> Result<(ExtentHeader, u64), Error<D::Error>> {
+        let raw = h.raw();
+        let bad = || Error::BadHandle { handle: raw };
+        let Handle::Extent { start, .. } = h else {
+            return Err(bad());
+        };
+        if start.0 < self.layout.data_start || start.0 >= self.layout.block_count {
+            return Err(bad());
+        }
+        if !self.extent_allocated(Extent { start, len: 1 })? {
+            return Err(bad());
+        }
+        self.read_through_scratch(start)?;
+        let bs = self.layout.bs();
+        let buf = self.scratch.get(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+        let hdr = match ExtentHeader::decode(buf) {
+            Ok(x) => x,
+            Err(DecodeError::BadChecksum) => return Err(Error::ObjectChecksum { handle: raw }),
+            Err(_) => return Err(bad()),
+        };
+        if hdr.handle != raw {
+            return Err(bad());
+        }
+        let blocks = hdr
+            .len
+            .checked_add(EXTENT_HDR as u64)
+            .map(|t| t.div_ceil(bs as u64))
+            .ok_or(Error::ObjectChecksum { handle: raw })?;
+        if !self.extent_allocated(Extent { start, len: blocks })? {
+            return Err(Error::ObjectChecksum { handle: raw });
+        }
+        Ok((hdr, blocks))
+    }
+
+    /// Payload length of the object named by `h`.
+    pub fn object_len(&mut self, h: Handle) -> Result<u64, Error<D::Error>> {
+        self.ensure_index()?;
+        self.abort_tx();
+        match h {
+            Handle::Packed { .. } => self.locate_packed(h).map(|(_, sh, _)| u64::from(sh.len)),
+            Handle::Extent { .. } => self.locate_extent(h).map(|(hdr, _)| hdr.len),
+        }
+    }
+
+    /// Reads the object named by `h` into `buf`, verifying its checksum; returns its length.
+    pub fn get(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+        self.ensure_index()?;
+        self.abort_tx();
+        let raw = h.raw();
+        match h {
+            Handle::Packed { unit, .. } => {
+                let (_, sh, _) = self.locate_packed(h)?;
+                let len = usize::from(sh.len);
+                let out = buf.get_mut(..len).ok_or(Error::BufferTooSmall { need: len })?;
+                let at = usize::from(unit) * UNIT + SLOT_HDR;
+                let src = self
+                    .scratch
+                    .get(at..at + len)
+                    .ok_or(Error::BadHandle { handle: raw })?;
+                if slot_check(src, raw) != sh.check {
+                    return Err(Error::ObjectChecksum { handle: raw });
+                }
+                out.copy_from_slice(src);
+                Ok(len)
+            }
+            Handle::Extent { start, .. } => {
+                let (hdr, blocks) = self.locate_extent(h)?;
+                let len = usize::try_from(hdr.len).map_err(|_| Error::BufferTooSmall { need: usize::MAX })?;
+                let out = buf.get_mut(..len).ok_or(Error::BufferTooSmall { need: len })?;
+                let bs = self.layout.bs();
+                let mut hasher = Xxh64::new(raw);
+                let mut off = 0usize;
+                for k in 0..blocks {
+                    self.read_through_scratch(BlockNo(start.0 + k))?;
+                    let at = if k == 0 { EXTENT_HDR } else { 0 };
+                    let n = (bs - at).min(len - off);
+                    let src = self.scratch.get(at..at + n).ok_or(Error::ObjectChecksum { handle: raw })?;
+                    hasher.update(src);
+                    out.get_mut(off..off + n)
+                        .ok_or(Error::ObjectChecksum { handle: raw })?
+                        .copy_from_slice(src);
+                    off += n;
+                }
+                if hasher.digest() != hdr.payload_hash {
+                    return Err(Error::ObjectChecksum { handle: raw });
+                }
+                Ok(len)
+            }
+        }
+    }
+
+    /// Reads a packed object (same as [`Volume::get`] for a packed handle).
+    pub fn unpack(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+        match h {
+            Handle::Packed { .. } => self.get(h, buf),
+            Handle::Extent { .. } => Err(Error::BadHandle { handle: h.raw() }),
+        }
+    }
+
+    pub(crate) fn delete_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        match h {
+            Handle::Packed { block, unit, class, .. } => {
+                let (entry, sh, size) = self.locate_packed(h)?;
+                let freed_all = {
+                    let mut bm = self
+                        .entry_bits_mut(entry)
+                        .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+                    if !bm.free(usize::from(unit), class) {
+                        return Err(Error::BadHandle { handle: h.raw() });
+                    }
+                    bm.view().fully_free()
+                };
+                let mut o = self.obj()?;
+                o.counters.objects = o.counters.objects.saturating_sub(1);
+                o.counters.bytes = o.counters.bytes.saturating_sub(u64::from(sh.len));
+                if let Some(c) = o.counters.per_class.get_mut(class as usize) {
+                    *c = c.saturating_sub(1);
+                }
+                if freed_all {
+                    // Return the block to the allocator and drop its entry (swap with the last).
+                    self.mark(Extent { start: block, len: 1 }, false)?;
+                    let es = self.es();
+                    let last = o.count - 1;
+                    if entry != last {
+                        self.index.copy_within(last * es..(last + 1) * es, entry * es);
+                    }
+                    o.count = last;
+                    self.objects = Some(o);
+                    self.restage_entry(entry)?;
+                    let (lb, _) = slot_index::locate(self.layout.bs(), last);
+                    if lb != 0 && o.count > 0 {
+                        self.restage_index_block(lb)?;
+                    }
+                } else {
+                    self.objects = Some(o);
+                    let blk = self.stage_read(block)?;
+                    let at = usize::from(unit) * UNIT;
+                    blk.get_mut(at..at + size)
+                        .ok_or(Error::Corrupt(Structure::SlotIndex))?
+                        .fill(0);
+                    self.restage_entry(entry)?;
+                }
+                Ok(())
+            }
+            Handle::Extent { start, .. } => {
+                let (hdr, blocks) = self.locate_extent(h)?;
+                self.mark(Extent { start, len: blocks }, false)?;
+                // Wipe the header so the stale handle can never validate again.
+                self.stage_new(start)?.fill(0);
+                let mut o = self.obj()?;
+                o.counters.objects = o.counters.objects.saturating_sub(1);
+                o.counters.bytes = o.counters.bytes.saturating_sub(hdr.len);
+                o.counters.extent_objects = o.counters.extent_objects.saturating_sub(1);
+                o.counters.extent_blocks = o.counters.extent_blocks.saturating_sub(blocks);
+                self.objects = Some(o);
+                self.restage_index_block(0)
+            }
+        }
+    }
+
+    /// Frees a packed object (same as [`Volume::delete`] for a packed handle).
+    pub fn free(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        match h {
+            Handle::Packed { .. } => self.delete(h),
+            Handle::Extent { .. } => Err(Error::BadHandle { handle: h.raw() }),
+        }
+    }
+
+    /// Object statistics.
+    pub fn object_stats(&mut self) -> Result<ObjectStats, Error<D::Error>> {
+        self.ensure_index()?;
+        let o = self.obj()?;
+        let mut free_units = 0u64;
+        for i in 0..o.count {
+            if let Some((_, bm)) = self.entry(i) {
+                free_units += bm.free_units() as u64;
+            }
+        }
+        Ok(ObjectStats {
+            counters: o.counters,
+            shared_blocks: o.count as u64,
+            free_units,
+            units_per_block: (self.layout.bs() / UNIT) as u64,
+            index_room: self.index_cap().saturating_sub(o.count) as u64,
+        })
+    }
+
+    /// Calls `f(block, slot bitmap)` for every shared block (for maps and checkers).
+    pub fn for_each_shared_block(
+        &mut self,
+        mut f: impl FnMut(BlockNo, SlotBitmapRef<'_>),
+    ) -> Result<(), Error<D::Error>> {
+        self.ensure_index()?;
+        let o = self.obj()?;
+        for i in 0..o.count {
+            if let Some((b, bm)) = self.entry(i) {
+                f(b, bm);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the `objects` module is present.
+    pub fn has_objects(&self) -> bool {
+        self.objects.is_some()
+    }
+
+    /// The `objects` module is present by default; this adds it to a volume formatted without.
+    pub fn enable_objects(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+        let m = modules::by_bit(0).ok_or(Error::UnknownModule)?;
+        self.add_module_regions(m, now).map(|_| ())
+    }
+}
+
+/// Several puts and deletes committed as one WAL transaction. Dropping it without
+/// [`Batch::commit`] rolls everything back. After any failed operation the whole batch is rolled
+/// back and every later call returns [`Error::BatchAborted`].
+pub struct Batch<'v, 'b, D: BlockDevice, const K: usize> {
+    vol: &'v mut Volume<'b, D, K>,
+    failed: bool,
+    done: bool,
+}
+
+impl<D: BlockDevice, const K: usize> Batch<'_, '_, D, K> {
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Volume<'_, D, K>) -> Result<T, Error<D::Error>>,
+    ) -> Result<T, Error<D::Error>> {
+        if self.failed {
+            return Err(Error::BatchAborted);
+        }
+        let r = f(self.vol);
+        if r.is_err() {
+            self.failed = true;
+            self.vol.mark_stale();
+        }
+        r
+    }
+
+    /// Adds a put; the handle is valid once the batch commits.
+    pub fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.run(|v| v.put_in_tx(data, false))
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        self.run(|v| v.delete_in_tx(h))
+    }
+
+    /// Commits every operation of the batch at once.
+    pub fn commit(mut self) -> Result<Seq, Error<D::Error>> {
+        if self.failed {
+            return Err(Error::BatchAborted);
+        }
+        self.done = true;
+        let r = self.vol.commit_tx();
+        if r.is_err() {
+            self.vol.mark_stale();
+        }
+        r
+    }
+
+    /// Discards the batch.
+    pub fn rollback(self) {}
+}
+
+impl<D: BlockDevice, const K: usize> Drop for Batch<'_, '_, D, K> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.vol.mark_stale();
+        }
+    }
+}
