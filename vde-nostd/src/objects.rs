@@ -716,6 +716,35 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
+    /// Cross-checks the object counters against the slot index: the units occupied in shared
+    /// blocks must equal the units of the packed objects counted per class.
+    pub(crate) fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
+        if self.objects.is_none() {
+            return Ok(());
+        }
+        self.reload_index()?;
+        let o = self.obj()?;
+        let units = (self.layout.bs() / UNIT) as u64;
+        let mut occupied = 0u64;
+        for i in 0..o.count {
+            if let Some((_, bm)) = self.entry(i) {
+                occupied += units - bm.free_units() as u64;
+            }
+        }
+        let expect: u64 = o
+            .counters
+            .per_class
+            .iter()
+            .zip(subblock::CLASSES.iter())
+            .map(|(n, c)| n.saturating_mul((c / UNIT) as u64))
+            .sum();
+        let packed: u64 = o.counters.per_class.iter().sum();
+        if occupied != expect || packed.saturating_add(o.counters.extent_objects) != o.counters.objects {
+            return Err(Error::Corrupt(Structure::SlotIndex));
+        }
+        Ok(())
+    }
+
     /// Whether the `objects` module is present.
     pub fn has_objects(&self) -> bool {
         self.objects.is_some()

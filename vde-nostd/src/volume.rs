@@ -497,6 +497,32 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
+    /// Verifies the whole volume without changing it: both superblock copies, both WAL headers,
+    /// every bitmap block, the free count, the region directory and pointer table, and the slot
+    /// index with its counters. Returns the first problem found.
+    pub fn verify(&mut self) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let bs = self.layout.bs();
+        let (a, _) = split_two(self.scratch, bs)?;
+        for b in [SB_PRIMARY, SB_MIRROR] {
+            self.dev.read_block(b, a)?;
+            let sb = Superblock::decode(a).map_err(|_| Error::Corrupt(Structure::Superblock))?;
+            if validate_sb(&sb, &self.dev).ok() != Some(self.layout) {
+                return Err(Error::Corrupt(Structure::Superblock));
+            }
+        }
+        for b in [crate::format::layout::WAL_HDR_A, crate::format::layout::WAL_HDR_B] {
+            self.dev.read_block(b, a)?;
+            crate::format::wal_header::WalHeader::decode(a)
+                .map_err(|_| Error::Corrupt(Structure::WalHeader))?;
+        }
+        if self.count_free()? != self.free_blocks {
+            return Err(Error::Corrupt(Structure::Bitmap));
+        }
+        self.check_regions()?;
+        self.verify_objects()
+    }
+
     /// Validates the region directory and pointer table against each other, the geometry and
     /// the bitmap.
     fn check_regions(&mut self) -> Result<(), Error<D::Error>> {
