@@ -182,6 +182,6 @@ pub fn fresh_image(bs: usize, blocks: usize, wal_blocks: u64) -> Vec<u8> {
         modules: vde_nostd::ModuleSet::OBJECTS,
     };
     let vol = vde_nostd::Volume::<_, 16>::format(dev, &opts, mem.bufs()).expect("format");
-    drop(vol.unmount().expect("unmount"));
+    let _ = vol.unmount().expect("unmount");
     img
 }

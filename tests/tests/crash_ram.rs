@@ -13,6 +13,7 @@ const BLOCKS: usize = 768;
 const SEEDS: u64 = 3;
 
 type Vol<'b> = Volume<'b, CutDevice, 16>;
+type Work<S> = dyn Fn(&mut Vol<'_>, &mut S) -> Result<(), Error<vde_tests::CutError>>;
 
 fn mount(img: Vec<u8>, mem: &mut Mem) -> Result<Vol<'_>, Error<vde_tests::CutError>> {
     Volume::mount(CutDevice::new(img, BS), mem.bufs())
@@ -25,7 +26,7 @@ fn run_cut<S>(
     k: Option<u64>,
     seed: u64,
     state: &mut S,
-    work: &dyn Fn(&mut Vol<'_>, &mut S) -> Result<(), Error<vde_tests::CutError>>,
+    work: &Work<S>,
 ) -> (Vec<u8>, u64) {
     let mut mem = Mem::new(BS, 16, 256);
     let mut dev = CutDevice::new(base.to_vec(), BS);
@@ -125,7 +126,8 @@ fn tx_observed(img: Vec<u8>) -> Result<[u8; 24], String> {
     let mut m = [0u8; 24];
     let mut buf = [0u8; BS];
     for (i, slot) in m.iter_mut().enumerate() {
-        vol.read_block(BlockNo(ds + 100 + i as u64), &mut buf).map_err(|e| format!("{e:?}"))?;
+        vol.read_block(BlockNo(ds + 100 + i as u64), &mut buf)
+            .map_err(|e| format!("{e:?}"))?;
         let stamp = buf[1];
         if buf[1..].iter().any(|x| *x != stamp) || (stamp != 0 && buf[0] != i as u8) {
             return Err(format!("block {i} is torn"));
@@ -152,12 +154,17 @@ fn power_cut_at_every_operation_random_transactions() {
             points += 1;
             match tx_observed(img) {
                 Ok(m) if m == tx_model(st.acked) || m == tx_model(st.acked + 1) => {}
-                Ok(m) => violations.push(format!("cut {k} seed {seed}: acked {} got {m:?}", st.acked)),
+                Ok(m) => {
+                    violations.push(format!("cut {k} seed {seed}: acked {} got {m:?}", st.acked))
+                }
                 Err(e) => violations.push(format!("cut {k} seed {seed}: {e}")),
             }
         }
     }
-    println!("random transactions: power-cut points: {points}, violations: {}", violations.len());
+    println!(
+        "random transactions: power-cut points: {points}, violations: {}",
+        violations.len()
+    );
     assert!(violations.is_empty(), "{violations:#?}");
     assert!(points > 100);
 }
@@ -182,12 +189,22 @@ fn mod_work(vol: &mut Vol<'_>, st: &mut ModState) -> Result<(), Error<vde_tests:
 #[test]
 fn power_cut_at_every_operation_add_module() {
     let base = fresh_image(BS, BLOCKS * 4, 24);
-    let (_, total) = run_cut(&base, None, 0, &mut ModState { acked: ModuleSet::OBJECTS }, &mod_work);
+    let (_, total) = run_cut(
+        &base,
+        None,
+        0,
+        &mut ModState {
+            acked: ModuleSet::OBJECTS,
+        },
+        &mod_work,
+    );
     let mut points = 0;
     let mut violations = Vec::new();
     for k in 0..total {
         for seed in 0..SEEDS {
-            let mut st = ModState { acked: ModuleSet::OBJECTS };
+            let mut st = ModState {
+                acked: ModuleSet::OBJECTS,
+            };
             let skip = mount_ops(&base);
             let (img, _) = run_cut(&base, Some(skip + k), seed * 31 + k, &mut st, &mod_work);
             let second = (k % 5 == 0).then_some((k % 13, seed + 5));
@@ -212,10 +229,13 @@ fn power_cut_at_every_operation_add_module() {
                 violations.push(format!("cut {k}: acked {:?} got {got:?}", st.acked));
             }
             let mut region_blocks = 0;
-            vol.for_each_region(|e| region_blocks += e.extent.len).unwrap();
+            vol.for_each_region(|e| region_blocks += e.extent.len)
+                .unwrap();
             let u = vol.usage();
             if u.free_blocks != u.total_blocks - u.metadata_blocks - region_blocks {
-                violations.push(format!("cut {k}: free count {u:?} vs regions {region_blocks}"));
+                violations.push(format!(
+                    "cut {k}: free count {u:?} vs regions {region_blocks}"
+                ));
             }
             if vol.superblock().inode_size != vde_nostd::modules::inode_size(got) {
                 violations.push(format!("cut {k}: inode size"));
@@ -225,7 +245,10 @@ fn power_cut_at_every_operation_add_module() {
             }
         }
     }
-    println!("add_module_regions: power-cut points: {points}, violations: {}", violations.len());
+    println!(
+        "add_module_regions: power-cut points: {points}, violations: {}",
+        violations.len()
+    );
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
@@ -329,7 +352,10 @@ fn power_cut_at_every_operation_objects() {
                 }
             }
             for h in &st.dead {
-                if !matches!(vol.get(Handle::from_raw(*h), &mut buf), Err(Error::BadHandle { .. })) {
+                if !matches!(
+                    vol.get(Handle::from_raw(*h), &mut buf),
+                    Err(Error::BadHandle { .. })
+                ) {
                     violations.push(format!("cut {k}: deleted {h:016x} readable"));
                 }
             }
@@ -338,13 +364,19 @@ fn power_cut_at_every_operation_objects() {
             let extra = stats.counters.objects as i64 - base_n as i64;
             let allowed_up = st.inflight_put.len() as i64 - st.inflight_del.len() as i64;
             if extra != 0 && extra != allowed_up {
-                violations.push(format!("cut {k}: object count {} vs model {base_n}", stats.counters.objects));
+                violations.push(format!(
+                    "cut {k}: object count {} vs model {base_n}",
+                    stats.counters.objects
+                ));
             }
             if let Err(e) = vol.verify() {
                 violations.push(format!("cut {k}: verify {e:?}"));
             }
         }
     }
-    println!("put/delete/batch: power-cut points: {points}, violations: {}", violations.len());
+    println!(
+        "put/delete/batch: power-cut points: {points}, violations: {}",
+        violations.len()
+    );
     assert!(violations.is_empty(), "{violations:#?}");
 }

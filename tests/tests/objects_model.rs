@@ -26,7 +26,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn payload(n: usize, b: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(b)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(b))
+        .collect()
 }
 
 proptest! {
@@ -78,7 +80,7 @@ proptest! {
                     for k in removed { model.remove(&k); dead.push(k); }
                 }
                 Op::Remount => {
-                    drop(vol.into_device());
+                    let _ = vol.into_device();
                     vol = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
                 }
             }

@@ -17,7 +17,7 @@ pub fn set_range(bits: &mut [u8], from: u64, len: u64, value: bool) -> Option<()
     }
     let mut i = from;
     while i < end {
-        if i % 8 == 0 && end - i >= 8 {
+        if i.is_multiple_of(8) && end - i >= 8 {
             let n = ((end - i) / 8) as usize;
             let s = (i / 8) as usize;
             bits.get_mut(s..s + n)?.fill(if value { 0xFF } else { 0 });

@@ -135,9 +135,18 @@ mod tests {
         let mut out = [0u8; 512];
         d.read_block(BlockNo(7), &mut out).unwrap();
         assert_eq!(out, data);
-        assert_eq!(d.read_block(BlockNo(8), &mut out), Err(RamError::OutOfRange));
-        assert_eq!(d.write_block(BlockNo(u64::MAX), &data), Err(RamError::OutOfRange));
-        assert_eq!(d.read_block(BlockNo(0), &mut out[..100]), Err(RamError::BadLength));
+        assert_eq!(
+            d.read_block(BlockNo(8), &mut out),
+            Err(RamError::OutOfRange)
+        );
+        assert_eq!(
+            d.write_block(BlockNo(u64::MAX), &data),
+            Err(RamError::OutOfRange)
+        );
+        assert_eq!(
+            d.read_block(BlockNo(0), &mut out[..100]),
+            Err(RamError::BadLength)
+        );
         assert!(RamDevice::new(&mut [0u8; 10], 1000).is_none());
     }
 }

@@ -94,7 +94,11 @@ impl Handle {
         let v = self.raw();
         for (i, o) in out.iter_mut().enumerate() {
             let nib = ((v >> (60 - 4 * i)) & 0xF) as u8;
-            *o = if nib < 10 { b'0' + nib } else { b'a' + nib - 10 };
+            *o = if nib < 10 {
+                b'0' + nib
+            } else {
+                b'a' + nib - 10
+            };
         }
         out
     }
@@ -146,7 +150,10 @@ mod tests {
         assert_eq!(Handle::parse("xyz"), None);
         assert_eq!(Handle::parse("000000000000000g"), None);
         assert_eq!(Handle::parse("00000000000000000"), None);
-        let h = Handle::Extent { start: BlockNo(5), tag: 9 };
+        let h = Handle::Extent {
+            start: BlockNo(5),
+            tag: 9,
+        };
         assert_eq!(Handle::parse("800000090000000"), None);
         assert_eq!(Handle::parse("8000009000000005"), Some(h));
     }

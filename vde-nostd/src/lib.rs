@@ -13,8 +13,11 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-#![deny(clippy::indexing_slicing)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod bitmap;
 pub mod device;
@@ -32,8 +35,8 @@ pub mod wal;
 pub use device::{BlockDevice, RamDevice};
 pub use error::{Error, Structure};
 pub use handle::Handle;
-pub use objects::{Batch, ObjectStats};
 pub use modules::{Module, ModuleSet};
+pub use objects::{Batch, ObjectStats};
 pub use types::{BlockNo, Epoch, Seq};
 pub use volume::{Buffers, FormatOptions, Transaction, Volume};
 

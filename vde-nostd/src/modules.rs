@@ -61,14 +61,62 @@ use RegionKind::{Large, Small};
 
 /// Every module the engine knows, by bit.
 pub const CATALOGUE: &[Module] = &[
-    Module { bit: 0, name: "objects", description: "packed small objects (slot index)", regions: &[Small], inode_bytes: 16 },
-    Module { bit: 1, name: "snapshots", description: "point-in-time snapshot table", regions: &[Large], inode_bytes: 16 },
-    Module { bit: 2, name: "compression", description: "shared compression dictionaries", regions: &[Small], inode_bytes: 8 },
-    Module { bit: 3, name: "encryption", description: "key slots for per-volume encryption", regions: &[Small], inode_bytes: 32 },
-    Module { bit: 4, name: "dedup", description: "content fingerprint index", regions: &[Large], inode_bytes: 8 },
-    Module { bit: 5, name: "xattr", description: "extended attribute storage", regions: &[Small], inode_bytes: 16 },
-    Module { bit: 6, name: "integrity", description: "Merkle tree over data blocks", regions: &[Large], inode_bytes: 32 },
-    Module { bit: 7, name: "replication", description: "change journal and peer table", regions: &[Large, Small], inode_bytes: 24 },
+    Module {
+        bit: 0,
+        name: "objects",
+        description: "packed small objects (slot index)",
+        regions: &[Small],
+        inode_bytes: 16,
+    },
+    Module {
+        bit: 1,
+        name: "snapshots",
+        description: "point-in-time snapshot table",
+        regions: &[Large],
+        inode_bytes: 16,
+    },
+    Module {
+        bit: 2,
+        name: "compression",
+        description: "shared compression dictionaries",
+        regions: &[Small],
+        inode_bytes: 8,
+    },
+    Module {
+        bit: 3,
+        name: "encryption",
+        description: "key slots for per-volume encryption",
+        regions: &[Small],
+        inode_bytes: 32,
+    },
+    Module {
+        bit: 4,
+        name: "dedup",
+        description: "content fingerprint index",
+        regions: &[Large],
+        inode_bytes: 8,
+    },
+    Module {
+        bit: 5,
+        name: "xattr",
+        description: "extended attribute storage",
+        regions: &[Small],
+        inode_bytes: 16,
+    },
+    Module {
+        bit: 6,
+        name: "integrity",
+        description: "Merkle tree over data blocks",
+        regions: &[Large],
+        inode_bytes: 32,
+    },
+    Module {
+        bit: 7,
+        name: "replication",
+        description: "change journal and peer table",
+        regions: &[Large, Small],
+        inode_bytes: 24,
+    },
 ];
 
 /// Inode size of a volume with no modules.
@@ -117,7 +165,10 @@ mod tests {
         }
         assert!(by_name("nope").is_none());
         assert_eq!(inode_size(ModuleSet::empty()), 64);
-        assert_eq!(inode_size(ModuleSet::OBJECTS | ModuleSet::ENCRYPTION), 64 + 16 + 32);
+        assert_eq!(
+            inode_size(ModuleSet::OBJECTS | ModuleSet::ENCRYPTION),
+            64 + 16 + 32
+        );
     }
 
     #[test]

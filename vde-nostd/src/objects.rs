@@ -18,9 +18,7 @@
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
-use crate::format::object::{
-    slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR,
-};
+use crate::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
 use crate::format::slot_index::{self, Counters};
 use crate::format::DecodeError;
 use crate::handle::{Handle, MAX_BLOCK};
@@ -79,7 +77,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     fn entry(&self, i: usize) -> Option<(BlockNo, SlotBitmapRef<'_>)> {
         let es = self.es();
-        let e = self.index.get(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
+        let e = self
+            .index
+            .get(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
         let (b, bits) = e.split_at(8);
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -92,7 +92,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn entry_bits_mut(&mut self, i: usize) -> Option<SlotBitmap<'_>> {
         let es = self.es();
         let bs = self.layout.bs();
-        let e = self.index.get_mut(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
+        let e = self
+            .index
+            .get_mut(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
         SlotBitmap::new(e.get_mut(8..)?, bs)
     }
 
@@ -140,8 +142,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             if blk_i >= o.region.len {
                 return Err(si());
             }
-            let buf = self.scratch.get_mut(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
-            self.dev.read_block(BlockNo(o.region.start.0 + blk_i), buf)?;
+            let buf = self
+                .scratch
+                .get_mut(..bs)
+                .ok_or(Error::BufferTooSmall { need: bs })?;
+            self.dev
+                .read_block(BlockNo(o.region.start.0 + blk_i), buf)?;
             let (n, c) = slot_index::check(buf, blk_i).map_err(|e| match e {
                 DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
                 _ => Error::Corrupt(Structure::SlotIndex),
@@ -303,10 +309,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         })
     }
 
-    pub(crate) fn put_in_tx(&mut self, data: &[u8], packed_only: bool) -> Result<Handle, Error<D::Error>> {
+    pub(crate) fn put_in_tx(
+        &mut self,
+        data: &[u8],
+        packed_only: bool,
+    ) -> Result<Handle, Error<D::Error>> {
         let bs = self.layout.bs();
         let seq = self.wal.last_seq().next().0;
-        let stored = data.len().checked_add(SLOT_HDR).ok_or(Error::ObjectTooLarge)?;
+        let stored = data
+            .len()
+            .checked_add(SLOT_HDR)
+            .ok_or(Error::ObjectTooLarge)?;
         match subblock::class_for(stored, bs) {
             Some(class) => self.put_packed(data, class, seq),
             None if packed_only => Err(Error::ObjectTooLarge),
@@ -358,7 +371,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .entry_bits_mut(entry)
             .and_then(|mut bm| bm.allocate(class))
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
-        let (block, _) = self.entry(entry).ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        let (block, _) = self
+            .entry(entry)
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
         let h = Handle::Packed {
             block,
             unit: u16::try_from(unit).map_err(|_| Error::Corrupt(Structure::SlotIndex))?,
@@ -437,7 +452,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let buf = if staged {
                 tx.get_mut(b).ok_or(Error::TxCapacity)?
             } else {
-                scratch.get_mut(..bs).ok_or(Error::BufferTooSmall { need: bs })?
+                scratch
+                    .get_mut(..bs)
+                    .ok_or(Error::BufferTooSmall { need: bs })?
             };
             buf.fill(0);
             let mut at = 0;
@@ -488,10 +505,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         let bs = self.layout.bs();
         self.read_through_scratch(block)?;
-        let buf = self.scratch.get(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+        let buf = self
+            .scratch
+            .get(..bs)
+            .ok_or(Error::BufferTooSmall { need: bs })?;
         let slot = buf.get(unit * UNIT..unit * UNIT + size).ok_or_else(bad)?;
         let sh = SlotHeader::decode(slot).map_err(|_| bad())?;
-        if sh.tag != tag || sh == (SlotHeader { len: 0, tag: 0, check: 0 }) {
+        if sh.tag != tag
+            || sh
+                == (SlotHeader {
+                    len: 0,
+                    tag: 0,
+                    check: 0,
+                })
+        {
             return Err(bad());
         }
         if usize::from(sh.len) > size - SLOT_HDR {
@@ -505,7 +532,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let Volume {
             tx, dev, scratch, ..
         } = self;
-        let buf = scratch.get_mut(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+        let buf = scratch
+            .get_mut(..bs)
+            .ok_or(Error::BufferTooSmall { need: bs })?;
         match tx.get(b) {
             Some(d) => buf.copy_from_slice(d),
             None => dev.read_block(b, buf)?,
@@ -528,7 +557,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         self.read_through_scratch(start)?;
         let bs = self.layout.bs();
-        let buf = self.scratch.get(..bs).ok_or(Error::BufferTooSmall { need: bs })?;
+        let buf = self
+            .scratch
+            .get(..bs)
+            .ok_or(Error::BufferTooSmall { need: bs })?;
         let hdr = match ExtentHeader::decode(buf) {
             Ok(x) => x,
             Err(DecodeError::BadChecksum) => return Err(Error::ObjectChecksum { handle: raw }),
@@ -567,7 +599,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             Handle::Packed { unit, .. } => {
                 let (_, sh, _) = self.locate_packed(h)?;
                 let len = usize::from(sh.len);
-                let out = buf.get_mut(..len).ok_or(Error::BufferTooSmall { need: len })?;
+                let out = buf
+                    .get_mut(..len)
+                    .ok_or(Error::BufferTooSmall { need: len })?;
                 let at = usize::from(unit) * UNIT + SLOT_HDR;
                 let src = self
                     .scratch
@@ -581,8 +615,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             Handle::Extent { start, .. } => {
                 let (hdr, blocks) = self.locate_extent(h)?;
-                let len = usize::try_from(hdr.len).map_err(|_| Error::BufferTooSmall { need: usize::MAX })?;
-                let out = buf.get_mut(..len).ok_or(Error::BufferTooSmall { need: len })?;
+                let len = usize::try_from(hdr.len)
+                    .map_err(|_| Error::BufferTooSmall { need: usize::MAX })?;
+                let out = buf
+                    .get_mut(..len)
+                    .ok_or(Error::BufferTooSmall { need: len })?;
                 let bs = self.layout.bs();
                 let mut hasher = Xxh64::new(raw);
                 let mut off = 0usize;
@@ -590,7 +627,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     self.read_through_scratch(BlockNo(start.0 + k))?;
                     let at = if k == 0 { EXTENT_HDR } else { 0 };
                     let n = (bs - at).min(len - off);
-                    let src = self.scratch.get(at..at + n).ok_or(Error::ObjectChecksum { handle: raw })?;
+                    let src = self
+                        .scratch
+                        .get(at..at + n)
+                        .ok_or(Error::ObjectChecksum { handle: raw })?;
                     hasher.update(src);
                     out.get_mut(off..off + n)
                         .ok_or(Error::ObjectChecksum { handle: raw })?
@@ -615,7 +655,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     pub(crate) fn delete_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
         match h {
-            Handle::Packed { block, unit, class, .. } => {
+            Handle::Packed {
+                block, unit, class, ..
+            } => {
                 let (entry, sh, size) = self.locate_packed(h)?;
                 let freed_all = {
                     let mut bm = self
@@ -634,11 +676,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 }
                 if freed_all {
                     // Return the block to the allocator and drop its entry (swap with the last).
-                    self.mark(Extent { start: block, len: 1 }, false)?;
+                    self.mark(
+                        Extent {
+                            start: block,
+                            len: 1,
+                        },
+                        false,
+                    )?;
                     let es = self.es();
                     let last = o.count - 1;
                     if entry != last {
-                        self.index.copy_within(last * es..(last + 1) * es, entry * es);
+                        self.index
+                            .copy_within(last * es..(last + 1) * es, entry * es);
                     }
                     o.count = last;
                     self.objects = Some(o);
@@ -739,7 +788,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .map(|(n, c)| n.saturating_mul((c / UNIT) as u64))
             .sum();
         let packed: u64 = o.counters.per_class.iter().sum();
-        if occupied != expect || packed.saturating_add(o.counters.extent_objects) != o.counters.objects {
+        if occupied != expect
+            || packed.saturating_add(o.counters.extent_objects) != o.counters.objects
+        {
             return Err(Error::Corrupt(Structure::SlotIndex));
         }
         Ok(())

@@ -33,7 +33,7 @@ impl<'a> SliceBitmap<'a> {
     /// A bitmap over `bits`, of which the first `total_bits` are meaningful, read in blocks of
     /// `bytes_per_block` (a positive multiple of 8).
     pub fn new(bits: &'a [u8], total_bits: u64, bytes_per_block: usize) -> Option<Self> {
-        if bytes_per_block == 0 || bytes_per_block % 8 != 0 {
+        if bytes_per_block == 0 || !bytes_per_block.is_multiple_of(8) {
             return None;
         }
         let total_bits = total_bits.min((bits.len() as u64).saturating_mul(8));
@@ -74,7 +74,7 @@ fn for_each_word<S: BitmapSource>(
 ) -> Result<bool, S::Error> {
     let bpb = src.bits_per_block();
     let total = src.total_bits();
-    if bpb == 0 || bpb % 64 != 0 {
+    if bpb == 0 || !bpb.is_multiple_of(64) {
         return Ok(true);
     }
     let blocks = total.div_ceil(bpb);

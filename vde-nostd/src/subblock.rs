@@ -82,11 +82,13 @@ impl<'a> SlotBitmapRef<'a> {
     }
     /// Whether units `at .. at + n` are all free.
     pub fn range_free(&self, at: usize, n: usize) -> bool {
-        at.checked_add(n).is_some_and(|e| e <= self.units) && (at..at + n).all(|i| !bit(self.bits, i))
+        at.checked_add(n).is_some_and(|e| e <= self.units)
+            && (at..at + n).all(|i| !bit(self.bits, i))
     }
     /// Whether units `at .. at + n` are all occupied.
     pub fn range_occupied(&self, at: usize, n: usize) -> bool {
-        at.checked_add(n).is_some_and(|e| e <= self.units) && (at..at + n).all(|i| bit(self.bits, i))
+        at.checked_add(n).is_some_and(|e| e <= self.units)
+            && (at..at + n).all(|i| bit(self.bits, i))
     }
     /// First aligned free slot of class `class`: its first unit.
     pub fn find(&self, class: u8) -> Option<usize> {
@@ -135,7 +137,7 @@ impl<'a> SlotBitmap<'a> {
         let Some(per) = class_size(class).map(|c| c / UNIT) else {
             return false;
         };
-        if at % per != 0 || !self.view().range_occupied(at, per) {
+        if !at.is_multiple_of(per) || !self.view().range_occupied(at, per) {
             return false;
         }
         self.set(at, per, false);

@@ -364,7 +364,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads block `b` through the open transaction.
-    pub(crate) fn read_through(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+    pub(crate) fn read_through(
+        &mut self,
+        b: BlockNo,
+        buf: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
         if let Some(d) = self.tx.get(b) {
             if d.len() == buf.len() {
                 buf.copy_from_slice(d);
@@ -463,7 +467,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// The regions of the module with bit `bit`, from the committed directory.
-    pub fn module_regions(&mut self, bit: u8) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
+    pub fn module_regions(
+        &mut self,
+        bit: u8,
+    ) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
         self.abort_tx();
         let bs = self.layout.bs();
         let (dir, rpt) = split_two(self.scratch, bs)?;
@@ -491,7 +498,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         for i in 0..n {
-            let e = regions::dir_entry(buf, i).map_err(|_| Error::Corrupt(Structure::RegionDirectory))?;
+            let e = regions::dir_entry(buf, i)
+                .map_err(|_| Error::Corrupt(Structure::RegionDirectory))?;
             f(&e);
         }
         Ok(())
@@ -511,7 +519,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Err(Error::Corrupt(Structure::Superblock));
             }
         }
-        for b in [crate::format::layout::WAL_HDR_A, crate::format::layout::WAL_HDR_B] {
+        for b in [
+            crate::format::layout::WAL_HDR_A,
+            crate::format::layout::WAL_HDR_B,
+        ] {
             self.dev.read_block(b, a)?;
             crate::format::wal_header::WalHeader::decode(a)
                 .map_err(|_| Error::Corrupt(Structure::WalHeader))?;
@@ -661,7 +672,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(plan)
     }
 
-    fn add_module_tx(&mut self, m: &'static Module, now: u64) -> Result<ModulePlan, Error<D::Error>> {
+    fn add_module_tx(
+        &mut self,
+        m: &'static Module,
+        now: u64,
+    ) -> Result<ModulePlan, Error<D::Error>> {
         let plan = self.plan_module(m)?;
         let dir_block = BlockNo(self.layout.regdir);
         let first = self.region_entries()?;
@@ -704,7 +719,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Module-specific content written in the same transaction as the regions.
-    fn init_module_regions(&mut self, m: &'static Module, plan: &ModulePlan) -> Result<(), Error<D::Error>> {
+    fn init_module_regions(
+        &mut self,
+        m: &'static Module,
+        plan: &ModulePlan,
+    ) -> Result<(), Error<D::Error>> {
         if m.flag() == ModuleSet::OBJECTS {
             if let Some(r) = plan.regions.first() {
                 self.init_index(*r)?;
@@ -842,7 +861,10 @@ fn pick_superblock<D: BlockDevice>(
     let mut best: Option<(Superblock, Layout)> = None;
     let mut first_err: Option<Error<D::Error>> = None;
     for r in [ra, rb] {
-        match r.map_err(map_decode).and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l))) {
+        match r
+            .map_err(map_decode)
+            .and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l)))
+        {
             Ok((sb, l)) => {
                 if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
                     best = Some((sb, l));
@@ -881,7 +903,6 @@ fn validate_sb<D: BlockDevice>(sb: &Superblock, dev: &D) -> Result<Layout, Error
         .filter(|l| l.wal_blocks <= l.block_count / 2)
         .ok_or(Error::Corrupt(Structure::Superblock))
 }
-
 
 #[cfg(test)]
 #[path = "volume_tests.rs"]

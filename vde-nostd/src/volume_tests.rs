@@ -47,7 +47,7 @@ fn format_mount_and_usage() {
     let vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap();
     let l = *vol.layout();
     assert_eq!(vol.usage().free_blocks, 1024 - l.data_start);
-    drop(vol.unmount().unwrap());
+    let _ = vol.unmount().unwrap();
     let dev = RamDevice::new(&mut img, BS).unwrap();
     let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
     assert_eq!(vol.usage().free_blocks, 1024 - l.data_start);
@@ -65,7 +65,8 @@ fn transaction_commit_rollback_and_remount() {
     let mut tx = vol.begin();
     let e = tx.allocate(3).unwrap();
     for i in 0..3 {
-        tx.write(BlockNo(e.start.0 + i), &[i as u8 + 1; BS]).unwrap();
+        tx.write(BlockNo(e.start.0 + i), &[i as u8 + 1; BS])
+            .unwrap();
     }
     tx.commit().unwrap();
     assert_eq!(vol.usage().free_blocks, free0 - 3);
@@ -78,7 +79,7 @@ fn transaction_commit_rollback_and_remount() {
     assert_eq!(vol.device().bytes(), &before[..]);
     assert_eq!(vol.usage().free_blocks, free0 - 3);
     // crash without checkpoint: recovery replays
-    drop(vol.into_device());
+    let _ = vol.into_device();
     let dev = RamDevice::new(&mut img, BS).unwrap();
     let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
     assert_eq!(vol.usage().free_blocks, free0 - 3);
@@ -122,23 +123,32 @@ fn add_modules_until_full_and_can_add_writes_nothing() {
     assert_eq!(vol.usage().free_blocks, free0 - 256);
     assert_eq!(vol.superblock().modified, 555);
     assert_eq!(vol.superblock().inode_size, 64 + 16);
-    assert_eq!(vol.add_module_regions(snap, 1), Err(Error::ModuleAlreadyPresent));
+    assert_eq!(
+        vol.add_module_regions(snap, 1),
+        Err(Error::ModuleAlreadyPresent)
+    );
     let rep = by_name("replication").unwrap();
     vol.add_module_regions(rep, 556).unwrap();
     let regs = vol.module_regions(rep.bit).unwrap();
     assert_eq!(regs.len(), 2);
     assert!(vol.is_allocated(regs[1].extent.start).unwrap());
-    drop(vol.into_device());
+    let _ = vol.into_device();
     let dev = RamDevice::new(&mut img, BS).unwrap();
     let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
-    assert!(vol.modules().contains(ModuleSet::SNAPSHOTS | ModuleSet::REPLICATION));
+    assert!(vol
+        .modules()
+        .contains(ModuleSet::SNAPSHOTS | ModuleSet::REPLICATION));
     assert_eq!(vol.usage().free_blocks, free0 - 256 - 256 - 64);
     // a volume too small for a large region gets NoSpace
     let dedup = by_name("dedup").unwrap();
     let integ = by_name("integrity").unwrap();
     vol.add_module_regions(dedup, 1).unwrap();
     let mut last = Ok(());
-    for mdl in [integ, by_name("xattr").unwrap(), by_name("encryption").unwrap()] {
+    for mdl in [
+        integ,
+        by_name("xattr").unwrap(),
+        by_name("encryption").unwrap(),
+    ] {
         last = vol.add_module_regions(mdl, 2).map(|_| ());
     }
     let _ = last;
@@ -149,11 +159,17 @@ fn not_formatted_and_wrong_geometry() {
     let mut img = vec![0u8; BS * 256];
     let mut m = Mem::new();
     let dev = RamDevice::new(&mut img, BS).unwrap();
-    assert!(matches!(Volume::<_, 8>::mount(dev, m.bufs()), Err(Error::NotFormatted)));
+    assert!(matches!(
+        Volume::<_, 8>::mount(dev, m.bufs()),
+        Err(Error::NotFormatted)
+    ));
     let dev = RamDevice::new(&mut img, BS).unwrap();
     drop(Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap());
     let dev = RamDevice::new(&mut img[..BS * 200], BS).unwrap();
-    assert!(matches!(Volume::<_, 8>::mount(dev, m.bufs()), Err(Error::InvalidGeometry)));
+    assert!(matches!(
+        Volume::<_, 8>::mount(dev, m.bufs()),
+        Err(Error::InvalidGeometry)
+    ));
     let mut small = Mem {
         scratch: vec![0; BS],
         txn: vec![0; BS * 8],
@@ -171,7 +187,10 @@ fn superblock_mirror_fallback() {
     let mut img = vec![0u8; BS * 256];
     let mut m = Mem::new();
     let dev = RamDevice::new(&mut img, BS).unwrap();
-    drop(Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap().unmount().unwrap());
+    let _ = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs())
+        .unwrap()
+        .unmount()
+        .unwrap();
     img[20] ^= 0x40; // primary broken
     let dev = RamDevice::new(&mut img, BS).unwrap();
     let vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();

@@ -25,8 +25,8 @@ use crate::error::{Error, Structure};
 use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
 use crate::format::wal_header::WalHeader;
 use crate::format::wal_record::{
-    parse_record_prefix, record_prefix, seed, txn_blocks, Commit, TxIdent, BEGIN_LEN,
-    COMMIT_LEN, RECORD_PREFIX, RECORD_SUFFIX,
+    parse_record_prefix, record_prefix, seed, txn_blocks, Commit, TxIdent, BEGIN_LEN, COMMIT_LEN,
+    RECORD_PREFIX, RECORD_SUFFIX,
 };
 use crate::types::{BlockNo, Epoch, Seq};
 use xxhash_rust::xxh64::Xxh64;
@@ -308,7 +308,10 @@ impl Wal {
         if need > self.blocks {
             return Err(Error::TxTooLarge);
         }
-        if tx.iter().any(|(b, d)| !self.target_ok(b) || d.len() != self.bs) {
+        if tx
+            .iter()
+            .any(|(b, d)| !self.target_ok(b) || d.len() != self.bs)
+        {
             return Err(Error::OutOfRange);
         }
         let blk = block_of(scratch, self.bs)?;
@@ -398,7 +401,11 @@ impl Wal {
             ..self.clone()
         };
         encode_header(&next.header(), blk)?;
-        let target = if self.active_is_b { WAL_HDR_A } else { WAL_HDR_B };
+        let target = if self.active_is_b {
+            WAL_HDR_A
+        } else {
+            WAL_HDR_B
+        };
         dev.write_block(target, blk)?;
         dev.flush()?;
         self.generation = next.generation;
@@ -608,7 +615,11 @@ impl LogWriter {
         self.pos = 0;
         Ok(())
     }
-    fn finish<D: BlockDevice>(&mut self, dev: &mut D, blk: &mut [u8]) -> Result<(), Error<D::Error>> {
+    fn finish<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        blk: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
         if self.pos > 0 {
             if let Some(t) = blk.get_mut(self.pos..) {
                 t.fill(0);
@@ -639,7 +650,11 @@ impl LogReader {
         }
     }
     /// Ensures a block with unread bytes is in `buf`; `false` at the end of the log.
-    fn load<D: BlockDevice>(&mut self, dev: &mut D, buf: &mut [u8]) -> Result<bool, Error<D::Error>> {
+    fn load<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        buf: &mut [u8],
+    ) -> Result<bool, Error<D::Error>> {
         if self.loaded && self.pos < buf.len() {
             return Ok(true);
         }

@@ -107,11 +107,19 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let s = SlotHeader { len: 5, tag: 7, check: 9 };
+        let s = SlotHeader {
+            len: 5,
+            tag: 7,
+            check: 9,
+        };
         let mut b = [0u8; 16];
         s.encode(&mut b).unwrap();
         assert_eq!(SlotHeader::decode(&b), Ok(s));
-        let e = ExtentHeader { handle: 1 << 63, len: 10_000, payload_hash: 3 };
+        let e = ExtentHeader {
+            handle: 1 << 63,
+            len: 10_000,
+            payload_hash: 3,
+        };
         let mut b = [0u8; 64];
         e.encode(&mut b).unwrap();
         assert_eq!(ExtentHeader::decode(&b), Ok(e));

@@ -107,7 +107,10 @@ pub fn dir_check(b: &[u8]) -> Result<usize, DecodeError> {
 /// Reads entry `i` of a (checked) directory block.
 pub fn dir_entry(b: &[u8], i: usize) -> Result<RegionEntry, DecodeError> {
     let f = DecodeError::BadField;
-    let off = i.checked_mul(ENTRY).and_then(|o| o.checked_add(HDR)).ok_or(f)?;
+    let off = i
+        .checked_mul(ENTRY)
+        .and_then(|o| o.checked_add(HDR))
+        .ok_or(f)?;
     let e = b.get(off..off.checked_add(ENTRY).ok_or(f)?).ok_or(f)?;
     let module = *e.first().ok_or(f)?;
     let kind = match e.get(1) {
@@ -206,7 +209,11 @@ mod tests {
         for i in 0..cap {
             let e = RegionEntry {
                 module: (i % 64) as u8,
-                kind: if i % 2 == 0 { RegionKind::Small } else { RegionKind::Large },
+                kind: if i % 2 == 0 {
+                    RegionKind::Small
+                } else {
+                    RegionKind::Large
+                },
                 index: i as u16,
                 extent: Extent {
                     start: BlockNo(100 + i as u64),
