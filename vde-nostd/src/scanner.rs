@@ -160,7 +160,7 @@ pub fn first_fit<S: BitmapSource>(
             return false;
         }
         // A run wholly inside the word: n consecutive ones in !w.
-        if n < 64 {
+        if n < 64 && u64::from(w.count_zeros()) >= n {
             let mut x = !w;
             let mut have = 1u64;
             while have < n && x != 0 {
