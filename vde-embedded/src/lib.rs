@@ -36,6 +36,6 @@ pub mod sim;
 
 pub use nor::{GeometryError, NorError, NorFlashDevice, MIN_BLOCKS};
 pub use sim::{
-    FlashPart, FlashStats, FlashTiming, SimConfig, SimError, SimFlash, SimSetupError, TearMode,
+    FlashPart, FlashStats, FlashTiming, OpKind, SimConfig, SimError, SimFlash, SimSetupError, TearMode,
     WearSummary, XorShift64,
 };

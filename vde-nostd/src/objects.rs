@@ -329,14 +329,16 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     fn put_packed(&mut self, data: &[u8], class: u8, seq: u64) -> Result<Handle, Error<D::Error>> {
         let mut o = self.obj()?;
+        let per = subblock::class_size(class).ok_or(Error::ObjectTooLarge)? / UNIT;
         // Best fit: the shared block with the fewest free units that still has a slot.
         let mut best: Option<(usize, usize)> = None;
         for i in 0..o.count {
             if let Some((_, bm)) = self.entry(i) {
-                if bm.find(class).is_some() {
-                    let free = bm.free_units();
-                    if best.is_none_or(|(_, f)| free < f) {
-                        best = Some((i, free));
+                let free = bm.free_units();
+                if free >= per && best.is_none_or(|(_, f)| free < f) && bm.find(class).is_some() {
+                    best = Some((i, free));
+                    if free == per {
+                        break; // cannot fit tighter
                     }
                 }
             }

@@ -61,7 +61,8 @@ impl<'a> SlotBitmapRef<'a> {
     }
     /// Free units.
     pub fn free_units(&self) -> usize {
-        (0..self.units).filter(|i| !bit(self.bits, *i)).count()
+        // `units` is a multiple of 8 (block size >= 512), so whole bytes cover it exactly.
+        self.bits.iter().map(|b| b.count_zeros() as usize).sum()
     }
     /// Free slots of class `class` (aligned positions wholly free).
     pub fn free_slots(&self, class: u8) -> usize {
@@ -93,9 +94,28 @@ impl<'a> SlotBitmapRef<'a> {
     /// First aligned free slot of class `class`: its first unit.
     pub fn find(&self, class: u8) -> Option<usize> {
         let per = class_size(class)? / UNIT;
-        (0..self.units / per.max(1))
-            .map(|s| s * per)
-            .find(|at| self.range_free(*at, per))
+        if per >= 8 {
+            // Whole aligned groups of bytes.
+            let nb = per / 8;
+            return self
+                .bits
+                .chunks_exact(nb)
+                .position(|g| g.iter().all(|b| *b == 0))
+                .map(|g| g * per)
+                .filter(|at| at + per <= self.units);
+        }
+        let mask = (1u8 << per) - 1;
+        for (i, b) in self.bits.iter().enumerate() {
+            if *b == 0xFF {
+                continue;
+            }
+            for shift in (0..8).step_by(per) {
+                if b & (mask << shift) == 0 {
+                    return Some(i * 8 + shift);
+                }
+            }
+        }
+        None
     }
 }
 

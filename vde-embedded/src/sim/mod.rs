@@ -235,6 +235,18 @@ pub struct WearSummary {
     pub total: u64,
 }
 
+/// Kind of a flash operation (for reporting which one a power cut interrupted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OpKind {
+    /// A read.
+    Read,
+    /// A program (write).
+    Program,
+    /// An erase.
+    Erase,
+}
+
 /// Power state of the simulated part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -257,6 +269,7 @@ pub struct SimFlash<'a, const READ: usize, const WRITE: usize, const ERASE: usiz
     stats: FlashStats,
     ops: u64,
     power: Power,
+    cut_kind: Option<OpKind>,
 }
 
 impl<const READ: usize, const WRITE: usize, const ERASE: usize> fmt::Debug
@@ -336,6 +349,7 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
             stats: FlashStats::default(),
             ops: 0,
             power: Power::On,
+            cut_kind: None,
         })
     }
 
@@ -458,10 +472,16 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
         self.power == Power::Lost
     }
 
+    /// The kind of operation the last power cut interrupted, until [`reboot`](Self::reboot).
+    pub fn cut_kind(&self) -> Option<OpKind> {
+        self.cut_kind
+    }
+
     /// Restores power: operations work again and no cut is armed. The content is kept as the
     /// cut left it.
     pub fn reboot(&mut self) {
         self.power = Power::On;
+        self.cut_kind = None;
     }
 
     fn powered(&self) -> Result<(), SimError> {
@@ -486,12 +506,13 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
     }
 
     /// Starts an operation that reached the medium: counts it and says whether it is cut.
-    fn begin_op(&mut self) -> Option<XorShift64> {
+    fn begin_op(&mut self, kind: OpKind) -> Option<XorShift64> {
         let op = self.ops;
         self.ops = self.ops.saturating_add(1);
         match self.power {
             Power::Armed(0) => {
                 self.power = Power::Lost;
+                self.cut_kind = Some(kind);
                 Some(XorShift64::new(rng::mix(self.config.seed, op)))
             }
             Power::Armed(n) => {
@@ -565,7 +586,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> ReadNorFlash
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
         self.powered()?;
         let r = self.range(READ, offset, bytes.len())?;
-        let cut = self.begin_op();
+        let cut = self.begin_op(OpKind::Read);
         self.stats.reads = self.stats.reads.saturating_add(1);
         self.stats.read_bytes = self.stats.read_bytes.saturating_add(bytes.len() as u64);
         if cut.is_some() {
@@ -597,7 +618,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> NorFlash
         let r = self.range(ERASE, from, len)?;
         let first = r.start / ERASE;
         let count = len / ERASE;
-        let mut cut = self.begin_op();
+        let mut cut = self.begin_op(OpKind::Erase);
         self.stats.erase_calls = self.stats.erase_calls.saturating_add(1);
         let torn = match cut.as_mut() {
             Some(rng) => usize::try_from(rng.below(count as u64)).unwrap_or(0),
@@ -636,7 +657,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> NorFlash
                 return Err(SimError::ProgramOverProgrammed { offset: at });
             }
         }
-        let cut = self.begin_op();
+        let cut = self.begin_op(OpKind::Program);
         let units = self.config.timing.units_touched(start, bytes.len());
         let s = &mut self.stats;
         s.programs = s.programs.saturating_add(1);

@@ -262,8 +262,10 @@ fn every_operation_fails_after_a_cut_until_reboot() {
     assert_eq!(f.power_cut_armed(), Some(0));
     // The third operation is cut; a cut read leaves the buffer as it was.
     let mut c = [0xAAu8; 4];
+    assert_eq!(f.cut_kind(), None);
     assert_eq!(f.read(0, &mut c), Err(SimError::PowerLost));
     assert_eq!(c, [0xAA; 4]);
+    assert_eq!(f.cut_kind(), Some(OpKind::Read));
     let ops = f.op_count();
     let snapshot = f.bytes().to_vec();
     assert_eq!(f.read(0, &mut b), Err(SimError::PowerLost));
@@ -278,12 +280,20 @@ fn every_operation_fails_after_a_cut_until_reboot() {
     assert_eq!(SimError::PowerLost.kind(), NorFlashErrorKind::Other);
     f.reboot();
     assert!(!f.power_lost());
+    assert_eq!(f.cut_kind(), None);
     f.read(0, &mut b).unwrap();
     assert_eq!(b[0], 1);
     f.write(4, &[2]).unwrap();
     f.arm_power_cut(0);
     f.disarm_power_cut();
     f.write(5, &[3]).unwrap();
+    f.arm_power_cut(0);
+    assert_eq!(f.write(6, &[3]), Err(SimError::PowerLost));
+    assert_eq!(f.cut_kind(), Some(OpKind::Program));
+    f.reboot();
+    f.arm_power_cut(0);
+    assert_eq!(f.erase(0, SECTOR as u32), Err(SimError::PowerLost));
+    assert_eq!(f.cut_kind(), Some(OpKind::Erase));
 }
 
 #[test]
