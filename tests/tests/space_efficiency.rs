@@ -28,7 +28,7 @@ fn packing_stays_dense_under_churn() {
     };
     let mut live: Vec<(Handle, usize)> = Vec::new();
     let data = vec![0x5Au8; 2048];
-    let mut put =
+    let put =
         |vol: &mut Volume<'_, RamDevice<'_>, 16>, live: &mut Vec<(Handle, usize)>, n: usize| {
             let h = vol.put(&data[..n]).unwrap();
             live.push((h, n));
