@@ -37,7 +37,7 @@ pub use error::{Error, Structure};
 pub use handle::Handle;
 pub use modules::{Module, ModuleSet};
 pub use objects::{Batch, ObjectStats};
-pub use types::{BlockNo, Epoch, Seq};
+pub use types::{BlockNo, Epoch, Extent, Seq};
 pub use volume::{Buffers, FormatOptions, Transaction, Volume};
 
 /// Smallest supported block size in bytes.

@@ -351,3 +351,197 @@ mod tests {
         }
     }
 }
+
+/// Per-bitmap-block summary (the technique of Go's page allocator): free bits at the start, free
+/// bits at the end, and the longest free run inside the block. With one summary per bitmap
+/// block, [`first_fit_summarized`] reads only the block that holds the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Summary {
+    /// Free bits from the block's first bit.
+    pub start: u32,
+    /// Free bits up to the block's last meaningful bit.
+    pub end: u32,
+    /// Longest free run in the block.
+    pub max: u32,
+}
+
+impl Summary {
+    /// A summary that is not known (forces a read of its block).
+    pub const UNKNOWN: Summary = Summary {
+        start: 0,
+        end: 0,
+        max: u32::MAX,
+    };
+}
+
+/// Computes the summary of one block's bit area holding `nbits` meaningful bits.
+pub fn summarize(bits: &[u8], nbits: u64) -> Summary {
+    let mut start = 0u64;
+    let mut in_start = true;
+    let mut run = 0u64;
+    let mut max = 0u64;
+    let words = nbits.div_ceil(64);
+    for wi in 0..words {
+        let mut a = [0xFFu8; 8];
+        let at = (wi * 8) as usize;
+        for (k, d) in a.iter_mut().enumerate() {
+            if let Some(b) = bits.get(at + k) {
+                *d = *b;
+            }
+        }
+        let mut w = u64::from_le_bytes(a);
+        let valid = (nbits - wi * 64).min(64);
+        if valid < 64 {
+            w |= u64::MAX << valid;
+        }
+        if w == 0 {
+            run += 64;
+            if in_start {
+                start += 64;
+            }
+            max = max.max(run);
+            continue;
+        }
+        let tz = u64::from(w.trailing_zeros());
+        if in_start {
+            start += tz;
+            in_start = false;
+        }
+        max = max.max(run + tz);
+        // interior runs
+        let mut bit = tz;
+        while bit < valid {
+            let used = u64::from((!(w >> bit)).trailing_zeros()).min(64 - bit);
+            bit += used;
+            if bit >= 64 {
+                break;
+            }
+            let free = u64::from((w >> bit).trailing_zeros()).min(64 - bit);
+            max = max.max(free);
+            bit += free;
+        }
+        run = u64::from(w.leading_zeros());
+    }
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX - 1);
+    Summary {
+        start: clamp(start),
+        end: clamp(run),
+        max: clamp(max.max(run)),
+    }
+}
+
+/// Computes the summary of every bitmap block of `src` into `out` (one per block).
+pub fn summarize_all<S: BitmapSource>(
+    src: &mut S,
+    out: &mut [Summary],
+    buf: &mut [u8],
+) -> Result<(), S::Error> {
+    let bpb = src.bits_per_block();
+    let total = src.total_bits();
+    for (idx, s) in out.iter_mut().enumerate() {
+        let base = (idx as u64).saturating_mul(bpb);
+        if base >= total {
+            *s = Summary::default();
+            continue;
+        }
+        let nbits = (total - base).min(bpb);
+        let bits = src.block(idx as u64, buf)?;
+        *s = summarize(bits, nbits);
+    }
+    Ok(())
+}
+
+/// First fit of `n` free blocks using one [`Summary`] per bitmap block: only a block whose
+/// summary says it holds a long enough run (or whose summary is [`Summary::UNKNOWN`]) is read.
+/// Gives the same answer as [`first_fit`] when the summaries are current.
+pub fn first_fit_summarized<S: BitmapSource>(
+    src: &mut S,
+    summaries: &[Summary],
+    n: u64,
+    buf: &mut [u8],
+) -> Result<Option<BlockNo>, S::Error> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let bpb = src.bits_per_block();
+    let total = src.total_bits();
+    if bpb == 0 {
+        return Ok(None);
+    }
+    let blocks = total.div_ceil(bpb);
+    let mut carry = 0u64; // free bits running into the current block from earlier blocks
+    for idx in 0..blocks {
+        let base = idx.saturating_mul(bpb);
+        let nbits = (total - base).min(bpb);
+        let mut s = summaries
+            .get(idx as usize)
+            .copied()
+            .unwrap_or(Summary::UNKNOWN);
+        if s == Summary::UNKNOWN {
+            let bits = src.block(idx, buf)?;
+            s = summarize(bits, nbits);
+        }
+        if carry + u64::from(s.start) >= n {
+            return Ok(Some(BlockNo(base - carry)));
+        }
+        if u64::from(s.max) >= n {
+            let bits = src.block(idx, buf)?;
+            let mut one = SliceBitmap {
+                bits,
+                bytes_per_block: bits.len().max(8).next_multiple_of(8),
+                total_bits: nbits,
+            };
+            let mut tmp = [0u8; 0];
+            if let Ok(Some(b)) = first_fit(&mut one, n, &mut tmp) {
+                return Ok(Some(BlockNo(base + b.0)));
+            }
+        }
+        carry = if u64::from(s.start) == nbits {
+            carry + nbits
+        } else {
+            u64::from(s.end)
+        };
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod summary_tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn summarized_first_fit_matches_plain(
+            raw in proptest::collection::vec(any::<u8>(), 8..400),
+            mode in 0u8..4,
+            bpb_words in 1usize..6,
+            n in 1u64..400,
+            cut in 0u64..64,
+        ) {
+            let bits: Vec<u8> = raw.iter().enumerate().map(|(i, b)| match mode {
+                0 => *b,
+                1 => if i % 7 < 4 { 0 } else { *b },
+                2 => if (i / 16) % 3 == 0 { *b } else { 0 },
+                _ => b & raw[(i * 5) % raw.len()] & raw[(i * 3) % raw.len()],
+            }).collect();
+            let total = (bits.len() as u64 * 8).saturating_sub(cut);
+            let bpb = bpb_words * 8;
+            let mut buf = vec![0u8; bpb];
+            let mut s = SliceBitmap::new(&bits, total, bpb).unwrap();
+            let blocks = total.div_ceil(bpb as u64 * 8) as usize;
+            let mut sums = vec![Summary::default(); blocks];
+            summarize_all(&mut s, &mut sums, &mut buf).unwrap();
+            let plain = first_fit(&mut s, n, &mut buf).unwrap();
+            prop_assert_eq!(first_fit_summarized(&mut s, &sums, n, &mut buf).unwrap(), plain);
+            // Unknown summaries give the same answer too.
+            let unknown = vec![Summary::UNKNOWN; blocks];
+            prop_assert_eq!(first_fit_summarized(&mut s, &unknown, n, &mut buf).unwrap(), plain);
+        }
+    }
+}

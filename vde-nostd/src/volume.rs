@@ -16,7 +16,7 @@ use crate::format::superblock::Superblock;
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
 use crate::objects::{revoke_bit, ObjState, Revoke};
-use crate::scanner::{self, BitmapSource};
+use crate::scanner::{self, BitmapSource, Summary};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::wal::{block_of, split_two, RecoveryReport, TxBuf, Wal, WalStats};
 
@@ -98,6 +98,7 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) index: &'b mut [u8],
     pub(crate) objects: Option<ObjState>,
     pub(crate) revoke: Revoke,
+    summaries: Option<&'b mut [Summary]>,
     report: RecoveryReport,
 }
 
@@ -189,6 +190,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             index: bufs.index,
             objects: None,
             revoke: [0; 16],
+            summaries: None,
             report,
         };
         vol.check_regions()?;
@@ -336,8 +338,67 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     pub(crate) fn abort_tx(&mut self) {
+        self.clear_tx(false);
+    }
+
+    fn clear_tx(&mut self, committed: bool) {
+        if !committed {
+            if let Some(sums) = self.summaries.as_deref_mut() {
+                // Staged bitmap blocks had their summaries updated; they are void now.
+                for (b, _) in self.tx.iter() {
+                    if b.0 >= self.layout.bitmap_start && b.0 < self.layout.regdir {
+                        let i = (b.0 - self.layout.bitmap_start) as usize;
+                        if let Some(s) = sums.get_mut(i) {
+                            *s = Summary::UNKNOWN;
+                        }
+                    }
+                }
+            }
+        }
         self.tx.clear();
         self.tx_free_delta = 0;
+    }
+
+    /// Attaches one [`Summary`] per bitmap block (caller memory, at least
+    /// `layout().bitmap_blocks` entries) and builds them. From then on every allocation and free
+    /// keeps them current and first-fit allocation reads only the bitmap block that holds the
+    /// answer.
+    pub fn attach_summaries(&mut self, sums: &'b mut [Summary]) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let n = usize::try_from(self.layout.bitmap_blocks).map_err(|_| Error::InvalidGeometry)?;
+        let sums = sums.get_mut(..n).ok_or(Error::BufferTooSmall {
+            need: n.saturating_mul(core::mem::size_of::<Summary>()),
+        })?;
+        {
+            let (mut src, buf) = self.bitmap_source();
+            scanner::summarize_all(&mut src, sums, buf)?;
+        }
+        self.summaries = Some(sums);
+        Ok(())
+    }
+
+    /// First fit through the summaries (refreshing any unknown ones first), or the plain scan.
+    fn find_free(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+        let Some(sums) = self.summaries.take() else {
+            let (mut src, buf) = self.bitmap_source();
+            return scanner::first_fit(&mut src, n, buf);
+        };
+        let bpb = self.layout.bits_per_block();
+        let total = self.layout.block_count;
+        let r = (|| {
+            for (i, s) in sums.iter_mut().enumerate() {
+                if *s == Summary::UNKNOWN {
+                    let base = (i as u64).saturating_mul(bpb);
+                    let (mut src, buf) = self.bitmap_source();
+                    let bits = src.block(i as u64, buf)?;
+                    *s = scanner::summarize(bits, total.saturating_sub(base).min(bpb));
+                }
+            }
+            let (mut src, buf) = self.bitmap_source();
+            scanner::first_fit_summarized(&mut src, sums, n, buf)
+        })();
+        self.summaries = Some(sums);
+        r
     }
 
     /// Stages block `b` in the transaction with its current content and returns it.
@@ -386,6 +447,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::OutOfRange);
         }
         let bpb = self.layout.bits_per_block();
+        let total = self.layout.block_count;
         let mut at = e.start.0;
         while at < end {
             let idx = at / bpb;
@@ -403,7 +465,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Err(Error::Corrupt(Structure::Bitmap));
             }
             bitmap::set_range(bits, within, n, value).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            let summary = scanner::summarize(bits, total.saturating_sub(idx * bpb).min(bpb));
             bitmap_block::seal(blk, idx32).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            if let Some(s) = self
+                .summaries
+                .as_deref_mut()
+                .and_then(|s| s.get_mut(idx as usize))
+            {
+                *s = summary;
+            }
             at += n;
         }
         let delta = i64::try_from(e.len).map_err(|_| Error::OutOfRange)?;
@@ -417,11 +487,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Allocates the first free run of `n` blocks inside the open transaction.
     pub(crate) fn alloc(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
-        let start = {
-            let (mut src, buf) = self.bitmap_source();
-            scanner::first_fit(&mut src, n, buf)?
-        }
-        .ok_or(Error::NoSpace)?;
+        let start = self.find_free(n)?.ok_or(Error::NoSpace)?;
         let e = Extent { start, len: n };
         self.mark(e, true)?;
         Ok(e)
@@ -450,7 +516,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
         }
-        self.abort_tx();
+        self.clear_tx(r.is_ok());
         r
     }
 
