@@ -14,7 +14,11 @@
 //!
 //! Every buffer comes from the caller, so the simulator runs as well on a Cortex-M as in a test.
 //!
-//! Features: `std` (adds `std::error::Error` impls), `defmt` (`defmt::Format` on every public type).
+//! With the `std` feature, [`harness`] adds a reusable power-cut harness: a workload run with a
+//! cut at every flash operation in turn, each followed by reboot, remount and a model check.
+//!
+//! Features: `std` (adds `std::error::Error` impls and the [`harness`]), `defmt`
+//! (`defmt::Format` on every public type of the no_std part).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -31,11 +35,13 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod harness;
 pub mod nor;
 pub mod sim;
 
 pub use nor::{GeometryError, NorError, NorFlashDevice, MIN_BLOCKS};
 pub use sim::{
-    FlashPart, FlashStats, FlashTiming, OpKind, SimConfig, SimError, SimFlash, SimSetupError, TearMode,
-    WearSummary, XorShift64,
+    FlashPart, FlashStats, FlashTiming, OpKind, SimConfig, SimError, SimFlash, SimSetupError,
+    TearMode, WearSummary, XorShift64,
 };

@@ -12,6 +12,12 @@
 //!
 //! To add a check: write `fn check_xxx() -> Result<(), &'static str>` and list it in [`CHECKS`].
 //! Device images can live on the stack (2 MiB) or in statics (2 MiB for .data and .bss).
+//! A check may print indented detail lines (`  ...`) before its verdict.
+//!
+//! The engine checks run vde-nostd over vde-embedded's `NorFlashDevice` on a `SimFlash` with the
+//! W25Q16JV's geometry (byte programs, 4 KiB sectors), 256 KiB of it, all in stack memory: format,
+//! add a module, put and get packed and extent objects, remount; then a power cut at every
+//! operation of a put, each followed by reboot, remount and verification.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -30,6 +36,14 @@ type Check = (&'static str, fn() -> Result<(), &'static str>);
 const CHECKS: &[Check] = &[
     ("runtime: data, bss and stack", check_runtime),
     ("ram device round trip", check_ram_device_round_trip),
+    (
+        "engine on SimFlash: format, module, put/get, remount",
+        check_engine_on_flash,
+    ),
+    (
+        "engine on SimFlash: power cut in the middle of a put",
+        check_power_cut_in_put,
+    ),
 ];
 
 #[entry]
@@ -153,4 +167,286 @@ fn check_ram_device_round_trip() -> Result<(), &'static str> {
         RamDevice::new(&mut [0u8; 1024], 1000).is_none(),
         "block size 1000 accepted",
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine on a simulated NOR flash.
+
+use vde_embedded::sim::parts::{W25q16jv, W25Q16JV};
+use vde_embedded::NorFlashDevice;
+use vde_nostd::{Buffers, Error, FormatOptions, Handle, ModuleSet, Volume};
+
+/// vde block size: one W25Q sector.
+const FLASH_BS: usize = 4096;
+/// Simulated flash: 64 sectors (a slice of the 2 MiB part).
+const FLASH_BYTES: usize = 256 * 1024;
+const FLASH_SECTORS: usize = FLASH_BYTES / FLASH_BS;
+/// Transaction capacity in block updates.
+const TX_K: usize = 8;
+/// Slot index RAM: 16 shared blocks.
+const INDEX_BYTES: usize = 16 * (8 + FLASH_BS / 512);
+
+type FlashDev<'f, 'm> = NorFlashDevice<&'f mut W25q16jv<'m>>;
+type FlashVol<'b, 'f, 'm> = Volume<'b, FlashDev<'f, 'm>, TX_K>;
+
+/// The volume's buffers, on the caller's stack.
+struct EngineMem {
+    scratch: [u8; 2 * FLASH_BS],
+    txn: [u8; TX_K * FLASH_BS],
+    index: [u8; INDEX_BYTES],
+}
+
+impl EngineMem {
+    const fn new() -> Self {
+        EngineMem {
+            scratch: [0; 2 * FLASH_BS],
+            txn: [0; TX_K * FLASH_BS],
+            index: [0; INDEX_BYTES],
+        }
+    }
+    fn bufs(&mut self) -> Buffers<'_> {
+        Buffers {
+            scratch: &mut self.scratch,
+            txn: &mut self.txn,
+            index: &mut self.index,
+        }
+    }
+}
+
+/// Object `i` of `len` bytes: its number, then a pattern (unique per object).
+fn object_bytes(i: u8, out: &mut [u8]) {
+    for (j, b) in out.iter_mut().enumerate() {
+        *b = (j as u8).wrapping_mul(29) ^ i.wrapping_mul(101) ^ (j >> 8) as u8;
+    }
+    if let Some(b) = out.first_mut() {
+        *b = i;
+    }
+}
+
+/// Sizes of the objects the checks store: three packed into slots, two in whole-block extents.
+const OBJECT_SIZES: [usize; 5] = [24, 200, 1500, 3000, 9000];
+/// Size of the object whose put is cut.
+const CUT_SIZE: usize = 700;
+const MAX_OBJECT: usize = 9000;
+
+fn flash<'m>(
+    image: &'m mut [u8],
+    wear: &'m mut [u32],
+    seed: u64,
+) -> Result<W25q16jv<'m>, &'static str> {
+    W25q16jv::from_part(image, wear, &W25Q16JV, seed).map_err(|_| "SimFlash setup refused")
+}
+
+fn device<'f, 'm>(f: &'f mut W25q16jv<'m>) -> Result<FlashDev<'f, 'm>, &'static str> {
+    NorFlashDevice::new(f, FLASH_BS, 0, None).map_err(|_| "NorFlashDevice refused the geometry")
+}
+
+fn mount<'b, 'f, 'm>(
+    f: &'f mut W25q16jv<'m>,
+    mem: &'b mut EngineMem,
+) -> Result<FlashVol<'b, 'f, 'm>, &'static str> {
+    Volume::mount(device(f)?, mem.bufs()).map_err(|_| "mount failed")
+}
+
+/// Reads `h` and compares it with object `i` of `len` bytes.
+fn object_is(
+    vol: &mut FlashVol<'_, '_, '_>,
+    h: Handle,
+    i: u8,
+    len: usize,
+) -> Result<bool, &'static str> {
+    let mut want = [0u8; MAX_OBJECT];
+    let mut got = [0u8; MAX_OBJECT];
+    let want = want.get_mut(..len).ok_or("object too large")?;
+    object_bytes(i, want);
+    match vol.get(h, &mut got) {
+        Ok(n) => Ok(got.get(..n) == Some(&*want)),
+        Err(Error::BadHandle { .. }) => Ok(false),
+        Err(_) => Err("get failed"),
+    }
+}
+
+/// Formats the flash, adds the `xattr` module, stores the objects of [`OBJECT_SIZES`], and returns
+/// their handles.
+fn build_volume(
+    image: &mut [u8],
+    wear: &mut [u32],
+    mem: &mut EngineMem,
+) -> Result<[Handle; OBJECT_SIZES.len()], &'static str> {
+    image.fill(0xFF);
+    let mut f = flash(image, wear, 1)?;
+    let opts = FormatOptions {
+        volume_id: *b"vde-firmware-001",
+        now: 1,
+        modules: ModuleSet::OBJECTS,
+        ..FormatOptions::default()
+    };
+    let mut vol = Volume::<_, TX_K>::format(device(&mut f)?, &opts, mem.bufs())
+        .map_err(|_| "format failed")?;
+    let xattr = vde_nostd::modules::by_name("xattr").ok_or("no xattr module")?;
+    vol.add_module_regions(xattr, 2)
+        .map_err(|_| "add_module_regions failed")?;
+    ensure(
+        vol.modules().contains(ModuleSet::XATTR),
+        "module missing after addition",
+    )?;
+    let mut handles = [Handle::from_raw(0); OBJECT_SIZES.len()];
+    let mut data = [0u8; MAX_OBJECT];
+    for (i, (&len, h)) in OBJECT_SIZES.iter().zip(handles.iter_mut()).enumerate() {
+        let d = data.get_mut(..len).ok_or("object too large")?;
+        object_bytes(i as u8, d);
+        *h = vol.put(d).map_err(|_| "put failed")?;
+    }
+    for (i, (&len, &h)) in OBJECT_SIZES.iter().zip(handles.iter()).enumerate() {
+        ensure(
+            object_is(&mut vol, h, i as u8, len)?,
+            "object reads back wrong",
+        )?;
+    }
+    vol.verify().map_err(|_| "verify failed")?;
+    vol.unmount().map_err(|_| "unmount failed")?;
+    Ok(handles)
+}
+
+/// Every object of [`OBJECT_SIZES`] reads back.
+fn all_objects_there(
+    vol: &mut FlashVol<'_, '_, '_>,
+    handles: &[Handle],
+) -> Result<bool, &'static str> {
+    for (i, (&len, &h)) in OBJECT_SIZES.iter().zip(handles).enumerate() {
+        if !object_is(vol, h, i as u8, len)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn check_engine_on_flash() -> Result<(), &'static str> {
+    let mut image = [0xFFu8; FLASH_BYTES];
+    let mut wear = [0u32; FLASH_SECTORS];
+    let mut mem = EngineMem::new();
+    let handles = build_volume(black_box(&mut image), &mut wear, &mut mem)?;
+    let packed = handles
+        .iter()
+        .filter(|h| matches!(h, Handle::Packed { .. }))
+        .count();
+    ensure(packed == 3, "expected three packed objects and two extents")?;
+    let mut f = flash(&mut image, &mut wear, 2)?;
+    let mut vol = mount(&mut f, &mut mem)?;
+    ensure(
+        all_objects_there(&mut vol, &handles)?,
+        "objects lost across remount",
+    )?;
+    ensure(
+        vol.modules().contains(ModuleSet::XATTR),
+        "module lost across remount",
+    )?;
+    let stats = vol.object_stats().map_err(|_| "object_stats failed")?;
+    ensure(
+        stats.counters.objects == handles.len() as u64,
+        "object count",
+    )?;
+    // A delete, and the stale handle is refused.
+    vol.delete(handles[1]).map_err(|_| "delete failed")?;
+    ensure(
+        !object_is(&mut vol, handles[1], 1, OBJECT_SIZES[1])?,
+        "deleted object still readable",
+    )?;
+    vol.verify().map_err(|_| "verify failed")?;
+    drop(vol);
+    let s = f.stats();
+    let w = f.wear_summary();
+    hprintln!(
+        "  {} objects ({} packed, {} extent) on {} KiB of W25Q16JV: {} reads, {} programs, {} erases, wear max {}",
+        handles.len(),
+        packed,
+        handles.len() - packed,
+        FLASH_BYTES / 1024,
+        s.reads,
+        s.programs,
+        s.erases,
+        w.max
+    );
+    Ok(())
+}
+
+fn check_power_cut_in_put() -> Result<(), &'static str> {
+    let mut image = [0xFFu8; FLASH_BYTES];
+    let mut base = [0u8; FLASH_BYTES];
+    let mut wear = [0u32; FLASH_SECTORS];
+    let mut mem = EngineMem::new();
+    let handles = build_volume(black_box(&mut image), &mut wear, &mut mem)?;
+    base.copy_from_slice(&image);
+    let mut data = [0u8; CUT_SIZE];
+    object_bytes(99, &mut data);
+
+    // The put uncut: its flash operations and the handle it gets.
+    let (ops, want) = {
+        let mut f = flash(&mut image, &mut wear, 3)?;
+        let mut vol = mount(&mut f, &mut mem)?;
+        let start = vol.device().flash().op_count();
+        let h = vol.put(&data).map_err(|_| "uncut put failed")?;
+        (vol.device().flash().op_count() - start, h)
+    };
+    ensure(ops > 10, "a put should take more than 10 flash operations")?;
+
+    // The middle of the put first, then every other operation.
+    let (mut present, mut absent) = (0u32, 0u32);
+    let middle = ops / 2;
+    for k in core::iter::once(middle).chain((0..ops).filter(|&k| k != middle)) {
+        image.copy_from_slice(&base);
+        let mut f = flash(&mut image, &mut wear, 100 + k)?;
+        {
+            let mut vol = mount(&mut f, &mut mem)?;
+            vol.device().flash_mut().arm_power_cut(k);
+            ensure(
+                vol.put(&data).is_err(),
+                "put acknowledged although the power was cut",
+            )?;
+        }
+        ensure(f.power_lost(), "the cut did not happen")?;
+        f.reboot();
+        let mut vol = mount(&mut f, &mut mem).map_err(|_| "remount after the cut failed")?;
+        vol.verify().map_err(|_| "verify after the cut failed")?;
+        ensure(
+            all_objects_there(&mut vol, &handles)?,
+            "acknowledged object lost after the cut",
+        )?;
+        let mut got = [0u8; MAX_OBJECT];
+        let whole = match vol.get(want, &mut got) {
+            Ok(n) if got.get(..n) == Some(&data[..]) => true,
+            Err(Error::BadHandle { .. }) => false,
+            _ => return Err("interrupted object is neither wholly there nor absent"),
+        };
+        let count = vol
+            .object_stats()
+            .map_err(|_| "object_stats failed")?
+            .counters
+            .objects;
+        ensure(
+            count == handles.len() as u64 + u64::from(whole),
+            "object count after the cut",
+        )?;
+        if whole {
+            present += 1;
+        } else {
+            absent += 1;
+        }
+        if k == middle {
+            hprintln!(
+                "  cut at op {} of {} (middle of the put): remounted, {} acknowledged objects intact, interrupted object {}",
+                k,
+                ops,
+                handles.len(),
+                if whole { "wholly present" } else { "wholly absent" }
+            );
+        }
+    }
+    hprintln!(
+        "  cut at each of the put's {} flash operations: {} left it wholly present, {} wholly absent, 0 violations",
+        ops,
+        present,
+        absent
+    );
+    ensure(absent > 0, "no cut left the object absent")
 }

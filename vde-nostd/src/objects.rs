@@ -181,6 +181,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         o.counters = counters;
         o.stale = false;
         self.objects = Some(o);
+        self.check_counters()?;
         // Cross-checks: every shared block is an allocated data block outside every region, and
         // appears once.
         for i in 0..count {
@@ -398,10 +399,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .ok_or(Error::ObjectTooLarge)?
             .copy_from_slice(data);
         let mut o = self.obj()?;
-        o.counters.objects += 1;
-        o.counters.bytes += data.len() as u64;
+        o.counters.objects = o.counters.objects.saturating_add(1);
+        o.counters.bytes = o.counters.bytes.saturating_add(data.len() as u64);
         if let Some(c) = o.counters.per_class.get_mut(class as usize) {
-            *c += 1;
+            *c = c.saturating_add(1);
         }
         self.objects = Some(o);
         self.restage_entry(entry)?;
@@ -474,10 +475,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
         }
         let mut o = self.obj()?;
-        o.counters.objects += 1;
-        o.counters.bytes += data.len() as u64;
-        o.counters.extent_objects += 1;
-        o.counters.extent_blocks += blocks;
+        o.counters.objects = o.counters.objects.saturating_add(1);
+        o.counters.bytes = o.counters.bytes.saturating_add(data.len() as u64);
+        o.counters.extent_objects = o.counters.extent_objects.saturating_add(1);
+        o.counters.extent_blocks = o.counters.extent_blocks.saturating_add(blocks);
         self.objects = Some(o);
         self.restage_index_block(0)?;
         Ok(h)
@@ -767,31 +768,40 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    /// Cross-checks the object counters against the slot index: the units occupied in shared
-    /// blocks must equal the units of the packed objects counted per class.
+    /// Reloads the slot index, which cross-checks it (see [`Self::check_counters`]).
     pub(crate) fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
         if self.objects.is_none() {
             return Ok(());
         }
-        self.reload_index()?;
+        self.reload_index()
+    }
+
+    /// Cross-checks the object counters against the slot index: the units occupied in shared
+    /// blocks must equal the units of the packed objects counted per class, and the object
+    /// count must equal packed plus extent objects.
+    fn check_counters(&self) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let units = (self.layout.bs() / UNIT) as u64;
         let mut occupied = 0u64;
         for i in 0..o.count {
             if let Some((_, bm)) = self.entry(i) {
-                occupied += units - bm.free_units() as u64;
+                occupied = occupied.saturating_add(units.saturating_sub(bm.free_units() as u64));
             }
         }
-        let expect: u64 = o
-            .counters
-            .per_class
-            .iter()
-            .zip(subblock::CLASSES.iter())
-            .map(|(n, c)| n.saturating_mul((c / UNIT) as u64))
-            .sum();
-        let packed: u64 = o.counters.per_class.iter().sum();
-        if occupied != expect
-            || packed.saturating_add(o.counters.extent_objects) != o.counters.objects
+        let mut expect = Some(0u64);
+        let mut packed = Some(0u64);
+        for (n, c) in o.counters.per_class.iter().zip(subblock::CLASSES.iter()) {
+            expect = expect.and_then(|e| e.checked_add(n.checked_mul((c / UNIT) as u64)?));
+            packed = packed.and_then(|p| p.checked_add(*n));
+        }
+        let total = packed.and_then(|p| p.checked_add(o.counters.extent_objects));
+        if expect != Some(occupied)
+            || total != Some(o.counters.objects)
+            || o.counters.bytes
+                > o.counters
+                    .objects
+                    .saturating_mul(MAX_BLOCK.saturating_mul(65536))
+            || o.counters.extent_blocks > self.layout.block_count
         {
             return Err(Error::Corrupt(Structure::SlotIndex));
         }

@@ -172,6 +172,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         check_buffers::<D::Error>(bs, &bufs)?;
         let scratch = bufs.scratch;
         let (sb, layout) = pick_superblock(&mut dev, scratch)?;
+        // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
+        repair_superblock_copy(&mut dev, scratch)?;
         let (wal, report) = Wal::open(&mut dev, &layout, sb.wal_salt(), Some(SB_MIRROR), scratch)?;
         // Recovery may have rewritten the superblock: read it again.
         let (sb2, layout2) = pick_superblock(&mut dev, scratch)?;
@@ -948,6 +950,27 @@ fn pick_superblock<D: BlockDevice>(
         (None, Some(e)) => Err(e),
         (None, None) => Err(Error::NotFormatted),
     }
+}
+
+/// If exactly one superblock copy is valid, rewrites the other from it and flushes, so that a
+/// replay that rewrites the primary and then the mirror always has one whole copy behind it.
+fn repair_superblock_copy<D: BlockDevice>(
+    dev: &mut D,
+    scratch: &mut [u8],
+) -> Result<(), Error<D::Error>> {
+    let bs = dev.block_size();
+    let (a, b) = split_two(scratch, bs)?;
+    dev.read_block(SB_PRIMARY, a)?;
+    dev.read_block(SB_MIRROR, b)?;
+    let ok_a = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
+    let ok_b = Superblock::decode(b).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
+    match (ok_a, ok_b) {
+        (true, false) => dev.write_block(SB_MIRROR, a)?,
+        (false, true) => dev.write_block(SB_PRIMARY, b)?,
+        _ => return Ok(()),
+    }
+    dev.flush()?;
+    Ok(())
 }
 
 fn map_decode<E>(e: DecodeError) -> Error<E> {

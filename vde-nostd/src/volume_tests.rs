@@ -191,12 +191,16 @@ fn superblock_mirror_fallback() {
         .unwrap()
         .unmount()
         .unwrap();
+    let good = img.clone();
     img[20] ^= 0x40; // primary broken
     let dev = RamDevice::new(&mut img, BS).unwrap();
     let vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
     assert!(vol.modules().contains(ModuleSet::OBJECTS));
-    drop(vol);
-    img[BS + 20] ^= 0x40; // mirror broken too
+    let _ = vol;
+    // The mount healed the primary from the mirror.
+    assert_eq!(img[..BS], good[..BS]);
+    img[20] ^= 0x40;
+    img[BS + 20] ^= 0x40; // both broken
     let dev = RamDevice::new(&mut img, BS).unwrap();
     assert!(matches!(
         Volume::<_, 8>::mount(dev, m.bufs()),

@@ -254,6 +254,19 @@ impl Wal {
                 }
             }
         }
+        // Never reuse an epoch: the next one must be above every epoch that may still have
+        // content in the log (a lost newer header held at most its own epoch, and a log that
+        // starts with an epoch's begin header was written in that epoch).
+        let mut floor = w.epoch;
+        match (ha, hb) {
+            (Some(x), Some(y)) => floor = floor.max(Epoch(x.epoch)).max(Epoch(y.epoch)),
+            _ => floor = floor.next(),
+        }
+        dev.read_block(BlockNo(w.start), a)?;
+        if let Ok(ident) = TxIdent::decode_begin(a) {
+            floor = floor.max(Epoch(ident.epoch));
+        }
+        w.epoch = floor;
         w.force_checkpoint(dev, a)?;
         Ok((w, report))
     }

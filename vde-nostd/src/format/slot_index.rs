@@ -157,6 +157,11 @@ pub fn check(b: &[u8], i: u64) -> Result<(u32, Counters), DecodeError> {
     if version != FORMAT_VERSION {
         return Err(DecodeError::BadVersion(version));
     }
+    if b.get(104..HEAD_LEN)
+        .is_none_or(|r| r.iter().any(|x| *x != 0))
+    {
+        return Err(f);
+    }
     if get_u32(b, 16).map(|v| v as usize) != Some(b.len())
         || get_u32(b, 20).map(|v| v as usize) != Some(entry_size(b.len()))
     {

@@ -1,0 +1,445 @@
+//! A reusable power-cut harness (feature `std`): runs a [`Workload`] on a volume over
+//! [`NorFlashDevice`]`<`[`SimFlash`]`>` with a power cut at every flash operation in turn, and
+//! checks after each cut that the remounted volume matches the workload's model.
+//!
+//! Owns: [`run`] (the driver), [`Config`], [`Report`], the [`Workload`] trait, and the three
+//! standard workloads in [`workloads`] (random block transactions, online module addition, object
+//! put / delete / batch).
+//!
+//! How [`run`] proceeds:
+//! 1. formats a blank flash of [`Config::capacity`] bytes and keeps the image as the base;
+//! 2. **reference run**: mounts the base, runs the workload with no cut, and counts the flash
+//!    operations it makes (`N`, reads, programs and erases alike); the reference log it leaves
+//!    (for example the handles the object workload was given) is handed to every later check, and
+//!    is itself checked after a remount;
+//! 3. for every `k` in `0..N` (every [`Config::stride`]-th): restores the base image, mounts,
+//!    arms [`SimFlash::arm_power_cut`]`(k)` so the `k`-th operation of the workload is cut (a read
+//!    fails, a program or an erase is torn), runs the workload until its first error, reboots,
+//!    mounts (no cut), verifies the volume ([`Volume::verify`]) and asks the workload to check the
+//!    volume against what it logged: what was acknowledged and what was in flight;
+//! 4. **second cut**: for every [`Config::second_cut_every`]-th first cut whose recovery replayed a
+//!    committed transaction, and every as many-th of the others, it counts the operations of that
+//!    recovering mount (`M`) and, for every `j` in `0..M`, restores the crash image, cuts the
+//!    mount at its `j`-th operation, reboots, mounts again and runs the same checks.
+//!
+//! Every departure is recorded as a violation with the cut point, the kind of operation cut and
+//! the tear mode, so a failure is reproducible from the report alone (the damage a cut does
+//! depends only on [`Config::seed`], the cut point and the operation number).
+//!
+//! NOR flash has no volatile write cache ([`NorFlashDevice`]'s flush is a no-op), so what a cut
+//! leaves is exactly the flash content: finished operations are durable, the cut one is torn.
+
+use std::format;
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+use embedded_storage::nor_flash::NorFlash;
+use vde_nostd::{BlockDevice, Buffers, Error, FormatOptions, Volume};
+
+use crate::nor::NorFlashDevice;
+use crate::sim::{FlashStats, OpKind, SimConfig, SimFlash, TearMode, XorShift64};
+
+pub mod workloads;
+
+pub use workloads::{
+    AddModules, InFlight, ModulesLog, Objects, ObjectsLog, RandomTransactions, TxLog,
+};
+
+/// Transaction capacity (block updates) of the volumes the harness mounts.
+pub const TX_BLOCKS: usize = 16;
+
+/// A scripted workload with a model of what must survive a power cut.
+///
+/// `run` must be deterministic: given the same volume content it makes the same calls, so that
+/// every cut run follows the reference run up to its cut. It logs, as it goes, what was
+/// acknowledged and what is in flight; `check` compares a remounted volume with that log.
+pub trait Workload {
+    /// What the workload records while it runs (acknowledged and in-flight operations).
+    type Log: Default;
+
+    /// Name for reports.
+    fn name(&self) -> String;
+
+    /// Runs the workload, stopping at the first error, and logs into `log`.
+    fn run<D: BlockDevice, const K: usize>(
+        &self,
+        vol: &mut Volume<'_, D, K>,
+        log: &mut Self::Log,
+    ) -> Result<(), Error<D::Error>>;
+
+    /// Checks a volume remounted after a cut against `log` (what the cut run acknowledged and had
+    /// in flight). `reference` is the log of the uncut run: it tells what the in-flight operation
+    /// would have produced (e.g. its handles). May change the volume (to show it is usable).
+    fn check<D: BlockDevice, const K: usize>(
+        &self,
+        vol: &mut Volume<'_, D, K>,
+        log: &Self::Log,
+        reference: &Self::Log,
+    ) -> Result<(), String>;
+}
+
+/// Which tear modes the cut runs use for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TearPlan {
+    /// One mode for every cut.
+    Only(TearMode),
+    /// [`TearMode::Prefix`] at even cut points, [`TearMode::Scattered`] at odd ones.
+    Alternate,
+    /// Every cut point twice, once per mode.
+    Both,
+}
+
+impl TearPlan {
+    fn modes(&self, k: u64) -> &'static [TearMode] {
+        match self {
+            TearPlan::Only(TearMode::Prefix) => &[TearMode::Prefix],
+            TearPlan::Only(TearMode::Scattered) => &[TearMode::Scattered],
+            TearPlan::Alternate if k.is_multiple_of(2) => &[TearMode::Prefix],
+            TearPlan::Alternate => &[TearMode::Scattered],
+            TearPlan::Both => &[TearMode::Prefix, TearMode::Scattered],
+        }
+    }
+}
+
+/// Harness settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Flash bytes simulated (a whole number of erase sectors and of blocks).
+    pub capacity: usize,
+    /// vde block size (a multiple of the erase size).
+    pub block_size: usize,
+    /// How the base image is formatted.
+    pub format: FormatOptions,
+    /// Shared blocks the RAM slot index can hold.
+    pub index_entries: usize,
+    /// Seed of the fault-injection randomness.
+    pub seed: u64,
+    /// Tear modes.
+    pub tear: TearPlan,
+    /// Cut at every `stride`-th operation (1 = every operation).
+    pub stride: u64,
+    /// Sweep a second cut over every operation of the recovering mount for every this-many-th
+    /// first cut whose recovery replayed a committed transaction, and every this-many-th of the
+    /// others (0 = never).
+    pub second_cut_every: u64,
+    /// Violation descriptions kept in the report (all are counted).
+    pub keep_violations: usize,
+}
+
+impl Config {
+    /// Every operation, both tear modes alternating, a second-cut sweep for every 8th recovery
+    /// of each kind, the default format (objects module, default WAL size).
+    pub fn new(capacity: usize, block_size: usize) -> Config {
+        Config {
+            capacity,
+            block_size,
+            format: FormatOptions {
+                volume_id: *b"vde power-cuts!!",
+                now: 1,
+                ..FormatOptions::default()
+            },
+            index_entries: 128,
+            seed: 0x5EED,
+            tear: TearPlan::Alternate,
+            stride: 1,
+            second_cut_every: 8,
+            keep_violations: 40,
+        }
+    }
+}
+
+/// What a harness run found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Workload name.
+    pub workload: String,
+    /// Flash operations of the uncut workload (`N`).
+    pub ops: u64,
+    /// Flash counters of the uncut workload.
+    pub reference: FlashStats,
+    /// Cut runs (first cuts).
+    pub points: u64,
+    /// First cuts that hit a read.
+    pub cut_reads: u64,
+    /// First cuts that hit (tore) a program.
+    pub cut_programs: u64,
+    /// First cuts that hit (tore) an erase.
+    pub cut_erases: u64,
+    /// First cuts whose recovery replayed at least one committed transaction.
+    pub replaying_recoveries: u64,
+    /// Recovering mounts swept with a second cut.
+    pub second_sweeps: u64,
+    /// Second cuts (one per operation of each swept mount).
+    pub second_points: u64,
+    /// Violations found.
+    pub violations: u64,
+    /// The first [`Config::keep_violations`] violations, described.
+    pub details: Vec<String>,
+}
+
+impl Report {
+    /// First and second cut points together.
+    pub fn total_points(&self) -> u64 {
+        self.points + self.second_points
+    }
+
+    fn violation(&mut self, keep: usize, what: String) {
+        self.violations += 1;
+        if self.details.len() < keep {
+            self.details.push(what);
+        }
+    }
+}
+
+impl core::fmt::Display for Report {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(
+            f,
+            "{}: power-cut points: {}, violations: {}",
+            self.workload,
+            self.total_points(),
+            self.violations
+        )?;
+        write!(
+            f,
+            "  workload: {} flash ops ({} reads, {} programs, {} erases); first cuts: {} \
+             ({} reads, {} programs, {} erases cut), {} with a replaying recovery; \
+             second cuts during recovery: {} over {} mounts",
+            self.ops,
+            self.reference.reads,
+            self.reference.programs,
+            self.reference.erase_calls,
+            self.points,
+            self.cut_reads,
+            self.cut_programs,
+            self.cut_erases,
+            self.replaying_recoveries,
+            self.second_points,
+            self.second_sweeps
+        )?;
+        for d in &self.details {
+            write!(f, "\n  violation: {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Owned memory for one volume's buffers.
+struct Mem {
+    scratch: Vec<u8>,
+    txn: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl Mem {
+    fn new(bs: usize, entries: usize) -> Mem {
+        Mem {
+            scratch: vec![0; bs * Buffers::SCRATCH_BLOCKS],
+            txn: vec![0; bs * TX_BLOCKS],
+            index: vec![0; entries * (8 + bs / 512)],
+        }
+    }
+
+    fn bufs(&mut self) -> Buffers<'_> {
+        Buffers {
+            scratch: &mut self.scratch,
+            txn: &mut self.txn,
+            index: &mut self.index,
+        }
+    }
+}
+
+type Sim<'m, const R: usize, const W: usize, const E: usize> = SimFlash<'m, R, W, E>;
+type Vol<'b, 'f, 'm, const R: usize, const W: usize, const E: usize> =
+    Volume<'b, NorFlashDevice<&'f mut Sim<'m, R, W, E>>, TX_BLOCKS>;
+
+fn device<F: NorFlash>(flash: F, bs: usize) -> Result<NorFlashDevice<F>, String> {
+    NorFlashDevice::new(flash, bs, 0, None).map_err(|e| format!("geometry: {e}"))
+}
+
+fn mount<'b, 'f, 'm, const R: usize, const W: usize, const E: usize>(
+    flash: &'f mut Sim<'m, R, W, E>,
+    bs: usize,
+    mem: &'b mut Mem,
+) -> Result<Vol<'b, 'f, 'm, R, W, E>, String> {
+    let dev = device(flash, bs)?;
+    Volume::mount(dev, mem.bufs()).map_err(|e| format!("mount: {e:?}"))
+}
+
+fn name(kind: Option<OpKind>) -> &'static str {
+    match kind {
+        Some(OpKind::Read) => "read",
+        Some(OpKind::Program) => "program",
+        Some(OpKind::Erase) => "erase",
+        None => "no op",
+    }
+}
+
+/// Judges a workload (or mount) that ran with a cut armed, from its error (if it failed) and
+/// whether the power was cut.
+fn judge(failed: Option<String>, lost: bool) -> Result<(), String> {
+    match (failed, lost) {
+        (Some(_), true) => Ok(()),
+        (None, false) => Err(String::from(
+            "the cut point was not reached (nondeterminism?)",
+        )),
+        (None, true) => Err(String::from("acknowledged success after the power was cut")),
+        (Some(e), false) => Err(format!("failed without a power cut: {e}")),
+    }
+}
+
+/// Remounts after a cut and runs every check; returns the mount's op count and whether it
+/// replayed a committed transaction.
+fn remount_and_check<L: Workload, const R: usize, const W: usize, const E: usize>(
+    workload: &L,
+    flash: &mut Sim<'_, R, W, E>,
+    bs: usize,
+    mem: &mut Mem,
+    log: &L::Log,
+    reference: &L::Log,
+) -> Result<(u64, bool), String> {
+    let start = flash.op_count();
+    let mut vol = mount(flash, bs, mem)?;
+    let ops = vol.device().flash().op_count() - start;
+    let replayed = vol.recovery_report().replayed > 0;
+    vol.verify().map_err(|e| format!("verify: {e:?}"))?;
+    workload.check(&mut vol, log, reference)?;
+    Ok((ops, replayed))
+}
+
+/// Runs `workload` under the harness on a simulated flash of geometry `R`/`W`/`E` (read, write
+/// and erase sizes). Returns an error only if the harness cannot set up (bad geometry, the base
+/// image cannot be formatted, or the uncut workload fails or fails its own check); every problem
+/// found under power cuts is a violation in the [`Report`].
+pub fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
+    cfg: &Config,
+    workload: &L,
+) -> Result<Report, String> {
+    let bs = cfg.block_size;
+    let keep = cfg.keep_violations;
+    let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
+    let mut image = vec![0xFFu8; cfg.capacity];
+    let mut wear = vec![0u32; sectors];
+    let mut mem = Mem::new(bs, cfg.index_entries);
+    let sim_config = |salt: u64, tear: TearMode| SimConfig {
+        seed: XorShift64::new(cfg.seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64(),
+        tear,
+        ..SimConfig::new(0)
+    };
+
+    // 1. The base image.
+    {
+        let mut flash = Sim::<R, W, E>::new(&mut image, &mut wear, sim_config(0, TearMode::Prefix))
+            .map_err(|e| format!("flash: {e}"))?;
+        let dev = device(&mut flash, bs)?;
+        let vol = Volume::<_, TX_BLOCKS>::format(dev, &cfg.format, mem.bufs())
+            .map_err(|e| format!("format: {e:?}"))?;
+        vol.unmount().map_err(|e| format!("unmount: {e:?}"))?;
+    }
+    let base = image.clone();
+
+    // 2. The reference run.
+    let mut report = Report {
+        workload: workload.name(),
+        ..Report::default()
+    };
+    let mut reference = L::Log::default();
+    {
+        let mut flash = Sim::<R, W, E>::new(&mut image, &mut wear, sim_config(1, TearMode::Prefix))
+            .map_err(|e| format!("flash: {e}"))?;
+        let mut vol = mount(&mut flash, bs, &mut mem)?;
+        vol.device().flash_mut().reset_stats();
+        let start = vol.device().flash().op_count();
+        workload
+            .run(&mut vol, &mut reference)
+            .map_err(|e| format!("the uncut workload failed: {e:?}"))?;
+        report.ops = vol.device().flash().op_count() - start;
+        report.reference = vol.device().flash().stats();
+        drop(vol);
+        remount_and_check(workload, &mut flash, bs, &mut mem, &reference, &reference)
+            .map_err(|e| format!("the uncut workload fails its own check: {e}"))?;
+    }
+
+    // 3. A cut at every operation; 4. a second cut during some recoveries.
+    let mut other_recoveries = 0u64;
+    let mut k = 0u64;
+    while k < report.ops {
+        for (t, &tear) in cfg.tear.modes(k).iter().enumerate() {
+            report.points += 1;
+            image.copy_from_slice(&base);
+            let mut flash = Sim::<R, W, E>::new(
+                &mut image,
+                &mut wear,
+                sim_config(k.wrapping_mul(4) + 2 + t as u64, tear),
+            )
+            .map_err(|e| format!("flash: {e}"))?;
+            let mut log = L::Log::default();
+            let r = {
+                let mut vol = mount(&mut flash, bs, &mut mem)?;
+                vol.device().flash_mut().arm_power_cut(k);
+                workload.run(&mut vol, &mut log)
+            };
+            let kind = flash.cut_kind();
+            let at = format!("cut at op {k} ({}, {tear:?} tear)", name(kind));
+            match kind {
+                Some(OpKind::Read) => report.cut_reads += 1,
+                Some(OpKind::Program) => report.cut_programs += 1,
+                Some(OpKind::Erase) => report.cut_erases += 1,
+                None => {}
+            }
+            let failed = r.err().map(|e| format!("{e:?}"));
+            if let Err(e) = judge(failed, flash.power_lost()) {
+                report.violation(keep, format!("{at}: workload {e}"));
+            }
+            flash.reboot();
+            let crash = flash.bytes().to_vec();
+            let (mount_ops, replayed) =
+                match remount_and_check(workload, &mut flash, bs, &mut mem, &log, &reference) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.violation(keep, format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+            // Sample both kinds of recovery: every n-th that replayed a committed transaction and
+            // every n-th that only discarded a torn or uncommitted tail.
+            let nth = if replayed {
+                report.replaying_recoveries += 1;
+                report.replaying_recoveries
+            } else {
+                other_recoveries += 1;
+                other_recoveries
+            };
+            if cfg.second_cut_every == 0 || !(nth - 1).is_multiple_of(cfg.second_cut_every) {
+                continue;
+            }
+            report.second_sweeps += 1;
+            for j in 0..mount_ops {
+                report.second_points += 1;
+                flash.reboot();
+                flash.bytes_mut().copy_from_slice(&crash);
+                flash.arm_power_cut(j);
+                let failed = mount(&mut flash, bs, &mut mem).err();
+                let at2 = format!(
+                    "{at}, second cut at mount op {j} ({})",
+                    name(flash.cut_kind())
+                );
+                if let Err(e) = judge(failed, flash.power_lost()) {
+                    report.violation(keep, format!("{at2}: mount {e}"));
+                }
+                flash.reboot();
+                if let Err(e) =
+                    remount_and_check(workload, &mut flash, bs, &mut mem, &log, &reference)
+                {
+                    report.violation(keep, format!("{at2}: {e}"));
+                }
+            }
+        }
+        k = k.saturating_add(cfg.stride.max(1));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;
