@@ -989,7 +989,6 @@ fn validate_sb<D: BlockDevice>(sb: &Superblock, dev: &D) -> Result<Layout, Error
         return Err(Error::Corrupt(Structure::Superblock));
     }
     Layout::compute(sb.block_size as usize, sb.block_count, sb.wal_blocks)
-        .filter(|l| l.wal_blocks <= l.block_count / 2)
         .ok_or(Error::Corrupt(Structure::Superblock))
 }
 

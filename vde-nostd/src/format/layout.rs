@@ -60,7 +60,10 @@ pub struct Layout {
 impl Layout {
     /// Computes the layout, or `None` if the geometry cannot hold a volume.
     pub fn compute(block_size: usize, block_count: u64, wal_blocks: u64) -> Option<Layout> {
-        if !crate::device::valid_block_size(block_size) || wal_blocks < MIN_WAL_BLOCKS {
+        if !crate::device::valid_block_size(block_size)
+            || wal_blocks < MIN_WAL_BLOCKS
+            || wal_blocks > block_count / 2
+        {
             return None;
         }
         let bpb = bits_per_bitmap_block(block_size);

@@ -100,6 +100,12 @@ impl Superblock {
         if xxh64(b.get(..SUM_AT).ok_or(f)?, 0) != sum {
             return Err(DecodeError::BadChecksum);
         }
+        // The rest of the block is zero by definition.
+        if b.get(LEN..)
+            .is_some_and(|rest| rest.iter().any(|x| *x != 0))
+        {
+            return Err(f);
+        }
         let mut volume_id = [0u8; 16];
         volume_id.copy_from_slice(b.get(88..104).ok_or(f)?);
         Ok(Superblock {

@@ -73,6 +73,12 @@ impl WalHeader {
         if xxh64(b.get(..SUM_AT).ok_or(f)?, 0) != sum {
             return Err(DecodeError::BadChecksum);
         }
+        // The rest of the block is zero by definition.
+        if b.get(LEN..)
+            .is_some_and(|rest| rest.iter().any(|x| *x != 0))
+        {
+            return Err(f);
+        }
         if get_u32(b, 12).ok_or(f)? != 0 {
             return Err(f);
         }

@@ -1,0 +1,859 @@
+//! A raw, read-only walk over every structure of an image, for the checker and the block map.
+//!
+//! Unlike mounting, which stops at the first inconsistency, [`scan`] reads each structure on its
+//! own — superblocks, allocation bitmap, region directory and pointer table, slot index, shared
+//! blocks, extent objects — and records every problem it meets as a [`Finding`], going on with
+//! whatever remains trustworthy. It never writes. Cross-checks: metadata and regions are
+//! allocated in the bitmap; regions lie in the data area and do not overlap; shared blocks are
+//! allocated, outside regions and unique; every packed slot matches its slot bitmap and its
+//! checksum; extent objects (found by their self-describing headers) are allocated and match
+//! their payload checksum; the slot index counters equal what was found.
+
+use std::collections::HashSet;
+use std::io;
+
+use vde_nostd::format::bitmap_block;
+use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
+use vde_nostd::format::object::{
+    slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, EXTENT_MAGIC, SLOT_HDR,
+};
+use vde_nostd::format::regions::{self, RegionEntry, RPT_SLOTS};
+use vde_nostd::format::slot_index::{self, Counters};
+use vde_nostd::format::superblock::Superblock;
+use vde_nostd::format::DecodeError;
+use vde_nostd::subblock::{self, UNIT};
+use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle, ModuleSet};
+use xxhash_rust::xxh64::Xxh64;
+
+/// One problem found in an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The structure concerned (`superblock`, `wal`, `bitmap`, `regions`, `slot-index`,
+    /// `objects`, `mount`, ...).
+    pub area: &'static str,
+    /// What is wrong, in one line.
+    pub message: String,
+    /// Whether `vde check --repair` can fix it.
+    pub repairable: bool,
+}
+
+impl Finding {
+    pub(crate) fn new(area: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            area,
+            message: message.into(),
+            repairable: false,
+        }
+    }
+    pub(crate) fn repairable(mut self) -> Finding {
+        self.repairable = true;
+        self
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.area, self.message)?;
+        if self.repairable {
+            f.write_str(" (repairable)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A shared block as listed by the slot index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBlock {
+    /// The block.
+    pub block: u64,
+    /// Units (64 bytes) per block.
+    pub units: usize,
+    /// Occupied units.
+    pub used_units: usize,
+}
+
+/// An object stored in whole blocks, found by its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtentObject {
+    /// Its handle.
+    pub handle: Handle,
+    /// First block.
+    pub start: u64,
+    /// Blocks it takes.
+    pub blocks: u64,
+    /// Payload bytes.
+    pub len: u64,
+}
+
+/// The allocation bitmap as read from the image.
+#[derive(Debug, Clone, Default)]
+pub struct BitmapView {
+    bits: Vec<u8>,
+    bits_per_block: u64,
+    valid: Vec<bool>,
+    blocks: u64,
+}
+
+impl BitmapView {
+    /// `Some(true)` if block `b` is allocated, `None` if its bitmap block is damaged or `b` is
+    /// past the end.
+    pub fn allocated(&self, b: u64) -> Option<bool> {
+        if b >= self.blocks || self.bits_per_block == 0 {
+            return None;
+        }
+        let idx = usize::try_from(b / self.bits_per_block).ok()?;
+        if !self.valid.get(idx).copied().unwrap_or(false) {
+            return None;
+        }
+        Some(bitmap::get(&self.bits, b))
+    }
+    /// Whether every bitmap block passed its checks.
+    pub fn all_valid(&self) -> bool {
+        self.valid.iter().all(|v| *v)
+    }
+}
+
+/// Packed objects found in shared blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackedTotals {
+    /// Objects.
+    pub objects: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Objects per size class.
+    pub per_class: [u64; 6],
+}
+
+/// Everything [`scan`] learnt about an image.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The superblock used (the newest valid copy), if any.
+    pub superblock: Option<Superblock>,
+    /// Its layout.
+    pub layout: Option<Layout>,
+    /// The allocation bitmap.
+    pub bitmap: BitmapView,
+    /// Free blocks counted in the bitmap's valid blocks.
+    pub free_blocks: u64,
+    /// Blocks whose bitmap block is damaged (allocation unknown).
+    pub unknown_blocks: u64,
+    /// Valid region directory entries.
+    pub regions: Vec<RegionEntry>,
+    /// Shared blocks listed by the slot index.
+    pub shared: Vec<SharedBlock>,
+    /// The slot index counters, if the index was readable.
+    pub counters: Option<Counters>,
+    /// Packed objects found.
+    pub packed: PackedTotals,
+    /// Extent objects found.
+    pub extents: Vec<ExtentObject>,
+    /// Allocated data blocks that belong to no region, shared block or object.
+    pub unaccounted: Vec<u64>,
+    /// Problems.
+    pub findings: Vec<Finding>,
+    /// Observations that are not problems.
+    pub notes: Vec<String>,
+}
+
+/// What [`scan`] reads beyond the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Structures and object headers only (for the map).
+    Headers,
+    /// Also every object's payload checksum (for the checker).
+    Payloads,
+}
+
+/// Why a superblock copy is unusable, or `None` if it is fine.
+pub fn superblock_problem(
+    r: &Result<Superblock, DecodeError>,
+    block_size: usize,
+    block_count: u64,
+) -> Option<String> {
+    match r {
+        Err(DecodeError::BadMagic) => Some("no vde magic".into()),
+        Err(DecodeError::BadVersion(v)) => Some(format!("unsupported format version {v}")),
+        Err(DecodeError::BadChecksum) => Some("bad checksum".into()),
+        Err(DecodeError::BadField) => Some("malformed".into()),
+        Ok(sb) => {
+            if sb.block_size as usize != block_size || sb.block_count != block_count {
+                Some(format!(
+                    "geometry {} x {} does not match the image ({} x {})",
+                    sb.block_count, sb.block_size, block_count, block_size
+                ))
+            } else if sb.flags != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
+                Some("unknown flags or module bits".into())
+            } else if Layout::compute(block_size, block_count, sb.wal_blocks)
+                .is_none_or(|l| l.wal_blocks > l.block_count / 2)
+            {
+                Some(format!("impossible WAL size {}", sb.wal_blocks))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Reads and decodes both superblock copies.
+pub fn read_superblocks<D: BlockDevice<Error = io::Error>>(
+    dev: &mut D,
+) -> io::Result<[Result<Superblock, DecodeError>; 2]> {
+    let mut buf = vec![0u8; dev.block_size()];
+    dev.read_block(SB_PRIMARY, &mut buf)?;
+    let a = Superblock::decode(&buf);
+    dev.read_block(SB_MIRROR, &mut buf)?;
+    let b = Superblock::decode(&buf);
+    Ok([a, b])
+}
+
+/// The newest usable superblock copy and its layout.
+pub fn best_superblock(
+    copies: &[Result<Superblock, DecodeError>; 2],
+    block_size: usize,
+    block_count: u64,
+) -> Option<(Superblock, Layout)> {
+    let mut best: Option<(Superblock, Layout)> = None;
+    for c in copies {
+        if let Ok(sb) = c {
+            if superblock_problem(c, block_size, block_count).is_some() {
+                continue;
+            }
+            let Some(l) = Layout::compute(block_size, block_count, sb.wal_blocks) else {
+                continue;
+            };
+            if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
+                best = Some((*sb, l));
+            }
+        }
+    }
+    best
+}
+
+fn decode_msg(e: DecodeError) -> String {
+    match e {
+        DecodeError::BadMagic => "bad magic".into(),
+        DecodeError::BadVersion(v) => format!("unsupported version {v}"),
+        DecodeError::BadChecksum => "bad checksum".into(),
+        DecodeError::BadField => "malformed field".into(),
+    }
+}
+
+struct Ctx<'a, D> {
+    dev: &'a mut D,
+    bs: usize,
+    buf: Vec<u8>,
+    /// Slot bitmaps of `out.shared`, in the same order.
+    shared_bits: Vec<Vec<u8>>,
+    out: Scan,
+}
+
+impl<D: BlockDevice<Error = io::Error>> Ctx<'_, D> {
+    fn read(&mut self, b: u64) -> io::Result<()> {
+        self.dev.read_block(BlockNo(b), &mut self.buf)
+    }
+    fn find(&mut self, area: &'static str, msg: impl Into<String>) {
+        self.out.findings.push(Finding::new(area, msg));
+    }
+}
+
+/// Walks the whole image on `dev` (see the module documentation). Only I/O errors are returned
+/// as errors; everything wrong with the content is a finding. `progress(done, total)` is called
+/// as data blocks are visited.
+pub fn scan<D: BlockDevice<Error = io::Error>>(
+    dev: &mut D,
+    depth: Depth,
+    progress: &mut dyn FnMut(u64, u64),
+) -> io::Result<Scan> {
+    let bs = dev.block_size();
+    let n = dev.block_count();
+    let copies = read_superblocks(dev)?;
+    let mut cx = Ctx {
+        dev,
+        bs,
+        buf: vec![0u8; bs],
+        shared_bits: Vec::new(),
+        out: Scan::default(),
+    };
+    let Some((sb, layout)) = best_superblock(&copies, bs, n) else {
+        cx.find("superblock", "neither superblock copy is usable");
+        return Ok(cx.out);
+    };
+    cx.out.superblock = Some(sb);
+    cx.out.layout = Some(layout);
+    read_bitmap(&mut cx, &layout)?;
+    read_regions(&mut cx, &layout, sb.manifest)?;
+    read_slot_index(&mut cx, &layout)?;
+    walk_shared(&mut cx)?;
+    walk_extents(&mut cx, &layout, depth, progress)?;
+    compare_counters(&mut cx);
+    progress(n, n);
+    Ok(cx.out)
+}
+
+fn read_bitmap<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    l: &Layout,
+) -> io::Result<()> {
+    let bpb = l.bits_per_block();
+    let bytes_per = (bpb / 8) as usize;
+    let total = usize::try_from(l.bitmap_blocks)
+        .ok()
+        .and_then(|b| b.checked_mul(bytes_per))
+        .unwrap_or(0);
+    let mut bits = vec![0u8; total];
+    let mut valid = Vec::with_capacity(l.bitmap_blocks as usize);
+    for i in 0..l.bitmap_blocks {
+        let b = l.bitmap_start + i;
+        cx.read(b)?;
+        let ok = match u32::try_from(i) {
+            Ok(i32) => match bitmap_block::check(&cx.buf, i32) {
+                Ok(()) => true,
+                Err(e) => {
+                    let m = format!("bitmap block {i} (block {b}): {}", decode_msg(e));
+                    cx.find("bitmap", m);
+                    false
+                }
+            },
+            Err(_) => false,
+        };
+        if ok {
+            let at = i as usize * bytes_per;
+            if let (Some(dst), Some(src)) = (
+                bits.get_mut(at..at + bytes_per),
+                bitmap_block::bits(&cx.buf).get(..bytes_per),
+            ) {
+                dst.copy_from_slice(src);
+            }
+        }
+        valid.push(ok);
+    }
+    cx.out.bitmap = BitmapView {
+        bits,
+        bits_per_block: bpb,
+        valid,
+        blocks: l.block_count,
+    };
+    let bm = &cx.out.bitmap;
+    let meta_free = (0..l.data_start)
+        .filter(|b| bm.allocated(*b) == Some(false))
+        .count();
+    if meta_free > 0 {
+        let m = format!("{meta_free} metadata block(s) marked free");
+        cx.find("bitmap", m);
+    }
+    // Bits past the last block must read as allocated.
+    let last = l.bitmap_blocks.saturating_sub(1);
+    if cx
+        .out
+        .bitmap
+        .valid
+        .get(last as usize)
+        .copied()
+        .unwrap_or(false)
+    {
+        let end = (l.bitmap_blocks * bpb).min(cx.out.bitmap.bits.len() as u64 * 8);
+        let tail_free = (l.block_count..end)
+            .filter(|b| !bitmap::get(&cx.out.bitmap.bits, *b))
+            .count();
+        if tail_free > 0 {
+            let m = format!("{tail_free} bit(s) past the last block are clear");
+            cx.find("bitmap", m);
+        }
+    }
+    let (mut free, mut unknown) = (0u64, 0u64);
+    for b in 0..l.block_count {
+        match cx.out.bitmap.allocated(b) {
+            Some(false) => free += 1,
+            None => unknown += 1,
+            Some(true) => {}
+        }
+    }
+    cx.out.free_blocks = free;
+    cx.out.unknown_blocks = unknown;
+    Ok(())
+}
+
+fn read_regions<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    l: &Layout,
+    manifest: u64,
+) -> io::Result<()> {
+    cx.read(l.regdir)?;
+    let dir = cx.buf.clone();
+    cx.read(l.rpt)?;
+    let rpt = cx.buf.clone();
+    let count = match regions::dir_check(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            let m = format!("region directory (block {}): {}", l.regdir, decode_msg(e));
+            cx.find("regions", m);
+            return Ok(());
+        }
+    };
+    let mut all = Vec::new();
+    for i in 0..count {
+        match regions::dir_entry(&dir, i) {
+            Ok(e) => all.push((i, e)),
+            Err(e) => cx.find("regions", format!("directory entry {i}: {}", decode_msg(e))),
+        }
+    }
+    for (i, e) in &all {
+        let name = modules::by_bit(e.module).map_or("?", |m| m.name);
+        let end = e.extent.end();
+        if modules::by_bit(e.module).is_none() {
+            cx.find(
+                "regions",
+                format!("entry {i}: unknown module bit {}", e.module),
+            );
+        }
+        if e.extent.len == 0
+            || e.extent.start.0 < l.data_start
+            || end.is_none_or(|x| x > l.block_count)
+        {
+            let m = format!(
+                "entry {i} ({name}): blocks {}+{} lie outside the data area",
+                e.extent.start.0, e.extent.len
+            );
+            cx.find("regions", m);
+            continue;
+        }
+        let unalloc = (e.extent.start.0..end.unwrap_or(0))
+            .filter(|b| cx.out.bitmap.allocated(*b) == Some(false))
+            .count();
+        if unalloc > 0 {
+            let m = format!(
+                "region {name} #{} (blocks {}+{}): {unalloc} block(s) marked free in the bitmap",
+                e.index, e.extent.start.0, e.extent.len
+            );
+            cx.find("bitmap", m);
+        }
+        cx.out.regions.push(*e);
+    }
+    for (a, ea) in all.iter().enumerate() {
+        for eb in all.iter().skip(a + 1) {
+            if ea.1.extent.overlaps(&eb.1.extent) {
+                cx.find("regions", format!("entries {} and {} overlap", ea.0, eb.0));
+            }
+        }
+    }
+    if let Err(e) = regions::rpt_check(&rpt) {
+        let m = format!("region pointer table (block {}): {}", l.rpt, decode_msg(e));
+        cx.find("regions", m);
+        return Ok(());
+    }
+    let mut referenced = 0usize;
+    for bit in 0..RPT_SLOTS {
+        let Ok((first, cnt)) = regions::rpt_get(&rpt, bit) else {
+            continue;
+        };
+        let present = manifest & (1u64 << bit) != 0;
+        let module = modules::by_bit(bit as u8);
+        let name = module.map_or("?", |m| m.name);
+        match (present, module) {
+            (false, _) if cnt == 0 => continue,
+            (false, _) => {
+                let m = format!("module bit {bit} has {cnt} region(s) but is not in the manifest");
+                cx.find("regions", m);
+            }
+            (true, Some(m)) if usize::from(cnt) == m.regions.len() => {}
+            (true, _) => {
+                let m = format!("module {name} has {cnt} region(s) in the pointer table");
+                cx.find("regions", m);
+            }
+        }
+        for k in 0..cnt {
+            let idx = usize::from(first) + usize::from(k);
+            match all.iter().find(|(i, _)| *i == idx) {
+                Some((_, e)) if usize::from(e.module) == bit && e.index == k => {}
+                _ => {
+                    let m = format!("pointer of module {name} names a wrong directory entry {idx}");
+                    cx.find("regions", m);
+                }
+            }
+        }
+        referenced += usize::from(cnt);
+    }
+    if referenced != count {
+        let m =
+            format!("{count} directory entries but {referenced} referenced by the pointer table");
+        cx.find("regions", m);
+    }
+    for m in modules::CATALOGUE {
+        if manifest & m.flag().bits() != 0 && !cx.out.regions.iter().any(|r| r.module == m.bit) {
+            cx.find(
+                "regions",
+                format!("module {} is in the manifest but has no region", m.name),
+            );
+        }
+    }
+    Ok(())
+}
+
+struct IndexEntry {
+    block: u64,
+    bits: Vec<u8>,
+}
+
+fn read_slot_index<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    l: &Layout,
+) -> io::Result<()> {
+    let Some(region) = cx
+        .out
+        .regions
+        .iter()
+        .find(|r| r.module == 0 && r.index == 0)
+        .copied()
+    else {
+        return Ok(());
+    };
+    let bs = cx.bs;
+    let es = slot_index::entry_size(bs);
+    let start = region.extent.start.0;
+    cx.read(start)?;
+    let (count, counters) = match slot_index::check(&cx.buf, 0) {
+        Ok(x) => x,
+        Err(e) => {
+            cx.find(
+                "slot-index",
+                format!("head block {start}: {}", decode_msg(e)),
+            );
+            return Ok(());
+        }
+    };
+    cx.out.counters = Some(counters);
+    let count = count as usize;
+    let cap = slot_index::capacity(bs, region.extent.len);
+    if count as u64 > cap {
+        cx.find("slot-index", format!("{count} entries but room for {cap}"));
+        return Ok(());
+    }
+    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count);
+    let mut blk = 0u64;
+    while entries.len() < count && blk < region.extent.len {
+        if blk > 0 {
+            cx.read(start + blk)?;
+            if let Err(e) = slot_index::check(&cx.buf, blk) {
+                let m = format!(
+                    "index block {} (block {}): {}",
+                    blk,
+                    start + blk,
+                    decode_msg(e)
+                );
+                cx.find("slot-index", m);
+                return Ok(());
+            }
+        }
+        let (first, room) = slot_index::block_span(bs, blk);
+        let take = room.min(count.saturating_sub(first));
+        let off = slot_index::entries_offset(blk);
+        for k in 0..take {
+            let at = off + k * es;
+            let Some(e) = cx.buf.get(at..at + es) else {
+                break;
+            };
+            let mut num = [0u8; 8];
+            num.copy_from_slice(e.get(..8).unwrap_or(&[0; 8]));
+            entries.push(IndexEntry {
+                block: u64::from_le_bytes(num),
+                bits: e.get(8..).unwrap_or(&[]).to_vec(),
+            });
+        }
+        blk += 1;
+    }
+    let mut seen = HashSet::new();
+    for e in entries {
+        let b = e.block;
+        let mut bad = None;
+        if b < l.data_start || b >= l.block_count {
+            bad = Some("outside the data area".to_string());
+        } else if !seen.insert(b) {
+            bad = Some("listed twice".into());
+        } else if let Some(r) = cx
+            .out
+            .regions
+            .iter()
+            .find(|r| r.extent.contains(BlockNo(b)))
+        {
+            let name = modules::by_bit(r.module).map_or("?", |m| m.name);
+            bad = Some(format!("inside the {name} region"));
+        } else if cx.out.bitmap.allocated(b) == Some(false) {
+            bad = Some("marked free in the bitmap".into());
+        }
+        let view = subblock::SlotBitmapRef::new(&e.bits, bs);
+        if view.is_none() {
+            bad = Some("slot bitmap of the wrong size".into());
+        }
+        let (None, Some(view)) = (bad.as_ref(), view) else {
+            let why = bad.unwrap_or_default();
+            cx.find("slot-index", format!("shared block {b}: {why}"));
+            continue;
+        };
+        let units = bs / UNIT;
+        cx.out.shared.push(SharedBlock {
+            block: b,
+            units,
+            used_units: units - view.free_units(),
+        });
+        cx.shared_bits.push(e.bits);
+    }
+    Ok(())
+}
+
+fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Result<()> {
+    let bits = std::mem::take(&mut cx.shared_bits);
+    let bs = cx.bs;
+    let units = bs / UNIT;
+    let shared: Vec<u64> = cx.out.shared.iter().map(|s| s.block).collect();
+    for (block, bits) in shared.into_iter().zip(bits) {
+        let Some(view) = subblock::SlotBitmapRef::new(&bits, bs) else {
+            continue;
+        };
+        cx.read(block)?;
+        let mut dirty_free = 0usize;
+        let mut u = 0usize;
+        while u < units {
+            let at = u * UNIT;
+            if !view.occupied(u) {
+                if cx
+                    .buf
+                    .get(at..at + UNIT)
+                    .is_some_and(|s| s.iter().any(|x| *x != 0))
+                {
+                    dirty_free += 1;
+                }
+                u += 1;
+                continue;
+            }
+            let hdr = match cx.buf.get(at..at + SLOT_HDR).map(SlotHeader::decode) {
+                Some(Ok(h)) => h,
+                _ => {
+                    u += 1;
+                    continue;
+                }
+            };
+            if hdr
+                == (SlotHeader {
+                    len: 0,
+                    tag: 0,
+                    check: 0,
+                })
+            {
+                let m = format!("shared block {block} unit {u}: occupied in the index but empty");
+                cx.find("objects", m);
+                u += 1;
+                continue;
+            }
+            let class = subblock::class_for(usize::from(hdr.len) + SLOT_HDR, bs);
+            let size = class.and_then(subblock::class_size);
+            let (Some(class), Some(size)) = (class, size) else {
+                let m = format!(
+                    "shared block {block} unit {u}: impossible length {}",
+                    hdr.len
+                );
+                cx.find("objects", m);
+                u += 1;
+                continue;
+            };
+            let per = size / UNIT;
+            if !u.is_multiple_of(per) || !view.range_occupied(u, per) {
+                let m = format!(
+                    "shared block {block} unit {u}: a {size}-byte slot that the slot bitmap does not hold"
+                );
+                cx.find("objects", m);
+                u += 1;
+                continue;
+            }
+            let h = Handle::Packed {
+                block: BlockNo(block),
+                unit: u as u16,
+                class,
+                tag: hdr.tag,
+            };
+            let payload = cx
+                .buf
+                .get(at + SLOT_HDR..at + SLOT_HDR + usize::from(hdr.len));
+            if payload.is_none_or(|p| slot_check(p, h.raw()) != hdr.check) {
+                cx.find("objects", format!("object {h}: checksum mismatch"));
+            }
+            let t = &mut cx.out.packed;
+            t.objects += 1;
+            t.bytes += u64::from(hdr.len);
+            if let Some(c) = t.per_class.get_mut(usize::from(class)) {
+                *c += 1;
+            }
+            u += per;
+        }
+        if dirty_free > 0 {
+            cx.out.notes.push(format!(
+                "shared block {block}: {dirty_free} free unit(s) hold non-zero bytes (harmless)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn walk_extents<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    l: &Layout,
+    depth: Depth,
+    progress: &mut dyn FnMut(u64, u64),
+) -> io::Result<()> {
+    let bs = cx.bs as u64;
+    let n = l.block_count;
+    let shared: HashSet<u64> = cx.out.shared.iter().map(|s| s.block).collect();
+    let regions: Vec<_> = cx.out.regions.iter().map(|r| r.extent).collect();
+    let claimed = |b: u64| shared.contains(&b) || regions.iter().any(|r| r.contains(BlockNo(b)));
+    let mut b = l.data_start;
+    while b < n {
+        if b.is_multiple_of(4096) {
+            progress(b, n);
+        }
+        if cx.out.bitmap.allocated(b) != Some(true) || claimed(b) {
+            b += 1;
+            continue;
+        }
+        cx.read(b)?;
+        if cx.buf.get(..8) != Some(EXTENT_MAGIC.as_slice()) {
+            cx.out.unaccounted.push(b);
+            b += 1;
+            continue;
+        }
+        let hdr = match ExtentHeader::decode(&cx.buf) {
+            Ok(h) => h,
+            Err(e) => {
+                cx.find(
+                    "objects",
+                    format!("block {b}: damaged extent header ({})", decode_msg(e)),
+                );
+                cx.out.unaccounted.push(b);
+                b += 1;
+                continue;
+            }
+        };
+        let h = Handle::from_raw(hdr.handle);
+        let Handle::Extent { start, .. } = h else {
+            cx.out.unaccounted.push(b);
+            b += 1;
+            continue;
+        };
+        if start.0 != b {
+            cx.out.unaccounted.push(b);
+            b += 1;
+            continue;
+        }
+        let blocks = hdr
+            .len
+            .checked_add(EXTENT_HDR as u64)
+            .map(|t| t.div_ceil(bs));
+        let end = blocks.and_then(|k| b.checked_add(k));
+        let (Some(blocks), Some(end)) = (blocks, end) else {
+            cx.find(
+                "objects",
+                format!("object {h}: impossible length {}", hdr.len),
+            );
+            b += 1;
+            continue;
+        };
+        if end > n {
+            cx.find(
+                "objects",
+                format!(
+                    "object {h}: {} bytes run past the end of the image",
+                    hdr.len
+                ),
+            );
+            b += 1;
+            continue;
+        }
+        let bad_alloc = (b..end)
+            .filter(|x| cx.out.bitmap.allocated(*x) == Some(false) || claimed(*x))
+            .count();
+        if bad_alloc > 0 {
+            let m = format!("object {h}: {bad_alloc} of its {blocks} block(s) are free or used by something else");
+            cx.find("objects", m);
+        }
+        if depth == Depth::Payloads {
+            let mut hasher = Xxh64::new(hdr.handle);
+            let mut left = hdr.len;
+            for k in 0..blocks {
+                if k > 0 {
+                    cx.read(b + k)?;
+                }
+                let from = if k == 0 { EXTENT_HDR } else { 0 };
+                let take = (cx.bs - from).min(usize::try_from(left).unwrap_or(usize::MAX));
+                if let Some(p) = cx.buf.get(from..from + take) {
+                    hasher.update(p);
+                }
+                left -= take as u64;
+            }
+            if hasher.digest() != hdr.payload_hash {
+                cx.find("objects", format!("object {h}: payload checksum mismatch"));
+            }
+        }
+        cx.out.extents.push(ExtentObject {
+            handle: h,
+            start: b,
+            blocks,
+            len: hdr.len,
+        });
+        b = end;
+    }
+    Ok(())
+}
+
+fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
+    let Some(c) = cx.out.counters else {
+        // Without damage elsewhere, blocks outside regions and objects were written raw.
+        if !cx.out.unaccounted.is_empty() && cx.out.findings.is_empty() {
+            let k = cx.out.unaccounted.len();
+            cx.out.notes.push(format!(
+                "{k} allocated data block(s) belong to no region or object (blocks written through the raw transaction API)"
+            ));
+        }
+        return;
+    };
+    // Counts are only comparable when nothing was skipped for damage.
+    if !cx.out.bitmap.all_valid() {
+        return;
+    }
+    let p = cx.out.packed;
+    let ext = cx.out.extents.len() as u64;
+    let ext_blocks: u64 = cx.out.extents.iter().map(|e| e.blocks).sum();
+    let ext_bytes: u64 = cx.out.extents.iter().map(|e| e.len).sum();
+    let mut bad = Vec::new();
+    if c.per_class != p.per_class {
+        bad.push(format!(
+            "packed objects per class {:?}, found {:?}",
+            c.per_class, p.per_class
+        ));
+    }
+    if c.extent_objects != ext {
+        bad.push(format!("{} extent objects, found {ext}", c.extent_objects));
+    }
+    if c.extent_blocks != ext_blocks {
+        bad.push(format!(
+            "{} extent blocks, found {ext_blocks}",
+            c.extent_blocks
+        ));
+    }
+    if c.objects != p.objects + ext {
+        bad.push(format!("{} objects, found {}", c.objects, p.objects + ext));
+    }
+    if c.bytes != p.bytes + ext_bytes {
+        bad.push(format!(
+            "{} payload bytes, found {}",
+            c.bytes,
+            p.bytes + ext_bytes
+        ));
+    }
+    for m in bad {
+        cx.find("slot-index", format!("counters say {m}"));
+    }
+    if !cx.out.unaccounted.is_empty() {
+        let k = cx.out.unaccounted.len();
+        cx.out.notes.push(format!(
+            "{k} allocated data block(s) belong to no region or object (blocks written through the raw transaction API, or leaked)"
+        ));
+    }
+}
