@@ -445,19 +445,40 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             len: data.len() as u64,
             payload_hash: xxhash_rust::xxh64::xxh64(data, h.raw()),
         };
+        // Blocks free in the committed bitmap are written straight to the device (if the
+        // transaction never commits they stay free). A block freed earlier in this same
+        // transaction still holds committed data, so its new content goes through the WAL.
+        let bpb = self.layout.bits_per_block();
+        let bitmap_start = self.layout.bitmap_start;
+        let mut cached: Option<u64> = None;
         let mut off = 0usize;
         for k in 0..blocks {
             let b = BlockNo(e.start.0 + k);
-            let staged = self.tx.find(b).is_some();
+            let idx = b.0 / bpb;
             let Volume {
-                tx, dev, scratch, ..
+                tx,
+                dev,
+                scratch,
+                wal,
+                ..
             } = self;
-            let buf = if staged {
-                tx.get_mut(b).ok_or(Error::TxCapacity)?
+            let (content, bm) = crate::wal::split_two(scratch, bs)?;
+            if cached != Some(idx) {
+                dev.read_block(BlockNo(bitmap_start + idx), bm)?;
+                let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+                crate::format::bitmap_block::check(bm, idx32)
+                    .map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+                cached = Some(idx);
+            }
+            let committed = crate::bitmap::get(crate::format::bitmap_block::bits(bm), b.0 % bpb);
+            let via_log = committed || tx.find(b).is_some();
+            let buf = if via_log {
+                if tx.find(b).is_none() && !wal.fits(tx.len().saturating_add(1)) {
+                    return Err(Error::TxTooLarge);
+                }
+                tx.stage::<D::Error>(b)?.0
             } else {
-                scratch
-                    .get_mut(..bs)
-                    .ok_or(Error::BufferTooSmall { need: bs })?
+                content
             };
             buf.fill(0);
             let mut at = 0;
@@ -470,7 +491,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::ObjectTooLarge)?
                 .copy_from_slice(data.get(off..off + n).ok_or(Error::ObjectTooLarge)?);
             off += n;
-            if !staged {
+            if !via_log {
                 dev.write_block(b, buf)?;
             }
         }
