@@ -20,6 +20,8 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod bitmap;
+#[cfg(feature = "defmt")]
+mod defmt_impls;
 pub mod device;
 pub mod error;
 pub mod format;
