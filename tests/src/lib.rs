@@ -185,3 +185,151 @@ pub fn fresh_image(bs: usize, blocks: usize, wal_blocks: u64) -> Vec<u8> {
     let _ = vol.unmount().expect("unmount");
     img
 }
+
+pub mod objmodel {
+    //! The object API against a `HashMap` model, shared by the RAM, flash and NAND suites: an
+    //! operation strategy, the model's step, and the after-step check.
+
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use vde_nostd::{BlockDevice, Error, Handle, Volume};
+
+    /// One step of an object workload.
+    #[derive(Debug, Clone)]
+    pub enum ObjOp {
+        /// Put an object of this many bytes, content seeded by the byte.
+        Put(usize, u8),
+        /// Delete the n-th live object (in handle order).
+        Delete(usize),
+        /// A batch of puts (true) and deletes (false).
+        Batch(Vec<(bool, usize, u8)>),
+        /// Remount (handled by the caller, which owns the device).
+        Remount,
+    }
+
+    /// Operations with sizes from 1 byte to `max_size` bytes (several blocks).
+    pub fn obj_op(max_size: usize) -> impl Strategy<Value = ObjOp> {
+        prop_oneof![
+            6 => (prop_oneof![1usize..300, 300usize..2100, 2100usize..max_size], any::<u8>())
+                .prop_map(|(n, b)| ObjOp::Put(n, b)),
+            3 => any::<usize>().prop_map(ObjOp::Delete),
+            1 => proptest::collection::vec((any::<bool>(), 1usize..3000, any::<u8>()), 1..5)
+                .prop_map(ObjOp::Batch),
+            1 => Just(ObjOp::Remount),
+        ]
+    }
+
+    /// Deterministic payload bytes.
+    pub fn payload(n: usize, b: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(b))
+            .collect()
+    }
+
+    /// What should be stored, and what was deleted.
+    #[derive(Default)]
+    pub struct ObjModel {
+        /// Live objects by raw handle.
+        pub live: HashMap<u64, Vec<u8>>,
+        /// Deleted handles.
+        pub dead: Vec<u64>,
+    }
+
+    impl ObjModel {
+        fn sorted_keys(&self) -> Vec<u64> {
+            let mut keys: Vec<u64> = self.live.keys().copied().collect();
+            keys.sort();
+            keys
+        }
+
+        /// Applies `op` (other than `Remount`) to the volume and the model.
+        pub fn apply<D: BlockDevice, const K: usize>(
+            &mut self,
+            vol: &mut Volume<'_, D, K>,
+            op: &ObjOp,
+        ) -> Result<(), TestCaseError> {
+            match op {
+                ObjOp::Put(n, b) => {
+                    let d = payload(*n, *b);
+                    let h = vol
+                        .put(&d)
+                        .map_err(|e| TestCaseError::fail(format!("put: {e:?}")))?;
+                    prop_assert!(
+                        !self.live.contains_key(&h.raw()),
+                        "handle reused while live"
+                    );
+                    self.live.insert(h.raw(), d);
+                }
+                ObjOp::Delete(pick) => {
+                    let keys = self.sorted_keys();
+                    if !keys.is_empty() {
+                        let k = keys[pick % keys.len()];
+                        vol.delete(Handle::from_raw(k))
+                            .map_err(|e| TestCaseError::fail(format!("delete: {e:?}")))?;
+                        self.live.remove(&k);
+                        self.dead.push(k);
+                    }
+                }
+                ObjOp::Batch(items) => {
+                    let mut keys = self.sorted_keys();
+                    let fail = |e: Error<D::Error>| TestCaseError::fail(format!("batch: {e:?}"));
+                    let mut b = vol.batch().map_err(fail)?;
+                    let mut added = Vec::new();
+                    let mut removed = Vec::new();
+                    for (is_put, n, x) in items {
+                        if *is_put || keys.is_empty() {
+                            let d = payload(*n, *x);
+                            added.push((b.put(&d).map_err(fail)?.raw(), d));
+                        } else {
+                            let k = keys.remove(n % keys.len());
+                            b.delete(Handle::from_raw(k)).map_err(fail)?;
+                            removed.push(k);
+                        }
+                    }
+                    b.commit().map_err(fail)?;
+                    self.live.extend(added);
+                    for k in removed {
+                        self.live.remove(&k);
+                        self.dead.push(k);
+                    }
+                }
+                ObjOp::Remount => {}
+            }
+            Ok(())
+        }
+
+        /// Every live object reads back exactly, every deleted handle is `BadHandle`, and the
+        /// counters match.
+        pub fn check<D: BlockDevice, const K: usize>(
+            &self,
+            vol: &mut Volume<'_, D, K>,
+        ) -> Result<(), TestCaseError> {
+            let mut buf = vec![0u8; 1 << 16];
+            for (k, d) in &self.live {
+                let n = vol
+                    .get(Handle::from_raw(*k), &mut buf)
+                    .map_err(|e| TestCaseError::fail(format!("get {k:016x}: {e:?}")))?;
+                prop_assert_eq!(&buf[..n], &d[..]);
+            }
+            for k in &self.dead {
+                if self.live.contains_key(k) {
+                    continue;
+                }
+                let r = vol.get(Handle::from_raw(*k), &mut buf);
+                prop_assert!(
+                    matches!(r, Err(Error::BadHandle { .. })),
+                    "stale handle {k:016x} gave {r:?}"
+                );
+            }
+            let st = vol
+                .object_stats()
+                .map_err(|e| TestCaseError::fail(format!("stats: {e:?}")))?;
+            prop_assert_eq!(st.counters.objects, self.live.len() as u64);
+            prop_assert_eq!(
+                st.counters.bytes,
+                self.live.values().map(|v| v.len() as u64).sum::<u64>()
+            );
+            Ok(())
+        }
+    }
+}

@@ -6,11 +6,12 @@
 //! operation, and every vde block write is one erase of its sectors.
 
 use proptest::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use vde_embedded::sim::parts::{Stm32l4, W25q16jv, STM32L4, W25Q16JV};
 use vde_embedded::{NorFlashDevice, SimFlash};
 use vde_nostd::types::Extent;
-use vde_nostd::{BlockNo, Error, FormatOptions, Handle, ModuleSet, Volume};
+use vde_nostd::{BlockNo, FormatOptions, ModuleSet, Volume};
+use vde_tests::objmodel::{obj_op, ObjModel, ObjOp};
 use vde_tests::Mem;
 
 const BS: usize = 4096;
@@ -34,117 +35,30 @@ fn opts(modules: ModuleSet) -> FormatOptions {
     }
 }
 
-fn payload(n: usize, b: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(b))
-        .collect()
-}
-
 // ---------- objects against a HashMap model ----------
-
-#[derive(Debug, Clone)]
-enum ObjOp {
-    Put(usize, u8),
-    Delete(usize),
-    Batch(Vec<(bool, usize, u8)>),
-    Remount,
-}
-
-fn obj_op() -> impl Strategy<Value = ObjOp> {
-    prop_oneof![
-        6 => (prop_oneof![1usize..300, 300usize..2100, 2100usize..12000], any::<u8>())
-            .prop_map(|(n, b)| ObjOp::Put(n, b)),
-        3 => any::<usize>().prop_map(ObjOp::Delete),
-        1 => proptest::collection::vec((any::<bool>(), 1usize..3000, any::<u8>()), 1..5)
-            .prop_map(ObjOp::Batch),
-        1 => Just(ObjOp::Remount),
-    ]
-}
 
 fn objects_model<const R: usize, const W: usize, const E: usize>(
     flash: &mut SimFlash<'_, R, W, E>,
     ops: Vec<ObjOp>,
 ) -> Result<(), TestCaseError> {
     let mut mem = Mem::new(BS, 16, 64);
-    let mut model: HashMap<u64, Vec<u8>> = HashMap::new();
-    let mut dead: Vec<u64> = Vec::new();
+    let mut model = ObjModel::default();
     let mut vol =
         Volume::<_, 16>::format(dev(flash), &opts(ModuleSet::OBJECTS), mem.bufs()).unwrap();
-    let mut buf = vec![0u8; 16384];
-    for o in ops {
-        match o {
-            ObjOp::Put(n, b) => {
-                let d = payload(n, b);
-                let h = vol.put(&d).unwrap();
-                prop_assert!(!model.contains_key(&h.raw()));
-                model.insert(h.raw(), d);
-            }
-            ObjOp::Delete(pick) => {
-                if model.is_empty() {
-                    continue;
-                }
-                let mut keys: Vec<u64> = model.keys().copied().collect();
-                keys.sort();
-                let k = keys[pick % keys.len()];
-                vol.delete(Handle::from_raw(k)).unwrap();
-                model.remove(&k);
-                dead.push(k);
-            }
-            ObjOp::Batch(items) => {
-                let mut keys: Vec<u64> = model.keys().copied().collect();
-                keys.sort();
-                let mut b = vol.batch().unwrap();
-                let mut added = Vec::new();
-                let mut removed = Vec::new();
-                for (is_put, n, x) in items {
-                    if is_put || keys.is_empty() {
-                        let d = payload(n, x);
-                        added.push((b.put(&d).unwrap().raw(), d));
-                    } else {
-                        let k = keys.remove(n % keys.len());
-                        b.delete(Handle::from_raw(k)).unwrap();
-                        removed.push(k);
-                    }
-                }
-                b.commit().unwrap();
-                model.extend(added);
-                for k in removed {
-                    model.remove(&k);
-                    dead.push(k);
-                }
-            }
-            ObjOp::Remount => {
-                let d = vol.into_device();
-                vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
-            }
+    for op in ops {
+        if let ObjOp::Remount = op {
+            let d = vol.into_device();
+            vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
+        } else {
+            model.apply(&mut vol, &op)?;
         }
-        for (k, d) in &model {
-            let n = vol.get(Handle::from_raw(*k), &mut buf).unwrap();
-            prop_assert_eq!(&buf[..n], &d[..]);
-        }
-        for k in &dead {
-            let r = vol.get(Handle::from_raw(*k), &mut buf);
-            prop_assert!(
-                matches!(r, Err(Error::BadHandle { .. })),
-                "stale {k:016x} gave {r:?}"
-            );
-        }
-        let st = vol.object_stats().unwrap();
-        prop_assert_eq!(st.counters.objects, model.len() as u64);
-        prop_assert_eq!(
-            st.counters.bytes,
-            model.values().map(|v| v.len() as u64).sum::<u64>()
-        );
+        model.check(&mut vol)?;
     }
     vol.verify().unwrap();
     let d = vol.unmount().unwrap();
     let mut vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
     prop_assert_eq!(vol.recovery_report().replayed, 0);
-    for (k, d) in &model {
-        let n = vol.get(Handle::from_raw(*k), &mut buf).unwrap();
-        prop_assert_eq!(&buf[..n], &d[..]);
-    }
-    Ok(())
+    model.check(&mut vol)
 }
 
 // ---------- raw transactions against a block model ----------
@@ -298,7 +212,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn flash_objects_match_model_w25q(ops in proptest::collection::vec(obj_op(), 1..40)) {
+    fn flash_objects_match_model_w25q(ops in proptest::collection::vec(obj_op(12000), 1..40)) {
         let mut img = vec![0xFFu8; FLASH];
         let mut wear = vec![0u32; FLASH / 4096];
         let mut f = W25q16jv::from_part(&mut img, &mut wear, &W25Q16JV, 1).unwrap();
@@ -306,7 +220,7 @@ proptest! {
     }
 
     #[test]
-    fn flash_objects_match_model_stm32l4(ops in proptest::collection::vec(obj_op(), 1..40)) {
+    fn flash_objects_match_model_stm32l4(ops in proptest::collection::vec(obj_op(12000), 1..40)) {
         let mut img = vec![0xFFu8; FLASH];
         let mut wear = vec![0u32; FLASH / 2048];
         let mut f = Stm32l4::from_part(&mut img, &mut wear, &STM32L4, 1).unwrap();

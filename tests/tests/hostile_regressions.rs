@@ -246,3 +246,32 @@ fn batch_victim(packed_victim: bool) {
         assert_eq!(&buf[..n], &victim[..]);
     }
 }
+
+/// Found by the hostile-image suite (`hostile_images.rs`,
+/// `bitmap_that_frees_the_metadata_never_lets_data_over_it`): a bitmap block that marks every
+/// metadata block (superblocks, WAL, bitmap, directory, pointer table) free, re-sealed, mounts,
+/// and `Volume::verify` accepts it: verify compares the bitmap's free count with the count taken
+/// from the same bitmap at mount (vde-nostd/src/volume.rs, `verify`), which cannot disagree.
+/// Nothing is damaged (the allocator's `mark` refuses blocks below `data_start`), but every
+/// allocation then fails with `OutOfRange`, and the checker calls the volume clean. Fix: at
+/// mount or in verify, check that blocks `0..data_start` are allocated (and, optionally, that
+/// the bits past the last block are set, and that the superblock's free count matches).
+#[test]
+fn verify_notices_metadata_marked_free() {
+    let mut img = fresh_image(BS, 256, 16);
+    let l = {
+        let mut mem = Mem::new(BS, 16, 256);
+        let v = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        *v.layout()
+    };
+    let at = l.bitmap_start as usize * BS;
+    let b = &mut img[at..at + BS];
+    for bit in 0..l.data_start as usize {
+        b[bit / 8] &= !(1 << (bit % 8));
+    }
+    reseal_trailer(b);
+    let mut mem = Mem::new(BS, 16, 256);
+    let r = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs())
+        .and_then(|mut v| v.verify());
+    assert_eq!(r, Err(Error::Corrupt(Structure::Bitmap)));
+}
