@@ -35,8 +35,10 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod ftl;
 #[cfg(feature = "std")]
 pub mod harness;
+pub mod nand;
 pub mod nor;
 pub mod sim;
 

@@ -40,6 +40,7 @@ use vde_nostd::{BlockDevice, Buffers, Error, FormatOptions, Volume};
 use crate::nor::NorFlashDevice;
 use crate::sim::{FlashStats, OpKind, SimConfig, SimFlash, TearMode, XorShift64};
 
+pub mod rig;
 pub mod workloads;
 
 pub use workloads::{

@@ -1,0 +1,439 @@
+//! The power-cut harness over any simulated medium and block device (feature `std`): the same
+//! procedure as [`run`](super::run), driven through a [`Rig`] instead of a fixed
+//! `NorFlashDevice<SimFlash>`, so the three workloads also run over the translation layer
+//! ([`Ftl`]) on a simulated NAND ([`NandRig`]) or on a NOR flash seen as NAND ([`NorFtlRig`]).
+//!
+//! Owns: [`Rig`] and [`CutMedium`] (what the driver needs from a medium), [`run_rig`] (the
+//! driver), the two rigs, and [`run_nand`] (a NAND run set up in one call).
+//!
+//! Differences from [`run`](super::run):
+//! - the rig opens the block device, which for a translation layer is a mount (a scan of the
+//!   medium); its operations count as mount operations, so the second-cut sweeps cut them too;
+//! - before every run and after every image restore the rig is powered up afresh
+//!   ([`Rig::power_up`]): a simulated NAND recomputes its program-order state from the restored
+//!   content and sets its operation count to what it was at that point (0 for a run, the start
+//!   of the recovering mount for a second cut), so [`Timebomb`]s go off at the same operations
+//!   in every repetition;
+//! - `Config::capacity` is not used (the rig's medium has its own size); `Config::block_size`
+//!   must equal the device's block size.
+
+use std::format;
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+use vde_nostd::{BlockDevice, Volume};
+
+use super::{judge, name, Config, Mem, Report, Workload, TX_BLOCKS};
+use crate::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory};
+use crate::nand::nor::{NorNand, NorNandLayout};
+use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
+use crate::sim::{FlashStats, OpKind, SimFlash, TearMode, XorShift64};
+
+/// What the driver needs from a simulated medium.
+pub trait CutMedium {
+    /// Operations that reached the medium (only differences are used).
+    fn op_count(&self) -> u64;
+    /// Lets `after` operations complete and cuts the next one.
+    fn arm_power_cut(&mut self, after: u64);
+    /// Whether power is lost.
+    fn power_lost(&self) -> bool;
+    /// The kind of operation the cut interrupted.
+    fn cut_kind(&self) -> Option<OpKind>;
+    /// Operation counters.
+    fn stats(&self) -> FlashStats;
+    /// Zeroes the operation counters.
+    fn reset_stats(&mut self);
+}
+
+impl<const R: usize, const W: usize, const E: usize> CutMedium for SimFlash<'_, R, W, E> {
+    fn op_count(&self) -> u64 {
+        SimFlash::op_count(self)
+    }
+    fn arm_power_cut(&mut self, after: u64) {
+        SimFlash::arm_power_cut(self, after);
+    }
+    fn power_lost(&self) -> bool {
+        SimFlash::power_lost(self)
+    }
+    fn cut_kind(&self) -> Option<OpKind> {
+        SimFlash::cut_kind(self)
+    }
+    fn stats(&self) -> FlashStats {
+        SimFlash::stats(self)
+    }
+    fn reset_stats(&mut self) {
+        SimFlash::reset_stats(self);
+    }
+}
+
+impl CutMedium for SimNand<'_> {
+    fn op_count(&self) -> u64 {
+        SimNand::op_count(self)
+    }
+    fn arm_power_cut(&mut self, after: u64) {
+        SimNand::arm_power_cut(self, after);
+    }
+    fn power_lost(&self) -> bool {
+        SimNand::power_lost(self)
+    }
+    fn cut_kind(&self) -> Option<OpKind> {
+        SimNand::cut_kind(self)
+    }
+    fn stats(&self) -> FlashStats {
+        SimNand::stats(self)
+    }
+    fn reset_stats(&mut self) {
+        SimNand::reset_stats(self);
+    }
+}
+
+/// A simulated medium with a way to open it as a block device.
+pub trait Rig {
+    /// The simulated medium.
+    type Medium: CutMedium;
+    /// The block device over it.
+    type Dev<'r>: BlockDevice
+    where
+        Self: 'r;
+
+    /// Powers the medium up afresh over its current image: power on, no cut armed, the given
+    /// fault seed and tear mode, and (where the medium can) its operation count set to
+    /// `op_count`, so timebombs go off at the same operations in every run.
+    fn power_up(&mut self, seed: u64, tear: TearMode, op_count: u64);
+    /// Restores power after a cut; the image stays as the cut left it.
+    fn reboot(&mut self);
+    /// The medium's raw content.
+    fn image(&self) -> &[u8];
+    /// The medium's raw content, mutably (to restore a snapshot; call
+    /// [`power_up`](Self::power_up) afterwards).
+    fn image_mut(&mut self) -> &mut [u8];
+    /// The medium.
+    fn medium(&mut self) -> &mut Self::Medium;
+    /// Opens the block device (may read the medium, and fail if the power is cut).
+    fn open(&mut self) -> Result<Self::Dev<'_>, String>;
+    /// The medium under an open device.
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium;
+}
+
+type RVol<'b, 'r, R> = Volume<'b, <R as Rig>::Dev<'r>, TX_BLOCKS>;
+
+fn mount<'b, 'r, R: Rig>(rig: &'r mut R, mem: &'b mut Mem) -> Result<RVol<'b, 'r, R>, String> {
+    let dev = rig.open()?;
+    Volume::mount(dev, mem.bufs()).map_err(|e| format!("mount: {e:?}"))
+}
+
+/// Remounts and runs every check; returns the operation count at the start of the mount, the
+/// mount's operations, and whether it replayed a committed transaction.
+fn remount_and_check<L: Workload, R: Rig>(
+    workload: &L,
+    rig: &mut R,
+    mem: &mut Mem,
+    log: &L::Log,
+    reference: &L::Log,
+) -> Result<(u64, u64, bool), String> {
+    let start = rig.medium().op_count();
+    let mut vol = mount(rig, mem)?;
+    let ops = R::medium_of(vol.device()).op_count() - start;
+    let replayed = vol.recovery_report().replayed > 0;
+    vol.verify().map_err(|e| format!("verify: {e:?}"))?;
+    workload.check(&mut vol, log, reference)?;
+    Ok((start, ops, replayed))
+}
+
+/// Runs `workload` under the harness on `rig` (see [`run`](super::run) for the procedure and
+/// the [module docs](self) for the differences). The rig's current image is the blank medium.
+pub fn run_rig<R: Rig, L: Workload>(
+    cfg: &Config,
+    rig: &mut R,
+    workload: &L,
+) -> Result<Report, String> {
+    let keep = cfg.keep_violations;
+    let mut mem = Mem::new(cfg.block_size, cfg.index_entries);
+    let seed =
+        |salt: u64| XorShift64::new(cfg.seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
+
+    // 1. The base image.
+    rig.power_up(seed(0), TearMode::Prefix, 0);
+    {
+        let dev = rig.open()?;
+        if dev.block_size() != cfg.block_size {
+            return Err(format!(
+                "device block size {} differs from the config's {}",
+                dev.block_size(),
+                cfg.block_size
+            ));
+        }
+        let vol = Volume::<_, TX_BLOCKS>::format(dev, &cfg.format, mem.bufs())
+            .map_err(|e| format!("format: {e:?}"))?;
+        vol.unmount().map_err(|e| format!("unmount: {e:?}"))?;
+    }
+    let base = rig.image().to_vec();
+
+    // 2. The reference run.
+    let mut report = Report {
+        workload: workload.name(),
+        ..Report::default()
+    };
+    let mut reference = L::Log::default();
+    rig.power_up(seed(1), TearMode::Prefix, 0);
+    {
+        let mut vol = mount(rig, &mut mem)?;
+        let m = R::medium_of(vol.device());
+        m.reset_stats();
+        let start = m.op_count();
+        workload
+            .run(&mut vol, &mut reference)
+            .map_err(|e| format!("the uncut workload failed: {e:?}"))?;
+        let m = R::medium_of(vol.device());
+        report.ops = m.op_count() - start;
+        report.reference = m.stats();
+    }
+    remount_and_check(workload, rig, &mut mem, &reference, &reference)
+        .map_err(|e| format!("the uncut workload fails its own check: {e}"))?;
+
+    // 3. A cut at every operation; 4. a second cut during some recoveries.
+    let mut other_recoveries = 0u64;
+    let mut k = 0u64;
+    while k < report.ops {
+        for (t, &tear) in cfg.tear.modes(k).iter().enumerate() {
+            report.points += 1;
+            let run_seed = seed(k.wrapping_mul(4) + 2 + t as u64);
+            rig.image_mut().copy_from_slice(&base);
+            rig.power_up(run_seed, tear, 0);
+            let mut log = L::Log::default();
+            let failed = {
+                let mut vol = mount(rig, &mut mem)?;
+                R::medium_of(vol.device()).arm_power_cut(k);
+                workload
+                    .run(&mut vol, &mut log)
+                    .err()
+                    .map(|e| format!("{e:?}"))
+            };
+            let kind = rig.medium().cut_kind();
+            let at = format!("cut at op {k} ({}, {tear:?} tear)", name(kind));
+            match kind {
+                Some(OpKind::Read) => report.cut_reads += 1,
+                Some(OpKind::Program) => report.cut_programs += 1,
+                Some(OpKind::Erase) => report.cut_erases += 1,
+                None => {}
+            }
+            let lost = rig.medium().power_lost();
+            if let Err(e) = judge(failed, lost) {
+                report.violation(keep, format!("{at}: workload {e}"));
+            }
+            rig.reboot();
+            let crash = rig.image().to_vec();
+            let (mount_start, mount_ops, replayed) =
+                match remount_and_check(workload, rig, &mut mem, &log, &reference) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.violation(keep, format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+            let nth = if replayed {
+                report.replaying_recoveries += 1;
+                report.replaying_recoveries
+            } else {
+                other_recoveries += 1;
+                other_recoveries
+            };
+            if cfg.second_cut_every == 0 || !(nth - 1).is_multiple_of(cfg.second_cut_every) {
+                continue;
+            }
+            report.second_sweeps += 1;
+            for j in 0..mount_ops {
+                report.second_points += 1;
+                rig.image_mut().copy_from_slice(&crash);
+                rig.power_up(run_seed ^ j, tear, mount_start);
+                rig.medium().arm_power_cut(j);
+                let failed = mount(rig, &mut mem).err();
+                let at2 = format!(
+                    "{at}, second cut at mount op {j} ({})",
+                    name(rig.medium().cut_kind())
+                );
+                let lost = rig.medium().power_lost();
+                if let Err(e) = judge(failed, lost) {
+                    report.violation(keep, format!("{at2}: mount {e}"));
+                }
+                rig.reboot();
+                if let Err(e) = remount_and_check(workload, rig, &mut mem, &log, &reference) {
+                    report.violation(keep, format!("{at2}: {e}"));
+                }
+            }
+        }
+        k = k.saturating_add(cfg.stride.max(1));
+    }
+    Ok(report)
+}
+
+/// Owned RAM of a translation layer.
+struct FtlRam {
+    map: Vec<u32>,
+    blocks: Vec<BlockInfo>,
+    page: Vec<u8>,
+}
+
+impl FtlRam {
+    fn new(layout: &FtlLayout) -> FtlRam {
+        FtlRam {
+            map: vec![0; layout.map_entries()],
+            blocks: vec![BlockInfo::EMPTY; layout.block_entries()],
+            page: vec![0; layout.page_size],
+        }
+    }
+
+    fn mem(&mut self) -> FtlMemory<'_> {
+        FtlMemory {
+            map: &mut self.map,
+            blocks: &mut self.blocks,
+            page: &mut self.page,
+        }
+    }
+}
+
+/// The translation layer over a [`SimNand`].
+pub struct NandRig<'m> {
+    sim: SimNand<'m>,
+    ftl: FtlConfig,
+    ram: FtlRam,
+    /// The simulator's timebombs, re-armed at every power-up.
+    timebombs: [Option<Timebomb>; crate::nand::sim::MAX_TIMEBOMBS],
+}
+
+impl<'m> NandRig<'m> {
+    /// A rig of `sim` (its content is the blank medium; its timebombs are kept for every run)
+    /// with the translation layer configured by `ftl`.
+    pub fn new(sim: SimNand<'m>, ftl: FtlConfig) -> Result<Self, String> {
+        let layout = FtlLayout::compute(&sim.geometry(), &ftl).map_err(|e| format!("{e}"))?;
+        let timebombs = sim.config().timebombs;
+        Ok(NandRig {
+            sim,
+            ftl,
+            ram: FtlRam::new(&layout),
+            timebombs,
+        })
+    }
+
+    /// The simulated NAND.
+    pub fn sim(&mut self) -> &mut SimNand<'m> {
+        &mut self.sim
+    }
+}
+
+impl<'m> Rig for NandRig<'m> {
+    type Medium = SimNand<'m>;
+    type Dev<'r>
+        = Ftl<'r, &'r mut SimNand<'m>>
+    where
+        Self: 'r;
+
+    fn power_up(&mut self, seed: u64, tear: TearMode, op_count: u64) {
+        let mut c = SimNandConfig::new(seed);
+        c.tear = tear;
+        c.timebombs = self.timebombs;
+        self.sim.restart(c, op_count);
+    }
+    fn reboot(&mut self) {
+        self.sim.reboot();
+    }
+    fn image(&self) -> &[u8] {
+        self.sim.bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.sim.bytes_mut()
+    }
+    fn medium(&mut self) -> &mut SimNand<'m> {
+        &mut self.sim
+    }
+    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
+        Ftl::mount(&mut self.sim, self.ram.mem(), &self.ftl).map_err(|e| format!("ftl mount: {e}"))
+    }
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut SimNand<'m> {
+        dev.nand_mut()
+    }
+}
+
+/// The translation layer over a NOR [`SimFlash`] seen as NAND ([`NorNand`]): wear-leveled NOR.
+pub struct NorFtlRig<'m, const R: usize, const W: usize, const E: usize> {
+    nand: NorNand<SimFlash<'m, R, W, E>>,
+    ftl: FtlConfig,
+    ram: FtlRam,
+}
+
+impl<'m, const R: usize, const W: usize, const E: usize> NorFtlRig<'m, R, W, E> {
+    /// A rig of `flash` laid out as `layout`, with the translation layer configured by `ftl`.
+    pub fn new(
+        flash: SimFlash<'m, R, W, E>,
+        layout: NorNandLayout,
+        ftl: FtlConfig,
+    ) -> Result<Self, String> {
+        let nand = NorNand::new(flash, layout).map_err(|e| format!("{e}"))?;
+        let l = FtlLayout::compute(&nand.geometry(), &ftl).map_err(|e| format!("{e}"))?;
+        Ok(NorFtlRig {
+            nand,
+            ftl,
+            ram: FtlRam::new(&l),
+        })
+    }
+}
+
+impl<'m, const R: usize, const W: usize, const E: usize> Rig for NorFtlRig<'m, R, W, E> {
+    type Medium = SimFlash<'m, R, W, E>;
+    type Dev<'r>
+        = Ftl<'r, &'r mut NorNand<SimFlash<'m, R, W, E>>>
+    where
+        Self: 'r;
+
+    fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
+        let f = self.nand.flash_mut();
+        f.reboot();
+        f.config_mut().seed = seed;
+        f.config_mut().tear = tear;
+    }
+    fn reboot(&mut self) {
+        self.nand.flash_mut().reboot();
+    }
+    fn image(&self) -> &[u8] {
+        self.nand.flash().bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.nand.flash_mut().bytes_mut()
+    }
+    fn medium(&mut self) -> &mut Self::Medium {
+        self.nand.flash_mut()
+    }
+    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
+        Ftl::mount(&mut self.nand, self.ram.mem(), &self.ftl).map_err(|e| format!("ftl mount: {e}"))
+    }
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
+        dev.nand_mut().flash_mut()
+    }
+}
+
+/// A NAND run set up in one call: a simulated `part` of `blocks` blocks with `factory_bad`
+/// seeded bad blocks and the given timebombs, the translation layer configured by `ftl`
+/// (`ftl.block_size` must equal `cfg.block_size`), and `workload` run under [`run_rig`].
+pub fn run_nand<L: Workload>(
+    cfg: &Config,
+    part: &NandPart,
+    blocks: u32,
+    factory_bad: u32,
+    timebombs: &[Timebomb],
+    ftl: &FtlConfig,
+    workload: &L,
+) -> Result<Report, String> {
+    let mut mem = vec![0xFFu8; part.raw_bytes(blocks)];
+    SimNand::factory_init(&mut mem, part, factory_bad, cfg.seed);
+    let mut state = vec![SimNandBlock::NEW; blocks as usize];
+    let mut conf = SimNandConfig::new(cfg.seed);
+    for &t in timebombs {
+        if !conf.add_timebomb(t) {
+            return Err(String::from("too many timebombs"));
+        }
+    }
+    let sim = SimNand::new(&mut mem, &mut state, part, conf).map_err(|e| format!("{e}"))?;
+    let mut rig = NandRig::new(sim, *ftl)?;
+    run_rig(cfg, &mut rig, workload)
+}
