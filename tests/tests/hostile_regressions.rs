@@ -275,3 +275,57 @@ fn verify_notices_metadata_marked_free() {
         .and_then(|mut v| v.verify());
     assert_eq!(r, Err(Error::Corrupt(Structure::Bitmap)));
 }
+
+/// Found by `wal_recovery` (input `a3 04 ff fb 00 00`: WAL header B re-sealed with its
+/// generation lowered by 5, which wraps it to near `u64::MAX`). `Wal::force_checkpoint`
+/// (vde-nostd/src/wal.rs) writes the other copy with `generation.saturating_add(1)`, so once a
+/// header carries `u64::MAX` both copies end up with the same generation and `Wal::open` breaks
+/// the tie towards copy A for ever after, whichever copy is newer. When B is the newer one, the
+/// next mount recovers from A: the transactions committed in B's epoch are not replayed, and an
+/// acknowledged commit whose in-place writes had not reached the medium (no flush follows them)
+/// is lost. Here: both headers carry `u64::MAX`; a commit to Y is acknowledged; the crash keeps
+/// the log but not the in-place write; the next mount must still show it.
+///
+/// Fix: never let the generation saturate — e.g. refuse a header whose generation is above
+/// 2^62 as corrupt, or renumber (write both copies with small generations, one flush apart)
+/// when it gets there; and never pick between two copies with equal generations by position
+/// (take the higher epoch, or report `Corrupt(WalHeader)`).
+#[test]
+fn wal_generation_saturates_and_the_older_header_wins() {
+    let mut img = fresh_image(BS, 256, 16);
+    let y = {
+        let mut mem = Mem::new(BS, 16, 256);
+        let mut vol =
+            Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        let mut tx = vol.begin();
+        let e = tx.allocate(1).unwrap();
+        tx.write(e.start, &[0x11; BS]).unwrap();
+        tx.commit().unwrap();
+        vol.unmount().unwrap();
+        e.start.0
+    };
+    for b in [WAL_HDR_A, WAL_HDR_B] {
+        let at = b.0 as usize * BS;
+        let mut h = WalHeader::decode(&img[at..at + BS]).unwrap();
+        h.generation = u64::MAX;
+        h.encode(&mut img[at..at + BS]).unwrap();
+    }
+    // Mount (recovers, checkpoints), commit Y = 0xBB, crash: the log is durable (the commit's
+    // flush), the in-place write of Y is not.
+    let before = img[y as usize * BS..(y as usize + 1) * BS].to_vec();
+    {
+        let mut mem = Mem::new(BS, 16, 256);
+        let mut vol =
+            Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        let mut tx = vol.begin();
+        tx.write(BlockNo(y), &[0xBB; BS]).unwrap();
+        tx.commit().unwrap();
+        let _ = vol.into_device();
+    }
+    img[y as usize * BS..(y as usize + 1) * BS].copy_from_slice(&before);
+    let got = read_block(&mut img, y);
+    assert_eq!(
+        got[0], 0xBB,
+        "an acknowledged commit was lost: recovery used the older WAL header"
+    );
+}

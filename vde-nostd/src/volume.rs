@@ -196,6 +196,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             report,
         };
         vol.check_regions()?;
+        vol.check_metadata_allocated()?;
         vol.free_blocks = vol.count_free()?;
         vol.load_objects()?;
         Ok(vol)
@@ -599,6 +600,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::Corrupt(Structure::Bitmap));
         }
         self.check_regions()?;
+        self.check_metadata_allocated()?;
         self.verify_objects()
     }
 
@@ -670,6 +672,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
         }
         Ok(())
+    }
+
+    /// Every fixed metadata block (`0..data_start`) must be marked allocated.
+    fn check_metadata_allocated(&mut self) -> Result<(), Error<D::Error>> {
+        let meta = Extent {
+            start: BlockNo(0),
+            len: self.layout.data_start,
+        };
+        if self.extent_allocated(meta)? {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(Structure::Bitmap))
+        }
     }
 
     /// Whether every block of `e` is allocated (committed bitmap plus open transaction).

@@ -228,7 +228,9 @@ impl Wal {
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
         let hb = read_header(dev, WAL_HDR_B, a, layout)?;
         let (h, is_b) = match (ha, hb) {
-            (Some(x), Some(y)) if y.generation > x.generation => (y, true),
+            // Newer = higher (generation, epoch): the epoch breaks a tie should a hostile
+            // header have pinned the generation at its ceiling.
+            (Some(x), Some(y)) if (y.generation, y.epoch) > (x.generation, x.epoch) => (y, true),
             (Some(x), _) => (x, false),
             (None, Some(y)) => (y, true),
             (None, None) => return Err(Error::Corrupt(Structure::WalHeader)),
@@ -560,9 +562,11 @@ fn read_header<D: BlockDevice>(
     layout: &Layout,
 ) -> Result<Option<WalHeader>, Error<D::Error>> {
     dev.read_block(at, buf)?;
-    Ok(WalHeader::decode(buf)
-        .ok()
-        .filter(|h| h.wal_start == layout.wal_start && h.wal_blocks == layout.wal_blocks))
+    // No device lives to see 2^63 checkpoints: an epoch that high is forged, and would leave
+    // no room to move on without reuse.
+    Ok(WalHeader::decode(buf).ok().filter(|h| {
+        h.wal_start == layout.wal_start && h.wal_blocks == layout.wal_blocks && h.epoch < 1 << 63
+    }))
 }
 
 /// The first block-sized piece of `scratch`.
