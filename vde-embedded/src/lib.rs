@@ -1,6 +1,6 @@
 //! # vde-embedded — the vde engine on flash
 //!
-//! Two things live here, both `#![no_std]`, allocation-free and free of `unsafe`:
+//! Everything here is `#![no_std]`, allocation-free and free of `unsafe`:
 //!
 //! - [`nor`]: [`NorFlashDevice`], which turns any `embedded-storage`
 //!   [`NorFlash`](embedded_storage::nor_flash::NorFlash) into the core's
@@ -11,6 +11,12 @@
 //!   counts reads, programs and erases (and wear per erase sector), turns the counts into busy
 //!   time at datasheet timings ([`sim::parts`]), and cuts power at the K-th operation, tearing a
 //!   program or an erase in the middle.
+//! - [`nand`]: the [`nand::NandFlash`] trait (pages with spare, program once per erase, erase
+//!   blocks, bad-block status), `SimNand` with real part presets, factory and grown bad blocks,
+//!   and a NOR-as-NAND adapter.
+//! - [`ftl`]: a log-structured translation layer presenting a `BlockDevice` over any NAND (or NOR
+//!   through the adapter): garbage collection, bad-block relocation and wear leveling, its map
+//!   rebuilt from page spare records at mount.
 //!
 //! Every buffer comes from the caller, so the simulator runs as well on a Cortex-M as in a test.
 //!
