@@ -329,3 +329,78 @@ fn wal_generation_saturates_and_the_older_header_wins() {
         "an acknowledged commit was lost: recovery used the older WAL header"
     );
 }
+
+/// Found by `wal_recovery` (input `2d c7 08 04 ff ff ff ff ff ff ff ff 74`: 8 bytes of 0xFF over
+/// the epoch field of the first begin header in the log). Recovery raises the next epoch to at
+/// least the epoch of whatever begin header starts the log (vde-nostd/src/wal.rs, `Wal::open`,
+/// the `floor` from `TxIdent::decode_begin` of the first log block), but a begin header carries
+/// no checksum of its own: a damaged or hostile one makes the new WAL header's epoch
+/// `u64::MAX`. `read_header` refuses epochs of 2^63 and above, so after two checkpoints (mount,
+/// unmount) both copies are refused and the volume no longer mounts: `Corrupt(WalHeader)`.
+///
+/// Fixed: a begin epoch of 2^62 or more is ignored, and a session never starts at or above
+/// 2^62 (`Corrupt(WalHeader)` before anything is written), so every header written stays
+/// readable.
+#[test]
+fn unsealed_begin_header_epoch_bricks_the_volume() {
+    let mut img = fresh_image(BS, 256, 16);
+    let wal_start = {
+        let mut mem = Mem::new(BS, 16, 256);
+        let v = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        v.layout().wal_start as usize
+    };
+    // A begin header (magic, epoch, seq, records, reserved) and nothing else: no hash holds.
+    let at = wal_start * BS;
+    img[at..at + 8].copy_from_slice(b"VDETXBEG");
+    img[at + 8..at + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+    img[at + 16..at + 24].copy_from_slice(&1u64.to_le_bytes());
+    img[at + 24..at + 28].copy_from_slice(&1u32.to_le_bytes());
+    img[at + 28..at + 32].fill(0);
+    let mut handles = Vec::new();
+    for round in 0..4u8 {
+        let mut mem = Mem::new(BS, 16, 256);
+        let mut v = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs())
+            .unwrap_or_else(|e| panic!("mount {round}: {e:?}"));
+        let mut buf = [0u8; 64];
+        for (r, h) in &handles {
+            let n = v.get(*h, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &[*r; 20][..]);
+        }
+        handles.push((round, v.put(&[round; 20]).unwrap()));
+        v.unmount().unwrap();
+    }
+}
+
+/// Found by `mount` (a 64-block image whose slot index head, re-sealed, claims 64 blocks held
+/// by extent objects): the counter cross-check (vde-nostd/src/objects.rs, `check_counters`)
+/// bounds `extent_blocks` only by the block count, so the lie passes mount and `verify`; after
+/// two ordinary extent puts the counter exceeds the block count and `verify` reports
+/// `Corrupt(SlotIndex)` for a volume it accepted before the operations. The checker's verdict
+/// should not flip on valid operations. Fixed: `extent_objects <= extent_blocks <= allocated
+/// data blocks - shared blocks`.
+#[test]
+fn extent_block_counter_beyond_the_allocated_blocks_is_refused() {
+    let mut img = fresh_image(BS, 256, 16);
+    let (head, data_start, free) = {
+        let mut mem = Mem::new(BS, 16, 256);
+        let mut v =
+            Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        let head = v.module_regions(0).unwrap()[0].extent.start.0 as usize;
+        let u = v.usage();
+        (head, u.metadata_blocks, u.free_blocks)
+    };
+    // One extent object (objects = extent_objects = 1) claiming every block of the volume.
+    let blk = &mut img[head * BS..(head + 1) * BS];
+    blk[24..32].copy_from_slice(&1u64.to_le_bytes()); // objects
+    blk[40..48].copy_from_slice(&1u64.to_le_bytes()); // extent objects
+    blk[48..56].copy_from_slice(&256u64.to_le_bytes()); // extent blocks
+    reseal_trailer(blk);
+    assert!(
+        256 > 256 - data_start - free,
+        "the lie exceeds the allocated blocks"
+    );
+    let mut mem = Mem::new(BS, 16, 256);
+    let r = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs())
+        .and_then(|mut v| v.verify());
+    assert_eq!(r, Err(Error::Corrupt(Structure::SlotIndex)));
+}

@@ -799,7 +799,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Cross-checks the object counters against the slot index: the units occupied in shared
     /// blocks must equal the units of the packed objects counted per class, and the object
-    /// count must equal packed plus extent objects.
+    /// count must equal packed plus extent objects; extent blocks fit in the allocated data
+    /// blocks that are not shared blocks, and number at least the extent objects.
     fn check_counters(&self) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let units = (self.layout.bs() / UNIT) as u64;
@@ -816,13 +817,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             packed = packed.and_then(|p| p.checked_add(*n));
         }
         let total = packed.and_then(|p| p.checked_add(o.counters.extent_objects));
+        // Extent blocks are allocated data blocks that are neither shared blocks nor region
+        // blocks, and every extent holds at least one block.
+        let extent_room = self
+            .layout
+            .block_count
+            .saturating_sub(self.layout.data_start)
+            .saturating_sub(self.free_blocks)
+            .saturating_sub(o.count as u64);
         if expect != Some(occupied)
             || total != Some(o.counters.objects)
             || o.counters.bytes
                 > o.counters
                     .objects
                     .saturating_mul(MAX_BLOCK.saturating_mul(65536))
-            || o.counters.extent_blocks > self.layout.block_count
+            || o.counters.extent_objects > o.counters.extent_blocks
+            || o.counters.extent_blocks > extent_room
         {
             return Err(Error::Corrupt(Structure::SlotIndex));
         }

@@ -265,8 +265,17 @@ impl Wal {
             _ => floor = floor.next(),
         }
         dev.read_block(BlockNo(w.start), a)?;
+        // A begin header carries no checksum of its own: an epoch at or above the ceiling
+        // was never written by vde and is ignored rather than allowed to exhaust the range.
         if let Ok(ident) = TxIdent::decode_begin(a) {
-            floor = floor.max(Epoch(ident.epoch));
+            if ident.epoch < EPOCH_CEILING {
+                floor = floor.max(Epoch(ident.epoch));
+            }
+        }
+        // Headers up to 2^63 are readable, but a volume never starts a session at or above
+        // the ceiling, so what it writes stays readable however long the session runs.
+        if floor.0 >= EPOCH_CEILING {
+            return Err(Error::Corrupt(Structure::WalHeader));
         }
         w.epoch = floor;
         w.force_checkpoint(dev, a)?;
@@ -568,6 +577,11 @@ fn read_header<D: BlockDevice>(
         h.wal_start == layout.wal_start && h.wal_blocks == layout.wal_blocks && h.epoch < 1 << 63
     }))
 }
+
+/// The highest epoch a session may start in (2^62). Each checkpoint adds one, and headers are
+/// readable up to 2^63, so no real device reaches the end of the range; an epoch above this
+/// is forged or damaged.
+const EPOCH_CEILING: u64 = 1 << 62;
 
 /// The first block-sized piece of `scratch`.
 pub(crate) fn block_of<E>(scratch: &mut [u8], bs: usize) -> Result<&mut [u8], Error<E>> {

@@ -1,0 +1,436 @@
+//! Pieces every harness shares: owned volume buffers, a byte cursor over the fuzzer's input, a
+//! RAM device that refuses (by panicking) to be written outside the image, and tools that
+//! re-seal checksums so that mutated structures get past them and reach the logic behind.
+
+use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
+use vde_nostd::format::superblock::Superblock;
+use vde_nostd::format::wal_record::{BEGIN_MAGIC, COMMIT_MAGIC};
+use vde_nostd::format::xxh64;
+use vde_nostd::{BlockDevice, BlockNo, Buffers};
+
+/// Largest image a harness builds (bytes).
+pub const MAX_IMAGE: usize = 1 << 20;
+
+/// Device operations after which a harness declares an endless loop.
+pub const OP_BUDGET: u64 = 2_000_000;
+
+/// Owned memory for a volume's buffers.
+pub struct Mem {
+    /// Scratch (2 blocks).
+    pub scratch: Vec<u8>,
+    /// Transaction data.
+    pub txn: Vec<u8>,
+    /// RAM slot index.
+    pub index: Vec<u8>,
+}
+
+impl Mem {
+    /// Buffers for block size `bs`, transactions of `k` blocks, an index of `entries` shared
+    /// blocks.
+    pub fn new(bs: usize, k: usize, entries: usize) -> Mem {
+        Mem {
+            scratch: vec![0; bs * 2],
+            txn: vec![0; bs * k],
+            index: vec![0; entries * (8 + bs / 512)],
+        }
+    }
+    /// Borrows them as [`Buffers`].
+    pub fn bufs(&mut self) -> Buffers<'_> {
+        Buffers {
+            scratch: &mut self.scratch,
+            txn: &mut self.txn,
+            index: &mut self.index,
+        }
+    }
+}
+
+/// Reads little-endian fields off the fuzzer's input; past the end everything reads as absent.
+pub struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Cursor { data, pos: 0 }
+    }
+    /// Whether everything has been read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+    /// One byte.
+    pub fn u8(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    /// A little-endian u16 (missing bytes read as zero once at least one is present).
+    pub fn u16(&mut self) -> Option<u16> {
+        let lo = self.u8()?;
+        let hi = self.u8().unwrap_or(0);
+        Some(u16::from_le_bytes([lo, hi]))
+    }
+    /// A little-endian u64 (missing bytes read as zero once at least one is present).
+    pub fn u64(&mut self) -> Option<u64> {
+        let mut a = [0u8; 8];
+        a[0] = self.u8()?;
+        for x in a.iter_mut().skip(1) {
+            *x = self.u8().unwrap_or(0);
+        }
+        Some(u64::from_le_bytes(a))
+    }
+    /// Up to `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let end = self.pos.saturating_add(n).min(self.data.len());
+        let s = &self.data[self.pos.min(end)..end];
+        self.pos = end;
+        s
+    }
+    /// Everything left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.bytes(usize::MAX)
+    }
+}
+
+/// Error of [`ImageDevice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageError {
+    /// A read past the end of the image (refused; counted in `oob_reads`).
+    ReadOutOfRange,
+}
+
+/// A RAM image as a block device. Writes outside the image, buffers of the wrong length and
+/// endless loops (more than [`OP_BUDGET`] operations) are engine bugs: they panic, which the
+/// fuzzer reports. Reads outside the image are refused with an error and counted (the engine
+/// probes the superblock before it knows the geometry).
+pub struct ImageDevice {
+    /// The image.
+    pub img: Vec<u8>,
+    bs: usize,
+    /// Blocks written, in order, while `record` is set.
+    pub writes: Vec<u64>,
+    /// Whether to record writes.
+    pub record: bool,
+    /// Reads refused because they were past the end.
+    pub oob_reads: u64,
+    ops: u64,
+}
+
+impl ImageDevice {
+    /// A device over `img` (its length is cut down to whole blocks).
+    pub fn new(mut img: Vec<u8>, bs: usize) -> Self {
+        img.truncate(img.len() / bs * bs);
+        ImageDevice {
+            img,
+            bs,
+            writes: Vec::new(),
+            record: false,
+            oob_reads: 0,
+            ops: 0,
+        }
+    }
+    fn tick(&mut self) {
+        self.ops += 1;
+        assert!(
+            self.ops <= OP_BUDGET,
+            "more than {OP_BUDGET} device operations: endless loop"
+        );
+    }
+}
+
+impl BlockDevice for ImageDevice {
+    type Error = ImageError;
+    fn block_size(&self) -> usize {
+        self.bs
+    }
+    fn block_count(&self) -> u64 {
+        (self.img.len() / self.bs) as u64
+    }
+    fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), ImageError> {
+        self.tick();
+        assert_eq!(buf.len(), self.bs, "read with a buffer of the wrong length");
+        if block.0 >= self.block_count() {
+            self.oob_reads += 1;
+            return Err(ImageError::ReadOutOfRange);
+        }
+        let at = block.0 as usize * self.bs;
+        buf.copy_from_slice(&self.img[at..at + self.bs]);
+        Ok(())
+    }
+    fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), ImageError> {
+        self.tick();
+        assert_eq!(
+            buf.len(),
+            self.bs,
+            "write with a buffer of the wrong length"
+        );
+        assert!(
+            block.0 < self.block_count(),
+            "write outside the image: block {} of {}",
+            block.0,
+            self.block_count()
+        );
+        if self.record {
+            self.writes.push(block.0);
+        }
+        let at = block.0 as usize * self.bs;
+        self.img[at..at + self.bs].copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), ImageError> {
+        self.tick();
+        Ok(())
+    }
+}
+
+/// The block `b` of `img`, if inside.
+pub fn block_mut(img: &mut [u8], bs: usize, b: u64) -> Option<&mut [u8]> {
+    let at = usize::try_from(b).ok()?.checked_mul(bs)?;
+    img.get_mut(at..at.checked_add(bs)?)
+}
+
+/// Writes `xxh64(b[..at], 0)` at `b[at..at + 8]`.
+pub fn seal_at(b: &mut [u8], at: usize) {
+    if let Some(head) = b.get(..at) {
+        let sum = xxh64(head, 0);
+        if let Some(t) = b.get_mut(at..at + 8) {
+            t.copy_from_slice(&sum.to_le_bytes());
+        }
+    }
+}
+
+/// Re-seals a superblock copy.
+pub fn reseal_superblock(b: &mut [u8]) {
+    seal_at(b, 104);
+}
+
+/// Re-seals a WAL header copy.
+pub fn reseal_wal_header(b: &mut [u8]) {
+    seal_at(b, 56);
+}
+
+/// Re-seals a structure whose checksum is its block's last 8 bytes (bitmap block, region
+/// directory, region pointer table, slot index block).
+pub fn reseal_trailer(b: &mut [u8]) {
+    let at = b.len().saturating_sub(8);
+    seal_at(b, at);
+}
+
+/// The superblock copy in block `b` of `img`, decoded after re-sealing a copy of it (so only
+/// magic and version must hold).
+pub fn sb_unchecked(img: &[u8], bs: usize, b: BlockNo) -> Option<Superblock> {
+    let at = usize::try_from(b.0).ok()? * bs;
+    let mut blk = img.get(at..at + bs)?.to_vec();
+    reseal_superblock(&mut blk);
+    Superblock::decode(&blk).ok()
+}
+
+/// The superblock (primary, else mirror, checksums ignored) and the layout it implies on a
+/// device of `bs`-byte blocks.
+pub fn layout_unchecked(img: &[u8], bs: usize) -> Option<(Superblock, Layout)> {
+    [SB_PRIMARY, SB_MIRROR].iter().find_map(|b| {
+        let sb = sb_unchecked(img, bs, *b)?;
+        let l = Layout::compute(bs, sb.block_count, sb.wal_blocks)?;
+        Some((sb, l))
+    })
+}
+
+/// One transaction found in a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTxn {
+    /// Log block it starts at.
+    pub at_block: u64,
+    /// Epoch from its begin header.
+    pub epoch: u64,
+    /// Sequence number from its begin header.
+    pub seq: u64,
+    /// Its records: (target block, data).
+    pub records: Vec<(u64, Vec<u8>)>,
+}
+
+/// What [`walk_log`] does with the hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Stop at the first transaction whose hashes or commit marker do not hold.
+    Check,
+    /// Rewrite every record hash, transaction hash and marker hash so they hold.
+    Reseal,
+}
+
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Walks the transactions of a WAL area's bytes `log` (block size `bs`, volume `salt`) from its
+/// start, each starting on a block boundary, as recovery does (without the epoch and sequence
+/// expectations). Stops after `limit` transactions, at the first begin header that is not one,
+/// at a record whose length is not `bs`, at the end of the log, or (in [`Walk::Check`]) at a
+/// hash that fails.
+pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) -> Vec<LogTxn> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 32 <= log.len() && out.len() < limit {
+        if &log[at..at + 8] != BEGIN_MAGIC.as_slice() {
+            break;
+        }
+        let begin: Vec<u8> = log[at..at + 32].to_vec();
+        let epoch = get_u64(&begin, 8);
+        let seq = get_u64(&begin, 16);
+        let records = u32::from_le_bytes([begin[24], begin[25], begin[26], begin[27]]);
+        let sd = seq ^ salt;
+        let mut th = begin.clone();
+        let mut recs = Vec::new();
+        let mut off = at + 32;
+        let mut ok = true;
+        for _ in 0..records {
+            if off + 20 + bs > log.len() {
+                ok = false;
+                break;
+            }
+            let target = get_u64(log, off);
+            let len =
+                u32::from_le_bytes([log[off + 8], log[off + 9], log[off + 10], log[off + 11]]);
+            if len as usize != bs {
+                ok = false;
+                break;
+            }
+            let h = xxh64(&log[off..off + 12 + bs], sd);
+            let suffix = off + 12 + bs;
+            match mode {
+                Walk::Reseal => log[suffix..suffix + 8].copy_from_slice(&h.to_le_bytes()),
+                Walk::Check => {
+                    if get_u64(log, suffix) != h {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            th.extend_from_slice(&log[off..suffix + 8]);
+            recs.push((target, log[off + 12..suffix].to_vec()));
+            off = suffix + 8;
+        }
+        if !ok || off + 48 > log.len() {
+            break;
+        }
+        let txn_hash = xxh64(&th, sd);
+        let cm = &mut log[off..off + 48];
+        match mode {
+            Walk::Reseal => {
+                cm[32..40].copy_from_slice(&txn_hash.to_le_bytes());
+                let marker = xxh64(&cm[..40], sd);
+                cm[40..48].copy_from_slice(&marker.to_le_bytes());
+            }
+            Walk::Check => {
+                let good = &cm[..8] == COMMIT_MAGIC.as_slice()
+                    && cm[8..32] == begin[8..32]
+                    && get_u64(cm, 32) == txn_hash
+                    && get_u64(cm, 40) == xxh64(&cm[..40], sd);
+                if !good {
+                    break;
+                }
+            }
+        }
+        out.push(LogTxn {
+            at_block: (at / bs) as u64,
+            epoch,
+            seq,
+            records: recs,
+        });
+        at = (off + 48).div_ceil(bs) * bs;
+    }
+    out
+}
+
+/// The bytes of the WAL area of `img` under `layout` (clipped to the image).
+pub fn log_range(img_len: usize, bs: usize, l: &Layout) -> core::ops::Range<usize> {
+    let start = (l.wal_start as usize).saturating_mul(bs).min(img_len);
+    let end = (l.wal_start.saturating_add(l.wal_blocks) as usize)
+        .saturating_mul(bs)
+        .min(img_len);
+    start..end
+}
+
+/// Re-seals what the `flags` ask for, in dependency order: superblocks first (the others are
+/// found through them). Bits: 0x04 superblocks, 0x08 WAL headers, 0x10 bitmap blocks, region
+/// directory and pointer table, 0x20 slot index blocks and extent headers, 0x40 the log.
+pub fn reseal_image(img: &mut [u8], bs: usize, flags: u8) {
+    if flags & 0x04 != 0 {
+        for b in [0u64, 1] {
+            if let Some(blk) = block_mut(img, bs, b) {
+                reseal_superblock(blk);
+            }
+        }
+    }
+    let Some((sb, l)) = layout_unchecked(img, bs) else {
+        return;
+    };
+    let nblocks = (img.len() / bs) as u64;
+    if flags & 0x08 != 0 {
+        for b in [2u64, 3] {
+            if let Some(blk) = block_mut(img, bs, b) {
+                reseal_wal_header(blk);
+            }
+        }
+    }
+    if flags & 0x10 != 0 {
+        let end = l.bitmap_start.saturating_add(l.bitmap_blocks).min(nblocks);
+        for b in l.bitmap_start..end {
+            if let Some(blk) = block_mut(img, bs, b) {
+                reseal_trailer(blk);
+            }
+        }
+        for b in [l.regdir, l.rpt] {
+            if let Some(blk) = block_mut(img, bs, b) {
+                reseal_trailer(blk);
+            }
+        }
+    }
+    if flags & 0x20 != 0 {
+        // Slot index blocks and extent headers, wherever their magic is.
+        for b in l.data_start..nblocks {
+            if let Some(blk) = block_mut(img, bs, b) {
+                if blk.starts_with(b"VDESLOTX") || blk.starts_with(b"VDESLOTB") {
+                    reseal_trailer(blk);
+                } else if blk.starts_with(b"VDEOBJX1") {
+                    seal_at(blk, 40);
+                }
+            }
+        }
+    }
+    if flags & 0x40 != 0 {
+        let r = log_range(img.len(), bs, &l);
+        walk_log(&mut img[r], bs, sb.wal_salt(), Walk::Reseal, usize::MAX);
+    }
+}
+
+/// A pseudo-random byte stream for payloads (content depends only on the seed).
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// Whether `VDE_FUZZ_TRACE` is set: harnesses then print what they do (for replaying an input).
+pub fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("VDE_FUZZ_TRACE").is_some())
+}
+
+/// Prints a trace line when [`tracing`] is on.
+#[macro_export]
+macro_rules! trace {
+    ($($t:tt)*) => {
+        if $crate::common::tracing() {
+            eprintln!($($t)*);
+        }
+    };
+}
