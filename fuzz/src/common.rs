@@ -6,7 +6,7 @@ use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
 use vde_nostd::format::superblock::Superblock;
 use vde_nostd::format::wal_record::{BEGIN_MAGIC, COMMIT_MAGIC};
 use vde_nostd::format::xxh64;
-use vde_nostd::{BlockDevice, BlockNo, Buffers};
+use vde_nostd::{BlockDevice, BlockNo};
 
 /// Largest image a harness builds (bytes).
 pub const MAX_IMAGE: usize = 1 << 20;
@@ -14,35 +14,8 @@ pub const MAX_IMAGE: usize = 1 << 20;
 /// Device operations after which a harness declares an endless loop.
 pub const OP_BUDGET: u64 = 2_000_000;
 
-/// Owned memory for a volume's buffers.
-pub struct Mem {
-    /// Scratch (2 blocks).
-    pub scratch: Vec<u8>,
-    /// Transaction data.
-    pub txn: Vec<u8>,
-    /// RAM slot index.
-    pub index: Vec<u8>,
-}
-
-impl Mem {
-    /// Buffers for block size `bs`, transactions of `k` blocks, an index of `entries` shared
-    /// blocks.
-    pub fn new(bs: usize, k: usize, entries: usize) -> Mem {
-        Mem {
-            scratch: vec![0; bs * 2],
-            txn: vec![0; bs * k],
-            index: vec![0; entries * (8 + bs / 512)],
-        }
-    }
-    /// Borrows them as [`Buffers`].
-    pub fn bufs(&mut self) -> Buffers<'_> {
-        Buffers {
-            scratch: &mut self.scratch,
-            txn: &mut self.txn,
-            index: &mut self.index,
-        }
-    }
-}
+/// Owned memory for a volume's buffers (shared with the stable tests).
+pub use vde_tests::Mem;
 
 /// Reads little-endian fields off the fuzzer's input; past the end everything reads as absent.
 pub struct Cursor<'a> {
