@@ -1,8 +1,12 @@
 //! Flash: the same 64-byte objects stored on the same simulated NOR flash (1 MiB of a Winbond
-//! W25Q16JV: byte programs, 256-byte pages, 4 KiB sectors, datasheet timings) by vde (a volume
-//! over `NorFlashDevice<SimFlash>`) and by `sequential-storage`'s map (u64 keys), then updated
-//! over and over. Reports bytes programmed and sectors erased per stored item, the flash busy
-//! time they cost at the datasheet's typical timings, and the wear spread.
+//! W25Q16JV: byte programs, 256-byte pages, 4 KiB sectors, datasheet timings) by vde and by
+//! `sequential-storage`'s map (u64 keys), then updated over and over. vde runs on two devices:
+//! the direct NOR adapter (`NorFlashDevice<SimFlash>`: one 4 KiB block is one sector, erased on
+//! every write) and the wear-levelled translation layer over the NOR-as-NAND adapter
+//! (`Ftl<NorNand<SimFlash>>`), with 4 KiB and with 512-byte logical blocks. Reports bytes
+//! programmed and sectors erased per stored item, the flash busy time they cost at the datasheet's
+//! typical timings, and the wear spread — all counted by the simulated flash, so the translation
+//! layer's garbage collection and metadata are included.
 //!
 //! sequential-storage is async; [`Blocking`] gives the blocking `SimFlash` its async traits and
 //! [`block_on`] polls the futures, which never wait, to completion.
@@ -14,14 +18,25 @@ use std::task::{Context, Poll, Waker};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use sequential_storage::cache::Cache;
 use sequential_storage::map::{MapConfig, MapStorage};
+use vde_embedded::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory, META_LEN};
+use vde_embedded::nand::{NandFlash, NorNand, NorNandLayout};
 use vde_embedded::sim::parts::{W25q16jv, W25Q16JV};
 use vde_embedded::{FlashStats, NorFlashDevice, WearSummary};
-use vde_nostd::{Buffers, FormatOptions, Handle, ModuleSet, Volume};
+use vde_nostd::{BlockDevice, Buffers, FormatOptions, Handle, ModuleSet, Volume};
 
+/// vde's block size on the direct adapter (one erase sector).
 const BS: usize = 4096;
 const FLASH: usize = 1 << 20;
-const SECTORS: usize = FLASH / 4096;
+/// The flash's erase sector.
+const SECTOR: usize = 4096;
+const SECTORS: usize = FLASH / SECTOR;
 const SIZE: usize = 64;
+/// Block updates a vde transaction may hold on the translation layer (100 puts of 64 bytes in
+/// 512-byte blocks touch a few dozen blocks).
+const FTL_K: usize = 64;
+/// WAL size of the translation-layer volumes: what the default gives the direct volume (8 blocks
+/// of 4 KiB), so a 512-byte-block volume gets 64 blocks and still holds a 100-put transaction.
+const WAL_BYTES: usize = 32 * 1024;
 
 /// Runs a future that never waits (every flash call completes at once) to completion.
 pub fn block_on<F: Future>(f: F) -> F::Output {
@@ -125,8 +140,99 @@ fn xorshift(s: &mut u64) -> u64 {
     crate::xorshift(s)
 }
 
-/// vde: `n` puts (one per transaction, or `batch` per transaction), then `updates` updates of
-/// random items (delete + put in one transaction each).
+/// A vde device on the simulated flash, which it lends out for the counters.
+trait OnSim<'m>: BlockDevice {
+    /// The simulated flash under the device.
+    fn sim(&mut self) -> &mut W25q16jv<'m>;
+}
+
+impl<'m> OnSim<'m> for NorFlashDevice<W25q16jv<'m>> {
+    fn sim(&mut self) -> &mut W25q16jv<'m> {
+        self.flash_mut()
+    }
+}
+
+impl<'m> OnSim<'m> for Ftl<'_, NorNand<W25q16jv<'m>>> {
+    fn sim(&mut self) -> &mut W25q16jv<'m> {
+        self.nand_mut().flash_mut()
+    }
+}
+
+/// The flash cost so far of the volume's device, its sectors named by `label`.
+fn cost_of<'m, D: OnSim<'m>, const K: usize>(
+    vol: &mut Volume<'_, D, K>,
+    ops: u64,
+    label: &dyn Fn(usize) -> String,
+) -> Cost {
+    let f = vol.device().sim();
+    Cost {
+        ops,
+        stats: f.stats(),
+        busy_ns: f.busy_time_ns(),
+        wear: f.wear_summary(),
+        hot: hottest(f.wear(), label),
+    }
+}
+
+/// Zeroes the flash counters under the volume.
+fn reset<'m, D: OnSim<'m>, const K: usize>(vol: &mut Volume<'_, D, K>) {
+    let f = vol.device().sim();
+    f.reset_stats();
+    f.reset_wear();
+}
+
+/// The workload on a formatted volume: `n` puts (one per transaction, or `batch` per
+/// transaction), then `updates` updates of random items (delete + put in one transaction each),
+/// then every item read back and checked. Returns the flash cost of each phase.
+fn workload<'m, D: OnSim<'m>, const K: usize>(
+    vol: &mut Volume<'_, D, K>,
+    n: u64,
+    batch: usize,
+    updates: u64,
+    label: &dyn Fn(usize) -> String,
+) -> (Cost, Cost)
+where
+    D::Error: std::fmt::Debug,
+{
+    reset(vol);
+    let mut handles: Vec<Handle> = Vec::with_capacity(n as usize);
+    let mut i = 0u64;
+    while i < n {
+        let end = (i + batch as u64).min(n);
+        if batch == 1 {
+            handles.push(vol.put(&item(i, 0)).expect("put"));
+        } else {
+            let mut b = vol.batch().expect("batch");
+            for j in i..end {
+                handles.push(b.put(&item(j, 0)).expect("put"));
+            }
+            b.commit().expect("commit");
+        }
+        i = end;
+    }
+    let load = cost_of(vol, n, label);
+    reset(vol);
+    let mut version = vec![0u64; n as usize];
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..updates {
+        let k = (xorshift(&mut s) % n) as usize;
+        version[k] += 1;
+        let mut b = vol.batch().expect("batch");
+        b.delete(handles[k]).expect("delete");
+        handles[k] = b.put(&item(k as u64, version[k])).expect("put");
+        b.commit().expect("commit");
+    }
+    let churn = cost_of(vol, updates, label);
+    let mut buf = [0u8; SIZE];
+    for (k, h) in handles.iter().enumerate() {
+        let len = vol.get(*h, &mut buf).expect("get");
+        assert_eq!(buf[..len], item(k as u64, version[k]), "vde: wrong item");
+    }
+    (load, churn)
+}
+
+/// vde on the direct adapter (`NorFlashDevice`, one 4 KiB block per sector): the workload of
+/// [`workload`].
 fn vde(n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     let mut mem = vec![0xFFu8; FLASH];
     let mut wear = vec![0u32; SECTORS];
@@ -146,56 +252,71 @@ fn vde(n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     };
     let mut vol = Volume::<_, 16>::format(dev, &opts, bufs).expect("format");
     let labels = vde_labels(&mut vol);
-    let reset = |vol: &mut Volume<'_, NorFlashDevice<W25q16jv<'_>>, 16>| {
-        let f = vol.device().flash_mut();
-        f.reset_stats();
-        f.reset_wear();
+    workload(&mut vol, n, batch, updates, &|i| labels[i].clone())
+}
+
+/// How the translation layer carves the flash for logical blocks of `bs` bytes: emulated pages
+/// of `bs` bytes (one page per logical block) with a [`META_LEN`]-byte spare area each, in
+/// emulated erase blocks of 64 KiB (16 sectors) for 4 KiB blocks — 15 slots each, against 3 in
+/// 16 KiB — and of 16 KiB (4 sectors) for smaller ones — 30 slots of 512 bytes each, 64 blocks
+/// for finer garbage collection.
+fn ftl_layout(bs: usize) -> NorNandLayout {
+    NorNandLayout {
+        base_offset: 0,
+        sectors_per_block: if bs >= 4096 { 16 } else { 4 },
+        page_size: bs,
+        spare_size: META_LEN,
+        block_count: None,
+    }
+}
+
+/// The shape of the translation layer with `bs`-byte logical blocks on the benchmark's flash.
+fn ftl_shape(bs: usize) -> FtlLayout {
+    let mut mem = vec![0xFFu8; FLASH];
+    let mut wear = vec![0u32; SECTORS];
+    let sim = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).expect("sim");
+    let nand = NorNand::new(sim, ftl_layout(bs)).expect("nor as nand");
+    let geo = nand.geometry();
+    FtlLayout::compute(&geo, &FtlConfig::new(&geo, bs)).expect("ftl layout")
+}
+
+/// vde on the wear-levelled translation layer (`Ftl<NorNand>`, default reserve and wear spread)
+/// with `bs`-byte logical blocks: the workload of [`workload`].
+fn vde_ftl(bs: usize, n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
+    let mut mem = vec![0xFFu8; FLASH];
+    let mut wear = vec![0u32; SECTORS];
+    let sim = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).expect("sim");
+    let layout = ftl_layout(bs);
+    let nand = NorNand::new(sim, layout).expect("nor as nand");
+    let config = FtlConfig::new(&nand.geometry(), bs);
+    let l = FtlLayout::compute(&nand.geometry(), &config).expect("ftl layout");
+    let mut map = vec![0u32; l.map_entries()];
+    let mut blocks = vec![BlockInfo::EMPTY; l.block_entries()];
+    let mut page = vec![0u8; l.page_size];
+    let ram = FtlMemory {
+        map: &mut map,
+        blocks: &mut blocks,
+        page: &mut page,
     };
-    let cost = |vol: &mut Volume<'_, NorFlashDevice<W25q16jv<'_>>, 16>, ops: u64| {
-        let f = vol.device().flash();
-        Cost {
-            ops,
-            stats: f.stats(),
-            busy_ns: f.busy_time_ns(),
-            wear: f.wear_summary(),
-            hot: hottest(f.wear(), |i| labels[i].clone()),
-        }
+    let ftl = Ftl::format(nand, ram, &config).expect("ftl format");
+    let mut scratch = vec![0u8; bs * Buffers::SCRATCH_BLOCKS];
+    let mut txn = vec![0u8; bs * FTL_K];
+    let mut index = vec![0u8; 16 * 256];
+    let opts = FormatOptions {
+        modules: ModuleSet::OBJECTS,
+        wal_blocks: Some((WAL_BYTES / bs) as u64),
+        ..FormatOptions::default()
     };
-    reset(&mut vol);
-    let mut handles: Vec<Handle> = Vec::with_capacity(n as usize);
-    let mut i = 0u64;
-    while i < n {
-        let end = (i + batch as u64).min(n);
-        if batch == 1 {
-            handles.push(vol.put(&item(i, 0)).expect("put"));
-        } else {
-            let mut b = vol.batch().expect("batch");
-            for j in i..end {
-                handles.push(b.put(&item(j, 0)).expect("put"));
-            }
-            b.commit().expect("commit");
-        }
-        i = end;
-    }
-    let load = cost(&mut vol, n);
-    reset(&mut vol);
-    let mut version = vec![0u64; n as usize];
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..updates {
-        let k = (xorshift(&mut s) % n) as usize;
-        version[k] += 1;
-        let mut b = vol.batch().expect("batch");
-        b.delete(handles[k]).expect("delete");
-        handles[k] = b.put(&item(k as u64, version[k])).expect("put");
-        b.commit().expect("commit");
-    }
-    let churn = cost(&mut vol, updates);
-    let mut buf = [0u8; SIZE];
-    for (k, h) in handles.iter().enumerate() {
-        let len = vol.get(*h, &mut buf).expect("get");
-        assert_eq!(buf[..len], item(k as u64, version[k]), "vde: wrong item");
-    }
-    (load, churn)
+    let bufs = Buffers {
+        scratch: &mut scratch,
+        txn: &mut txn,
+        index: &mut index,
+    };
+    let mut vol = Volume::<_, FTL_K>::format(ftl, &opts, bufs).expect("format");
+    let spb = layout.sectors_per_block as usize;
+    workload(&mut vol, n, batch, updates, &|i| {
+        format!("sector {i} (FTL block {})", i / spb)
+    })
 }
 
 /// sequential-storage's map: `n` stores, then `updates` stores of random existing keys.
@@ -254,10 +375,31 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
     (load, churn)
 }
 
+/// Logical block sizes of the translation-layer rows: vde's block size on the direct adapter,
+/// and vde's smallest block size (fewer bytes programmed per block write).
+const FTL_BLOCK_SIZES: [usize; 2] = [4096, 512];
+
+/// `bs` bytes as "4 KiB" or "512 B".
+fn size(bs: usize) -> String {
+    if bs >= 1024 && bs.is_multiple_of(1024) {
+        format!("{} KiB", bs / 1024)
+    } else {
+        format!("{bs} B")
+    }
+}
+
 /// Prints the flash table for `n` items and `updates` updates.
 pub fn section(n: u64, updates: u64) {
     let (v1_load, v1_churn) = vde(n, 1, updates);
     let (vb_load, _) = vde(n, 100, 0);
+    let ftl: Vec<(usize, Cost, Cost, Cost)> = FTL_BLOCK_SIZES
+        .iter()
+        .map(|&bs| {
+            let (load, churn) = vde_ftl(bs, n, 1, updates);
+            let (batched, _) = vde_ftl(bs, n, 100, 0);
+            (bs, load, batched, churn)
+        })
+        .collect();
     let (s_load, s_churn) = seq(n, updates);
     println!(
         "## Flash: {n} × {SIZE}-byte items on 1 MiB of {} (4 KiB sectors), then {updates} updates",
@@ -284,26 +426,78 @@ pub fn section(n: u64, updates: u64) {
             c.hot,
         );
     };
-    row("store", "vde, 1 put / transaction", &v1_load, Some(&s_load));
+    let on_ftl = |bs: usize| format!("vde on FTL, {} blocks", size(bs));
     row(
         "store",
-        "vde, 100 puts / transaction",
+        "vde direct, 1 put / transaction",
+        &v1_load,
+        Some(&s_load),
+    );
+    row(
+        "store",
+        "vde direct, 100 puts / transaction",
         &vb_load,
         Some(&s_load),
     );
+    for (bs, load, batched, _) in &ftl {
+        let name = on_ftl(*bs);
+        row(
+            "store",
+            &format!("{name}, 1 put / transaction"),
+            load,
+            Some(&s_load),
+        );
+        row(
+            "store",
+            &format!("{name}, 100 puts / transaction"),
+            batched,
+            Some(&s_load),
+        );
+    }
     row("store", "sequential-storage map", &s_load, None);
     row(
         "update",
-        "vde, delete + put / transaction",
+        "vde direct, delete + put / transaction",
         &v1_churn,
         Some(&s_churn),
     );
+    for (bs, _, _, churn) in &ftl {
+        row(
+            "update",
+            &format!("{}, delete + put / transaction", on_ftl(*bs)),
+            churn,
+            Some(&s_churn),
+        );
+    }
     row("update", "sequential-storage map", &s_churn, None);
     println!();
+    let shapes: Vec<String> = FTL_BLOCK_SIZES
+        .iter()
+        .map(|&bs| {
+            let l = ftl_shape(bs);
+            let lay = ftl_layout(bs);
+            format!(
+                "{} blocks: {} erase blocks of {} KiB, {} slots each, {} reserve, {} logical \
+                 blocks",
+                size(bs),
+                l.erase_blocks,
+                lay.sectors_per_block as usize * SECTOR / 1024,
+                l.slots_per_block,
+                l.reserve_blocks,
+                l.logical_blocks
+            )
+        })
+        .collect();
     println!(
-        "(busy time = program pages × tPP + sectors erased × tSE at the datasheet's typical 0.4 ms \
+        "(vde direct = `NorFlashDevice`, one 4 KiB block per sector, erased on every block write; \
+         vde on FTL = the wear-levelled translation layer `Ftl<NorNand>` over the same flash \
+         ({}; default reserve and wear spread; a {} KiB WAL, the direct volume's default), its \
+         garbage collection and metadata included. \
+         busy time = program pages × tPP + sectors erased × tSE at the datasheet's typical 0.4 ms \
          and 45 ms; the ratio compares busy time per item in the same phase: above 1 means vde keeps \
-         the flash busy longer. Wear counts the sectors erased during the phase.)"
+         the flash busy longer. Wear counts the sectors erased during the phase.)",
+        shapes.join("; "),
+        WAL_BYTES / 1024
     );
     println!();
 }
@@ -330,6 +524,24 @@ mod tests {
         assert_eq!(got, Some(&item(3, 1)[..]));
         let (Blocking(sim), _) = map.destroy();
         assert!(sim.stats().program_bytes >= 10 * 80);
+    }
+
+    #[test]
+    fn vde_on_the_translation_layer_counts_its_flash_operations() {
+        for bs in FTL_BLOCK_SIZES {
+            let l = ftl_shape(bs);
+            assert!(l.logical_blocks > 0, "{bs}");
+            let (load, churn) = vde_ftl(bs, 50, 1, 50);
+            assert_eq!((load.ops, churn.ops), (50, 50));
+            assert!(churn.stats.program_bytes >= 50 * bs as u64, "{bs}");
+            let (batched, _) = vde_ftl(bs, 150, 100, 0);
+            assert!(
+                batched.stats.program_bytes < load.stats.program_bytes * 3,
+                "{bs}"
+            );
+        }
+        assert_eq!(size(4096), "4 KiB");
+        assert_eq!(size(512), "512 B");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`wal`]: WAL cost per commit on a RAM device;
 //! - [`file`]: durable 4-block commits on a file against redb, SQLite and `fdatasync`;
 //! - [`objects`]: small objects on a file against redb and SQLite;
-//! - [`flash`]: objects on simulated NOR flash against sequential-storage;
+//! - [`flash`]: objects on simulated NOR flash (direct adapter and wear-levelled translation
+//!   layer) against sequential-storage;
 //! - [`footprint`]: code size beside littlefs.
 //!
 //! Options: `--smoke`; `--dir PATH` (where the file benchmarks make their temporary directory;
