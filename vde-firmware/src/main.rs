@@ -18,6 +18,11 @@
 //! W25Q16JV's geometry (byte programs, 4 KiB sectors), 256 KiB of it, all in stack memory: format,
 //! add a module, put and get packed and extent objects, remount; then a power cut at every
 //! operation of a put, each followed by reboot, remount and verification.
+//!
+//! The last check measures the peak stack of a put (one WAL commit) and of a mount that replays
+//! the WAL, by stack painting ([`stack_peak`]), and prints
+//! `  peak stack: put (one commit) N bytes, mount with recovery M bytes; put whose commit
+//! checkpoints first C bytes`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -43,6 +48,10 @@ const CHECKS: &[Check] = &[
     (
         "engine on SimFlash: power cut in the middle of a put",
         check_power_cut_in_put,
+    ),
+    (
+        "peak stack: put (one commit) and mount with recovery",
+        check_peak_stack,
     ),
 ];
 
@@ -449,4 +458,168 @@ fn check_power_cut_in_put() -> Result<(), &'static str> {
         absent
     );
     ensure(absent > 0, "no cut left the object absent")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peak stack, by stack painting.
+
+/// What [`stack_peak`] writes over the free stack.
+const STACK_PAINT: u32 = 0xDEAD_BEEF;
+/// Bytes just below the stack pointer that [`stack_peak`] leaves unpainted, so that painting never
+/// touches a live frame. A use below this is reported as "at most" this.
+const STACK_MARGIN: usize = 256;
+
+/// Peak stack of one operation, as measured by [`stack_peak`].
+#[derive(Clone, Copy)]
+struct StackPeak {
+    /// Bytes below the measuring frame's stack pointer that the operation wrote.
+    bytes: usize,
+    /// The operation wrote nothing below the unpainted margin: `bytes` is an upper bound.
+    within_margin: bool,
+}
+
+impl core::fmt::Display for StackPeak {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.within_margin {
+            write!(f, "at most {} bytes", self.bytes)
+        } else {
+            write!(f, "{} bytes", self.bytes)
+        }
+    }
+}
+
+/// Runs `op` and measures the stack it used, by painting.
+///
+/// 1. Reads the stack pointer (SP) of this frame, which is complete once the prologue has run.
+/// 2. Fills every word from `SP - STACK_MARGIN` down to the bottom of the stack region
+///    (`_stack_end`, set to the start of the STACK region by `memory.x`) with [`STACK_PAINT`].
+///    Nothing runs between reading SP and painting but this function's own loop, whose frame is
+///    above SP, so no live data is painted over.
+/// 3. Calls `op` through a never-inlined trampoline, so that its frames all lie below SP.
+/// 4. Scans up from the bottom for the first word that is not the pattern: the lowest address
+///    `op` wrote. Peak = SP - that address. A word `op` wrote with the pattern's value, or stack
+///    it reserved but never wrote, is not seen; the figure counts the stack actually written.
+///
+/// Fails, so the measurement is refused rather than understated, if there is nothing to paint or
+/// if the bottom word was overwritten (the stack was used all the way down).
+///
+/// The only unsafe code in the firmware apart from the fault handler: volatile accesses to the
+/// free part of the stack region, which no live Rust object occupies.
+#[allow(unsafe_code)]
+#[inline(never)]
+fn stack_peak<R>(op: impl FnOnce() -> R) -> Result<(R, StackPeak), &'static str> {
+    use core::ptr::{read_volatile, with_exposed_provenance_mut, write_volatile};
+    use core::sync::atomic::{compiler_fence, Ordering};
+
+    extern "C" {
+        /// Lowest address of the stack (cortex-m-rt's `link.x`, value from `memory.x`).
+        static _stack_end: u32;
+    }
+    #[inline(never)]
+    fn run<R>(op: impl FnOnce() -> R) -> R {
+        op()
+    }
+
+    let word = core::mem::size_of::<u32>();
+    let sp = cortex_m::register::msp::read() as usize;
+    let bottom = core::ptr::addr_of!(_stack_end) as usize;
+    // Word-aligned top of the painted area (exclusive).
+    let top = sp.saturating_sub(STACK_MARGIN) & !(word - 1);
+    if top <= bottom {
+        return Err("no free stack to paint");
+    }
+    let mut a = bottom;
+    while a < top {
+        // SAFETY: [bottom, top) is inside the stack region and below SP minus a margin, so no live
+        // object is there; the address is word-aligned.
+        unsafe { write_volatile(with_exposed_provenance_mut::<u32>(a), STACK_PAINT) };
+        a += word;
+    }
+    compiler_fence(Ordering::SeqCst);
+    let r = run(op);
+    compiler_fence(Ordering::SeqCst);
+    let mut a = bottom;
+    // SAFETY: as above; `op` has returned, so below SP there is again nothing live.
+    while a < top && unsafe { read_volatile(with_exposed_provenance_mut::<u32>(a)) } == STACK_PAINT
+    {
+        a += word;
+    }
+    if a == bottom {
+        return Err("painted stack fully overwritten: measurement invalid");
+    }
+    Ok((
+        r,
+        StackPeak {
+            bytes: sp - a,
+            within_margin: a == top,
+        },
+    ))
+}
+
+/// Peak stack of a put of a small packed object on a mounted volume (one WAL transaction: begin,
+/// records, commit, flush; the largest over the puts before the log fills up), of the put whose
+/// commit finds the log full and checkpoints first, then of a mount that replays the WAL.
+fn check_peak_stack() -> Result<(), &'static str> {
+    /// Puts tried before the log must have filled up.
+    const MAX_PUTS: usize = 32;
+    const LEN: usize = 100;
+    let mut image = [0xFFu8; FLASH_BYTES];
+    let mut wear = [0u32; FLASH_SECTORS];
+    let mut mem = EngineMem::new();
+    build_volume(black_box(&mut image), &mut wear, &mut mem)?;
+    let mut data = [0u8; LEN];
+    let mut handles = [Handle::from_raw(0); MAX_PUTS];
+
+    let mut f = flash(&mut image, &mut wear, 5)?;
+    let (mut put, mut put_checkpoint, mut puts) = (None, None, 0);
+    {
+        // Mounted after an unmount: the log is empty, so the first put only commits.
+        let mut vol = mount(&mut f, &mut mem)?;
+        while put_checkpoint.is_none() && puts < MAX_PUTS {
+            object_bytes(50 + puts as u8, &mut data);
+            let before = vol.wal_stats();
+            let (r, peak) = stack_peak(|| vol.put(&data))?;
+            let h = r.map_err(|_| "put failed")?;
+            let after = vol.wal_stats();
+            ensure(
+                matches!(h, Handle::Packed { .. }),
+                "small object not packed",
+            )?;
+            ensure(
+                after.commits == before.commits + 1,
+                "a put was not one commit",
+            )?;
+            if after.checkpoints == before.checkpoints {
+                if put.is_none_or(|p: StackPeak| peak.bytes > p.bytes) {
+                    put = Some(peak);
+                }
+            } else {
+                put_checkpoint = Some(peak);
+            }
+            handles[puts] = h;
+            puts += 1;
+        }
+        // Dropped without unmount: the last transactions stay in the WAL for the next mount.
+    }
+    let put = put.ok_or("the first put checkpointed an empty log")?;
+    let put_checkpoint = put_checkpoint.ok_or("the log never filled up")?;
+    let (r, remount) = stack_peak(|| mount(&mut f, &mut mem))?;
+    let mut vol = r?;
+    ensure(
+        vol.recovery_report().replayed > 0,
+        "mount replayed no transaction",
+    )?;
+    for (i, &h) in handles.iter().take(puts).enumerate() {
+        ensure(
+            object_is(&mut vol, h, 50 + i as u8, LEN)?,
+            "object wrong after recovery",
+        )?;
+    }
+    hprintln!(
+        "  peak stack: put (one commit) {}, mount with recovery {}; put whose commit checkpoints first {}",
+        put,
+        remount,
+        put_checkpoint
+    );
+    Ok(())
 }
