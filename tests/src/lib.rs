@@ -333,3 +333,182 @@ pub mod objmodel {
         }
     }
 }
+
+pub mod txmodel {
+    //! Raw transactions against a block model, shared by the flash and NAND suites: random
+    //! commits and rollbacks of allocate / rewrite / release, remounts and checkpoints; after
+    //! every step each live block reads back with its last committed stamp, is allocated, and
+    //! the free count matches the runs held. A rollback must not touch the medium.
+
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use vde_nostd::types::Extent;
+    use vde_nostd::{BlockDevice, BlockNo, FormatOptions, Volume};
+
+    use crate::Mem;
+
+    /// One operation inside a transaction.
+    #[derive(Debug, Clone)]
+    pub enum TxOp {
+        /// Allocate a run of this many blocks and write them.
+        Alloc(u64),
+        /// Rewrite the n-th live block.
+        Rewrite(usize),
+        /// Release the n-th live run.
+        Release(usize),
+    }
+
+    /// One step of the workload.
+    #[derive(Debug, Clone)]
+    pub enum Step {
+        /// A transaction that commits.
+        Commit(Vec<TxOp>),
+        /// A transaction that rolls back.
+        Rollback(Vec<TxOp>),
+        /// Unmount (without checkpoint) and mount again.
+        Remount,
+        /// An explicit checkpoint.
+        Checkpoint,
+    }
+
+    /// The step strategy.
+    pub fn step() -> impl Strategy<Value = Step> {
+        let tx_op = prop_oneof![
+            3 => (1u64..4).prop_map(TxOp::Alloc),
+            3 => any::<usize>().prop_map(TxOp::Rewrite),
+            1 => any::<usize>().prop_map(TxOp::Release),
+        ];
+        let ops = proptest::collection::vec(tx_op, 1..4);
+        prop_oneof![
+            6 => ops.clone().prop_map(Step::Commit),
+            2 => ops.prop_map(Step::Rollback),
+            1 => Just(Step::Remount),
+            1 => Just(Step::Checkpoint),
+        ]
+    }
+
+    /// The content of `block` written by step `stamp`.
+    pub fn stamped(block: u64, stamp: u32, bs: usize) -> Vec<u8> {
+        let mut d = vec![(stamp as u8) ^ 0x3C; bs];
+        d[..8].copy_from_slice(&block.to_le_bytes());
+        d[8..12].copy_from_slice(&stamp.to_le_bytes());
+        d
+    }
+
+    /// Formats `dev` with `opts` and runs `steps` against the model. `medium_ops` reports the
+    /// medium's (programs, erases), which a rollback must leave unchanged; `reopen` runs between
+    /// unmount and mount (a translation layer rescans there).
+    pub fn run<D: BlockDevice>(
+        dev: D,
+        opts: &FormatOptions,
+        steps: Vec<Step>,
+        medium_ops: impl Fn(&D) -> (u64, u64),
+        mut reopen: impl FnMut(&mut D),
+    ) -> Result<(), TestCaseError> {
+        let bs = dev.block_size();
+        let fail =
+            |what: &str, e: &dyn core::fmt::Debug| TestCaseError::fail(format!("{what}: {e:?}"));
+        let mut mem = Mem::new(bs, 16, 0);
+        let mut vol =
+            Volume::<_, 16>::format(dev, opts, mem.bufs()).map_err(|e| fail("format", &e))?;
+        let mut live: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut runs: Vec<Extent> = Vec::new();
+        let free0 = vol.usage().free_blocks;
+        let mut buf = vec![0u8; bs];
+        for (t, s) in steps.into_iter().enumerate() {
+            let stamp = t as u32 + 1;
+            let commit = matches!(s, Step::Commit(_));
+            match s {
+                Step::Commit(ops) | Step::Rollback(ops)
+                    if live.len() > 40 && ops.iter().any(|o| matches!(o, TxOp::Alloc(_))) =>
+                {
+                    // Keep the volume from filling up: release everything instead.
+                    let mut tx = vol.begin();
+                    for e in runs.drain(..) {
+                        tx.release(e).map_err(|e| fail("release", &e))?;
+                    }
+                    tx.commit().map_err(|e| fail("commit", &e))?;
+                    live.clear();
+                }
+                Step::Commit(ops) | Step::Rollback(ops) => {
+                    let mut next = live.clone();
+                    let mut next_runs = runs.clone();
+                    let before = medium_ops(vol.device());
+                    let mut tx = vol.begin();
+                    for o in &ops {
+                        match *o {
+                            TxOp::Alloc(n) => {
+                                let e = tx.allocate(n).map_err(|e| fail("allocate", &e))?;
+                                next_runs.push(e);
+                                for b in e.start.0..e.start.0 + e.len {
+                                    next.insert(b, stamp);
+                                }
+                            }
+                            TxOp::Rewrite(i) if !next.is_empty() => {
+                                let b = *next.keys().nth(i % next.len()).expect("non-empty");
+                                next.insert(b, stamp);
+                            }
+                            TxOp::Release(i) if !next_runs.is_empty() => {
+                                let e = next_runs.swap_remove(i % next_runs.len());
+                                tx.release(e).map_err(|e| fail("release", &e))?;
+                                for b in e.start.0..e.start.0 + e.len {
+                                    next.remove(&b);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    for (&b, &s) in &next {
+                        if s == stamp {
+                            tx.write(BlockNo(b), &stamped(b, stamp, bs))
+                                .map_err(|e| fail("write", &e))?;
+                        }
+                    }
+                    // Reads inside the transaction see its writes.
+                    if let Some((&b, &s)) = next.iter().find(|(_, s)| **s == stamp) {
+                        tx.read(BlockNo(b), &mut buf)
+                            .map_err(|e| fail("read", &e))?;
+                        prop_assert!(
+                            buf == stamped(b, s, bs),
+                            "read in the transaction: block {} lacks stamp {}",
+                            b,
+                            s
+                        );
+                    }
+                    if commit {
+                        tx.commit().map_err(|e| fail("commit", &e))?;
+                        live = next;
+                        runs = next_runs;
+                    } else {
+                        tx.rollback();
+                        // Nothing reached the medium: no program, no erase.
+                        prop_assert_eq!(medium_ops(vol.device()), before);
+                    }
+                }
+                Step::Remount => {
+                    let mut d = vol.into_device();
+                    reopen(&mut d);
+                    vol = Volume::<_, 16>::mount(d, mem.bufs()).map_err(|e| fail("mount", &e))?;
+                }
+                Step::Checkpoint => vol.checkpoint().map_err(|e| fail("checkpoint", &e))?,
+            }
+            for (&b, &s) in &live {
+                prop_assert!(vol
+                    .is_allocated(BlockNo(b))
+                    .map_err(|e| fail("bitmap", &e))?);
+                vol.read_block(BlockNo(b), &mut buf)
+                    .map_err(|e| fail("read", &e))?;
+                prop_assert!(
+                    buf == stamped(b, s, bs),
+                    "block {} does not hold stamp {}",
+                    b,
+                    s
+                );
+            }
+            let held: u64 = runs.iter().map(|e| e.len).sum();
+            prop_assert_eq!(vol.usage().free_blocks, free0 - held);
+        }
+        vol.verify().map_err(|e| fail("verify", &e))?;
+        Ok(())
+    }
+}

@@ -6,12 +6,11 @@
 //! operation, and every vde block write is one erase of its sectors.
 
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use vde_embedded::sim::parts::{Stm32l4, W25q16jv, STM32L4, W25Q16JV};
 use vde_embedded::{NorFlashDevice, SimFlash};
-use vde_nostd::types::Extent;
-use vde_nostd::{BlockNo, FormatOptions, ModuleSet, Volume};
+use vde_nostd::{FormatOptions, ModuleSet, Volume};
 use vde_tests::objmodel::{obj_op, ObjModel, ObjOp};
+use vde_tests::txmodel::{self, step, Step};
 use vde_tests::Mem;
 
 const BS: usize = 4096;
@@ -63,149 +62,15 @@ fn objects_model<const R: usize, const W: usize, const E: usize>(
 
 // ---------- raw transactions against a block model ----------
 
-#[derive(Debug, Clone)]
-enum TxOp {
-    /// Allocate a run of this many blocks and write them.
-    Alloc(u64),
-    /// Rewrite the n-th live block.
-    Rewrite(usize),
-    /// Release the n-th live run.
-    Release(usize),
-}
-
-#[derive(Debug, Clone)]
-enum Step {
-    Commit(Vec<TxOp>),
-    Rollback(Vec<TxOp>),
-    Remount,
-    Checkpoint,
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    let tx_op = prop_oneof![
-        3 => (1u64..4).prop_map(TxOp::Alloc),
-        3 => any::<usize>().prop_map(TxOp::Rewrite),
-        1 => any::<usize>().prop_map(TxOp::Release),
-    ];
-    let ops = proptest::collection::vec(tx_op, 1..4);
-    prop_oneof![
-        6 => ops.clone().prop_map(Step::Commit),
-        2 => ops.prop_map(Step::Rollback),
-        1 => Just(Step::Remount),
-        1 => Just(Step::Checkpoint),
-    ]
-}
-
-fn stamped(block: u64, stamp: u32) -> Vec<u8> {
-    let mut d = vec![(stamp as u8) ^ 0x3C; BS];
-    d[..8].copy_from_slice(&block.to_le_bytes());
-    d[8..12].copy_from_slice(&stamp.to_le_bytes());
-    d
-}
-
 fn transactions_model<const R: usize, const W: usize, const E: usize>(
     flash: &mut SimFlash<'_, R, W, E>,
     steps: Vec<Step>,
 ) -> Result<(), TestCaseError> {
-    let mut mem = Mem::new(BS, 16, 0);
-    let mut vol =
-        Volume::<_, 16>::format(dev(flash), &opts(ModuleSet::empty()), mem.bufs()).unwrap();
-    let mut live: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut runs: Vec<Extent> = Vec::new();
-    let free0 = vol.usage().free_blocks;
-    let mut buf = vec![0u8; BS];
-    for (t, s) in steps.into_iter().enumerate() {
-        let stamp = t as u32 + 1;
-        let s_ref = match &s {
-            Step::Commit(_) => StepKind::Commit,
-            _ => StepKind::Other,
-        };
-        match s {
-            Step::Commit(ops) | Step::Rollback(ops)
-                if live.len() > 40 && ops.iter().any(|o| matches!(o, TxOp::Alloc(_))) =>
-            {
-                // Keep the volume from filling up: release everything instead.
-                let mut tx = vol.begin();
-                for e in runs.drain(..) {
-                    tx.release(e).unwrap();
-                }
-                tx.commit().unwrap();
-                live.clear();
-            }
-            Step::Commit(ops) | Step::Rollback(ops) => {
-                let commit = matches!(s_ref, StepKind::Commit);
-                let mut next = live.clone();
-                let mut next_runs = runs.clone();
-                let before = vol.device().flash().stats();
-                let mut tx = vol.begin();
-                for o in &ops {
-                    match *o {
-                        TxOp::Alloc(n) => {
-                            let e = tx.allocate(n).unwrap();
-                            next_runs.push(e);
-                            for b in e.start.0..e.start.0 + e.len {
-                                next.insert(b, stamp);
-                            }
-                        }
-                        TxOp::Rewrite(i) if !next.is_empty() => {
-                            let b = *next.keys().nth(i % next.len()).unwrap();
-                            next.insert(b, stamp);
-                        }
-                        TxOp::Release(i) if !next_runs.is_empty() => {
-                            let e = next_runs.swap_remove(i % next_runs.len());
-                            tx.release(e).unwrap();
-                            for b in e.start.0..e.start.0 + e.len {
-                                next.remove(&b);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                for (&b, &s) in &next {
-                    if s == stamp {
-                        tx.write(BlockNo(b), &stamped(b, stamp)).unwrap();
-                    }
-                }
-                // Reads inside the transaction see its writes.
-                if let Some((&b, &s)) = next.iter().find(|(_, s)| **s == stamp) {
-                    tx.read(BlockNo(b), &mut buf).unwrap();
-                    prop_assert_eq!(&buf, &stamped(b, s));
-                }
-                if commit {
-                    tx.commit().unwrap();
-                    live = next;
-                    runs = next_runs;
-                } else {
-                    tx.rollback();
-                    // Nothing reached the flash: no program, no erase.
-                    let after = vol.device().flash().stats();
-                    prop_assert_eq!(
-                        (after.programs, after.erases),
-                        (before.programs, before.erases)
-                    );
-                }
-            }
-            Step::Remount => {
-                let d = vol.into_device();
-                vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
-            }
-            Step::Checkpoint => vol.checkpoint().unwrap(),
-        }
-        for (&b, &s) in &live {
-            prop_assert!(vol.is_allocated(BlockNo(b)).unwrap());
-            vol.read_block(BlockNo(b), &mut buf).unwrap();
-            prop_assert_eq!(&buf, &stamped(b, s), "block {}", b);
-        }
-        let held: u64 = runs.iter().map(|e| e.len).sum();
-        prop_assert_eq!(vol.usage().free_blocks, free0 - held);
-    }
-    vol.verify().unwrap();
-    Ok(())
-}
-
-enum StepKind {
-    Commit,
-    Other,
+    let ops = |d: &Dev<'_, '_, R, W, E>| {
+        let s = d.flash().stats();
+        (s.programs, s.erases)
+    };
+    txmodel::run(dev(flash), &opts(ModuleSet::empty()), steps, ops, |_| {})
 }
 
 proptest! {

@@ -8,7 +8,6 @@
 //! no flash program, and garbage collection and block retirement happen during the runs.
 
 use proptest::prelude::*;
-use std::collections::{BTreeMap, HashMap};
 use vde_embedded::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory};
 use vde_embedded::nand::nor::NorNandLayout;
 use vde_embedded::nand::{
@@ -16,8 +15,9 @@ use vde_embedded::nand::{
     W25N01GV,
 };
 use vde_embedded::sim::parts::{W25q16jv, W25Q16JV};
-use vde_nostd::types::Extent;
-use vde_nostd::{BlockDevice, BlockNo, Error, FormatOptions, Handle, ModuleSet, Volume};
+use vde_nostd::{BlockDevice, FormatOptions, ModuleSet, Volume};
+use vde_tests::objmodel::{obj_op, ObjModel, ObjOp};
+use vde_tests::txmodel::{self, step, Step};
 use vde_tests::Mem;
 
 const BS: usize = 4096;
@@ -29,12 +29,6 @@ fn opts(modules: ModuleSet) -> FormatOptions {
         now: 10,
         modules,
     }
-}
-
-fn payload(n: usize, b: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(b))
-        .collect()
 }
 
 /// Owned RAM of a translation layer.
@@ -93,233 +87,39 @@ type W25q16jvLike<'m, const R: usize, const W: usize, const E: usize> =
 
 // ---------- objects against a HashMap model ----------
 
-#[derive(Debug, Clone)]
-enum ObjOp {
-    Put(usize, u8),
-    Delete(usize),
-    Batch(Vec<(bool, usize, u8)>),
-    Remount,
-}
-
-fn obj_op() -> impl Strategy<Value = ObjOp> {
-    prop_oneof![
-        6 => (prop_oneof![1usize..300, 300usize..2100, 2100usize..12000], any::<u8>())
-            .prop_map(|(n, b)| ObjOp::Put(n, b)),
-        3 => any::<usize>().prop_map(ObjOp::Delete),
-        1 => proptest::collection::vec((any::<bool>(), 1usize..3000, any::<u8>()), 1..5)
-            .prop_map(ObjOp::Batch),
-        1 => Just(ObjOp::Remount),
-    ]
-}
-
 fn objects_model<D: Dev>(dev: D, ops: Vec<ObjOp>) -> Result<(), TestCaseError> {
     let mut mem = Mem::new(BS, 16, 64);
-    let mut model: HashMap<u64, Vec<u8>> = HashMap::new();
-    let mut dead: Vec<u64> = Vec::new();
+    let mut model = ObjModel::default();
     let mut vol = Volume::<_, 16>::format(dev, &opts(ModuleSet::OBJECTS), mem.bufs()).unwrap();
-    let mut buf = vec![0u8; 16384];
-    for o in ops {
-        match o {
-            ObjOp::Put(n, b) => {
-                let d = payload(n, b);
-                let h = vol.put(&d).unwrap();
-                prop_assert!(!model.contains_key(&h.raw()));
-                model.insert(h.raw(), d);
-            }
-            ObjOp::Delete(pick) => {
-                if model.is_empty() {
-                    continue;
-                }
-                let mut keys: Vec<u64> = model.keys().copied().collect();
-                keys.sort();
-                let k = keys[pick % keys.len()];
-                vol.delete(Handle::from_raw(k)).unwrap();
-                model.remove(&k);
-                dead.push(k);
-            }
-            ObjOp::Batch(items) => {
-                let mut keys: Vec<u64> = model.keys().copied().collect();
-                keys.sort();
-                let mut b = vol.batch().unwrap();
-                let mut added = Vec::new();
-                let mut removed = Vec::new();
-                for (is_put, n, x) in items {
-                    if is_put || keys.is_empty() {
-                        let d = payload(n, x);
-                        added.push((b.put(&d).unwrap().raw(), d));
-                    } else {
-                        let k = keys.remove(n % keys.len());
-                        b.delete(Handle::from_raw(k)).unwrap();
-                        removed.push(k);
-                    }
-                }
-                b.commit().unwrap();
-                model.extend(added);
-                for k in removed {
-                    model.remove(&k);
-                    dead.push(k);
-                }
-            }
-            ObjOp::Remount => {
-                let mut d = vol.into_device();
-                d.rescan();
-                vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
-            }
+    for op in ops {
+        if let ObjOp::Remount = op {
+            let mut d = vol.into_device();
+            d.rescan();
+            vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
+        } else {
+            model.apply(&mut vol, &op)?;
         }
-        for (k, d) in &model {
-            let n = vol.get(Handle::from_raw(*k), &mut buf).unwrap();
-            prop_assert_eq!(&buf[..n], &d[..]);
-        }
-        for k in &dead {
-            let r = vol.get(Handle::from_raw(*k), &mut buf);
-            prop_assert!(
-                matches!(r, Err(Error::BadHandle { .. })),
-                "stale {k:016x} gave {r:?}"
-            );
-        }
-        let st = vol.object_stats().unwrap();
-        prop_assert_eq!(st.counters.objects, model.len() as u64);
-        prop_assert_eq!(
-            st.counters.bytes,
-            model.values().map(|v| v.len() as u64).sum::<u64>()
-        );
+        model.check(&mut vol)?;
     }
     vol.verify().unwrap();
     let mut d = vol.unmount().unwrap();
     d.rescan();
     let mut vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
     prop_assert_eq!(vol.recovery_report().replayed, 0);
-    for (k, d) in &model {
-        let n = vol.get(Handle::from_raw(*k), &mut buf).unwrap();
-        prop_assert_eq!(&buf[..n], &d[..]);
-    }
-    Ok(())
+    model.check(&mut vol)
 }
 
 // ---------- raw transactions against a block model ----------
 
-#[derive(Debug, Clone)]
-enum TxOp {
-    Alloc(u64),
-    Rewrite(usize),
-    Release(usize),
-}
-
-#[derive(Debug, Clone)]
-enum Step {
-    Commit(Vec<TxOp>),
-    Rollback(Vec<TxOp>),
-    Remount,
-    Checkpoint,
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    let tx_op = prop_oneof![
-        3 => (1u64..4).prop_map(TxOp::Alloc),
-        3 => any::<usize>().prop_map(TxOp::Rewrite),
-        1 => any::<usize>().prop_map(TxOp::Release),
-    ];
-    let ops = proptest::collection::vec(tx_op, 1..4);
-    prop_oneof![
-        6 => ops.clone().prop_map(Step::Commit),
-        2 => ops.prop_map(Step::Rollback),
-        1 => Just(Step::Remount),
-        1 => Just(Step::Checkpoint),
-    ]
-}
-
-fn stamped(block: u64, stamp: u32) -> Vec<u8> {
-    let mut d = vec![(stamp as u8) ^ 0x3C; BS];
-    d[..8].copy_from_slice(&block.to_le_bytes());
-    d[8..12].copy_from_slice(&stamp.to_le_bytes());
-    d
-}
-
 fn transactions_model<D: Dev>(dev: D, steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let mut mem = Mem::new(BS, 16, 0);
-    let mut vol = Volume::<_, 16>::format(dev, &opts(ModuleSet::empty()), mem.bufs()).unwrap();
-    let mut live: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut runs: Vec<Extent> = Vec::new();
-    let free0 = vol.usage().free_blocks;
-    let mut buf = vec![0u8; BS];
-    for (t, s) in steps.into_iter().enumerate() {
-        let stamp = t as u32 + 1;
-        let commit = matches!(s, Step::Commit(_));
-        match s {
-            Step::Commit(ops) | Step::Rollback(ops)
-                if live.len() > 40 && ops.iter().any(|o| matches!(o, TxOp::Alloc(_))) =>
-            {
-                let mut tx = vol.begin();
-                for e in runs.drain(..) {
-                    tx.release(e).unwrap();
-                }
-                tx.commit().unwrap();
-                live.clear();
-            }
-            Step::Commit(ops) | Step::Rollback(ops) => {
-                let mut next = live.clone();
-                let mut next_runs = runs.clone();
-                let before = vol.device().programs();
-                let mut tx = vol.begin();
-                for o in &ops {
-                    match *o {
-                        TxOp::Alloc(n) => {
-                            let e = tx.allocate(n).unwrap();
-                            next_runs.push(e);
-                            for b in e.start.0..e.start.0 + e.len {
-                                next.insert(b, stamp);
-                            }
-                        }
-                        TxOp::Rewrite(i) if !next.is_empty() => {
-                            let b = *next.keys().nth(i % next.len()).unwrap();
-                            next.insert(b, stamp);
-                        }
-                        TxOp::Release(i) if !next_runs.is_empty() => {
-                            let e = next_runs.swap_remove(i % next_runs.len());
-                            tx.release(e).unwrap();
-                            for b in e.start.0..e.start.0 + e.len {
-                                next.remove(&b);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                for (&b, &s) in &next {
-                    if s == stamp {
-                        tx.write(BlockNo(b), &stamped(b, stamp)).unwrap();
-                    }
-                }
-                if let Some((&b, &s)) = next.iter().find(|(_, s)| **s == stamp) {
-                    tx.read(BlockNo(b), &mut buf).unwrap();
-                    prop_assert_eq!(&buf, &stamped(b, s));
-                }
-                if commit {
-                    tx.commit().unwrap();
-                    live = next;
-                    runs = next_runs;
-                } else {
-                    tx.rollback();
-                    // Nothing reached the flash.
-                    prop_assert_eq!(vol.device().programs(), before);
-                }
-            }
-            Step::Remount => {
-                let mut d = vol.into_device();
-                d.rescan();
-                vol = Volume::<_, 16>::mount(d, mem.bufs()).unwrap();
-            }
-            Step::Checkpoint => vol.checkpoint().unwrap(),
-        }
-        for (&b, &s) in &live {
-            prop_assert!(vol.is_allocated(BlockNo(b)).unwrap());
-            vol.read_block(BlockNo(b), &mut buf).unwrap();
-            prop_assert_eq!(&buf, &stamped(b, s), "block {}", b);
-        }
-        let held: u64 = runs.iter().map(|e| e.len).sum();
-        prop_assert_eq!(vol.usage().free_blocks, free0 - held);
-    }
-    vol.verify().unwrap();
-    Ok(())
+    // A rollback must not program; the translation layer never erases without a program.
+    txmodel::run(
+        dev,
+        &opts(ModuleSet::empty()),
+        steps,
+        |d| (d.programs(), 0),
+        |d| d.rescan(),
+    )
 }
 
 // ---------- media ----------
@@ -393,17 +193,17 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn nand_objects_match_model_w25n(ops in proptest::collection::vec(obj_op(), 1..40)) {
+    fn nand_objects_match_model_w25n(ops in proptest::collection::vec(obj_op(12000), 1..40)) {
         w25n(|ftl| objects_model(ftl, ops))?;
     }
 
     #[test]
-    fn nand_objects_match_model_mt29(ops in proptest::collection::vec(obj_op(), 1..40)) {
+    fn nand_objects_match_model_mt29(ops in proptest::collection::vec(obj_op(12000), 1..40)) {
         mt29(|ftl| objects_model(ftl, ops))?;
     }
 
     #[test]
-    fn nand_objects_match_model_nor_ftl(ops in proptest::collection::vec(obj_op(), 1..40)) {
+    fn nand_objects_match_model_nor_ftl(ops in proptest::collection::vec(obj_op(12000), 1..40)) {
         nor(|ftl| objects_model(ftl, ops))?;
     }
 
