@@ -8,8 +8,8 @@
 //! B-8   8     xxh64(bytes 0..B-8, seed 0)
 //! ```
 
-use super::codec::{get_u32, get_u64, put_u32, put_u64};
-use super::{xxh64, DecodeError};
+use super::codec::{get_u32, put_u32};
+use super::{check_sum, seal_sum, DecodeError};
 use crate::format::layout::BITMAP_TRAILER;
 
 /// Seals a bitmap block buffer: writes its index and checksum.
@@ -17,19 +17,14 @@ pub fn seal(b: &mut [u8], index: u32) -> Option<()> {
     let t = b.len().checked_sub(BITMAP_TRAILER)?;
     put_u32(b, t, index)?;
     put_u32(b, t + 4, 0)?;
-    let at = t + 8;
-    let sum = xxh64(b.get(..at)?, 0);
-    put_u64(b, at, sum)
+    seal_sum(b, t + 8)
 }
 
 /// Checks a bitmap block's trailer against its expected index.
 pub fn check(b: &[u8], index: u32) -> Result<(), DecodeError> {
     let f = DecodeError::BadField;
     let t = b.len().checked_sub(BITMAP_TRAILER).ok_or(f)?;
-    let at = t + 8;
-    if xxh64(b.get(..at).ok_or(f)?, 0) != get_u64(b, at).ok_or(f)? {
-        return Err(DecodeError::BadChecksum);
-    }
+    check_sum(b, t + 8)?;
     if get_u32(b, t) != Some(index) || get_u32(b, t + 4) != Some(0) {
         return Err(f);
     }

@@ -35,3 +35,53 @@ pub enum DecodeError {
 pub fn xxh64(bytes: &[u8], seed: u64) -> u64 {
     xxhash_rust::xxh64::xxh64(bytes, seed)
 }
+
+/// Writes the checksum trailer every sealed structure carries: xxh64(`b[..at]`, seed 0) at `at`.
+pub fn seal_sum(b: &mut [u8], at: usize) -> Option<()> {
+    let sum = xxh64(b.get(..at)?, 0);
+    codec::put_u64(b, at, sum)
+}
+
+/// Checks the checksum trailer written by [`seal_sum`]: `BadChecksum` if it does not hold,
+/// `BadField` if `b` is too short to hold it.
+pub fn check_sum(b: &[u8], at: usize) -> Result<(), DecodeError> {
+    let f = DecodeError::BadField;
+    if xxh64(b.get(..at).ok_or(f)?, 0) != codec::get_u64(b, at).ok_or(f)? {
+        return Err(DecodeError::BadChecksum);
+    }
+    Ok(())
+}
+
+/// Checks the 8-byte magic at offset 0.
+pub fn check_magic(b: &[u8], magic: &[u8; 8]) -> Result<(), DecodeError> {
+    if b.get(..8) != Some(magic.as_slice()) {
+        return Err(DecodeError::BadMagic);
+    }
+    Ok(())
+}
+
+/// Checks the `u32` format version at offset 8.
+pub fn check_version(b: &[u8]) -> Result<(), DecodeError> {
+    let version = codec::get_u32(b, 8).ok_or(DecodeError::BadField)?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::BadVersion(version));
+    }
+    Ok(())
+}
+
+/// Checks that every byte from `from` to the end is zero (reserved space); `BadField` if not.
+pub fn check_zero_from(b: &[u8], from: usize) -> Result<(), DecodeError> {
+    if b.get(from..)
+        .is_some_and(|rest| rest.iter().any(|x| *x != 0))
+    {
+        return Err(DecodeError::BadField);
+    }
+    Ok(())
+}
+
+/// Starts encoding a versioned structure: zeroes `out`, writes `magic` and the format version.
+pub fn start(out: &mut [u8], magic: &[u8; 8]) -> Option<()> {
+    out.fill(0);
+    codec::put_bytes(out, 0, magic)?;
+    codec::put_u32(out, 8, FORMAT_VERSION)
+}

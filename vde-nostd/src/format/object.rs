@@ -14,7 +14,7 @@
 //! ```
 
 use super::codec::{get_u16, get_u32, get_u64, put_bytes, put_u16, put_u32, put_u64};
-use super::{xxh64, DecodeError};
+use super::{check_magic, check_sum, seal_sum, xxh64, DecodeError};
 
 /// Bytes of slot header.
 pub const SLOT_HDR: usize = 8;
@@ -78,18 +78,13 @@ impl ExtentHeader {
         put_u64(out, 16, self.len)?;
         put_u64(out, 24, self.payload_hash)?;
         put_u64(out, 32, 0)?;
-        let sum = xxh64(out.get(..40)?, 0);
-        put_u64(out, 40, sum)
+        seal_sum(out, 40)
     }
     /// Decodes from the first bytes of `b`.
     pub fn decode(b: &[u8]) -> Result<ExtentHeader, DecodeError> {
-        if b.get(..8) != Some(EXTENT_MAGIC.as_slice()) {
-            return Err(DecodeError::BadMagic);
-        }
+        check_magic(b, EXTENT_MAGIC)?;
+        check_sum(b, 40)?;
         let f = DecodeError::BadField;
-        if xxh64(b.get(..40).ok_or(f)?, 0) != get_u64(b, 40).ok_or(f)? {
-            return Err(DecodeError::BadChecksum);
-        }
         if get_u64(b, 32) != Some(0) {
             return Err(f);
         }

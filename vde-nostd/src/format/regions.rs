@@ -22,8 +22,8 @@
 //! These functions check shape and checksum; cross-checks (overlaps, bounds, cycles) belong to
 //! the volume, which knows the geometry.
 
-use super::codec::{get_u16, get_u32, get_u64, put_bytes, put_u16, put_u32, put_u64};
-use super::{xxh64, DecodeError, FORMAT_VERSION};
+use super::codec::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::{check_magic, check_sum, check_version, seal_sum, start, DecodeError};
 use crate::types::{BlockNo, Extent};
 
 /// Magic of the region directory.
@@ -65,32 +65,18 @@ pub fn dir_capacity(block_size: usize) -> usize {
 }
 
 fn seal(b: &mut [u8]) -> Option<()> {
-    let at = b.len().checked_sub(8)?;
-    let sum = xxh64(b.get(..at)?, 0);
-    put_u64(b, at, sum)
+    seal_sum(b, b.len().checked_sub(8)?)
 }
 
 fn check(b: &[u8], magic: &[u8; 8]) -> Result<(), DecodeError> {
-    if b.get(0..8) != Some(magic.as_slice()) {
-        return Err(DecodeError::BadMagic);
-    }
-    let f = DecodeError::BadField;
-    let version = get_u32(b, 8).ok_or(f)?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::BadVersion(version));
-    }
-    let at = b.len().checked_sub(8).ok_or(f)?;
-    if xxh64(b.get(..at).ok_or(f)?, 0) != get_u64(b, at).ok_or(f)? {
-        return Err(DecodeError::BadChecksum);
-    }
-    Ok(())
+    check_magic(b, magic)?;
+    check_version(b)?;
+    check_sum(b, b.len().checked_sub(8).ok_or(DecodeError::BadField)?)
 }
 
 /// Writes an empty directory into the block buffer `b`.
 pub fn dir_init(b: &mut [u8]) -> Option<()> {
-    b.fill(0);
-    put_bytes(b, 0, DIR_MAGIC)?;
-    put_u32(b, 8, FORMAT_VERSION)?;
+    start(b, DIR_MAGIC)?;
     seal(b)
 }
 
@@ -159,9 +145,7 @@ pub fn rpt_init(b: &mut [u8]) -> Option<()> {
     if b.len() < HDR + RPT_SLOTS * 4 + 8 {
         return None;
     }
-    b.fill(0);
-    put_bytes(b, 0, RPT_MAGIC)?;
-    put_u32(b, 8, FORMAT_VERSION)?;
+    start(b, RPT_MAGIC)?;
     seal(b)
 }
 

@@ -27,7 +27,7 @@
 //! 64-byte unit). Entries are dense: entry `i` lives in the block and offset [`locate`] gives.
 
 use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
-use super::{xxh64, DecodeError, FORMAT_VERSION};
+use super::{check_magic, check_sum, check_version, seal_sum, DecodeError, FORMAT_VERSION};
 use crate::subblock;
 
 /// Magic of the index's first block.
@@ -130,9 +130,7 @@ pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters) -> Option<()>
 
 /// Seals an index block with its checksum.
 pub fn seal(b: &mut [u8]) -> Option<()> {
-    let at = b.len().checked_sub(8)?;
-    let sum = xxh64(b.get(..at)?, 0);
-    put_u64(b, at, sum)
+    seal_sum(b, b.len().checked_sub(8)?)
 }
 
 /// Checks block `i` (magic, version, checksum, and for block 0 the block and entry sizes).
@@ -140,23 +138,15 @@ pub fn seal(b: &mut [u8]) -> Option<()> {
 pub fn check(b: &[u8], i: u64) -> Result<(u32, Counters), DecodeError> {
     let f = DecodeError::BadField;
     let at = b.len().checked_sub(8).ok_or(f)?;
-    let magic = if i == 0 { HEAD_MAGIC } else { BLOCK_MAGIC };
-    if b.get(..8) != Some(magic.as_slice()) {
-        return Err(DecodeError::BadMagic);
-    }
-    if xxh64(b.get(..at).ok_or(f)?, 0) != get_u64(b, at).ok_or(f)? {
-        return Err(DecodeError::BadChecksum);
-    }
+    check_magic(b, if i == 0 { HEAD_MAGIC } else { BLOCK_MAGIC })?;
+    check_sum(b, at)?;
     if i != 0 {
         if u64::from(get_u32(b, 8).ok_or(f)?) != i || get_u32(b, 12) != Some(0) {
             return Err(f);
         }
         return Ok((0, Counters::default()));
     }
-    let version = get_u32(b, 8).ok_or(f)?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::BadVersion(version));
-    }
+    check_version(b)?;
     if b.get(104..HEAD_LEN)
         .is_none_or(|r| r.iter().any(|x| *x != 0))
     {

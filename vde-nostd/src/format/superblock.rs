@@ -23,7 +23,9 @@
 //! count and WAL blocks; see [`crate::format::layout`].
 
 use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
-use super::{xxh64, DecodeError, FORMAT_VERSION};
+use super::{
+    check_magic, check_sum, check_version, check_zero_from, seal_sum, start, xxh64, DecodeError,
+};
 
 /// The superblock magic.
 pub const MAGIC: &[u8; 8] = b"VDESUPER";
@@ -67,9 +69,7 @@ impl Superblock {
         if out.len() < LEN {
             return None;
         }
-        out.fill(0);
-        put_bytes(out, 0, MAGIC)?;
-        put_u32(out, 8, FORMAT_VERSION)?;
+        start(out, MAGIC)?;
         put_u32(out, 12, self.block_size)?;
         put_u64(out, 16, self.block_count)?;
         put_u64(out, 24, self.sequence)?;
@@ -82,30 +82,17 @@ impl Superblock {
         put_u64(out, 72, self.modified)?;
         put_u64(out, 80, self.wal_blocks)?;
         put_bytes(out, 88, &self.volume_id)?;
-        let sum = xxh64(out.get(..SUM_AT)?, 0);
-        put_u64(out, SUM_AT, sum)
+        seal_sum(out, SUM_AT)
     }
 
     /// Decodes from `b`.
     pub fn decode(b: &[u8]) -> Result<Superblock, DecodeError> {
-        if b.get(0..8) != Some(MAGIC.as_slice()) {
-            return Err(DecodeError::BadMagic);
-        }
-        let f = DecodeError::BadField;
-        let version = get_u32(b, 8).ok_or(f)?;
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::BadVersion(version));
-        }
-        let sum = get_u64(b, SUM_AT).ok_or(f)?;
-        if xxh64(b.get(..SUM_AT).ok_or(f)?, 0) != sum {
-            return Err(DecodeError::BadChecksum);
-        }
+        check_magic(b, MAGIC)?;
+        check_version(b)?;
+        check_sum(b, SUM_AT)?;
         // The rest of the block is zero by definition.
-        if b.get(LEN..)
-            .is_some_and(|rest| rest.iter().any(|x| *x != 0))
-        {
-            return Err(f);
-        }
+        check_zero_from(b, LEN)?;
+        let f = DecodeError::BadField;
         let mut volume_id = [0u8; 16];
         volume_id.copy_from_slice(b.get(88..104).ok_or(f)?);
         Ok(Superblock {

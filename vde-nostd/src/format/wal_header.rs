@@ -16,8 +16,8 @@
 //! 56  8  xxh64(bytes 0..56, seed 0)
 //! ```
 
-use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
-use super::{xxh64, DecodeError, FORMAT_VERSION};
+use super::codec::{get_u32, get_u64, put_u64};
+use super::{check_magic, check_sum, check_version, check_zero_from, seal_sum, start, DecodeError};
 
 /// The WAL header magic.
 pub const MAGIC: &[u8; 8] = b"VDEWALHD";
@@ -47,38 +47,23 @@ impl WalHeader {
         if out.len() < LEN {
             return None;
         }
-        out.fill(0);
-        put_bytes(out, 0, MAGIC)?;
-        put_u32(out, 8, FORMAT_VERSION)?;
+        start(out, MAGIC)?;
         put_u64(out, 16, self.generation)?;
         put_u64(out, 24, self.epoch)?;
         put_u64(out, 32, self.checkpoint_seq)?;
         put_u64(out, 40, self.wal_start)?;
         put_u64(out, 48, self.wal_blocks)?;
-        let sum = xxh64(out.get(..SUM_AT)?, 0);
-        put_u64(out, SUM_AT, sum)
+        seal_sum(out, SUM_AT)
     }
 
     /// Decodes from `b`.
     pub fn decode(b: &[u8]) -> Result<WalHeader, DecodeError> {
-        if b.get(0..8) != Some(MAGIC.as_slice()) {
-            return Err(DecodeError::BadMagic);
-        }
-        let f = DecodeError::BadField;
-        let version = get_u32(b, 8).ok_or(f)?;
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::BadVersion(version));
-        }
-        let sum = get_u64(b, SUM_AT).ok_or(f)?;
-        if xxh64(b.get(..SUM_AT).ok_or(f)?, 0) != sum {
-            return Err(DecodeError::BadChecksum);
-        }
+        check_magic(b, MAGIC)?;
+        check_version(b)?;
+        check_sum(b, SUM_AT)?;
         // The rest of the block is zero by definition.
-        if b.get(LEN..)
-            .is_some_and(|rest| rest.iter().any(|x| *x != 0))
-        {
-            return Err(f);
-        }
+        check_zero_from(b, LEN)?;
+        let f = DecodeError::BadField;
         if get_u32(b, 12).ok_or(f)? != 0 {
             return Err(f);
         }
