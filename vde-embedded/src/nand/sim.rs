@@ -41,7 +41,7 @@ use core::fmt;
 use core::ops::Range;
 
 use super::{BlockStatus, NandErrorKind, NandFlash, NandFlashError, NandGeometry, PageAddr};
-use crate::sim::{FlashStats, OpKind, TearMode, WearSummary, XorShift64, ERASED};
+use crate::sim::{FlashStats, OpKind, PowerSwitch, TearMode, WearSummary, XorShift64, ERASED};
 
 /// Datasheet timings of a NAND part, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,14 +406,6 @@ impl fmt::Display for SimNandSetupError {
 #[cfg(feature = "std")]
 impl std::error::Error for SimNandSetupError {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-enum Power {
-    On,
-    Armed(u64),
-    Lost,
-}
-
 /// Mixes a seed and an operation number (splitmix64 finaliser).
 const fn mix(seed: u64, op: u64) -> u64 {
     let mut z = seed
@@ -438,9 +430,7 @@ pub struct SimNand<'a> {
     block_count: u32,
     config: SimNandConfig,
     stats: FlashStats,
-    ops: u64,
-    power: Power,
-    cut_kind: Option<OpKind>,
+    power: PowerSwitch,
 }
 
 impl fmt::Debug for SimNand<'_> {
@@ -450,8 +440,8 @@ impl fmt::Debug for SimNand<'_> {
             .field("blocks", &self.block_count)
             .field("config", &self.config)
             .field("stats", &self.stats)
-            .field("ops", &self.ops)
-            .field("power", &self.power)
+            .field("ops", &self.power.op_count())
+            .field("power", &self.power.power)
             .finish()
     }
 }
@@ -465,8 +455,8 @@ impl defmt::Format for SimNand<'_> {
             self.part.name,
             self.block_count,
             self.stats,
-            self.ops,
-            self.power
+            self.power.op_count(),
+            self.power.power
         )
     }
 }
@@ -489,9 +479,7 @@ impl<'a> SimNand<'a> {
             block_count: count,
             config,
             stats: FlashStats::default(),
-            ops: 0,
-            power: Power::On,
-            cut_kind: None,
+            power: PowerSwitch::new(),
         };
         sim.resync();
         Ok(sim)
@@ -566,9 +554,7 @@ impl<'a> SimNand<'a> {
     pub fn restart(&mut self, config: SimNandConfig, op_count: u64) {
         self.config = config;
         self.stats = FlashStats::default();
-        self.ops = op_count;
-        self.power = Power::On;
-        self.cut_kind = None;
+        self.power.restart(op_count);
         self.resync();
     }
 
@@ -692,38 +678,33 @@ impl<'a> SimNand<'a> {
 
     /// Operations that reached the medium since creation or [`restart`](Self::restart).
     pub fn op_count(&self) -> u64 {
-        self.ops
+        self.power.op_count()
     }
 
     /// Arms a power cut: the next `after_ops` operations complete, the one after is cut.
     /// Ignored while power is lost.
     pub fn arm_power_cut(&mut self, after_ops: u64) {
-        if self.power != Power::Lost {
-            self.power = Power::Armed(after_ops);
-        }
+        self.power.arm(after_ops);
     }
 
     /// Cancels an armed power cut.
     pub fn disarm_power_cut(&mut self) {
-        if let Power::Armed(_) = self.power {
-            self.power = Power::On;
-        }
+        self.power.disarm();
     }
 
     /// Whether power has been cut (and not restored by [`reboot`](Self::reboot)).
     pub fn power_lost(&self) -> bool {
-        self.power == Power::Lost
+        self.power.lost()
     }
 
     /// The kind of operation the last power cut interrupted, until [`reboot`](Self::reboot).
     pub fn cut_kind(&self) -> Option<OpKind> {
-        self.cut_kind
+        self.power.cut_kind()
     }
 
     /// Restores power (no cut armed); the content stays as the cut left it.
     pub fn reboot(&mut self) {
-        self.power = Power::On;
-        self.cut_kind = None;
+        self.power.reboot();
     }
 
     fn raw_page(&self, addr: PageAddr) -> Range<usize> {
@@ -742,7 +723,7 @@ impl<'a> SimNand<'a> {
     }
 
     fn powered(&self) -> Result<(), SimNandError> {
-        if self.power == Power::Lost {
+        if self.power.lost() {
             Err(SimNandError::PowerLost)
         } else {
             Ok(())
@@ -759,21 +740,8 @@ impl<'a> SimNand<'a> {
 
     /// Counts an operation that reached the medium; returns the damage randomness if it is cut.
     fn begin_op(&mut self, kind: OpKind) -> (u64, Option<XorShift64>) {
-        let op = self.ops;
-        self.ops = self.ops.saturating_add(1);
-        let cut = match self.power {
-            Power::Armed(0) => {
-                self.power = Power::Lost;
-                self.cut_kind = Some(kind);
-                Some(XorShift64::new(mix(self.config.seed, op)))
-            }
-            Power::Armed(n) => {
-                self.power = Power::Armed(n - 1);
-                None
-            }
-            Power::On | Power::Lost => None,
-        };
-        (op, cut)
+        let (op, cut) = self.power.begin(kind);
+        (op, cut.then(|| XorShift64::new(mix(self.config.seed, op))))
     }
 
     fn bombed(&self, block: u32, op: u64) -> bool {

@@ -34,7 +34,10 @@ use embedded_storage::nor_flash::{
 };
 
 pub mod parts;
+mod power;
 mod rng;
+
+pub(crate) use power::PowerSwitch;
 
 pub use parts::{FlashPart, FlashTiming};
 pub use rng::XorShift64;
@@ -247,18 +250,6 @@ pub enum OpKind {
     Erase,
 }
 
-/// Power state of the simulated part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-enum Power {
-    /// Powered, no cut pending.
-    On,
-    /// Powered; after this many more operations complete, the next one is cut.
-    Armed(u64),
-    /// Power lost: everything fails until reboot.
-    Lost,
-}
-
 /// An in-memory NOR flash of `READ`-byte reads, `WRITE`-byte programs and `ERASE`-byte sectors
 /// over caller-provided storage. See the [module docs](self) for the rules it enforces.
 pub struct SimFlash<'a, const READ: usize, const WRITE: usize, const ERASE: usize> {
@@ -267,9 +258,7 @@ pub struct SimFlash<'a, const READ: usize, const WRITE: usize, const ERASE: usiz
     sectors: usize,
     config: SimConfig,
     stats: FlashStats,
-    ops: u64,
-    power: Power,
-    cut_kind: Option<OpKind>,
+    power: PowerSwitch,
 }
 
 impl<const READ: usize, const WRITE: usize, const ERASE: usize> fmt::Debug
@@ -283,8 +272,8 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> fmt::Debug
             .field("erase_size", &ERASE)
             .field("config", &self.config)
             .field("stats", &self.stats)
-            .field("ops", &self.ops)
-            .field("power", &self.power)
+            .field("ops", &self.power.op_count())
+            .field("power", &self.power.power)
             .finish()
     }
 }
@@ -302,8 +291,8 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> defmt::Format
             WRITE,
             ERASE,
             self.stats,
-            self.ops,
-            self.power
+            self.power.op_count(),
+            self.power.power
         )
     }
 }
@@ -347,9 +336,7 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
             sectors,
             config,
             stats: FlashStats::default(),
-            ops: 0,
-            power: Power::On,
-            cut_kind: None,
+            power: PowerSwitch::new(),
         })
     }
 
@@ -440,52 +427,44 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
     /// arguments while powered, including a cut one). Never reset: a harness reads it before and
     /// after a workload to learn how many cut points the workload has.
     pub fn op_count(&self) -> u64 {
-        self.ops
+        self.power.op_count()
     }
 
     /// Arms a power cut: the next `after_ops` operations complete, the one after them is cut
     /// (`0` cuts the very next operation). Replaces an earlier armed cut; ignored while power is
     /// lost.
     pub fn arm_power_cut(&mut self, after_ops: u64) {
-        if self.power != Power::Lost {
-            self.power = Power::Armed(after_ops);
-        }
+        self.power.arm(after_ops);
     }
 
     /// Cancels an armed power cut (no effect once power is lost).
     pub fn disarm_power_cut(&mut self) {
-        if let Power::Armed(_) = self.power {
-            self.power = Power::On;
-        }
+        self.power.disarm();
     }
 
     /// Operations still to complete before the armed cut, if one is armed.
     pub fn power_cut_armed(&self) -> Option<u64> {
-        match self.power {
-            Power::Armed(n) => Some(n),
-            _ => None,
-        }
+        self.power.armed()
     }
 
     /// Whether power has been cut (and not yet restored by [`reboot`](Self::reboot)).
     pub fn power_lost(&self) -> bool {
-        self.power == Power::Lost
+        self.power.lost()
     }
 
     /// The kind of operation the last power cut interrupted, until [`reboot`](Self::reboot).
     pub fn cut_kind(&self) -> Option<OpKind> {
-        self.cut_kind
+        self.power.cut_kind()
     }
 
     /// Restores power: operations work again and no cut is armed. The content is kept as the
     /// cut left it.
     pub fn reboot(&mut self) {
-        self.power = Power::On;
-        self.cut_kind = None;
+        self.power.reboot();
     }
 
     fn powered(&self) -> Result<(), SimError> {
-        if self.power == Power::Lost {
+        if self.power.lost() {
             Err(SimError::PowerLost)
         } else {
             Ok(())
@@ -507,20 +486,8 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
 
     /// Starts an operation that reached the medium: counts it and says whether it is cut.
     fn begin_op(&mut self, kind: OpKind) -> Option<XorShift64> {
-        let op = self.ops;
-        self.ops = self.ops.saturating_add(1);
-        match self.power {
-            Power::Armed(0) => {
-                self.power = Power::Lost;
-                self.cut_kind = Some(kind);
-                Some(XorShift64::new(rng::mix(self.config.seed, op)))
-            }
-            Power::Armed(n) => {
-                self.power = Power::Armed(n - 1);
-                None
-            }
-            Power::On | Power::Lost => None,
-        }
+        let (op, cut) = self.power.begin(kind);
+        cut.then(|| XorShift64::new(rng::mix(self.config.seed, op)))
     }
 
     fn add_wear(&mut self, sector: usize) {
