@@ -8,7 +8,7 @@
 //! no flash program, and garbage collection and block retirement happen during the runs.
 
 use proptest::prelude::*;
-use vde_embedded::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory};
+use vde_embedded::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory};
 use vde_embedded::nand::nor::NorNandLayout;
 use vde_embedded::nand::{
     NandFlash, NandPart, NorNand, SimNand, SimNandBlock, SimNandConfig, Timebomb, MT29F4G01ABAFD,
@@ -31,29 +31,9 @@ fn opts(modules: ModuleSet) -> FormatOptions {
     }
 }
 
-/// Owned RAM of a translation layer.
-struct Ram {
-    map: Vec<u32>,
-    blocks: Vec<BlockInfo>,
-    page: Vec<u8>,
-}
-
-impl Ram {
-    fn new<N: NandFlash>(nand: &N, c: &FtlConfig) -> Ram {
-        let l = FtlLayout::compute(&nand.geometry(), c).unwrap();
-        Ram {
-            map: vec![0; l.map_entries()],
-            blocks: vec![BlockInfo::EMPTY; l.block_entries()],
-            page: vec![0; l.page_size],
-        }
-    }
-    fn mem(&mut self) -> FtlMemory<'_> {
-        FtlMemory {
-            map: &mut self.map,
-            blocks: &mut self.blocks,
-            page: &mut self.page,
-        }
-    }
+/// Owned RAM for a translation layer over `nand` with `c`.
+fn ftl_ram<N: NandFlash>(nand: &N, c: &FtlConfig) -> OwnedFtlMemory {
+    OwnedFtlMemory::new(&FtlLayout::compute(&nand.geometry(), c).unwrap())
 }
 
 /// A translation layer that knows how to count its medium's programs and to be rescanned.
@@ -146,7 +126,7 @@ fn on_nand<T>(
         reserve_blocks: reserve,
         ..FtlConfig::new(&sim.geometry(), BS)
     };
-    let mut ram = Ram::new(&sim, &c);
+    let mut ram = ftl_ram(&sim, &c);
     let ftl = Ftl::format(&mut sim, ram.mem(), &c).unwrap();
     f(ftl)
 }
@@ -184,7 +164,7 @@ fn nor<T>(f: impl FnOnce(Ftl<'_, &mut NorNand<&mut W25q16jvLike<'_, 1, 1, 4096>>
     };
     let mut nand = NorNand::new(&mut fl, layout).unwrap();
     let c = FtlConfig::new(&nand.geometry(), BS);
-    let mut ram = Ram::new(&nand, &c);
+    let mut ram = ftl_ram(&nand, &c);
     let ftl = Ftl::format(&mut nand, ram.mem(), &c).unwrap();
     f(ftl)
 }

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use vde_embedded::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory, FtlStats};
+use vde_embedded::ftl::{Ftl, FtlConfig, FtlLayout, FtlStats, OwnedFtlMemory};
 use vde_embedded::nand::nor::NorNandLayout;
 use vde_embedded::nand::{
     NandFlash, NandPart, NorNand, SimNand, SimNandBlock, SimNandConfig, MT29F4G01ABAFD, W25N01GV,
@@ -25,32 +25,10 @@ use vde_embedded::NorFlashDevice;
 use vde_nostd::{BlockDevice, BlockNo, FormatOptions, ModuleSet, Volume};
 use vde_tests::Mem;
 
-/// Owned RAM of a translation layer.
-struct Ram {
-    map: Vec<u32>,
-    blocks: Vec<BlockInfo>,
-    page: Vec<u8>,
-    bytes: usize,
-}
-
-impl Ram {
-    fn new<N: NandFlash>(nand: &N, c: &FtlConfig) -> (Ram, FtlLayout) {
-        let l = FtlLayout::compute(&nand.geometry(), c).unwrap();
-        let ram = Ram {
-            map: vec![0; l.map_entries()],
-            blocks: vec![BlockInfo::EMPTY; l.block_entries()],
-            page: vec![0; l.page_size],
-            bytes: l.ram_bytes(),
-        };
-        (ram, l)
-    }
-    fn mem(&mut self) -> FtlMemory<'_> {
-        FtlMemory {
-            map: &mut self.map,
-            blocks: &mut self.blocks,
-            page: &mut self.page,
-        }
-    }
+/// Owned RAM for a translation layer over `nand` with `c`, and its layout.
+fn ftl_ram<N: NandFlash>(nand: &N, c: &FtlConfig) -> (OwnedFtlMemory, FtlLayout) {
+    let l = FtlLayout::compute(&nand.geometry(), c).unwrap();
+    (OwnedFtlMemory::new(&l), l)
 }
 
 fn stamp(lba: u64, v: u32, buf: &mut [u8]) {
@@ -126,7 +104,7 @@ fn nand_run(part: &NandPart, blocks: u32, bs: usize, reserve: Option<u32>, times
     if let Some(r) = reserve {
         c.reserve_blocks = r;
     }
-    let (mut ram, l) = Ram::new(&sim, &c);
+    let (mut ram, l) = ftl_ram(&sim, &c);
     let s = {
         let mut ftl = Ftl::format(&mut sim, ram.mem(), &c).unwrap();
         ftl.nand_mut().reset_wear();
@@ -140,7 +118,14 @@ fn nand_run(part: &NandPart, blocks: u32, bs: usize, reserve: Option<u32>, times
     };
     let name = format!("{} ({blocks} blocks, 1 factory bad)", part.name);
     if times == 50 {
-        print_ftl(&name, &l, ram.bytes, &s, &fig, t.elapsed().as_secs_f64());
+        print_ftl(
+            &name,
+            &l,
+            l.ram_bytes(),
+            &s,
+            &fig,
+            t.elapsed().as_secs_f64(),
+        );
         assert!(fig.spread <= 2, "{name}: erase spread {}", fig.spread);
     } else {
         let good_slots = u64::from(w.sectors as u32) * u64::from(l.slots_per_block);
@@ -201,7 +186,7 @@ fn nor_ftl_wear_50x() {
     let mut f = W25q16jv::from_part(&mut img, &mut wear, &W25Q16JV, 1).unwrap();
     let mut nand = NorNand::new(&mut f, NOR_LAYOUT).unwrap();
     let c = FtlConfig::new(&nand.geometry(), 4096);
-    let (mut ram, l) = Ram::new(&nand, &c);
+    let (mut ram, l) = ftl_ram(&nand, &c);
     let s = {
         let mut ftl = Ftl::format(&mut nand, ram.mem(), &c).unwrap();
         ftl.nand_mut().flash_mut().reset_wear();
@@ -216,7 +201,7 @@ fn nor_ftl_wear_50x() {
     print_ftl(
         "wear-leveled NOR: W25Q16JV as NAND (64 KiB blocks, erase counts per 4 KiB sector)",
         &l,
-        ram.bytes,
+        l.ram_bytes(),
         &s,
         &fig,
         t.elapsed().as_secs_f64(),
@@ -300,7 +285,7 @@ fn wear_same_workload_direct_nor_vs_wear_leveled_nor_vs_nand() {
         let mut f = W25q16jv::from_part(&mut img, &mut wear, &W25Q16JV, 1).unwrap();
         let mut nand = NorNand::new(&mut f, NOR_LAYOUT).unwrap();
         let c = FtlConfig::new(&nand.geometry(), 4096);
-        let (mut ram, l) = Ram::new(&nand, &c);
+        let (mut ram, l) = ftl_ram(&nand, &c);
         let s = {
             let ftl = Ftl::format(&mut nand, ram.mem(), &c).unwrap();
             let (ftl, _) = puts(ftl);
@@ -325,7 +310,7 @@ fn wear_same_workload_direct_nor_vs_wear_leveled_nor_vs_nand() {
         let mut st = vec![SimNandBlock::NEW; 32];
         let mut sim = SimNand::new(&mut mem, &mut st, &W25N01GV, SimNandConfig::new(1)).unwrap();
         let c = FtlConfig::new(&sim.geometry(), 4096);
-        let (mut ram, l) = Ram::new(&sim, &c);
+        let (mut ram, l) = ftl_ram(&sim, &c);
         let s = {
             let ftl = Ftl::format(&mut sim, ram.mem(), &c).unwrap();
             let (ftl, _) = puts(ftl);

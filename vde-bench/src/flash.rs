@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use sequential_storage::cache::Cache;
 use sequential_storage::map::{MapConfig, MapStorage};
-use vde_embedded::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory, META_LEN};
+use vde_embedded::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory, META_LEN};
 use vde_embedded::nand::{NandFlash, NorNand, NorNandLayout};
 use vde_embedded::sim::parts::{W25q16jv, W25Q16JV};
 use vde_embedded::{FlashStats, NorFlashDevice, WearSummary};
@@ -290,15 +290,8 @@ fn vde_ftl(bs: usize, n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     let nand = NorNand::new(sim, layout).expect("nor as nand");
     let config = FtlConfig::new(&nand.geometry(), bs);
     let l = FtlLayout::compute(&nand.geometry(), &config).expect("ftl layout");
-    let mut map = vec![0u32; l.map_entries()];
-    let mut blocks = vec![BlockInfo::EMPTY; l.block_entries()];
-    let mut page = vec![0u8; l.page_size];
-    let ram = FtlMemory {
-        map: &mut map,
-        blocks: &mut blocks,
-        page: &mut page,
-    };
-    let ftl = Ftl::format(nand, ram, &config).expect("ftl format");
+    let mut ram = OwnedFtlMemory::new(&l);
+    let ftl = Ftl::format(nand, ram.mem(), &config).expect("ftl format");
     let mut scratch = vec![0u8; bs * Buffers::SCRATCH_BLOCKS];
     let mut txn = vec![0u8; bs * FTL_K];
     let mut index = vec![0u8; 16 * 256];

@@ -90,6 +90,11 @@ use vde_nostd::{BlockDevice, BlockNo, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use crate::nand::{BlockStatus, NandErrorKind, NandFlash, NandFlashError, NandGeometry, PageAddr};
 
 mod meta;
+#[cfg(any(test, feature = "std"))]
+mod owned;
+
+#[cfg(any(test, feature = "std"))]
+pub use owned::OwnedFtlMemory;
 
 pub use meta::META_LEN;
 use meta::{data_sum, Meta, SEQ_MAX};

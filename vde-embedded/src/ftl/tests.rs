@@ -10,29 +10,6 @@ use std::vec::Vec;
 
 const PART: NandPart = NandPart::custom(512, 32, 8, 16);
 
-struct Ram {
-    map: Vec<u32>,
-    blocks: Vec<BlockInfo>,
-    page: Vec<u8>,
-}
-
-impl Ram {
-    fn new(layout: &FtlLayout) -> Ram {
-        Ram {
-            map: vec![0; layout.map_entries()],
-            blocks: vec![BlockInfo::EMPTY; layout.block_entries()],
-            page: vec![0; layout.page_size],
-        }
-    }
-    fn mem(&mut self) -> FtlMemory<'_> {
-        FtlMemory {
-            map: &mut self.map,
-            blocks: &mut self.blocks,
-            page: &mut self.page,
-        }
-    }
-}
-
 fn cfg(bs: usize, reserve: u32) -> FtlConfig {
     FtlConfig {
         block_size: bs,
@@ -83,7 +60,7 @@ fn setup_checks() {
     let mut mem = vec![0xFFu8; PART.raw_bytes(16)];
     let mut st = vec![SimNandBlock::NEW; 16];
     let nand = SimNand::new(&mut mem, &mut st, &PART, SimNandConfig::new(1)).unwrap();
-    let mut ram = Ram::new(&l);
+    let mut ram = OwnedFtlMemory::new(&l);
     ram.map.pop();
     assert!(matches!(
         Ftl::mount(nand, ram.mem(), &cfg(1024, 4)),
@@ -102,7 +79,7 @@ fn random_writes_match_model_across_remounts() {
     let mut st = vec![SimNandBlock::NEW; 16];
     let mut nand = SimNand::new(&mut mem, &mut st, &PART, SimNandConfig::new(1)).unwrap();
     let l = FtlLayout::compute(&nand.geometry(), &c).unwrap();
-    let mut ram = Ram::new(&l);
+    let mut ram = OwnedFtlMemory::new(&l);
     let mut model: BTreeMap<u64, u32> = BTreeMap::new();
     let mut rng = XorShift64::new(7);
     let mut buf = vec![0u8; 1024];
@@ -185,7 +162,11 @@ fn every_power_cut_with_blocks_going_bad() {
 
 /// Pre-fills a 16-block part (1 KiB versions, two pages each) so that the script garbage-
 /// collects; returns the base image and the script.
-fn prefilled(c: &FtlConfig, st: &mut [SimNandBlock], ram: &mut Ram) -> (Vec<u8>, Vec<(u64, u32)>) {
+fn prefilled(
+    c: &FtlConfig,
+    st: &mut [SimNandBlock],
+    ram: &mut OwnedFtlMemory,
+) -> (Vec<u8>, Vec<(u64, u32)>) {
     let mut base = vec![0xFFu8; PART.raw_bytes(16)];
     let l = FtlLayout::compute(&PART.geometry(16), c).unwrap();
     {
@@ -206,7 +187,7 @@ fn prefilled(c: &FtlConfig, st: &mut [SimNandBlock], ram: &mut Ram) -> (Vec<u8>,
 fn reference_stats(bombs: &[Timebomb], reserve: u32) -> FtlStats {
     let c = cfg(1024, reserve);
     let l = FtlLayout::compute(&PART.geometry(16), &c).unwrap();
-    let mut ram = Ram::new(&l);
+    let mut ram = OwnedFtlMemory::new(&l);
     let mut st = vec![SimNandBlock::NEW; 16];
     let (mut img, script) = prefilled(&c, &mut st, &mut ram);
     let mut conf = SimNandConfig::new(2);
@@ -236,7 +217,7 @@ fn cut_sweep(bombs: &[Timebomb], reserve: u32) {
         conf
     };
     let l = FtlLayout::compute(&PART.geometry(16), &c).unwrap();
-    let mut ram = Ram::new(&l);
+    let mut ram = OwnedFtlMemory::new(&l);
     let mut st = vec![SimNandBlock::NEW; 16];
     let (base, script) = prefilled(&c, &mut st, &mut ram);
     let mut img = base.clone();
@@ -338,7 +319,7 @@ fn timebombs_and_factory_bad_blocks() {
     }
     let mut nand = SimNand::new(&mut mem, &mut st, &PART, conf).unwrap();
     let l = FtlLayout::compute(&nand.geometry(), &c).unwrap();
-    let mut ram = Ram::new(&l);
+    let mut ram = OwnedFtlMemory::new(&l);
     let mut model = BTreeMap::new();
     let mut rng = XorShift64::new(11);
     let mut buf = vec![0u8; 512];
@@ -378,14 +359,14 @@ fn mount_rejects_another_layout() {
     let mut nand = SimNand::new(&mut mem, &mut st, &PART, SimNandConfig::new(1)).unwrap();
     let c1 = cfg(1024, 4);
     let l1 = FtlLayout::compute(&nand.geometry(), &c1).unwrap();
-    let mut ram = Ram::new(&l1);
+    let mut ram = OwnedFtlMemory::new(&l1);
     {
         let mut ftl = Ftl::format(&mut nand, ram.mem(), &c1).unwrap();
         ftl.write_block(BlockNo(3), &content(3, 1, 1024)).unwrap();
     }
     let c2 = cfg(512, 4);
     let l2 = FtlLayout::compute(&nand.geometry(), &c2).unwrap();
-    let mut ram2 = Ram::new(&l2);
+    let mut ram2 = OwnedFtlMemory::new(&l2);
     assert!(matches!(
         Ftl::mount(&mut nand, ram2.mem(), &c2),
         Err(FtlError::Mismatch { .. })
@@ -417,7 +398,7 @@ fn static_wear_leveling_moves_cold_data() {
     let mut st = vec![SimNandBlock::NEW; 16];
     let mut nand = SimNand::new(&mut mem, &mut st, &PART, SimNandConfig::new(1)).unwrap();
     let l = FtlLayout::compute(&nand.geometry(), &c).unwrap();
-    let mut ram = Ram::new(&l);
+    let mut ram = OwnedFtlMemory::new(&l);
     let mut model = BTreeMap::new();
     let mut buf = vec![0u8; 512];
     {

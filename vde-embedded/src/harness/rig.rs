@@ -20,12 +20,11 @@
 use std::format;
 use std::string::String;
 use std::vec;
-use std::vec::Vec;
 
 use vde_nostd::{BlockDevice, Volume};
 
 use super::{judge, name, Config, Mem, Report, Workload, TX_BLOCKS};
-use crate::ftl::{BlockInfo, Ftl, FtlConfig, FtlLayout, FtlMemory};
+use crate::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory};
 use crate::nand::nor::{NorNand, NorNandLayout};
 use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
 use crate::sim::{FlashStats, OpKind, SimFlash, TearMode, XorShift64};
@@ -268,36 +267,11 @@ pub fn run_rig<R: Rig, L: Workload>(
     Ok(report)
 }
 
-/// Owned RAM of a translation layer.
-struct FtlRam {
-    map: Vec<u32>,
-    blocks: Vec<BlockInfo>,
-    page: Vec<u8>,
-}
-
-impl FtlRam {
-    fn new(layout: &FtlLayout) -> FtlRam {
-        FtlRam {
-            map: vec![0; layout.map_entries()],
-            blocks: vec![BlockInfo::EMPTY; layout.block_entries()],
-            page: vec![0; layout.page_size],
-        }
-    }
-
-    fn mem(&mut self) -> FtlMemory<'_> {
-        FtlMemory {
-            map: &mut self.map,
-            blocks: &mut self.blocks,
-            page: &mut self.page,
-        }
-    }
-}
-
 /// The translation layer over a [`SimNand`].
 pub struct NandRig<'m> {
     sim: SimNand<'m>,
     ftl: FtlConfig,
-    ram: FtlRam,
+    ram: OwnedFtlMemory,
     /// The simulator's timebombs, re-armed at every power-up.
     timebombs: [Option<Timebomb>; crate::nand::sim::MAX_TIMEBOMBS],
 }
@@ -311,7 +285,7 @@ impl<'m> NandRig<'m> {
         Ok(NandRig {
             sim,
             ftl,
-            ram: FtlRam::new(&layout),
+            ram: OwnedFtlMemory::new(&layout),
             timebombs,
         })
     }
@@ -359,7 +333,7 @@ impl<'m> Rig for NandRig<'m> {
 pub struct NorFtlRig<'m, const R: usize, const W: usize, const E: usize> {
     nand: NorNand<SimFlash<'m, R, W, E>>,
     ftl: FtlConfig,
-    ram: FtlRam,
+    ram: OwnedFtlMemory,
 }
 
 impl<'m, const R: usize, const W: usize, const E: usize> NorFtlRig<'m, R, W, E> {
@@ -374,7 +348,7 @@ impl<'m, const R: usize, const W: usize, const E: usize> NorFtlRig<'m, R, W, E> 
         Ok(NorFtlRig {
             nand,
             ftl,
-            ram: FtlRam::new(&l),
+            ram: OwnedFtlMemory::new(&l),
         })
     }
 }
