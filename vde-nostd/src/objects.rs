@@ -7,11 +7,10 @@
 //! shared and which units of each are taken.
 //!
 //! Every put and delete is one WAL transaction: the shared block, the index blocks and the
-//! bitmap change together. Extent payload is written straight to blocks that are free in the
-//! committed state, before the transaction's single flush; if the transaction never commits those
-//! blocks stay free. Such a direct write never lands on a block named by a logged but not yet
-//! checkpointed record (a replay would clobber it): a small filter of logged targets forces a
-//! checkpoint first when in doubt.
+//! bitmap change together. Extent payload is written unlogged ([`crate::wal::Wal::write_unlogged`])
+//! to blocks that are free in the committed state; the log flushes it before the transaction's
+//! commit record, and if the transaction never commits those blocks stay free. The log also
+//! keeps such a write off any block a logged but not yet checkpointed record names.
 //!
 //! Invariant: between operations the RAM index equals the committed on-disk index; after any
 //! failed or rolled-back operation it is marked stale and reloaded before the next one.
@@ -52,14 +51,6 @@ pub(crate) struct ObjState {
     pub count: usize,
     pub counters: Counters,
     pub stale: bool,
-}
-
-/// Filter of blocks named by logged transactions since the last checkpoint.
-pub(crate) type Revoke = [u64; 16];
-
-pub(crate) fn revoke_bit(b: BlockNo) -> (usize, u64) {
-    let h = b.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 10 bits
-    ((h / 64) as usize % 16, 1u64 << (h % 64))
 }
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
@@ -426,28 +417,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             start: e.start,
             tag: Handle::extent_tag(seq),
         };
-        // A logged, unchecked-pointed record for one of these blocks would be replayed over the
-        // payload after a crash: checkpoint first if the filter cannot rule that out.
-        let mut doubt = false;
-        for k in 0..blocks {
-            let (w, m) = revoke_bit(BlockNo(e.start.0 + k));
-            doubt |= self.revoke.get(w).is_some_and(|x| x & m != 0);
-        }
-        if doubt {
+        // A record logged since the last checkpoint must not be replayed over the payload.
+        {
             let Volume {
                 wal, dev, scratch, ..
             } = self;
-            wal.checkpoint(dev, scratch)?;
-            self.revoke = [0; 16];
+            wal.prepare_unlogged(dev, e, scratch)?;
         }
         let hdr = ExtentHeader {
             handle: h.raw(),
             len: data.len() as u64,
             payload_hash: xxhash_rust::xxh64::xxh64(data, h.raw()),
         };
-        // Blocks free in the committed bitmap are written straight to the device (if the
-        // transaction never commits they stay free). A block freed earlier in this same
-        // transaction still holds committed data, so its new content goes through the WAL.
+        // Blocks free in the committed bitmap are written unlogged (if the transaction never
+        // commits they stay free; the log orders them before its commit record). A block freed
+        // earlier in this same transaction still holds committed data, so its new content goes
+        // through the log.
         let bpb = self.layout.bits_per_block();
         let bitmap_start = self.layout.bitmap_start;
         let mut cached: Option<u64> = None;
@@ -492,7 +477,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .copy_from_slice(data.get(off..off + n).ok_or(Error::ObjectTooLarge)?);
             off += n;
             if !via_log {
-                dev.write_block(b, buf)?;
+                wal.write_unlogged(dev, b, buf)?;
             }
         }
         let mut o = self.obj()?;

@@ -15,7 +15,7 @@ use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
 use crate::format::superblock::Superblock;
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
-use crate::objects::{revoke_bit, ObjState, Revoke};
+use crate::objects::ObjState;
 use crate::scanner::{self, BitmapSource, Summary};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::wal::{block_of, split_two, RecoveryReport, TxBuf, Wal, WalStats};
@@ -97,7 +97,6 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) tx_free_delta: i64,
     pub(crate) index: &'b mut [u8],
     pub(crate) objects: Option<ObjState>,
-    pub(crate) revoke: Revoke,
     summaries: Option<&'b mut [Summary]>,
     report: RecoveryReport,
 }
@@ -191,7 +190,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             tx_free_delta: 0,
             index: bufs.index,
             objects: None,
-            revoke: [0; 16],
             summaries: None,
             report,
         };
@@ -218,9 +216,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let Volume {
             wal, dev, scratch, ..
         } = self;
-        wal.checkpoint(dev, scratch)?;
-        self.revoke = [0; 16];
-        Ok(())
+        wal.checkpoint(dev, scratch)
     }
 
     /// The device, for reads outside the engine (tests, tools).
@@ -505,17 +501,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             ..
         } = self;
-        let checkpoints = wal.stats().checkpoints;
         let r = wal.commit(dev, tx, scratch);
-        if wal.stats().checkpoints != checkpoints {
-            self.revoke = [0; 16];
-        }
-        for (b, _) in self.tx.iter() {
-            let (w, m) = revoke_bit(b);
-            if let Some(x) = self.revoke.get_mut(w) {
-                *x |= m;
-            }
-        }
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
         }

@@ -15,10 +15,21 @@
 //!    ends the log (it was torn or never committed). Recovery then checkpoints, so the epoch moves
 //!    on and nothing written before can ever validate again.
 //!
+//! 4. **unlogged writes** ([`Wal::write_unlogged`]): the payload of a new extent goes straight
+//!    to blocks that are free in the committed state. Such a write is ordered, never proven: the
+//!    log remembers that one is outstanding, and the next commit issues a flush *before* its
+//!    first log write, so the payload is durable before any commit record that depends on it
+//!    can be (FORMAT.md, "Unlogged writes"). A block named by a record logged since the last
+//!    checkpoint is never written unlogged (a replay would clobber it):
+//!    [`Wal::prepare_unlogged`] checkpoints first when the filter of logged targets cannot rule
+//!    that out.
+//!
 //! Invariants: log space is reused only after what it holds is applied and flushed; the two
 //! headers are never written between the same two flushes; a block named as the `mirror` (the
 //! superblock mirror) is written in place only after a flush that follows every other in-place
-//! write of its transaction, so its twin (the primary) is durable first.
+//! write of its transaction, so its twin (the primary) is durable first; no commit record is
+//! written while an unlogged write is unflushed; no block that a logged record since the last
+//! checkpoint names is written unlogged.
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
@@ -28,7 +39,7 @@ use crate::format::wal_record::{
     parse_record_prefix, record_prefix, seed, txn_blocks, Commit, TxIdent, BEGIN_LEN, COMMIT_LEN,
     RECORD_PREFIX, RECORD_SUFFIX,
 };
-use crate::types::{BlockNo, Epoch, Seq};
+use crate::types::{BlockNo, Epoch, Extent, Seq};
 use xxhash_rust::xxh64::Xxh64;
 
 /// The block updates of one transaction, held in caller-provided memory until commit.
@@ -159,6 +170,34 @@ pub struct Wal {
     generation: u64,
     active_is_b: bool,
     stats: WalStats,
+    logged: LoggedFilter,
+    unordered: bool,
+}
+
+/// A filter of the blocks named by records logged since the last checkpoint (false positives
+/// only): 1,024 bits, one hash per block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct LoggedFilter([u64; 16]);
+
+impl LoggedFilter {
+    fn bit(b: BlockNo) -> (usize, u64) {
+        let h = b.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 10 bits
+        ((h / 64) as usize % 16, 1u64 << (h % 64))
+    }
+    fn insert(&mut self, b: BlockNo) {
+        let (w, m) = Self::bit(b);
+        if let Some(x) = self.0.get_mut(w) {
+            *x |= m;
+        }
+    }
+    fn may_contain(&self, b: BlockNo) -> bool {
+        let (w, m) = Self::bit(b);
+        self.0.get(w).is_some_and(|x| x & m != 0)
+    }
+    fn clear(&mut self) {
+        self.0 = [0; 16];
+    }
 }
 
 impl Wal {
@@ -178,6 +217,8 @@ impl Wal {
             generation: 1,
             active_is_b: false,
             stats: WalStats::default(),
+            logged: LoggedFilter::default(),
+            unordered: false,
         }
     }
 
@@ -342,6 +383,12 @@ impl Wal {
         if self.head.saturating_add(need) > self.blocks {
             self.force_checkpoint(dev, blk)?;
         }
+        // Unlogged payload this transaction (or an abandoned one) wrote must be durable before
+        // any commit record can be: a flush between them is the only thing that orders them.
+        self.flush_unordered(dev)?;
+        for (b, _) in tx.iter() {
+            self.logged.insert(b);
+        }
         let seq = self.last_seq.next();
         let sd = seed(seq.0, self.salt);
         let ident = TxIdent {
@@ -407,9 +454,64 @@ impl Wal {
         scratch: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         if self.head == 0 && self.checkpoint_seq == self.last_seq {
-            return dev.flush().map_err(Error::Device);
+            dev.flush()?;
+            self.unordered = false;
+            return Ok(());
         }
         self.force_checkpoint(dev, block_of(scratch, self.bs)?)
+    }
+
+    /// Flushes if an unlogged write is outstanding.
+    fn flush_unordered<D: BlockDevice>(&mut self, dev: &mut D) -> Result<(), Error<D::Error>> {
+        if self.unordered {
+            dev.flush()?;
+            self.unordered = false;
+        }
+        Ok(())
+    }
+
+    /// Makes `e` ready for [`Wal::write_unlogged`]: checkpoints first if a record logged since
+    /// the last checkpoint may name one of its blocks (its replay after a crash would overwrite
+    /// the unlogged content). `scratch` must hold one block.
+    pub fn prepare_unlogged<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        e: Extent,
+        scratch: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        let doubt = (0..e.len).any(|k| {
+            self.logged
+                .may_contain(BlockNo(e.start.0.saturating_add(k)))
+        });
+        if doubt {
+            self.force_checkpoint(dev, block_of(scratch, self.bs)?)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to block `b` without logging it: only for blocks that are free in the
+    /// committed state and prepared with [`Wal::prepare_unlogged`] since the last commit that
+    /// may have named them. The write is ordered before the next commit record by a flush (see
+    /// the module documentation). A block that a logged record may name is refused with
+    /// [`Error::OutOfRange`], as is one outside the volume or inside the log.
+    pub fn write_unlogged<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        data: &[u8],
+    ) -> Result<(), Error<D::Error>> {
+        if !self.target_ok(b) || self.logged.may_contain(b) || data.len() != self.bs {
+            return Err(Error::OutOfRange);
+        }
+        // Set before the write: a failed write may still have landed.
+        self.unordered = true;
+        dev.write_block(b, data)?;
+        Ok(())
+    }
+
+    /// Whether an unlogged write has been issued since the last flush.
+    pub fn unordered(&self) -> bool {
+        self.unordered
     }
 
     fn force_checkpoint<D: BlockDevice>(
@@ -418,6 +520,7 @@ impl Wal {
         blk: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         dev.flush()?;
+        self.unordered = false;
         let next = Wal {
             generation: self.generation.saturating_add(1),
             epoch: self.epoch.next(),
@@ -437,6 +540,7 @@ impl Wal {
         self.checkpoint_seq = self.last_seq;
         self.active_is_b = !self.active_is_b;
         self.head = 0;
+        self.logged.clear();
         self.stats.checkpoints += 1;
         Ok(())
     }

@@ -16,35 +16,48 @@
 //!    arms [`SimFlash::arm_power_cut`]`(k)` so the `k`-th operation of the workload is cut (a read
 //!    fails, a program or an erase is torn), runs the workload until its first error, reboots,
 //!    mounts (no cut), verifies the volume ([`Volume::verify`]) and asks the workload to check the
-//!    volume against what it logged: what was acknowledged and what was in flight;
+//!    volume against what it logged: what was acknowledged and what was in flight. The device
+//!    is wrapped in [`Unflushed`](unflushed::Unflushed), which records the writes issued since
+//!    the last completed flush: besides the state the medium was left in, up to
+//!    [`Config::crash_states`] outcomes of those writes (any subset, in any order, one torn; all
+//!    of them when there are few) are imposed on the crash image, each remounted and checked
+//!    the same way;
 //! 4. **second cut**: for every [`Config::second_cut_every`]-th first cut whose recovery replayed a
 //!    committed transaction, and every as many-th of the others, it counts the operations of that
 //!    recovering mount (`M`) and, for every `j` in `0..M`, restores the crash image, cuts the
-//!    mount at its `j`-th operation, reboots, mounts again and runs the same checks.
+//!    mount at its `j`-th operation, reboots, mounts again and runs the same checks (over up to
+//!    [`Config::second_crash_states`] outcomes of the recovery's unflushed writes).
 //!
 //! Every departure is recorded as a violation with the cut point, the kind of operation cut and
 //! the tear mode, so a failure is reproducible from the report alone (the damage a cut does
 //! depends only on [`Config::seed`], the cut point and the operation number).
 //!
 //! NOR flash has no volatile write cache ([`NorFlashDevice`]'s flush is a no-op), so what a cut
-//! leaves is exactly the flash content: finished operations are durable, the cut one is torn.
+//! leaves physically is the flash content: finished operations are durable, the cut one is torn.
+//! The unflushed-write outcomes go further on purpose: they show that the engine orders every
+//! write it depends on with a flush, as it must on a file or a disk with a write cache.
+//!
+//! Checks every workload makes (see [`workloads`]): `verify`, the acknowledged state, the
+//! in-flight operation wholly present (and readable) or wholly absent, and the free-space and
+//! object counters equal to the reference run's at that point ([`Snapshot`]).
 
 use std::format;
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use embedded_storage::nor_flash::NorFlash;
 use vde_nostd::{BlockDevice, Buffers, Error, FormatOptions, Volume};
 
+#[cfg(doc)]
 use crate::nor::NorFlashDevice;
-use crate::sim::{FlashStats, OpKind, SimConfig, SimFlash, TearMode, XorShift64};
+use crate::sim::{FlashStats, OpKind, SimConfig, SimFlash, TearMode};
 
 pub mod rig;
+pub mod unflushed;
 pub mod workloads;
 
 pub use workloads::{
-    AddModules, InFlight, ModulesLog, Objects, ObjectsLog, RandomTransactions, TxLog,
+    AddModules, InFlight, ModulesLog, Objects, ObjectsLog, RandomTransactions, Snapshot, TxLog,
 };
 
 /// Transaction capacity (block updates) of the volumes the harness mounts.
@@ -126,6 +139,11 @@ pub struct Config {
     pub second_cut_every: u64,
     /// Violation descriptions kept in the report (all are counted).
     pub keep_violations: usize,
+    /// Outcomes of the unflushed writes checked per first cut, the medium's own state included
+    /// (1 = only the medium's state).
+    pub crash_states: usize,
+    /// The same for every second cut.
+    pub second_crash_states: usize,
 }
 
 impl Config {
@@ -146,6 +164,8 @@ impl Config {
             stride: 1,
             second_cut_every: 8,
             keep_violations: 40,
+            crash_states: 6,
+            second_crash_states: 2,
         }
     }
 }
@@ -173,6 +193,9 @@ pub struct Report {
     pub second_sweeps: u64,
     /// Second cuts (one per operation of each swept mount).
     pub second_points: u64,
+    /// Crash states checked: every outcome of the unflushed writes tried after a first or a
+    /// second cut (the medium's own state included).
+    pub states: u64,
     /// Violations found.
     pub violations: u64,
     /// The first [`Config::keep_violations`] violations, described.
@@ -197,9 +220,10 @@ impl core::fmt::Display for Report {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         writeln!(
             f,
-            "{}: power-cut points: {}, violations: {}",
+            "{}: power-cut points: {}, crash states: {}, violations: {}",
             self.workload,
             self.total_points(),
+            self.states,
             self.violations
         )?;
         write!(
@@ -251,23 +275,6 @@ impl Mem {
     }
 }
 
-type Sim<'m, const R: usize, const W: usize, const E: usize> = SimFlash<'m, R, W, E>;
-type Vol<'b, 'f, 'm, const R: usize, const W: usize, const E: usize> =
-    Volume<'b, NorFlashDevice<&'f mut Sim<'m, R, W, E>>, TX_BLOCKS>;
-
-fn device<F: NorFlash>(flash: F, bs: usize) -> Result<NorFlashDevice<F>, String> {
-    NorFlashDevice::new(flash, bs, 0, None).map_err(|e| format!("geometry: {e}"))
-}
-
-fn mount<'b, 'f, 'm, const R: usize, const W: usize, const E: usize>(
-    flash: &'f mut Sim<'m, R, W, E>,
-    bs: usize,
-    mem: &'b mut Mem,
-) -> Result<Vol<'b, 'f, 'm, R, W, E>, String> {
-    let dev = device(flash, bs)?;
-    Volume::mount(dev, mem.bufs()).map_err(|e| format!("mount: {e:?}"))
-}
-
 fn name(kind: Option<OpKind>) -> &'static str {
     match kind {
         Some(OpKind::Read) => "read",
@@ -290,156 +297,23 @@ fn judge(failed: Option<String>, lost: bool) -> Result<(), String> {
     }
 }
 
-/// Remounts after a cut and runs every check; returns the mount's op count and whether it
-/// replayed a committed transaction.
-fn remount_and_check<L: Workload, const R: usize, const W: usize, const E: usize>(
-    workload: &L,
-    flash: &mut Sim<'_, R, W, E>,
-    bs: usize,
-    mem: &mut Mem,
-    log: &L::Log,
-    reference: &L::Log,
-) -> Result<(u64, bool), String> {
-    let start = flash.op_count();
-    let mut vol = mount(flash, bs, mem)?;
-    let ops = vol.device().flash().op_count() - start;
-    let replayed = vol.recovery_report().replayed > 0;
-    vol.verify().map_err(|e| format!("verify: {e:?}"))?;
-    workload.check(&mut vol, log, reference)?;
-    Ok((ops, replayed))
-}
-
 /// Runs `workload` under the harness on a simulated flash of geometry `R`/`W`/`E` (read, write
-/// and erase sizes). Returns an error only if the harness cannot set up (bad geometry, the base
-/// image cannot be formatted, or the uncut workload fails or fails its own check); every problem
-/// found under power cuts is a violation in the [`Report`].
+/// and erase sizes) of [`Config::capacity`] bytes, through [`NorFlashDevice`] (the
+/// [`NorRig`](rig::NorRig) under [`run_rig`](rig::run_rig)). Returns an error only if the
+/// harness cannot set up (bad geometry, the base image cannot be formatted, or the uncut workload
+/// fails or fails its own check); every problem found under power cuts is a violation in the
+/// [`Report`].
 pub fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
     cfg: &Config,
     workload: &L,
 ) -> Result<Report, String> {
-    let bs = cfg.block_size;
-    let keep = cfg.keep_violations;
     let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
     let mut image = vec![0xFFu8; cfg.capacity];
     let mut wear = vec![0u32; sectors];
-    let mut mem = Mem::new(bs, cfg.index_entries);
-    let sim_config = |salt: u64, tear: TearMode| SimConfig {
-        seed: XorShift64::new(cfg.seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64(),
-        tear,
-        ..SimConfig::new(0)
-    };
-
-    // 1. The base image.
-    {
-        let mut flash = Sim::<R, W, E>::new(&mut image, &mut wear, sim_config(0, TearMode::Prefix))
-            .map_err(|e| format!("flash: {e}"))?;
-        let dev = device(&mut flash, bs)?;
-        let vol = Volume::<_, TX_BLOCKS>::format(dev, &cfg.format, mem.bufs())
-            .map_err(|e| format!("format: {e:?}"))?;
-        vol.unmount().map_err(|e| format!("unmount: {e:?}"))?;
-    }
-    let base = image.clone();
-
-    // 2. The reference run.
-    let mut report = Report {
-        workload: workload.name(),
-        ..Report::default()
-    };
-    let mut reference = L::Log::default();
-    {
-        let mut flash = Sim::<R, W, E>::new(&mut image, &mut wear, sim_config(1, TearMode::Prefix))
-            .map_err(|e| format!("flash: {e}"))?;
-        let mut vol = mount(&mut flash, bs, &mut mem)?;
-        vol.device().flash_mut().reset_stats();
-        let start = vol.device().flash().op_count();
-        workload
-            .run(&mut vol, &mut reference)
-            .map_err(|e| format!("the uncut workload failed: {e:?}"))?;
-        report.ops = vol.device().flash().op_count() - start;
-        report.reference = vol.device().flash().stats();
-        drop(vol);
-        remount_and_check(workload, &mut flash, bs, &mut mem, &reference, &reference)
-            .map_err(|e| format!("the uncut workload fails its own check: {e}"))?;
-    }
-
-    // 3. A cut at every operation; 4. a second cut during some recoveries.
-    let mut other_recoveries = 0u64;
-    let mut k = 0u64;
-    while k < report.ops {
-        for (t, &tear) in cfg.tear.modes(k).iter().enumerate() {
-            report.points += 1;
-            image.copy_from_slice(&base);
-            let mut flash = Sim::<R, W, E>::new(
-                &mut image,
-                &mut wear,
-                sim_config(k.wrapping_mul(4) + 2 + t as u64, tear),
-            )
-            .map_err(|e| format!("flash: {e}"))?;
-            let mut log = L::Log::default();
-            let r = {
-                let mut vol = mount(&mut flash, bs, &mut mem)?;
-                vol.device().flash_mut().arm_power_cut(k);
-                workload.run(&mut vol, &mut log)
-            };
-            let kind = flash.cut_kind();
-            let at = format!("cut at op {k} ({}, {tear:?} tear)", name(kind));
-            match kind {
-                Some(OpKind::Read) => report.cut_reads += 1,
-                Some(OpKind::Program) => report.cut_programs += 1,
-                Some(OpKind::Erase) => report.cut_erases += 1,
-                None => {}
-            }
-            let failed = r.err().map(|e| format!("{e:?}"));
-            if let Err(e) = judge(failed, flash.power_lost()) {
-                report.violation(keep, format!("{at}: workload {e}"));
-            }
-            flash.reboot();
-            let crash = flash.bytes().to_vec();
-            let (mount_ops, replayed) =
-                match remount_and_check(workload, &mut flash, bs, &mut mem, &log, &reference) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        report.violation(keep, format!("{at}: {e}"));
-                        continue;
-                    }
-                };
-            // Sample both kinds of recovery: every n-th that replayed a committed transaction and
-            // every n-th that only discarded a torn or uncommitted tail.
-            let nth = if replayed {
-                report.replaying_recoveries += 1;
-                report.replaying_recoveries
-            } else {
-                other_recoveries += 1;
-                other_recoveries
-            };
-            if cfg.second_cut_every == 0 || !(nth - 1).is_multiple_of(cfg.second_cut_every) {
-                continue;
-            }
-            report.second_sweeps += 1;
-            for j in 0..mount_ops {
-                report.second_points += 1;
-                flash.reboot();
-                flash.bytes_mut().copy_from_slice(&crash);
-                flash.arm_power_cut(j);
-                let failed = mount(&mut flash, bs, &mut mem).err();
-                let at2 = format!(
-                    "{at}, second cut at mount op {j} ({})",
-                    name(flash.cut_kind())
-                );
-                if let Err(e) = judge(failed, flash.power_lost()) {
-                    report.violation(keep, format!("{at2}: mount {e}"));
-                }
-                flash.reboot();
-                if let Err(e) =
-                    remount_and_check(workload, &mut flash, bs, &mut mem, &log, &reference)
-                {
-                    report.violation(keep, format!("{at2}: {e}"));
-                }
-            }
-        }
-        k = k.saturating_add(cfg.stride.max(1));
-    }
-    Ok(report)
+    let flash = SimFlash::<R, W, E>::new(&mut image, &mut wear, SimConfig::new(cfg.seed))
+        .map_err(|e| format!("flash: {e}"))?;
+    let mut rig = rig::NorRig::new(flash, cfg.block_size);
+    rig::run_rig(cfg, &mut rig, workload)
 }
 
 #[cfg(test)]

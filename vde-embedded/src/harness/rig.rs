@@ -20,13 +20,16 @@
 use std::format;
 use std::string::String;
 use std::vec;
+use std::vec::Vec;
 
 use vde_nostd::{BlockDevice, Volume};
 
+use super::unflushed::{read_all, Unflushed, Window};
 use super::{judge, name, Config, Mem, Report, Workload, TX_BLOCKS};
 use crate::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory};
 use crate::nand::nor::{NorNand, NorNandLayout};
 use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
+use crate::nor::NorFlashDevice;
 use crate::sim::{FlashStats, OpKind, SimFlash, TearMode, XorShift64};
 
 /// What the driver needs from a simulated medium.
@@ -122,6 +125,13 @@ fn mount<'b, 'r, R: Rig>(rig: &'r mut R, mem: &'b mut Mem) -> Result<RVol<'b, 'r
     Volume::mount(dev, mem.bufs()).map_err(|e| format!("mount: {e:?}"))
 }
 
+/// Every block of the rig's device as it is now (the content at the last flush, for
+/// [`Unflushed`]).
+fn blocks_of<R: Rig>(rig: &mut R) -> Result<Vec<u8>, String> {
+    let mut dev = rig.open()?;
+    read_all(&mut dev).map_err(|e| format!("read: {e:?}"))
+}
+
 /// Remounts and runs every check; returns the operation count at the start of the mount, the
 /// mount's operations, and whether it replayed a committed transaction.
 fn remount_and_check<L: Workload, R: Rig>(
@@ -138,6 +148,61 @@ fn remount_and_check<L: Workload, R: Rig>(
     vol.verify().map_err(|e| format!("verify: {e:?}"))?;
     workload.check(&mut vol, log, reference)?;
     Ok((start, ops, replayed))
+}
+
+/// What [`check_outcomes`] needs besides the rig: the logs, the cut's label and randomness.
+struct Cut<'a, L: Workload> {
+    workload: &'a L,
+    log: &'a L::Log,
+    reference: &'a L::Log,
+    at: &'a str,
+    seed: u64,
+    tear: TearMode,
+}
+
+/// After a cut (the rig rebooted, its image as the cut left it): checks up to `max` outcomes of
+/// the unflushed writes in `window`, the first being the medium's own state, each imposed on the
+/// crash image and remounted. Returns what [`remount_and_check`] returned for the first outcome,
+/// if it passed, and leaves the rig's image as the cut left it.
+fn check_outcomes<L: Workload, R: Rig>(
+    cut: &Cut<'_, L>,
+    rig: &mut R,
+    mem: &mut Mem,
+    window: &Window,
+    max: usize,
+    report: &mut Report,
+    keep: usize,
+) -> Option<(u64, u64, bool)> {
+    let crash = rig.image().to_vec();
+    let crash_ops = rig.medium().op_count();
+    let mut first = None;
+    for (i, st) in window.states(max, cut.seed).iter().enumerate() {
+        report.states += 1;
+        let at = if i == 0 {
+            String::from(cut.at)
+        } else {
+            format!("{}, unflushed writes: {}", cut.at, st.describe(window))
+        };
+        if i > 0 {
+            rig.image_mut().copy_from_slice(&crash);
+            rig.power_up(cut.seed ^ (i as u64) << 32, cut.tear, crash_ops);
+            let imposed = rig
+                .open()
+                .and_then(|mut dev| st.apply(window, &mut dev).map_err(|e| format!("{e:?}")));
+            if let Err(e) = imposed {
+                report.violation(keep, format!("{at}: imposing the outcome: {e}"));
+                continue;
+            }
+        }
+        match remount_and_check(cut.workload, rig, mem, cut.log, cut.reference) {
+            Ok(x) if i == 0 => first = Some(x),
+            Ok(_) => {}
+            Err(e) => report.violation(keep, format!("{at}: {e}")),
+        }
+    }
+    rig.image_mut().copy_from_slice(&crash);
+    rig.power_up(cut.seed, cut.tear, crash_ops);
+    first
 }
 
 /// Runs `workload` under the harness on `rig` (see [`run`](super::run) for the procedure and
@@ -168,6 +233,7 @@ pub fn run_rig<R: Rig, L: Workload>(
         vol.unmount().map_err(|e| format!("unmount: {e:?}"))?;
     }
     let base = rig.image().to_vec();
+    let base_blocks = blocks_of(rig)?;
 
     // 2. The reference run.
     let mut report = Report {
@@ -191,7 +257,8 @@ pub fn run_rig<R: Rig, L: Workload>(
     remount_and_check(workload, rig, &mut mem, &reference, &reference)
         .map_err(|e| format!("the uncut workload fails its own check: {e}"))?;
 
-    // 3. A cut at every operation; 4. a second cut during some recoveries.
+    // 3. A cut at every operation, with the outcomes of its unflushed writes; 4. a second cut
+    // during some recoveries.
     let mut other_recoveries = 0u64;
     let mut k = 0u64;
     while k < report.ops {
@@ -201,13 +268,18 @@ pub fn run_rig<R: Rig, L: Workload>(
             rig.image_mut().copy_from_slice(&base);
             rig.power_up(run_seed, tear, 0);
             let mut log = L::Log::default();
-            let failed = {
-                let mut vol = mount(rig, &mut mem)?;
-                R::medium_of(vol.device()).arm_power_cut(k);
-                workload
-                    .run(&mut vol, &mut log)
-                    .err()
-                    .map(|e| format!("{e:?}"))
+            let (failed, window) = {
+                let mut dev = Unflushed::new(rig.open()?, base_blocks.clone());
+                let failed = {
+                    let mut vol = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs())
+                        .map_err(|e| format!("mount: {e:?}"))?;
+                    R::medium_of(vol.device().inner()).arm_power_cut(k);
+                    workload
+                        .run(&mut vol, &mut log)
+                        .err()
+                        .map(|e| format!("{e:?}"))
+                };
+                (failed, dev.window())
             };
             let kind = rig.medium().cut_kind();
             let at = format!("cut at op {k} ({}, {tear:?} tear)", name(kind));
@@ -223,14 +295,26 @@ pub fn run_rig<R: Rig, L: Workload>(
             }
             rig.reboot();
             let crash = rig.image().to_vec();
-            let (mount_start, mount_ops, replayed) =
-                match remount_and_check(workload, rig, &mut mem, &log, &reference) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        report.violation(keep, format!("{at}: {e}"));
-                        continue;
-                    }
-                };
+            let cut = Cut {
+                workload,
+                log: &log,
+                reference: &reference,
+                at: &at,
+                seed: run_seed,
+                tear,
+            };
+            let first = check_outcomes(
+                &cut,
+                rig,
+                &mut mem,
+                &window,
+                cfg.crash_states,
+                &mut report,
+                keep,
+            );
+            let Some((mount_start, mount_ops, replayed)) = first else {
+                continue;
+            };
             let nth = if replayed {
                 report.replaying_recoveries += 1;
                 report.replaying_recoveries
@@ -242,12 +326,24 @@ pub fn run_rig<R: Rig, L: Workload>(
                 continue;
             }
             report.second_sweeps += 1;
+            rig.image_mut().copy_from_slice(&crash);
+            rig.power_up(run_seed, tear, mount_start);
+            let crash_blocks = blocks_of(rig)?;
             for j in 0..mount_ops {
                 report.second_points += 1;
                 rig.image_mut().copy_from_slice(&crash);
                 rig.power_up(run_seed ^ j, tear, mount_start);
                 rig.medium().arm_power_cut(j);
-                let failed = mount(rig, &mut mem).err();
+                let (failed, window) = match rig.open() {
+                    Err(e) => (Some(e), Window::default()),
+                    Ok(dev) => {
+                        let mut dev = Unflushed::new(dev, crash_blocks.clone());
+                        let failed = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs())
+                            .err()
+                            .map(|e| format!("mount: {e:?}"));
+                        (failed, dev.window())
+                    }
+                };
                 let at2 = format!(
                     "{at}, second cut at mount op {j} ({})",
                     name(rig.medium().cut_kind())
@@ -257,14 +353,73 @@ pub fn run_rig<R: Rig, L: Workload>(
                     report.violation(keep, format!("{at2}: mount {e}"));
                 }
                 rig.reboot();
-                if let Err(e) = remount_and_check(workload, rig, &mut mem, &log, &reference) {
-                    report.violation(keep, format!("{at2}: {e}"));
-                }
+                let cut2 = Cut {
+                    at: &at2,
+                    seed: run_seed ^ j,
+                    ..cut
+                };
+                check_outcomes(
+                    &cut2,
+                    rig,
+                    &mut mem,
+                    &window,
+                    cfg.second_crash_states,
+                    &mut report,
+                    keep,
+                );
             }
         }
         k = k.saturating_add(cfg.stride.max(1));
     }
     Ok(report)
+}
+
+/// A NOR [`SimFlash`] through [`NorFlashDevice`]: the rig of [`run`](super::run).
+pub struct NorRig<'m, const R: usize, const W: usize, const E: usize> {
+    flash: SimFlash<'m, R, W, E>,
+    bs: usize,
+}
+
+impl<'m, const R: usize, const W: usize, const E: usize> NorRig<'m, R, W, E> {
+    /// A rig of `flash` (its content is the blank medium) with vde blocks of `block_size` bytes.
+    pub fn new(flash: SimFlash<'m, R, W, E>, block_size: usize) -> Self {
+        NorRig {
+            flash,
+            bs: block_size,
+        }
+    }
+}
+
+impl<'m, const R: usize, const W: usize, const E: usize> Rig for NorRig<'m, R, W, E> {
+    type Medium = SimFlash<'m, R, W, E>;
+    type Dev<'r>
+        = NorFlashDevice<&'r mut SimFlash<'m, R, W, E>>
+    where
+        Self: 'r;
+
+    fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
+        self.flash.reboot();
+        self.flash.config_mut().seed = seed;
+        self.flash.config_mut().tear = tear;
+    }
+    fn reboot(&mut self) {
+        self.flash.reboot();
+    }
+    fn image(&self) -> &[u8] {
+        self.flash.bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.flash.bytes_mut()
+    }
+    fn medium(&mut self) -> &mut Self::Medium {
+        &mut self.flash
+    }
+    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
+        NorFlashDevice::new(&mut self.flash, self.bs, 0, None).map_err(|e| format!("geometry: {e}"))
+    }
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
+        dev.flash_mut()
+    }
 }
 
 /// The translation layer over a [`SimNand`].

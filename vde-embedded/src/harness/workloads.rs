@@ -17,7 +17,7 @@ use std::vec::Vec;
 
 use vde_nostd::modules::{self, CATALOGUE};
 use vde_nostd::types::Extent;
-use vde_nostd::{BlockDevice, BlockNo, Error, Handle, ModuleSet, Volume};
+use vde_nostd::{BlockDevice, BlockNo, Error, Handle, ModuleSet, ObjectStats, Volume};
 
 use super::Workload;
 use crate::sim::XorShift64;
@@ -36,6 +36,50 @@ fn join(problems: &[String]) -> String {
         s.push_str(&format!("; and {} more", problems.len() - MAX_LISTED));
     }
     s
+}
+
+/// A volume's counters at one point of a workload: free blocks and, with the objects module,
+/// the object statistics. The reference run logs one after every acknowledged operation (and one
+/// at the start); after a cut the remounted volume must show exactly the one before or the one
+/// after the operation in flight, so a leaked or doubly counted block, or a counter that moved
+/// without its object, is a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Free blocks.
+    pub free_blocks: u64,
+    /// Object statistics (`None` without the objects module).
+    pub objects: Option<ObjectStats>,
+}
+
+impl Snapshot {
+    /// Takes the volume's counters (RAM only after a successful operation).
+    pub fn take<D: BlockDevice, const K: usize>(vol: &mut Volume<'_, D, K>) -> Snapshot {
+        Snapshot {
+            free_blocks: vol.usage().free_blocks,
+            objects: vol.object_stats().ok(),
+        }
+    }
+
+    /// Checks `vol` against `reference[at]`, the reference run's counters after `at`
+    /// acknowledged operations.
+    pub fn expect<D: BlockDevice, const K: usize>(
+        vol: &mut Volume<'_, D, K>,
+        reference: &[Snapshot],
+        at: usize,
+    ) -> Result<(), String> {
+        let want = reference
+            .get(at)
+            .ok_or_else(|| format!("the reference run has no counters after {at} operations"))?;
+        let got = Snapshot::take(vol);
+        if got == *want {
+            return Ok(());
+        }
+        let fresh = vol.count_free().map_err(|e| format!("count_free: {e:?}"))?;
+        Err(format!(
+            "counters after {at} operations: {got:?} (bitmap scan: {fresh} free), the reference \
+             run had {want:?}"
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -70,6 +114,8 @@ pub struct TxLog {
     pub acked: usize,
     /// Every block any transaction allocated.
     pub touched: BTreeSet<u64>,
+    /// Counters at the start and after every acknowledged transaction.
+    pub snapshots: Vec<Snapshot>,
 }
 
 /// The content [`RandomTransactions`] writes to `block` with `stamp`: block number, stamp, a magic
@@ -134,6 +180,7 @@ impl Workload for RandomTransactions {
         let mut live: BTreeMap<u64, u32> = BTreeMap::new();
         let mut runs: Vec<Extent> = Vec::new();
         log.states.push(live.clone());
+        log.snapshots.push(Snapshot::take(vol));
         for t in 0..self.transactions {
             let stamp = u32::try_from(t + 1).unwrap_or(u32::MAX);
             let mut next = live.clone();
@@ -168,6 +215,7 @@ impl Workload for RandomTransactions {
             log.touched.extend(next.keys());
             log.states.push(next.clone());
             tx.commit()?;
+            log.snapshots.push(Snapshot::take(vol));
             log.acked += 1;
             live = next;
             runs = next_runs;
@@ -179,7 +227,7 @@ impl Workload for RandomTransactions {
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &TxLog,
-        _reference: &TxLog,
+        reference: &TxLog,
     ) -> Result<(), String> {
         let acked = log
             .states
@@ -197,8 +245,11 @@ impl Workload for RandomTransactions {
             let stamp = stamp_of(b, &buf);
             seen.insert(b, Seen { allocated, stamp });
         }
-        if matches_state(&seen, acked) || inflight.is_some_and(|s| matches_state(&seen, s)) {
-            return Ok(());
+        if matches_state(&seen, acked) {
+            return Snapshot::expect(vol, &reference.snapshots, log.acked);
+        }
+        if inflight.is_some_and(|s| matches_state(&seen, s)) {
+            return Snapshot::expect(vol, &reference.snapshots, log.acked + 1);
         }
         let mut problems = Vec::new();
         for (b, s) in &seen {
@@ -248,7 +299,7 @@ pub struct AddModules {
 }
 
 /// What [`AddModules`] logged.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ModulesLog {
     /// Modules present when the workload started.
     pub start: ModuleSet,
@@ -256,6 +307,8 @@ pub struct ModulesLog {
     pub acked: ModuleSet,
     /// The module whose addition is in flight.
     pub inflight: Option<ModuleSet>,
+    /// Counters at the start and after every acknowledged addition.
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl Workload for AddModules {
@@ -272,10 +325,12 @@ impl Workload for AddModules {
     ) -> Result<(), Error<D::Error>> {
         log.start = vol.modules();
         log.acked = log.start;
+        log.snapshots.push(Snapshot::take(vol));
         for name in self.modules {
             let m = modules::by_name(name).ok_or(Error::UnknownModule)?;
             log.inflight = Some(m.flag());
             vol.add_module_regions(m, self.now)?;
+            log.snapshots.push(Snapshot::take(vol));
             log.acked |= m.flag();
             log.inflight = None;
         }
@@ -286,9 +341,11 @@ impl Workload for AddModules {
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &ModulesLog,
-        _reference: &ModulesLog,
+        reference: &ModulesLog,
     ) -> Result<(), String> {
         let got = vol.modules();
+        let done = log.snapshots.len().saturating_sub(1) + usize::from(got != log.acked);
+        Snapshot::expect(vol, &reference.snapshots, done)?;
         let with_inflight = log.inflight.map(|f| log.acked | f);
         if got != log.acked && Some(got) != with_inflight {
             return Err(format!(
@@ -399,6 +456,8 @@ pub struct ObjectsLog {
     pub handles: Vec<Vec<u64>>,
     /// The operation in flight, if any.
     pub inflight: Option<InFlight>,
+    /// Counters at the start and after every acknowledged operation.
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl Objects {
@@ -441,6 +500,7 @@ impl Workload for Objects {
         log: &mut ObjectsLog,
     ) -> Result<(), Error<D::Error>> {
         let mut rng = XorShift64::new(self.seed);
+        log.snapshots.push(Snapshot::take(vol));
         for op in 0..self.operations {
             let live_bytes: usize = log.live.iter().map(|(_, d)| d.len()).sum();
             let choice = match rng.below(8) {
@@ -494,6 +554,7 @@ impl Workload for Objects {
             log.dead.extend(&f.deletes);
             log.live.extend(got.iter().copied().zip(f.puts));
             log.handles.push(got);
+            log.snapshots.push(Snapshot::take(vol));
             log.inflight = None;
         }
         Ok(())
@@ -583,6 +644,10 @@ impl Workload for Objects {
                 "counters say {} objects / {} B, model {objects} / {bytes}",
                 stats.counters.objects, stats.counters.bytes
             ));
+        }
+        let done = log.handles.len() + usize::from(is_applied && log.inflight.is_some());
+        if let Err(e) = Snapshot::expect(vol, &reference.snapshots, done) {
+            problems.push(e);
         }
         if !problems.is_empty() {
             return Err(join(&problems));
