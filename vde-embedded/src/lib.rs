@@ -50,6 +50,6 @@ pub mod sim;
 
 pub use nor::{GeometryError, NorError, NorFlashDevice, MIN_BLOCKS};
 pub use sim::{
-    FlashPart, FlashStats, FlashTiming, OpKind, SimConfig, SimError, SimFlash, SimSetupError,
-    TearMode, WearSummary, XorShift64,
+    FlashPart, FlashStats, FlashTiming, OpKind, SimConfig, SimError, SimFlash, SimRam,
+    SimSetupError, TearMode, WearSummary, XorShift64,
 };

@@ -30,7 +30,7 @@ use crate::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory};
 use crate::nand::nor::{NorNand, NorNandLayout};
 use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
 use crate::nor::NorFlashDevice;
-use crate::sim::{FlashStats, OpKind, SimFlash, TearMode, XorShift64};
+use crate::sim::{FlashStats, OpKind, SimFlash, SimRam, TearMode, XorShift64};
 
 /// What the driver needs from a simulated medium.
 pub trait CutMedium {
@@ -66,6 +66,27 @@ impl<const R: usize, const W: usize, const E: usize> CutMedium for SimFlash<'_, 
     }
     fn reset_stats(&mut self) {
         SimFlash::reset_stats(self);
+    }
+}
+
+impl CutMedium for SimRam<'_> {
+    fn op_count(&self) -> u64 {
+        SimRam::op_count(self)
+    }
+    fn arm_power_cut(&mut self, after: u64) {
+        SimRam::arm_power_cut(self, after);
+    }
+    fn power_lost(&self) -> bool {
+        SimRam::power_lost(self)
+    }
+    fn cut_kind(&self) -> Option<OpKind> {
+        SimRam::cut_kind(self)
+    }
+    fn stats(&self) -> FlashStats {
+        SimRam::stats(self)
+    }
+    fn reset_stats(&mut self) {
+        SimRam::reset_stats(self);
     }
 }
 
@@ -372,6 +393,59 @@ pub fn run_rig<R: Rig, L: Workload>(
         k = k.saturating_add(cfg.stride.max(1));
     }
     Ok(report)
+}
+
+/// A RAM disk ([`SimRam`]): writes land at once and a cut tears the one in progress at sector
+/// granularity; with the unflushed-write outcomes, the model of a file or a disk with a write
+/// cache.
+pub struct RamRig<'m> {
+    ram: SimRam<'m>,
+}
+
+impl<'m> RamRig<'m> {
+    /// A rig of `ram` (its content is the blank medium).
+    pub fn new(ram: SimRam<'m>) -> Self {
+        RamRig { ram }
+    }
+}
+
+impl<'m> Rig for RamRig<'m> {
+    type Medium = SimRam<'m>;
+    type Dev<'r>
+        = &'r mut SimRam<'m>
+    where
+        Self: 'r;
+
+    fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
+        self.ram.reboot();
+        self.ram.set_faults(seed, tear);
+    }
+    fn reboot(&mut self) {
+        self.ram.reboot();
+    }
+    fn image(&self) -> &[u8] {
+        self.ram.bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.ram.bytes_mut()
+    }
+    fn medium(&mut self) -> &mut Self::Medium {
+        &mut self.ram
+    }
+    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
+        Ok(&mut self.ram)
+    }
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
+        dev
+    }
+}
+
+/// A run on a RAM disk of `blocks` blocks of [`Config::block_size`] bytes ([`RamRig`] under
+/// [`run_rig`]).
+pub fn run_ram<L: Workload>(cfg: &Config, blocks: usize, workload: &L) -> Result<Report, String> {
+    let mut mem = vec![0u8; blocks * cfg.block_size];
+    let ram = SimRam::new(&mut mem, cfg.block_size, cfg.seed).map_err(|e| format!("{e:?}"))?;
+    run_rig(cfg, &mut RamRig::new(ram), workload)
 }
 
 /// A NOR [`SimFlash`] through [`NorFlashDevice`]: the rig of [`run`](super::run).

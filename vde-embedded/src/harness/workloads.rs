@@ -413,7 +413,8 @@ impl Workload for AddModules {
 // (c) objects: put / delete / batch
 
 /// Puts, deletes and batches of objects of mixed sizes (packed into slots and in whole-block
-/// extents). Payloads are unique (each starts with its operation and position numbers).
+/// extents). Payloads are unique (each starts with its operation and position numbers). Half
+/// the batches are preceded by a batch of other payloads that is rolled back.
 ///
 /// Model: after a cut, every acknowledged object reads back exactly, every acknowledged delete
 /// is gone (its handle is rejected), the in-flight operation (a put, a delete or a whole batch)
@@ -540,6 +541,15 @@ impl Workload for Objects {
                 (0, [d], []) => got.push(vol.put(d)?.raw()),
                 (1, [], [h]) => vol.delete(Handle::from_raw(*h))?,
                 _ => {
+                    if rng.below(2) == 0 {
+                        // A batch rolled back first: its extent payload was written unlogged to
+                        // blocks the real batch then takes again, and must leave no trace.
+                        let mut b = vol.batch()?;
+                        for (j, d) in f.puts.iter().enumerate() {
+                            b.put(&self.payload(op, 128 + j, d.len()))?;
+                        }
+                        b.rollback();
+                    }
                     let mut b = vol.batch()?;
                     for d in &f.puts {
                         got.push(b.put(d)?.raw());

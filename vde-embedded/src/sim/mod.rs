@@ -35,11 +35,13 @@ use embedded_storage::nor_flash::{
 
 pub mod parts;
 mod power;
+mod ram;
 mod rng;
 
 pub(crate) use power::PowerSwitch;
 
 pub use parts::{FlashPart, FlashTiming};
+pub use ram::SimRam;
 pub use rng::XorShift64;
 
 /// The erased value of a flash byte.
