@@ -134,6 +134,11 @@ impl<'a> SlotBitmap<'a> {
             units: self.units,
         }
     }
+    /// Marks units `at..at + n` occupied (`true`) or free; units past the block are ignored.
+    /// (For repair tools; the engine allocates and frees whole slots.)
+    pub fn set_range(&mut self, at: usize, n: usize, occupied: bool) {
+        self.set(at, n, occupied);
+    }
     fn set(&mut self, at: usize, n: usize, v: bool) {
         for i in at..at.saturating_add(n).min(self.units) {
             if let Some(b) = self.bits.get_mut(i / 8) {

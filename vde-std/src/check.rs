@@ -7,9 +7,11 @@
 //! structure and cross-check, and finally the mounted volume's own figures against the scan's.
 //!
 //! [`repair_path`] fixes what can be fixed safely: it mounts the image for real (replaying
-//! committed transactions and rewriting a damaged WAL header copy), unmounts it, and rewrites a
-//! damaged or stale superblock copy from the good one. It never guesses at lost metadata: a
-//! damaged bitmap, region directory or slot index is reported, not rebuilt.
+//! committed transactions and rewriting a damaged WAL header copy), unmounts it, rewrites a
+//! damaged or stale superblock copy from the good one, and then repairs the objects
+//! ([`crate::repair`]): damaged objects are dropped, the slot-index counters recomputed from what
+//! is found, and leaked blocks freed. It never guesses at lost metadata: a damaged bitmap,
+//! region directory or slot index is reported, not rebuilt.
 
 use std::io;
 use std::path::Path;
@@ -156,9 +158,16 @@ pub fn check_device<D: BlockDevice<Error = io::Error>>(
             }
         }
     }
-    // 3. Every structure, post-recovery.
+    // 3. Every structure, post-recovery. The object repair needs a volume that mounts.
     r.scan = scan::scan(dev, Depth::Payloads, progress)?;
-    r.findings.extend(r.scan.findings.iter().cloned());
+    let mounted = r.mounted;
+    r.findings
+        .extend(r.scan.findings.iter().cloned().map(|mut f| {
+            if !mounted && (f.area == "objects" || f.area == "slot-index") {
+                f.repairable = false;
+            }
+            f
+        }));
     r.notes.extend(r.scan.notes.iter().cloned());
     // 4. The engine's figures against the scan's.
     if let Some((free, shared)) = mounted_figures {
@@ -221,6 +230,19 @@ pub fn repair_path(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Re
             .iter()
             .any(|f| f.area == "wal" && f.message.starts_with("WAL header"));
         repair_device(&mut dev, wal_damaged, &mut actions)?;
+        let mut ov = OverlayDevice::new(dev);
+        let now = check_device(&mut ov, &mut |_, _| {})?;
+        dev = ov.into_inner();
+        let plan = if now.mounted {
+            crate::repair::plan(&now.scan, |b, buf| {
+                dev.read_block(vde_nostd::BlockNo(b), buf)
+            })?
+        } else {
+            None
+        };
+        if let Some(plan) = plan {
+            crate::repair::apply(&mut dev, &plan, &mut actions)?;
+        }
     }
     let mut ov = OverlayDevice::new(dev);
     let after = check_device(&mut ov, &mut |_, _| {})?;

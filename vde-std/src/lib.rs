@@ -9,7 +9,8 @@
 //!   mounted (WAL recovery included) without changing a byte of the file;
 //! - [`OwnedBuffers`]: heap buffers sized from the geometry;
 //! - [`SharedVolume`]: a mounted volume shared between threads;
-//! - [`check`] and [`scan`]: the read-only verifier and repair behind `vde check`.
+//! - [`check`], [`scan`] and [`repair`]: the read-only verifier and the repair behind
+//!   `vde check`.
 //!
 //! ```no_run
 //! use vde_std::{FileDevice, OwnedBuffers, FileVolume};
@@ -37,6 +38,7 @@ pub mod check;
 pub mod error;
 pub mod file;
 pub mod overlay;
+pub mod repair;
 pub mod scan;
 pub mod shared;
 

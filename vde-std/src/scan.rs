@@ -70,6 +70,10 @@ pub struct SharedBlock {
     pub units: usize,
     /// Occupied units.
     pub used_units: usize,
+    /// Intact packed objects: `(first unit, units)` of each.
+    pub good_slots: Vec<(usize, usize)>,
+    /// Occupied units that hold no intact object: `(first unit, units, why)`.
+    pub bad_slots: Vec<(usize, usize, String)>,
 }
 
 /// An object stored in whole blocks, found by its header.
@@ -83,6 +87,8 @@ pub struct ExtentObject {
     pub blocks: u64,
     /// Payload bytes.
     pub len: u64,
+    /// What is wrong with it (`None`: intact).
+    pub damage: Option<String>,
 }
 
 /// The allocation bitmap as read from the image.
@@ -143,8 +149,14 @@ pub struct Scan {
     pub shared: Vec<SharedBlock>,
     /// The slot index counters, if the index was readable.
     pub counters: Option<Counters>,
-    /// Packed objects found.
+    /// The `objects` region (the slot index), if the module is present.
+    pub index_region: Option<vde_nostd::Extent>,
+    /// Whether every block of the slot index passed its checks (so its entries are all known).
+    pub index_complete: bool,
+    /// Packed objects found (damaged ones included).
     pub packed: PackedTotals,
+    /// Intact packed objects.
+    pub packed_intact: PackedTotals,
     /// Extent objects found.
     pub extents: Vec<ExtentObject>,
     /// Allocated data blocks that belong to no region, shared block or object.
@@ -253,6 +265,11 @@ impl<D: BlockDevice<Error = io::Error>> Ctx<'_, D> {
     }
     fn find(&mut self, area: &'static str, msg: impl Into<String>) {
         self.out.findings.push(Finding::new(area, msg));
+    }
+    /// A finding that the object repair ([`crate::repair`]) fixes, if the index and the bitmap
+    /// are whole and the volume mounts.
+    fn find_fixable(&mut self, area: &'static str, msg: impl Into<String>) {
+        self.out.findings.push(Finding::new(area, msg).repairable());
     }
 }
 
@@ -507,6 +524,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     else {
         return Ok(());
     };
+    cx.out.index_region = Some(region.extent);
     let bs = cx.bs;
     let es = slot_index::entry_size(bs);
     let start = region.extent.start.0;
@@ -561,6 +579,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
         }
         blk += 1;
     }
+    cx.out.index_complete = entries.len() == count;
     let mut seen = HashSet::new();
     for e in entries {
         let b = e.block;
@@ -594,6 +613,8 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             block: b,
             units,
             used_units: units - view.free_units(),
+            good_slots: Vec::new(),
+            bad_slots: Vec::new(),
         });
         cx.shared_bits.push(e.bits);
     }
@@ -605,12 +626,14 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
     let bs = cx.bs;
     let units = bs / UNIT;
     let shared: Vec<u64> = cx.out.shared.iter().map(|s| s.block).collect();
-    for (block, bits) in shared.into_iter().zip(bits) {
+    for (i, (block, bits)) in shared.into_iter().zip(bits).enumerate() {
         let Some(view) = subblock::SlotBitmapRef::new(&bits, bs) else {
             continue;
         };
         cx.read(block)?;
         let mut dirty_free = 0usize;
+        let mut good = Vec::new();
+        let mut bad: Vec<(usize, usize, String)> = Vec::new();
         let mut u = 0usize;
         while u < units {
             let at = u * UNIT;
@@ -628,6 +651,9 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
             let hdr = match cx.buf.get(at..at + SLOT_HDR).map(SlotHeader::decode) {
                 Some(Ok(h)) => h,
                 _ => {
+                    let m = format!("shared block {block} unit {u}: unreadable slot header");
+                    cx.find_fixable("objects", m.clone());
+                    bad.push((u, 1, m));
                     u += 1;
                     continue;
                 }
@@ -640,7 +666,8 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
                 })
             {
                 let m = format!("shared block {block} unit {u}: occupied in the index but empty");
-                cx.find("objects", m);
+                cx.find_fixable("objects", m.clone());
+                bad.push((u, 1, m));
                 u += 1;
                 continue;
             }
@@ -651,7 +678,8 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
                     "shared block {block} unit {u}: impossible length {}",
                     hdr.len
                 );
-                cx.find("objects", m);
+                cx.find_fixable("objects", m.clone());
+                bad.push((u, 1, m));
                 u += 1;
                 continue;
             };
@@ -660,7 +688,8 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
                 let m = format!(
                     "shared block {block} unit {u}: a {size}-byte slot that the slot bitmap does not hold"
                 );
-                cx.find("objects", m);
+                cx.find_fixable("objects", m.clone());
+                bad.push((u, 1, m));
                 u += 1;
                 continue;
             }
@@ -673,14 +702,22 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
             let payload = cx
                 .buf
                 .get(at + SLOT_HDR..at + SLOT_HDR + usize::from(hdr.len));
-            if payload.is_none_or(|p| slot_check(p, h.raw()) != hdr.check) {
-                cx.find("objects", format!("object {h}: checksum mismatch"));
-            }
-            let t = &mut cx.out.packed;
-            t.objects += 1;
-            t.bytes += u64::from(hdr.len);
-            if let Some(c) = t.per_class.get_mut(usize::from(class)) {
-                *c += 1;
+            let intact = payload.is_some_and(|p| slot_check(p, h.raw()) == hdr.check);
+            let count = |t: &mut PackedTotals| {
+                t.objects += 1;
+                t.bytes += u64::from(hdr.len);
+                if let Some(c) = t.per_class.get_mut(usize::from(class)) {
+                    *c += 1;
+                }
+            };
+            count(&mut cx.out.packed);
+            if intact {
+                count(&mut cx.out.packed_intact);
+                good.push((u, per));
+            } else {
+                let m = format!("object {h}: checksum mismatch");
+                cx.find_fixable("objects", m.clone());
+                bad.push((u, per, m));
             }
             u += per;
         }
@@ -688,6 +725,10 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
             cx.out.notes.push(format!(
                 "shared block {block}: {dirty_free} free unit(s) hold non-zero bytes (harmless)"
             ));
+        }
+        if let Some(sb) = cx.out.shared.get_mut(i) {
+            sb.good_slots = good;
+            sb.bad_slots = bad;
         }
     }
     Ok(())
@@ -752,6 +793,7 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
                 "objects",
                 format!("object {h}: impossible length {}", hdr.len),
             );
+            cx.out.unaccounted.push(b);
             b += 1;
             continue;
         };
@@ -763,15 +805,18 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
                     hdr.len
                 ),
             );
+            cx.out.unaccounted.push(b);
             b += 1;
             continue;
         }
+        let mut damage = None;
         let bad_alloc = (b..end)
             .filter(|x| cx.out.bitmap.allocated(*x) == Some(false) || claimed(*x))
             .count();
         if bad_alloc > 0 {
             let m = format!("object {h}: {bad_alloc} of its {blocks} block(s) are free or used by something else");
-            cx.find("objects", m);
+            cx.find_fixable("objects", m.clone());
+            damage = Some(m);
         }
         if depth == Depth::Payloads {
             let mut hasher = Xxh64::new(hdr.handle);
@@ -788,7 +833,9 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
                 left -= take as u64;
             }
             if hasher.digest() != hdr.payload_hash {
-                cx.find("objects", format!("object {h}: payload checksum mismatch"));
+                let m = format!("object {h}: payload checksum mismatch");
+                cx.find_fixable("objects", m.clone());
+                damage.get_or_insert(m);
             }
         }
         cx.out.extents.push(ExtentObject {
@@ -796,6 +843,7 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
             start: b,
             blocks,
             len: hdr.len,
+            damage,
         });
         b = end;
     }
@@ -811,10 +859,12 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
                 "{k} allocated data block(s) belong to no region or object (blocks written through the raw transaction API)"
             ));
         }
+        unfixable(cx);
         return;
     };
     // Counts are only comparable when nothing was skipped for damage.
-    if !cx.out.bitmap.all_valid() {
+    if !cx.out.bitmap.all_valid() || !cx.out.index_complete {
+        unfixable(cx);
         return;
     }
     let p = cx.out.packed;
@@ -848,12 +898,38 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
         ));
     }
     for m in bad {
-        cx.find("slot-index", format!("counters say {m}"));
+        cx.find_fixable("slot-index", format!("counters say {m}"));
     }
+    // With the objects module, every allocated data block belongs to a region, a shared block
+    // or an extent object: any other is leaked.
     if !cx.out.unaccounted.is_empty() {
         let k = cx.out.unaccounted.len();
-        cx.out.notes.push(format!(
-            "{k} allocated data block(s) belong to no region or object (blocks written through the raw transaction API, or leaked)"
-        ));
+        let first: Vec<String> = cx
+            .out
+            .unaccounted
+            .iter()
+            .take(8)
+            .map(u64::to_string)
+            .collect();
+        let more = if k > 8 { ", ..." } else { "" };
+        cx.find_fixable(
+            "objects",
+            format!(
+                "{k} allocated data block(s) belong to no region, shared block or object (leaked): {}{more}",
+                first.join(", ")
+            ),
+        );
+    }
+}
+
+/// The object findings cannot be repaired when part of the index or the bitmap is unreadable.
+fn unfixable<D>(cx: &mut Ctx<'_, D>) {
+    for f in cx
+        .out
+        .findings
+        .iter_mut()
+        .filter(|f| f.area == "objects" || f.area == "slot-index")
+    {
+        f.repairable = false;
     }
 }

@@ -1,0 +1,241 @@
+//! `vde check --repair` on images with damaged objects: what recovery can leave behind after
+//! damage (the state of the extent crash bug among them) is repaired — damaged objects dropped
+//! with a message, counters recomputed, leaked blocks freed — and the image checks clean
+//! afterwards, with every intact object still readable and the free space and counters equal
+//! to a volume that never held the dropped objects.
+
+mod common;
+
+use std::path::Path;
+
+use common::{bytes, vde};
+use vde_nostd::{BlockNo, FormatOptions, Handle, ModuleSet};
+use vde_std::check::{check_path, repair_path};
+use vde_std::{FileDevice, FileVolume, OwnedBuffers};
+
+const BS: usize = 512;
+const SIZE: u64 = 256 << 10;
+
+/// Formats an image at `path` and stores `sizes` objects; returns their handles and payloads.
+fn image(path: &Path, sizes: &[usize]) -> Vec<(Handle, Vec<u8>)> {
+    let dev = FileDevice::create(path, SIZE, BS, false).unwrap();
+    let mut mem = OwnedBuffers::for_device(&dev);
+    let opts = FormatOptions {
+        wal_blocks: None,
+        volume_id: [9; 16],
+        now: 1,
+        modules: ModuleSet::OBJECTS,
+    };
+    let mut vol = FileVolume::format(dev, &opts, mem.bufs()).unwrap();
+    let out = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let d = bytes(i as u64 + 10, *n);
+            (vol.put(&d).unwrap(), d)
+        })
+        .collect();
+    vol.unmount().unwrap();
+    out
+}
+
+/// Counters and free blocks of the image.
+fn figures(path: &Path) -> (vde_nostd::ObjectStats, u64) {
+    let dev = FileDevice::open(path).unwrap();
+    let mut mem = OwnedBuffers::for_device(&dev);
+    let mut vol = FileVolume::mount(dev, mem.bufs()).unwrap();
+    let s = vol.object_stats().unwrap();
+    let f = vol.usage().free_blocks;
+    vol.unmount().unwrap();
+    (s, f)
+}
+
+fn get(path: &Path, h: Handle) -> Result<Vec<u8>, vde_nostd::Error<std::io::Error>> {
+    let dev = FileDevice::open(path).unwrap();
+    let mut mem = OwnedBuffers::for_device(&dev);
+    let mut vol = FileVolume::mount(dev, mem.bufs()).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let r = vol.get(h, &mut buf).map(|n| buf[..n].to_vec());
+    vol.unmount().unwrap();
+    r
+}
+
+fn extent_blocks(h: Handle, len: usize) -> std::ops::Range<u64> {
+    let Handle::Extent { start, .. } = h else {
+        panic!("not an extent: {h}")
+    };
+    let n = (len as u64 + 48).div_ceil(BS as u64);
+    start.0..start.0 + n
+}
+
+fn zero_blocks(path: &Path, blocks: std::ops::Range<u64>) {
+    let mut img = std::fs::read(path).unwrap();
+    for b in blocks {
+        let at = b as usize * BS;
+        img[at..at + BS].fill(0);
+    }
+    std::fs::write(path, img).unwrap();
+}
+
+/// Repairs, asserts the image was unclean before and is clean after, returns the actions.
+fn repair_clean(path: &Path) -> Vec<String> {
+    let r = repair_path(path, &mut |_, _| {}).unwrap();
+    assert!(!r.before.is_clean(), "nothing to repair");
+    assert!(
+        r.after.is_clean(),
+        "still unclean after repair: {:?} (actions {:?})",
+        r.after.findings,
+        r.actions
+    );
+    r.actions
+}
+
+/// The report's crash state: a committed extent put whose data blocks never landed (bitmap and
+/// index say allocated and counted, the blocks hold nothing).
+#[test]
+fn repair_an_extent_committed_without_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    let reference = dir.path().join("ref.img");
+    let objs = image(&path, &[100, 3000, 40]);
+    image(&reference, &[100]);
+    let before = figures(&reference);
+    let (h, d) = objs[1].clone();
+    zero_blocks(&path, extent_blocks(h, d.len()));
+    // Checked as the report saw it.
+    let c = check_path(&path, &mut |_, _| {}).unwrap();
+    let text: Vec<String> = c.findings.iter().map(|f| f.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|f| f.contains("counters say 1 extent objects, found 0")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|f| f.contains("leaked")), "{text:?}");
+    assert!(c.findings.iter().all(|f| f.repairable), "{text:?}");
+    let actions = repair_clean(&path);
+    assert!(
+        actions.iter().any(|a| a.contains("recomputed")),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| a.contains("freed")), "{actions:?}");
+    // The packed objects survive; the lost extent is gone; the third put's counters remain.
+    assert_eq!(get(&path, objs[0].0).unwrap(), objs[0].1);
+    assert_eq!(get(&path, objs[2].0).unwrap(), objs[2].1);
+    assert!(matches!(
+        get(&path, h),
+        Err(vde_nostd::Error::BadHandle { .. })
+    ));
+    let (s, free) = figures(&path);
+    let (s0, free0) = before;
+    assert_eq!(free, free0, "free blocks as without the extent");
+    assert_eq!(s.counters.extent_objects, 0);
+    assert_eq!(s.counters.extent_blocks, 0);
+    assert_eq!(s.counters.objects, s0.counters.objects + 1);
+    // And the volume is usable: a new extent put and get.
+    let dev = FileDevice::open(&path).unwrap();
+    let mut mem = OwnedBuffers::for_device(&dev);
+    let mut vol = FileVolume::mount(dev, mem.bufs()).unwrap();
+    let d2 = bytes(5, 5000);
+    let h2 = vol.put(&d2).unwrap();
+    let mut buf = vec![0u8; 6000];
+    let n = vol.get(h2, &mut buf).unwrap();
+    assert_eq!(&buf[..n], &d2[..]);
+    vol.unmount().unwrap();
+    assert!(check_path(&path, &mut |_, _| {}).unwrap().is_clean());
+}
+
+/// Only the last data block lost: the extent's header is intact, its payload fails the
+/// checksum. Repair drops it (one message), frees its blocks, recomputes the counters.
+#[test]
+fn repair_drops_an_extent_whose_payload_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    let objs = image(&path, &[5000, 70]);
+    let (h, d) = objs[0].clone();
+    let r = extent_blocks(h, d.len());
+    zero_blocks(&path, r.end - 1..r.end);
+    assert!(get(&path, h).is_err());
+    let actions = repair_clean(&path);
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("dropped") && a.contains("checksum")),
+        "{actions:?}"
+    );
+    assert!(matches!(
+        get(&path, h),
+        Err(vde_nostd::Error::BadHandle { .. })
+    ));
+    assert_eq!(get(&path, objs[1].0).unwrap(), objs[1].1);
+    let (s, _) = figures(&path);
+    assert_eq!(s.counters.objects, 1);
+    assert_eq!(s.counters.extent_objects, 0);
+}
+
+/// A packed object whose payload is damaged is dropped; its neighbours in the same shared block
+/// are kept; a second repair finds nothing to do.
+#[test]
+fn repair_drops_a_damaged_packed_object_and_keeps_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    let objs = image(&path, &[30, 31, 32]);
+    let Handle::Packed { block, unit, .. } = objs[1].0 else {
+        panic!("not packed")
+    };
+    let mut img = std::fs::read(&path).unwrap();
+    img[block.0 as usize * BS + usize::from(unit) * 64 + 8 + 3] ^= 0x55;
+    std::fs::write(&path, img).unwrap();
+    let actions = repair_clean(&path);
+    assert!(actions.iter().any(|a| a.contains("dropped")), "{actions:?}");
+    assert_eq!(get(&path, objs[0].0).unwrap(), objs[0].1);
+    assert_eq!(get(&path, objs[2].0).unwrap(), objs[2].1);
+    assert!(get(&path, objs[1].0).is_err());
+    let (s, _) = figures(&path);
+    assert_eq!(s.counters.objects, 2);
+    let again = repair_path(&path, &mut |_, _| {}).unwrap();
+    assert!(again.before.is_clean() && again.actions.is_empty());
+}
+
+/// A block allocated by a raw transaction on an objects volume belongs to nothing: it is
+/// reported as leaked and freed.
+#[test]
+fn repair_frees_leaked_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    let objs = image(&path, &[64]);
+    let free0 = figures(&path).1;
+    {
+        let dev = FileDevice::open(&path).unwrap();
+        let mut mem = OwnedBuffers::for_device(&dev);
+        let mut vol = FileVolume::mount(dev, mem.bufs()).unwrap();
+        let mut tx = vol.begin();
+        let e = tx.allocate(3).unwrap();
+        tx.write(BlockNo(e.start.0), &[1u8; BS]).unwrap();
+        tx.commit().unwrap();
+        vol.unmount().unwrap();
+    }
+    assert_eq!(figures(&path).1, free0 - 3);
+    let actions = repair_clean(&path);
+    assert!(
+        actions.iter().any(|a| a.contains("freed leaked")),
+        "{actions:?}"
+    );
+    assert_eq!(figures(&path).1, free0);
+    assert_eq!(get(&path, objs[0].0).unwrap(), objs[0].1);
+}
+
+/// The command line: `vde check --repair` exits 0 after repairing the report's image, and a
+/// plain `vde check` is clean afterwards.
+#[test]
+fn cli_repair_of_the_reported_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    let objs = image(&path, &[20000.min(SIZE as usize / 8)]);
+    let (h, d) = objs[0].clone();
+    zero_blocks(&path, extent_blocks(h, d.len()));
+    let d = dir.path();
+    let out = vde(d, &["check", "a.img"]);
+    assert_eq!(out.code, 1, "{}", out.out());
+    vde(d, &["check", "a.img", "--repair"]).ok();
+    vde(d, &["check", "a.img"]).ok();
+}
