@@ -20,6 +20,10 @@
 //! 9 probe     raw u64                  (get an arbitrary handle)
 //! 10 pack     len u8                   (pack a small object)
 //! ```
+//! After a cut, one outcome of the writes issued since the last flush is imposed on the flash
+//! (any subset of them, in any order, one torn; an input byte picks which, 0 = the flash as the
+//! cut left it), as a disk with a write cache could leave them.
+//!
 //! The model: acknowledged objects (handle and bytes), acknowledged deletions, acknowledged raw
 //! extents (and their bytes), the acknowledged module set. An operation cut by a power loss is
 //! resolved after recovery: it happened wholly or not at all (a batch with all its puts and
@@ -30,6 +34,7 @@
 use crate::common::{payload, Cursor, Mem};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use vde_embedded::harness::unflushed::{read_all, Unflushed, Window};
 use vde_embedded::sim::{SimConfig, SimFlash, TearMode};
 use vde_embedded::NorFlashDevice;
 use vde_nostd::modules::by_bit;
@@ -37,7 +42,10 @@ use vde_nostd::types::Extent;
 use vde_nostd::{BlockNo, Error, FormatOptions, Handle, ModuleSet, Volume};
 
 type Sim<'m, const E: usize> = SimFlash<'m, 1, 1, E>;
-type Dev<'f, 'm, const E: usize> = NorFlashDevice<&'f mut Sim<'m, E>>;
+type Plain<'f, 'm, const E: usize> = NorFlashDevice<&'f mut Sim<'m, E>>;
+type PlainVol<'b, 'f, 'm, const E: usize> = Volume<'b, Plain<'f, 'm, E>, 16>;
+/// The device of a session: the flash, with the writes since the last flush recorded.
+type Dev<'f, 'm, const E: usize> = Unflushed<Plain<'f, 'm, E>>;
 type Vol<'b, 'f, 'm, const E: usize> = Volume<'b, Dev<'f, 'm, E>, 16>;
 type VErr = Error<vde_embedded::NorError>;
 
@@ -92,7 +100,8 @@ impl Pending {
 
 enum End {
     Done,
-    Cut(Option<Pending>),
+    /// Power cut: the operation in flight, and the writes issued since the last flush.
+    Cut(Option<Pending>, Window),
     Remount,
 }
 
@@ -124,7 +133,7 @@ fn formatted<const E: usize>(blocks: usize) -> Vec<u8> {
                     modules: ModuleSet::OBJECTS,
                 };
                 let dev = NorFlashDevice::whole(&mut flash, E).expect("nor geometry");
-                let vol = Vol::<E>::format(dev, &opts, mem.bufs()).expect("format");
+                let vol = PlainVol::<E>::format(dev, &opts, mem.bufs()).expect("format");
                 vol.unmount().expect("unmount");
                 bytes
             })
@@ -163,8 +172,17 @@ fn run_geom<const E: usize>(g: u8, blocks: usize, c: &mut Cursor<'_>) {
         match end {
             End::Done => break,
             End::Remount => {}
-            End::Cut(p) => {
+            End::Cut(p, window) => {
                 flash.reboot();
+                // Any subset of the unflushed writes, in any order, one torn: the input picks
+                // one outcome (0 = as the flash holds it).
+                let pick = usize::from(c.u8().unwrap_or(0));
+                let states = window.states(8, u64::from(g) ^ (steps as u64) << 8);
+                if let Some(st) = states.get(pick % states.len().max(1)) {
+                    crate::trace!("unflushed writes: {}", st.describe(&window));
+                    let mut dev = NorFlashDevice::whole(&mut flash, E).expect("nor");
+                    st.apply(&window, &mut dev).expect("impose the outcome");
+                }
                 pending = p;
                 recovery_cut = model.recovery_cut.take();
             }
@@ -173,13 +191,19 @@ fn run_geom<const E: usize>(g: u8, blocks: usize, c: &mut Cursor<'_>) {
     // Final: no cut, a clean remount, everything still there.
     flash.reboot();
     let dev = NorFlashDevice::whole(&mut flash, E).expect("nor");
-    let mut vol = Vol::<E>::mount(dev, mem.bufs()).expect("final mount");
+    let mut vol = Vol::<E>::mount(recorded(dev), mem.bufs()).expect("final mount");
     check::<E>(&mut vol, &model, "final mount");
     vol.unmount().expect("final unmount");
 }
 
+/// Wraps a device to record its unflushed writes (its content now is the durable one).
+fn recorded<'f, 'm, const E: usize>(mut dev: Plain<'f, 'm, E>) -> Dev<'f, 'm, E> {
+    let durable = read_all(&mut dev).expect("read the flash");
+    Unflushed::new(dev, durable)
+}
+
 fn lost<const E: usize>(vol: &mut Vol<'_, '_, '_, E>) -> bool {
-    vol.device().flash().power_lost()
+    vol.device().inner().flash().power_lost()
 }
 
 fn expected_refusal(e: &VErr) -> bool {
@@ -209,7 +233,7 @@ fn session<const E: usize>(
 ) -> End {
     if let Some(k) = recovery_cut {
         flash.arm_power_cut(k);
-        let r = Vol::<E>::mount(
+        let r = PlainVol::<E>::mount(
             NorFlashDevice::whole(&mut *flash, E).expect("nor"),
             mem.bufs(),
         )
@@ -223,7 +247,7 @@ fn session<const E: usize>(
         flash.reboot();
     }
     flash.disarm_power_cut();
-    let dev = NorFlashDevice::whole(&mut *flash, E).expect("nor");
+    let dev = recorded(NorFlashDevice::whole(&mut *flash, E).expect("nor"));
     let mut vol = match Vol::<E>::mount(dev, mem.bufs()) {
         Ok(v) => v,
         Err(e) => panic!("mount after a power cut or remount failed: {e:?}"),
@@ -261,18 +285,26 @@ fn session<const E: usize>(
                 );
             }
             Step::Remount => {
+                // Checkpoint first, so a cut in it still has the volume's unflushed writes.
+                if let Err(e) = vol.checkpoint() {
+                    assert!(
+                        lost::<E>(&mut vol),
+                        "checkpoint failed without a cut: {e:?}"
+                    );
+                    return End::Cut(None, vol.device().window());
+                }
                 let r = vol.unmount().map(drop);
                 return match r {
                     Ok(()) => End::Remount,
                     Err(e) => {
                         assert!(flash.power_lost(), "unmount failed without a cut: {e:?}");
-                        End::Cut(None)
+                        End::Cut(None, Window::default())
                     }
                 };
             }
             Step::Failed(e, p) => {
                 if lost::<E>(&mut vol) {
-                    return End::Cut(p);
+                    return End::Cut(p, vol.device().window());
                 }
                 assert!(
                     expected_refusal(&e),
@@ -281,11 +313,11 @@ fn session<const E: usize>(
             }
         }
         // Check with the cut held back (so that it lands inside operations, not checks).
-        let armed = vol.device().flash().power_cut_armed();
-        vol.device().flash_mut().disarm_power_cut();
+        let armed = vol.device().inner().flash().power_cut_armed();
+        vol.device().inner().flash_mut().disarm_power_cut();
         check::<E>(&mut vol, m, "after a step");
         if let Some(k) = armed {
-            vol.device().flash_mut().arm_power_cut(k);
+            vol.device().inner().flash_mut().arm_power_cut(k);
         }
     }
 }
@@ -427,7 +459,7 @@ fn step<const E: usize>(
             let k = u64::from(c.u16().unwrap_or(0) % 768);
             let r = c.u8().unwrap_or(0);
             m.recovery_cut = (r != 0).then_some(u64::from(r) * 2);
-            vol.device().flash_mut().arm_power_cut(k);
+            vol.device().inner().flash_mut().arm_power_cut(k);
             Step::Ok
         }
         6 => match vol.checkpoint() {
