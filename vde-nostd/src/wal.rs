@@ -4,22 +4,26 @@
 //! 1. **commit** appends the transaction to the log as begin header, records and commit marker
 //!    (format in [`crate::format::wal_record`]), then issues **one flush**. Only then are the
 //!    blocks written in place (not flushed: the next flush makes them durable).
-//! 2. **checkpoint** (when the log is full, at mount, at unmount, or on request) flushes the
-//!    in-place writes, then writes the *other* WAL header copy with `checkpoint_seq` = last
-//!    committed sequence and a new epoch, and flushes again. That header is the completion marker
-//!    for every transaction up to `checkpoint_seq`; the log space is reused from its start only
-//!    after it.
+//! 2. **checkpoint** (when the log is full, at a mount that recovered something, at unmount, or
+//!    on request) flushes the in-place writes, then writes the *other* WAL header copy with
+//!    `checkpoint_seq` = last committed sequence and a new epoch. That header is the completion
+//!    marker for every transaction up to `checkpoint_seq`. It is not flushed on its own: the
+//!    next commit flushes before its first log write (see 4), so the log space is reused from
+//!    its start only after the marker is durable; until then the older header stands and
+//!    recovery replays what is already home.
 //! 3. **recovery** reads the newest valid header, then walks the log from its start expecting
 //!    `checkpoint_seq + 1, + 2, ...` in the header's epoch. A transaction is replayed only if its
 //!    begin header, every record hash and its commit marker validate; the first one that does not
 //!    ends the log (it was torn or never committed). Recovery then checkpoints, so the epoch moves
-//!    on and nothing written before can ever validate again.
-//!
-//! 4. **unlogged writes** ([`Wal::write_unlogged`]): the payload of a new extent goes straight
-//!    to blocks that are free in the committed state. Such a write is ordered, never proven: the
-//!    log remembers that one is outstanding, and the next commit issues a flush *before* its
-//!    first log write, so the payload is durable before any commit record that depends on it
-//!    can be (FORMAT.md, "Unlogged writes"). A block named by a record logged since the last
+//!    on and nothing written before can ever validate again; a clean log (nothing replayed, no
+//!    torn transaction of the current epoch, no newer epoch seen) is left as it is, so a clean
+//!    mount writes nothing.
+//! 4. **owed flushes**: the payload of a new extent goes straight to blocks that are free in the
+//!    committed state ([`Wal::write_unlogged`]), and a checkpoint leaves its marker unflushed.
+//!    Such writes are ordered, never proven: the log remembers that one is outstanding, and the
+//!    next commit issues a flush *before* its first log write, so the payload is durable before
+//!    any commit record that depends on it, and the marker before the log space it frees is
+//!    reused (FORMAT.md, "Unlogged writes"). A block named by a record logged since the last
 //!    checkpoint is never written unlogged (a replay would clobber it):
 //!    [`Wal::prepare_unlogged`] checkpoints first when the filter of logged targets cannot rule
 //!    that out.
@@ -27,9 +31,9 @@
 //! Invariants: log space is reused only after what it holds is applied and flushed; the two
 //! headers are never written between the same two flushes; a block named as the `mirror` (the
 //! superblock mirror) is written in place only after a flush that follows every other in-place
-//! write of its transaction, so its twin (the primary) is durable first; no commit record is
-//! written while an unlogged write is unflushed; no block that a logged record since the last
-//! checkpoint names is written unlogged.
+//! write of its transaction, so its twin (the primary) is durable first; no log write happens
+//! while an unlogged write or a completion marker is unflushed; no block that a logged record
+//! since the last checkpoint names is written unlogged.
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
@@ -171,7 +175,7 @@ pub struct Wal {
     active_is_b: bool,
     stats: WalStats,
     logged: LoggedFilter,
-    unordered: bool,
+    owed: bool,
 }
 
 /// A filter of the blocks named by records logged since the last checkpoint (false positives
@@ -218,7 +222,7 @@ impl Wal {
             active_is_b: false,
             stats: WalStats::default(),
             logged: LoggedFilter::default(),
-            unordered: false,
+            owed: false,
         }
     }
 
@@ -318,8 +322,15 @@ impl Wal {
         if floor.0 >= EPOCH_CEILING {
             return Err(Error::Corrupt(Structure::WalHeader));
         }
+        // A clean log (nothing to replay, no torn transaction of this epoch, no newer epoch
+        // anywhere) needs no checkpoint: the session goes on in the header's epoch, and a
+        // clean mount writes nothing. Otherwise recovery checkpoints, so the epoch moves on and
+        // nothing written before can validate again.
+        let clean = report.replayed == 0 && !report.discarded_tail && floor == w.epoch;
         w.epoch = floor;
-        w.force_checkpoint(dev, a)?;
+        if !clean {
+            w.force_checkpoint(dev, a)?;
+        }
         Ok((w, report))
     }
 
@@ -385,7 +396,7 @@ impl Wal {
         }
         // Unlogged payload this transaction (or an abandoned one) wrote must be durable before
         // any commit record can be: a flush between them is the only thing that orders them.
-        self.flush_unordered(dev)?;
+        self.settle(dev)?;
         for (b, _) in tx.iter() {
             self.logged.insert(b);
         }
@@ -454,18 +465,16 @@ impl Wal {
         scratch: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         if self.head == 0 && self.checkpoint_seq == self.last_seq {
-            dev.flush()?;
-            self.unordered = false;
-            return Ok(());
+            return self.settle(dev);
         }
         self.force_checkpoint(dev, block_of(scratch, self.bs)?)
     }
 
-    /// Flushes if an unlogged write is outstanding.
-    fn flush_unordered<D: BlockDevice>(&mut self, dev: &mut D) -> Result<(), Error<D::Error>> {
-        if self.unordered {
+    /// Flushes if an unlogged write or a completion marker is unflushed.
+    fn settle<D: BlockDevice>(&mut self, dev: &mut D) -> Result<(), Error<D::Error>> {
+        if self.owed {
             dev.flush()?;
-            self.unordered = false;
+            self.owed = false;
         }
         Ok(())
     }
@@ -504,14 +513,15 @@ impl Wal {
             return Err(Error::OutOfRange);
         }
         // Set before the write: a failed write may still have landed.
-        self.unordered = true;
+        self.owed = true;
         dev.write_block(b, data)?;
         Ok(())
     }
 
-    /// Whether an unlogged write has been issued since the last flush.
-    pub fn unordered(&self) -> bool {
-        self.unordered
+    /// Whether a write that the next commit record must not overtake (an unlogged write or a
+    /// completion marker) is unflushed: the next commit flushes before its first log write.
+    pub fn flush_owed(&self) -> bool {
+        self.owed
     }
 
     fn force_checkpoint<D: BlockDevice>(
@@ -520,7 +530,7 @@ impl Wal {
         blk: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         dev.flush()?;
-        self.unordered = false;
+        self.owed = false;
         let next = Wal {
             generation: self.generation.saturating_add(1),
             epoch: self.epoch.next(),
@@ -533,8 +543,11 @@ impl Wal {
         } else {
             WAL_HDR_B
         };
+        // The marker needs no flush of its own: until it is durable the older header stands and
+        // recovery replays what is already home (idempotent), and the next commit flushes
+        // before its first log write reuses the log space.
+        self.owed = true;
         dev.write_block(target, blk)?;
-        dev.flush()?;
         self.generation = next.generation;
         self.epoch = next.epoch;
         self.checkpoint_seq = self.last_seq;

@@ -105,3 +105,19 @@ pub fn patch_superblocks(img: &Path, bs: usize, f: impl Fn(&mut [u8])) {
     }
     std::fs::write(img, data).unwrap();
 }
+
+/// Opens an image in this process, retrying while it is `Locked` (for up to 5 s). A test that
+/// spawns `vde` shares the process with tests that open images in-process: a child forked by
+/// another test holds a copy of every descriptor until it execs, and with it any lock on them,
+/// so a lock just released can look held for a moment.
+pub fn open_retry<T>(mut open: impl FnMut() -> vde_std::Result<T>) -> T {
+    let t = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(vde_std::Error::Locked) if t.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r.expect("open the image"),
+        }
+    }
+}
