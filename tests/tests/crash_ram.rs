@@ -177,12 +177,12 @@ fn cut_everywhere(
     tried
 }
 
-/// Every write into the WAL area and the superblock and WAL-header blocks since the last flush
-/// lands (its last version), every other one is lost: the crash state of the report
-/// (`base.img` + WAL header + WAL blocks, no data blocks).
-fn log_lands_data_lost(
-    wal: std::ops::Range<u64>,
+/// An outcome where every write into the WAL area and the superblock and WAL-header blocks lands
+/// (its newest version) and every other block is left with `data` (its choice).
+fn log_lands(
+    data: Choice,
 ) -> impl Fn(&vde_embedded::harness::unflushed::Window, u64) -> CrashState {
+    let wal = wal_range();
     move |w, _| CrashState {
         choices: w
             .blocks
@@ -191,7 +191,7 @@ fn log_lands_data_lost(
                 if wal.contains(&t.block) || t.block < WAL_START {
                     Choice::Version(t.versions.len() - 1)
                 } else {
-                    Choice::Durable
+                    data
                 }
             })
             .collect(),
@@ -219,7 +219,8 @@ fn data(n: usize, x: u8) -> Vec<u8> {
 fn regression_extent_commit_without_its_data_blocks() {
     for size in [5000usize, 2000, 600] {
         let payload = data(size, 7);
-        let tried = cut_everywhere(|_| {}, &payload, log_lands_data_lost(wal_range()));
+        // Every data write lost: the report's `base.img` + WAL header + WAL blocks.
+        let tried = cut_everywhere(|_| {}, &payload, log_lands(Choice::Durable));
         assert!(tried > 0, "no cut left unflushed writes to drop ({size} B)");
     }
 }
@@ -231,27 +232,13 @@ fn regression_extent_commit_without_its_data_blocks() {
 #[test]
 fn regression_rolled_back_extent_write_lands_last() {
     let payload = data(1500, 3);
-    let wal = wal_range();
     let before = |vol: &mut Volume<'_, &mut Unflushed<&mut SimRam<'_>>, 16>| {
         let mut b = vol.batch().unwrap();
         b.put(&data(1500, 99)).unwrap();
         b.rollback();
     };
-    let oldest_data_newest_log =
-        move |w: &vde_embedded::harness::unflushed::Window, _| CrashState {
-            choices: w
-                .blocks
-                .iter()
-                .map(|t| {
-                    if wal.contains(&t.block) || t.block < WAL_START {
-                        Choice::Version(t.versions.len() - 1)
-                    } else {
-                        Choice::Version(0)
-                    }
-                })
-                .collect(),
-        };
-    let tried = cut_everywhere(before, &payload, oldest_data_newest_log);
+    // Every data block left with the oldest version of the window.
+    let tried = cut_everywhere(before, &payload, log_lands(Choice::Version(0)));
     assert!(tried > 0);
     // The same put after the rolled-back batch is readable when nothing is cut.
     let mut img = image();
