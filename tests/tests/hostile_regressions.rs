@@ -404,3 +404,62 @@ fn extent_block_counter_beyond_the_allocated_blocks_is_refused() {
         .and_then(|mut v| v.verify());
     assert_eq!(r, Err(Error::Corrupt(Structure::SlotIndex)));
 }
+
+/// Found by `wal_recovery` (input `56 44 45 52 45 47 44 52 01`) once a clean mount stopped
+/// checkpointing: two valid WAL header copies that rank equal (same generation and epoch) and
+/// nothing to replay. The mount took the log as clean and wrote nothing, so the tie stayed for
+/// the next mount to guess at. A clean mount now also needs the active copy to rank strictly
+/// above the other; otherwise recovery checkpoints, which breaks the tie.
+#[test]
+fn tied_wal_headers_are_not_a_clean_log() {
+    let mut img = fresh_image(BS, 256, 16);
+    // The newer copy over the older one: the log holds nothing of their epoch.
+    let (ha, hb) = (
+        decode_header(&img, WAL_HDR_A).unwrap(),
+        decode_header(&img, WAL_HDR_B).unwrap(),
+    );
+    let (from, to) = if (hb.generation, hb.epoch) > (ha.generation, ha.epoch) {
+        (WAL_HDR_B, WAL_HDR_A)
+    } else {
+        (WAL_HDR_A, WAL_HDR_B)
+    };
+    let copy = img[from.0 as usize * BS..(from.0 as usize + 1) * BS].to_vec();
+    img[to.0 as usize * BS..(to.0 as usize + 1) * BS].copy_from_slice(&copy);
+    assert_eq!(
+        decode_header(&img, WAL_HDR_A),
+        decode_header(&img, WAL_HDR_B)
+    );
+    {
+        let mut mem = Mem::new(BS, 16, 256);
+        let vol =
+            Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        drop(vol.into_device());
+    }
+    let (x, y) = (
+        decode_header(&img, WAL_HDR_A).unwrap(),
+        decode_header(&img, WAL_HDR_B).unwrap(),
+    );
+    assert_ne!(
+        (x.generation, x.epoch),
+        (y.generation, y.epoch),
+        "the mount left the WAL headers tied"
+    );
+}
+
+/// A cleanly unmounted volume mounts without writing (its headers rank apart and its log holds
+/// only older epochs), and still mounts clean after a session that committed nothing.
+#[test]
+fn a_clean_log_is_left_as_it_is() {
+    let mut img = fresh_image(BS, 256, 16);
+    write_raw(&mut img, 200, 0x5A); // leaves a committed transaction in the log
+    let _ = read_block(&mut img, 200); // recovery + checkpoint
+    let before = img.clone();
+    for _ in 0..2 {
+        let mut mem = Mem::new(BS, 16, 256);
+        let vol =
+            Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+        assert_eq!(vol.recovery_report().replayed, 0);
+        drop(vol.unmount().unwrap());
+    }
+    assert!(img == before, "a clean mount and unmount wrote");
+}

@@ -312,9 +312,11 @@ impl Wal {
         dev.read_block(BlockNo(w.start), a)?;
         // A begin header carries no checksum of its own: an epoch at or above the ceiling
         // was never written by vde and is ignored rather than allowed to exhaust the range.
+        let mut first_epoch = None;
         if let Ok(ident) = TxIdent::decode_begin(a) {
             if ident.epoch < EPOCH_CEILING {
                 floor = floor.max(Epoch(ident.epoch));
+                first_epoch = Some(ident.epoch);
             }
         }
         // Headers up to 2^63 are readable, but a volume never starts a session at or above
@@ -322,11 +324,22 @@ impl Wal {
         if floor.0 >= EPOCH_CEILING {
             return Err(Error::Corrupt(Structure::WalHeader));
         }
-        // A clean log (nothing to replay, no torn transaction of this epoch, no newer epoch
-        // anywhere) needs no checkpoint: the session goes on in the header's epoch, and a
-        // clean mount writes nothing. Otherwise recovery checkpoints, so the epoch moves on and
-        // nothing written before can validate again.
-        let clean = report.replayed == 0 && !report.discarded_tail && floor == w.epoch;
+        // A clean log needs no checkpoint: the session goes on in the header's epoch, and a
+        // clean mount writes nothing. Clean: nothing to replay, no torn transaction of this
+        // epoch, both headers valid with the active one strictly newer (a tie must be broken
+        // by a new header), no epoch above the header's, and the log's first block written in
+        // an older epoch or never (so no content of this epoch can lie anywhere in the log:
+        // every epoch's transactions start at the log's first block). Otherwise recovery
+        // checkpoints, so the epoch moves on and nothing written before can validate again.
+        let ranked = match (ha, hb) {
+            (Some(x), Some(y)) => (x.generation, x.epoch) != (y.generation, y.epoch),
+            _ => false,
+        };
+        let clean = report.replayed == 0
+            && !report.discarded_tail
+            && ranked
+            && floor == w.epoch
+            && first_epoch.is_none_or(|e| e < w.epoch.0);
         w.epoch = floor;
         if !clean {
             w.force_checkpoint(dev, a)?;
