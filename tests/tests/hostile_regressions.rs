@@ -433,7 +433,7 @@ fn tied_wal_headers_are_not_a_clean_log() {
         let mut mem = Mem::new(BS, 16, 256);
         let vol =
             Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
-        drop(vol.into_device());
+        let _ = vol.into_device();
     }
     let (x, y) = (
         decode_header(&img, WAL_HDR_A).unwrap(),
@@ -459,7 +459,7 @@ fn a_clean_log_is_left_as_it_is() {
         let vol =
             Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
         assert_eq!(vol.recovery_report().replayed, 0);
-        drop(vol.unmount().unwrap());
+        vol.unmount().unwrap();
     }
     assert!(img == before, "a clean mount and unmount wrote");
 }
