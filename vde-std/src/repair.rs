@@ -24,14 +24,15 @@
 //! finds nothing in the areas it covers.
 
 use std::collections::HashSet;
+use std::io;
 
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::subblock::{self, SlotBitmap, UNIT};
-use vde_nostd::{BlockNo, Extent, ModuleSet, Volume};
+use vde_nostd::{BlockDevice, BlockNo, Extent, ModuleSet, Volume};
 
 use crate::error::{engine_message, Result};
 use crate::scan::Scan;
-use crate::{FileDevice, TX_BLOCKS};
+use crate::TX_BLOCKS;
 
 /// What the repair would write: the plan, computed from a scan without touching the image.
 #[derive(Debug, Clone, Default)]
@@ -229,14 +230,20 @@ pub fn plan<E>(
     Ok(Some(p))
 }
 
-/// Carries out `plan` on `dev` through the engine's log (see the module documentation).
-/// Returns the actions taken, or why nothing was done.
-pub fn apply(dev: &mut FileDevice, plan: &Plan, actions: &mut Vec<String>) -> Result<()> {
+/// Carries out `plan` on `dev` through the engine's log (see the module documentation), and
+/// appends the actions taken, or why nothing was done, to `actions`. An error (a device error
+/// or a power cut) may leave any prefix of the plan's transactions applied; a later repair
+/// plans afresh from what it finds and finishes.
+pub fn apply<D: BlockDevice<Error = io::Error>>(
+    dev: &mut D,
+    plan: &Plan,
+    actions: &mut Vec<String>,
+) -> Result<()> {
     if plan.is_empty() {
         return Ok(());
     }
     let mut mem = crate::OwnedBuffers::for_device(&*dev);
-    let mut vol = match Volume::<&mut FileDevice, TX_BLOCKS>::mount(dev, mem.bufs()) {
+    let mut vol = match Volume::<&mut D, TX_BLOCKS>::mount(dev, mem.bufs()) {
         Ok(v) => v,
         Err(e) => {
             actions.push(format!(
