@@ -10,7 +10,8 @@
 //!   flash rules (erased = `0xFF`, programs only clear bits, no program over programmed bytes),
 //!   counts reads, programs and erases (and wear per erase sector), turns the counts into busy
 //!   time at datasheet timings ([`sim::parts`]), and cuts power at the K-th operation, tearing a
-//!   program or an erase in the middle.
+//!   program or an erase in the middle. [`SimRam`] is the same for a RAM disk of whole blocks (a
+//!   cut tears the write in progress at 512-byte sector granularity).
 //! - [`nand`]: the [`nand::NandFlash`] trait (pages with spare, program once per erase, erase
 //!   blocks, bad-block status), `SimNand` with real part presets, factory and grown bad blocks,
 //!   and a NOR-as-NAND adapter.
@@ -21,7 +22,9 @@
 //! Every buffer comes from the caller, so the simulator runs as well on a Cortex-M as in a test.
 //!
 //! With the `std` feature, [`harness`] adds a reusable power-cut harness: a workload run with a
-//! cut at every flash operation in turn, each followed by reboot, remount and a model check.
+//! cut at every device operation in turn on NOR, NAND through the translation layer or a RAM
+//! disk, each followed by reboot, the outcomes of the writes issued since the last flush (any
+//! subset, any order, one torn: [`harness::unflushed`]), remount and a model check.
 //!
 //! Features: `std` (adds `std::error::Error` impls and the [`harness`]), `defmt`
 //! (`defmt::Format` on every public type of the no_std part).

@@ -105,6 +105,21 @@ impl<'m> SimRam<'m> {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for SimRam<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "SimRam {{ bytes: {}, block_size: {}, stats: {}, ops: {}, power: {} }}",
+            self.mem.len(),
+            self.bs,
+            self.stats,
+            self.power.op_count(),
+            self.power.power
+        )
+    }
+}
+
 impl BlockDevice for SimRam<'_> {
     type Error = SimError;
     fn block_size(&self) -> usize {
