@@ -531,12 +531,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Whether a write that the next commit record must not overtake (an unlogged write or a
-    /// completion marker) is unflushed: the next commit flushes before its first log write.
-    pub fn flush_owed(&self) -> bool {
-        self.owed
-    }
-
     fn force_checkpoint<D: BlockDevice>(
         &mut self,
         dev: &mut D,

@@ -160,14 +160,11 @@ pub fn check_device<D: BlockDevice<Error = io::Error>>(
     }
     // 3. Every structure, post-recovery. The object repair needs a volume that mounts.
     r.scan = scan::scan(dev, Depth::Payloads, progress)?;
-    let mounted = r.mounted;
-    r.findings
-        .extend(r.scan.findings.iter().cloned().map(|mut f| {
-            if !mounted && (f.area == "objects" || f.area == "slot-index") {
-                f.repairable = false;
-            }
-            f
-        }));
+    let first = r.findings.len();
+    r.findings.extend(r.scan.findings.iter().cloned());
+    if !r.mounted {
+        scan::unfixable(r.findings.get_mut(first..).unwrap_or_default());
+    }
     r.notes.extend(r.scan.notes.iter().cloned());
     // 4. The engine's figures against the scan's.
     if let Some((free, shared)) = mounted_figures {
@@ -230,11 +227,10 @@ pub fn repair_path(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Re
             .iter()
             .any(|f| f.area == "wal" && f.message.starts_with("WAL header"));
         repair_device(&mut dev, wal_damaged, &mut actions)?;
-        let mut ov = OverlayDevice::new(dev);
-        let now = check_device(&mut ov, &mut |_, _| {})?;
-        dev = ov.into_inner();
-        let plan = if now.mounted {
-            crate::repair::plan(&now.scan, |b, buf| {
+        // The check ran after WAL recovery (into its overlay), so its scan is what the image
+        // now holds: the WAL replay and the superblock rewrite change no object structure.
+        let plan = if before.mounted {
+            crate::repair::plan(&before.scan, |b, buf| {
                 dev.read_block(vde_nostd::BlockNo(b), buf)
             })?
         } else {

@@ -136,9 +136,9 @@ pub fn plan<E>(
             }
         }
     }
-    // The index, rewritten when anything in it changes.
+    // The index, rewritten when anything in it changes: the counters, a slot bitmap, or an
+    // entry dropped with its last object.
     let index_changed = counters != old
-        || entries.len() != scan.shared.len()
         || scan
             .shared
             .iter()

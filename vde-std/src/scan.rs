@@ -859,12 +859,12 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
                 "{k} allocated data block(s) belong to no region or object (blocks written through the raw transaction API)"
             ));
         }
-        unfixable(cx);
+        unfixable(&mut cx.out.findings);
         return;
     };
     // Counts are only comparable when nothing was skipped for damage.
     if !cx.out.bitmap.all_valid() || !cx.out.index_complete {
-        unfixable(cx);
+        unfixable(&mut cx.out.findings);
         return;
     }
     let p = cx.out.packed;
@@ -922,11 +922,10 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
     }
 }
 
-/// The object findings cannot be repaired when part of the index or the bitmap is unreadable.
-fn unfixable<D>(cx: &mut Ctx<'_, D>) {
-    for f in cx
-        .out
-        .findings
+/// Marks the object findings (areas `objects` and `slot-index`) as not repairable: the object
+/// repair needs the whole index and bitmap, and a volume that mounts.
+pub(crate) fn unfixable(findings: &mut [Finding]) {
+    for f in findings
         .iter_mut()
         .filter(|f| f.area == "objects" || f.area == "slot-index")
     {

@@ -171,7 +171,8 @@ fn remount_and_check<L: Workload, R: Rig>(
     Ok((start, ops, replayed))
 }
 
-/// What [`check_outcomes`] needs besides the rig: the logs, the cut's label and randomness.
+/// What [`check_outcomes`] needs besides the rig: the logs, the cut's label and randomness, the
+/// image the cut left and the writes it left unflushed.
 struct Cut<'a, L: Workload> {
     workload: &'a L,
     log: &'a L::Log,
@@ -179,22 +180,23 @@ struct Cut<'a, L: Workload> {
     at: &'a str,
     seed: u64,
     tear: TearMode,
+    crash: &'a [u8],
+    window: &'a Window,
 }
 
-/// After a cut (the rig rebooted, its image as the cut left it): checks up to `max` outcomes of
-/// the unflushed writes in `window`, the first being the medium's own state, each imposed on the
-/// crash image and remounted. Returns what [`remount_and_check`] returned for the first outcome,
-/// if it passed, and leaves the rig's image as the cut left it.
+/// After a cut (the rig rebooted, its image `cut.crash`, as the cut left it): checks up to `max`
+/// outcomes of the unflushed writes in `cut.window`, the first being the medium's own state,
+/// each imposed on the crash image and remounted. Returns what [`remount_and_check`] returned
+/// for the first outcome, if it passed. The rig's image is left as the last check left it.
 fn check_outcomes<L: Workload, R: Rig>(
     cut: &Cut<'_, L>,
     rig: &mut R,
     mem: &mut Mem,
-    window: &Window,
     max: usize,
     report: &mut Report,
     keep: usize,
 ) -> Option<(u64, u64, bool)> {
-    let crash = rig.image().to_vec();
+    let (crash, window) = (cut.crash, cut.window);
     let crash_ops = rig.medium().op_count();
     let mut first = None;
     for (i, st) in window.states(max, cut.seed).iter().enumerate() {
@@ -205,7 +207,7 @@ fn check_outcomes<L: Workload, R: Rig>(
             format!("{}, unflushed writes: {}", cut.at, st.describe(window))
         };
         if i > 0 {
-            rig.image_mut().copy_from_slice(&crash);
+            rig.image_mut().copy_from_slice(crash);
             rig.power_up(cut.seed ^ (i as u64) << 32, cut.tear, crash_ops);
             let imposed = rig
                 .open()
@@ -221,8 +223,6 @@ fn check_outcomes<L: Workload, R: Rig>(
             Err(e) => report.violation(keep, format!("{at}: {e}")),
         }
     }
-    rig.image_mut().copy_from_slice(&crash);
-    rig.power_up(cut.seed, cut.tear, crash_ops);
     first
 }
 
@@ -323,16 +323,10 @@ pub fn run_rig<R: Rig, L: Workload>(
                 at: &at,
                 seed: run_seed,
                 tear,
+                crash: &crash,
+                window: &window,
             };
-            let first = check_outcomes(
-                &cut,
-                rig,
-                &mut mem,
-                &window,
-                cfg.crash_states,
-                &mut report,
-                keep,
-            );
+            let first = check_outcomes(&cut, rig, &mut mem, cfg.crash_states, &mut report, keep);
             let Some((mount_start, mount_ops, replayed)) = first else {
                 continue;
             };
@@ -374,16 +368,18 @@ pub fn run_rig<R: Rig, L: Workload>(
                     report.violation(keep, format!("{at2}: mount {e}"));
                 }
                 rig.reboot();
+                let crash2 = rig.image().to_vec();
                 let cut2 = Cut {
                     at: &at2,
                     seed: run_seed ^ j,
+                    crash: &crash2,
+                    window: &window,
                     ..cut
                 };
                 check_outcomes(
                     &cut2,
                     rig,
                     &mut mem,
-                    &window,
                     cfg.second_crash_states,
                     &mut report,
                     keep,

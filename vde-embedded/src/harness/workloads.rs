@@ -344,8 +344,6 @@ impl Workload for AddModules {
         reference: &ModulesLog,
     ) -> Result<(), String> {
         let got = vol.modules();
-        let done = log.snapshots.len().saturating_sub(1) + usize::from(got != log.acked);
-        Snapshot::expect(vol, &reference.snapshots, done)?;
         let with_inflight = log.inflight.map(|f| log.acked | f);
         if got != log.acked && Some(got) != with_inflight {
             return Err(format!(
@@ -353,6 +351,8 @@ impl Workload for AddModules {
                 log.acked, log.inflight
             ));
         }
+        let done = log.snapshots.len().saturating_sub(1) + usize::from(got != log.acked);
+        Snapshot::expect(vol, &reference.snapshots, done)?;
         let mut problems = Vec::new();
         let total = vol.layout().block_count;
         let mut region_blocks = 0u64;
