@@ -310,11 +310,20 @@ impl Wal {
             _ => floor = floor.next(),
         }
         dev.read_block(BlockNo(w.start), a)?;
-        // A begin header carries no checksum of its own: an epoch at or above the ceiling
-        // was never written by vde and is ignored rather than allowed to exhaust the range.
+        // A begin header carries no checksum of its own. vde writes one only in the epoch of
+        // the newest header, which is the newest valid copy's epoch or, if that copy was lost,
+        // one above the other's: an epoch beyond that (or at or above the ceiling) was never
+        // written by vde and is ignored rather than allowed to push the volume to the end of
+        // the range.
+        let newest = [ha, hb]
+            .iter()
+            .flatten()
+            .map(|h| h.epoch)
+            .max()
+            .unwrap_or(w.epoch.0);
         let mut first_epoch = None;
         if let Ok(ident) = TxIdent::decode_begin(a) {
-            if ident.epoch < EPOCH_CEILING {
+            if ident.epoch < EPOCH_CEILING && ident.epoch <= newest.saturating_add(1) {
                 floor = floor.max(Epoch(ident.epoch));
                 first_epoch = Some(ident.epoch);
             }
