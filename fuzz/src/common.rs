@@ -155,6 +155,23 @@ impl BlockDevice for ImageDevice {
         self.tick();
         Ok(())
     }
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), ImageError> {
+        self.tick();
+        assert!(
+            block.0 < self.block_count() && offset + data.len() <= self.bs,
+            "append outside the image: block {} of {}, {}+{} bytes",
+            block.0,
+            self.block_count(),
+            offset,
+            data.len()
+        );
+        if self.record {
+            self.writes.push(block.0);
+        }
+        let at = block.0 as usize * self.bs + offset;
+        self.img[at..at + data.len()].copy_from_slice(data);
+        Ok(())
+    }
 }
 
 /// The block `b` of `img`, if inside.
@@ -209,17 +226,42 @@ pub fn layout_unchecked(img: &[u8], bs: usize) -> Option<(Superblock, Layout)> {
     })
 }
 
+/// One record of a transaction found in a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRec {
+    /// Its log position (byte offset in the WAL area).
+    pub at: usize,
+    /// Target block.
+    pub target: u64,
+    /// Byte offset in the block where `data` goes (0 for a whole-block image).
+    pub offset: usize,
+    /// The bytes (the whole block for an image).
+    pub data: Vec<u8>,
+}
+
 /// One transaction found in a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogTxn {
-    /// Log block it starts at.
-    pub at_block: u64,
+    /// Log position (byte offset in the WAL area) of its begin header.
+    pub at: usize,
+    /// Bytes from its begin header to the next transaction's.
+    pub span: usize,
     /// Epoch from its begin header.
     pub epoch: u64,
     /// Sequence number from its begin header.
     pub seq: u64,
-    /// Its records: (target block, data).
-    pub records: Vec<(u64, Vec<u8>)>,
+    /// Its records, in log order.
+    pub records: Vec<LogRec>,
+}
+
+impl LogTxn {
+    /// Applies the records to `img` (block `b` at `b * bs`).
+    pub fn apply(&self, img: &mut [u8], bs: usize) {
+        for r in &self.records {
+            let at = r.target as usize * bs + r.offset;
+            img[at..at + r.data.len()].copy_from_slice(&r.data);
+        }
+    }
 }
 
 /// What [`walk_log`] does with the hashes.
@@ -227,7 +269,7 @@ pub struct LogTxn {
 pub enum Walk {
     /// Stop at the first transaction whose hashes or commit marker do not hold.
     Check,
-    /// Rewrite every record hash, transaction hash and marker hash so they hold.
+    /// Rewrite every record hash and the transaction hash so they hold.
     Reseal,
 }
 
@@ -237,41 +279,62 @@ fn get_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Walks the transactions of a WAL area's bytes `log` (block size `bs`, volume `salt`) from its
-/// start, each starting on a block boundary, as recovery does (without the epoch and sequence
-/// expectations). Stops after `limit` transactions, at the first begin header that is not one,
-/// at a record whose length is not `bs`, at the end of the log, or (in [`Walk::Check`]) at a
-/// hash that fails.
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// Walks the transactions of a WAL area's bytes `log` (block size `bs`, volume `salt`) from
+/// position 0 as FORMAT.md describes them (without recovery's epoch, sequence and chain
+/// expectations): begin header, records (kind 1 whole block, kind 2 byte range), commit marker,
+/// the next transaction `span` bytes on. Stops after `limit` transactions, at the first begin
+/// header that is not one, at a record that cannot be one, at the end of the log, or (in
+/// [`Walk::Check`]) at a hash that fails.
 pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) -> Vec<LogTxn> {
     let mut out = Vec::new();
     let mut at = 0usize;
-    while at + 32 <= log.len() && out.len() < limit {
-        if &log[at..at + 8] != BEGIN_MAGIC.as_slice() {
+    while at + 24 <= log.len() && out.len() < limit {
+        if &log[at..at + 4] != BEGIN_MAGIC.as_slice() {
             break;
         }
-        let begin: Vec<u8> = log[at..at + 32].to_vec();
-        let epoch = get_u64(&begin, 8);
-        let seq = get_u64(&begin, 16);
-        let records = u32::from_le_bytes([begin[24], begin[25], begin[26], begin[27]]);
+        let records = get_u32(log, at + 4);
+        let epoch = get_u64(log, at + 8);
+        let seq = get_u64(log, at + 16);
         let sd = seq ^ salt;
-        let mut th = begin.clone();
+        let mut th = log[at..at + 24].to_vec();
         let mut recs = Vec::new();
-        let mut off = at + 32;
+        let mut off = at + 24;
         let mut ok = true;
         for _ in 0..records {
-            if off + 20 + bs > log.len() {
+            if off + 16 > log.len() {
                 ok = false;
                 break;
             }
-            let target = get_u64(log, off);
-            let len =
-                u32::from_le_bytes([log[off + 8], log[off + 9], log[off + 10], log[off + 11]]);
-            if len as usize != bs {
+            let kind = log[off];
+            let (o, l) = (
+                get_u16(log, off + 2) as usize,
+                get_u16(log, off + 4) as usize,
+            );
+            let mut t = [0u8; 8];
+            t[..6].copy_from_slice(&log[off + 6..off + 12]);
+            let target = u64::from_le_bytes(t);
+            let n = match kind {
+                1 if o == 0 && l == 0 => bs,
+                2 if l > 0 && o + l <= bs => l,
+                _ => {
+                    ok = false;
+                    break;
+                }
+            };
+            if log[off + 1] != 0 || off + 16 + n + 8 > log.len() {
                 ok = false;
                 break;
             }
-            let h = xxh64(&log[off..off + 12 + bs], sd);
-            let suffix = off + 12 + bs;
+            let h = xxh64(&log[off..off + 16 + n], sd);
+            let suffix = off + 16 + n;
             match mode {
                 Walk::Reseal => log[suffix..suffix + 8].copy_from_slice(&h.to_le_bytes()),
                 Walk::Check => {
@@ -282,37 +345,40 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
                 }
             }
             th.extend_from_slice(&log[off..suffix + 8]);
-            recs.push((target, log[off + 12..suffix].to_vec()));
+            recs.push(LogRec {
+                at: off,
+                target,
+                offset: if kind == 1 { 0 } else { o },
+                data: log[off + 16..suffix].to_vec(),
+            });
             off = suffix + 8;
         }
-        if !ok || off + 48 > log.len() {
+        if !ok || off + 16 > log.len() {
             break;
         }
+        let cm = &mut log[off..off + 16];
+        let span = get_u32(cm, 4) as usize;
+        th.extend_from_slice(&cm[..8]);
         let txn_hash = xxh64(&th, sd);
-        let cm = &mut log[off..off + 48];
         match mode {
-            Walk::Reseal => {
-                cm[32..40].copy_from_slice(&txn_hash.to_le_bytes());
-                let marker = xxh64(&cm[..40], sd);
-                cm[40..48].copy_from_slice(&marker.to_le_bytes());
-            }
+            Walk::Reseal => cm[8..16].copy_from_slice(&txn_hash.to_le_bytes()),
             Walk::Check => {
-                let good = &cm[..8] == COMMIT_MAGIC.as_slice()
-                    && cm[8..32] == begin[8..32]
-                    && get_u64(cm, 32) == txn_hash
-                    && get_u64(cm, 40) == xxh64(&cm[..40], sd);
-                if !good {
+                if &cm[..4] != COMMIT_MAGIC.as_slice() || get_u64(cm, 8) != txn_hash {
                     break;
                 }
             }
         }
+        if span < off + 16 - at {
+            break;
+        }
         out.push(LogTxn {
-            at_block: (at / bs) as u64,
+            at,
+            span,
             epoch,
             seq,
             records: recs,
         });
-        at = (off + 48).div_ceil(bs) * bs;
+        at += span;
     }
     out
 }

@@ -129,11 +129,8 @@ fn build(c: u8) -> Setup {
     let mut targets = Vec::new();
     for t in &txns {
         let mut s = states.last().expect("state").clone();
-        for (b, d) in &t.records {
-            let at = *b as usize * BS;
-            s[at..at + BS].copy_from_slice(d);
-            targets.push(*b);
-        }
+        t.apply(&mut s, BS);
+        targets.extend(t.records.iter().map(|r| r.target));
         states.push(s);
     }
     Setup {
@@ -241,14 +238,15 @@ fn mutate(s: &Setup, img: &mut [u8], c: &mut Cursor<'_>) -> Option<usize> {
                     _ => (1u64 << 36) + x,
                 };
                 // Restore the genuine transaction, then forge one target and re-seal it.
-                let start = (2 + txn.at_block as usize) * BS;
-                let next = s
-                    .txns
-                    .get(t + 1)
-                    .map_or(alen, |n| (2 + n.at_block as usize) * BS);
+                let start = 2 * BS + txn.at;
+                let next = (start + txn.span).min(alen);
                 a[start..next].copy_from_slice(&s.crash[area.start + start..area.start + next]);
-                let rec = start + 32 + r * (BS + 20);
-                a[rec..rec + 8].copy_from_slice(&target.to_le_bytes());
+                let Some(rec) = txn.records.get(r) else {
+                    continue;
+                };
+                let rec = 2 * BS + rec.at;
+                let target = target.min((1 << 48) - 1);
+                a[rec + 6..rec + 12].copy_from_slice(&target.to_le_bytes()[..6]);
                 let salt = salt_of(s);
                 walk_log(&mut a[start..], BS, salt, Walk::Reseal, 1);
                 forged = Some(forged.map_or(t, |f: usize| f.min(t)));

@@ -20,7 +20,7 @@ impl Mem {
     /// blocks.
     pub fn new(bs: usize, k: usize, entries: usize) -> Mem {
         Mem {
-            scratch: vec![0; bs * 2],
+            scratch: vec![0; bs * vde_nostd::Buffers::SCRATCH_BLOCKS],
             txn: vec![0; bs * k],
             index: vec![0; entries * (8 + bs / 512)],
         }

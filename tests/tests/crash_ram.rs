@@ -281,6 +281,15 @@ fn an_extent_put_flushes_its_payload_before_the_commit() {
             self.1 .0.push('F');
             self.0.flush()
         }
+        fn append(
+            &mut self,
+            b: vde_nostd::BlockNo,
+            offset: usize,
+            data: &[u8],
+        ) -> Result<(), D::Error> {
+            self.1 .0.push('a');
+            self.0.append(b, offset, data)
+        }
     }
     let mut img = image();
     let mut mem = Mem::new(BS, 16, 256);

@@ -39,6 +39,10 @@ impl<D: BlockDevice> BlockDevice for Counting<D> {
         self.n.flushes += 1;
         self.inner.flush()
     }
+    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), D::Error> {
+        self.n.writes += 1;
+        self.inner.append(b, offset, data)
+    }
 }
 
 /// Runs one session (mount, `work`, unmount) over `img`; returns the counts of the mount, of

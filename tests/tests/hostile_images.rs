@@ -8,7 +8,7 @@ use vde_nostd::device::{RamDevice, RamError};
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
 use vde_nostd::format::superblock::Superblock;
 use vde_nostd::format::wal_header::WalHeader;
-use vde_nostd::format::wal_record::{record_prefix, seed, Commit, TxIdent, COMMIT_LEN};
+use vde_nostd::format::wal_record::seed;
 use vde_nostd::format::xxh64;
 use vde_nostd::wal::RecoveryReport;
 use vde_nostd::{Error, FormatOptions, Handle, ModuleSet, Structure, Volume};
@@ -493,49 +493,71 @@ fn bitmap_that_frees_the_metadata_never_lets_data_over_it() {
 
 /// A record to forge: target, declared data length, data.
 struct Rec {
+    kind: u8,
+    off: u16,
+    len: u16,
     target: u64,
-    len: u32,
     data: Vec<u8>,
 }
 
+/// A whole-block (IMAGE) record of `fill` bytes.
 fn rec(target: u64, fill: u8) -> Rec {
     Rec {
+        kind: 1,
+        off: 0,
+        len: 0,
         target,
-        len: BS as u32,
         data: vec![fill; BS],
     }
 }
 
-/// Writes a transaction into the log from its first block, with a valid begin header, record
-/// hashes, transaction hash and commit marker (seed = seq ^ salt), exactly as `Wal::commit`
-/// does. `records` overrides the count in the begin header and marker.
+/// Writes a transaction into the log from position 0, byte by byte as FORMAT.md describes
+/// (begin header, records with `prev` chained per target and their hashes, commit marker with
+/// the transaction hash; seed = seq ^ salt), as `Wal::commit` does. `records` overrides the
+/// count in the begin header.
 fn forge(img: &mut [u8], i: &Info, seq: u64, recs: &[Rec], records: Option<u32>) {
+    forge_at(img, i, 0, seq, recs, records);
+}
+
+/// [`forge`] at log position `pos`; returns the position after the transaction.
+fn forge_at(
+    img: &mut [u8],
+    i: &Info,
+    pos: usize,
+    seq: u64,
+    recs: &[Rec],
+    records: Option<u32>,
+) -> usize {
     let sd = seed(seq, i.salt);
-    let ident = TxIdent {
-        epoch: i.epoch,
-        seq,
-        records: records.unwrap_or(recs.len() as u32),
-    };
     let mut stream = Vec::new();
-    let mut begin = [0u8; 32];
-    ident.encode_begin(&mut begin);
-    stream.extend_from_slice(&begin);
+    stream.extend_from_slice(b"VTXB");
+    stream.extend_from_slice(&records.unwrap_or(recs.len() as u32).to_le_bytes());
+    stream.extend_from_slice(&i.epoch.to_le_bytes());
+    stream.extend_from_slice(&seq.to_le_bytes());
+    let mut last = std::collections::HashMap::new();
     for r in recs {
-        let prefix = record_prefix(r.target, r.len);
-        let mut hashed = prefix.to_vec();
-        hashed.extend_from_slice(&r.data);
-        stream.extend_from_slice(&hashed);
-        stream.extend_from_slice(&xxh64(&hashed, sd).to_le_bytes());
+        let pos = (pos + stream.len()) as u32;
+        let target = r.target & ((1 << 48) - 1);
+        let prev = last.insert(target, pos).unwrap_or(u32::MAX);
+        let mut h = vec![r.kind, 0];
+        h.extend_from_slice(&r.off.to_le_bytes());
+        h.extend_from_slice(&r.len.to_le_bytes());
+        h.extend_from_slice(&target.to_le_bytes()[..6]);
+        h.extend_from_slice(&prev.to_le_bytes());
+        h.extend_from_slice(&r.data);
+        stream.extend_from_slice(&h);
+        stream.extend_from_slice(&xxh64(&h, sd).to_le_bytes());
     }
+    let span = (stream.len() + 16) as u32;
+    stream.extend_from_slice(b"VTXC");
+    stream.extend_from_slice(&span.to_le_bytes());
     let txn_hash = xxh64(&stream, sd);
-    let mut cm = [0u8; COMMIT_LEN];
-    Commit { ident, txn_hash }.encode(sd, &mut cm);
-    stream.extend_from_slice(&cm);
-    stream.resize(stream.len().div_ceil(BS) * BS, 0);
-    let start = i.layout.wal_start as usize * BS;
+    stream.extend_from_slice(&txn_hash.to_le_bytes());
+    let start = i.layout.wal_start as usize * BS + pos;
     let end = (i.layout.wal_start + i.layout.wal_blocks) as usize * BS;
     let n = stream.len().min(end - start);
     img[start..start + n].copy_from_slice(&stream[..n]);
+    pos + stream.len()
 }
 
 /// Mounts an image whose log was forged; returns the result and asserts that nothing outside
@@ -605,28 +627,55 @@ fn committed_record_pointing_into_the_wal() {
 }
 
 #[test]
-fn record_claiming_a_length_other_than_the_block() {
-    for len in [
-        0u32,
-        1,
-        BS as u32 - 1,
-        BS as u32 + 1,
-        2 * BS as u32,
-        u32::MAX,
+fn record_with_an_impossible_kind_offset_or_length() {
+    // (kind, offset, length): an IMAGE with a range, a BYTES record of nothing or past the
+    // block's end, an unknown kind.
+    for (kind, off, len) in [
+        (1u8, 0u16, 1u16),
+        (1, 8, 0),
+        (2, 0, 0),
+        (2, BS as u16 - 4, 5),
+        (2, u16::MAX, u16::MAX),
+        (0, 0, 0),
+        (3, 0, 0),
+        (255, 0, 8),
     ] {
         let mut img = base();
         let i = info(&mut img);
         let r = Rec {
-            target: i.layout.data_start + 5,
+            kind,
+            off,
             len,
+            target: i.layout.data_start + 5,
             data: vec![3; BS],
         };
         forge(&mut img, &i, i.next_seq, &[r], None);
-        let rep = mount_forged(&mut img).expect("a bad length reads as a torn tail");
-        assert_eq!(rep.replayed, 0, "len {len}");
-        assert!(rep.discarded_tail, "len {len}");
+        let rep = mount_forged(&mut img).expect("a bad record reads as a torn tail");
+        assert_eq!(rep.replayed, 0, "{kind} {off} {len}");
+        assert!(rep.discarded_tail, "{kind} {off} {len}");
         mount_verify(&mut img).unwrap();
     }
+}
+
+#[test]
+fn committed_chain_a_writer_never_makes_is_refused() {
+    // Every hash holds, but the first record naming the block is a byte range (nothing to
+    // apply it to), or a target's `prev` skips its previous record: never written by vde.
+    let mut img = base();
+    let i = info(&mut img);
+    let t = i.layout.data_start + 4;
+    let bytes = Rec {
+        kind: 2,
+        off: 8,
+        len: 4,
+        target: t,
+        data: vec![1; 4],
+    };
+    forge(&mut img, &i, i.next_seq, &[bytes], None);
+    assert_eq!(
+        mount_forged(&mut img),
+        Err(Error::Corrupt(Structure::WalRecord))
+    );
 }
 
 #[test]
@@ -687,26 +736,26 @@ fn stale_epoch_or_sequence_is_ignored_not_replayed() {
 
 #[test]
 fn second_transaction_bad_after_a_good_one() {
-    // The first forged transaction is applied; the second aims outside: refused, and the
-    // first stays applied (recovery stops at the forgery; a remount refuses again).
+    // The first forged transaction is good; the second, right after it, aims outside: the log
+    // is refused before anything is written (recovery validates every transaction first), and
+    // a remount refuses again.
     let mut img = base();
     let i = info(&mut img);
     let good = i.layout.data_start + 20;
-    let sd = seed(i.next_seq, i.salt);
-    let _ = sd;
-    // Two transactions back to back: forge the second after the first's blocks.
-    let mut first = img.clone();
-    forge(&mut first, &i, i.next_seq, &[rec(good, 0x77)], None);
-    let mut second = img.clone();
-    let mut i2 = Info { ..i };
-    i2.layout.wal_start += 2; // the first occupies two log blocks (32 + 532 + 48 bytes)
-    i2.layout.wal_blocks -= 2;
-    forge(&mut second, &i2, i.next_seq + 1, &[rec(u64::MAX, 1)], None);
-    let ws = i.layout.wal_start as usize * BS;
-    img[ws..ws + 2 * BS].copy_from_slice(&first[ws..ws + 2 * BS]);
-    img[ws + 2 * BS..ws + 4 * BS].copy_from_slice(&second[ws + 2 * BS..ws + 4 * BS]);
-    assert_eq!(mount(&mut img), Err(Error::Corrupt(Structure::WalRecord)));
-    assert!(blk(&mut img, good).iter().all(|b| *b == 0x77));
+    let next = forge_at(&mut img, &i, 0, i.next_seq, &[rec(good, 0x77)], None);
+    forge_at(
+        &mut img,
+        &i,
+        next,
+        i.next_seq + 1,
+        &[rec(u64::MAX, 1)],
+        None,
+    );
+    assert_eq!(
+        mount_forged(&mut img),
+        Err(Error::Corrupt(Structure::WalRecord))
+    );
+    assert!(blk(&mut img, good).iter().all(|b| *b == 0));
     assert_eq!(mount(&mut img), Err(Error::Corrupt(Structure::WalRecord)));
 }
 

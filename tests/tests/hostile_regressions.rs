@@ -349,13 +349,12 @@ fn unsealed_begin_header_epoch_bricks_the_volume() {
         let v = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
         v.layout().wal_start as usize
     };
-    // A begin header (magic, epoch, seq, records, reserved) and nothing else: no hash holds.
+    // A begin header (magic, records, epoch, seq) and nothing else: no hash holds.
     let at = wal_start * BS;
-    img[at..at + 8].copy_from_slice(b"VDETXBEG");
+    img[at..at + 4].copy_from_slice(b"VTXB");
+    img[at + 4..at + 8].copy_from_slice(&1u32.to_le_bytes());
     img[at + 8..at + 16].copy_from_slice(&u64::MAX.to_le_bytes());
     img[at + 16..at + 24].copy_from_slice(&1u64.to_le_bytes());
-    img[at + 24..at + 28].copy_from_slice(&1u32.to_le_bytes());
-    img[at + 28..at + 32].fill(0);
     let mut handles = Vec::new();
     for round in 0..4u8 {
         let mut mem = Mem::new(BS, 16, 256);
@@ -480,11 +479,10 @@ fn a_begin_header_just_below_the_epoch_ceiling_does_not_brick_the_volume() {
         v.layout().wal_start as usize
     };
     let at = wal_start * BS;
-    img[at..at + 8].copy_from_slice(b"VDETXBEG");
+    img[at..at + 4].copy_from_slice(b"VTXB");
+    img[at + 4..at + 8].copy_from_slice(&1u32.to_le_bytes());
     img[at + 8..at + 16].copy_from_slice(&((1u64 << 62) - 2).to_le_bytes());
     img[at + 16..at + 24].copy_from_slice(&8u64.to_le_bytes());
-    img[at + 24..at + 28].copy_from_slice(&1u32.to_le_bytes());
-    img[at + 28..at + 32].fill(0);
     let mut handles = Vec::new();
     for round in 0..4u8 {
         let mut mem = Mem::new(BS, 16, 256);

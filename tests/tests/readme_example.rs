@@ -6,7 +6,7 @@ use vde_nostd::{device::RamDevice, Buffers, FormatOptions, Handle, Volume};
 fn readme_library_example() {
     let mut image = vec![0u8; 4096 * 1024];
     let (mut scratch, mut txn, mut index) =
-        (vec![0; 4096 * 2], vec![0; 4096 * 16], vec![0; 16 * 1024]);
+        (vec![0; 4096 * 3], vec![0; 4096 * 16], vec![0; 16 * 1024]);
     let dev = RamDevice::new(&mut image, 4096).unwrap();
     let bufs = Buffers {
         scratch: &mut scratch,

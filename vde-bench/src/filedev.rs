@@ -125,6 +125,11 @@ impl BlockDevice for FileDev {
         self.io.flushed();
         self.file.sync_data()
     }
+    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> io::Result<()> {
+        self.io.wrote(data.len());
+        self.file
+            .write_all_at(data, b.0 * self.bs as u64 + offset as u64)
+    }
 }
 
 /// redb's own file backend with counters around it; every other call is passed through.

@@ -31,13 +31,17 @@ impl BlockDevice for Counting<'_> {
         self.flushes += 1;
         self.inner.flush()
     }
+    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        self.writes += 1;
+        self.inner.append(b, offset, data)
+    }
 }
 
 /// Prints the WAL-cost table for `commits` commits of each kind.
 pub fn section(commits: u64) {
     const BS: usize = 4096;
     let mut img = vec![0u8; BS * 8192];
-    let mut scratch = vec![0u8; BS * 2];
+    let mut scratch = vec![0u8; BS * vde_nostd::Buffers::SCRATCH_BLOCKS];
     let mut txn = vec![0u8; BS * 16];
     let mut index = vec![0u8; 16 * 4096];
     let dev = Counting {

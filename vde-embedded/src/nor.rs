@@ -339,6 +339,45 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
         Ok(())
     }
 
+    /// The flash's write size: appends are programmed in whole words.
+    fn append_unit(&self) -> usize {
+        F::WRITE_SIZE.max(1)
+    }
+
+    /// `offset == 0` erases the block's sectors first; then programs `data` in page-sized
+    /// pieces (never across a [`PROGRAM_CHUNK`] boundary), skipping all-`0xFF` pieces. The rest
+    /// of an erased block stays `0xFF`, so each later append programs only erased bytes.
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), NorError> {
+        let addr = self.address(block, self.block_size)?;
+        let end_off = offset
+            .checked_add(data.len())
+            .filter(|e| *e <= self.block_size)
+            .ok_or(NorError::BadLength)?;
+        if offset % F::WRITE_SIZE.max(1) != 0 || end_off % F::WRITE_SIZE.max(1) != 0 {
+            return Err(NorError::BadLength);
+        }
+        if offset == 0 {
+            let end = u32::try_from(u64::from(addr) + self.block_size as u64)
+                .map_err(|_| NorError::OutOfRange)?;
+            self.flash.erase(addr, end).map_err(Self::flash_err)?;
+        }
+        let mut off = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = PROGRAM_CHUNK - off % PROGRAM_CHUNK;
+            let n = room.min(rest.len());
+            let (now, later) = rest.split_at(n);
+            if now.iter().any(|&b| b != 0xFF) {
+                // `off` < block_size, checked above.
+                let at = addr.saturating_add(off as u32);
+                self.flash.write(at, now).map_err(Self::flash_err)?;
+            }
+            off += n;
+            rest = later;
+        }
+        Ok(())
+    }
+
     /// A no-op. `NorFlash::erase` and `NorFlash::write` are blocking: they return only once the
     /// flash has finished the operation (the driver waits out the part's busy status), and this
     /// adapter keeps no cache, so by the time `write_block` returns its data is already on the

@@ -200,7 +200,7 @@ type FlashVol<'b, 'f, 'm> = Volume<'b, FlashDev<'f, 'm>, TX_K>;
 
 /// The volume's buffers, on the caller's stack.
 struct EngineMem {
-    scratch: [u8; 2 * FLASH_BS],
+    scratch: [u8; vde_nostd::Buffers::SCRATCH_BLOCKS * FLASH_BS],
     txn: [u8; TX_K * FLASH_BS],
     index: [u8; INDEX_BYTES],
 }
@@ -208,7 +208,7 @@ struct EngineMem {
 impl EngineMem {
     const fn new() -> Self {
         EngineMem {
-            scratch: [0; 2 * FLASH_BS],
+            scratch: [0; vde_nostd::Buffers::SCRATCH_BLOCKS * FLASH_BS],
             txn: [0; TX_K * FLASH_BS],
             index: [0; INDEX_BYTES],
         }

@@ -1,8 +1,9 @@
 //! The block device the core runs on, and a RAM device over a caller-provided slice.
 //!
 //! Contract: `block_count` blocks of `block_size` bytes (a power of two, 512..=65536), read and
-//! written whole. A write may be torn by a power cut; writes since the last [`BlockDevice::flush`]
-//! may be lost or land in any order. `flush` is the durability barrier.
+//! written whole, and appended to by the log ([`BlockDevice::append`]). A write may be torn by a
+//! power cut; writes since the last [`BlockDevice::flush`] may be lost or land in any order.
+//! `flush` is the durability barrier.
 
 use crate::types::BlockNo;
 
@@ -20,6 +21,19 @@ pub trait BlockDevice {
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error>;
     /// Makes every write issued so far durable.
     fn flush(&mut self) -> Result<(), Self::Error>;
+    /// The granularity of [`BlockDevice::append`] in bytes: a power of two of at most 256 (1
+    /// for files and SPI NOR flash; the write size of an MCU flash that programs words).
+    fn append_unit(&self) -> usize {
+        1
+    }
+    /// Writes `data` at byte `offset` of `block`; only the log calls it, to append without
+    /// rewriting what a block already holds. `offset == 0` starts the block afresh: its bytes
+    /// past `data` become unspecified until appended (erased on flash, their old content on a
+    /// file). Otherwise no byte of the range was written since the block was started, and
+    /// `offset` and `data.len()` are multiples of [`BlockDevice::append_unit`] (`data` never
+    /// crosses the block's end). Not durable until `flush`; a power cut may tear it, which
+    /// never affects bytes outside the range.
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error>;
 }
 
 impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
@@ -38,6 +52,12 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     }
     fn flush(&mut self) -> Result<(), Self::Error> {
         (**self).flush()
+    }
+    fn append_unit(&self) -> usize {
+        (**self).append_unit()
+    }
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        (**self).append(block, offset, data)
     }
 }
 
@@ -117,6 +137,18 @@ impl BlockDevice for RamDevice<'_> {
         Ok(())
     }
     fn flush(&mut self) -> Result<(), RamError> {
+        Ok(())
+    }
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), RamError> {
+        let r = self.range(block, self.block_size)?;
+        let end = offset.checked_add(data.len()).ok_or(RamError::BadLength)?;
+        if end > self.block_size {
+            return Err(RamError::BadLength);
+        }
+        self.mem
+            .get_mut(r.start + offset..r.start + end)
+            .ok_or(RamError::OutOfRange)?
+            .copy_from_slice(data);
         Ok(())
     }
 }

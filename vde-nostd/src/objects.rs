@@ -137,8 +137,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .scratch
                 .get_mut(..bs)
                 .ok_or(Error::BufferTooSmall { need: bs })?;
-            self.dev
-                .read_block(BlockNo(o.region.start.0 + blk_i), buf)?;
+            self.wal
+                .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
             let (n, c) = slot_index::check(buf, blk_i).map_err(|e| match e {
                 DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
                 _ => Error::Corrupt(Structure::SlotIndex),
@@ -449,7 +449,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             } = self;
             let (content, bm) = crate::wal::split_two(scratch, bs)?;
             if cached != Some(idx) {
-                dev.read_block(BlockNo(bitmap_start + idx), bm)?;
+                wal.read(dev, BlockNo(bitmap_start + idx), bm)?;
                 let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
                 crate::format::bitmap_block::check(bm, idx32)
                     .map_err(|_| Error::Corrupt(Structure::Bitmap))?;
@@ -539,14 +539,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let Volume {
-            tx, dev, scratch, ..
+            tx,
+            dev,
+            scratch,
+            wal,
+            ..
         } = self;
         let buf = scratch
             .get_mut(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
         match tx.get(b) {
             Some(d) => buf.copy_from_slice(d),
-            None => dev.read_block(b, buf)?,
+            None => wal.read(dev, b, buf)?,
         }
         Ok(())
     }

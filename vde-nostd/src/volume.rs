@@ -18,7 +18,7 @@ use crate::modules::{self, Module, ModuleSet};
 use crate::objects::ObjState;
 use crate::scanner::{self, BitmapSource, Summary};
 use crate::types::{BlockNo, Extent, Seq};
-use crate::wal::{block_of, split_two, RecoveryReport, TxBuf, Wal, WalStats};
+use crate::wal::{block_of, split_two, Durability, RecoveryReport, TxBuf, Wal, WalStats};
 
 /// Options for [`Volume::format`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,8 @@ impl Default for FormatOptions {
 
 /// Memory the caller hands to a volume.
 pub struct Buffers<'b> {
-    /// Scratch for reads and log assembly: at least [`Buffers::SCRATCH_BLOCKS`] blocks.
+    /// Scratch for reads, commits and checkpoints, plus the log's own read buffer: at least
+    /// [`Buffers::SCRATCH_BLOCKS`] blocks.
     pub scratch: &'b mut [u8],
     /// Transaction data: one block per block update a transaction may hold (at least 4).
     pub txn: &'b mut [u8],
@@ -58,7 +59,7 @@ pub struct Buffers<'b> {
 
 impl Buffers<'_> {
     /// Blocks of scratch a volume needs.
-    pub const SCRATCH_BLOCKS: usize = 2;
+    pub const SCRATCH_BLOCKS: usize = 3;
 }
 
 /// Usage figures.
@@ -90,7 +91,7 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) dev: D,
     pub(crate) layout: Layout,
     pub(crate) sb: Superblock,
-    pub(crate) wal: Wal,
+    pub(crate) wal: Wal<'b>,
     pub(crate) tx: TxBuf<'b, K>,
     pub(crate) scratch: &'b mut [u8],
     pub(crate) free_blocks: u64,
@@ -148,7 +149,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev.write_block(BlockNo(layout.regdir), blk)?;
         regions::rpt_init(blk).ok_or(Error::InvalidGeometry)?;
         dev.write_block(BlockNo(layout.rpt), blk)?;
-        Wal::format(&mut dev, &layout, sb.wal_salt(), Some(SB_MIRROR), blk)?;
+        Wal::format(&mut dev, &layout, blk)?;
         dev.flush()?;
         sb.encode(blk).ok_or(Error::InvalidGeometry)?;
         dev.write_block(SB_PRIMARY, blk)?;
@@ -169,11 +170,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub fn mount(mut dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
         check_buffers::<D::Error>(bs, &bufs)?;
-        let scratch = bufs.scratch;
+        let (scratch, page) = bufs.scratch.split_at_mut(bs.saturating_mul(2));
         let (sb, layout) = pick_superblock(&mut dev, scratch)?;
         // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
         repair_superblock_copy(&mut dev, scratch)?;
-        let (wal, report) = Wal::open(&mut dev, &layout, sb.wal_salt(), Some(SB_MIRROR), scratch)?;
+        let salt = sb.wal_salt();
+        let (wal, report) = Wal::open(&mut dev, &layout, salt, Some(SB_MIRROR), page, scratch)?;
         // Recovery may have rewritten the superblock: read it again.
         let (sb2, layout2) = pick_superblock(&mut dev, scratch)?;
         if layout2 != layout || sb2.wal_salt() != sb.wal_salt() {
@@ -219,6 +221,24 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         wal.checkpoint(dev, scratch)
     }
 
+    /// Makes every commit so far durable: one flush if any is outstanding. Only needed in
+    /// [`Durability::Deferred`] mode; in the default mode every commit is durable on return.
+    pub fn sync(&mut self) -> Result<(), Error<D::Error>> {
+        let Volume { wal, dev, .. } = self;
+        wal.sync(dev)
+    }
+
+    /// Sets when commits become durable: on return (the default), or at the next
+    /// [`Volume::sync`] or checkpoint (group commit; a power cut keeps a prefix of the commits).
+    pub fn set_durability(&mut self, d: Durability) {
+        self.wal.set_durability(d);
+    }
+
+    /// When commits become durable.
+    pub fn durability(&self) -> Durability {
+        self.wal.durability()
+    }
+
     /// The device, for reads outside the engine (tests, tools).
     pub fn device(&mut self) -> &mut D {
         &mut self.dev
@@ -245,7 +265,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// WAL cost counters and position.
-    pub fn wal(&self) -> &Wal {
+    pub fn wal(&self) -> &Wal<'b> {
         &self.wal
     }
 
@@ -278,7 +298,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if b.0 >= self.layout.block_count || buf.len() != self.layout.bs() {
             return Err(Error::OutOfRange);
         }
-        self.dev.read_block(b, buf).map_err(Error::Device)
+        let Volume { wal, dev, .. } = self;
+        wal.read(dev, b, buf)
     }
 
     /// Starts a transaction. Dropping it without commit rolls it back (no I/O).
@@ -329,6 +350,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         (
             VolBitmap {
                 dev: &mut self.dev,
+                wal: &mut self.wal,
                 tx: &self.tx,
                 layout: &self.layout,
             },
@@ -405,11 +427,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if !self.wal.fits(self.tx.len().saturating_add(1)) && self.tx.find(b).is_none() {
             return Err(Error::TxTooLarge);
         }
-        let (slot, new) = self.tx.stage(b)?;
+        let Volume { tx, wal, dev, .. } = self;
+        let (slot, new) = tx.stage(b)?;
         if new {
-            if let Err(e) = self.dev.read_block(b, slot) {
-                self.tx.unstage_last();
-                return Err(Error::Device(e));
+            if let Err(e) = wal.read(dev, b, slot) {
+                tx.unstage_last();
+                return Err(e);
             }
         }
         self.tx.get_mut(b).ok_or(Error::TxCapacity)
@@ -516,7 +539,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if let Some(d) = self.tx.get(b) {
             buf.copy_from_slice(d);
         } else {
-            self.dev.read_block(b, buf)?;
+            self.wal.read(&mut self.dev, b, buf)?;
         }
         regions::dir_check(buf).map_err(|_| Error::Corrupt(Structure::RegionDirectory))
     }
@@ -529,8 +552,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.abort_tx();
         let bs = self.layout.bs();
         let (dir, rpt) = split_two(self.scratch, bs)?;
-        self.dev.read_block(BlockNo(self.layout.regdir), dir)?;
-        self.dev.read_block(BlockNo(self.layout.rpt), rpt)?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.rpt), rpt)?;
         let c = Structure::RegionPointerTable;
         let (first, count) = regions::rpt_get(rpt, bit as usize).map_err(|_| Error::Corrupt(c))?;
         let mut out = heapless::Vec::new();
@@ -568,7 +593,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = self.layout.bs();
         let (a, _) = split_two(self.scratch, bs)?;
         for b in [SB_PRIMARY, SB_MIRROR] {
-            self.dev.read_block(b, a)?;
+            self.wal.read(&mut self.dev, b, a)?;
             let sb = Superblock::decode(a).map_err(|_| Error::Corrupt(Structure::Superblock))?;
             if validate_sb(&sb, &self.dev).ok() != Some(self.layout) {
                 return Err(Error::Corrupt(Structure::Superblock));
@@ -598,8 +623,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let data_start = self.layout.data_start;
         let manifest = self.sb.manifest;
         let (dir, rpt) = split_two(self.scratch, bs)?;
-        self.dev.read_block(BlockNo(self.layout.regdir), dir)?;
-        self.dev.read_block(BlockNo(self.layout.rpt), rpt)?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.rpt), rpt)?;
         let rd = Structure::RegionDirectory;
         let rp = Structure::RegionPointerTable;
         let n = regions::dir_check(dir).map_err(|_| Error::Corrupt(rd))?;
@@ -650,7 +677,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         for i in 0..n {
             let e = {
                 let (dir, _) = split_two::<D::Error>(self.scratch, bs)?;
-                self.dev.read_block(BlockNo(self.layout.regdir), dir)?;
+                self.wal
+                    .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
                 regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?
             };
             if !self.extent_allocated(e.extent)? {
@@ -872,6 +900,7 @@ impl<D: BlockDevice, const K: usize> Drop for Transaction<'_, '_, D, K> {
 
 struct VolBitmap<'x, 'b, D: BlockDevice, const K: usize> {
     dev: &'x mut D,
+    wal: &'x mut Wal<'b>,
     tx: &'x TxBuf<'b, K>,
     layout: &'x Layout,
 }
@@ -892,7 +921,7 @@ impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
         if let Some(d) = self.tx.get(b) {
             return Ok(bitmap_block::bits(d));
         }
-        self.dev.read_block(b, buf)?;
+        self.wal.read(self.dev, b, buf)?;
         let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         Ok(bitmap_block::bits(buf))

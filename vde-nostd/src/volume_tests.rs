@@ -25,7 +25,7 @@ struct Mem {
 impl Mem {
     fn new() -> Mem {
         Mem {
-            scratch: vec![0; BS * 2],
+            scratch: vec![0; BS * Buffers::SCRATCH_BLOCKS],
             txn: vec![0; BS * 8],
             index: vec![0; 4096],
         }

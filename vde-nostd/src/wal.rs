@@ -1,47 +1,58 @@
-//! Write-ahead log: fixed-capacity transactions, one flush per commit, redo recovery.
+//! Write-ahead log (format version 2): a log of small delta records, home blocks written only at
+//! checkpoint, redo recovery.
 //!
 //! Protocol (see `FORMAT.md`, "WAL"):
-//! 1. **commit** appends the transaction to the log as begin header, records and commit marker
-//!    (format in [`crate::format::wal_record`]), then issues **one flush**. Only then are the
-//!    blocks written in place (not flushed: the next flush makes them durable).
-//! 2. **checkpoint** (when the log is full, at a mount that recovered something, at unmount, or
-//!    on request) flushes the in-place writes, then writes the *other* WAL header copy with
-//!    `checkpoint_seq` = last committed sequence and a new epoch. That header is the completion
-//!    marker for every transaction up to `checkpoint_seq`. It is not flushed on its own: the
-//!    next commit flushes before its first log write (see 4), so the log space is reused from
-//!    its start only after the marker is durable; until then the older header stands and
-//!    recovery replays what is already home.
-//! 3. **recovery** reads the newest valid header, then walks the log from its start expecting
-//!    `checkpoint_seq + 1, + 2, ...` in the header's epoch. A transaction is replayed only if its
-//!    begin header, every record hash and its commit marker validate; the first one that does not
-//!    ends the log (it was torn or never committed). Recovery then checkpoints, so the epoch moves
-//!    on and nothing written before can ever validate again; a clean log (nothing replayed, no
-//!    torn transaction of the current epoch, no newer epoch seen) is left as it is, so a clean
-//!    mount writes nothing.
-//! 4. **owed flushes**: the payload of a new extent goes straight to blocks that are free in the
+//! 1. **commit** appends the transaction to the log at the device's append granularity
+//!    ([`BlockDevice::append`]): a begin header, one record per changed byte range of each block
+//!    (or the whole block, an IMAGE), and a commit marker (format in
+//!    [`crate::format::wal_record`]), then issues **one flush** (or none, in
+//!    [`Durability::Deferred`] mode, until [`Wal::sync`]). Home blocks are **not** written: the
+//!    dirty-block table (`dirty`, fixed capacity [`MAX_DIRTY`]) remembers, for each block changed
+//!    since the last checkpoint, the log position of its newest record, and every record points
+//!    at the previous one for the same block. [`Wal::read`] rebuilds a dirty block from its chain
+//!    (newest IMAGE, then the byte ranges after it), so every read sees the committed state.
+//! 2. **torn home writes** stay recoverable: the first record naming a block after a checkpoint
+//!    is always an IMAGE (and so is every record after [`MAX_CHAIN`] byte ranges), so a dirty
+//!    block's whole content is in the log before its home copy is ever rewritten, and recovery
+//!    rebuilds it from the log alone, never from the (possibly torn) home copy.
+//! 3. **checkpoint** (when the log or the table is full, at unmount, at a mount that recovered
+//!    something, or on request) flushes, writes every dirty block home once (however many
+//!    commits touched it; the superblock mirror only after a flush that follows its twin),
+//!    flushes, then writes the *other* WAL header copy with `checkpoint_seq` = last committed
+//!    sequence and a new epoch. That header is the completion marker. It is not flushed on its
+//!    own: the next log write is preceded by a flush (see 5), so the log space is reused only
+//!    once the marker is durable; until then the older header stands and recovery replays what
+//!    is already home.
+//! 4. **recovery** reads the newest valid header, then walks the log from position 0 expecting
+//!    `checkpoint_seq + 1, + 2, ...` in the header's epoch. A transaction counts only if its
+//!    begin header, every record hash and its commit marker validate; the first one that does
+//!    not ends the log. The valid transactions rebuild the dirty-block table (their chains must
+//!    be exactly as a writer makes them, or the log is refused as corrupt), then recovery
+//!    checkpoints, so the epoch moves on and nothing written before can ever validate again. A
+//!    clean log (nothing replayed, no torn transaction of the current epoch, no newer epoch
+//!    seen) is left as it is, so a clean mount writes nothing.
+//! 5. **owed flushes**: the payload of a new extent goes straight to blocks that are free in the
 //!    committed state ([`Wal::write_unlogged`]), and a checkpoint leaves its marker unflushed.
 //!    Such writes are ordered, never proven: the log remembers that one is outstanding, and the
-//!    next commit issues a flush *before* its first log write, so the payload is durable before
-//!    any commit record that depends on it, and the marker before the log space it frees is
-//!    reused (FORMAT.md, "Unlogged writes"). A block named by a record logged since the last
-//!    checkpoint is never written unlogged (a replay would clobber it):
-//!    [`Wal::prepare_unlogged`] checkpoints first when the filter of logged targets cannot rule
-//!    that out.
+//!    next commit issues a flush *before* its first log write (FORMAT.md, "Unlogged writes"). A
+//!    dirty block is never written unlogged (a replay would clobber it):
+//!    [`Wal::prepare_unlogged`] checkpoints first if an extent would land on one.
 //!
-//! Invariants: log space is reused only after what it holds is applied and flushed; the two
-//! headers are never written between the same two flushes; a block named as the `mirror` (the
-//! superblock mirror) is written in place only after a flush that follows every other in-place
-//! write of its transaction, so its twin (the primary) is durable first; no log write happens
-//! while an unlogged write or a completion marker is unflushed; no block that a logged record
-//! since the last checkpoint names is written unlogged.
+//! Invariants: log space is reused only after what it holds is home and flushed; every append
+//! lands on bytes not written since their log block was started, and after a mount or a failed
+//! commit the next append starts a fresh block (no append ever follows unverified bytes); the
+//! table names exactly the blocks with records since the last checkpoint, each with the position
+//! of its newest record and the number of byte-range records after its newest IMAGE; the two
+//! headers are never written between the same two flushes; no log write happens while an
+//! unlogged write or a completion marker is unflushed.
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
 use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
 use crate::format::wal_header::WalHeader;
 use crate::format::wal_record::{
-    parse_record_prefix, record_prefix, seed, txn_blocks, Commit, TxIdent, BEGIN_LEN, COMMIT_LEN,
-    RECORD_PREFIX, RECORD_SUFFIX,
+    record_len, seed, worst_txn_bytes, Commit, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
+    COMMIT_LEN, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RECORD_HEADER, RECORD_SUFFIX,
 };
 use crate::types::{BlockNo, Epoch, Extent, Seq};
 use xxhash_rust::xxh64::Xxh64;
@@ -152,16 +163,49 @@ pub struct WalStats {
     pub commits: u64,
     /// Checkpoints since open.
     pub checkpoints: u64,
-    /// Log blocks written since open.
+    /// Log blocks started since open (on flash, each is one erase).
     pub log_blocks_written: u64,
+    /// Log bytes appended since open, padding included.
+    pub log_bytes_written: u64,
+    /// Home block writes made by checkpoints since open.
+    pub home_writes: u64,
 }
 
-/// The live state of the write-ahead log.
-#[derive(Debug, Clone)]
+/// When a commit becomes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Wal {
+pub enum Durability {
+    /// Durable when `commit` returns: one flush per commit. The default.
+    #[default]
+    Durable,
+    /// Ordered but not yet durable when `commit` returns: commits share the next flush, issued
+    /// by [`Wal::sync`] or a checkpoint (group commit). A power cut leaves a prefix of the
+    /// committed transactions: never a later one without every earlier one.
+    Deferred,
+}
+
+/// A block changed since the last checkpoint: where its newest record is, and how many
+/// byte-range records follow its newest IMAGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Dirty {
+    block: BlockNo,
+    head: u32,
+    chain: u8,
+}
+
+/// Bytes the log appender gathers before one device append: a NOR page; appends never cross a
+/// multiple of it, so each is one page program.
+const APPEND_CHUNK: usize = 256;
+/// Unchanged bytes shorter than a record's overhead between two changed runs are logged with
+/// them (one record instead of two).
+const MERGE_GAP: usize = RECORD_HEADER + RECORD_SUFFIX;
+
+/// The live state of the write-ahead log.
+pub struct Wal<'b> {
     start: u64,
     blocks: u64,
+    cap: u64,
     bs: usize,
     block_count: u64,
     salt: u64,
@@ -174,42 +218,82 @@ pub struct Wal {
     generation: u64,
     active_is_b: bool,
     stats: WalStats,
-    logged: LoggedFilter,
     owed: bool,
+    unsynced: bool,
+    broken: bool,
+    unit: usize,
+    durability: Durability,
+    dirty: heapless::Vec<Dirty, MAX_DIRTY>,
+    page: &'b mut [u8],
+    page_at: Option<u64>,
 }
 
-/// A filter of the blocks named by records logged since the last checkpoint (false positives
-/// only): 1,024 bits, one hash per block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct LoggedFilter([u64; 16]);
-
-impl LoggedFilter {
-    fn bit(b: BlockNo) -> (usize, u64) {
-        let h = b.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 10 bits
-        ((h / 64) as usize % 16, 1u64 << (h % 64))
+impl core::fmt::Debug for Wal<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Wal")
+            .field("epoch", &self.epoch)
+            .field("checkpoint_seq", &self.checkpoint_seq)
+            .field("last_seq", &self.last_seq)
+            .field("head", &self.head)
+            .field("dirty", &self.dirty.len())
+            .field("durability", &self.durability)
+            .finish()
     }
-    fn insert(&mut self, b: BlockNo) {
-        let (w, m) = Self::bit(b);
-        if let Some(x) = self.0.get_mut(w) {
-            *x |= m;
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Wal<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(
+            f,
+            "Wal {{ epoch: {=u64}, checkpoint_seq: {=u64}, last_seq: {=u64}, head: {=u64}, dirty: {=usize} }}",
+            self.epoch.0,
+            self.checkpoint_seq.0,
+            self.last_seq.0,
+            self.head,
+            self.dirty.len()
+        )
+    }
+}
+
+/// What one staged block needs in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Unchanged: nothing.
+    Nothing,
+    /// The whole block.
+    Image,
+    /// `records` byte ranges of `bytes` bytes in all.
+    Bytes { records: usize, bytes: usize },
+}
+
+impl<'b> Wal<'b> {
+    fn blank<E>(
+        layout: &Layout,
+        salt: u64,
+        mirror: Option<BlockNo>,
+        page: &'b mut [u8],
+        unit: usize,
+    ) -> Result<Wal<'b>, Error<E>> {
+        let bs = layout.bs();
+        let page = block_of(page, bs)?;
+        let unit = unit.max(1);
+        if !unit.is_power_of_two()
+            || unit > APPEND_CHUNK
+            || layout.block_count.saturating_sub(1) > MAX_TARGET
+        {
+            return Err(Error::InvalidGeometry);
         }
-    }
-    fn may_contain(&self, b: BlockNo) -> bool {
-        let (w, m) = Self::bit(b);
-        self.0.get(w).is_some_and(|x| x & m != 0)
-    }
-    fn clear(&mut self) {
-        self.0 = [0; 16];
-    }
-}
-
-impl Wal {
-    fn blank(layout: &Layout, salt: u64, mirror: Option<BlockNo>) -> Wal {
-        Wal {
+        // Log positions are u32 (NO_PREV excluded): a larger WAL area is used up to that.
+        let cap = layout
+            .wal_blocks
+            .saturating_mul(bs as u64)
+            .min(u64::from(NO_PREV) & !(APPEND_CHUNK as u64 - 1));
+        Ok(Wal {
             start: layout.wal_start,
             blocks: layout.wal_blocks,
-            bs: layout.bs(),
+            cap,
+            bs,
             block_count: layout.block_count,
             salt,
             mirror,
@@ -221,31 +305,41 @@ impl Wal {
             generation: 1,
             active_is_b: false,
             stats: WalStats::default(),
-            logged: LoggedFilter::default(),
             owed: false,
-        }
+            unsynced: false,
+            broken: false,
+            unit,
+            durability: Durability::Durable,
+            dirty: heapless::Vec::new(),
+            page,
+            page_at: None,
+        })
     }
 
     /// Writes fresh WAL headers (both copies) and clears the first log block. The caller flushes.
     pub fn format<D: BlockDevice>(
         dev: &mut D,
         layout: &Layout,
-        salt: u64,
-        mirror: Option<BlockNo>,
         scratch: &mut [u8],
-    ) -> Result<Wal, Error<D::Error>> {
-        let w = Wal::blank(layout, salt, mirror);
-        let blk = block_of(scratch, w.bs)?;
+    ) -> Result<(), Error<D::Error>> {
+        let bs = layout.bs();
+        let blk = block_of(scratch, bs)?;
         blk.fill(0);
-        dev.write_block(BlockNo(w.start), blk)?;
-        let mut h = w.header();
-        h.generation = 0;
-        h.epoch = 0;
+        dev.write_block(BlockNo(layout.wal_start), blk)?;
+        let mut h = WalHeader {
+            generation: 0,
+            epoch: 0,
+            checkpoint_seq: 0,
+            wal_start: layout.wal_start,
+            wal_blocks: layout.wal_blocks,
+        };
         encode_header(&h, blk)?;
         dev.write_block(WAL_HDR_B, blk)?;
-        encode_header(&w.header(), blk)?;
+        h.generation = 1;
+        h.epoch = 1;
+        encode_header(&h, blk)?;
         dev.write_block(WAL_HDR_A, blk)?;
-        Ok(w)
+        Ok(())
     }
 
     fn header(&self) -> WalHeader {
@@ -258,18 +352,19 @@ impl Wal {
         }
     }
 
-    /// Opens the log: picks the newest valid header, replays every committed transaction, and
-    /// checkpoints. `scratch` must hold two blocks.
+    /// Opens the log: picks the newest valid header, rebuilds the dirty-block table from every
+    /// committed transaction, and checkpoints. `page` (one block) becomes the log's own buffer
+    /// for as long as the volume is mounted; `scratch` must hold one block.
     pub fn open<D: BlockDevice>(
         dev: &mut D,
         layout: &Layout,
         salt: u64,
         mirror: Option<BlockNo>,
+        page: &'b mut [u8],
         scratch: &mut [u8],
-    ) -> Result<(Wal, RecoveryReport), Error<D::Error>> {
-        let mut w = Wal::blank(layout, salt, mirror);
-        let bs = w.bs;
-        let (a, rest) = split_two(scratch, bs)?;
+    ) -> Result<(Wal<'b>, RecoveryReport), Error<D::Error>> {
+        let mut w = Wal::blank(layout, salt, mirror, page, dev.append_unit())?;
+        let a = block_of(scratch, w.bs)?;
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
         let hb = read_header(dev, WAL_HDR_B, a, layout)?;
         let (h, is_b) = match (ha, hb) {
@@ -286,12 +381,13 @@ impl Wal {
         w.last_seq = Seq(h.checkpoint_seq);
         w.active_is_b = is_b;
         let mut report = RecoveryReport::default();
+        let mut pos = 0u64;
         loop {
             let expected = w.last_seq.next();
-            match w.validate_at(dev, w.head, expected, a)? {
-                Validation::Valid(n) => {
-                    w.replay_at(dev, w.head, a, rest)?;
-                    w.head = w.head.saturating_add(n);
+            match w.validate_at(dev, pos, expected)? {
+                Validation::Valid(span) => {
+                    w.index_at(dev, pos)?;
+                    pos = pos.saturating_add(span);
                     w.last_seq = expected;
                     report.replayed += 1;
                 }
@@ -301,6 +397,7 @@ impl Wal {
                 }
             }
         }
+        w.head = pos;
         // Never reuse an epoch: the next one must be above every epoch that may still have
         // content in the log (a lost newer header held at most its own epoch, and a log that
         // starts with an epoch's begin header was written in that epoch).
@@ -309,7 +406,6 @@ impl Wal {
             (Some(x), Some(y)) => floor = floor.max(Epoch(x.epoch)).max(Epoch(y.epoch)),
             _ => floor = floor.next(),
         }
-        dev.read_block(BlockNo(w.start), a)?;
         // A begin header carries no checksum of its own. vde writes one only in the epoch of
         // the newest header, which is the newest valid copy's epoch or, if that copy was lost,
         // one above the other's: an epoch beyond that (or at or above the ceiling) was never
@@ -321,11 +417,14 @@ impl Wal {
             .map(|h| h.epoch)
             .max()
             .unwrap_or(w.epoch.0);
+        let mut first = [0u8; BEGIN_LEN];
         let mut first_epoch = None;
-        if let Ok(ident) = TxIdent::decode_begin(a) {
-            if ident.epoch < EPOCH_CEILING && ident.epoch <= newest.saturating_add(1) {
-                floor = floor.max(Epoch(ident.epoch));
-                first_epoch = Some(ident.epoch);
+        if w.read_log(dev, 0, &mut first)? {
+            if let Ok(ident) = TxIdent::decode_begin(&first) {
+                if ident.epoch < EPOCH_CEILING && ident.epoch <= newest.saturating_add(1) {
+                    floor = floor.max(Epoch(ident.epoch));
+                    first_epoch = Some(ident.epoch);
+                }
             }
         }
         // Headers up to 2^63 are readable, but a volume never starts a session at or above
@@ -336,9 +435,9 @@ impl Wal {
         // A clean log needs no checkpoint: the session goes on in the header's epoch, and a
         // clean mount writes nothing. Clean: nothing to replay, no torn transaction of this
         // epoch, both headers valid with the active one strictly newer (a tie must be broken
-        // by a new header), no epoch above the header's, and the log's first block written in
+        // by a new header), no epoch above the header's, and the log's first bytes written in
         // an older epoch or never (so no content of this epoch can lie anywhere in the log:
-        // every epoch's transactions start at the log's first block). Otherwise recovery
+        // every epoch's transactions start at log position 0). Otherwise recovery
         // checkpoints, so the epoch moves on and nothing written before can validate again.
         let ranked = match (ha, hb) {
             (Some(x), Some(y)) => (x.generation, x.epoch) != (y.generation, y.epoch),
@@ -370,29 +469,174 @@ impl Wal {
     }
     /// Log blocks in use since the last checkpoint.
     pub fn used_blocks(&self) -> u64 {
+        self.head.div_ceil(self.bs as u64)
+    }
+    /// Log bytes in use since the last checkpoint.
+    pub fn used_bytes(&self) -> u64 {
         self.head
     }
     /// Log blocks in all.
     pub fn capacity_blocks(&self) -> u64 {
         self.blocks
     }
+    /// Blocks changed since the last checkpoint (their home copies are not written yet).
+    pub fn dirty_blocks(&self) -> usize {
+        self.dirty.len()
+    }
+    /// Whether block `b` has records since the last checkpoint.
+    pub fn is_dirty(&self, b: BlockNo) -> bool {
+        self.find(b).is_some()
+    }
     /// Cost counters.
     pub fn stats(&self) -> WalStats {
         self.stats
     }
+    /// When commits become durable.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+    /// Sets when commits become durable. Switching to [`Durability::Durable`] does not make
+    /// earlier deferred commits durable: call [`Wal::sync`].
+    pub fn set_durability(&mut self, d: Durability) {
+        self.durability = d;
+    }
 
     /// Whether a transaction of `records` block updates fits in the log at all.
     pub fn fits(&self, records: usize) -> bool {
-        txn_blocks(records as u64, self.bs as u64).is_some_and(|n| n <= self.blocks)
+        records <= MAX_DIRTY
+            && worst_txn_bytes(records as u64, self.bs as u64)
+                .and_then(|n| n.checked_add(APPEND_CHUNK as u64))
+                .is_some_and(|n| n <= self.cap)
     }
 
     /// Whether `b` may be the target of a transaction (inside the volume, outside the WAL).
     pub fn target_ok(&self, b: BlockNo) -> bool {
-        b.0 < self.block_count && !self.layout.is_wal_block(b)
+        b.0 < self.block_count && b.0 <= MAX_TARGET && !self.layout.is_wal_block(b)
     }
 
-    /// Commits `tx`: log, one flush, apply in place. Checkpoints first if the log has no room.
-    /// `scratch` must hold one block. Returns the transaction's sequence number.
+    fn find(&self, b: BlockNo) -> Option<usize> {
+        self.dirty.iter().position(|d| d.block == b)
+    }
+
+    /// Reads block `b` as committed: its home copy, or, if it changed since the last
+    /// checkpoint, its newest IMAGE in the log with the byte ranges logged after it.
+    pub fn read<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        out: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        if out.len() != self.bs {
+            return Err(Error::BufferTooSmall { need: self.bs });
+        }
+        match self.find(b).and_then(|i| self.dirty.get(i).copied()) {
+            Some(d) => self.rebuild(dev, d, out),
+            None => dev.read_block(b, out).map_err(Error::Device),
+        }
+    }
+
+    /// Rebuilds dirty block `d` from its chain of records.
+    fn rebuild<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        d: Dirty,
+        out: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let mut chain = [0u32; MAX_CHAIN + 1];
+        let mut n = 0usize;
+        let mut pos = d.head;
+        loop {
+            let h = self.record_header(dev, u64::from(pos))?;
+            if h.target != d.block.0 {
+                return Err(corrupt());
+            }
+            *chain.get_mut(n).ok_or_else(corrupt)? = pos;
+            n += 1;
+            match h.kind {
+                RecordKind::Image => break,
+                RecordKind::Bytes { .. } if h.prev < pos => pos = h.prev,
+                RecordKind::Bytes { .. } => return Err(corrupt()),
+            }
+        }
+        for &p in chain.get(..n).unwrap_or(&[]).iter().rev() {
+            let h = self.record_header(dev, u64::from(p))?;
+            let (off, len) = (h.offset(), h.data_len(self.bs));
+            let dst = out.get_mut(off..off + len).ok_or_else(corrupt)?;
+            let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
+            if !self.read_log(dev, at, dst)? {
+                return Err(corrupt());
+            }
+        }
+        Ok(())
+    }
+
+    fn record_header<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        pos: u64,
+    ) -> Result<RecordHeader, Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let mut hb = [0u8; RECORD_HEADER];
+        if !self.read_log(dev, pos, &mut hb)? {
+            return Err(corrupt());
+        }
+        RecordHeader::decode(&hb, self.bs).map_err(|_| corrupt())
+    }
+
+    /// Loads log block `i` into the page.
+    fn load<D: BlockDevice>(&mut self, dev: &mut D, i: u64) -> Result<(), Error<D::Error>> {
+        if self.page_at == Some(i) {
+            return Ok(());
+        }
+        self.page_at = None;
+        dev.read_block(BlockNo(self.start.saturating_add(i)), self.page)?;
+        self.page_at = Some(i);
+        Ok(())
+    }
+
+    /// Streams `len` log bytes from position `pos` through `f`; `false` past the log's end.
+    fn stream_log<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        mut pos: u64,
+        mut len: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<bool, Error<D::Error>> {
+        if pos.checked_add(len as u64).is_none_or(|end| end > self.cap) {
+            return Ok(false);
+        }
+        let bs = self.bs as u64;
+        while len > 0 {
+            self.load(dev, pos / bs)?;
+            let off = (pos % bs) as usize;
+            let n = (self.bs - off).min(len);
+            f(self.page.get(off..off + n).unwrap_or(&[]));
+            pos += n as u64;
+            len -= n;
+        }
+        Ok(true)
+    }
+
+    /// Reads log bytes at `pos` into `out`; `false` past the log's end.
+    fn read_log<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        pos: u64,
+        out: &mut [u8],
+    ) -> Result<bool, Error<D::Error>> {
+        let mut done = 0usize;
+        self.stream_log(dev, pos, out.len(), |c| {
+            if let Some(d) = out.get_mut(done..done + c.len()) {
+                d.copy_from_slice(c);
+            }
+            done += c.len();
+        })
+    }
+
+    /// Commits `tx`: appends its records, then one flush (in [`Durability::Durable`] mode).
+    /// Checkpoints first if the log or the dirty-block table has no room. `scratch` must hold
+    /// one block. Returns the transaction's sequence number.
     pub fn commit<D: BlockDevice, const K: usize>(
         &mut self,
         dev: &mut D,
@@ -402,8 +646,7 @@ impl Wal {
         if tx.is_empty() {
             return Ok(self.last_seq);
         }
-        let need = txn_blocks(tx.len() as u64, self.bs as u64).ok_or(Error::TxTooLarge)?;
-        if need > self.blocks {
+        if !self.fits(tx.len()) {
             return Err(Error::TxTooLarge);
         }
         if tx
@@ -412,82 +655,224 @@ impl Wal {
         {
             return Err(Error::OutOfRange);
         }
-        let blk = block_of(scratch, self.bs)?;
-        if self.head.saturating_add(need) > self.blocks {
-            self.force_checkpoint(dev, blk)?;
+        let pre = block_of(scratch, self.bs)?;
+        if self.broken {
+            self.force_checkpoint(dev, pre)?;
         }
-        // Unlogged payload this transaction (or an abandoned one) wrote must be durable before
-        // any commit record can be: a flush between them is the only thing that orders them.
+        let mut need = self.measure(dev, tx, pre)?;
+        if !self.room(need) {
+            self.force_checkpoint(dev, pre)?;
+            need = self.measure(dev, tx, pre)?;
+            if !self.room(need) {
+                return Err(Error::TxTooLarge);
+            }
+        }
+        // Unlogged payload this transaction (or an abandoned one) wrote, and the last
+        // completion marker, must be durable before any log write: a flush orders them.
         self.settle(dev)?;
-        for (b, _) in tx.iter() {
-            self.logged.insert(b);
-        }
+        // From the first append until success, a failure leaves unverified bytes in the log:
+        // the next commit starts from a checkpoint.
+        self.broken = true;
         let seq = self.last_seq.next();
         let sd = seed(seq.0, self.salt);
+        let records = self.count_records(dev, tx, pre)?;
         let ident = TxIdent {
             epoch: self.epoch.0,
             seq: seq.0,
-            records: u32::try_from(tx.len()).map_err(|_| Error::TxTooLarge)?,
+            records: u32::try_from(records).map_err(|_| Error::TxTooLarge)?,
         };
-        let mut lw = LogWriter {
-            start: self.start.saturating_add(self.head),
-            written: 0,
-            pos: 0,
-            hasher: Xxh64::new(sd),
-        };
+        let mut ap = Appender::new(self.start, self.bs, self.head, sd);
         let mut begin = [0u8; BEGIN_LEN];
         ident.encode_begin(&mut begin);
-        lw.put(dev, blk, &begin, true)?;
-        let len = u32::try_from(self.bs).map_err(|_| Error::InvalidGeometry)?;
-        for (b, data) in tx.iter() {
-            let prefix = record_prefix(b.0, len);
-            let mut rh = Xxh64::new(sd);
-            rh.update(&prefix);
-            rh.update(data);
-            lw.put(dev, blk, &prefix, true)?;
-            lw.put(dev, blk, data, true)?;
-            lw.put(dev, blk, &rh.digest().to_le_bytes(), true)?;
+        ap.put(dev, &mut self.page_at, &begin, true)?;
+        let mut heads: heapless::Vec<Dirty, MAX_DIRTY> = heapless::Vec::new();
+        for (b, new) in tx.iter() {
+            let plan = self.plan(dev, b, new, pre)?;
+            let mut last = heads
+                .iter()
+                .find(|d| d.block == b)
+                .copied()
+                .or_else(|| self.find(b).and_then(|i| self.dirty.get(i).copied()));
+            match plan {
+                Plan::Nothing => continue,
+                Plan::Image => {
+                    let at = ap.position();
+                    let h = RecordHeader {
+                        kind: RecordKind::Image,
+                        target: b.0,
+                        prev: last.map_or(NO_PREV, |d| d.head),
+                    };
+                    ap.record(dev, &mut self.page_at, &h, new)?;
+                    last = Some(Dirty {
+                        block: b,
+                        head: pos32(at)?,
+                        chain: 0,
+                    });
+                }
+                Plan::Bytes { .. } => {
+                    let mut err = None;
+                    diff_ranges(new, pre, |s, e| {
+                        if err.is_some() {
+                            return;
+                        }
+                        let r = (|| {
+                            let at = ap.position();
+                            let h = RecordHeader {
+                                kind: RecordKind::Bytes {
+                                    offset: u16::try_from(s).map_err(|_| Error::TxTooLarge)?,
+                                    len: u16::try_from(e - s).map_err(|_| Error::TxTooLarge)?,
+                                },
+                                target: b.0,
+                                prev: last.map_or(NO_PREV, |d| d.head),
+                            };
+                            ap.record(dev, &mut self.page_at, &h, new.get(s..e).unwrap_or(&[]))?;
+                            last = Some(Dirty {
+                                block: b,
+                                head: pos32(at)?,
+                                chain: last.map_or(0, |d| d.chain.saturating_add(1)),
+                            });
+                            Ok(())
+                        })();
+                        if let Err(x) = r {
+                            err = Some(x);
+                        }
+                    });
+                    if let Some(x) = err {
+                        return Err(x);
+                    }
+                }
+            }
+            if let Some(d) = last {
+                match heads.iter_mut().find(|x| x.block == b) {
+                    Some(x) => *x = d,
+                    None => heads.push(d).map_err(|_| Error::TxTooLarge)?,
+                }
+            }
         }
-        let commit = Commit {
-            ident,
-            txn_hash: lw.hasher.digest(),
-        };
-        let mut cm = [0u8; COMMIT_LEN];
-        commit.encode(sd, &mut cm);
-        lw.put(dev, blk, &cm, false)?;
-        lw.finish(dev, blk)?;
-        dev.flush()?;
-        self.head = self.head.saturating_add(lw.written);
+        let span = ap.finish(dev, &mut self.page_at, self.unit)?;
+        if self.durability == Durability::Durable {
+            dev.flush()?;
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
+        }
+        for d in heads {
+            match self.find(d.block) {
+                Some(i) => {
+                    if let Some(x) = self.dirty.get_mut(i) {
+                        *x = d;
+                    }
+                }
+                None => self.dirty.push(d).map_err(|_| Error::TxTooLarge)?,
+            }
+        }
+        self.broken = false;
+        self.head = self.head.saturating_add(span);
         self.last_seq = seq;
         self.stats.commits += 1;
-        self.stats.log_blocks_written += lw.written;
-        // Apply in place; the superblock mirror waits for a flush after its twin.
-        let mut mirror_at = None;
-        for (i, (b, data)) in tx.iter().enumerate() {
-            if Some(b) == self.mirror {
-                mirror_at = Some(i);
-                continue;
-            }
-            dev.write_block(b, data)?;
-        }
-        if let Some(i) = mirror_at {
-            if let Some((b, data)) = tx.iter().nth(i) {
-                dev.flush()?;
-                dev.write_block(b, data)?;
-            }
-        }
+        self.stats.log_bytes_written += span;
+        self.stats.log_blocks_written += ap.blocks_started;
         Ok(seq)
     }
 
-    /// Makes everything applied so far durable and frees the log space, if the log holds
-    /// anything. `scratch` must hold one block.
+    /// What block `b` needs to go from its committed content to `new` (`pre` receives the
+    /// committed content when it is needed).
+    fn plan<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        new: &[u8],
+        pre: &mut [u8],
+    ) -> Result<Plan, Error<D::Error>> {
+        let Some(d) = self.find(b).and_then(|i| self.dirty.get(i).copied()) else {
+            // First change since the checkpoint: the whole block, so a torn home rewrite at the
+            // next checkpoint is rebuilt from the log alone.
+            return Ok(Plan::Image);
+        };
+        self.rebuild(dev, d, pre)?;
+        let (mut records, mut bytes) = (0usize, 0usize);
+        diff_ranges(new, pre, |s, e| {
+            records += 1;
+            bytes += e - s;
+        });
+        if records == 0 {
+            Ok(Plan::Nothing)
+        } else if usize::from(d.chain) + records > MAX_CHAIN
+            || bytes + records * MERGE_GAP >= self.bs / 2
+        {
+            Ok(Plan::Image)
+        } else {
+            Ok(Plan::Bytes { records, bytes })
+        }
+    }
+
+    /// Bytes (padding excluded) and new table entries `tx` needs.
+    fn measure<D: BlockDevice, const K: usize>(
+        &mut self,
+        dev: &mut D,
+        tx: &TxBuf<'_, K>,
+        pre: &mut [u8],
+    ) -> Result<(u64, usize), Error<D::Error>> {
+        let mut bytes = (BEGIN_LEN + COMMIT_LEN) as u64;
+        let mut new_entries = 0usize;
+        for (b, new) in tx.iter() {
+            let plan = self.plan(dev, b, new, pre)?;
+            bytes += match plan {
+                Plan::Nothing => 0,
+                Plan::Image => record_len(self.bs) as u64,
+                Plan::Bytes { records, bytes } => {
+                    (records * (RECORD_HEADER + RECORD_SUFFIX) + bytes) as u64
+                }
+            };
+            if plan != Plan::Nothing && !self.is_dirty(b) {
+                new_entries += 1;
+            }
+        }
+        Ok((bytes, new_entries))
+    }
+
+    fn count_records<D: BlockDevice, const K: usize>(
+        &mut self,
+        dev: &mut D,
+        tx: &TxBuf<'_, K>,
+        pre: &mut [u8],
+    ) -> Result<usize, Error<D::Error>> {
+        let mut n = 0;
+        for (b, new) in tx.iter() {
+            n += match self.plan(dev, b, new, pre)? {
+                Plan::Nothing => 0,
+                Plan::Image => 1,
+                Plan::Bytes { records, .. } => records,
+            };
+        }
+        Ok(n)
+    }
+
+    fn room(&self, (bytes, new_entries): (u64, usize)) -> bool {
+        let span = bytes.next_multiple_of(self.unit as u64);
+        self.head.saturating_add(span) <= self.cap
+            && self.dirty.len().saturating_add(new_entries) <= MAX_DIRTY
+    }
+
+    /// Makes every commit so far durable (one flush if any is outstanding).
+    pub fn sync<D: BlockDevice>(&mut self, dev: &mut D) -> Result<(), Error<D::Error>> {
+        if self.unsynced || self.owed {
+            dev.flush()?;
+            self.unsynced = false;
+            self.owed = false;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty block home and frees the log space, if the log holds anything;
+    /// otherwise only makes outstanding writes durable. `scratch` must hold one block.
     pub fn checkpoint<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         scratch: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
-        if self.head == 0 && self.checkpoint_seq == self.last_seq {
-            return self.settle(dev);
+        if self.head == 0 && self.checkpoint_seq == self.last_seq && !self.broken {
+            return self.sync(dev);
         }
         self.force_checkpoint(dev, block_of(scratch, self.bs)?)
     }
@@ -497,41 +882,42 @@ impl Wal {
         if self.owed {
             dev.flush()?;
             self.owed = false;
+            self.unsynced = false;
         }
         Ok(())
     }
 
-    /// Makes `e` ready for [`Wal::write_unlogged`]: checkpoints first if a record logged since
-    /// the last checkpoint may name one of its blocks (its replay after a crash would overwrite
-    /// the unlogged content). `scratch` must hold one block.
+    /// Makes `e` ready for [`Wal::write_unlogged`]: checkpoints first if one of its blocks has
+    /// records since the last checkpoint (a replay after a crash would overwrite the unlogged
+    /// content). `scratch` must hold one block.
     pub fn prepare_unlogged<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         e: Extent,
         scratch: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
-        let doubt = (0..e.len).any(|k| {
-            self.logged
-                .may_contain(BlockNo(e.start.0.saturating_add(k)))
-        });
-        if doubt {
+        let end = e.start.0.saturating_add(e.len);
+        if self
+            .dirty
+            .iter()
+            .any(|d| d.block.0 >= e.start.0 && d.block.0 < end)
+        {
             self.force_checkpoint(dev, block_of(scratch, self.bs)?)?;
         }
         Ok(())
     }
 
     /// Writes `data` to block `b` without logging it: only for blocks that are free in the
-    /// committed state and prepared with [`Wal::prepare_unlogged`] since the last commit that
-    /// may have named them. The write is ordered before the next commit record by a flush (see
-    /// the module documentation). A block that a logged record may name is refused with
-    /// [`Error::OutOfRange`], as is one outside the volume or inside the log.
+    /// committed state and prepared with [`Wal::prepare_unlogged`]. The write is ordered before
+    /// the next commit record by a flush (see the module documentation). A dirty block is
+    /// refused with [`Error::OutOfRange`], as is one outside the volume or inside the log.
     pub fn write_unlogged<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         b: BlockNo,
         data: &[u8],
     ) -> Result<(), Error<D::Error>> {
-        if !self.target_ok(b) || self.logged.may_contain(b) || data.len() != self.bs {
+        if !self.target_ok(b) || self.is_dirty(b) || data.len() != self.bs {
             return Err(Error::OutOfRange);
         }
         // Set before the write: a failed write may still have landed.
@@ -545,15 +931,40 @@ impl Wal {
         dev: &mut D,
         blk: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
-        dev.flush()?;
-        self.owed = false;
-        let next = Wal {
+        // The log (deferred commits included) is durable before any home copy changes. A
+        // durable commit flushed already; a failed one leaves nothing that must be kept.
+        self.sync(dev)?;
+        // Every dirty block home once; the superblock mirror only after a flush that follows
+        // its twin, so one whole copy always stands.
+        let mut mirror = None;
+        for i in 0..self.dirty.len() {
+            let Some(d) = self.dirty.get(i).copied() else {
+                break;
+            };
+            if Some(d.block) == self.mirror {
+                mirror = Some(d);
+                continue;
+            }
+            self.rebuild(dev, d, blk)?;
+            dev.write_block(d.block, blk)?;
+            self.stats.home_writes += 1;
+        }
+        if let Some(d) = mirror {
+            dev.flush()?;
+            self.rebuild(dev, d, blk)?;
+            dev.write_block(d.block, blk)?;
+            self.stats.home_writes += 1;
+        }
+        if !self.dirty.is_empty() {
+            dev.flush()?;
+        }
+        let next = WalHeader {
             generation: self.generation.saturating_add(1),
-            epoch: self.epoch.next(),
-            checkpoint_seq: self.last_seq,
-            ..self.clone()
+            epoch: self.epoch.next().0,
+            checkpoint_seq: self.last_seq.0,
+            ..self.header()
         };
-        encode_header(&next.header(), blk)?;
+        encode_header(&next, blk)?;
         let target = if self.active_is_b {
             WAL_HDR_A
         } else {
@@ -565,27 +976,26 @@ impl Wal {
         self.owed = true;
         dev.write_block(target, blk)?;
         self.generation = next.generation;
-        self.epoch = next.epoch;
+        self.epoch = Epoch(next.epoch);
         self.checkpoint_seq = self.last_seq;
         self.active_is_b = !self.active_is_b;
         self.head = 0;
-        self.logged.clear();
+        self.dirty.clear();
+        self.broken = false;
         self.stats.checkpoints += 1;
         Ok(())
     }
 
-    /// Checks the transaction at log block `at` (pass 1): shape, every hash, commit marker.
+    /// Checks the transaction at log position `pos`: shape, every hash, commit marker.
     fn validate_at<D: BlockDevice>(
-        &self,
+        &mut self,
         dev: &mut D,
-        at: u64,
+        pos: u64,
         expected: Seq,
-        buf: &mut [u8],
     ) -> Result<Validation, Error<D::Error>> {
-        let mut r = LogReader::new(self, at);
         let sd = seed(expected.0, self.salt);
         let mut begin = [0u8; BEGIN_LEN];
-        if !r.read(dev, buf, &mut begin)? {
+        if !self.read_log(dev, pos, &mut begin)? {
             return Ok(Validation::Invalid { ours: false });
         }
         let ident = match TxIdent::decode_begin(&begin) {
@@ -596,91 +1006,107 @@ impl Wal {
             return Ok(Validation::Invalid { ours: false });
         }
         let torn = Validation::Invalid { ours: true };
-        let need = match txn_blocks(u64::from(ident.records), self.bs as u64) {
-            Some(n) if at.saturating_add(n) <= self.blocks => n,
-            _ => return Ok(torn),
-        };
         let mut th = Xxh64::new(sd);
         th.update(&begin);
+        let mut at = pos.saturating_add(BEGIN_LEN as u64);
         let mut bad_target = false;
         for _ in 0..ident.records {
-            let mut prefix = [0u8; RECORD_PREFIX];
-            if !r.read(dev, buf, &mut prefix)? {
+            let mut hb = [0u8; RECORD_HEADER];
+            if !self.read_log(dev, at, &mut hb)? {
                 return Ok(torn);
             }
-            let (target, len) = parse_record_prefix(&prefix);
-            if len as usize != self.bs {
+            let Ok(h) = RecordHeader::decode(&hb, self.bs) else {
                 return Ok(torn);
-            }
+            };
+            let len = h.data_len(self.bs);
             let mut rh = Xxh64::new(sd);
-            rh.update(&prefix);
-            th.update(&prefix);
-            let ok = r.stream(dev, buf, self.bs, |chunk| {
-                rh.update(chunk);
-                th.update(chunk);
+            rh.update(&hb);
+            th.update(&hb);
+            let data_at = at.saturating_add(RECORD_HEADER as u64);
+            let ok = self.stream_log(dev, data_at, len, |c| {
+                rh.update(c);
+                th.update(c);
             })?;
             let mut suffix = [0u8; RECORD_SUFFIX];
-            if !ok || !r.read(dev, buf, &mut suffix)? {
+            if !ok || !self.read_log(dev, data_at.saturating_add(len as u64), &mut suffix)? {
                 return Ok(torn);
             }
             if u64::from_le_bytes(suffix) != rh.digest() {
                 return Ok(torn);
             }
             th.update(&suffix);
-            if !self.target_ok(BlockNo(target)) {
+            if !self.target_ok(BlockNo(h.target)) {
                 bad_target = true;
             }
+            at = at.saturating_add(record_len(len) as u64);
         }
         let mut cm = [0u8; COMMIT_LEN];
-        if !r.read(dev, buf, &mut cm)? {
+        if !self.read_log(dev, at, &mut cm)? {
             return Ok(torn);
         }
-        match Commit::decode(&cm, sd) {
-            Ok(c) if c.ident == ident && c.txn_hash == th.digest() => {}
-            _ => return Ok(torn),
+        let Ok(c) = Commit::decode(&cm) else {
+            return Ok(torn);
+        };
+        th.update(&Commit::head(c.span));
+        if th.digest() != c.txn_hash {
+            return Ok(torn);
         }
-        if bad_target {
-            // Every hash holds, yet a record aims outside the volume or into the log itself:
-            // this was never written by vde. Refuse rather than guess.
+        let len = at.saturating_add(COMMIT_LEN as u64) - pos;
+        let span = u64::from(c.span);
+        if bad_target
+            || span < len
+            || span - len >= APPEND_CHUNK as u64
+            || pos.saturating_add(span) > self.cap
+        {
+            // Every hash holds, yet a record aims outside the volume or into the log itself, or
+            // the next transaction would start where none can: this was never written by vde.
+            // Refuse rather than guess.
             return Err(Error::Corrupt(Structure::WalRecord));
         }
-        Ok(Validation::Valid(need))
+        Ok(Validation::Valid(span))
     }
 
-    /// Applies the (validated) transaction at log block `at` (pass 2, and pass 3 for the mirror).
-    fn replay_at<D: BlockDevice>(
-        &self,
-        dev: &mut D,
-        at: u64,
-        buf: &mut [u8],
-        data: &mut [u8],
-    ) -> Result<(), Error<D::Error>> {
-        let data = block_of(data, self.bs)?;
-        for pass in 0..2 {
-            let mut r = LogReader::new(self, at);
-            let mut begin = [0u8; BEGIN_LEN];
-            r.read(dev, buf, &mut begin)?;
-            let records = TxIdent::decode_begin(&begin).map_or(0, |i| i.records);
-            let mut mirror_seen = false;
-            for _ in 0..records {
-                let mut prefix = [0u8; RECORD_PREFIX];
-                r.read(dev, buf, &mut prefix)?;
-                r.read(dev, buf, data)?;
-                let mut suffix = [0u8; RECORD_SUFFIX];
-                r.read(dev, buf, &mut suffix)?;
-                let (target, _) = parse_record_prefix(&prefix);
-                let is_mirror = Some(BlockNo(target)) == self.mirror;
-                mirror_seen |= is_mirror;
-                if is_mirror == (pass == 1) {
-                    dev.write_block(BlockNo(target), data)?;
+    /// Adds the records of the (validated) transaction at `pos` to the dirty-block table. Their
+    /// chains must be exactly what a writer makes, or the log is refused.
+    fn index_at<D: BlockDevice>(&mut self, dev: &mut D, pos: u64) -> Result<(), Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let mut begin = [0u8; BEGIN_LEN];
+        self.read_log(dev, pos, &mut begin)?;
+        let records = TxIdent::decode_begin(&begin).map_or(0, |i| i.records);
+        let mut at = pos.saturating_add(BEGIN_LEN as u64);
+        for _ in 0..records {
+            let h = self.record_header(dev, at)?;
+            let here = pos32(at)?;
+            let b = BlockNo(h.target);
+            match self.find(b) {
+                None => {
+                    if h.prev != NO_PREV || h.kind != RecordKind::Image {
+                        return Err(corrupt());
+                    }
+                    self.dirty
+                        .push(Dirty {
+                            block: b,
+                            head: here,
+                            chain: 0,
+                        })
+                        .map_err(|_| corrupt())?;
+                }
+                Some(i) => {
+                    let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
+                    if h.prev != d.head {
+                        return Err(corrupt());
+                    }
+                    d.chain = match h.kind {
+                        RecordKind::Image => 0,
+                        RecordKind::Bytes { .. } => d.chain.saturating_add(1),
+                    };
+                    if usize::from(d.chain) > MAX_CHAIN {
+                        return Err(corrupt());
+                    }
+                    d.head = here;
                 }
             }
-            if pass == 0 {
-                if !mirror_seen {
-                    break;
-                }
-                dev.flush()?;
-            }
+            at = at.saturating_add(record_len(h.data_len(self.bs)) as u64);
         }
         Ok(())
     }
@@ -689,6 +1115,168 @@ impl Wal {
 enum Validation {
     Valid(u64),
     Invalid { ours: bool },
+}
+
+fn pos32<E>(p: u64) -> Result<u32, Error<E>> {
+    u32::try_from(p)
+        .ok()
+        .filter(|p| *p != NO_PREV)
+        .ok_or(Error::TxTooLarge)
+}
+
+/// Calls `f(start, end)` for every run of bytes where `new` differs from `old`, runs closer
+/// than [`MERGE_GAP`] merged.
+fn diff_ranges(new: &[u8], old: &[u8], mut f: impl FnMut(usize, usize)) {
+    let n = new.len().min(old.len());
+    let mut cur: Option<(usize, usize)> = None;
+    let mut i = 0usize;
+    while i < n {
+        if i + 8 <= n && new.get(i..i + 8) == old.get(i..i + 8) {
+            i += 8;
+            continue;
+        }
+        if new.get(i) == old.get(i) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < n && new.get(i) != old.get(i) {
+            i += 1;
+        }
+        cur = match cur {
+            Some((cs, ce)) if s - ce < MERGE_GAP => Some((cs, i)),
+            Some((cs, ce)) => {
+                f(cs, ce);
+                Some((s, i))
+            }
+            None => Some((s, i)),
+        };
+    }
+    if let Some((cs, ce)) = cur {
+        f(cs, ce);
+    }
+}
+
+/// Appends a transaction to the log in [`APPEND_CHUNK`]-aligned pieces, hashing everything
+/// before the commit marker's hash.
+struct Appender {
+    start: u64,
+    bs: usize,
+    pos: u64,
+    first: u64,
+    buf: [u8; APPEND_CHUNK],
+    len: usize,
+    hasher: Xxh64,
+    sd: u64,
+    blocks_started: u64,
+}
+
+impl Appender {
+    fn new(start: u64, bs: usize, pos: u64, sd: u64) -> Appender {
+        Appender {
+            start,
+            bs,
+            pos,
+            first: pos,
+            buf: [0; APPEND_CHUNK],
+            len: 0,
+            hasher: Xxh64::new(sd),
+            sd,
+            blocks_started: 0,
+        }
+    }
+    /// The log position of the next byte.
+    fn position(&self) -> u64 {
+        self.pos.saturating_add(self.len as u64)
+    }
+    fn put<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+        mut src: &[u8],
+        hash: bool,
+    ) -> Result<(), Error<D::Error>> {
+        if hash {
+            self.hasher.update(src);
+        }
+        while !src.is_empty() {
+            let end = self.position();
+            let room = APPEND_CHUNK - (end % APPEND_CHUNK as u64) as usize;
+            let n = room.min(src.len());
+            let (now, later) = src.split_at(n);
+            if let Some(d) = self.buf.get_mut(self.len..self.len + n) {
+                d.copy_from_slice(now);
+            }
+            self.len += n;
+            src = later;
+            if n == room {
+                self.drain(dev, page_at)?;
+            }
+        }
+        Ok(())
+    }
+    fn record<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+        h: &RecordHeader,
+        data: &[u8],
+    ) -> Result<(), Error<D::Error>> {
+        let hb = h.encode().ok_or(Error::OutOfRange)?;
+        let mut rh = Xxh64::new(self.sd);
+        rh.update(&hb);
+        rh.update(data);
+        self.put(dev, page_at, &hb, true)?;
+        self.put(dev, page_at, data, true)?;
+        self.put(dev, page_at, &rh.digest().to_le_bytes(), true)
+    }
+    fn drain<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+    ) -> Result<(), Error<D::Error>> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        // A chunk never crosses a block: blocks are multiples of APPEND_CHUNK.
+        let bs = self.bs as u64;
+        let blk = self.pos / bs;
+        let off = (self.pos % bs) as usize;
+        if *page_at == Some(blk) {
+            *page_at = None;
+        }
+        if off == 0 {
+            self.blocks_started += 1;
+        }
+        let data = self.buf.get(..self.len).unwrap_or(&[]);
+        dev.append(BlockNo(self.start.saturating_add(blk)), off, data)?;
+        self.pos = self.pos.saturating_add(self.len as u64);
+        self.len = 0;
+        Ok(())
+    }
+    /// Writes the commit marker and the padding to `unit`; returns the transaction's span.
+    fn finish<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+        unit: usize,
+    ) -> Result<u64, Error<D::Error>> {
+        let len = self.position() - self.first + COMMIT_LEN as u64;
+        let span = len.next_multiple_of(unit as u64);
+        let span32 = u32::try_from(span).map_err(|_| Error::TxTooLarge)?;
+        let head = Commit::head(span32);
+        self.hasher.update(&head);
+        let c = Commit {
+            span: span32,
+            txn_hash: self.hasher.digest(),
+        };
+        self.put(dev, page_at, &c.encode(), false)?;
+        let zeros = [0u8; APPEND_CHUNK];
+        let pad = (span - len) as usize;
+        self.put(dev, page_at, zeros.get(..pad).unwrap_or(&[]), false)?;
+        self.drain(dev, page_at)?;
+        Ok(span)
+    }
 }
 
 fn encode_header<E>(h: &WalHeader, blk: &mut [u8]) -> Result<(), Error<E>> {
@@ -735,135 +1323,28 @@ pub(crate) fn split_two<E>(
     Ok(s.split_at_mut(bs))
 }
 
-/// Appends bytes to the log through one block buffer, hashing everything before the commit.
-struct LogWriter {
-    start: u64,
-    written: u64,
-    pos: usize,
-    hasher: Xxh64,
-}
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
 
-impl LogWriter {
-    fn put<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        blk: &mut [u8],
-        mut src: &[u8],
-        hash: bool,
-    ) -> Result<(), Error<D::Error>> {
-        if hash {
-            self.hasher.update(src);
-        }
-        while !src.is_empty() {
-            let room = blk.len().saturating_sub(self.pos);
-            let n = room.min(src.len());
-            let (now, later) = src.split_at(n);
-            if let Some(d) = blk.get_mut(self.pos..self.pos + n) {
-                d.copy_from_slice(now);
-            }
-            self.pos += n;
-            src = later;
-            if self.pos == blk.len() {
-                self.flush_block(dev, blk)?;
-            }
-        }
-        Ok(())
+    fn ranges(new: &[u8], old: &[u8]) -> std::vec::Vec<(usize, usize)> {
+        let mut v = std::vec::Vec::new();
+        diff_ranges(new, old, |s, e| v.push((s, e)));
+        v
     }
-    fn flush_block<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        blk: &mut [u8],
-    ) -> Result<(), Error<D::Error>> {
-        dev.write_block(BlockNo(self.start.saturating_add(self.written)), blk)?;
-        self.written += 1;
-        self.pos = 0;
-        Ok(())
-    }
-    fn finish<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        blk: &mut [u8],
-    ) -> Result<(), Error<D::Error>> {
-        if self.pos > 0 {
-            if let Some(t) = blk.get_mut(self.pos..) {
-                t.fill(0);
-            }
-            self.flush_block(dev, blk)?;
-        }
-        Ok(())
-    }
-}
 
-/// Reads the log stream block by block; never reads past the WAL area.
-struct LogReader {
-    start: u64,
-    blocks: u64,
-    next: u64,
-    pos: usize,
-    loaded: bool,
-}
-
-impl LogReader {
-    fn new(w: &Wal, at: u64) -> LogReader {
-        LogReader {
-            start: w.start,
-            blocks: w.blocks,
-            next: at,
-            pos: 0,
-            loaded: false,
-        }
-    }
-    /// Ensures a block with unread bytes is in `buf`; `false` at the end of the log.
-    fn load<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        buf: &mut [u8],
-    ) -> Result<bool, Error<D::Error>> {
-        if self.loaded && self.pos < buf.len() {
-            return Ok(true);
-        }
-        if self.next >= self.blocks {
-            return Ok(false);
-        }
-        dev.read_block(BlockNo(self.start.saturating_add(self.next)), buf)?;
-        self.next += 1;
-        self.pos = 0;
-        self.loaded = true;
-        Ok(true)
-    }
-    fn stream<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        buf: &mut [u8],
-        mut len: usize,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<bool, Error<D::Error>> {
-        while len > 0 {
-            if !self.load(dev, buf)? {
-                return Ok(false);
-            }
-            let n = buf.len().saturating_sub(self.pos).min(len);
-            if let Some(s) = buf.get(self.pos..self.pos + n) {
-                f(s);
-            }
-            self.pos += n;
-            len -= n;
-        }
-        Ok(true)
-    }
-    fn read<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        buf: &mut [u8],
-        out: &mut [u8],
-    ) -> Result<bool, Error<D::Error>> {
-        let mut off = 0;
-        let len = out.len();
-        self.stream(dev, buf, len, |chunk| {
-            if let Some(d) = out.get_mut(off..off + chunk.len()) {
-                d.copy_from_slice(chunk);
-            }
-            off += chunk.len();
-        })
+    #[test]
+    fn diff_ranges_finds_and_merges_runs() {
+        let old = [0u8; 200];
+        assert!(ranges(&old, &old).is_empty());
+        let mut new = old;
+        new[3] = 1;
+        new[10] = 1; // 6 bytes apart: merged
+        new[100] = 1; // far: a run of its own
+        new[199] = 1;
+        assert_eq!(ranges(&new, &old), [(3, 11), (100, 101), (199, 200)]);
+        let all = [9u8; 200];
+        assert_eq!(ranges(&all, &old), [(0, 200)]);
     }
 }

@@ -1,6 +1,6 @@
 //! [`OwnedBuffers`]: heap memory for a volume's [`Buffers`], sized from the geometry.
 //!
-//! The core never allocates; a volume borrows a scratch area (2 blocks), a transaction buffer
+//! The core never allocates; a volume borrows a scratch area (3 blocks), a transaction buffer
 //! (one block per update, [`crate::TX_BLOCKS`] updates) and the in-RAM slot index.
 //! The index is sized for every shared block the image's `objects` region can describe, capped at
 //! [`INDEX_CAP_BYTES`].

@@ -351,6 +351,24 @@ impl BlockDevice for FileDevice {
             Ok(())
         }
     }
+
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the image is open read-only",
+            ));
+        }
+        let bs = self.block_size();
+        let at = self.offset(block, bs)?;
+        if offset.checked_add(data.len()).is_none_or(|e| e > bs) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "append past the end of a block",
+            ));
+        }
+        self.file.write_all_at(data, at + offset as u64)
+    }
 }
 
 #[cfg(test)]

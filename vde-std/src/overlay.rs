@@ -92,4 +92,20 @@ impl BlockDevice for OverlayDevice {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> io::Result<()> {
+        let bs = self.block_size();
+        let end = offset.checked_add(data.len()).filter(|e| *e <= bs);
+        let (Some(end), true) = (end, block.0 < self.block_count()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "append outside the image",
+            ));
+        };
+        let mut cur = vec![0u8; bs];
+        self.read_block(block, &mut cur)?;
+        cur[offset..end].copy_from_slice(data);
+        self.overlay.insert(block.0, cur.into());
+        Ok(())
+    }
 }

@@ -263,6 +263,15 @@ impl vde_nostd::BlockDevice for Cut {
         }
         self.inner.flush()
     }
+    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.left {
+            Some(0) => return Err(std::io::Error::other("power cut")),
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        self.writes += 1;
+        self.inner.append(b, offset, data)
+    }
 }
 
 /// The object repair cut after every one of its writes in turn: whatever prefix of its

@@ -11,7 +11,7 @@ use vde_fuzz::common::{ImageDevice, Mem};
 use vde_nostd::format::layout::Layout;
 use vde_nostd::format::object::{ExtentHeader, SlotHeader};
 use vde_nostd::format::wal_header::WalHeader;
-use vde_nostd::format::wal_record::{Commit, TxIdent};
+use vde_nostd::format::wal_record::{Commit, RecordHeader, RecordKind, TxIdent};
 use vde_nostd::format::{bitmap_block, regions, superblock::Superblock};
 use vde_nostd::{FormatOptions, ModuleSet, Volume};
 
@@ -237,17 +237,23 @@ fn gen(dir: &Path) {
         seq: 9,
         records: 2,
     };
-    let mut b = [0u8; 32];
+    let mut b = [0u8; 24];
     ident.encode_begin(&mut b);
     write(dir, "decode", "begin", &sel(2, &b));
-    let mut cm = [0u8; 48];
-    Commit {
-        ident,
+    let rec = RecordHeader {
+        kind: RecordKind::Bytes { offset: 8, len: 72 },
+        target: 40,
+        prev: 24,
+    }
+    .encode()
+    .expect("record header");
+    write(dir, "decode", "record", &sel(2, &rec));
+    let body = Commit {
+        span: 300,
         txn_hash: 0x1234_5678,
     }
-    .encode(77, &mut cm);
-    let mut body = 77u64.to_le_bytes().to_vec();
-    body.extend_from_slice(&cm);
+    .encode()
+    .to_vec();
     write(dir, "decode", "commit", &sel(3, &body));
     write(dir, "decode", "region-dir", &sel(4, &blk(l.regdir)));
     write(dir, "decode", "pointer-table", &sel(5, &blk(l.rpt)));

@@ -480,7 +480,15 @@ struct Head {
 #[derive(Clone, Copy)]
 enum Src<'s> {
     Host(&'s [u8]),
-    Copy { block: u32, slot: u32 },
+    Copy {
+        block: u32,
+        slot: u32,
+    },
+    /// The block's current version (erased if none) with `data` at byte `offset`.
+    Patch {
+        offset: usize,
+        data: &'s [u8],
+    },
 }
 
 /// Why versions are relocated.
@@ -970,12 +978,37 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                 self.read_version_page(block, slot, i, Some(lba))
                     .map_err(Prog::Source)?;
             }
+            if let Src::Patch { offset, data } = src {
+                let old = self.map.get(lba as usize).copied().unwrap_or(UNMAPPED);
+                if old == UNMAPPED {
+                    if let Some(p) = self.page.get_mut(..ps) {
+                        p.fill(0xFF);
+                    }
+                } else {
+                    let (ob, os) = self.unloc(old);
+                    self.read_version_page(ob, os, i, Some(lba))
+                        .map_err(Prog::Source)?;
+                }
+                // The part of [offset, offset + len) inside page i.
+                let (p0, p1) = (i as usize * ps, (i as usize + 1) * ps);
+                let (s, e) = (offset.max(p0), (offset + data.len()).min(p1));
+                if s < e {
+                    if let (Some(d), Some(src)) = (
+                        self.page.get_mut(s - p0..e - p0),
+                        data.get(s - offset..e - offset),
+                    ) {
+                        d.copy_from_slice(src);
+                    }
+                }
+            }
             let data = match src {
                 Src::Host(buf) => {
                     let at = i as usize * ps;
                     buf.get(at..at + ps).ok_or(Prog::Err(FtlError::BadLength))?
                 }
-                Src::Copy { .. } => self.page.get(..ps).ok_or(Prog::Err(FtlError::BadLength))?,
+                Src::Copy { .. } | Src::Patch { .. } => {
+                    self.page.get(..ps).ok_or(Prog::Err(FtlError::BadLength))?
+                }
             };
             let meta = Meta {
                 lba,
@@ -1327,6 +1360,27 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
             .ok_or(FtlError::OutOfRange)?;
         self.make_room()?;
         self.put(lba, Src::Host(buf))?;
+        self.stats.host_writes += 1;
+        Ok(())
+    }
+
+    /// Rewrites the block with the bytes appended (a new version, atomic like every write).
+    /// `offset == 0` keeps the block's other bytes.
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        let bs = self.layout.block_size;
+        let end = offset
+            .checked_add(data.len())
+            .filter(|e| *e <= bs)
+            .ok_or(FtlError::BadLength)?;
+        let lba = u32::try_from(block.0)
+            .ok()
+            .filter(|&l| l < self.layout.logical_blocks)
+            .ok_or(FtlError::OutOfRange)?;
+        if end > bs {
+            return Err(FtlError::BadLength);
+        }
+        self.make_room()?;
+        self.put(lba, Src::Patch { offset, data })?;
         self.stats.host_writes += 1;
         Ok(())
     }

@@ -8,7 +8,8 @@
 //!
 //! How [`run`] proceeds:
 //! 1. formats a blank flash of [`Config::capacity`] bytes and keeps the image as the base;
-//! 2. **reference run**: mounts the base, runs the workload with no cut, and counts the flash
+//! 2. **reference run**: mounts the base, runs the workload with no cut and then a checkpoint
+//!    (so every dirty block's write-back home is among the operations), and counts the flash
 //!    operations it makes (`N`, reads, programs and erases alike); the reference log it leaves
 //!    (for example the handles the object workload was given) is handed to every later check, and
 //!    is itself checked after a remount;

@@ -270,6 +270,7 @@ pub fn run_rig<R: Rig, L: Workload>(
         let start = m.op_count();
         workload
             .run(&mut vol, &mut reference)
+            .and_then(|()| vol.checkpoint())
             .map_err(|e| format!("the uncut workload failed: {e:?}"))?;
         let m = R::medium_of(vol.device());
         report.ops = m.op_count() - start;
@@ -295,8 +296,11 @@ pub fn run_rig<R: Rig, L: Workload>(
                     let mut vol = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs())
                         .map_err(|e| format!("mount: {e:?}"))?;
                     R::medium_of(vol.device().inner()).arm_power_cut(k);
+                    // The checkpoint after the workload writes every dirty block home: its
+                    // write-back is cut at every operation too.
                     workload
                         .run(&mut vol, &mut log)
+                        .and_then(|()| vol.checkpoint())
                         .err()
                         .map(|e| format!("{e:?}"))
                 };

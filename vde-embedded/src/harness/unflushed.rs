@@ -102,6 +102,27 @@ impl<D: BlockDevice> BlockDevice for Unflushed<D> {
         self.window.push((block.0, buf.to_vec()));
         self.inner.write_block(block, buf)
     }
+    /// Recorded as a new version of the whole block: the block as the window leaves it, with
+    /// the bytes appended (a file's page cache writes a page back whole).
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), D::Error> {
+        let at = (block.0 as usize).saturating_mul(self.bs);
+        let mut v = self
+            .window
+            .iter()
+            .rev()
+            .find(|(b, _)| *b == block.0)
+            .map(|(_, d)| d.clone())
+            .or_else(|| self.durable.get(at..at + self.bs).map(<[u8]>::to_vec))
+            .unwrap_or_else(|| vec![0; self.bs]);
+        if let Some(d) = v.get_mut(offset..offset + data.len()) {
+            d.copy_from_slice(data);
+        }
+        self.window.push((block.0, v));
+        self.inner.append(block, offset, data)
+    }
+    fn append_unit(&self) -> usize {
+        self.inner.append_unit()
+    }
     fn flush(&mut self) -> Result<(), D::Error> {
         self.inner.flush()?;
         for (b, data) in self.window.drain(..) {

@@ -175,6 +175,49 @@ impl BlockDevice for SimRam<'_> {
         }
         Ok(())
     }
+    /// Writes the bytes in place; a cut tears the write at sector granularity like a block
+    /// write (a prefix of the sectors it touches lands; bytes outside the range never change).
+    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), SimError> {
+        if self.power.lost() {
+            return Err(SimError::PowerLost);
+        }
+        let r = self.range(b, self.bs)?;
+        let end = offset
+            .checked_add(data.len())
+            .filter(|e| *e <= self.bs)
+            .ok_or(SimError::NotAligned)?;
+        let (op, cut) = self.power.begin(OpKind::Program);
+        self.stats.programs = self.stats.programs.saturating_add(1);
+        self.stats.program_bytes = self.stats.program_bytes.saturating_add(data.len() as u64);
+        let dst = self
+            .mem
+            .get_mut(r.start + offset..r.start + end)
+            .ok_or(SimError::OutOfBounds)?;
+        if !cut {
+            dst.copy_from_slice(data);
+            return Ok(());
+        }
+        let mut rng = XorShift64::new(mix(self.seed, op));
+        // Sector boundaries of the device, seen from the start of the range.
+        let first = 512 - offset % 512;
+        let pieces = 1 + data.len().saturating_sub(first).div_ceil(512);
+        let prefix = rng.below(pieces as u64 + 1) as usize;
+        let mut at = 0usize;
+        for i in 0..pieces {
+            let n = if i == 0 { first } else { 512 }.min(data.len() - at);
+            let lands = match self.tear {
+                TearMode::Prefix => i < prefix,
+                TearMode::Scattered => rng.below(2) == 0,
+            };
+            if lands {
+                if let (Some(d), Some(s)) = (dst.get_mut(at..at + n), data.get(at..at + n)) {
+                    d.copy_from_slice(s);
+                }
+            }
+            at += n;
+        }
+        Err(SimError::PowerLost)
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod wal_header;
 pub mod wal_record;
 
 /// The on-disk format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why a structure failed to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

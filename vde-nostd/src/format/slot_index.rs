@@ -4,7 +4,7 @@
 //! Block 0 of the region:
 //! ```text
 //!   0  8  magic "VDESLOTX"
-//!   8  4  format version (1)
+//!   8  4  format version (2)
 //!  12  4  entry count (shared blocks)
 //!  16  4  block size (checked on load)
 //!  20  4  entry size = 8 + slot bitmap bytes

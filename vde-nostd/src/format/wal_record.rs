@@ -1,53 +1,71 @@
-//! The log stream of one WAL transaction, as it sits in the WAL area. A transaction starts at a
-//! block boundary and is a byte stream running through consecutive WAL blocks:
+//! The log stream of one WAL transaction (format version 2), as it sits in the WAL area.
+//!
+//! The WAL area is one byte stream of `wal_blocks × block_size` bytes; a log position is a byte
+//! offset into it. Each checkpoint interval starts at position 0 and transactions follow one
+//! another; a transaction may cross block boundaries but never the end of the area.
 //!
 //! ```text
-//! begin   (32 B)  magic "VDETXBEG" | epoch u64 | seq u64 | record count u32 | reserved u32 (0)
-//! record  (20+N)  TargetBlock u64 | DataLength u32 | Data[N] | XxHash64 u64
-//!                 (hash = xxh64(TargetBlock|DataLength|Data, seed))
-//! ...             one record per block update, N = block size
-//! commit  (48 B)  magic "VDETXCMT" | epoch u64 | seq u64 | record count u32 | reserved u32 (0)
-//!                 | txn hash u64 = xxh64(every byte from begin through the last record, seed)
-//!                 | marker hash u64 = xxh64(commit bytes 0..40, seed)
+//! begin   (24 B)  magic "VTXB" | record count u32 | epoch u64 | seq u64
+//! record  (16+N+8) kind u8 | flags u8 (0) | offset u16 | length u16 | target u48 | prev u32
+//!                 | Data[N] | XxHash64 u64 = xxh64(record header | Data, seed)
+//!                 kind 1 IMAGE: offset 0, length 0, N = block size (the whole block)
+//!                 kind 2 BYTES: N = length (1 ..= block size - 1), offset + N <= block size
+//!                 prev: log position of the previous record naming the same target since the
+//!                 checkpoint, 0xFFFF_FFFF if none (then the record must be an IMAGE)
+//! ...             any number of records
+//! commit  (16 B)  magic "VTXC" | span u32 | txn hash u64
+//!                 span = bytes from the begin header to the next transaction's begin header
+//!                 (this transaction's bytes plus zero padding to the device's append unit)
+//!                 txn hash = xxh64(begin | records | commit bytes 0..8, seed)
 //! ```
 //! `seed = seq XOR volume salt` binds every record to its transaction and volume: a stale record
 //! left in the same log space by an earlier transaction, epoch or format never validates.
-//! The unused tail of the last block is zero.
 
-use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
-use super::{xxh64, DecodeError};
+use super::codec::{get_u16, get_u32, get_u64, put_bytes, put_u16, put_u32, put_u64};
+use super::DecodeError;
 
 /// Magic of a transaction's begin header.
-pub const BEGIN_MAGIC: &[u8; 8] = b"VDETXBEG";
+pub const BEGIN_MAGIC: &[u8; 4] = b"VTXB";
 /// Magic of a transaction's commit marker.
-pub const COMMIT_MAGIC: &[u8; 8] = b"VDETXCMT";
+pub const COMMIT_MAGIC: &[u8; 4] = b"VTXC";
 /// Length of the begin header.
-pub const BEGIN_LEN: usize = 32;
-/// Length of a record's prefix (target + length).
-pub const RECORD_PREFIX: usize = 12;
-/// Length of a record's suffix (hash).
+pub const BEGIN_LEN: usize = 24;
+/// Length of a record header.
+pub const RECORD_HEADER: usize = 16;
+/// Length of a record's trailing hash.
 pub const RECORD_SUFFIX: usize = 8;
 /// Length of the commit marker.
-pub const COMMIT_LEN: usize = 48;
+pub const COMMIT_LEN: usize = 16;
+/// `prev` of the first record naming a target since the checkpoint.
+pub const NO_PREV: u32 = u32::MAX;
+/// Most distinct targets the records of one checkpoint interval may name. A writer checkpoints
+/// before exceeding it; recovery refuses a log that names more.
+pub const MAX_DIRTY: usize = 64;
+/// Most BYTES records a target's chain may hold after its last IMAGE. A writer logs a new
+/// IMAGE instead; recovery refuses a longer chain.
+pub const MAX_CHAIN: usize = 16;
+/// Highest target block a record can name (48 bits).
+pub const MAX_TARGET: u64 = (1 << 48) - 1;
 
 /// The hash seed for transaction `seq` on a volume with `salt`.
 pub fn seed(seq: u64, salt: u64) -> u64 {
     seq ^ salt
 }
 
-/// Bytes a transaction of `records` full-block records occupies in the log.
-pub fn txn_bytes(records: u64, block_size: u64) -> Option<u64> {
-    let per = block_size.checked_add((RECORD_PREFIX + RECORD_SUFFIX) as u64)?;
-    per.checked_mul(records)?
+/// Bytes of a record carrying `n` data bytes.
+pub const fn record_len(n: usize) -> usize {
+    RECORD_HEADER + n + RECORD_SUFFIX
+}
+
+/// Bytes a transaction of `images` whole-block records takes before padding: the most a
+/// transaction over that many blocks can take.
+pub fn worst_txn_bytes(images: u64, block_size: u64) -> Option<u64> {
+    let per = block_size.checked_add((RECORD_HEADER + RECORD_SUFFIX) as u64)?;
+    per.checked_mul(images)?
         .checked_add((BEGIN_LEN + COMMIT_LEN) as u64)
 }
 
-/// Log blocks a transaction of `records` records occupies.
-pub fn txn_blocks(records: u64, block_size: u64) -> Option<u64> {
-    Some(txn_bytes(records, block_size)?.div_ceil(block_size))
-}
-
-/// A transaction's begin header (also the identity fields of its commit marker).
+/// A transaction's begin header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TxIdent {
@@ -60,35 +78,113 @@ pub struct TxIdent {
 }
 
 impl TxIdent {
-    fn encode_with(&self, magic: &[u8; 8], out: &mut [u8]) -> Option<()> {
-        put_bytes(out, 0, magic)?;
-        put_u64(out, 8, self.epoch)?;
-        put_u64(out, 16, self.seq)?;
-        put_u32(out, 24, self.records)?;
-        put_u32(out, 28, 0)
-    }
-    fn decode_with(magic: &[u8; 8], b: &[u8]) -> Result<TxIdent, DecodeError> {
-        if b.get(0..8) != Some(magic.as_slice()) {
-            return Err(DecodeError::BadMagic);
-        }
-        let f = DecodeError::BadField;
-        if get_u32(b, 28).ok_or(f)? != 0 {
-            return Err(f);
-        }
-        Ok(TxIdent {
-            epoch: get_u64(b, 8).ok_or(f)?,
-            seq: get_u64(b, 16).ok_or(f)?,
-            records: get_u32(b, 24).ok_or(f)?,
-        })
-    }
-    /// Encodes the begin header into `out` ([`BEGIN_LEN`] bytes).
+    /// Encodes the begin header.
     pub fn encode_begin(&self, out: &mut [u8; BEGIN_LEN]) {
         // The array is exactly BEGIN_LEN long, so every put fits.
-        let _ = self.encode_with(BEGIN_MAGIC, out);
+        let _ = put_bytes(out, 0, BEGIN_MAGIC);
+        let _ = put_u32(out, 4, self.records);
+        let _ = put_u64(out, 8, self.epoch);
+        let _ = put_u64(out, 16, self.seq);
     }
     /// Decodes a begin header.
     pub fn decode_begin(b: &[u8]) -> Result<TxIdent, DecodeError> {
-        Self::decode_with(BEGIN_MAGIC, b)
+        if b.get(0..4) != Some(BEGIN_MAGIC.as_slice()) {
+            return Err(DecodeError::BadMagic);
+        }
+        let f = DecodeError::BadField;
+        Ok(TxIdent {
+            records: get_u32(b, 4).ok_or(f)?,
+            epoch: get_u64(b, 8).ok_or(f)?,
+            seq: get_u64(b, 16).ok_or(f)?,
+        })
+    }
+}
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RecordKind {
+    /// The whole block.
+    Image,
+    /// `len` bytes at `offset`.
+    Bytes {
+        /// First byte of the block it covers.
+        offset: u16,
+        /// Bytes it covers (at least 1).
+        len: u16,
+    },
+}
+
+/// A record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RecordHeader {
+    /// Image or byte range.
+    pub kind: RecordKind,
+    /// The block it changes.
+    pub target: u64,
+    /// Log position of the previous record naming `target` since the checkpoint, or
+    /// [`NO_PREV`].
+    pub prev: u32,
+}
+
+impl RecordHeader {
+    /// Encodes the header. `None` if the target does not fit 48 bits.
+    pub fn encode(&self) -> Option<[u8; RECORD_HEADER]> {
+        if self.target > MAX_TARGET {
+            return None;
+        }
+        let mut o = [0u8; RECORD_HEADER];
+        let (kind, off, len) = match self.kind {
+            RecordKind::Image => (1u8, 0, 0),
+            RecordKind::Bytes { offset, len } => (2u8, offset, len),
+        };
+        o[0] = kind;
+        put_u16(&mut o, 2, off)?;
+        put_u16(&mut o, 4, len)?;
+        put_bytes(&mut o, 6, self.target.to_le_bytes().get(..6)?)?;
+        put_u32(&mut o, 12, self.prev)?;
+        Some(o)
+    }
+    /// Decodes a header for a volume of `block_size`-byte blocks.
+    pub fn decode(b: &[u8], block_size: usize) -> Result<RecordHeader, DecodeError> {
+        let f = DecodeError::BadField;
+        let b = b.get(..RECORD_HEADER).ok_or(f)?;
+        if b.get(1) != Some(&0) {
+            return Err(f);
+        }
+        let off = get_u16(b, 2).ok_or(f)?;
+        let len = get_u16(b, 4).ok_or(f)?;
+        let mut t = [0u8; 8];
+        t.get_mut(..6)
+            .ok_or(f)?
+            .copy_from_slice(b.get(6..12).ok_or(f)?);
+        let kind = match b.first() {
+            Some(1) if off == 0 && len == 0 => RecordKind::Image,
+            Some(2) if len > 0 && usize::from(off) + usize::from(len) <= block_size => {
+                RecordKind::Bytes { offset: off, len }
+            }
+            _ => return Err(f),
+        };
+        Ok(RecordHeader {
+            kind,
+            target: u64::from_le_bytes(t),
+            prev: get_u32(b, 12).ok_or(f)?,
+        })
+    }
+    /// Data bytes that follow the header.
+    pub fn data_len(&self, block_size: usize) -> usize {
+        match self.kind {
+            RecordKind::Image => block_size,
+            RecordKind::Bytes { len, .. } => usize::from(len),
+        }
+    }
+    /// Byte offset in the block where the data goes.
+    pub fn offset(&self) -> usize {
+        match self.kind {
+            RecordKind::Image => 0,
+            RecordKind::Bytes { offset, .. } => usize::from(offset),
+        }
     }
 }
 
@@ -96,48 +192,38 @@ impl TxIdent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Commit {
-    /// Identity (must equal the begin header's).
-    pub ident: TxIdent,
-    /// xxh64 of every byte from the begin header through the last record.
+    /// Bytes from the begin header to the next transaction's (padding included).
+    pub span: u32,
+    /// xxh64 of the begin header, every record and commit bytes 0..8.
     pub txn_hash: u64,
 }
 
 impl Commit {
-    /// Encodes the commit marker, sealing it with `seed`.
-    pub fn encode(&self, seed: u64, out: &mut [u8; COMMIT_LEN]) {
-        let _ = self.ident.encode_with(COMMIT_MAGIC, out);
-        let _ = put_u64(out, 32, self.txn_hash);
-        let sum = xxh64(&out[..40], seed);
-        let _ = put_u64(out, 40, sum);
+    /// The first 8 bytes (magic and span), which the transaction hash covers.
+    pub fn head(span: u32) -> [u8; 8] {
+        let mut o = [0u8; 8];
+        o[..4].copy_from_slice(COMMIT_MAGIC);
+        o[4..].copy_from_slice(&span.to_le_bytes());
+        o
     }
-    /// Decodes a commit marker sealed with `seed`.
-    pub fn decode(b: &[u8], seed: u64) -> Result<Commit, DecodeError> {
-        let ident = TxIdent::decode_with(COMMIT_MAGIC, b)?;
-        let f = DecodeError::BadField;
-        let sum = get_u64(b, 40).ok_or(f)?;
-        if xxh64(b.get(..40).ok_or(f)?, seed) != sum {
-            return Err(DecodeError::BadChecksum);
+    /// Encodes the marker.
+    pub fn encode(&self) -> [u8; COMMIT_LEN] {
+        let mut o = [0u8; COMMIT_LEN];
+        o[..8].copy_from_slice(&Self::head(self.span));
+        o[8..].copy_from_slice(&self.txn_hash.to_le_bytes());
+        o
+    }
+    /// Decodes a marker (its hash is checked by the caller, who has the transaction).
+    pub fn decode(b: &[u8]) -> Result<Commit, DecodeError> {
+        if b.get(0..4) != Some(COMMIT_MAGIC.as_slice()) {
+            return Err(DecodeError::BadMagic);
         }
+        let f = DecodeError::BadField;
         Ok(Commit {
-            ident,
-            txn_hash: get_u64(b, 32).ok_or(f)?,
+            span: get_u32(b, 4).ok_or(f)?,
+            txn_hash: get_u64(b, 8).ok_or(f)?,
         })
     }
-}
-
-/// Encodes a record prefix.
-pub fn record_prefix(target: u64, len: u32) -> [u8; RECORD_PREFIX] {
-    let mut p = [0u8; RECORD_PREFIX];
-    p[..8].copy_from_slice(&target.to_le_bytes());
-    p[8..].copy_from_slice(&len.to_le_bytes());
-    p
-}
-
-/// Decodes a record prefix into (target, length).
-pub fn parse_record_prefix(p: &[u8; RECORD_PREFIX]) -> (u64, u32) {
-    let t = get_u64(p, 0).unwrap_or(u64::MAX);
-    let l = get_u32(p, 8).unwrap_or(u32::MAX);
-    (t, l)
 }
 
 #[cfg(test)]
@@ -146,36 +232,57 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(txn_bytes(1, 4096), Some(32 + 4116 + 48));
-        assert_eq!(txn_blocks(1, 4096), Some(2));
-        assert_eq!(txn_blocks(0, 512), Some(1));
-        assert_eq!(txn_bytes(u64::MAX, 4096), None);
+        assert_eq!(worst_txn_bytes(1, 4096), Some(24 + 16 + 4096 + 8 + 16));
+        assert_eq!(worst_txn_bytes(u64::MAX, 4096), None);
+        assert_eq!(record_len(72), 96);
     }
 
     #[test]
-    fn commit_round_trip_and_seed_binding() {
+    fn round_trips_and_refusals() {
+        let t = TxIdent {
+            epoch: 3,
+            seq: 9,
+            records: 2,
+        };
+        let mut h = [0u8; BEGIN_LEN];
+        t.encode_begin(&mut h);
+        assert_eq!(TxIdent::decode_begin(&h), Ok(t));
         let c = Commit {
-            ident: TxIdent {
-                epoch: 3,
-                seq: 9,
-                records: 2,
-            },
+            span: 300,
             txn_hash: 0xdead,
         };
-        let mut b = [0u8; COMMIT_LEN];
-        c.encode(seed(9, 77), &mut b);
-        assert_eq!(Commit::decode(&b, seed(9, 77)), Ok(c));
+        assert_eq!(Commit::decode(&c.encode()), Ok(c));
         assert_eq!(
-            Commit::decode(&b, seed(10, 77)),
-            Err(DecodeError::BadChecksum)
+            TxIdent::decode_begin(&c.encode()),
+            Err(DecodeError::BadMagic)
         );
-        assert_eq!(
-            Commit::decode(&b, seed(9, 78)),
-            Err(DecodeError::BadChecksum)
-        );
-        let mut h = [0u8; BEGIN_LEN];
-        c.ident.encode_begin(&mut h);
-        assert_eq!(TxIdent::decode_begin(&h), Ok(c.ident));
-        assert_eq!(TxIdent::decode_begin(&b), Err(DecodeError::BadMagic));
+        for kind in [RecordKind::Image, RecordKind::Bytes { offset: 8, len: 72 }] {
+            let r = RecordHeader {
+                kind,
+                target: MAX_TARGET,
+                prev: 17,
+            };
+            let e = r.encode().unwrap();
+            assert_eq!(RecordHeader::decode(&e, 4096), Ok(r));
+        }
+        let over = RecordHeader {
+            kind: RecordKind::Image,
+            target: MAX_TARGET + 1,
+            prev: NO_PREV,
+        };
+        assert_eq!(over.encode(), None);
+        let past_end = RecordHeader {
+            kind: RecordKind::Bytes {
+                offset: 4090,
+                len: 7,
+            },
+            target: 1,
+            prev: NO_PREV,
+        };
+        let e = past_end.encode().unwrap();
+        assert_eq!(RecordHeader::decode(&e, 4096), Err(DecodeError::BadField));
+        let mut bad_kind = e;
+        bad_kind[0] = 3;
+        assert!(RecordHeader::decode(&bad_kind, 65536).is_err());
     }
 }
