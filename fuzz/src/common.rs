@@ -226,7 +226,7 @@ pub fn layout_unchecked(img: &[u8], bs: usize) -> Option<(Superblock, Layout)> {
     })
 }
 
-/// One record of a transaction found in a log.
+/// One record of a transaction found in a log, or one range of a RANGES record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRec {
     /// Its log position (byte offset in the WAL area).
@@ -289,7 +289,7 @@ fn get_u16(b: &[u8], at: usize) -> u16 {
 
 /// Walks the transactions of a WAL area's bytes `log` (block size `bs`, volume `salt`) from
 /// position 0 as FORMAT.md describes them (without recovery's epoch, sequence and chain
-/// expectations): begin header, records (kind 1 whole block, kind 2 byte range), commit marker,
+/// expectations): begin header, records (kind 1 whole block, kind 2 byte ranges), commit marker,
 /// the next transaction `span` bytes on. Stops after `limit` transactions, at the first begin
 /// header that is not one, at a record that cannot be one, at the end of the log, or (in
 /// [`Walk::Check`]) at a hash that fails.
@@ -321,9 +321,11 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
             let mut t = [0u8; 8];
             t[..6].copy_from_slice(&log[off + 6..off + 12]);
             let target = u64::from_le_bytes(t);
+            // Kind 1: the whole block; kind 2: `o` ranges of `l` bytes in all, a table of
+            // (offset u16, length u16) entries then the bytes.
             let n = match kind {
                 1 if o == 0 && l == 0 => bs,
-                2 if l > 0 && o + l <= bs => l,
+                2 if o > 0 && l > 0 && l < bs => 4 * o + l,
                 _ => {
                     ok = false;
                     break;
@@ -345,12 +347,36 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
                 }
             }
             th.extend_from_slice(&log[off..suffix + 8]);
-            recs.push(LogRec {
-                at: off,
-                target,
-                offset: if kind == 1 { 0 } else { o },
-                data: log[off + 16..suffix].to_vec(),
-            });
+            if kind == 1 {
+                recs.push(LogRec {
+                    at: off,
+                    target,
+                    offset: 0,
+                    data: log[off + 16..suffix].to_vec(),
+                });
+            } else {
+                let (mut min, mut data) = (0usize, off + 16 + 4 * o);
+                for j in 0..o {
+                    let e = off + 16 + 4 * j;
+                    let (ro, rl) = (get_u16(log, e) as usize, get_u16(log, e + 2) as usize);
+                    if rl == 0 || ro < min || ro + rl > bs || data + rl > suffix {
+                        ok = false;
+                        break;
+                    }
+                    recs.push(LogRec {
+                        at: off,
+                        target,
+                        offset: ro,
+                        data: log[data..data + rl].to_vec(),
+                    });
+                    min = ro + rl;
+                    data += rl;
+                }
+                if !ok || data != suffix {
+                    ok = false;
+                    break;
+                }
+            }
             off = suffix + 8;
         }
         if !ok || off + 16 > log.len() {

@@ -7,7 +7,7 @@ use vde_nostd::Buffers;
 
 /// Owned memory for a volume's buffers.
 pub struct Mem {
-    /// Scratch (2 blocks).
+    /// Scratch ([`Buffers::SCRATCH_BLOCKS`] blocks).
     pub scratch: Vec<u8>,
     /// Transaction buffer.
     pub txn: Vec<u8>,

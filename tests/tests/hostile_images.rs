@@ -628,13 +628,15 @@ fn committed_record_pointing_into_the_wal() {
 
 #[test]
 fn record_with_an_impossible_kind_offset_or_length() {
-    // (kind, offset, length): an IMAGE with a range, a BYTES record of nothing or past the
-    // block's end, an unknown kind.
+    // (kind, a, b): an IMAGE with a range, a RANGES record of no ranges or no bytes, or of
+    // at least a block, an unknown kind.
     for (kind, off, len) in [
         (1u8, 0u16, 1u16),
         (1, 8, 0),
         (2, 0, 0),
-        (2, BS as u16 - 4, 5),
+        (2, 0, 8),
+        (2, 1, 0),
+        (2, 1, BS as u16),
         (2, u16::MAX, u16::MAX),
         (0, 0, 0),
         (3, 0, 0),
@@ -657,25 +659,130 @@ fn record_with_an_impossible_kind_offset_or_length() {
     }
 }
 
+/// A RANGES record: `ranges` as (offset, length), with `fill` bytes.
+fn ranges(target: u64, ranges: &[(u16, u16)], fill: u8) -> Rec {
+    let mut data = Vec::new();
+    for (o, l) in ranges {
+        data.extend_from_slice(&o.to_le_bytes());
+        data.extend_from_slice(&l.to_le_bytes());
+    }
+    let bytes: u16 = ranges.iter().map(|r| r.1).sum();
+    data.extend(std::iter::repeat_n(fill, bytes as usize));
+    Rec {
+        kind: 2,
+        off: ranges.len() as u16,
+        len: bytes,
+        target,
+        data,
+    }
+}
+
 #[test]
-fn committed_chain_a_writer_never_makes_is_refused() {
-    // Every hash holds, but the first record naming the block is a byte range (nothing to
-    // apply it to), or a target's `prev` skips its previous record: never written by vde.
+fn committed_ranges_are_replayed_over_their_image() {
+    // The control for the refusals below: an image, then ranges of it, in two transactions.
     let mut img = base();
     let i = info(&mut img);
     let t = i.layout.data_start + 4;
-    let bytes = Rec {
-        kind: 2,
-        off: 8,
-        len: 4,
-        target: t,
-        data: vec![1; 4],
-    };
-    forge(&mut img, &i, i.next_seq, &[bytes], None);
-    assert_eq!(
-        mount_forged(&mut img),
-        Err(Error::Corrupt(Structure::WalRecord))
-    );
+    let next = forge_at(&mut img, &i, 0, i.next_seq, &[rec(t, 0x11)], None);
+    // The ranges point back at the image (position 24, after the first begin header).
+    let second = ranges(t, &[(8, 4), (100, 2)], 0x22);
+    forge_chained(&mut img, &i, next, i.next_seq + 1, &second, 24);
+    let r = mount_forged(&mut img).expect("mount");
+    assert_eq!(r.replayed, 2);
+    let b = blk(&mut img, t);
+    assert!(b[..8].iter().all(|x| *x == 0x11));
+    assert!(b[8..12].iter().all(|x| *x == 0x22));
+    assert!(b[12..100].iter().all(|x| *x == 0x11));
+    assert!(b[100..102].iter().all(|x| *x == 0x22));
+    assert!(b[102..].iter().all(|x| *x == 0x11));
+}
+
+/// A transaction of one record whose `prev` is given (not chained by [`forge_at`]).
+fn forge_chained(img: &mut [u8], i: &Info, pos: usize, seq: u64, r: &Rec, prev: u32) {
+    let sd = seed(seq, i.salt);
+    let mut stream = Vec::new();
+    stream.extend_from_slice(b"VTXB");
+    stream.extend_from_slice(&1u32.to_le_bytes());
+    stream.extend_from_slice(&i.epoch.to_le_bytes());
+    stream.extend_from_slice(&seq.to_le_bytes());
+    let mut h = vec![r.kind, 0];
+    h.extend_from_slice(&r.off.to_le_bytes());
+    h.extend_from_slice(&r.len.to_le_bytes());
+    h.extend_from_slice(&r.target.to_le_bytes()[..6]);
+    h.extend_from_slice(&prev.to_le_bytes());
+    h.extend_from_slice(&r.data);
+    stream.extend_from_slice(&h);
+    stream.extend_from_slice(&xxh64(&h, sd).to_le_bytes());
+    let span = (stream.len() + 16) as u32;
+    stream.extend_from_slice(b"VTXC");
+    stream.extend_from_slice(&span.to_le_bytes());
+    let txn_hash = xxh64(&stream, sd);
+    stream.extend_from_slice(&txn_hash.to_le_bytes());
+    let start = i.layout.wal_start as usize * BS + pos;
+    img[start..start + stream.len()].copy_from_slice(&stream);
+}
+
+#[test]
+fn committed_chain_a_writer_never_makes_is_refused() {
+    // Every hash holds, but: the first record naming the block is a range (nothing to apply
+    // it to); a range's `prev` skips the image before it; a range table that overlaps, runs
+    // past the block or does not add up to its byte count.
+    fn t_of(i: &Info) -> u64 {
+        i.layout.data_start + 4
+    }
+    type Case = Box<dyn Fn(&mut [u8], &Info)>;
+    let cases: Vec<(&str, Case)> = vec![
+        (
+            "ranges first",
+            Box::new(|img, i| {
+                forge(img, i, i.next_seq, &[ranges(t_of(i), &[(8, 4)], 1)], None);
+            }),
+        ),
+        (
+            "prev skips the image",
+            Box::new(|img, i| {
+                let next = forge_at(img, i, 0, i.next_seq, &[rec(t_of(i), 1)], None);
+                let r = ranges(t_of(i), &[(8, 4)], 2);
+                forge_chained(img, i, next, i.next_seq + 1, &r, u32::MAX);
+            }),
+        ),
+        (
+            "overlapping ranges",
+            Box::new(|img, i| {
+                let next = forge_at(img, i, 0, i.next_seq, &[rec(t_of(i), 1)], None);
+                let r = ranges(t_of(i), &[(8, 4), (10, 4)], 2);
+                forge_chained(img, i, next, i.next_seq + 1, &r, 24);
+            }),
+        ),
+        (
+            "range past the block",
+            Box::new(|img, i| {
+                let next = forge_at(img, i, 0, i.next_seq, &[rec(t_of(i), 1)], None);
+                let r = ranges(t_of(i), &[(BS as u16 - 2, 4)], 2);
+                forge_chained(img, i, next, i.next_seq + 1, &r, 24);
+            }),
+        ),
+        (
+            "byte count that does not add up",
+            Box::new(|img, i| {
+                let next = forge_at(img, i, 0, i.next_seq, &[rec(t_of(i), 1)], None);
+                let mut r = ranges(t_of(i), &[(8, 4), (20, 4)], 2);
+                r.len = 6;
+                r.data.truncate(8 + 6);
+                forge_chained(img, i, next, i.next_seq + 1, &r, 24);
+            }),
+        ),
+    ];
+    for (what, forge_case) in cases {
+        let mut img = base();
+        let i = info(&mut img);
+        forge_case(&mut img, &i);
+        assert_eq!(
+            mount_forged(&mut img),
+            Err(Error::Corrupt(Structure::WalRecord)),
+            "{what}"
+        );
+    }
 }
 
 #[test]

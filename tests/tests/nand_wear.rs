@@ -333,5 +333,6 @@ fn wear_same_workload_direct_nor_vs_wear_leveled_nor_vs_nand() {
     }
     println!("  ({:.1} s)", t.elapsed().as_secs_f64());
     assert!(leveled.max - leveled.min <= 2);
-    assert!(direct.max > leveled.max);
+    // Without leveling, the wear piles up on the sectors the log and the hot blocks live in.
+    assert!(direct.max - direct.min > 10 * (leveled.max - leveled.min).max(1));
 }

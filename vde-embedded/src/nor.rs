@@ -353,7 +353,8 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
             .checked_add(data.len())
             .filter(|e| *e <= self.block_size)
             .ok_or(NorError::BadLength)?;
-        if offset % F::WRITE_SIZE.max(1) != 0 || end_off % F::WRITE_SIZE.max(1) != 0 {
+        let unit = F::WRITE_SIZE.max(1);
+        if !offset.is_multiple_of(unit) || !end_off.is_multiple_of(unit) {
             return Err(NorError::BadLength);
         }
         if offset == 0 {

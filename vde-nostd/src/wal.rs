@@ -51,8 +51,9 @@ use crate::error::{Error, Structure};
 use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
 use crate::format::wal_header::WalHeader;
 use crate::format::wal_record::{
-    record_len, seed, worst_txn_bytes, Commit, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
-    COMMIT_LEN, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RECORD_HEADER, RECORD_SUFFIX,
+    record_len, seed, worst_txn_bytes, Commit, Range, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
+    COMMIT_LEN, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY, RECORD_HEADER,
+    RECORD_SUFFIX,
 };
 use crate::types::{BlockNo, Epoch, Extent, Seq};
 use xxhash_rust::xxh64::Xxh64;
@@ -197,9 +198,11 @@ struct Dirty {
 /// Bytes the log appender gathers before one device append: a NOR page; appends never cross a
 /// multiple of it, so each is one page program.
 const APPEND_CHUNK: usize = 256;
-/// Unchanged bytes shorter than a record's overhead between two changed runs are logged with
-/// them (one record instead of two).
-const MERGE_GAP: usize = RECORD_HEADER + RECORD_SUFFIX;
+/// Unchanged bytes no longer than a range entry between two changed runs are logged with them
+/// (one range instead of two).
+const MERGE_GAP: usize = RANGE_ENTRY + 1;
+/// The overhead of a record: header and hash.
+const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 
 /// The live state of the write-ahead log.
 pub struct Wal<'b> {
@@ -263,8 +266,8 @@ enum Plan {
     Nothing,
     /// The whole block.
     Image,
-    /// `records` byte ranges of `bytes` bytes in all.
-    Bytes { records: usize, bytes: usize },
+    /// `count` byte ranges of `bytes` bytes in all, in one record.
+    Ranges { count: usize, bytes: usize },
 }
 
 impl<'b> Wal<'b> {
@@ -555,18 +558,61 @@ impl<'b> Wal<'b> {
             n += 1;
             match h.kind {
                 RecordKind::Image => break,
-                RecordKind::Bytes { .. } if h.prev < pos => pos = h.prev,
-                RecordKind::Bytes { .. } => return Err(corrupt()),
+                RecordKind::Ranges { .. } if h.prev < pos => pos = h.prev,
+                RecordKind::Ranges { .. } => return Err(corrupt()),
             }
         }
         for &p in chain.get(..n).unwrap_or(&[]).iter().rev() {
             let h = self.record_header(dev, u64::from(p))?;
-            let (off, len) = (h.offset(), h.data_len(self.bs));
-            let dst = out.get_mut(off..off + len).ok_or_else(corrupt)?;
             let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
-            if !self.read_log(dev, at, dst)? {
+            match h.kind {
+                RecordKind::Image => {
+                    if !self.read_log(dev, at, out)? {
+                        return Err(corrupt());
+                    }
+                }
+                RecordKind::Ranges { count, bytes } => {
+                    self.ranges(dev, at, count, bytes, Some(&mut *out))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the table of the RANGES record whose body starts at `at`, checking it, and copies
+    /// each range's bytes into `out` if given.
+    fn ranges<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        at: u64,
+        count: u16,
+        bytes: u16,
+        mut out: Option<&mut [u8]>,
+    ) -> Result<(), Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let mut data_at = at.saturating_add((usize::from(count) * RANGE_ENTRY) as u64);
+        let mut min = 0usize;
+        let mut total = 0usize;
+        for j in 0..u64::from(count) {
+            let mut e = [0u8; RANGE_ENTRY];
+            if !self.read_log(dev, at.saturating_add(j * RANGE_ENTRY as u64), &mut e)? {
                 return Err(corrupt());
             }
+            let r = Range::decode(&e, min, self.bs).ok_or_else(corrupt)?;
+            if let Some(o) = out.as_deref_mut() {
+                let dst = o
+                    .get_mut(usize::from(r.offset)..r.end())
+                    .ok_or_else(corrupt)?;
+                if !self.read_log(dev, data_at, dst)? {
+                    return Err(corrupt());
+                }
+            }
+            data_at = data_at.saturating_add(u64::from(r.len));
+            total += usize::from(r.len);
+            min = r.end();
+        }
+        if total != usize::from(bytes) {
+            return Err(corrupt());
         }
         Ok(())
     }
@@ -675,7 +721,7 @@ impl<'b> Wal<'b> {
         self.broken = true;
         let seq = self.last_seq.next();
         let sd = seed(seq.0, self.salt);
-        let records = self.count_records(dev, tx, pre)?;
+        let records = need.2;
         let ident = TxIdent {
             epoch: self.epoch.0,
             seq: seq.0,
@@ -709,37 +755,47 @@ impl<'b> Wal<'b> {
                         chain: 0,
                     });
                 }
-                Plan::Bytes { .. } => {
+                Plan::Ranges { count, bytes } => {
+                    let at = ap.position();
+                    let h = RecordHeader {
+                        kind: RecordKind::Ranges {
+                            count: u16::try_from(count).map_err(|_| Error::TxTooLarge)?,
+                            bytes: u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?,
+                        },
+                        target: b.0,
+                        prev: last.map_or(NO_PREV, |d| d.head),
+                    };
+                    ap.begin_record(dev, &mut self.page_at, &h)?;
+                    // The table, then the bytes, each in range order.
                     let mut err = None;
-                    diff_ranges(new, pre, |s, e| {
-                        if err.is_some() {
-                            return;
-                        }
-                        let r = (|| {
-                            let at = ap.position();
-                            let h = RecordHeader {
-                                kind: RecordKind::Bytes {
-                                    offset: u16::try_from(s).map_err(|_| Error::TxTooLarge)?,
-                                    len: u16::try_from(e - s).map_err(|_| Error::TxTooLarge)?,
-                                },
-                                target: b.0,
-                                prev: last.map_or(NO_PREV, |d| d.head),
+                    for table in [true, false] {
+                        diff_ranges(new, pre, |s, e| {
+                            if err.is_some() {
+                                return;
+                            }
+                            let r = if table {
+                                let entry = Range {
+                                    offset: s as u16,
+                                    len: (e - s) as u16,
+                                };
+                                ap.body(dev, &mut self.page_at, &entry.encode())
+                            } else {
+                                ap.body(dev, &mut self.page_at, new.get(s..e).unwrap_or(&[]))
                             };
-                            ap.record(dev, &mut self.page_at, &h, new.get(s..e).unwrap_or(&[]))?;
-                            last = Some(Dirty {
-                                block: b,
-                                head: pos32(at)?,
-                                chain: last.map_or(0, |d| d.chain.saturating_add(1)),
-                            });
-                            Ok(())
-                        })();
-                        if let Err(x) = r {
-                            err = Some(x);
-                        }
-                    });
+                            if let Err(x) = r {
+                                err = Some(x);
+                            }
+                        });
+                    }
                     if let Some(x) = err {
                         return Err(x);
                     }
+                    ap.end_record(dev, &mut self.page_at)?;
+                    last = Some(Dirty {
+                        block: b,
+                        head: pos32(at)?,
+                        chain: last.map_or(0, |d| d.chain.saturating_add(1)),
+                    });
                 }
             }
             if let Some(d) = last {
@@ -790,65 +846,51 @@ impl<'b> Wal<'b> {
             return Ok(Plan::Image);
         };
         self.rebuild(dev, d, pre)?;
-        let (mut records, mut bytes) = (0usize, 0usize);
+        let (mut count, mut bytes) = (0usize, 0usize);
         diff_ranges(new, pre, |s, e| {
-            records += 1;
+            count += 1;
             bytes += e - s;
         });
-        if records == 0 {
+        if count == 0 {
             Ok(Plan::Nothing)
-        } else if usize::from(d.chain) + records > MAX_CHAIN
-            || bytes + records * MERGE_GAP >= self.bs / 2
+        } else if usize::from(d.chain) >= MAX_CHAIN
+            || RECORD_OVERHEAD + count * RANGE_ENTRY + bytes >= self.bs / 2
         {
+            // A long chain makes every read of the block slow; a large change costs about
+            // as much as the image, which also ends the chain.
             Ok(Plan::Image)
         } else {
-            Ok(Plan::Bytes { records, bytes })
+            Ok(Plan::Ranges { count, bytes })
         }
     }
 
-    /// Bytes (padding excluded) and new table entries `tx` needs.
+    /// Bytes (padding excluded), new table entries and records `tx` needs.
     fn measure<D: BlockDevice, const K: usize>(
         &mut self,
         dev: &mut D,
         tx: &TxBuf<'_, K>,
         pre: &mut [u8],
-    ) -> Result<(u64, usize), Error<D::Error>> {
+    ) -> Result<(u64, usize, usize), Error<D::Error>> {
         let mut bytes = (BEGIN_LEN + COMMIT_LEN) as u64;
-        let mut new_entries = 0usize;
+        let (mut new_entries, mut records) = (0usize, 0usize);
         for (b, new) in tx.iter() {
             let plan = self.plan(dev, b, new, pre)?;
             bytes += match plan {
                 Plan::Nothing => 0,
                 Plan::Image => record_len(self.bs) as u64,
-                Plan::Bytes { records, bytes } => {
-                    (records * (RECORD_HEADER + RECORD_SUFFIX) + bytes) as u64
-                }
+                Plan::Ranges { count, bytes } => record_len(count * RANGE_ENTRY + bytes) as u64,
             };
-            if plan != Plan::Nothing && !self.is_dirty(b) {
-                new_entries += 1;
+            if plan != Plan::Nothing {
+                records += 1;
+                if !self.is_dirty(b) {
+                    new_entries += 1;
+                }
             }
         }
-        Ok((bytes, new_entries))
+        Ok((bytes, new_entries, records))
     }
 
-    fn count_records<D: BlockDevice, const K: usize>(
-        &mut self,
-        dev: &mut D,
-        tx: &TxBuf<'_, K>,
-        pre: &mut [u8],
-    ) -> Result<usize, Error<D::Error>> {
-        let mut n = 0;
-        for (b, new) in tx.iter() {
-            n += match self.plan(dev, b, new, pre)? {
-                Plan::Nothing => 0,
-                Plan::Image => 1,
-                Plan::Bytes { records, .. } => records,
-            };
-        }
-        Ok(n)
-    }
-
-    fn room(&self, (bytes, new_entries): (u64, usize)) -> bool {
+    fn room(&self, (bytes, new_entries, _): (u64, usize, usize)) -> bool {
         let span = bytes.next_multiple_of(self.unit as u64);
         self.head.saturating_add(span) <= self.cap
             && self.dirty.len().saturating_add(new_entries) <= MAX_DIRTY
@@ -1098,13 +1140,17 @@ impl<'b> Wal<'b> {
                     }
                     d.chain = match h.kind {
                         RecordKind::Image => 0,
-                        RecordKind::Bytes { .. } => d.chain.saturating_add(1),
+                        RecordKind::Ranges { .. } => d.chain.saturating_add(1),
                     };
                     if usize::from(d.chain) > MAX_CHAIN {
                         return Err(corrupt());
                     }
                     d.head = here;
                 }
+            }
+            if let RecordKind::Ranges { count, bytes } = h.kind {
+                let body = at.saturating_add(RECORD_HEADER as u64);
+                self.ranges(dev, body, count, bytes, None)?;
             }
             at = at.saturating_add(record_len(h.data_len(self.bs)) as u64);
         }
@@ -1167,6 +1213,7 @@ struct Appender {
     buf: [u8; APPEND_CHUNK],
     len: usize,
     hasher: Xxh64,
+    rh: Xxh64,
     sd: u64,
     blocks_started: u64,
 }
@@ -1181,6 +1228,7 @@ impl Appender {
             buf: [0; APPEND_CHUNK],
             len: 0,
             hasher: Xxh64::new(sd),
+            rh: Xxh64::new(sd),
             sd,
             blocks_started: 0,
         }
@@ -1222,13 +1270,37 @@ impl Appender {
         h: &RecordHeader,
         data: &[u8],
     ) -> Result<(), Error<D::Error>> {
+        self.begin_record(dev, page_at, h)?;
+        self.body(dev, page_at, data)?;
+        self.end_record(dev, page_at)
+    }
+    fn begin_record<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+        h: &RecordHeader,
+    ) -> Result<(), Error<D::Error>> {
         let hb = h.encode().ok_or(Error::OutOfRange)?;
-        let mut rh = Xxh64::new(self.sd);
-        rh.update(&hb);
-        rh.update(data);
-        self.put(dev, page_at, &hb, true)?;
-        self.put(dev, page_at, data, true)?;
-        self.put(dev, page_at, &rh.digest().to_le_bytes(), true)
+        self.rh = Xxh64::new(self.sd);
+        self.rh.update(&hb);
+        self.put(dev, page_at, &hb, true)
+    }
+    fn body<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+        data: &[u8],
+    ) -> Result<(), Error<D::Error>> {
+        self.rh.update(data);
+        self.put(dev, page_at, data, true)
+    }
+    fn end_record<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        page_at: &mut Option<u64>,
+    ) -> Result<(), Error<D::Error>> {
+        let sum = self.rh.digest().to_le_bytes();
+        self.put(dev, page_at, &sum, true)
     }
     fn drain<D: BlockDevice>(
         &mut self,
@@ -1340,10 +1412,14 @@ mod tests {
         assert!(ranges(&old, &old).is_empty());
         let mut new = old;
         new[3] = 1;
-        new[10] = 1; // 6 bytes apart: merged
-        new[100] = 1; // far: a run of its own
+        new[8] = 1; // 4 unchanged bytes between: cheaper merged than as a second range
+        new[14] = 1; // 5 between: a range of its own
+        new[100] = 1;
         new[199] = 1;
-        assert_eq!(ranges(&new, &old), [(3, 11), (100, 101), (199, 200)]);
+        assert_eq!(
+            ranges(&new, &old),
+            [(3, 9), (14, 15), (100, 101), (199, 200)]
+        );
         let all = [9u8; 200];
         assert_eq!(ranges(&all, &old), [(0, 200)]);
     }

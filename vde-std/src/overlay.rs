@@ -104,7 +104,9 @@ impl BlockDevice for OverlayDevice {
         };
         let mut cur = vec![0u8; bs];
         self.read_block(block, &mut cur)?;
-        cur[offset..end].copy_from_slice(data);
+        if let Some(d) = cur.get_mut(offset..end) {
+            d.copy_from_slice(data);
+        }
         self.overlay.insert(block.0, cur.into());
         Ok(())
     }

@@ -241,7 +241,10 @@ fn gen(dir: &Path) {
     ident.encode_begin(&mut b);
     write(dir, "decode", "begin", &sel(2, &b));
     let rec = RecordHeader {
-        kind: RecordKind::Bytes { offset: 8, len: 72 },
+        kind: RecordKind::Ranges {
+            count: 2,
+            bytes: 72,
+        },
         target: 40,
         prev: 24,
     }

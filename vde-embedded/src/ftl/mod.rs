@@ -73,10 +73,11 @@
 //! # RAM
 //!
 //! Caller-provided and fixed ([`FtlMemory`], sized by [`FtlLayout::ram_bytes`]): 4 bytes per
-//! logical block (the map), 16 bytes per erase block ([`BlockInfo`]) and one page of data
-//! buffer. With the default reserve a whole W25N01GV (1,024 blocks of 64 × 2 KiB pages) takes
-//! 253,440 bytes as 2 KiB logical blocks (58,752 of them) and 135,936 bytes as 4 KiB blocks;
-//! a 32-block slice of it 9,216 / 5,888 bytes. Nothing else is allocated; the stack holds a
+//! logical block (the map), 16 bytes per erase block ([`BlockInfo`]), one page of data buffer
+//! and one logical block that gathers log appends until a flush. With the default reserve a
+//! whole W25N01GV (1,024 blocks of 64 × 2 KiB pages) takes 255,488 bytes as 2 KiB logical
+//! blocks (58,752 of them) and 140,032 bytes as 4 KiB blocks; a 32-block slice of it 11,264 /
+//! 9,984 bytes. Nothing else is allocated; the stack holds a
 //! few 24-byte records. (A full map in RAM is the price of simplicity: a RAM-tight design uses
 //! a slice of the part or larger logical blocks.)
 //!
@@ -226,11 +227,13 @@ impl FtlLayout {
         self.erase_blocks as usize
     }
 
-    /// Bytes of RAM the [`FtlMemory`] takes: 4 per logical block, 16 per erase block, a page.
+    /// Bytes of RAM the [`FtlMemory`] takes: 4 per logical block, 16 per erase block, a page,
+    /// a logical block.
     pub fn ram_bytes(&self) -> usize {
         self.map_entries() * 4
             + self.block_entries() * core::mem::size_of::<BlockInfo>()
             + self.page_size
+            + self.block_size
     }
 }
 
@@ -406,6 +409,10 @@ pub struct FtlMemory<'r> {
     pub blocks: &'r mut [BlockInfo],
     /// At least one page of data.
     pub page: &'r mut [u8],
+    /// One logical block where [`BlockDevice::append`]s to a block gather until the next flush
+    /// (or a write, read or append of another block) writes it once. Empty: every append
+    /// rewrites its block at once.
+    pub log: &'r mut [u8],
 }
 
 /// Counters of an [`Ftl`] since mount.
@@ -521,6 +528,8 @@ pub struct Ftl<'r, N: NandFlash> {
     map: &'r mut [u32],
     blocks: &'r mut [BlockInfo],
     page: &'r mut [u8],
+    log: &'r mut [u8],
+    pending: Option<u32>,
     layout: FtlLayout,
     wear_spread: u32,
     head: Option<Head>,
@@ -609,6 +618,12 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
             map: mem.map,
             blocks: mem.blocks,
             page: mem.page,
+            log: if mem.log.len() >= layout.block_size {
+                mem.log
+            } else {
+                &mut []
+            },
+            pending: None,
             layout,
             wear_spread: config.wear_spread,
             head: None,
@@ -923,6 +938,28 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
     }
 
     /// Writes a version of `lba` from `src` at the head, retiring blocks that fail.
+    /// Writes the block the appends gathered in, if any (one new version).
+    fn write_pending(&mut self) -> Res<(), N> {
+        let Some(lba) = self.pending.take() else {
+            return Ok(());
+        };
+        let bs = self.layout.block_size;
+        self.make_room()?;
+        let log = core::mem::take(&mut self.log);
+        let r = match log.get(..bs) {
+            Some(l) => self.put(lba, Src::Host(l)),
+            None => Err(FtlError::BadLength),
+        };
+        self.log = log;
+        if r.is_err() {
+            // Retried by the next flush.
+            self.pending = Some(lba);
+        }
+        r?;
+        self.stats.host_writes += 1;
+        Ok(())
+    }
+
     fn put(&mut self, lba: u32, src: Src<'_>) -> Res<(), N> {
         let mut refusals = 0u32;
         loop {
@@ -1328,6 +1365,10 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
             .ok()
             .filter(|&l| l < self.layout.logical_blocks)
             .ok_or(FtlError::OutOfRange)?;
+        if self.pending == Some(lba) {
+            buf.copy_from_slice(self.log.get(..buf.len()).ok_or(FtlError::BadLength)?);
+            return Ok(());
+        }
         let loc = self.map.get(lba as usize).copied().unwrap_or(UNMAPPED);
         if loc == UNMAPPED {
             buf.fill(0xFF);
@@ -1358,6 +1399,12 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
             .ok()
             .filter(|&l| l < self.layout.logical_blocks)
             .ok_or(FtlError::OutOfRange)?;
+        if self.pending == Some(lba) {
+            // Overwritten whole: the gathered appends are void.
+            self.pending = None;
+        } else {
+            self.write_pending()?;
+        }
         self.make_room()?;
         self.put(lba, Src::Host(buf))?;
         self.stats.host_writes += 1;
@@ -1379,15 +1426,39 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
         if end > bs {
             return Err(FtlError::BadLength);
         }
-        self.make_room()?;
-        self.put(lba, Src::Patch { offset, data })?;
-        self.stats.host_writes += 1;
+        if self.log.len() < bs {
+            self.make_room()?;
+            self.put(lba, Src::Patch { offset, data })?;
+            self.stats.host_writes += 1;
+            return Ok(());
+        }
+        if self.pending != Some(lba) {
+            self.write_pending()?;
+            let log = core::mem::take(&mut self.log);
+            let r = match log.get_mut(..bs) {
+                // A block started afresh: what lies past the append is unspecified.
+                Some(l) if offset == 0 => {
+                    l.fill(0xFF);
+                    Ok(())
+                }
+                Some(l) => self.read_block(block, l),
+                None => Err(FtlError::BadLength),
+            };
+            self.log = log;
+            r?;
+            self.pending = Some(lba);
+        }
+        self.log
+            .get_mut(offset..end)
+            .ok_or(FtlError::BadLength)?
+            .copy_from_slice(data);
         Ok(())
     }
 
-    /// Nothing to do: every acknowledged write is already on the medium.
+    /// Writes the gathered appends, if any; every other acknowledged write is already on the
+    /// medium.
     fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
+        self.write_pending()
     }
 }
 

@@ -14,16 +14,18 @@ pub struct OwnedFtlMemory {
     pub(crate) map: Vec<u32>,
     pub(crate) blocks: Vec<BlockInfo>,
     pub(crate) page: Vec<u8>,
+    pub(crate) log: Vec<u8>,
 }
 
 impl OwnedFtlMemory {
     /// Buffers for `layout`: one map entry per logical block, one entry per erase block, one
-    /// page.
+    /// page, one logical block.
     pub fn new(layout: &FtlLayout) -> OwnedFtlMemory {
         OwnedFtlMemory {
             map: vec![0; layout.map_entries()],
             blocks: vec![BlockInfo::EMPTY; layout.block_entries()],
             page: vec![0; layout.page_size],
+            log: vec![0; layout.block_size],
         }
     }
 
@@ -34,6 +36,7 @@ impl OwnedFtlMemory {
             map: &mut self.map,
             blocks: &mut self.blocks,
             page: &mut self.page,
+            log: &mut self.log,
         }
     }
 }

@@ -56,7 +56,7 @@ fn setup_checks() {
         (l.pages_per_slot, l.slots_per_block, l.logical_blocks),
         (2, 4, 48)
     );
-    assert_eq!(l.ram_bytes(), 48 * 4 + 16 * 16 + 512);
+    assert_eq!(l.ram_bytes(), 48 * 4 + 16 * 16 + 512 + 1024);
     let mut mem = vec![0xFFu8; PART.raw_bytes(16)];
     let mut st = vec![SimNandBlock::NEW; 16];
     let nand = SimNand::new(&mut mem, &mut st, &PART, SimNandConfig::new(1)).unwrap();
@@ -382,9 +382,9 @@ fn ram_of_a_whole_w25n01gv() {
     let g = W25N01GV.geometry(1024);
     let l2 = FtlLayout::compute(&g, &FtlConfig::new(&g, 2048)).unwrap();
     assert_eq!((l2.reserve_blocks, l2.logical_blocks), (106, 58_752));
-    assert_eq!(l2.ram_bytes(), 253_440);
+    assert_eq!(l2.ram_bytes(), 255_488);
     let l4 = FtlLayout::compute(&g, &FtlConfig::new(&g, 4096)).unwrap();
-    assert_eq!(l4.ram_bytes(), 135_936);
+    assert_eq!(l4.ram_bytes(), 140_032);
     assert_eq!(core::mem::size_of::<BlockInfo>(), 16);
 }
 

@@ -6,10 +6,13 @@
 //!
 //! ```text
 //! begin   (24 B)  magic "VTXB" | record count u32 | epoch u64 | seq u64
-//! record  (16+N+8) kind u8 | flags u8 (0) | offset u16 | length u16 | target u48 | prev u32
+//! record  (16+N+8) kind u8 | flags u8 (0) | a u16 | b u16 | target u48 | prev u32
 //!                 | Data[N] | XxHash64 u64 = xxh64(record header | Data, seed)
-//!                 kind 1 IMAGE: offset 0, length 0, N = block size (the whole block)
-//!                 kind 2 BYTES: N = length (1 ..= block size - 1), offset + N <= block size
+//!                 kind 1 IMAGE: a = 0, b = 0, N = block size (the whole block)
+//!                 kind 2 RANGES: a = range count n (>= 1), b = changed bytes m (>= 1),
+//!                 N = 4n + m: n entries (offset u16, length u16), ascending and disjoint,
+//!                 lengths >= 1 summing to m, each inside the block; then the m bytes in
+//!                 entry order
 //!                 prev: log position of the previous record naming the same target since the
 //!                 checkpoint, 0xFFFF_FFFF if none (then the record must be an IMAGE)
 //! ...             any number of records
@@ -41,9 +44,11 @@ pub const NO_PREV: u32 = u32::MAX;
 /// Most distinct targets the records of one checkpoint interval may name. A writer checkpoints
 /// before exceeding it; recovery refuses a log that names more.
 pub const MAX_DIRTY: usize = 64;
-/// Most BYTES records a target's chain may hold after its last IMAGE. A writer logs a new
+/// Most RANGES records a target's chain may hold after its last IMAGE. A writer logs a new
 /// IMAGE instead; recovery refuses a longer chain.
-pub const MAX_CHAIN: usize = 16;
+pub const MAX_CHAIN: usize = 64;
+/// Bytes of one entry of a RANGES record's table.
+pub const RANGE_ENTRY: usize = 4;
 /// Highest target block a record can name (48 bits).
 pub const MAX_TARGET: u64 = (1 << 48) - 1;
 
@@ -106,12 +111,13 @@ impl TxIdent {
 pub enum RecordKind {
     /// The whole block.
     Image,
-    /// `len` bytes at `offset`.
-    Bytes {
-        /// First byte of the block it covers.
-        offset: u16,
-        /// Bytes it covers (at least 1).
-        len: u16,
+    /// `count` byte ranges of `bytes` bytes in all: a table of `count` (offset u16, length
+    /// u16) entries, then the bytes.
+    Ranges {
+        /// Number of ranges (at least 1).
+        count: u16,
+        /// Bytes they cover (at least 1).
+        bytes: u16,
     },
 }
 
@@ -137,7 +143,7 @@ impl RecordHeader {
         let mut o = [0u8; RECORD_HEADER];
         let (kind, off, len) = match self.kind {
             RecordKind::Image => (1u8, 0, 0),
-            RecordKind::Bytes { offset, len } => (2u8, offset, len),
+            RecordKind::Ranges { count, bytes } => (2u8, count, bytes),
         };
         o[0] = kind;
         put_u16(&mut o, 2, off)?;
@@ -161,9 +167,10 @@ impl RecordHeader {
             .copy_from_slice(b.get(6..12).ok_or(f)?);
         let kind = match b.first() {
             Some(1) if off == 0 && len == 0 => RecordKind::Image,
-            Some(2) if len > 0 && usize::from(off) + usize::from(len) <= block_size => {
-                RecordKind::Bytes { offset: off, len }
-            }
+            Some(2) if off > 0 && len > 0 && usize::from(len) < block_size => RecordKind::Ranges {
+                count: off,
+                bytes: len,
+            },
             _ => return Err(f),
         };
         Ok(RecordHeader {
@@ -176,15 +183,44 @@ impl RecordHeader {
     pub fn data_len(&self, block_size: usize) -> usize {
         match self.kind {
             RecordKind::Image => block_size,
-            RecordKind::Bytes { len, .. } => usize::from(len),
+            RecordKind::Ranges { count, bytes } => {
+                usize::from(count) * RANGE_ENTRY + usize::from(bytes)
+            }
         }
     }
-    /// Byte offset in the block where the data goes.
-    pub fn offset(&self) -> usize {
-        match self.kind {
-            RecordKind::Image => 0,
-            RecordKind::Bytes { offset, .. } => usize::from(offset),
-        }
+}
+
+/// One entry of a RANGES record's table: `len` bytes at `offset` of the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Range {
+    /// First byte.
+    pub offset: u16,
+    /// Length (at least 1).
+    pub len: u16,
+}
+
+impl Range {
+    /// Encodes the entry.
+    pub fn encode(&self) -> [u8; RANGE_ENTRY] {
+        let mut o = [0u8; RANGE_ENTRY];
+        o[..2].copy_from_slice(&self.offset.to_le_bytes());
+        o[2..].copy_from_slice(&self.len.to_le_bytes());
+        o
+    }
+    /// Decodes an entry that must start at or after `min` (the end of the previous one) and
+    /// end inside a block of `block_size` bytes.
+    pub fn decode(b: &[u8; RANGE_ENTRY], min: usize, block_size: usize) -> Option<Range> {
+        let r = Range {
+            offset: u16::from_le_bytes([b[0], b[1]]),
+            len: u16::from_le_bytes([b[2], b[3]]),
+        };
+        let start = usize::from(r.offset);
+        (r.len > 0 && start >= min && start + usize::from(r.len) <= block_size).then_some(r)
+    }
+    /// One past the last byte.
+    pub fn end(&self) -> usize {
+        usize::from(self.offset) + usize::from(self.len)
     }
 }
 
@@ -256,7 +292,13 @@ mod tests {
             TxIdent::decode_begin(&c.encode()),
             Err(DecodeError::BadMagic)
         );
-        for kind in [RecordKind::Image, RecordKind::Bytes { offset: 8, len: 72 }] {
+        for kind in [
+            RecordKind::Image,
+            RecordKind::Ranges {
+                count: 2,
+                bytes: 72,
+            },
+        ] {
             let r = RecordHeader {
                 kind,
                 target: MAX_TARGET,
@@ -271,18 +313,28 @@ mod tests {
             prev: NO_PREV,
         };
         assert_eq!(over.encode(), None);
-        let past_end = RecordHeader {
-            kind: RecordKind::Bytes {
-                offset: 4090,
-                len: 7,
+        let whole = RecordHeader {
+            kind: RecordKind::Ranges {
+                count: 1,
+                bytes: 4096,
             },
             target: 1,
             prev: NO_PREV,
         };
-        let e = past_end.encode().unwrap();
+        let e = whole.encode().unwrap();
         assert_eq!(RecordHeader::decode(&e, 4096), Err(DecodeError::BadField));
         let mut bad_kind = e;
         bad_kind[0] = 3;
         assert!(RecordHeader::decode(&bad_kind, 65536).is_err());
+        let r = Range { offset: 8, len: 4 };
+        assert_eq!(Range::decode(&r.encode(), 8, 4096), Some(r));
+        assert_eq!(
+            Range::decode(&r.encode(), 9, 4096),
+            None,
+            "overlaps the previous"
+        );
+        assert_eq!(Range::decode(&r.encode(), 0, 11), None, "past the block");
+        let empty = Range { offset: 8, len: 0 };
+        assert_eq!(Range::decode(&empty.encode(), 0, 4096), None);
     }
 }
