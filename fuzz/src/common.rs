@@ -322,10 +322,10 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
             t[..6].copy_from_slice(&log[off + 6..off + 12]);
             let target = u64::from_le_bytes(t);
             // Kind 1: the whole block; kind 2: `o` ranges of `l` bytes in all, a table of
-            // (offset u16, length u16) entries then the bytes.
+            // (offset u16, length u16) entries then the bytes; kind 3: the same over zeros.
             let n = match kind {
                 1 if o == 0 && l == 0 => bs,
-                2 if o > 0 && l > 0 && l < bs => 4 * o + l,
+                2 | 3 if o > 0 && l > 0 && l < bs => 4 * o + l,
                 _ => {
                     ok = false;
                     break;
@@ -355,6 +355,14 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
                     data: log[off + 16..suffix].to_vec(),
                 });
             } else {
+                if kind == 3 {
+                    recs.push(LogRec {
+                        at: off,
+                        target,
+                        offset: 0,
+                        data: vec![0; bs],
+                    });
+                }
                 let (mut min, mut data) = (0usize, off + 16 + 4 * o);
                 for j in 0..o {
                     let e = off + 16 + 4 * j;

@@ -266,8 +266,13 @@ enum Plan {
     Nothing,
     /// The whole block.
     Image,
-    /// `count` byte ranges of `bytes` bytes in all, in one record.
-    Ranges { count: usize, bytes: usize },
+    /// `count` byte ranges of `bytes` bytes in all, in one record: over the committed content,
+    /// or (`sparse`) over a block of zeros, which gives the whole block like an image.
+    Ranges {
+        count: usize,
+        bytes: usize,
+        sparse: bool,
+    },
 }
 
 impl<'b> Wal<'b> {
@@ -557,7 +562,7 @@ impl<'b> Wal<'b> {
             *chain.get_mut(n).ok_or_else(corrupt)? = pos;
             n += 1;
             match h.kind {
-                RecordKind::Image => break,
+                RecordKind::Image | RecordKind::Sparse { .. } => break,
                 RecordKind::Ranges { .. } if h.prev < pos => pos = h.prev,
                 RecordKind::Ranges { .. } => return Err(corrupt()),
             }
@@ -572,6 +577,10 @@ impl<'b> Wal<'b> {
                     }
                 }
                 RecordKind::Ranges { count, bytes } => {
+                    self.ranges(dev, at, count, bytes, Some(&mut *out))?;
+                }
+                RecordKind::Sparse { count, bytes } => {
+                    out.fill(0);
                     self.ranges(dev, at, count, bytes, Some(&mut *out))?;
                 }
             }
@@ -755,12 +764,19 @@ impl<'b> Wal<'b> {
                         chain: 0,
                     });
                 }
-                Plan::Ranges { count, bytes } => {
+                Plan::Ranges {
+                    count,
+                    bytes,
+                    sparse,
+                } => {
                     let at = ap.position();
+                    let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
+                    let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
                     let h = RecordHeader {
-                        kind: RecordKind::Ranges {
-                            count: u16::try_from(count).map_err(|_| Error::TxTooLarge)?,
-                            bytes: u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?,
+                        kind: if sparse {
+                            RecordKind::Sparse { count, bytes }
+                        } else {
+                            RecordKind::Ranges { count, bytes }
                         },
                         target: b.0,
                         prev: last.map_or(NO_PREV, |d| d.head),
@@ -768,8 +784,9 @@ impl<'b> Wal<'b> {
                     ap.begin_record(dev, &mut self.page_at, &h)?;
                     // The table, then the bytes, each in range order.
                     let mut err = None;
+                    let old = (!sparse).then_some(&*pre);
                     for table in [true, false] {
-                        diff_ranges(new, pre, |s, e| {
+                        diff_ranges(new, old, |s, e| {
                             if err.is_some() {
                                 return;
                             }
@@ -794,7 +811,11 @@ impl<'b> Wal<'b> {
                     last = Some(Dirty {
                         block: b,
                         head: pos32(at)?,
-                        chain: last.map_or(0, |d| d.chain.saturating_add(1)),
+                        chain: if sparse {
+                            0
+                        } else {
+                            last.map_or(0, |d| d.chain.saturating_add(1))
+                        },
                     });
                 }
             }
@@ -843,25 +864,43 @@ impl<'b> Wal<'b> {
         let Some(d) = self.find(b).and_then(|i| self.dirty.get(i).copied()) else {
             // First change since the checkpoint: the whole block, so a torn home rewrite at the
             // next checkpoint is rebuilt from the log alone.
-            return Ok(Plan::Image);
+            return Ok(self.whole(new));
         };
         self.rebuild(dev, d, pre)?;
-        let (mut count, mut bytes) = (0usize, 0usize);
-        diff_ranges(new, pre, |s, e| {
-            count += 1;
-            bytes += e - s;
-        });
+        let (count, bytes) = measure_diff(new, Some(pre));
         if count == 0 {
             Ok(Plan::Nothing)
-        } else if usize::from(d.chain) >= MAX_CHAIN
-            || RECORD_OVERHEAD + count * RANGE_ENTRY + bytes >= self.bs / 2
-        {
+        } else if usize::from(d.chain) >= MAX_CHAIN || !self.worth_ranges(count, bytes) {
             // A long chain makes every read of the block slow; a large change costs about
-            // as much as the image, which also ends the chain.
-            Ok(Plan::Image)
+            // as much as the whole block, which also ends the chain.
+            Ok(self.whole(new))
         } else {
-            Ok(Plan::Ranges { count, bytes })
+            Ok(Plan::Ranges {
+                count,
+                bytes,
+                sparse: false,
+            })
         }
+    }
+
+    /// The cheaper whole-block record for `new`: its nonzero ranges, or the image.
+    fn whole(&self, new: &[u8]) -> Plan {
+        let (count, bytes) = measure_diff(new, None);
+        if count > 0 && self.worth_ranges(count, bytes) {
+            Plan::Ranges {
+                count,
+                bytes,
+                sparse: true,
+            }
+        } else {
+            Plan::Image
+        }
+    }
+
+    /// Whether `count` ranges of `bytes` bytes are worth a record of their own: it takes less
+    /// than half a block.
+    fn worth_ranges(&self, count: usize, bytes: usize) -> bool {
+        RECORD_OVERHEAD + count * RANGE_ENTRY + bytes < self.bs / 2
     }
 
     /// Bytes (padding excluded), new table entries and records `tx` needs.
@@ -878,7 +917,7 @@ impl<'b> Wal<'b> {
             bytes += match plan {
                 Plan::Nothing => 0,
                 Plan::Image => record_len(self.bs) as u64,
-                Plan::Ranges { count, bytes } => record_len(count * RANGE_ENTRY + bytes) as u64,
+                Plan::Ranges { count, bytes, .. } => record_len(count * RANGE_ENTRY + bytes) as u64,
             };
             if plan != Plan::Nothing {
                 records += 1;
@@ -1122,7 +1161,7 @@ impl<'b> Wal<'b> {
             let b = BlockNo(h.target);
             match self.find(b) {
                 None => {
-                    if h.prev != NO_PREV || h.kind != RecordKind::Image {
+                    if h.prev != NO_PREV || !h.kind.is_whole() {
                         return Err(corrupt());
                     }
                     self.dirty
@@ -1139,8 +1178,8 @@ impl<'b> Wal<'b> {
                         return Err(corrupt());
                     }
                     d.chain = match h.kind {
-                        RecordKind::Image => 0,
                         RecordKind::Ranges { .. } => d.chain.saturating_add(1),
+                        _ => 0,
                     };
                     if usize::from(d.chain) > MAX_CHAIN {
                         return Err(corrupt());
@@ -1148,7 +1187,9 @@ impl<'b> Wal<'b> {
                     d.head = here;
                 }
             }
-            if let RecordKind::Ranges { count, bytes } = h.kind {
+            if let RecordKind::Ranges { count, bytes } | RecordKind::Sparse { count, bytes } =
+                h.kind
+            {
                 let body = at.saturating_add(RECORD_HEADER as u64);
                 self.ranges(dev, body, count, bytes, None)?;
             }
@@ -1170,23 +1211,36 @@ fn pos32<E>(p: u64) -> Result<u32, Error<E>> {
         .ok_or(Error::TxTooLarge)
 }
 
-/// Calls `f(start, end)` for every run of bytes where `new` differs from `old`, runs closer
-/// than [`MERGE_GAP`] merged.
-fn diff_ranges(new: &[u8], old: &[u8], mut f: impl FnMut(usize, usize)) {
-    let n = new.len().min(old.len());
+/// The number of ranges [`diff_ranges`] gives and the bytes they cover.
+fn measure_diff(new: &[u8], old: Option<&[u8]>) -> (usize, usize) {
+    let (mut count, mut bytes) = (0usize, 0usize);
+    diff_ranges(new, old, |s, e| {
+        count += 1;
+        bytes += e - s;
+    });
+    (count, bytes)
+}
+
+/// Calls `f(start, end)` for every run of bytes where `new` differs from `old` (a block of
+/// zeros if `None`), runs closer than [`MERGE_GAP`] merged.
+fn diff_ranges(new: &[u8], old: Option<&[u8]>, mut f: impl FnMut(usize, usize)) {
+    const ZEROS: [u8; 8] = [0; 8];
+    let n = old.map_or(new.len(), |o| new.len().min(o.len()));
+    let old_at = |i: usize| old.map_or(Some(&0), |o| o.get(i));
+    let old8 = |i: usize| old.map_or(Some(&ZEROS[..]), |o| o.get(i..i + 8));
     let mut cur: Option<(usize, usize)> = None;
     let mut i = 0usize;
     while i < n {
-        if i + 8 <= n && new.get(i..i + 8) == old.get(i..i + 8) {
+        if i + 8 <= n && new.get(i..i + 8) == old8(i) {
             i += 8;
             continue;
         }
-        if new.get(i) == old.get(i) {
+        if new.get(i) == old_at(i) {
             i += 1;
             continue;
         }
         let s = i;
-        while i < n && new.get(i) != old.get(i) {
+        while i < n && new.get(i) != old_at(i) {
             i += 1;
         }
         cur = match cur {
@@ -1402,7 +1456,7 @@ mod tests {
 
     fn ranges(new: &[u8], old: &[u8]) -> std::vec::Vec<(usize, usize)> {
         let mut v = std::vec::Vec::new();
-        diff_ranges(new, old, |s, e| v.push((s, e)));
+        diff_ranges(new, Some(old), |s, e| v.push((s, e)));
         v
     }
 
@@ -1422,5 +1476,8 @@ mod tests {
         );
         let all = [9u8; 200];
         assert_eq!(ranges(&all, &old), [(0, 200)]);
+        let mut z = std::vec::Vec::new();
+        diff_ranges(&new, None, |s, e| z.push((s, e)));
+        assert_eq!(z, ranges(&new, &old), "against zeros");
     }
 }

@@ -13,6 +13,8 @@
 //!                 N = 4n + m: n entries (offset u16, length u16), ascending and disjoint,
 //!                 lengths >= 1 summing to m, each inside the block; then the m bytes in
 //!                 entry order
+//!                 kind 3 SPARSE: as RANGES, over a block of zeros (a whole-block record, like
+//!                 an IMAGE, for a block that is mostly zero)
 //!                 prev: log position of the previous record naming the same target since the
 //!                 checkpoint, 0xFFFF_FFFF if none (then the record must be an IMAGE)
 //! ...             any number of records
@@ -119,6 +121,22 @@ pub enum RecordKind {
         /// Bytes they cover (at least 1).
         bytes: u16,
     },
+    /// The whole block: zeros, except `count` byte ranges of `bytes` bytes in all (laid out as
+    /// in [`RecordKind::Ranges`]).
+    Sparse {
+        /// Number of ranges (at least 1).
+        count: u16,
+        /// Bytes they cover (at least 1).
+        bytes: u16,
+    },
+}
+
+impl RecordKind {
+    /// Whether the record gives the whole block (IMAGE or SPARSE): it may start a chain and
+    /// ends a rebuild.
+    pub fn is_whole(&self) -> bool {
+        !matches!(self, RecordKind::Ranges { .. })
+    }
 }
 
 /// A record header.
@@ -144,6 +162,7 @@ impl RecordHeader {
         let (kind, off, len) = match self.kind {
             RecordKind::Image => (1u8, 0, 0),
             RecordKind::Ranges { count, bytes } => (2u8, count, bytes),
+            RecordKind::Sparse { count, bytes } => (3u8, count, bytes),
         };
         o[0] = kind;
         put_u16(&mut o, 2, off)?;
@@ -171,6 +190,10 @@ impl RecordHeader {
                 count: off,
                 bytes: len,
             },
+            Some(3) if off > 0 && len > 0 && usize::from(len) < block_size => RecordKind::Sparse {
+                count: off,
+                bytes: len,
+            },
             _ => return Err(f),
         };
         Ok(RecordHeader {
@@ -183,7 +206,7 @@ impl RecordHeader {
     pub fn data_len(&self, block_size: usize) -> usize {
         match self.kind {
             RecordKind::Image => block_size,
-            RecordKind::Ranges { count, bytes } => {
+            RecordKind::Ranges { count, bytes } | RecordKind::Sparse { count, bytes } => {
                 usize::from(count) * RANGE_ENTRY + usize::from(bytes)
             }
         }
@@ -298,6 +321,10 @@ mod tests {
                 count: 2,
                 bytes: 72,
             },
+            RecordKind::Sparse {
+                count: 1,
+                bytes: 4095,
+            },
         ] {
             let r = RecordHeader {
                 kind,
@@ -324,7 +351,7 @@ mod tests {
         let e = whole.encode().unwrap();
         assert_eq!(RecordHeader::decode(&e, 4096), Err(DecodeError::BadField));
         let mut bad_kind = e;
-        bad_kind[0] = 3;
+        bad_kind[0] = 4;
         assert!(RecordHeader::decode(&bad_kind, 65536).is_err());
         let r = Range { offset: 8, len: 4 };
         assert_eq!(Range::decode(&r.encode(), 8, 4096), Some(r));
