@@ -313,6 +313,10 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
                 ok = false;
                 break;
             }
+            // The count is a bound: the commit marker may come sooner.
+            if &log[off..off + 4] == COMMIT_MAGIC.as_slice() {
+                break;
+            }
             let kind = log[off];
             let (o, l) = (
                 get_u16(log, off + 2) as usize,

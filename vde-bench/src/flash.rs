@@ -487,13 +487,17 @@ pub fn section(n: u64, updates: u64) {
         })
         .collect();
     println!(
-        "(vde direct = `NorFlashDevice`, one 4 KiB block per sector, erased on every block write; \
+        "(vde direct = `NorFlashDevice`, one 4 KiB block per sector: a home write erases its \
+         sector, a log append programs erased bytes (a log block is erased when the log reaches \
+         it); a {} KiB WAL (a quarter of the flash: each checkpoint interval logs every block it \
+         changes once whole, and the updates touch every shared block). \
          vde on FTL = the wear-levelled translation layer `Ftl<NorNand>` over the same flash \
-         ({}; default reserve and wear spread; a {} KiB WAL, the direct volume's default), its \
+         ({}; default reserve and wear spread; a {} KiB WAL, the default for this size), its \
          garbage collection and metadata included. \
          busy time = program pages × tPP + sectors erased × tSE at the datasheet's typical 0.4 ms \
          and 45 ms; the ratio compares busy time per item in the same phase: above 1 means vde keeps \
          the flash busy longer. Wear counts the sectors erased during the phase.)",
+        DIRECT_WAL_BLOCKS as usize * BS / 1024,
         shapes.join("; "),
         WAL_BYTES / 1024
     );

@@ -52,8 +52,8 @@ use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
 use crate::format::wal_header::WalHeader;
 use crate::format::wal_record::{
     record_len, seed, worst_txn_bytes, Commit, Range, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
-    COMMIT_LEN, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY, RECORD_HEADER,
-    RECORD_SUFFIX,
+    COMMIT_LEN, COMMIT_MAGIC, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY,
+    RECORD_HEADER, RECORD_SUFFIX,
 };
 use crate::types::{BlockNo, Epoch, Extent, Seq};
 use xxhash_rust::xxh64::Xxh64;
@@ -714,12 +714,13 @@ impl<'b> Wal<'b> {
         if self.broken {
             self.force_checkpoint(dev, pre)?;
         }
-        let mut need = self.measure(dev, tx, pre)?;
-        if !self.room(need) {
-            self.force_checkpoint(dev, pre)?;
-            need = self.measure(dev, tx, pre)?;
+        // At most one record per staged block. The exact size needs each block's committed
+        // content, so it is measured only when the worst case (every record an image) might
+        // not fit; after a checkpoint the worst case always fits (`fits` above).
+        if !self.worst_case_fits(tx) {
+            let need = self.measure(dev, tx, pre)?;
             if !self.room(need) {
-                return Err(Error::TxTooLarge);
+                self.force_checkpoint(dev, pre)?;
             }
         }
         // Unlogged payload this transaction (or an abandoned one) wrote, and the last
@@ -730,7 +731,9 @@ impl<'b> Wal<'b> {
         self.broken = true;
         let seq = self.last_seq.next();
         let sd = seed(seq.0, self.salt);
-        let records = need.2;
+        // The begin header's count is a bound: the commit marker may come after fewer records
+        // (a staged block that did not change has none).
+        let records = tx.len();
         let ident = TxIdent {
             epoch: self.epoch.0,
             seq: seq.0,
@@ -903,15 +906,15 @@ impl<'b> Wal<'b> {
         RECORD_OVERHEAD + count * RANGE_ENTRY + bytes < self.bs / 2
     }
 
-    /// Bytes (padding excluded), new table entries and records `tx` needs.
+    /// Bytes (padding excluded) and new table entries `tx` needs.
     fn measure<D: BlockDevice, const K: usize>(
         &mut self,
         dev: &mut D,
         tx: &TxBuf<'_, K>,
         pre: &mut [u8],
-    ) -> Result<(u64, usize, usize), Error<D::Error>> {
+    ) -> Result<(u64, usize), Error<D::Error>> {
         let mut bytes = (BEGIN_LEN + COMMIT_LEN) as u64;
-        let (mut new_entries, mut records) = (0usize, 0usize);
+        let mut new_entries = 0usize;
         for (b, new) in tx.iter() {
             let plan = self.plan(dev, b, new, pre)?;
             bytes += match plan {
@@ -919,17 +922,21 @@ impl<'b> Wal<'b> {
                 Plan::Image => record_len(self.bs) as u64,
                 Plan::Ranges { count, bytes, .. } => record_len(count * RANGE_ENTRY + bytes) as u64,
             };
-            if plan != Plan::Nothing {
-                records += 1;
-                if !self.is_dirty(b) {
-                    new_entries += 1;
-                }
+            if plan != Plan::Nothing && !self.is_dirty(b) {
+                new_entries += 1;
             }
         }
-        Ok((bytes, new_entries, records))
+        Ok((bytes, new_entries))
     }
 
-    fn room(&self, (bytes, new_entries, _): (u64, usize, usize)) -> bool {
+    /// Whether `tx` fits with every record an image (no block content needed to tell).
+    fn worst_case_fits<const K: usize>(&self, tx: &TxBuf<'_, K>) -> bool {
+        let new_entries = tx.iter().filter(|(b, _)| !self.is_dirty(*b)).count();
+        worst_txn_bytes(tx.len() as u64, self.bs as u64)
+            .is_some_and(|bytes| self.room((bytes, new_entries)))
+    }
+
+    fn room(&self, (bytes, new_entries): (u64, usize)) -> bool {
         let span = bytes.next_multiple_of(self.unit as u64);
         self.head.saturating_add(span) <= self.cap
             && self.dirty.len().saturating_add(new_entries) <= MAX_DIRTY
@@ -1096,6 +1103,9 @@ impl<'b> Wal<'b> {
             if !self.read_log(dev, at, &mut hb)? {
                 return Ok(torn);
             }
+            if is_commit(&hb) {
+                break;
+            }
             let Ok(h) = RecordHeader::decode(&hb, self.bs) else {
                 return Ok(torn);
             };
@@ -1156,6 +1166,10 @@ impl<'b> Wal<'b> {
         let records = TxIdent::decode_begin(&begin).map_or(0, |i| i.records);
         let mut at = pos.saturating_add(BEGIN_LEN as u64);
         for _ in 0..records {
+            let mut hb = [0u8; RECORD_HEADER];
+            if !self.read_log(dev, at, &mut hb)? || is_commit(&hb) {
+                break;
+            }
             let h = self.record_header(dev, at)?;
             let here = pos32(at)?;
             let b = BlockNo(h.target);
@@ -1202,6 +1216,12 @@ impl<'b> Wal<'b> {
 enum Validation {
     Valid(u64),
     Invalid { ours: bool },
+}
+
+/// Whether the bytes where a record could start are the commit marker (a record starts with
+/// its kind, 1 ..= 3; the marker with its magic).
+fn is_commit(b: &[u8]) -> bool {
+    b.get(..4) == Some(COMMIT_MAGIC.as_slice())
 }
 
 fn pos32<E>(p: u64) -> Result<u32, Error<E>> {

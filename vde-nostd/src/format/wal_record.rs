@@ -5,7 +5,8 @@
 //! another; a transaction may cross block boundaries but never the end of the area.
 //!
 //! ```text
-//! begin   (24 B)  magic "VTXB" | record count u32 | epoch u64 | seq u64
+//! begin   (24 B)  magic "VTXB" | record bound u32 | epoch u64 | seq u64
+//!                 (at most this many records follow; the commit marker may come sooner)
 //! record  (16+N+8) kind u8 | flags u8 (0) | a u16 | b u16 | target u48 | prev u32
 //!                 | Data[N] | XxHash64 u64 = xxh64(record header | Data, seed)
 //!                 kind 1 IMAGE: a = 0, b = 0, N = block size (the whole block)
@@ -80,7 +81,7 @@ pub struct TxIdent {
     pub epoch: u64,
     /// Transaction sequence number.
     pub seq: u64,
-    /// Number of records.
+    /// Most records that follow (the commit marker may come after fewer).
     pub records: u32,
 }
 
