@@ -561,7 +561,7 @@ fn stack_peak<R>(op: impl FnOnce() -> R) -> Result<(R, StackPeak), &'static str>
 /// commit finds the log full and checkpoints first, then of a mount that replays the WAL.
 fn check_peak_stack() -> Result<(), &'static str> {
     /// Puts tried before the log must have filled up.
-    const MAX_PUTS: usize = 32;
+    const MAX_PUTS: usize = 200;
     const LEN: usize = 100;
     let mut image = [0xFFu8; FLASH_BYTES];
     let mut wear = [0u32; FLASH_SECTORS];
