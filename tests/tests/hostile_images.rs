@@ -497,6 +497,8 @@ struct Rec {
     off: u16,
     len: u16,
     target: u64,
+    /// `prev` as written; `None`: chained to the transaction's previous record for the target.
+    prev: Option<u32>,
     data: Vec<u8>,
 }
 
@@ -507,6 +509,7 @@ fn rec(target: u64, fill: u8) -> Rec {
         off: 0,
         len: 0,
         target,
+        prev: None,
         data: vec![fill; BS],
     }
 }
@@ -538,7 +541,8 @@ fn forge_at(
     for r in recs {
         let pos = (pos + stream.len()) as u32;
         let target = r.target & ((1 << 48) - 1);
-        let prev = last.insert(target, pos).unwrap_or(u32::MAX);
+        let chained = last.insert(target, pos).unwrap_or(u32::MAX);
+        let prev = r.prev.unwrap_or(chained);
         let mut h = vec![r.kind, 0];
         h.extend_from_slice(&r.off.to_le_bytes());
         h.extend_from_slice(&r.len.to_le_bytes());
@@ -649,6 +653,7 @@ fn record_with_an_impossible_kind_offset_or_length() {
             off,
             len,
             target: i.layout.data_start + 5,
+            prev: None,
             data: vec![3; BS],
         };
         forge(&mut img, &i, i.next_seq, &[r], None);
@@ -673,6 +678,7 @@ fn ranges(target: u64, ranges: &[(u16, u16)], fill: u8) -> Rec {
         off: ranges.len() as u16,
         len: bytes,
         target,
+        prev: None,
         data,
     }
 }
@@ -699,27 +705,12 @@ fn committed_ranges_are_replayed_over_their_image() {
 
 /// A transaction of one record whose `prev` is given (not chained by [`forge_at`]).
 fn forge_chained(img: &mut [u8], i: &Info, pos: usize, seq: u64, r: &Rec, prev: u32) {
-    let sd = seed(seq, i.salt);
-    let mut stream = Vec::new();
-    stream.extend_from_slice(b"VTXB");
-    stream.extend_from_slice(&1u32.to_le_bytes());
-    stream.extend_from_slice(&i.epoch.to_le_bytes());
-    stream.extend_from_slice(&seq.to_le_bytes());
-    let mut h = vec![r.kind, 0];
-    h.extend_from_slice(&r.off.to_le_bytes());
-    h.extend_from_slice(&r.len.to_le_bytes());
-    h.extend_from_slice(&r.target.to_le_bytes()[..6]);
-    h.extend_from_slice(&prev.to_le_bytes());
-    h.extend_from_slice(&r.data);
-    stream.extend_from_slice(&h);
-    stream.extend_from_slice(&xxh64(&h, sd).to_le_bytes());
-    let span = (stream.len() + 16) as u32;
-    stream.extend_from_slice(b"VTXC");
-    stream.extend_from_slice(&span.to_le_bytes());
-    let txn_hash = xxh64(&stream, sd);
-    stream.extend_from_slice(&txn_hash.to_le_bytes());
-    let start = i.layout.wal_start as usize * BS + pos;
-    img[start..start + stream.len()].copy_from_slice(&stream);
+    let r = Rec {
+        prev: Some(prev),
+        data: r.data.clone(),
+        ..*r
+    };
+    forge_at(img, i, pos, seq, &[r], None);
 }
 
 #[test]

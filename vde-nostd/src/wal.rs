@@ -526,6 +526,11 @@ impl<'b> Wal<'b> {
         self.dirty.iter().position(|d| d.block == b)
     }
 
+    /// The table entry of block `b`, if it is dirty.
+    fn entry(&self, b: BlockNo) -> Option<Dirty> {
+        self.dirty.iter().find(|d| d.block == b).copied()
+    }
+
     /// Reads block `b` as committed: its home copy, or, if it changed since the last
     /// checkpoint, its newest IMAGE in the log with the byte ranges logged after it.
     pub fn read<D: BlockDevice>(
@@ -537,7 +542,7 @@ impl<'b> Wal<'b> {
         if out.len() != self.bs {
             return Err(Error::BufferTooSmall { need: self.bs });
         }
-        match self.find(b).and_then(|i| self.dirty.get(i).copied()) {
+        match self.entry(b) {
             Some(d) => self.rebuild(dev, d, out),
             None => dev.read_block(b, out).map_err(Error::Device),
         }
@@ -743,14 +748,13 @@ impl<'b> Wal<'b> {
         let mut begin = [0u8; BEGIN_LEN];
         ident.encode_begin(&mut begin);
         ap.put(dev, &mut self.page_at, &begin, true)?;
-        let mut heads: heapless::Vec<Dirty, MAX_DIRTY> = heapless::Vec::new();
-        for (b, new) in tx.iter() {
+        // The new chain head and length of each staged block, in staging order (`NO_PREV`: no
+        // record); they enter the table only once the commit succeeds. A transaction has at
+        // most one record per block, so the previous record is always the table's.
+        let mut heads = [(NO_PREV, 0u8); K];
+        for (i, (b, new)) in tx.iter().enumerate() {
             let plan = self.plan(dev, b, new, pre)?;
-            let mut last = heads
-                .iter()
-                .find(|d| d.block == b)
-                .copied()
-                .or_else(|| self.find(b).and_then(|i| self.dirty.get(i).copied()));
+            let mut last = self.entry(b);
             match plan {
                 Plan::Nothing => continue,
                 Plan::Image => {
@@ -822,11 +826,8 @@ impl<'b> Wal<'b> {
                     });
                 }
             }
-            if let Some(d) = last {
-                match heads.iter_mut().find(|x| x.block == b) {
-                    Some(x) => *x = d,
-                    None => heads.push(d).map_err(|_| Error::TxTooLarge)?,
-                }
+            if let (Some(d), Some(h)) = (last, heads.get_mut(i)) {
+                *h = (d.head, d.chain);
             }
         }
         let span = ap.finish(dev, &mut self.page_at, self.unit)?;
@@ -836,8 +837,16 @@ impl<'b> Wal<'b> {
         } else {
             self.unsynced = true;
         }
-        for d in heads {
-            match self.find(d.block) {
+        for ((b, _), &(head, chain)) in tx.iter().zip(heads.iter()) {
+            if head == NO_PREV {
+                continue;
+            }
+            let d = Dirty {
+                block: b,
+                head,
+                chain,
+            };
+            match self.find(b) {
                 Some(i) => {
                     if let Some(x) = self.dirty.get_mut(i) {
                         *x = d;
@@ -864,7 +873,7 @@ impl<'b> Wal<'b> {
         new: &[u8],
         pre: &mut [u8],
     ) -> Result<Plan, Error<D::Error>> {
-        let Some(d) = self.find(b).and_then(|i| self.dirty.get(i).copied()) else {
+        let Some(d) = self.entry(b) else {
             // First change since the checkpoint: the whole block, so a torn home rewrite at the
             // next checkpoint is rebuilt from the log alone.
             return Ok(self.whole(new));
