@@ -145,6 +145,9 @@ pub struct Config {
     pub crash_states: usize,
     /// The same for every second cut.
     pub second_crash_states: usize,
+    /// Weak bits on simulated NOR ([`SimConfig::weak_bits`]): bytes a cut program left partly
+    /// programmed read differently on every read.
+    pub weak_bits: bool,
 }
 
 impl Config {
@@ -167,6 +170,7 @@ impl Config {
             keep_violations: 40,
             crash_states: 6,
             second_crash_states: 2,
+            weak_bits: false,
         }
     }
 }
@@ -199,6 +203,9 @@ pub struct Report {
     pub states: u64,
     /// Violations found.
     pub violations: u64,
+    /// Reads (over all runs after the reference run) that returned a weak byte differently
+    /// from what the medium holds ([`Config::weak_bits`]).
+    pub weak_reads: u64,
     /// The first [`Config::keep_violations`] violations, described.
     pub details: Vec<String>,
 }
@@ -244,6 +251,9 @@ impl core::fmt::Display for Report {
             self.second_points,
             self.second_sweeps
         )?;
+        if self.weak_reads > 0 {
+            write!(f, "; {} reads saw weak bits", self.weak_reads)?;
+        }
         for d in &self.details {
             write!(f, "\n  violation: {d}")?;
         }
@@ -311,8 +321,12 @@ pub fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
     let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
     let mut image = vec![0xFFu8; cfg.capacity];
     let mut wear = vec![0u32; sectors];
-    let flash = SimFlash::<R, W, E>::new(&mut image, &mut wear, SimConfig::new(cfg.seed))
-        .map_err(|e| format!("flash: {e}"))?;
+    let sim = SimConfig {
+        weak_bits: cfg.weak_bits,
+        ..SimConfig::new(cfg.seed)
+    };
+    let flash =
+        SimFlash::<R, W, E>::new(&mut image, &mut wear, sim).map_err(|e| format!("flash: {e}"))?;
     let mut rig = rig::NorRig::new(flash, cfg.block_size);
     rig::run_rig(cfg, &mut rig, workload)
 }

@@ -392,6 +392,7 @@ pub fn run_rig<R: Rig, L: Workload>(
         }
         k = k.saturating_add(cfg.stride.max(1));
     }
+    report.weak_reads = rig.medium().stats().weak_reads;
     Ok(report)
 }
 

@@ -174,6 +174,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// How a cut program is torn.
     pub tear: TearMode,
+    /// Weak bits: a byte that a cut program left partly programmed reads differently on every
+    /// read (each bit it was to clear reads 0 or 1 at random) until its sector is erased, as a
+    /// marginal NOR cell does.
+    pub weak_bits: bool,
 }
 
 impl SimConfig {
@@ -184,6 +188,7 @@ impl SimConfig {
             timing: FlashTiming::NONE,
             seed,
             tear: TearMode::Prefix,
+            weak_bits: false,
         }
     }
 }
@@ -202,6 +207,7 @@ impl FlashPart {
             timing: self.timing,
             seed,
             tear: TearMode::Prefix,
+            weak_bits: false,
         }
     }
 }
@@ -224,6 +230,9 @@ pub struct FlashStats {
     pub erase_calls: u64,
     /// Erase sectors erased (including one torn by a cut).
     pub erases: u64,
+    /// Reads that returned at least one weak byte differently from what is stored
+    /// ([`SimConfig::weak_bits`]).
+    pub weak_reads: u64,
 }
 
 /// Summary of the per-sector erase counters.
@@ -261,6 +270,21 @@ pub struct SimFlash<'a, const READ: usize, const WRITE: usize, const ERASE: usiz
     config: SimConfig,
     stats: FlashStats,
     power: PowerSwitch,
+    weak: [Weak; WEAK_SLOTS],
+    weak_next: usize,
+}
+
+/// How many weak bytes a [`SimFlash`] remembers (the newest replace the oldest).
+const WEAK_SLOTS: usize = 8;
+
+/// A byte a cut program left partly programmed: where, what it was to become, and what it holds
+/// (an entry whose byte no longer holds that value was overwritten and is void).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Weak {
+    at: usize,
+    meant: u8,
+    held: u8,
+    live: bool,
 }
 
 impl<const READ: usize, const WRITE: usize, const ERASE: usize> fmt::Debug
@@ -339,7 +363,25 @@ impl<'a, const READ: usize, const WRITE: usize, const ERASE: usize>
             config,
             stats: FlashStats::default(),
             power: PowerSwitch::new(),
+            weak: [Weak::default(); WEAK_SLOTS],
+            weak_next: 0,
         })
+    }
+
+    /// Remembers a byte a cut program left partly programmed.
+    fn mark_weak(&mut self, at: usize, meant: u8, held: u8) {
+        if !self.config.weak_bits || held == meant || held == ERASED {
+            return;
+        }
+        if let Some(w) = self.weak.get_mut(self.weak_next % WEAK_SLOTS) {
+            *w = Weak {
+                at,
+                meant,
+                held,
+                live: true,
+            };
+        }
+        self.weak_next = self.weak_next.wrapping_add(1);
     }
 
     /// A simulator of `part` (its rules and timings) over `mem`, which may be smaller than the
@@ -561,7 +603,28 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> ReadNorFlash
         if cut.is_some() {
             return Err(SimError::PowerLost);
         }
-        bytes.copy_from_slice(self.mem.get(r).ok_or(SimError::OutOfBounds)?);
+        bytes.copy_from_slice(self.mem.get(r.clone()).ok_or(SimError::OutOfBounds)?);
+        if self.config.weak_bits && self.weak.iter().any(|w| w.live) {
+            let mut rng = XorShift64::new(rng::mix(
+                self.config.seed ^ 0x57EA_C0DE,
+                self.power.op_count(),
+            ));
+            let mut differed = false;
+            for w in self.weak.iter().filter(|w| w.live && r.contains(&w.at)) {
+                if self.mem.get(w.at) != Some(&w.held) {
+                    continue;
+                }
+                // Each bit the program was to clear reads 0 or 1 at random.
+                let v = w.meant | (rng.next_u8() & !w.meant);
+                if let Some(b) = bytes.get_mut(w.at - r.start) {
+                    differed |= *b != v;
+                    *b = v;
+                }
+            }
+            if differed {
+                self.stats.weak_reads = self.stats.weak_reads.saturating_add(1);
+            }
+        }
         Ok(())
     }
 
@@ -604,6 +667,11 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> NorFlash
                 Some(rng) if i == torn => tear_erase(bytes, rng),
                 _ => bytes.fill(ERASED),
             }
+            for w in self.weak.iter_mut() {
+                if (start..start + ERASE).contains(&w.at) {
+                    w.live = false;
+                }
+            }
             self.add_wear(sector);
         }
         match cut {
@@ -637,6 +705,13 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> NorFlash
         match cut {
             Some(mut rng) => {
                 tear_program(target, bytes, tear, &mut rng);
+                // Partly programmed bytes: neither what they held nor what they were to hold.
+                for (i, &meant) in bytes.iter().enumerate() {
+                    let held = self.mem.get(start + i).copied().unwrap_or(ERASED);
+                    if held != meant && held != ERASED {
+                        self.mark_weak(start + i, meant, held);
+                    }
+                }
                 Err(SimError::PowerLost)
             }
             None => {

@@ -103,6 +103,7 @@ fn counters_are_right() {
             program_units: 3,
             erase_calls: 1,
             erases: 2,
+            weak_reads: 0,
         }
     );
     assert_eq!(f.op_count(), 5);
@@ -341,4 +342,51 @@ fn debug_output_is_a_summary() {
         std::format!("{}", SimError::ProgramOverProgrammed { offset: 16 }),
         "program over programmed byte at 0x10"
     );
+}
+
+#[test]
+fn weak_bits_read_differently_until_the_sector_is_erased() {
+    let mut found = false;
+    for seed in 0..64u64 {
+        let (mut mem, mut wear) = storage(2);
+        let mut f = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, seed).unwrap();
+        f.config_mut().weak_bits = true;
+        f.arm_power_cut(0);
+        assert_eq!(f.write(0, &[0x00; 256]), Err(SimError::PowerLost));
+        f.reboot();
+        // The partly programmed byte, if this cut left one.
+        let Some(at) = f.bytes()[..256].iter().position(|&b| b != 0 && b != ERASED) else {
+            continue;
+        };
+        found = true;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 256];
+        for _ in 0..64 {
+            f.read(0, &mut buf).unwrap();
+            seen.insert(buf[at]);
+            // Only that byte moves: the bytes before it are programmed, after it erased.
+            assert!(buf[..at].iter().all(|&b| b == 0));
+            assert!(buf[at + 1..].iter().all(|&b| b == ERASED));
+        }
+        assert!(seen.len() > 1, "a weak byte read the same 64 times");
+        assert!(f.stats().weak_reads > 0);
+        // Without weak bits the same flash reads what it holds.
+        f.config_mut().weak_bits = false;
+        let held = f.bytes()[at];
+        f.read(0, &mut buf).unwrap();
+        assert_eq!(
+            buf[at], held,
+            "entries stay, but a read only varies while enabled"
+        );
+        f.config_mut().weak_bits = true;
+        f.erase(0, SECTOR as u32).unwrap();
+        for _ in 0..8 {
+            f.read(0, &mut buf).unwrap();
+            assert!(
+                buf.iter().all(|&b| b == ERASED),
+                "an erase ends the weakness"
+            );
+        }
+    }
+    assert!(found, "no cut left a partly programmed byte");
 }
