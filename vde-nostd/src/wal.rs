@@ -427,11 +427,14 @@ impl<'b> Wal<'b> {
             .unwrap_or(w.epoch.0);
         let mut first = [0u8; BEGIN_LEN];
         let mut first_epoch = None;
+        let mut ignored_first = false;
         if w.read_log(dev, 0, &mut first)? {
             if let Ok(ident) = TxIdent::decode_begin(&first) {
                 if ident.epoch < EPOCH_CEILING && ident.epoch <= newest.saturating_add(1) {
                     floor = floor.max(Epoch(ident.epoch));
                     first_epoch = Some(ident.epoch);
+                } else {
+                    ignored_first = true;
                 }
             }
         }
@@ -458,6 +461,18 @@ impl<'b> Wal<'b> {
             && first_epoch.is_none_or(|e| e < w.epoch.0);
         w.epoch = floor;
         if !clean {
+            if ignored_first {
+                // A begin header from an epoch no valid header explains (the headers were
+                // damaged or forged) may be the epoch this checkpoint moves to: its log must
+                // never validate under the new header. Start the first log block afresh, durably,
+                // before the header is written.
+                let unit = w.unit;
+                let zeros = [0u8; APPEND_CHUNK];
+                let n = BEGIN_LEN.next_multiple_of(unit);
+                dev.append(BlockNo(w.start), 0, zeros.get(..n).unwrap_or(&[]))?;
+                dev.flush()?;
+                w.page_at = None;
+            }
             w.force_checkpoint(dev, a)?;
         }
         Ok((w, report))
