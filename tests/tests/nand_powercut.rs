@@ -94,8 +94,9 @@ fn nand_power_cut_add_module_regions() {
     };
     let r = run_nand(&config(), &PART, 21, 1, &[], &ftl(5), &w).expect("setup");
     show(&r, t);
-    // ~140 operations since format version 2 (small records, home blocks at the checkpoint).
-    assert_clean(&r, 100);
+    // ~140 operations since format version 2 (small records, home blocks at the checkpoint),
+    // ~95 since the transaction buffer keeps committed block images (fewer log reads).
+    assert_clean(&r, 90);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use vde_nostd::{BlockDevice, BlockNo};
+use vde_std::{FileIo, Written};
 
 /// Counts of writes and flushes, shared with whoever reports them.
 #[derive(Debug, Default)]
@@ -49,6 +50,11 @@ impl IoCounters {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
+    fn written(&self, w: Written) {
+        self.writes
+            .fetch_add(u64::from(w.writes), Ordering::Relaxed);
+        self.bytes.fetch_add(w.bytes as u64, Ordering::Relaxed);
+    }
     fn flushed(&self) {
         self.flushes.fetch_add(1, Ordering::Relaxed);
     }
@@ -67,7 +73,8 @@ impl std::ops::Sub for IoSnap {
 
 /// A block device over a file: block `b` is bytes `b * bs .. (b + 1) * bs`.
 pub struct FileDev {
-    file: File,
+    /// The I/O `vde_std::FileDevice` does (gathered appends, a block cache).
+    io_: FileIo,
     bs: usize,
     blocks: u64,
     /// Counters of this device.
@@ -86,7 +93,7 @@ impl FileDev {
             .open(path)?;
         preallocate(&file, bs as u64 * blocks)?;
         Ok(FileDev {
-            file,
+            io_: FileIo::new(file, bs),
             bs,
             blocks,
             io: Arc::default(),
@@ -115,20 +122,23 @@ impl BlockDevice for FileDev {
         self.blocks
     }
     fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, b.0 * self.bs as u64)
+        self.io_.read(b.0, buf)
     }
     fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> io::Result<()> {
-        self.io.wrote(buf.len());
-        self.file.write_all_at(buf, b.0 * self.bs as u64)
+        let w = self.io_.write(b.0, buf)?;
+        self.io.written(w);
+        Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
+        let w = self.io_.sync()?;
+        self.io.written(w);
         self.io.flushed();
-        self.file.sync_data()
+        Ok(())
     }
     fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> io::Result<()> {
-        self.io.wrote(data.len());
-        self.file
-            .write_all_at(data, b.0 * self.bs as u64 + offset as u64)
+        let w = self.io_.append(b.0, offset, data)?;
+        self.io.written(w);
+        Ok(())
     }
 }
 

@@ -457,6 +457,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             let committed = crate::bitmap::get(crate::format::bitmap_block::bits(bm), b.0 % bpb);
             let via_log = committed || tx.find(b).is_some();
+            if !via_log {
+                // Written around the transaction buffer: its copy, if any, goes stale.
+                tx.forget(b);
+            }
             let buf = if via_log {
                 if tx.find(b).is_none() && !wal.fits(tx.len().saturating_add(1)) {
                     return Err(Error::TxTooLarge);
@@ -548,7 +552,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let buf = scratch
             .get_mut(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
-        match tx.get(b) {
+        match tx.get(b).or_else(|| tx.original(b)) {
             Some(d) => buf.copy_from_slice(d),
             None => wal.read(dev, b, buf)?,
         }

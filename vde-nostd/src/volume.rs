@@ -298,8 +298,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if b.0 >= self.layout.block_count || buf.len() != self.layout.bs() {
             return Err(Error::OutOfRange);
         }
-        let Volume { wal, dev, .. } = self;
-        wal.read(dev, b, buf)
+        let Volume { wal, dev, tx, .. } = self;
+        match tx.original(b) {
+            Some(o) => {
+                buf.copy_from_slice(o);
+                Ok(())
+            }
+            None => wal.read(dev, b, buf),
+        }
     }
 
     /// Starts a transaction. Dropping it without commit rolls it back (no I/O).
@@ -428,12 +434,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::TxTooLarge);
         }
         let Volume { tx, wal, dev, .. } = self;
-        let (slot, new) = tx.stage(b)?;
-        if new {
+        // A newly staged block starts from its committed content: the transaction buffer's
+        // original if it kept one, else read from the log or its home.
+        if tx.stage(b)?.1 && !tx.restore(b) {
+            let slot = tx.get_mut(b).ok_or(Error::TxCapacity)?;
             if let Err(e) = wal.read(dev, b, slot) {
                 tx.unstage_last();
                 return Err(e);
             }
+            tx.keep_original(b);
         }
         self.tx.get_mut(b).ok_or(Error::TxCapacity)
     }
@@ -527,6 +536,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let r = wal.commit(dev, tx, scratch);
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
+            self.tx.committed();
+        } else {
+            self.tx.reset();
         }
         self.clear_tx(r.is_ok());
         r

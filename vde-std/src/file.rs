@@ -1,7 +1,8 @@
 //! [`FileDevice`]: a [`BlockDevice`] over a `std::fs::File` (an image file or a block device).
 //!
 //! Blocks are read and written with positional I/O (`pread`/`pwrite`, no shared cursor) and
-//! `flush` is `sync_data`. Opening for writing takes an exclusive lock on the file and opening
+//! `flush` is `sync_data`, through [`FileIo`]: log appends are gathered in memory and reach the
+//! file in one `pwrite` per transaction, and recent blocks are cached. Opening for writing takes an exclusive lock on the file and opening
 //! read-only a shared one, so a second writer — in this process or another — is refused with
 //! [`Error::Locked`] instead of corrupting the image. The lock goes with the `File` when the
 //! device is dropped.
@@ -22,6 +23,7 @@ use vde_nostd::format::DecodeError;
 use vde_nostd::{BlockDevice, BlockNo, Structure};
 
 use crate::error::{Error, Result};
+use crate::file_io::FileIo;
 
 /// Block size and count of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +44,7 @@ impl Geometry {
 /// A block device over a file.
 #[derive(Debug)]
 pub struct FileDevice {
-    file: File,
+    io: FileIo,
     path: PathBuf,
     geometry: Geometry,
     writable: bool,
@@ -200,7 +202,7 @@ impl FileDevice {
         let len = length(&mut file)?;
         let geometry = read_geometry(&file, len)?;
         Ok(FileDevice {
-            file,
+            io: FileIo::new(file, geometry.block_size),
             path: path.to_path_buf(),
             geometry,
             writable,
@@ -252,7 +254,7 @@ impl FileDevice {
         file.set_len(0)?;
         file.set_len(bytes)?;
         Ok(FileDevice {
-            file,
+            io: FileIo::new(file, block_size),
             path: path.to_path_buf(),
             geometry: Geometry {
                 block_size,
@@ -329,8 +331,8 @@ impl BlockDevice for FileDevice {
     }
 
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> io::Result<()> {
-        let at = self.offset(block, buf.len())?;
-        self.file.read_exact_at(buf, at)
+        self.offset(block, buf.len())?;
+        self.io.read(block.0, buf)
     }
 
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> io::Result<()> {
@@ -340,13 +342,13 @@ impl BlockDevice for FileDevice {
                 "the image is open read-only",
             ));
         }
-        let at = self.offset(block, buf.len())?;
-        self.file.write_all_at(buf, at)
+        self.offset(block, buf.len())?;
+        self.io.write(block.0, buf).map(drop)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         if self.writable {
-            self.file.sync_data()
+            self.io.sync().map(drop)
         } else {
             Ok(())
         }
@@ -360,14 +362,14 @@ impl BlockDevice for FileDevice {
             ));
         }
         let bs = self.block_size();
-        let at = self.offset(block, bs)?;
+        self.offset(block, bs)?;
         if offset.checked_add(data.len()).is_none_or(|e| e > bs) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "append past the end of a block",
             ));
         }
-        self.file.write_all_at(data, at + offset as u64)
+        self.io.append(block.0, offset, data).map(drop)
     }
 }
 

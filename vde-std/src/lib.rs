@@ -34,9 +34,12 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod buffers;
+pub mod cache;
 pub mod check;
 pub mod error;
 pub mod file;
+pub mod file_io;
+pub mod gather;
 pub mod overlay;
 pub mod repair;
 pub mod scan;
@@ -48,6 +51,8 @@ use std::path::Path;
 pub use buffers::OwnedBuffers;
 pub use error::{Error, Result};
 pub use file::{FileDevice, Geometry};
+pub use file_io::FileIo;
+pub use gather::{AppendGather, Written};
 pub use overlay::OverlayDevice;
 pub use shared::SharedVolume;
 
