@@ -810,14 +810,12 @@ impl<'b> Wal<'b> {
         if self.broken {
             self.force_checkpoint(dev, pre)?;
         }
-        // At most one record per staged block. The exact size needs each block's committed
-        // content, so it is measured only when the worst case (every record an image) might
-        // not fit; after a checkpoint the worst case always fits (`fits` above).
+        // At most one record per staged block: if the worst case (every record an image, every
+        // staged block a new table entry) might not fit, checkpoint first. After a checkpoint
+        // it always fits (`fits` above). The log's last few blocks may go unused on a pass;
+        // no block's content has to be rebuilt to decide.
         if !self.worst_case_fits(tx) {
-            let need = self.measure(dev, tx, pre)?;
-            if !self.room(need) {
-                self.force_checkpoint(dev, pre)?;
-            }
+            self.force_checkpoint(dev, pre)?;
         }
         // Unlogged payload this transaction (or an abandoned one) wrote, and the last
         // completion marker, must be durable before any log write: a flush orders them.
@@ -1014,29 +1012,6 @@ impl<'b> Wal<'b> {
     /// than half a block.
     fn worth_ranges(&self, count: usize, bytes: usize) -> bool {
         RECORD_OVERHEAD + count * RANGE_ENTRY + bytes < self.bs / 2
-    }
-
-    /// Bytes (padding excluded) and new table entries `tx` needs.
-    fn measure<D: BlockDevice, const K: usize>(
-        &mut self,
-        dev: &mut D,
-        tx: &TxBuf<'_, K>,
-        pre: &mut [u8],
-    ) -> Result<(u64, usize), Error<D::Error>> {
-        let mut bytes = (BEGIN_LEN + COMMIT_LEN) as u64;
-        let mut new_entries = 0usize;
-        for (b, new) in tx.iter() {
-            let plan = self.plan(dev, b, new, tx.original(b), pre)?;
-            bytes += match plan {
-                Plan::Nothing => 0,
-                Plan::Image => record_len(self.bs) as u64,
-                Plan::Ranges { count, bytes, .. } => record_len(count * RANGE_ENTRY + bytes) as u64,
-            };
-            if plan != Plan::Nothing && !self.is_dirty(b) {
-                new_entries += 1;
-            }
-        }
-        Ok((bytes, new_entries))
     }
 
     /// Whether `tx` fits with every record an image (no block content needed to tell).
