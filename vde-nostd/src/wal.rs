@@ -810,13 +810,33 @@ impl<'b> Wal<'b> {
         if self.broken {
             self.force_checkpoint(dev, pre)?;
         }
-        // At most one record per staged block: if the worst case (every record an image, every
-        // staged block a new table entry) might not fit, checkpoint first. After a checkpoint
-        // it always fits (`fits` above). The log's last few blocks may go unused on a pass;
-        // no block's content has to be rebuilt to decide.
-        if !self.worst_case_fits(tx) {
+        // Every staged block may need a new table entry: if the table has no room for them
+        // all, checkpoint first.
+        let new_entries = tx.iter().filter(|(b, _)| !self.is_dirty(*b)).count();
+        if self.dirty.len().saturating_add(new_entries) > MAX_DIRTY {
             self.force_checkpoint(dev, pre)?;
         }
+        match self.append_tx(dev, tx, pre) {
+            // The log ran out in the middle of the transaction (the appender refuses to pass
+            // its end; nothing after `head` counts): checkpoint, which starts the log over, and
+            // append again. After a checkpoint every transaction fits (`fits` above), so the
+            // log's space is used to its end without measuring a transaction beforehand.
+            Err(Error::TxTooLarge) if self.head > 0 => {
+                self.force_checkpoint(dev, pre)?;
+                self.append_tx(dev, tx, pre)
+            }
+            r => r,
+        }
+    }
+
+    /// Appends `tx` at `head` (see [`Wal::commit`]); fails with [`Error::TxTooLarge`] if it
+    /// would pass the log's end.
+    fn append_tx<D: BlockDevice, const K: usize>(
+        &mut self,
+        dev: &mut D,
+        tx: &TxBuf<'_, K>,
+        pre: &mut [u8],
+    ) -> Result<Seq, Error<D::Error>> {
         // Unlogged payload this transaction (or an abandoned one) wrote, and the last
         // completion marker, must be durable before any log write: a flush orders them.
         self.settle(dev)?;
@@ -833,7 +853,7 @@ impl<'b> Wal<'b> {
             seq: seq.0,
             records: u32::try_from(records).map_err(|_| Error::TxTooLarge)?,
         };
-        let mut ap = Appender::new(self.start, self.bs, self.head, sd);
+        let mut ap = Appender::new(self.start, self.bs, self.head, self.cap, sd);
         let mut begin = [0u8; BEGIN_LEN];
         ident.encode_begin(&mut begin);
         ap.put(dev, &mut self.page_at, &begin, true)?;
@@ -1012,19 +1032,6 @@ impl<'b> Wal<'b> {
     /// than half a block.
     fn worth_ranges(&self, count: usize, bytes: usize) -> bool {
         RECORD_OVERHEAD + count * RANGE_ENTRY + bytes < self.bs / 2
-    }
-
-    /// Whether `tx` fits with every record an image (no block content needed to tell).
-    fn worst_case_fits<const K: usize>(&self, tx: &TxBuf<'_, K>) -> bool {
-        let new_entries = tx.iter().filter(|(b, _)| !self.is_dirty(*b)).count();
-        worst_txn_bytes(tx.len() as u64, self.bs as u64)
-            .is_some_and(|bytes| self.room((bytes, new_entries)))
-    }
-
-    fn room(&self, (bytes, new_entries): (u64, usize)) -> bool {
-        let span = bytes.next_multiple_of(self.unit as u64);
-        self.head.saturating_add(span) <= self.cap
-            && self.dirty.len().saturating_add(new_entries) <= MAX_DIRTY
     }
 
     /// Makes every commit so far durable (one flush if any is outstanding).
@@ -1367,6 +1374,7 @@ fn diff_ranges(new: &[u8], old: Option<&[u8]>, mut f: impl FnMut(usize, usize)) 
 struct Appender {
     start: u64,
     bs: usize,
+    cap: u64,
     pos: u64,
     first: u64,
     buf: [u8; APPEND_CHUNK],
@@ -1378,10 +1386,11 @@ struct Appender {
 }
 
 impl Appender {
-    fn new(start: u64, bs: usize, pos: u64, sd: u64) -> Appender {
+    fn new(start: u64, bs: usize, pos: u64, cap: u64, sd: u64) -> Appender {
         Appender {
             start,
             bs,
+            cap,
             pos,
             first: pos,
             buf: [0; APPEND_CHUNK],
@@ -1403,6 +1412,9 @@ impl Appender {
         mut src: &[u8],
         hash: bool,
     ) -> Result<(), Error<D::Error>> {
+        if self.position().saturating_add(src.len() as u64) > self.cap {
+            return Err(Error::TxTooLarge);
+        }
         if hash {
             self.hasher.update(src);
         }
