@@ -386,3 +386,71 @@ fn a_home_rewrite_torn_at_every_byte_is_rebuilt_from_the_log() {
     }
     assert_eq!(mounts, homes * BS);
 }
+
+/// The log is used to its end: a transaction that finds too little log left is abandoned
+/// part-way, the log is checkpointed and the transaction appended again from the start. Each
+/// checkpoint comes when the log is within one transaction of full, some commits succeed in
+/// less room than a worst-case estimate would ask for, and every committed block reads back,
+/// before and after a remount that replays the log.
+#[test]
+fn a_transaction_that_runs_out_of_log_is_appended_again_after_a_checkpoint() {
+    let mut img = fresh_image(BS, 256, 16);
+    let mut mem = Mem::new(BS, 16, 64);
+    let mut vol =
+        Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+    let cap = vol.wal().capacity_blocks() * BS as u64;
+    // Three image records: the most a transaction here can need (begin, commit, padding).
+    let most = 24 + 3 * (16 + BS as u64 + 8) + 16 + 256;
+    let mut tx = vol.begin();
+    let e = tx.allocate(8).unwrap();
+    tx.commit().unwrap();
+    let block = |j: usize| BlockNo(e.start.0 + j as u64);
+    let mut want = vec![vec![0u8; BS]; 8];
+    let mut rng = 0xC0FFEEu64;
+    let (mut overflows, mut tight) = (0, 0);
+    let mut buf = vec![0u8; BS];
+    for i in 0..600usize {
+        let js = [(i * 3) % 8, (i * 3 + 1) % 8, (i * 3 + 2) % 8];
+        for &j in &js {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if rng.is_multiple_of(7) {
+                want[j] = payload(rng, BS);
+            } else {
+                let at = (rng as usize >> 8) % (BS - 16);
+                want[j][at..at + 16].copy_from_slice(&payload(rng, 16));
+            }
+        }
+        let (cps, used) = (vol.wal_stats().checkpoints, vol.wal().used_bytes());
+        let mut tx = vol.begin();
+        for &j in &js {
+            tx.write(block(j), &want[j]).unwrap();
+        }
+        tx.commit().unwrap();
+        if vol.wal_stats().checkpoints > cps {
+            overflows += 1;
+            assert!(
+                used + most > cap,
+                "checkpoint with {used} of {cap} log bytes used"
+            );
+        } else if used + most > cap {
+            tight += 1;
+        }
+        for &j in &js {
+            vol.read_block(block(j), &mut buf).unwrap();
+            assert_eq!(buf, want[j], "block {j} after commit {i}");
+        }
+    }
+    assert!(overflows >= 3, "only {overflows} log-full checkpoints");
+    assert!(tight >= 3, "only {tight} commits in the log's last stretch");
+    drop(vol);
+    // No unmount: recovery replays the log as the last commit left it.
+    let mut mem = Mem::new(BS, 16, 64);
+    let mut vol =
+        Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()).unwrap();
+    for (j, w) in want.iter().enumerate() {
+        vol.read_block(block(j), &mut buf).unwrap();
+        assert_eq!(&buf, w, "block {j} after the remount");
+    }
+}
