@@ -864,46 +864,42 @@ impl<'b> Wal<'b> {
         for (i, (b, new)) in tx.iter().enumerate() {
             let orig = tx.original(b);
             let plan = self.plan(dev, b, new, orig, pre)?;
-            let mut last = self.entry(b);
-            match plan {
+            let last = self.entry(b);
+            // A whole-block record (IMAGE, SPARSE) starts a new chain; RANGES extends it.
+            let (kind, chain) = match plan {
                 Plan::Nothing => continue,
-                Plan::Image => {
-                    let at = ap.position();
-                    let h = RecordHeader {
-                        kind: RecordKind::Image,
-                        target: b.0,
-                        prev: last.map_or(NO_PREV, |d| d.head),
-                    };
-                    ap.record(dev, &mut self.page_at, &h, new)?;
-                    last = Some(Dirty {
-                        block: b,
-                        head: pos32(at)?,
-                        chain: 0,
-                    });
-                }
+                Plan::Image => (RecordKind::Image, 0),
                 Plan::Ranges {
                     count,
                     bytes,
                     sparse,
                 } => {
-                    let at = ap.position();
                     let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
                     let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
-                    let h = RecordHeader {
-                        kind: if sparse {
-                            RecordKind::Sparse { count, bytes }
-                        } else {
-                            RecordKind::Ranges { count, bytes }
-                        },
-                        target: b.0,
-                        prev: last.map_or(NO_PREV, |d| d.head),
-                    };
-                    ap.begin_record(dev, &mut self.page_at, &h)?;
+                    if sparse {
+                        (RecordKind::Sparse { count, bytes }, 0)
+                    } else {
+                        let chain = last.map_or(0, |d| d.chain.saturating_add(1));
+                        (RecordKind::Ranges { count, bytes }, chain)
+                    }
+                }
+            };
+            let at = ap.position();
+            let h = RecordHeader {
+                kind,
+                target: b.0,
+                prev: last.map_or(NO_PREV, |d| d.head),
+            };
+            ap.begin_record(dev, &mut self.page_at, &h)?;
+            match kind {
+                RecordKind::Image => ap.body(dev, &mut self.page_at, new)?,
+                _ => {
                     // The table, then the bytes, each in range order.
                     let mut err = None;
+                    let sparse = matches!(kind, RecordKind::Sparse { .. });
                     let old = (!sparse).then_some(orig.unwrap_or(&*pre));
                     for table in [true, false] {
-                        diff_ranges(new, old, |s, e| {
+                        diff_ranges(new, old, &mut |s, e| {
                             if err.is_some() {
                                 return;
                             }
@@ -924,18 +920,14 @@ impl<'b> Wal<'b> {
                     if let Some(x) = err {
                         return Err(x);
                     }
-                    ap.end_record(dev, &mut self.page_at)?;
-                    last = Some(Dirty {
-                        block: b,
-                        head: pos32(at)?,
-                        chain: if sparse {
-                            0
-                        } else {
-                            last.map_or(0, |d| d.chain.saturating_add(1))
-                        },
-                    });
                 }
             }
+            ap.end_record(dev, &mut self.page_at)?;
+            let last = Some(Dirty {
+                block: b,
+                head: pos32(at)?,
+                chain,
+            });
             if let (Some(d), Some(h)) = (last, heads.get_mut(i)) {
                 *h = (d.head, d.chain);
             }
@@ -1116,24 +1108,21 @@ impl<'b> Wal<'b> {
         self.sync(dev)?;
         // Every dirty block home once; the superblock mirror only after a flush that follows
         // its twin, so one whole copy always stands.
-        let mut mirror = None;
-        for i in 0..self.dirty.len() {
-            let Some(d) = self.dirty.get(i).copied() else {
-                break;
-            };
-            if Some(d.block) == self.mirror {
-                mirror = Some(d);
-                continue;
+        for mirror_pass in [false, true] {
+            if mirror_pass && self.mirror.is_some_and(|m| self.is_dirty(m)) {
+                dev.flush()?;
             }
-            self.rebuild(dev, d, blk)?;
-            dev.write_block(d.block, blk)?;
-            self.stats.home_writes += 1;
-        }
-        if let Some(d) = mirror {
-            dev.flush()?;
-            self.rebuild(dev, d, blk)?;
-            dev.write_block(d.block, blk)?;
-            self.stats.home_writes += 1;
+            for i in 0..self.dirty.len() {
+                let Some(d) = self.dirty.get(i).copied() else {
+                    break;
+                };
+                if (Some(d.block) == self.mirror) != mirror_pass {
+                    continue;
+                }
+                self.rebuild(dev, d, blk)?;
+                dev.write_block(d.block, blk)?;
+                self.stats.home_writes += 1;
+            }
         }
         if !self.dirty.is_empty() {
             dev.flush()?;
@@ -1262,7 +1251,7 @@ impl<'b> Wal<'b> {
             if !self.read_log(dev, at, &mut hb)? || is_commit(&hb) {
                 break;
             }
-            let h = self.record_header(dev, at)?;
+            let h = RecordHeader::decode(&hb, self.bs).map_err(|_| corrupt())?;
             let here = pos32(at)?;
             let b = BlockNo(h.target);
             match self.find(b) {
@@ -1326,7 +1315,7 @@ fn pos32<E>(p: u64) -> Result<u32, Error<E>> {
 /// The number of ranges [`diff_ranges`] gives and the bytes they cover.
 fn measure_diff(new: &[u8], old: Option<&[u8]>) -> (usize, usize) {
     let (mut count, mut bytes) = (0usize, 0usize);
-    diff_ranges(new, old, |s, e| {
+    diff_ranges(new, old, &mut |s, e| {
         count += 1;
         bytes += e - s;
     });
@@ -1335,7 +1324,7 @@ fn measure_diff(new: &[u8], old: Option<&[u8]>) -> (usize, usize) {
 
 /// Calls `f(start, end)` for every run of bytes where `new` differs from `old` (a block of
 /// zeros if `None`), runs closer than [`MERGE_GAP`] merged.
-fn diff_ranges(new: &[u8], old: Option<&[u8]>, mut f: impl FnMut(usize, usize)) {
+fn diff_ranges(new: &[u8], old: Option<&[u8]>, f: &mut dyn FnMut(usize, usize)) {
     const ZEROS: [u8; 8] = [0; 8];
     let n = old.map_or(new.len(), |o| new.len().min(o.len()));
     let old_at = |i: usize| old.map_or(Some(&0), |o| o.get(i));
@@ -1433,17 +1422,6 @@ impl Appender {
             }
         }
         Ok(())
-    }
-    fn record<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        page_at: &mut Option<u64>,
-        h: &RecordHeader,
-        data: &[u8],
-    ) -> Result<(), Error<D::Error>> {
-        self.begin_record(dev, page_at, h)?;
-        self.body(dev, page_at, data)?;
-        self.end_record(dev, page_at)
     }
     fn begin_record<D: BlockDevice>(
         &mut self,
@@ -1573,7 +1551,7 @@ mod tests {
 
     fn ranges(new: &[u8], old: &[u8]) -> std::vec::Vec<(usize, usize)> {
         let mut v = std::vec::Vec::new();
-        diff_ranges(new, Some(old), |s, e| v.push((s, e)));
+        diff_ranges(new, Some(old), &mut |s, e| v.push((s, e)));
         v
     }
 
@@ -1653,7 +1631,7 @@ mod tests {
         let all = [9u8; 200];
         assert_eq!(ranges(&all, &old), [(0, 200)]);
         let mut z = std::vec::Vec::new();
-        diff_ranges(&new, None, |s, e| z.push((s, e)));
+        diff_ranges(&new, None, &mut |s, e| z.push((s, e)));
         assert_eq!(z, ranges(&new, &old), "against zeros");
     }
 }
