@@ -51,6 +51,8 @@ pub struct Buffers<'b> {
     /// [`Buffers::SCRATCH_BLOCKS`] blocks.
     pub scratch: &'b mut [u8],
     /// Transaction data: one block per block update a transaction may hold (at least 4).
+    /// Slots a transaction does not use keep committed images of recently committed blocks
+    /// (a cache: a block staged again is not rebuilt from the log).
     pub txn: &'b mut [u8],
     /// The in-RAM slot index: `8 + block_size / 512` bytes per shared block it can track. May be
     /// empty if no objects are packed.
