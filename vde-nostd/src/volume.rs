@@ -538,11 +538,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let r = wal.commit(dev, tx, scratch);
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
+            // The staged images are the committed content now: the buffer keeps them.
             self.tx.committed();
+            self.clear_tx(true);
         } else {
+            // What is committed is unknown until recovery: the kept images go too (after the
+            // staged blocks have voided their bitmap summaries).
+            self.clear_tx(false);
             self.tx.reset();
         }
-        self.clear_tx(r.is_ok());
         r
     }
 
