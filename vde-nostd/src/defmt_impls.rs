@@ -5,8 +5,8 @@ use crate::device::{BlockDevice, RamDevice};
 use crate::objects::Batch;
 use crate::scanner::SliceBitmap;
 use crate::subblock::{SlotBitmap, SlotBitmapRef};
+use crate::tx_buffer::TxBuf;
 use crate::volume::{Buffers, Transaction, Volume};
-use crate::wal::TxBuf;
 
 impl defmt::Format for RamDevice<'_> {
     fn format(&self, f: defmt::Formatter) {

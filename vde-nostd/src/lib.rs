@@ -30,6 +30,7 @@ pub mod modules;
 pub mod objects;
 pub mod scanner;
 pub mod subblock;
+pub mod tx_buffer;
 pub mod types;
 pub mod volume;
 pub mod wal;

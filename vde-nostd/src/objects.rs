@@ -208,8 +208,39 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .ok_or(Error::Corrupt(Structure::SlotIndex))
     }
 
-    /// Re-encodes index region block `i` from RAM into the open transaction.
+    /// Stages index region block `i` in the open transaction, encoded from RAM. A block this
+    /// transaction staged already is left for [`Self::encode_staged_index`], which the commit
+    /// of every object transaction runs: a batch of puts encodes (and checksums) each index
+    /// block once, not once per put.
     fn restage_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
+        let o = self.obj()?;
+        if self
+            .tx
+            .find(BlockNo(o.region.start.0.saturating_add(i)))
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.encode_index_block(i)
+    }
+
+    /// Re-encodes every index region block the open transaction staged, from RAM (an object
+    /// transaction's last step before its commit).
+    fn encode_staged_index(&mut self) -> Result<(), Error<D::Error>> {
+        let Some(o) = self.objects else {
+            return Ok(());
+        };
+        for k in 0..self.tx.len() {
+            let Some(b) = self.tx.target(k) else { break };
+            if o.region.contains(b) {
+                self.encode_index_block(b.0 - o.region.start.0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes index region block `i` from RAM into the open transaction.
+    fn encode_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let bs = self.layout.bs();
         let es = self.es();
@@ -266,7 +297,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<T, Error<D::Error>> {
         self.ensure_index()?;
         self.abort_tx();
-        let r = f(self).and_then(|v| self.commit_tx().map(|_| v));
+        let r = f(self).and_then(|v| {
+            self.encode_staged_index()?;
+            self.commit_tx().map(|_| v)
+        });
         if r.is_err() {
             self.mark_stale();
         }
@@ -885,7 +919,10 @@ impl<D: BlockDevice, const K: usize> Batch<'_, '_, D, K> {
             return Err(Error::BatchAborted);
         }
         self.done = true;
-        let r = self.vol.commit_tx();
+        let r = self
+            .vol
+            .encode_staged_index()
+            .and_then(|()| self.vol.commit_tx());
         if r.is_err() {
             self.vol.mark_stale();
         }

@@ -17,8 +17,9 @@ use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
 use crate::objects::ObjState;
 use crate::scanner::{self, BitmapSource, Summary};
+use crate::tx_buffer::TxBuf;
 use crate::types::{BlockNo, Extent, Seq};
-use crate::wal::{block_of, split_two, Durability, RecoveryReport, TxBuf, Wal, WalStats};
+use crate::wal::{block_of, split_two, Durability, RecoveryReport, Wal, WalStats};
 
 /// Options for [`Volume::format`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
