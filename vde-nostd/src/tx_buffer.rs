@@ -65,17 +65,14 @@ impl<'b, const K: usize> TxBuf<'b, K> {
         let Some(j) = self.origs.iter().position(|o| *o == b) else {
             return;
         };
-        let cap = self.capacity();
-        let last = self.origs.len() - 1;
-        let (src, dst) = ((cap - 1 - last) * self.bs, (cap - 1 - j) * self.bs);
-        self.data.copy_within(src..src + self.bs, dst);
+        let last = self.origs.len().saturating_sub(1);
+        self.copy_slot(self.top(last), self.top(j));
         self.origs.swap_remove(j);
     }
     /// The staged updates were committed: each becomes its block's original, and the staged
     /// updates are dropped. Taken last to first, a new original's slot is never one of a
     /// staged update still to be taken (staged and kept together never exceed the capacity).
     pub fn committed(&mut self) {
-        let cap = self.capacity();
         for i in (0..self.targets.len()).rev() {
             let Some(&b) = self.targets.get(i) else { break };
             let j = match self.origs.iter().position(|o| *o == b) {
@@ -83,8 +80,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
                 None if self.origs.push(b).is_ok() => self.origs.len() - 1,
                 None => continue,
             };
-            let (src, dst) = (i * self.bs, (cap - 1 - j) * self.bs);
-            self.data.copy_within(src..src + self.bs, dst);
+            self.copy_slot(i, self.top(j));
         }
         self.targets.clear();
     }
@@ -105,6 +101,21 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     /// The block of staged update `i` (staging order).
     pub fn target(&self, i: usize) -> Option<BlockNo> {
         self.targets.get(i).copied()
+    }
+    /// The slot of original `j`.
+    fn top(&self, j: usize) -> usize {
+        self.capacity().saturating_sub(j.saturating_add(1))
+    }
+    /// Copies slot `from` over slot `to` (in range by the invariants; out of range it does
+    /// nothing rather than panic).
+    fn copy_slot(&mut self, from: usize, to: usize) {
+        let bs = self.bs;
+        let (Some(a), Some(b)) = (from.checked_mul(bs), to.checked_mul(bs)) else {
+            return;
+        };
+        if from != to && a.max(b).saturating_add(bs) <= self.data.len() {
+            self.data.copy_within(a..a + bs, b);
+        }
     }
     /// Position of `b` among the staged updates.
     pub fn find(&self, b: BlockNo) -> Option<usize> {
@@ -151,22 +162,20 @@ impl<'b, const K: usize> TxBuf<'b, K> {
         if self.origs.push(b).is_err() {
             return;
         }
-        let (src, dst) = (i * self.bs, (cap - 1 - j) * self.bs);
-        self.data.copy_within(src..src + self.bs, dst);
+        self.copy_slot(i, self.top(j));
     }
     /// Copies block `b`'s original, if kept, into its staged slot; whether it did.
     pub fn restore(&mut self, b: BlockNo) -> bool {
         let (Some(i), Some(j)) = (self.find(b), self.origs.iter().position(|o| *o == b)) else {
             return false;
         };
-        let (src, dst) = ((self.capacity() - 1 - j) * self.bs, i * self.bs);
-        self.data.copy_within(src..src + self.bs, dst);
+        self.copy_slot(self.top(j), i);
         true
     }
     /// The committed content of staged block `b`, if kept.
     pub fn original(&self, b: BlockNo) -> Option<&[u8]> {
         let j = self.origs.iter().position(|o| *o == b)?;
-        Some(self.slot(self.capacity() - 1 - j))
+        Some(self.slot(self.top(j)))
     }
     /// Iterates over `(block, content)` in staging order.
     pub fn iter(&self) -> impl Iterator<Item = (BlockNo, &[u8])> + '_ {
