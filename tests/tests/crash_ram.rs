@@ -95,6 +95,21 @@ fn power_cut_at_every_operation_objects() {
     assert_clean(&run(&config(), BLOCKS, &w), 3000);
 }
 
+/// Mostly small objects, so most transactions restage blocks the transaction buffer already
+/// holds committed images of (shared blocks, the slot-index head), with batches large enough
+/// to take those slots back: a cut anywhere must leave what the kept images promised.
+#[test]
+fn power_cut_at_every_operation_small_objects_and_kept_images() {
+    let w = Objects {
+        seed: 0x5EED_0B1E,
+        operations: 160,
+        min_len: 1,
+        max_len: 600,
+        max_live_bytes: 16 * 1024,
+    };
+    assert_clean(&run(&config(), BLOCKS, &w), 3000);
+}
+
 // ---------- regressions: the extent crash bug (issue "an extent put can commit without its
 // data blocks") ----------
 
