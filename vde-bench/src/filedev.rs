@@ -74,7 +74,7 @@ impl std::ops::Sub for IoSnap {
 /// A block device over a file: block `b` is bytes `b * bs .. (b + 1) * bs`.
 pub struct FileDev {
     /// The I/O `vde_std::FileDevice` does (gathered appends, a block cache).
-    io_: FileIo,
+    fio: FileIo,
     bs: usize,
     blocks: u64,
     /// Counters of this device.
@@ -93,7 +93,7 @@ impl FileDev {
             .open(path)?;
         preallocate(&file, bs as u64 * blocks)?;
         Ok(FileDev {
-            io_: FileIo::new(file, bs),
+            fio: FileIo::new(file, bs),
             bs,
             blocks,
             io: Arc::default(),
@@ -122,21 +122,21 @@ impl BlockDevice for FileDev {
         self.blocks
     }
     fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> io::Result<()> {
-        self.io_.read(b.0, buf)
+        self.fio.read(b.0, buf)
     }
     fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> io::Result<()> {
-        let w = self.io_.write(b.0, buf)?;
+        let w = self.fio.write(b.0, buf)?;
         self.io.written(w);
         Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
-        let w = self.io_.sync()?;
+        let w = self.fio.sync()?;
         self.io.written(w);
         self.io.flushed();
         Ok(())
     }
     fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> io::Result<()> {
-        let w = self.io_.append(b.0, offset, data)?;
+        let w = self.fio.append(b.0, offset, data)?;
         self.io.written(w);
         Ok(())
     }

@@ -586,9 +586,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let buf = scratch
             .get_mut(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
-        match tx.get(b).or_else(|| tx.original(b)) {
+        match tx.get(b) {
             Some(d) => buf.copy_from_slice(d),
-            None => wal.read(dev, b, buf)?,
+            None => crate::volume::read_committed(tx, wal, dev, b, buf)?,
         }
         Ok(())
     }

@@ -62,7 +62,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     }
     /// Forgets block `b`'s original: its committed content changed outside the buffer.
     pub fn forget(&mut self, b: BlockNo) {
-        let Some(j) = self.origs.iter().position(|o| *o == b) else {
+        let Some(j) = self.kept(b) else {
             return;
         };
         let last = self.origs.len().saturating_sub(1);
@@ -75,7 +75,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     pub fn committed(&mut self) {
         for i in (0..self.targets.len()).rev() {
             let Some(&b) = self.targets.get(i) else { break };
-            let j = match self.origs.iter().position(|o| *o == b) {
+            let j = match self.kept(b) {
                 Some(j) => j,
                 None if self.origs.push(b).is_ok() => self.origs.len() - 1,
                 None => continue,
@@ -101,6 +101,10 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     /// The block of staged update `i` (staging order).
     pub fn target(&self, i: usize) -> Option<BlockNo> {
         self.targets.get(i).copied()
+    }
+    /// Position of `b` among the originals.
+    fn kept(&self, b: BlockNo) -> Option<usize> {
+        self.origs.iter().position(|o| *o == b)
     }
     /// The slot of original `j`.
     fn top(&self, j: usize) -> usize {
@@ -156,7 +160,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
             return;
         };
         let j = self.origs.len();
-        if self.targets.len() + j >= cap || self.origs.contains(&b) {
+        if self.targets.len() + j >= cap || self.kept(b).is_some() {
             return;
         }
         if self.origs.push(b).is_err() {
@@ -166,7 +170,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     }
     /// Copies block `b`'s original, if kept, into its staged slot; whether it did.
     pub fn restore(&mut self, b: BlockNo) -> bool {
-        let (Some(i), Some(j)) = (self.find(b), self.origs.iter().position(|o| *o == b)) else {
+        let (Some(i), Some(j)) = (self.find(b), self.kept(b)) else {
             return false;
         };
         self.copy_slot(self.top(j), i);
@@ -174,7 +178,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     }
     /// The committed content of staged block `b`, if kept.
     pub fn original(&self, b: BlockNo) -> Option<&[u8]> {
-        let j = self.origs.iter().position(|o| *o == b)?;
+        let j = self.kept(b)?;
         Some(self.slot(self.top(j)))
     }
     /// Iterates over `(block, content)` in staging order.

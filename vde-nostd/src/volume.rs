@@ -302,13 +302,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::OutOfRange);
         }
         let Volume { wal, dev, tx, .. } = self;
-        match tx.original(b) {
-            Some(o) => {
-                buf.copy_from_slice(o);
-                Ok(())
-            }
-            None => wal.read(dev, b, buf),
-        }
+        read_committed(tx, wal, dev, b, buf)
     }
 
     /// Starts a transaction. Dropping it without commit rolls it back (no I/O).
@@ -944,6 +938,24 @@ impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
         let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         Ok(bitmap_block::bits(buf))
+    }
+}
+
+/// Block `b`'s committed content into `buf` (one block): the transaction buffer's kept image
+/// if it has one, else rebuilt from the log or read from home.
+pub(crate) fn read_committed<D: BlockDevice, const K: usize>(
+    tx: &TxBuf<'_, K>,
+    wal: &mut Wal<'_>,
+    dev: &mut D,
+    b: BlockNo,
+    buf: &mut [u8],
+) -> Result<(), Error<D::Error>> {
+    match tx.original(b) {
+        Some(o) if o.len() == buf.len() => {
+            buf.copy_from_slice(o);
+            Ok(())
+        }
+        _ => wal.read(dev, b, buf),
     }
 }
 

@@ -762,13 +762,8 @@ impl<'b> Wal<'b> {
                 }
             }
             ap.end_record(dev, &mut self.page_at)?;
-            let last = Some(Dirty {
-                block: b,
-                head: pos32(at)?,
-                chain,
-            });
-            if let (Some(d), Some(h)) = (last, heads.get_mut(i)) {
-                *h = (d.head, d.chain);
+            if let Some(h) = heads.get_mut(i) {
+                *h = (pos32(at)?, chain);
             }
         }
         let span = ap.finish(dev, &mut self.page_at, self.unit)?;

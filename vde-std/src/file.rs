@@ -287,7 +287,9 @@ impl FileDevice {
         self.writable
     }
 
-    fn offset(&self, block: BlockNo, len: usize) -> io::Result<u64> {
+    /// Refuses a buffer that is not one block, a block past the end, or one whose byte offset
+    /// overflows.
+    fn check(&self, block: BlockNo, len: usize) -> io::Result<()> {
         if len != self.geometry.block_size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -303,6 +305,7 @@ impl FileDevice {
         block
             .0
             .checked_mul(self.geometry.block_size as u64)
+            .map(drop)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "block offset overflows"))
     }
 }
@@ -331,7 +334,7 @@ impl BlockDevice for FileDevice {
     }
 
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> io::Result<()> {
-        self.offset(block, buf.len())?;
+        self.check(block, buf.len())?;
         self.io.read(block.0, buf)
     }
 
@@ -342,7 +345,7 @@ impl BlockDevice for FileDevice {
                 "the image is open read-only",
             ));
         }
-        self.offset(block, buf.len())?;
+        self.check(block, buf.len())?;
         self.io.write(block.0, buf).map(drop)
     }
 
@@ -362,7 +365,7 @@ impl BlockDevice for FileDevice {
             ));
         }
         let bs = self.block_size();
-        self.offset(block, bs)?;
+        self.check(block, bs)?;
         if offset.checked_add(data.len()).is_none_or(|e| e > bs) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
