@@ -76,10 +76,11 @@ proptest! {
 
 #[test]
 fn oversized_transactions_are_refused_before_any_write() {
-    // 8 WAL blocks of 512 bytes hold at most 7 records; a 4-block buffer holds 4 updates.
+    // 8 WAL blocks of 512 bytes hold at most 7 records; a 4-block buffer holds 3 whole-block
+    // updates (each takes a block and a range's bookkeeping).
     for (k_blocks, refused_at, err) in [
         (16usize, 7u64, Error::TxTooLarge),
-        (4, 4, Error::TxCapacity),
+        (4, 3, Error::TxCapacity),
     ] {
         let mut img = fresh_image(BS, 512, 8);
         let mut mem = Mem::new(BS, k_blocks, 64);

@@ -59,9 +59,11 @@ impl<const K: usize> defmt::Format for TxBuf<'_, K> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(
             f,
-            "TxBuf {{ staged: {=usize}, capacity: {=usize} }}",
+            "TxBuf {{ staged: {=usize}, capacity: {=usize}, bytes: {=usize} of {=usize} }}",
             self.len(),
-            self.capacity()
+            self.capacity(),
+            self.bytes().1,
+            self.bytes().0
         )
     }
 }

@@ -201,27 +201,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Writes an empty index into the first block of the `objects` region (inside the open
     /// transaction).
     pub(crate) fn init_index(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
-        let blk = self.stage_new(region.start)?;
-        blk.fill(0);
+        let blk = self.view(region.start, true)?;
         slot_index::encode_head(blk, 0, 0, &Counters::default())
             .and_then(|_| slot_index::seal(blk))
-            .ok_or(Error::Corrupt(Structure::SlotIndex))
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        self.stage_view(region.start)
     }
 
-    /// Stages index region block `i` in the open transaction, encoded from RAM. A block this
-    /// transaction staged already is left for [`Self::encode_staged_index`], which the commit
-    /// of every object transaction runs: a batch of puts encodes (and checksums) each index
-    /// block once, not once per put.
+    /// Stages index region block `i` in the open transaction, to be encoded from RAM by
+    /// [`Self::encode_staged_index`], which the commit of every object transaction runs: a
+    /// batch of puts encodes (and checksums) each index block once, not once per put.
     fn restage_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
-        if self
-            .tx
-            .find(BlockNo(o.region.start.0.saturating_add(i)))
-            .is_some()
-        {
-            return Ok(());
+        let b = BlockNo(o.region.start.0.saturating_add(i));
+        if !self.tx.contains(b) && !self.wal.fits(self.tx.len().saturating_add(1)) {
+            return Err(Error::TxTooLarge);
         }
-        self.encode_index_block(i)
+        self.tx.stage::<D::Error>(b, false).map(|_| ())
     }
 
     /// Re-encodes every index region block the open transaction staged, from RAM (an object
@@ -231,7 +227,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(());
         };
         for k in 0..self.tx.len() {
-            let Some(b) = self.tx.target(k) else { break };
+            let Some(b) = self.tx.block(k) else { break };
             if o.region.contains(b) {
                 self.encode_index_block(b.0 - o.region.start.0)?;
             }
@@ -251,8 +247,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         let take = room.min(o.count.saturating_sub(first));
         let count = u32::try_from(o.count).map_err(|_| Error::IndexFull)?;
-        let Volume { tx, index, .. } = self;
-        let (blk, _) = tx.stage::<D::Error>(BlockNo(o.region.start.0 + i))?;
+        let b = BlockNo(o.region.start.0 + i);
+        self.view(b, false)?;
+        let Volume { scratch, index, .. } = self;
+        let blk = scratch
+            .get_mut(..bs)
+            .ok_or(Error::BufferTooSmall { need: bs })?;
         blk.fill(0);
         let off = slot_index::entries_offset(i);
         let src = index
@@ -263,7 +263,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .copy_from_slice(src);
         slot_index::encode_head(blk, i, count, &o.counters)
             .and_then(|_| slot_index::seal(blk))
-            .ok_or(Error::Corrupt(Structure::SlotIndex))
+            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        self.stage_view(b)
     }
 
     fn restage_entry(&mut self, entry: usize) -> Result<(), Error<D::Error>> {
@@ -391,7 +392,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 }
                 o.count += 1;
                 self.objects = Some(o);
-                self.stage_new(e.start)?.fill(0);
+                if !self.wal.fits(self.tx.len().saturating_add(1)) {
+                    return Err(Error::TxTooLarge);
+                }
+                self.tx.stage::<D::Error>(e.start, true)?;
                 i
             }
         };
@@ -414,7 +418,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             tag: Handle::packed_tag(seq),
             check: slot_check(data, h.raw()),
         };
-        let blk = self.stage_read(block)?;
+        let blk = self.view(block, false)?;
         let slot = blk
             .get_mut(unit * UNIT..unit * UNIT + size)
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
@@ -423,6 +427,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         slot.get_mut(SLOT_HDR..SLOT_HDR + data.len())
             .ok_or(Error::ObjectTooLarge)?
             .copy_from_slice(data);
+        self.stage_view(block)?;
         let mut o = self.obj()?;
         o.counters.objects = o.counters.objects.saturating_add(1);
         o.counters.bytes = o.counters.bytes.saturating_add(data.len() as u64);
@@ -490,19 +495,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 cached = Some(idx);
             }
             let committed = crate::bitmap::get(crate::format::bitmap_block::bits(bm), b.0 % bpb);
-            let via_log = committed || tx.find(b).is_some();
-            if !via_log {
-                // Written around the transaction buffer: its copy, if any, goes stale.
-                tx.forget(b);
+            let via_log = committed || tx.contains(b);
+            if via_log && !tx.contains(b) && !wal.fits(tx.len().saturating_add(1)) {
+                return Err(Error::TxTooLarge);
             }
-            let buf = if via_log {
-                if tx.find(b).is_none() && !wal.fits(tx.len().saturating_add(1)) {
-                    return Err(Error::TxTooLarge);
-                }
-                tx.stage::<D::Error>(b)?.0
-            } else {
-                content
-            };
+            let buf = content;
             buf.fill(0);
             let mut at = 0;
             if k == 0 {
@@ -514,7 +511,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::ObjectTooLarge)?
                 .copy_from_slice(data.get(off..off + n).ok_or(Error::ObjectTooLarge)?);
             off += n;
-            if !via_log {
+            if via_log {
+                // The block's whole new content, over zeros.
+                tx.stage::<D::Error>(b, true)?;
+                tx.write::<D::Error>(b, 0, buf)?;
+            } else {
                 wal.write_unlogged(dev, b, buf)?;
             }
         }
@@ -576,21 +577,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
-        let Volume {
-            tx,
-            dev,
-            scratch,
-            wal,
-            ..
-        } = self;
-        let buf = scratch
-            .get_mut(..bs)
-            .ok_or(Error::BufferTooSmall { need: bs })?;
-        match tx.get(b) {
-            Some(d) => buf.copy_from_slice(d),
-            None => crate::volume::read_committed(tx, wal, dev, b, buf)?,
-        }
-        Ok(())
+        let scratch = core::mem::take(&mut self.scratch);
+        let r = match scratch.get_mut(..bs) {
+            Some(buf) => self.read_through(b, buf),
+            None => Err(Error::BufferTooSmall { need: bs }),
+        };
+        self.scratch = scratch;
+        r
     }
 
     /// Checks an extent handle; returns its header and block count.
@@ -749,11 +742,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     }
                 } else {
                     self.objects = Some(o);
-                    let blk = self.stage_read(block)?;
+                    let blk = self.view(block, false)?;
                     let at = usize::from(unit) * UNIT;
                     blk.get_mut(at..at + size)
                         .ok_or(Error::Corrupt(Structure::SlotIndex))?
                         .fill(0);
+                    self.stage_view(block)?;
                     self.restage_entry(entry)?;
                 }
                 Ok(())
@@ -762,7 +756,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let (hdr, blocks) = self.locate_extent(h)?;
                 self.mark(Extent { start, len: blocks }, false)?;
                 // Wipe the header so the stale handle can never validate again.
-                self.stage_new(start)?.fill(0);
+                let blk = self.view(start, false)?;
+                blk.get_mut(..EXTENT_HDR)
+                    .ok_or(Error::Corrupt(Structure::SlotIndex))?
+                    .fill(0);
+                self.stage_view(start)?;
                 let mut o = self.obj()?;
                 o.counters.objects = o.counters.objects.saturating_sub(1);
                 o.counters.bytes = o.counters.bytes.saturating_sub(hdr.len);

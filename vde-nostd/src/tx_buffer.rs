@@ -1,255 +1,344 @@
-//! [`TxBuf`]: the block updates of the open transaction, in caller-provided memory, and — in
-//! the slots no update uses — the committed images of recently committed blocks.
+//! [`TxBuf`]: the changes of the open transaction, as byte ranges of blocks, in caller memory.
 //!
-//! The volume stages a block here before it changes it (its committed content first, then the
-//! change); [`crate::wal::Wal::commit`] logs what changed against the committed content.
-//! Invariants: at most `min(K, memory / block size)` slots; staged block `i` is in slot `i`;
-//! original `j` (block `origs[j]`) is in slot `capacity - 1 - j`, above every staged slot, and
-//! equals its block's committed content (see [`TxBuf`] for who keeps that true).
+//! The volume changes a block by reading its current content (committed, with this buffer's
+//! ranges over it), changing it, and staging the bytes that differ
+//! ([`crate::volume::Volume`]'s `view` / `stage_view`); [`crate::wal::Wal::commit`] logs each
+//! block's merged ranges, or, where the log needs the whole block, its committed content with
+//! the ranges over it. So the buffer holds the bytes a transaction changes, not block images: a
+//! 64-byte put stages about 150 bytes.
+//!
+//! Invariants: at most `K` blocks; every range lies inside its block and is non-empty; ranges
+//! are kept in staging order, so where two of a block overlap the later one wins; a *fresh*
+//! block's content starts from zeros, not from its committed content.
 
 use crate::error::Error;
 use crate::types::BlockNo;
 
-/// The block updates of one transaction, held in caller-provided memory until commit.
+/// Bytes of bookkeeping per staged range (block index, offset, length − 1: three `u16`).
+pub const RANGE_OVERHEAD: usize = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Staged {
+    block: BlockNo,
+    fresh: bool,
+}
+
+/// One staged range: block index, offset and length in the block, position of its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    idx: usize,
+    off: usize,
+    len: usize,
+    at: usize,
+}
+
+impl Entry {
+    fn end(&self) -> usize {
+        self.off + self.len
+    }
+}
+
+/// The changes of one transaction, held in caller-provided memory until commit.
 ///
-/// `K` bounds the number of distinct blocks; the data buffer holds one block per update.
-/// Slots no update uses keep, from the top down, the committed content of recently used
-/// blocks (their *originals*): a block staged again starts from its original instead of being
-/// rebuilt from the log, and the commit diffs against it. Invariants: original `j` (block
-/// `origs[j]`) is in slot `capacity - 1 - j`, above every staged slot (staging takes the
-/// lowest original's slot when it needs it); an original equals its block's committed content
-/// — a commit replaces the originals of the blocks it changed ([`TxBuf::committed`]), and
-/// whoever changes a block any other way forgets its original ([`TxBuf::forget`]).
+/// `K` bounds the number of distinct blocks; the memory holds the changed bytes, plus
+/// [`RANGE_OVERHEAD`] per range.
 pub struct TxBuf<'b, const K: usize> {
-    targets: heapless::Vec<BlockNo, K>,
-    origs: heapless::Vec<BlockNo, K>,
+    blocks: heapless::Vec<Staged, K>,
     data: &'b mut [u8],
+    used: usize,
     bs: usize,
 }
 
 impl<'b, const K: usize> TxBuf<'b, K> {
-    /// A transaction buffer over `data` for blocks of `bs` bytes. Capacity is
-    /// `min(K, data.len() / bs)` block updates.
+    /// A transaction buffer over `data` for blocks of `bs` bytes.
     pub fn new(data: &'b mut [u8], bs: usize) -> Self {
         TxBuf {
-            targets: heapless::Vec::new(),
-            origs: heapless::Vec::new(),
+            blocks: heapless::Vec::new(),
             data,
+            used: 0,
             bs: bs.max(1),
         }
     }
-    /// How many block updates fit.
+    /// How many distinct blocks a transaction may change.
     pub fn capacity(&self) -> usize {
-        K.min(self.data.len() / self.bs)
+        K
     }
-    /// Number of staged updates.
+    /// How many whole-block writes fit (each takes one block and one range).
+    pub fn whole_blocks(&self) -> usize {
+        K.min(self.data.len() / (self.bs + RANGE_OVERHEAD))
+    }
+    /// Bytes of memory for staged ranges, and how many are taken.
+    pub fn bytes(&self) -> (usize, usize) {
+        (self.data.len(), self.used)
+    }
+    /// Number of staged blocks.
     pub fn len(&self) -> usize {
-        self.targets.len()
+        self.blocks.len()
     }
     /// Whether nothing is staged.
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.blocks.is_empty()
     }
-    /// Drops every staged update (the originals stay: the committed content did not change).
+    /// Drops every staged change.
     pub fn clear(&mut self) {
-        self.targets.clear();
+        self.blocks.clear();
+        self.used = 0;
     }
-    /// Drops every staged update and every original (after a failed commit, when what is
-    /// committed is not known until recovery).
-    pub fn reset(&mut self) {
-        self.targets.clear();
-        self.origs.clear();
+    /// The block staged `i`-th.
+    pub fn block(&self, i: usize) -> Option<BlockNo> {
+        self.blocks.get(i).map(|s| s.block)
     }
-    /// Forgets block `b`'s original: its committed content changed outside the buffer.
-    pub fn forget(&mut self, b: BlockNo) {
-        let Some(j) = self.kept(b) else {
-            return;
-        };
-        let last = self.origs.len().saturating_sub(1);
-        self.copy_slot(self.top(last), self.top(j));
-        self.origs.swap_remove(j);
+    /// The staged blocks, in staging order.
+    pub fn blocks(&self) -> impl Iterator<Item = BlockNo> + '_ {
+        self.blocks.iter().map(|s| s.block)
     }
-    /// The staged updates were committed: each becomes its block's original, and the staged
-    /// updates are dropped. Taken last to first, a new original's slot is never one of a
-    /// staged update still to be taken (staged and kept together never exceed the capacity).
-    pub fn committed(&mut self) {
-        for i in (0..self.targets.len()).rev() {
-            let Some(&b) = self.targets.get(i) else { break };
-            let j = match self.kept(b) {
-                Some(j) => j,
-                None if self.origs.push(b).is_ok() => self.origs.len() - 1,
-                None => continue,
+    fn index(&self, b: BlockNo) -> Option<usize> {
+        self.blocks.iter().position(|s| s.block == b)
+    }
+    /// Whether block `b` is staged.
+    pub fn contains(&self, b: BlockNo) -> bool {
+        self.index(b).is_some()
+    }
+    /// Whether block `b` is staged fresh (its content starts from zeros).
+    pub fn is_fresh(&self, b: BlockNo) -> bool {
+        self.index(b)
+            .and_then(|i| self.blocks.get(i))
+            .is_some_and(|s| s.fresh)
+    }
+    /// Stages block `b` if it is not yet; `fresh` makes its content start from zeros (dropping
+    /// any range staged for it before). Fails with [`Error::TxCapacity`] past `K` blocks.
+    pub fn stage<E>(&mut self, b: BlockNo, fresh: bool) -> Result<usize, Error<E>> {
+        if let Some(i) = self.index(b) {
+            if fresh {
+                self.drop_ranges(i);
+                if let Some(s) = self.blocks.get_mut(i) {
+                    s.fresh = true;
+                }
+            }
+            return Ok(i);
+        }
+        self.blocks
+            .push(Staged { block: b, fresh })
+            .map_err(|_| Error::TxCapacity)?;
+        Ok(self.blocks.len() - 1)
+    }
+    /// Stages `bytes` at `off` of block `b` (staging the block if needed). Overwrites in place
+    /// when the newest range of `b` that overlaps them covers them; else adds a range, or fails
+    /// with [`Error::TxCapacity`] when the memory is full.
+    pub fn write<E>(&mut self, b: BlockNo, off: usize, bytes: &[u8]) -> Result<(), Error<E>> {
+        let len = bytes.len();
+        if off.checked_add(len).is_none_or(|e| e > self.bs) || self.bs > 65536 {
+            return Err(Error::OutOfRange);
+        }
+        let idx = self.stage(b, false)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut newest = None;
+        for e in self.entries() {
+            if e.idx == idx && e.off < off + len && off < e.end() {
+                newest = Some(e);
+            }
+        }
+        if let Some(e) = newest.filter(|e| e.off <= off && off + len <= e.end()) {
+            let at = e.at + (off - e.off);
+            if let Some(d) = self.data.get_mut(at..at + len) {
+                d.copy_from_slice(bytes);
+                return Ok(());
+            }
+        }
+        let end = self
+            .used
+            .checked_add(RANGE_OVERHEAD + len)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(Error::TxCapacity)?;
+        let head = self.data.get_mut(self.used..end).ok_or(Error::TxCapacity)?;
+        let (h, d) = head.split_at_mut(RANGE_OVERHEAD);
+        for (k, v) in [idx, off, len - 1].into_iter().enumerate() {
+            let v = u16::try_from(v).map_err(|_| Error::OutOfRange)?;
+            if let Some(x) = h.get_mut(2 * k..2 * k + 2) {
+                x.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        d.copy_from_slice(bytes);
+        self.used = end;
+        Ok(())
+    }
+    /// Applies block `b`'s staged ranges, in order, over `buf`, which holds bytes
+    /// `off..off + buf.len()` of the block.
+    pub fn overlay(&self, b: BlockNo, off: usize, buf: &mut [u8]) {
+        let Some(idx) = self.index(b) else { return };
+        let end = off.saturating_add(buf.len());
+        for e in self.entries() {
+            if e.idx != idx || e.end() <= off || e.off >= end {
+                continue;
+            }
+            let s = e.off.max(off);
+            let t = e.end().min(end);
+            let src = self.data.get(e.at + (s - e.off)..e.at + (t - e.off));
+            if let (Some(src), Some(dst)) = (src, buf.get_mut(s - off..t - off)) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+    /// Calls `f(start, end)` for each maximal run of bytes of block `b` that some staged range
+    /// covers, in ascending order (runs that touch are one).
+    pub fn ranges(&self, b: BlockNo, f: &mut dyn FnMut(usize, usize)) {
+        let Some(idx) = self.index(b) else { return };
+        let mut cur = 0usize;
+        loop {
+            // The range that starts lowest among those reaching past `cur` (every range that
+            // starts at or before `cur` was merged into an earlier run).
+            let Some(first) = self
+                .entries()
+                .filter(|e| e.idx == idx && e.end() > cur)
+                .min_by_key(|e| e.off)
+            else {
+                return;
             };
-            self.copy_slot(i, self.top(j));
+            let mut end = first.end();
+            loop {
+                let next = self
+                    .entries()
+                    .filter(|e| e.idx == idx && e.off <= end && e.end() > end)
+                    .map(|e| e.end())
+                    .max();
+                match next {
+                    Some(n) => end = n,
+                    None => break,
+                }
+            }
+            f(first.off, end);
+            cur = end;
         }
-        self.targets.clear();
     }
-    /// The block size this buffer was made for.
-    pub fn block_size(&self) -> usize {
-        self.bs
+    /// Drops every range of block index `idx`, compacting the memory.
+    fn drop_ranges(&mut self, idx: usize) {
+        let mut r = 0usize;
+        let mut w = 0usize;
+        while let Some(e) = self.entry_at(r) {
+            let span = RANGE_OVERHEAD + e.len;
+            if e.idx != idx {
+                if w != r {
+                    self.data.copy_within(r..r + span, w);
+                }
+                w += span;
+            }
+            r += span;
+        }
+        self.used = w;
     }
-    fn slot(&self, i: usize) -> &[u8] {
-        let s = i.saturating_mul(self.bs);
-        self.data.get(s..s.saturating_add(self.bs)).unwrap_or(&[])
-    }
-    fn slot_mut(&mut self, i: usize) -> &mut [u8] {
-        let s = i.saturating_mul(self.bs);
-        self.data
-            .get_mut(s..s.saturating_add(self.bs))
-            .unwrap_or(&mut [])
-    }
-    /// The block of staged update `i` (staging order).
-    pub fn target(&self, i: usize) -> Option<BlockNo> {
-        self.targets.get(i).copied()
-    }
-    /// Position of `b` among the originals.
-    fn kept(&self, b: BlockNo) -> Option<usize> {
-        self.origs.iter().position(|o| *o == b)
-    }
-    /// The slot of original `j`.
-    fn top(&self, j: usize) -> usize {
-        self.capacity().saturating_sub(j.saturating_add(1))
-    }
-    /// Copies slot `from` over slot `to` (in range by the invariants; out of range it does
-    /// nothing rather than panic).
-    fn copy_slot(&mut self, from: usize, to: usize) {
-        let bs = self.bs;
-        let (Some(a), Some(b)) = (from.checked_mul(bs), to.checked_mul(bs)) else {
-            return;
+    /// The entry whose header is at `pos`, if one is.
+    fn entry_at(&self, pos: usize) -> Option<Entry> {
+        if pos >= self.used {
+            return None;
+        }
+        let h = self.data.get(pos..pos + RANGE_OVERHEAD)?;
+        let get = |k: usize| {
+            let mut a = [0u8; 2];
+            a.copy_from_slice(h.get(2 * k..2 * k + 2).unwrap_or(&[0, 0]));
+            usize::from(u16::from_le_bytes(a))
         };
-        if from != to && a.max(b).saturating_add(bs) <= self.data.len() {
-            self.data.copy_within(a..a + bs, b);
-        }
+        Some(Entry {
+            idx: get(0),
+            off: get(1),
+            len: get(2) + 1,
+            at: pos + RANGE_OVERHEAD,
+        })
     }
-    /// Position of `b` among the staged updates.
-    pub fn find(&self, b: BlockNo) -> Option<usize> {
-        self.targets.iter().position(|t| *t == b)
-    }
-    /// The staged content of block `b`, if staged.
-    pub fn get(&self, b: BlockNo) -> Option<&[u8]> {
-        self.find(b).map(|i| self.slot(i))
-    }
-    /// The staged content of block `b`, mutably, if staged.
-    pub fn get_mut(&mut self, b: BlockNo) -> Option<&mut [u8]> {
-        self.find(b).map(|i| self.slot_mut(i))
-    }
-    /// Stages block `b`: returns its buffer and whether it is new (a new buffer holds stale bytes
-    /// the caller must overwrite). Fails with [`Error::TxCapacity`] when full.
-    pub fn stage<E>(&mut self, b: BlockNo) -> Result<(&mut [u8], bool), Error<E>> {
-        if let Some(i) = self.find(b) {
-            return Ok((self.slot_mut(i), false));
-        }
-        if self.targets.len() >= self.capacity() {
-            return Err(Error::TxCapacity);
-        }
-        if self.targets.len() + self.origs.len() >= self.capacity() {
-            self.origs.pop();
-        }
-        self.targets.push(b).map_err(|_| Error::TxCapacity)?;
-        let i = self.targets.len() - 1;
-        Ok((self.slot_mut(i), true))
-    }
-    /// Removes the most recently staged block (used to undo a failed stage).
-    pub fn unstage_last(&mut self) {
-        self.targets.pop();
-    }
-    /// Keeps a copy of staged block `b`'s content (just read: its committed content) in a
-    /// free slot, if one is left, as its original.
-    pub fn keep_original(&mut self, b: BlockNo) {
-        let (Some(i), cap) = (self.find(b), self.capacity()) else {
-            return;
-        };
-        let j = self.origs.len();
-        if self.targets.len() + j >= cap || self.kept(b).is_some() {
-            return;
-        }
-        if self.origs.push(b).is_err() {
-            return;
-        }
-        self.copy_slot(i, self.top(j));
-    }
-    /// Copies block `b`'s original, if kept, into its staged slot; whether it did.
-    pub fn restore(&mut self, b: BlockNo) -> bool {
-        let (Some(i), Some(j)) = (self.find(b), self.kept(b)) else {
-            return false;
-        };
-        self.copy_slot(self.top(j), i);
-        true
-    }
-    /// The committed content of staged block `b`, if kept.
-    pub fn original(&self, b: BlockNo) -> Option<&[u8]> {
-        let j = self.kept(b)?;
-        Some(self.slot(self.top(j)))
-    }
-    /// Iterates over `(block, content)` in staging order.
-    pub fn iter(&self) -> impl Iterator<Item = (BlockNo, &[u8])> + '_ {
-        self.targets
-            .iter()
-            .enumerate()
-            .map(move |(i, b)| (*b, self.slot(i)))
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let mut pos = 0usize;
+        core::iter::from_fn(move || {
+            let e = self.entry_at(pos)?;
+            pos = e.at + e.len;
+            Some(e)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
+    type E = ();
+
+    fn content(tx: &TxBuf<'_, 4>, b: u64, base: u8) -> [u8; 32] {
+        let mut out = [base; 32];
+        tx.overlay(BlockNo(b), 0, &mut out);
+        out
+    }
+
+    fn runs(tx: &TxBuf<'_, 4>, b: u64) -> std::vec::Vec<(usize, usize)> {
+        let mut v = std::vec::Vec::new();
+        tx.ranges(BlockNo(b), &mut |s, e| v.push((s, e)));
+        v
+    }
+
     #[test]
-    fn the_transaction_buffer_keeps_committed_images_in_free_slots() {
-        type E = ();
-        let mut mem = [0u8; 4 * 16];
-        let mut tx = TxBuf::<4>::new(&mut mem, 16);
-        let fill = |tx: &mut TxBuf<'_, 4>, b: u64, v: u8| {
-            let (s, new) = tx.stage::<E>(BlockNo(b)).unwrap();
-            assert!(new);
-            s.fill(v);
-        };
-        // Block 1 read (value 1) and kept; changed to 2 and committed: its original is 2.
-        fill(&mut tx, 1, 1);
-        tx.keep_original(BlockNo(1));
-        assert_eq!(tx.original(BlockNo(1)), Some(&[1u8; 16][..]));
-        tx.get_mut(BlockNo(1)).unwrap().fill(2);
-        assert_eq!(tx.original(BlockNo(1)), Some(&[1u8; 16][..]));
-        fill(&mut tx, 2, 7);
-        tx.committed();
-        assert!(tx.is_empty());
-        assert_eq!(tx.original(BlockNo(1)), Some(&[2u8; 16][..]));
-        assert_eq!(tx.original(BlockNo(2)), Some(&[7u8; 16][..]));
-        // Restored into a new staging slot; a rollback keeps the originals.
-        tx.stage::<E>(BlockNo(2)).unwrap();
-        assert!(tx.restore(BlockNo(2)));
-        assert_eq!(tx.get(BlockNo(2)), Some(&[7u8; 16][..]));
-        assert!(!tx.restore(BlockNo(9)));
-        tx.get_mut(BlockNo(2)).unwrap().fill(8);
+    fn later_ranges_win_and_runs_merge() {
+        let mut mem = [0u8; 128];
+        let mut tx = TxBuf::<4>::new(&mut mem, 32);
+        tx.write::<E>(BlockNo(1), 4, &[1; 8]).unwrap();
+        tx.write::<E>(BlockNo(2), 0, &[9; 2]).unwrap();
+        tx.write::<E>(BlockNo(1), 10, &[2; 4]).unwrap();
+        tx.write::<E>(BlockNo(1), 20, &[3; 2]).unwrap();
+        let c = content(&tx, 1, 0xee);
+        assert_eq!(&c[..4], &[0xee; 4]);
+        assert_eq!(&c[4..10], &[1; 6]);
+        assert_eq!(&c[10..14], &[2; 4]);
+        assert_eq!(&c[14..20], &[0xee; 6]);
+        assert_eq!(&c[20..22], &[3; 2]);
+        assert_eq!(runs(&tx, 1), [(4, 14), (20, 22)]);
+        assert_eq!(runs(&tx, 2), [(0, 2)]);
+        // A partial overlay window.
+        let mut w = [0u8; 4];
+        tx.overlay(BlockNo(1), 9, &mut w);
+        assert_eq!(w, [1, 2, 2, 2]);
+        // In place: the newest overlapping range covers the write.
+        let used = tx.bytes().1;
+        tx.write::<E>(BlockNo(1), 11, &[5; 2]).unwrap();
+        assert_eq!(tx.bytes().1, used);
+        assert_eq!(&content(&tx, 1, 0)[10..14], &[2, 5, 5, 2]);
+        // Not in place when an older range covers but a newer one overlaps.
+        tx.write::<E>(BlockNo(1), 5, &[6; 6]).unwrap();
+        assert!(tx.bytes().1 > used);
+        assert_eq!(&content(&tx, 1, 0)[4..14], &[1, 6, 6, 6, 6, 6, 6, 5, 5, 2]);
+        assert_eq!(runs(&tx, 1), [(4, 14), (20, 22)]);
+        assert_eq!(tx.len(), 2);
+    }
+
+    #[test]
+    fn fresh_blocks_drop_their_ranges_and_limits_hold() {
+        let mut mem = [0u8; 40];
+        let mut tx = TxBuf::<2>::new(&mut mem, 32);
+        tx.write::<E>(BlockNo(1), 0, &[1; 4]).unwrap();
+        tx.write::<E>(BlockNo(2), 0, &[2; 4]).unwrap();
+        tx.write::<E>(BlockNo(1), 8, &[3; 4]).unwrap();
+        assert!(matches!(
+            tx.write::<E>(BlockNo(3), 0, &[1]),
+            Err(Error::TxCapacity)
+        ));
+        assert!(matches!(
+            tx.write::<E>(BlockNo(1), 30, &[1; 3]),
+            Err(Error::OutOfRange)
+        ));
+        tx.stage::<E>(BlockNo(1), true).unwrap();
+        assert!(tx.is_fresh(BlockNo(1)) && !tx.is_fresh(BlockNo(2)));
+        let mut c = [0u8; 32];
+        tx.overlay(BlockNo(1), 0, &mut c);
+        assert_eq!(c, [0; 32]);
+        let mut d = [0u8; 4];
+        tx.overlay(BlockNo(2), 0, &mut d);
+        assert_eq!(d, [2; 4]);
+        assert_eq!(tx.bytes().1, RANGE_OVERHEAD + 4);
+        // The memory bounds the bytes.
+        tx.write::<E>(BlockNo(1), 0, &[7; 20]).unwrap();
+        assert!(matches!(
+            tx.write::<E>(BlockNo(1), 24, &[7; 8]),
+            Err(Error::TxCapacity)
+        ));
         tx.clear();
-        assert_eq!(tx.original(BlockNo(2)), Some(&[7u8; 16][..]));
-        // Staging needs the slots back: the lowest original goes first, the rest stay right.
-        fill(&mut tx, 5, 5);
-        fill(&mut tx, 6, 6);
-        assert_eq!(tx.original(BlockNo(1)), Some(&[2u8; 16][..]));
-        assert_eq!(tx.original(BlockNo(2)), Some(&[7u8; 16][..]));
-        fill(&mut tx, 3, 3);
-        assert_eq!(tx.original(BlockNo(2)), None);
-        assert_eq!(tx.original(BlockNo(1)), Some(&[2u8; 16][..]));
-        fill(&mut tx, 4, 4);
-        assert_eq!(tx.original(BlockNo(1)), None);
-        assert!(tx.stage::<E>(BlockNo(7)).is_err());
-        // A full buffer: every committed block becomes an original.
-        tx.committed();
-        for (b, v) in [(5u64, 5u8), (6, 6), (3, 3), (4, 4)] {
-            assert_eq!(tx.original(BlockNo(b)), Some(&[v; 16][..]));
-        }
-        tx.reset();
-        // Forgetting one moves the last into its slot.
-        for (b, v) in [(10u64, 10u8), (11, 11), (12, 12)] {
-            fill(&mut tx, b, v);
-        }
-        tx.committed();
-        tx.forget(BlockNo(10));
-        assert_eq!(tx.original(BlockNo(10)), None);
-        assert_eq!(tx.original(BlockNo(11)), Some(&[11u8; 16][..]));
-        assert_eq!(tx.original(BlockNo(12)), Some(&[12u8; 16][..]));
-        tx.reset();
-        assert_eq!(tx.original(BlockNo(11)), None);
+        assert!(tx.is_empty() && tx.bytes().1 == 0);
     }
 }

@@ -51,9 +51,10 @@ pub struct Buffers<'b> {
     /// Scratch for reads, commits and checkpoints, plus the log's own read buffer: at least
     /// [`Buffers::SCRATCH_BLOCKS`] blocks.
     pub scratch: &'b mut [u8],
-    /// Transaction data: one block per block update a transaction may hold (at least 4).
-    /// Slots a transaction does not use keep committed images of recently committed blocks
-    /// (a cache: a block staged again is not rebuilt from the log).
+    /// Transaction data: the bytes a transaction changes, plus
+    /// [`crate::tx_buffer::RANGE_OVERHEAD`] per changed range (at least
+    /// [`Buffers::txn_min`]). A put of `n` bytes stages about `n + 100`; a whole-block write
+    /// ([`Transaction::write`]) stages the bytes that differ from the block's content.
     pub txn: &'b mut [u8],
     /// The in-RAM slot index: `8 + block_size / 512` bytes per shared block it can track. May be
     /// empty if no objects are packed.
@@ -63,6 +64,22 @@ pub struct Buffers<'b> {
 impl Buffers<'_> {
     /// Blocks of scratch a volume needs.
     pub const SCRATCH_BLOCKS: usize = 3;
+
+    /// The smallest `txn` for blocks of `block_size` bytes: room for the largest packed
+    /// object's slot and the index, bitmap and counter changes of its put.
+    pub const fn txn_min(block_size: usize) -> usize {
+        let slot = if block_size / 2 < 2048 {
+            block_size / 2
+        } else {
+            2048
+        };
+        slot + 512
+    }
+
+    /// The `txn` for transactions of up to `n` whole-block writes of `block_size` bytes.
+    pub const fn txn_for_blocks(block_size: usize, n: usize) -> usize {
+        n * (block_size + crate::tx_buffer::RANGE_OVERHEAD)
+    }
 }
 
 /// Usage figures.
@@ -291,9 +308,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.layout.bs()
     }
 
-    /// Transaction capacity in block updates.
+    /// How many whole-block writes one transaction can hold (the `K` blocks a transaction may
+    /// change, bounded by the `txn` memory: one block and one range each).
     pub fn tx_capacity(&self) -> usize {
-        self.tx.capacity()
+        self.tx.whole_blocks()
     }
 
     /// Reads block `b` as committed.
@@ -301,8 +319,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if b.0 >= self.layout.block_count || buf.len() != self.layout.bs() {
             return Err(Error::OutOfRange);
         }
-        let Volume { wal, dev, tx, .. } = self;
-        read_committed(tx, wal, dev, b, buf)
+        let Volume { wal, dev, .. } = self;
+        wal.read(dev, b, buf)
     }
 
     /// Starts a transaction. Dropping it without commit rolls it back (no I/O).
@@ -369,7 +387,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if !committed {
             if let Some(sums) = self.summaries.as_deref_mut() {
                 // Staged bitmap blocks had their summaries updated; they are void now.
-                for (b, _) in self.tx.iter() {
+                for b in self.tx.blocks() {
                     if b.0 >= self.layout.bitmap_start && b.0 < self.layout.regdir {
                         let i = (b.0 - self.layout.bitmap_start) as usize;
                         if let Some(s) = sums.get_mut(i) {
@@ -425,31 +443,50 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         r
     }
 
-    /// Stages block `b` in the transaction with its current content and returns it.
-    pub(crate) fn stage_read(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
-        if !self.wal.fits(self.tx.len().saturating_add(1)) && self.tx.find(b).is_none() {
+    /// Loads block `b` as the open transaction leaves it into the first scratch block (zeros if
+    /// `fresh`, which also stages it to start from zeros) and a copy into the second, and
+    /// returns the first: change it, then [`Self::stage_view`] stages the bytes that differ.
+    /// Nothing else may use the scratch in between.
+    pub(crate) fn view(&mut self, b: BlockNo, fresh: bool) -> Result<&mut [u8], Error<D::Error>> {
+        if !self.wal.target_ok(b) {
+            return Err(Error::OutOfRange);
+        }
+        if !self.tx.contains(b) && !self.wal.fits(self.tx.len().saturating_add(1)) {
             return Err(Error::TxTooLarge);
         }
-        let Volume { tx, wal, dev, .. } = self;
-        // A newly staged block starts from its committed content: the transaction buffer's
-        // original if it kept one, else read from the log or its home.
-        if tx.stage(b)?.1 && !tx.restore(b) {
-            let slot = tx.get_mut(b).ok_or(Error::TxCapacity)?;
-            if let Err(e) = wal.read(dev, b, slot) {
-                tx.unstage_last();
-                return Err(e);
-            }
-            tx.keep_original(b);
+        if fresh {
+            self.tx.stage::<D::Error>(b, true)?;
         }
-        self.tx.get_mut(b).ok_or(Error::TxCapacity)
+        let bs = self.layout.bs();
+        let Volume {
+            tx,
+            wal,
+            dev,
+            scratch,
+            ..
+        } = self;
+        let (cur, pre) = split_two(scratch, bs)?;
+        read_staged(tx, wal, dev, b, cur)?;
+        pre.copy_from_slice(cur);
+        Ok(cur)
     }
 
-    /// Stages block `b` to be overwritten wholly and returns its (stale) buffer.
-    pub(crate) fn stage_new(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
-        if !self.wal.fits(self.tx.len().saturating_add(1)) && self.tx.find(b).is_none() {
-            return Err(Error::TxTooLarge);
-        }
-        Ok(self.tx.stage(b)?.0)
+    /// Stages block `b` with the bytes of the view ([`Self::view`]) that differ from what it
+    /// was loaded with.
+    pub(crate) fn stage_view(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let Volume { tx, scratch, .. } = self;
+        let (cur, pre) = split_two(scratch, bs)?;
+        tx.stage::<D::Error>(b, false)?;
+        let mut err = None;
+        crate::wal::diff_ranges(cur, Some(pre), &mut |s, e| {
+            if err.is_none() {
+                if let Err(x) = tx.write::<D::Error>(b, s, cur.get(s..e).unwrap_or(&[])) {
+                    err = Some(x);
+                }
+            }
+        });
+        err.map_or(Ok(()), Err)
     }
 
     /// Reads block `b` through the open transaction.
@@ -458,13 +495,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         b: BlockNo,
         buf: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
-        if let Some(d) = self.tx.get(b) {
-            if d.len() == buf.len() {
-                buf.copy_from_slice(d);
-                return Ok(());
-            }
+        if b.0 >= self.layout.block_count || buf.len() != self.layout.bs() {
+            return Err(Error::OutOfRange);
         }
-        self.read_block(b, buf)
+        let Volume { tx, wal, dev, .. } = self;
+        read_staged(tx, wal, dev, b, buf)
     }
 
     /// Sets the bitmap bits of `e` to `value` inside the open transaction. Every bit must hold
@@ -482,8 +517,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let within = at % bpb;
             let n = (bpb - within).min(end - at);
             let blk_no = BlockNo(self.layout.bitmap_start + idx);
-            let fresh = self.tx.find(blk_no).is_none();
-            let blk = self.stage_read(blk_no)?;
+            let fresh = !self.tx.contains(blk_no);
+            let blk = self.view(blk_no, false)?;
             let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
             if fresh && bitmap_block::check(blk, idx32).is_err() {
                 return Err(Error::Corrupt(Structure::Bitmap));
@@ -495,6 +530,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             bitmap::set_range(bits, within, n, value).ok_or(Error::Corrupt(Structure::Bitmap))?;
             let summary = scanner::summarize(bits, total.saturating_sub(idx * bpb).min(bpb));
             bitmap_block::seal(blk, idx32).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            self.stage_view(blk_no)?;
             if let Some(s) = self
                 .summaries
                 .as_deref_mut()
@@ -533,15 +569,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let r = wal.commit(dev, tx, scratch);
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
-            // The staged images are the committed content now: the buffer keeps them.
-            self.tx.committed();
-            self.clear_tx(true);
-        } else {
-            // What is committed is unknown until recovery: the kept images go too (after the
-            // staged blocks have voided their bitmap summaries).
-            self.clear_tx(false);
-            self.tx.reset();
         }
+        self.clear_tx(r.is_ok());
         r
     }
 
@@ -549,11 +578,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         let b = BlockNo(self.layout.regdir);
-        if let Some(d) = self.tx.get(b) {
-            buf.copy_from_slice(d);
-        } else {
-            self.wal.read(&mut self.dev, b, buf)?;
-        }
+        let Volume { tx, wal, dev, .. } = self;
+        read_staged(tx, wal, dev, b, buf)?;
         regions::dir_check(buf).map_err(|_| Error::Corrupt(Structure::RegionDirectory))
     }
 
@@ -791,7 +817,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let dir_block = BlockNo(self.layout.regdir);
         let first = self.region_entries()?;
         {
-            let dir = self.stage_read(dir_block)?;
+            let dir = self.view(dir_block, false)?;
             for (i, (kind, e)) in m.regions.iter().zip(plan.regions.iter()).enumerate() {
                 let entry = RegionEntry {
                     module: m.bit,
@@ -801,14 +827,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 };
                 regions::dir_push(dir, &entry).ok_or(Error::DirectoryFull)?;
             }
+            self.stage_view(dir_block)?;
         }
         {
-            let rpt = self.stage_read(BlockNo(self.layout.rpt))?;
+            let rpt_block = BlockNo(self.layout.rpt);
+            let rpt = self.view(rpt_block, false)?;
             regions::rpt_check(rpt).map_err(|_| Error::Corrupt(Structure::RegionPointerTable))?;
             let first = u16::try_from(first).map_err(|_| Error::DirectoryFull)?;
             let count = u16::try_from(m.regions.len()).map_err(|_| Error::DirectoryFull)?;
             regions::rpt_set(rpt, m.bit as usize, first, count)
                 .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+            self.stage_view(rpt_block)?;
         }
         self.init_module_regions(m, &plan)?;
         let mut sb = self.sb;
@@ -819,8 +848,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         sb.modified = now;
         sb.sequence = sb.sequence.saturating_add(1);
         for b in [SB_PRIMARY, SB_MIRROR] {
-            let buf = self.stage_new(b)?;
+            let buf = self.view(b, true)?;
             sb.encode(buf).ok_or(Error::InvalidGeometry)?;
+            self.stage_view(b)?;
         }
         self.commit_tx()?;
         self.sb = sb;
@@ -867,8 +897,8 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
         if data.len() != l.bs() {
             return Err(Error::BufferTooSmall { need: l.bs() });
         }
-        self.vol.stage_new(b)?.copy_from_slice(data);
-        Ok(())
+        self.vol.view(b, false)?.copy_from_slice(data);
+        self.vol.stage_view(b)
     }
 
     /// Reads block `b` as this transaction would leave it.
@@ -931,32 +961,34 @@ impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
         if idx >= self.layout.bitmap_blocks {
             return Err(Error::Corrupt(Structure::Bitmap));
         }
-        if let Some(d) = self.tx.get(b) {
-            return Ok(bitmap_block::bits(d));
+        let staged = self.tx.contains(b);
+        read_staged(self.tx, self.wal, self.dev, b, buf)?;
+        if staged {
+            // Checked when the transaction first changed it.
+            return Ok(bitmap_block::bits(buf));
         }
-        self.wal.read(self.dev, b, buf)?;
         let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         Ok(bitmap_block::bits(buf))
     }
 }
 
-/// Block `b`'s committed content into `buf` (one block): the transaction buffer's kept image
-/// if it has one, else rebuilt from the log or read from home.
-pub(crate) fn read_committed<D: BlockDevice, const K: usize>(
+/// Block `b` as the open transaction leaves it, into `buf` (one block): its committed content
+/// (zeros if staged fresh) with the staged ranges over it.
+fn read_staged<D: BlockDevice, const K: usize>(
     tx: &TxBuf<'_, K>,
     wal: &mut Wal<'_>,
     dev: &mut D,
     b: BlockNo,
     buf: &mut [u8],
 ) -> Result<(), Error<D::Error>> {
-    match tx.original(b) {
-        Some(o) if o.len() == buf.len() => {
-            buf.copy_from_slice(o);
-            Ok(())
-        }
-        _ => wal.read(dev, b, buf),
+    if tx.is_fresh(b) {
+        buf.fill(0);
+    } else {
+        wal.read(dev, b, buf)?;
     }
+    tx.overlay(b, 0, buf);
+    Ok(())
 }
 
 fn check_buffers<E>(bs: usize, bufs: &Buffers<'_>) -> Result<(), Error<E>> {
@@ -967,9 +999,9 @@ fn check_buffers<E>(bs: usize, bufs: &Buffers<'_>) -> Result<(), Error<E>> {
     if bufs.scratch.len() < need {
         return Err(Error::BufferTooSmall { need });
     }
-    if bufs.txn.len() < bs.saturating_mul(4) {
+    if bufs.txn.len() < Buffers::txn_min(bs) {
         return Err(Error::BufferTooSmall {
-            need: bs.saturating_mul(4),
+            need: Buffers::txn_min(bs),
         });
     }
     Ok(())

@@ -26,7 +26,7 @@ impl Mem {
     fn new() -> Mem {
         Mem {
             scratch: vec![0; BS * Buffers::SCRATCH_BLOCKS],
-            txn: vec![0; BS * 8],
+            txn: vec![0; (BS + crate::tx_buffer::RANGE_OVERHEAD) * 8],
             index: vec![0; 4096],
         }
     }

@@ -174,20 +174,13 @@ impl defmt::Format for Wal<'_> {
     }
 }
 
-/// What one staged block needs in the log.
+/// How a block's whole content is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
-    /// Unchanged: nothing.
-    Nothing,
-    /// The whole block.
+    /// The block itself.
     Image,
-    /// `count` byte ranges of `bytes` bytes in all, in one record: over the committed content,
-    /// or (`sparse`) over a block of zeros, which gives the whole block like an image.
-    Ranges {
-        count: usize,
-        bytes: usize,
-        sparse: bool,
-    },
+    /// Its `count` nonzero ranges of `bytes` bytes in all, over a block of zeros.
+    Sparse { count: usize, bytes: usize },
 }
 
 impl<'b> Wal<'b> {
@@ -639,10 +632,7 @@ impl<'b> Wal<'b> {
         if !self.fits(tx.len()) {
             return Err(Error::TxTooLarge);
         }
-        if tx
-            .iter()
-            .any(|(b, d)| !self.target_ok(b) || d.len() != self.bs)
-        {
+        if tx.blocks().any(|b| !self.target_ok(b)) {
             return Err(Error::OutOfRange);
         }
         let pre = block_of(scratch, self.bs)?;
@@ -651,7 +641,7 @@ impl<'b> Wal<'b> {
         }
         // Every staged block may need a new table entry: if the table has no room for them
         // all, checkpoint first.
-        let new_entries = tx.iter().filter(|(b, _)| !self.is_dirty(*b)).count();
+        let new_entries = tx.blocks().filter(|b| !self.is_dirty(*b)).count();
         if self.dirty.len().saturating_add(new_entries) > MAX_DIRTY {
             self.force_checkpoint(dev, pre)?;
         }
@@ -700,27 +690,43 @@ impl<'b> Wal<'b> {
         // record); they enter the table only once the commit succeeds. A transaction has at
         // most one record per block, so the previous record is always the table's.
         let mut heads = [(NO_PREV, 0u8); K];
-        for (i, (b, new)) in tx.iter().enumerate() {
-            let orig = tx.original(b);
-            let plan = self.plan(dev, b, new, orig, pre)?;
+        for (i, b) in tx.blocks().enumerate() {
+            let fresh = tx.is_fresh(b);
+            let (mut count, mut bytes) = (0usize, 0usize);
+            tx.ranges(b, &mut |s, e| {
+                count += 1;
+                bytes += e - s;
+            });
+            if count == 0 && !fresh {
+                continue; // staged, never changed
+            }
             let last = self.entry(b);
-            // A whole-block record (IMAGE, SPARSE) starts a new chain; RANGES extends it.
-            let (kind, chain) = match plan {
-                Plan::Nothing => continue,
-                Plan::Image => (RecordKind::Image, 0),
-                Plan::Ranges {
-                    count,
-                    bytes,
-                    sparse,
-                } => {
-                    let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
-                    let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
-                    if sparse {
+            // A byte-range record extends the block's chain: only after a whole-block record
+            // since the checkpoint (so a torn home rewrite is rebuilt from the log alone), on a
+            // chain not yet too long to read, and when it costs less than the block.
+            let extend = !fresh
+                && last.is_some_and(|d| usize::from(d.chain) < MAX_CHAIN)
+                && self.worth_ranges(count, bytes);
+            let (kind, chain) = if extend {
+                let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
+                let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
+                let chain = last.map_or(0, |d| d.chain.saturating_add(1));
+                (RecordKind::Ranges { count, bytes }, chain)
+            } else {
+                // The whole new content: committed (zeros if fresh) with the ranges over it.
+                if fresh || (count == 1 && bytes == self.bs) {
+                    pre.fill(0);
+                } else {
+                    self.read(dev, b, pre)?;
+                }
+                tx.overlay(b, 0, pre);
+                match self.whole(pre) {
+                    Plan::Sparse { count, bytes } => {
+                        let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
+                        let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
                         (RecordKind::Sparse { count, bytes }, 0)
-                    } else {
-                        let chain = last.map_or(0, |d| d.chain.saturating_add(1));
-                        (RecordKind::Ranges { count, bytes }, chain)
                     }
+                    Plan::Image => (RecordKind::Image, 0),
                 }
             };
             let at = ap.position();
@@ -730,36 +736,54 @@ impl<'b> Wal<'b> {
                 prev: last.map_or(NO_PREV, |d| d.head),
             };
             ap.begin_record(dev, &mut self.page_at, &h)?;
-            match kind {
-                RecordKind::Image => ap.body(dev, &mut self.page_at, new)?,
-                _ => {
-                    // The table, then the bytes, each in range order.
-                    let mut err = None;
-                    let sparse = matches!(kind, RecordKind::Sparse { .. });
-                    let old = (!sparse).then_some(orig.unwrap_or(&*pre));
-                    for table in [true, false] {
-                        diff_ranges(new, old, &mut |s, e| {
-                            if err.is_some() {
-                                return;
-                            }
-                            let r = if table {
-                                let entry = Range {
-                                    offset: s as u16,
-                                    len: (e - s) as u16,
-                                };
-                                ap.body(dev, &mut self.page_at, &entry.encode())
-                            } else {
-                                ap.body(dev, &mut self.page_at, new.get(s..e).unwrap_or(&[]))
-                            };
-                            if let Err(x) = r {
-                                err = Some(x);
-                            }
-                        });
+            // The range table, then the bytes, each in range order.
+            let mut err = None;
+            let page_at = &mut self.page_at;
+            let mut emit = |table: bool, s: usize, e: usize, src: Option<&[u8]>| {
+                if err.is_some() {
+                    return;
+                }
+                let r = if table {
+                    let entry = Range {
+                        offset: s as u16,
+                        len: (e - s) as u16,
+                    };
+                    ap.body(dev, page_at, &entry.encode())
+                } else if let Some(src) = src {
+                    ap.body(dev, page_at, src.get(s..e).unwrap_or(&[]))
+                } else {
+                    // Staged bytes, gathered a piece at a time.
+                    let mut piece = [0u8; 64];
+                    let mut at = s;
+                    let mut r = Ok(());
+                    while at < e && r.is_ok() {
+                        let n = (e - at).min(piece.len());
+                        let p = piece.get_mut(..n).unwrap_or(&mut []);
+                        tx.overlay(b, at, p);
+                        r = ap.body(dev, page_at, p);
+                        at += n;
                     }
-                    if let Some(x) = err {
-                        return Err(x);
+                    r
+                };
+                if let Err(x) = r {
+                    err = Some(x);
+                }
+            };
+            match kind {
+                RecordKind::Image => emit(false, 0, pre.len(), Some(&*pre)),
+                RecordKind::Sparse { .. } => {
+                    for table in [true, false] {
+                        diff_ranges(pre, None, &mut |s, e| emit(table, s, e, Some(&*pre)));
                     }
                 }
+                RecordKind::Ranges { .. } => {
+                    for table in [true, false] {
+                        tx.ranges(b, &mut |s, e| emit(table, s, e, None));
+                    }
+                }
+            }
+            if let Some(x) = err {
+                return Err(x);
             }
             ap.end_record(dev, &mut self.page_at)?;
             if let Some(h) = heads.get_mut(i) {
@@ -773,7 +797,7 @@ impl<'b> Wal<'b> {
         } else {
             self.unsynced = true;
         }
-        for ((b, _), &(head, chain)) in tx.iter().zip(heads.iter()) {
+        for (b, &(head, chain)) in tx.blocks().zip(heads.iter()) {
             if head == NO_PREV {
                 continue;
             }
@@ -800,55 +824,11 @@ impl<'b> Wal<'b> {
         Ok(seq)
     }
 
-    /// What block `b` needs to go from its committed content to `new` (`pre` receives the
-    /// committed content when it is needed).
-    /// How block `b`'s new content `new` is logged. `old` is its committed content if the
-    /// transaction kept it; otherwise it is rebuilt into `pre` when needed.
-    fn plan<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        b: BlockNo,
-        new: &[u8],
-        old: Option<&[u8]>,
-        pre: &mut [u8],
-    ) -> Result<Plan, Error<D::Error>> {
-        let Some(d) = self.entry(b) else {
-            // First change since the checkpoint: the whole block, so a torn home rewrite at the
-            // next checkpoint is rebuilt from the log alone.
-            return Ok(self.whole(new));
-        };
-        let old = match old {
-            Some(o) => o,
-            None => {
-                self.rebuild(dev, d, pre)?;
-                pre
-            }
-        };
-        let (count, bytes) = measure_diff(new, Some(old));
-        if count == 0 {
-            Ok(Plan::Nothing)
-        } else if usize::from(d.chain) >= MAX_CHAIN || !self.worth_ranges(count, bytes) {
-            // A long chain makes every read of the block slow; a large change costs about
-            // as much as the whole block, which also ends the chain.
-            Ok(self.whole(new))
-        } else {
-            Ok(Plan::Ranges {
-                count,
-                bytes,
-                sparse: false,
-            })
-        }
-    }
-
     /// The cheaper whole-block record for `new`: its nonzero ranges, or the image.
     fn whole(&self, new: &[u8]) -> Plan {
         let (count, bytes) = measure_diff(new, None);
         if count > 0 && self.worth_ranges(count, bytes) {
-            Plan::Ranges {
-                count,
-                bytes,
-                sparse: true,
-            }
+            Plan::Sparse { count, bytes }
         } else {
             Plan::Image
         }
@@ -1158,7 +1138,7 @@ fn measure_diff(new: &[u8], old: Option<&[u8]>) -> (usize, usize) {
 
 /// Calls `f(start, end)` for every run of bytes where `new` differs from `old` (a block of
 /// zeros if `None`), runs closer than [`MERGE_GAP`] merged.
-fn diff_ranges(new: &[u8], old: Option<&[u8]>, f: &mut dyn FnMut(usize, usize)) {
+pub(crate) fn diff_ranges(new: &[u8], old: Option<&[u8]>, f: &mut dyn FnMut(usize, usize)) {
     const ZEROS: [u8; 8] = [0; 8];
     let n = old.map_or(new.len(), |o| new.len().min(o.len()));
     let old_at = |i: usize| old.map_or(Some(&0), |o| o.get(i));

@@ -27,7 +27,7 @@ impl OwnedBuffers {
     pub fn for_geometry(block_size: usize, block_count: u64) -> OwnedBuffers {
         OwnedBuffers {
             scratch: vec![0; block_size.saturating_mul(Buffers::SCRATCH_BLOCKS)],
-            txn: vec![0; block_size.saturating_mul(TX_BLOCKS)],
+            txn: vec![0; Buffers::txn_for_blocks(block_size, TX_BLOCKS)],
             index: vec![0; index_bytes(block_size, block_count)],
         }
     }

@@ -272,7 +272,7 @@ impl Mem {
     fn new(bs: usize, entries: usize) -> Mem {
         Mem {
             scratch: vec![0; bs * Buffers::SCRATCH_BLOCKS],
-            txn: vec![0; bs * TX_BLOCKS],
+            txn: vec![0; Buffers::txn_for_blocks(bs, TX_BLOCKS)],
             index: vec![0; entries * (8 + bs / 512)],
         }
     }
