@@ -315,6 +315,27 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
         self.flash.read(addr, buf).map_err(Self::flash_err)
     }
 
+    /// Partial reads when `READ_SIZE` divides the log's read granularity.
+    fn reads_partial(&self) -> bool {
+        F::READ_SIZE.is_power_of_two() && F::READ_SIZE <= vde_nostd::device::PARTIAL_READ_UNIT
+    }
+
+    /// One flash read of bytes `offset..offset + buf.len()` of the block.
+    fn read_at(&mut self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), NorError> {
+        let addr = self.address(block, self.block_size)?;
+        if offset
+            .checked_add(buf.len())
+            .is_none_or(|e| e > self.block_size)
+        {
+            return Err(NorError::BadLength);
+        }
+        let at = u32::try_from(offset)
+            .ok()
+            .and_then(|o| addr.checked_add(o))
+            .ok_or(NorError::OutOfRange)?;
+        self.flash.read(at, buf).map_err(Self::flash_err)
+    }
+
     /// Erases the block's sectors, then programs its bytes in page-sized, `WRITE_SIZE`-aligned
     /// chunks. Chunks that are all `0xFF` are skipped: the erase already left them so. A power cut
     /// in between leaves the block torn (erased or partly written), which the core tolerates.

@@ -7,6 +7,9 @@
 
 use crate::types::BlockNo;
 
+/// The granularity of [`BlockDevice::read_at`]: offsets and lengths are multiples of it.
+pub const PARTIAL_READ_UNIT: usize = 64;
+
 /// A device of fixed-size rewritable blocks.
 pub trait BlockDevice {
     /// The device's own error.
@@ -17,6 +20,24 @@ pub trait BlockDevice {
     fn block_count(&self) -> u64;
     /// Reads block `block` into `buf` (`buf.len() == block_size`).
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Whether [`BlockDevice::read_at`] reads part of a block. A device that does lets the log
+    /// read through a buffer smaller than a block (see [`crate::Buffers`]).
+    fn reads_partial(&self) -> bool {
+        false
+    }
+    /// Reads `buf.len()` bytes at byte `offset` of `block` (inside the block; `offset` and
+    /// `buf.len()` are multiples of [`PARTIAL_READ_UNIT`]). Called only if
+    /// [`BlockDevice::reads_partial`] is true; the default reads whole blocks only (offset 0,
+    /// a block-long buffer).
+    fn read_at(
+        &mut self,
+        block: BlockNo,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), Self::Error> {
+        let _ = offset;
+        self.read_block(block, buf)
+    }
     /// Writes `buf` (`buf.len() == block_size`) to block `block`. Not durable until `flush`.
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error>;
     /// Makes every write issued so far durable.
@@ -46,6 +67,17 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     }
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
         (**self).read_block(block, buf)
+    }
+    fn reads_partial(&self) -> bool {
+        (**self).reads_partial()
+    }
+    fn read_at(
+        &mut self,
+        block: BlockNo,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), Self::Error> {
+        (**self).read_at(block, offset, buf)
     }
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
         (**self).write_block(block, buf)
@@ -126,6 +158,22 @@ impl BlockDevice for RamDevice<'_> {
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), RamError> {
         let r = self.range(block, buf.len())?;
         buf.copy_from_slice(self.mem.get(r).ok_or(RamError::OutOfRange)?);
+        Ok(())
+    }
+    fn reads_partial(&self) -> bool {
+        true
+    }
+    fn read_at(&mut self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), RamError> {
+        let r = self.range(block, self.block_size)?;
+        let end = offset.checked_add(buf.len()).ok_or(RamError::BadLength)?;
+        if end > self.block_size {
+            return Err(RamError::BadLength);
+        }
+        buf.copy_from_slice(
+            self.mem
+                .get(r.start + offset..r.start + end)
+                .ok_or(RamError::OutOfRange)?,
+        );
         Ok(())
     }
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), RamError> {

@@ -49,7 +49,7 @@ impl Default for FormatOptions {
 /// Memory the caller hands to a volume.
 pub struct Buffers<'b> {
     /// Scratch for reads, commits and checkpoints, plus the log's own read buffer: at least
-    /// [`Buffers::SCRATCH_BLOCKS`] blocks.
+    /// [`Buffers::scratch_min`] bytes.
     pub scratch: &'b mut [u8],
     /// Transaction data: the bytes a transaction changes, plus
     /// [`crate::tx_buffer::RANGE_OVERHEAD`] per changed range (at least
@@ -62,8 +62,22 @@ pub struct Buffers<'b> {
 }
 
 impl Buffers<'_> {
-    /// Blocks of scratch a volume needs.
+    /// Blocks of scratch a volume needs on any device (two for the volume, one for the log's
+    /// reads).
     pub const SCRATCH_BLOCKS: usize = 3;
+
+    /// The smallest `scratch` for blocks of `block_size` bytes: [`Buffers::SCRATCH_BLOCKS`]
+    /// blocks, or, on a device that reads part of a block
+    /// ([`crate::BlockDevice::reads_partial`]), two blocks and a log read buffer of
+    /// [`crate::wal::MIN_LOG_PAGE`] bytes (the log reads through what is left after the two
+    /// blocks, up to a block).
+    pub const fn scratch_min(block_size: usize, partial: bool) -> usize {
+        if partial {
+            2 * block_size + crate::wal::MIN_LOG_PAGE
+        } else {
+            Self::SCRATCH_BLOCKS * block_size
+        }
+    }
 
     /// The smallest `txn` for blocks of `block_size` bytes: room for the largest packed
     /// object's slot and the index, bitmap and counter changes of its put.
@@ -131,7 +145,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
         let n = dev.block_count();
-        check_buffers::<D::Error>(bs, &bufs)?;
+        check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
         let wal_blocks = opts
             .wal_blocks
             .unwrap_or_else(|| Layout::default_wal_blocks(n));
@@ -189,7 +203,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// region directory and pointer table, and counts free space.
     pub fn mount(mut dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
-        check_buffers::<D::Error>(bs, &bufs)?;
+        check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs.saturating_mul(2));
         let (sb, layout) = pick_superblock(&mut dev, scratch)?;
         // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
@@ -991,11 +1005,11 @@ fn read_staged<D: BlockDevice, const K: usize>(
     Ok(())
 }
 
-fn check_buffers<E>(bs: usize, bufs: &Buffers<'_>) -> Result<(), Error<E>> {
+fn check_buffers<E>(bs: usize, partial: bool, bufs: &Buffers<'_>) -> Result<(), Error<E>> {
     if !valid_block_size(bs) {
         return Err(Error::InvalidGeometry);
     }
-    let need = bs.saturating_mul(Buffers::SCRATCH_BLOCKS);
+    let need = Buffers::scratch_min(bs, partial);
     if bufs.scratch.len() < need {
         return Err(Error::BufferTooSmall { need });
     }

@@ -116,6 +116,8 @@ const APPEND_CHUNK: usize = 256;
 /// Unchanged bytes no longer than a range entry between two changed runs are logged with them
 /// (one range instead of two).
 const MERGE_GAP: usize = RANGE_ENTRY + 1;
+/// The smallest log read buffer (on a device that reads part of a block).
+pub const MIN_LOG_PAGE: usize = 256;
 /// The overhead of a record: header and hash.
 const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 
@@ -144,6 +146,7 @@ pub struct Wal<'b> {
     dirty: heapless::Vec<Dirty, MAX_DIRTY>,
     page: &'b mut [u8],
     page_at: Option<u64>,
+    page_off: usize,
 }
 
 impl core::fmt::Debug for Wal<'_> {
@@ -190,9 +193,10 @@ impl<'b> Wal<'b> {
         mirror: Option<BlockNo>,
         page: &'b mut [u8],
         unit: usize,
+        partial: bool,
     ) -> Result<Wal<'b>, Error<E>> {
         let bs = layout.bs();
-        let page = block_of(page, bs)?;
+        let page = page_of(page, bs, partial)?;
         let unit = unit.max(1);
         if !unit.is_power_of_two()
             || unit > APPEND_CHUNK
@@ -229,6 +233,7 @@ impl<'b> Wal<'b> {
             dirty: heapless::Vec::new(),
             page,
             page_at: None,
+            page_off: 0,
         })
     }
 
@@ -279,7 +284,14 @@ impl<'b> Wal<'b> {
         page: &'b mut [u8],
         scratch: &mut [u8],
     ) -> Result<(Wal<'b>, RecoveryReport), Error<D::Error>> {
-        let mut w = Wal::blank(layout, salt, mirror, page, dev.append_unit())?;
+        let mut w = Wal::blank(
+            layout,
+            salt,
+            mirror,
+            page,
+            dev.append_unit(),
+            dev.reads_partial(),
+        )?;
         let a = block_of(scratch, w.bs)?;
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
         let hb = read_header(dev, WAL_HDR_B, a, layout)?;
@@ -567,15 +579,29 @@ impl<'b> Wal<'b> {
         RecordHeader::decode(&hb, self.bs).map_err(|_| corrupt())
     }
 
-    /// Loads log block `i` into the page.
-    fn load<D: BlockDevice>(&mut self, dev: &mut D, i: u64) -> Result<(), Error<D::Error>> {
-        if self.page_at == Some(i) {
-            return Ok(());
+    /// Loads the part of log block `i` that holds byte `off` of it into the page (the whole
+    /// block, or an aligned window of the page's length); returns the window's offset.
+    fn load<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        i: u64,
+        off: usize,
+    ) -> Result<usize, Error<D::Error>> {
+        let p = self.page.len().max(1);
+        let at = off / p * p;
+        if self.page_at == Some(i) && self.page_off == at {
+            return Ok(at);
         }
         self.page_at = None;
-        dev.read_block(BlockNo(self.start.saturating_add(i)), self.page)?;
+        let b = BlockNo(self.start.saturating_add(i));
+        if p >= self.bs {
+            dev.read_block(b, self.page)?;
+        } else {
+            dev.read_at(b, at, self.page)?;
+        }
         self.page_at = Some(i);
-        Ok(())
+        self.page_off = at;
+        Ok(at)
     }
 
     /// Streams `len` log bytes from position `pos` through `f`; `false` past the log's end.
@@ -591,10 +617,14 @@ impl<'b> Wal<'b> {
         }
         let bs = self.bs as u64;
         while len > 0 {
-            self.load(dev, pos / bs)?;
             let off = (pos % bs) as usize;
-            let n = (self.bs - off).min(len);
-            f(self.page.get(off..off + n).unwrap_or(&[]));
+            let at = self.load(dev, pos / bs, off)?;
+            let within = off - at;
+            let n = (self.page.len() - within).min(len);
+            if n == 0 {
+                return Err(Error::BufferTooSmall { need: self.bs });
+            }
+            f(self.page.get(within..within + n).unwrap_or(&[]));
             pos += n as u64;
             len -= n;
         }
@@ -1340,6 +1370,19 @@ fn read_header<D: BlockDevice>(
 const EPOCH_CEILING: u64 = 1 << 62;
 
 /// The first block-sized piece of `scratch`.
+/// The log's read buffer out of `page`: one block, or, on a device that reads part of a block,
+/// the largest power of two of at least [`MIN_LOG_PAGE`] bytes that fits.
+fn page_of<E>(page: &mut [u8], bs: usize, partial: bool) -> Result<&mut [u8], Error<E>> {
+    if page.len() >= bs || !partial {
+        return block_of(page, bs);
+    }
+    if page.len() < MIN_LOG_PAGE {
+        return Err(Error::BufferTooSmall { need: MIN_LOG_PAGE });
+    }
+    let p = 1usize << (usize::BITS - 1 - page.len().leading_zeros());
+    page.get_mut(..p).ok_or(Error::BufferTooSmall { need: p })
+}
+
 pub(crate) fn block_of<E>(scratch: &mut [u8], bs: usize) -> Result<&mut [u8], Error<E>> {
     scratch
         .get_mut(..bs)

@@ -63,6 +63,20 @@ impl BlockCache {
         }
     }
 
+    /// Copies bytes `offset..offset + buf.len()` of block `block` into `buf` if it is cached.
+    pub fn get_at(&mut self, block: u64, offset: usize, buf: &mut [u8]) -> bool {
+        let Some(s) = self.find(block) else {
+            return false;
+        };
+        match s.data.get(offset..offset.saturating_add(buf.len())) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Caches `data` as block `block`'s content (replacing the least recently used copy when
     /// full).
     pub fn put(&mut self, block: u64, data: &[u8]) {

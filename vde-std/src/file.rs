@@ -338,6 +338,21 @@ impl BlockDevice for FileDevice {
         self.io.read(block.0, buf)
     }
 
+    fn reads_partial(&self) -> bool {
+        true
+    }
+
+    fn read_at(&mut self, block: BlockNo, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.check(block, self.geometry.block_size)?;
+        if offset.saturating_add(buf.len()) > self.geometry.block_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read past the end of the block",
+            ));
+        }
+        self.io.read_at(block.0, offset, buf)
+    }
+
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> io::Result<()> {
         if !self.writable {
             return Err(io::Error::new(

@@ -57,6 +57,18 @@ impl FileIo {
         Ok(())
     }
 
+    /// Reads bytes `offset..offset + buf.len()` of block `block` (through the cache and the
+    /// gathered appends, like [`FileIo::read`]; the part read is not cached).
+    pub fn read_at(&mut self, block: u64, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        if self.cache.get_at(block, offset, buf) {
+            return Ok(());
+        }
+        let at = self.at(block) + offset as u64;
+        self.file.read_exact_at(buf, at)?;
+        self.gather.overlay(at, buf);
+        Ok(())
+    }
+
     /// Writes `buf` as block `block`, after the gathered appends.
     pub fn write(&mut self, block: u64, buf: &[u8]) -> io::Result<Written> {
         let at = self.at(block);

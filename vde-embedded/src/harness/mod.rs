@@ -263,6 +263,7 @@ impl core::fmt::Display for Report {
 
 /// Owned memory for one volume's buffers.
 struct Mem {
+    bs: usize,
     scratch: Vec<u8>,
     txn: Vec<u8>,
     index: Vec<u8>,
@@ -271,15 +272,20 @@ struct Mem {
 impl Mem {
     fn new(bs: usize, entries: usize) -> Mem {
         Mem {
+            bs,
             scratch: vec![0; bs * Buffers::SCRATCH_BLOCKS],
             txn: vec![0; Buffers::txn_for_blocks(bs, TX_BLOCKS)],
             index: vec![0; entries * (8 + bs / 512)],
         }
     }
 
-    fn bufs(&mut self) -> Buffers<'_> {
+    /// The buffers, with the smallest scratch the device allows (so a device that reads part
+    /// of a block runs with a log read buffer smaller than a block, as a small firmware would).
+    fn bufs(&mut self, partial: bool) -> Buffers<'_> {
+        let n = Buffers::scratch_min(self.bs, partial).min(self.scratch.len());
+        let (scratch, _) = self.scratch.split_at_mut(n);
         Buffers {
-            scratch: &mut self.scratch,
+            scratch,
             txn: &mut self.txn,
             index: &mut self.index,
         }

@@ -143,7 +143,8 @@ type RVol<'b, 'r, R> = Volume<'b, <R as Rig>::Dev<'r>, TX_BLOCKS>;
 
 fn mount<'b, 'r, R: Rig>(rig: &'r mut R, mem: &'b mut Mem) -> Result<RVol<'b, 'r, R>, String> {
     let dev = rig.open()?;
-    Volume::mount(dev, mem.bufs()).map_err(|e| format!("mount: {e:?}"))
+    let partial = dev.reads_partial();
+    Volume::mount(dev, mem.bufs(partial)).map_err(|e| format!("mount: {e:?}"))
 }
 
 /// Every block of the rig's device as it is now (the content at the last flush, for
@@ -249,7 +250,8 @@ pub fn run_rig<R: Rig, L: Workload>(
                 cfg.block_size
             ));
         }
-        let vol = Volume::<_, TX_BLOCKS>::format(dev, &cfg.format, mem.bufs())
+        let partial = dev.reads_partial();
+        let vol = Volume::<_, TX_BLOCKS>::format(dev, &cfg.format, mem.bufs(partial))
             .map_err(|e| format!("format: {e:?}"))?;
         vol.unmount().map_err(|e| format!("unmount: {e:?}"))?;
     }
@@ -293,7 +295,8 @@ pub fn run_rig<R: Rig, L: Workload>(
             let (failed, window) = {
                 let mut dev = Unflushed::new(rig.open()?, base_blocks.clone());
                 let failed = {
-                    let mut vol = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs())
+                    let partial = dev.reads_partial();
+                    let mut vol = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs(partial))
                         .map_err(|e| format!("mount: {e:?}"))?;
                     R::medium_of(vol.device().inner()).arm_power_cut(k);
                     // The checkpoint after the workload writes every dirty block home: its
@@ -357,7 +360,8 @@ pub fn run_rig<R: Rig, L: Workload>(
                     Err(e) => (Some(e), Window::default()),
                     Ok(dev) => {
                         let mut dev = Unflushed::new(dev, crash_blocks.clone());
-                        let failed = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs())
+                        let partial = dev.reads_partial();
+                        let failed = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs(partial))
                             .err()
                             .map(|e| format!("mount: {e:?}"));
                         (failed, dev.window())

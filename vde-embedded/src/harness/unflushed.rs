@@ -97,6 +97,12 @@ impl<D: BlockDevice> BlockDevice for Unflushed<D> {
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), D::Error> {
         self.inner.read_block(block, buf)
     }
+    fn reads_partial(&self) -> bool {
+        self.inner.reads_partial()
+    }
+    fn read_at(&mut self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), D::Error> {
+        self.inner.read_at(block, offset, buf)
+    }
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), D::Error> {
         // Recorded before it is issued: a write that fails may still have landed, whole or torn.
         self.window.push((block.0, buf.to_vec()));

@@ -142,6 +142,27 @@ impl BlockDevice for SimRam<'_> {
         buf.copy_from_slice(self.mem.get(r).ok_or(SimError::OutOfBounds)?);
         Ok(())
     }
+    fn reads_partial(&self) -> bool {
+        true
+    }
+    /// A read like [`SimRam::read_block`]'s (one operation a cut can hit), of part of a block.
+    fn read_at(&mut self, b: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), SimError> {
+        if self.power.lost() {
+            return Err(SimError::PowerLost);
+        }
+        let r = self.range(b, self.bs)?;
+        let end = offset.checked_add(buf.len()).filter(|e| *e <= self.bs);
+        let end = end.ok_or(SimError::OutOfBounds)?;
+        let (_, cut) = self.power.begin(OpKind::Read);
+        self.stats.reads = self.stats.reads.saturating_add(1);
+        self.stats.read_bytes = self.stats.read_bytes.saturating_add(buf.len() as u64);
+        if cut {
+            return Err(SimError::PowerLost);
+        }
+        let src = self.mem.get(r.start + offset..r.start + end);
+        buf.copy_from_slice(src.ok_or(SimError::OutOfBounds)?);
+        Ok(())
+    }
     fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> Result<(), SimError> {
         if self.power.lost() {
             return Err(SimError::PowerLost);
