@@ -192,6 +192,10 @@ const FLASH_BYTES: usize = 256 * 1024;
 const FLASH_SECTORS: usize = FLASH_BYTES / FLASH_BS;
 /// Transaction capacity in block updates.
 const TX_K: usize = 8;
+/// Scratch: two blocks and a 256-byte log read buffer (the NOR adapter reads part of a block).
+const SCRATCH_BYTES: usize = vde_nostd::Buffers::scratch_min(FLASH_BS, true);
+/// Transaction memory: the changed bytes of the largest put.
+const TXN_BYTES: usize = vde_nostd::Buffers::txn_min(FLASH_BS);
 /// Slot index RAM: 16 shared blocks.
 const INDEX_BYTES: usize = 16 * (8 + FLASH_BS / 512);
 
@@ -200,16 +204,16 @@ type FlashVol<'b, 'f, 'm> = Volume<'b, FlashDev<'f, 'm>, TX_K>;
 
 /// The volume's buffers, on the caller's stack.
 struct EngineMem {
-    scratch: [u8; vde_nostd::Buffers::SCRATCH_BLOCKS * FLASH_BS],
-    txn: [u8; TX_K * FLASH_BS],
+    scratch: [u8; SCRATCH_BYTES],
+    txn: [u8; TXN_BYTES],
     index: [u8; INDEX_BYTES],
 }
 
 impl EngineMem {
     const fn new() -> Self {
         EngineMem {
-            scratch: [0; vde_nostd::Buffers::SCRATCH_BLOCKS * FLASH_BS],
-            txn: [0; TX_K * FLASH_BS],
+            scratch: [0; SCRATCH_BYTES],
+            txn: [0; TXN_BYTES],
             index: [0; INDEX_BYTES],
         }
     }
