@@ -47,6 +47,7 @@ pub struct TxBuf<'b, const K: usize> {
     data: &'b mut [u8],
     used: usize,
     bs: usize,
+    failed: bool,
 }
 
 impl<'b, const K: usize> TxBuf<'b, K> {
@@ -57,6 +58,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
             data,
             used: 0,
             bs: bs.max(1),
+            failed: false,
         }
     }
     /// How many distinct blocks a transaction may change.
@@ -83,6 +85,12 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     pub fn clear(&mut self) {
         self.blocks.clear();
         self.used = 0;
+        self.failed = false;
+    }
+    /// Whether a write ran out of memory, leaving a change half staged: such a transaction
+    /// must not commit.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
     /// The block staged `i`-th.
     pub fn block(&self, i: usize) -> Option<BlockNo> {
@@ -147,11 +155,14 @@ impl<'b, const K: usize> TxBuf<'b, K> {
                 return Ok(());
             }
         }
-        let end = self
+        let Some(end) = self
             .used
             .checked_add(RANGE_OVERHEAD + len)
             .filter(|e| *e <= self.data.len())
-            .ok_or(Error::TxCapacity)?;
+        else {
+            self.failed = true;
+            return Err(Error::TxCapacity);
+        };
         let head = self.data.get_mut(self.used..end).ok_or(Error::TxCapacity)?;
         let (h, d) = head.split_at_mut(RANGE_OVERHEAD);
         for (k, v) in [idx, off, len - 1].into_iter().enumerate() {
@@ -338,7 +349,8 @@ mod tests {
             tx.write::<E>(BlockNo(1), 24, &[7; 8]),
             Err(Error::TxCapacity)
         ));
+        assert!(tx.failed());
         tx.clear();
-        assert!(tx.is_empty() && tx.bytes().1 == 0);
+        assert!(tx.is_empty() && tx.bytes().1 == 0 && !tx.failed());
     }
 }

@@ -54,7 +54,7 @@ pub struct Buffers<'b> {
     /// Transaction data: the bytes a transaction changes, plus
     /// [`crate::tx_buffer::RANGE_OVERHEAD`] per changed range (at least
     /// [`Buffers::txn_min`]). A put of `n` bytes stages about `n + 100`; a whole-block write
-    /// ([`Transaction::write`]) stages the bytes that differ from the block's content.
+    /// ([`Transaction::write`]) stages the block ([`Buffers::txn_for_blocks`]).
     pub txn: &'b mut [u8],
     /// The in-RAM slot index: `8 + block_size / 512` bytes per shared block it can track. May be
     /// empty if no objects are packed.
@@ -902,7 +902,9 @@ pub struct Transaction<'v, 'b, D: BlockDevice, const K: usize> {
 }
 
 impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
-    /// Stages a whole-block write of `data` to data-area block `b`.
+    /// Stages a whole-block write of `data` to data-area block `b` (one block of the `txn`
+    /// memory and a range's bookkeeping; on [`Error::TxCapacity`] nothing is staged and the
+    /// transaction can still commit what it holds).
     pub fn write(&mut self, b: BlockNo, data: &[u8]) -> Result<(), Error<D::Error>> {
         let l = &self.vol.layout;
         if b.0 < l.data_start || b.0 >= l.block_count {
@@ -911,8 +913,17 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
         if data.len() != l.bs() {
             return Err(Error::BufferTooSmall { need: l.bs() });
         }
-        self.vol.view(b, false)?.copy_from_slice(data);
-        self.vol.stage_view(b)
+        // The whole block: nothing of its committed content is needed (or read).
+        let v = &mut *self.vol;
+        if !v.tx.contains(b) && !v.wal.fits(v.tx.len().saturating_add(1)) {
+            return Err(Error::TxTooLarge);
+        }
+        let (room, used) = v.tx.bytes();
+        if used.saturating_add(crate::tx_buffer::RANGE_OVERHEAD + data.len()) > room {
+            return Err(Error::TxCapacity);
+        }
+        v.tx.stage::<D::Error>(b, true)?;
+        v.tx.write(b, 0, data)
     }
 
     /// Reads block `b` as this transaction would leave it.

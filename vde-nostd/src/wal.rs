@@ -656,6 +656,9 @@ impl<'b> Wal<'b> {
         tx: &TxBuf<'_, K>,
         scratch: &mut [u8],
     ) -> Result<Seq, Error<D::Error>> {
+        if tx.failed() {
+            return Err(Error::TxCapacity);
+        }
         if tx.is_empty() {
             return Ok(self.last_seq);
         }
