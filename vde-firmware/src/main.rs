@@ -367,6 +367,17 @@ fn check_engine_on_flash() -> Result<(), &'static str> {
     )?;
     vol.verify().map_err(|_| "verify failed")?;
     drop(vol);
+    hprintln!(
+        "  RAM for the volume: {} bytes of Volume state + {} scratch + {} txn + {} slot index = {} bytes",
+        core::mem::size_of::<FlashVol<'static, 'static, 'static>>(),
+        SCRATCH_BYTES,
+        TXN_BYTES,
+        INDEX_BYTES,
+        core::mem::size_of::<FlashVol<'static, 'static, 'static>>()
+            + SCRATCH_BYTES
+            + TXN_BYTES
+            + INDEX_BYTES
+    );
     let s = f.stats();
     let w = f.wear_summary();
     hprintln!(

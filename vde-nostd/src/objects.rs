@@ -205,7 +205,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         slot_index::encode_head(blk, 0, 0, &Counters::default())
             .and_then(|_| slot_index::seal(blk))
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
-        self.stage_view(region.start)
+        self.stage_new_view(region.start)
     }
 
     /// Stages index region block `i` in the open transaction, to be encoded from RAM by
@@ -235,7 +235,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    /// Encodes index region block `i` from RAM into the open transaction.
+    /// Encodes index region block `i` from RAM into the open transaction: its head, the
+    /// entries the transaction changed (all of them if it changed more than it tracks) and its
+    /// checksum; only the bytes that differ are staged.
     fn encode_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let bs = self.layout.bs();
@@ -245,29 +247,87 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             // Nothing lives there any more; leave the block as it is (never read).
             return Ok(());
         }
-        let take = room.min(o.count.saturating_sub(first));
         let count = u32::try_from(o.count).map_err(|_| Error::IndexFull)?;
         let b = BlockNo(o.region.start.0 + i);
+        let off = slot_index::entries_offset(i);
+        let corrupt = || Error::Corrupt(Structure::SlotIndex);
         self.view(b, false)?;
-        let Volume { scratch, index, .. } = self;
+        let mut spans = heapless::Vec::<(usize, usize), 20>::new();
+        let Volume {
+            scratch,
+            index,
+            idx_touched,
+            ..
+        } = self;
         let blk = scratch
             .get_mut(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
-        blk.fill(0);
-        let off = slot_index::entries_offset(i);
-        let src = index
-            .get(first * es..(first + take) * es)
-            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
-        blk.get_mut(off..off + take * es)
-            .ok_or(Error::Corrupt(Structure::SlotIndex))?
-            .copy_from_slice(src);
+        // Entry `e`'s bytes from RAM (zeros past the count) where they differ.
+        let mut put_entry = |blk: &mut [u8], e: usize| -> Option<()> {
+            let at = off + (e - first) * es;
+            let dst = blk.get_mut(at..at + es)?;
+            let zeros = [0u8; 8 + 65536 / 512];
+            let src = if e < o.count {
+                index.get(e * es..(e + 1) * es)?
+            } else {
+                zeros.get(..es)?
+            };
+            let lo = dst.iter().zip(src).position(|(a, b)| a != b);
+            let hi = dst.iter().zip(src).rposition(|(a, b)| a != b);
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                dst.copy_from_slice(src);
+                if spans.push((at + lo, at + hi + 1)).is_err() {
+                    spans.clear();
+                    spans.push((off, bs)).ok()?;
+                }
+            }
+            Some(())
+        };
+        match idx_touched {
+            Some(list) => {
+                for &e in list.iter() {
+                    if e >= first && e < first + room {
+                        put_entry(blk, e).ok_or_else(corrupt)?;
+                    }
+                }
+            }
+            None => {
+                for e in first..first + room {
+                    put_entry(blk, e).ok_or_else(corrupt)?;
+                }
+            }
+        }
+        // The head where it changed, then the checksum.
+        let mut head = [0u8; 128];
+        let old = head.get_mut(..off).ok_or_else(corrupt)?;
+        old.copy_from_slice(blk.get(..off).ok_or_else(corrupt)?);
         slot_index::encode_head(blk, i, count, &o.counters)
             .and_then(|_| slot_index::seal(blk))
-            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+            .ok_or_else(corrupt)?;
+        let new = blk.get(..off).ok_or_else(corrupt)?;
+        let lo = new.iter().zip(old.iter()).position(|(a, b)| a != b);
+        let hi = new.iter().zip(old.iter()).rposition(|(a, b)| a != b);
+        for (s, e) in spans {
+            self.touched(s, e - s);
+        }
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            self.touched(lo, hi + 1 - lo);
+        }
+        self.touched(bs - 8, 8);
         self.stage_view(b)
     }
 
+    /// Notes that slot-index entry `e` changed in the open transaction.
+    fn touch_entry(&mut self, e: usize) {
+        if let Some(list) = self.idx_touched.as_mut() {
+            if !list.contains(&e) && list.push(e).is_err() {
+                self.idx_touched = None;
+            }
+        }
+    }
+
     fn restage_entry(&mut self, entry: usize) -> Result<(), Error<D::Error>> {
+        self.touch_entry(entry);
         let (blk, _) = slot_index::locate(self.layout.bs(), entry);
         self.restage_index_block(0)?;
         if blk != 0 {
@@ -419,14 +479,21 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             check: slot_check(data, h.raw()),
         };
         let blk = self.view(block, false)?;
+        let at = unit * UNIT;
         let slot = blk
-            .get_mut(unit * UNIT..unit * UNIT + size)
+            .get_mut(at..at + size)
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        // The header and payload, and any stale bytes after them (a slot is normally zero).
+        let used = SLOT_HDR + data.len();
+        let stale = slot
+            .get(used..)
+            .and_then(|t| t.iter().rposition(|x| *x != 0));
         slot.fill(0);
         hdr.encode(slot).ok_or(Error::ObjectTooLarge)?;
-        slot.get_mut(SLOT_HDR..SLOT_HDR + data.len())
+        slot.get_mut(SLOT_HDR..used)
             .ok_or(Error::ObjectTooLarge)?
             .copy_from_slice(data);
+        self.touched(at, stale.map_or(used, |t| used + t + 1));
         self.stage_view(block)?;
         let mut o = self.obj()?;
         o.counters.objects = o.counters.objects.saturating_add(1);
@@ -472,13 +539,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // commits they stay free; the log orders them before its commit record). A block freed
         // earlier in this same transaction still holds committed data, so its new content goes
         // through the log.
-        let bpb = self.layout.bits_per_block();
-        let bitmap_start = self.layout.bitmap_start;
-        let mut cached: Option<u64> = None;
         let mut off = 0usize;
         for k in 0..blocks {
             let b = BlockNo(e.start.0 + k);
-            let idx = b.0 / bpb;
+            let via_log = self.tx.contains(b) || self.committed_allocated(b)?;
+            if via_log && !self.tx.contains(b) && !self.wal.fits(self.tx.len().saturating_add(1)) {
+                return Err(Error::TxTooLarge);
+            }
             let Volume {
                 tx,
                 dev,
@@ -486,20 +553,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 wal,
                 ..
             } = self;
-            let (content, bm) = crate::wal::split_two(scratch, bs)?;
-            if cached != Some(idx) {
-                wal.read(dev, BlockNo(bitmap_start + idx), bm)?;
-                let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
-                crate::format::bitmap_block::check(bm, idx32)
-                    .map_err(|_| Error::Corrupt(Structure::Bitmap))?;
-                cached = Some(idx);
-            }
-            let committed = crate::bitmap::get(crate::format::bitmap_block::bits(bm), b.0 % bpb);
-            let via_log = committed || tx.contains(b);
-            if via_log && !tx.contains(b) && !wal.fits(tx.len().saturating_add(1)) {
-                return Err(Error::TxTooLarge);
-            }
-            let buf = content;
+            let buf = crate::wal::block_of(scratch, bs)?;
             buf.fill(0);
             let mut at = 0;
             if k == 0 {
@@ -735,6 +789,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     }
                     o.count = last;
                     self.objects = Some(o);
+                    // The last entry's old place is emptied.
+                    self.touch_entry(last);
                     self.restage_entry(entry)?;
                     let (lb, _) = slot_index::locate(self.layout.bs(), last);
                     if lb != 0 && o.count > 0 {
@@ -744,9 +800,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     self.objects = Some(o);
                     let blk = self.view(block, false)?;
                     let at = usize::from(unit) * UNIT;
-                    blk.get_mut(at..at + size)
-                        .ok_or(Error::Corrupt(Structure::SlotIndex))?
-                        .fill(0);
+                    let slot = blk
+                        .get_mut(at..at + size)
+                        .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+                    let end = slot.iter().rposition(|x| *x != 0).map_or(0, |t| t + 1);
+                    slot.fill(0);
+                    self.touched(at, end);
                     self.stage_view(block)?;
                     self.restage_entry(entry)?;
                 }
@@ -760,6 +819,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 blk.get_mut(..EXTENT_HDR)
                     .ok_or(Error::Corrupt(Structure::SlotIndex))?
                     .fill(0);
+                self.touched(0, EXTENT_HDR);
                 self.stage_view(start)?;
                 let mut o = self.obj()?;
                 o.counters.objects = o.counters.objects.saturating_sub(1);

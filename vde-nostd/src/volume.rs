@@ -10,7 +10,7 @@ use crate::bitmap;
 use crate::device::{valid_block_size, BlockDevice};
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
-use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
+use crate::format::layout::{Layout, BITMAP_TRAILER, SB_MIRROR, SB_PRIMARY};
 use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
 use crate::format::superblock::Superblock;
 use crate::format::DecodeError;
@@ -19,7 +19,7 @@ use crate::objects::ObjState;
 use crate::scanner::{self, BitmapSource, Summary};
 use crate::tx_buffer::TxBuf;
 use crate::types::{BlockNo, Extent, Seq};
-use crate::wal::{block_of, split_two, Durability, RecoveryReport, Wal, WalStats};
+use crate::wal::{block_of, Durability, RecoveryReport, Wal, WalStats};
 
 /// Options for [`Volume::format`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +62,18 @@ pub struct Buffers<'b> {
 }
 
 impl Buffers<'_> {
-    /// Blocks of scratch a volume needs on any device (two for the volume, one for the log's
+    /// Blocks of scratch a volume needs on any device (one for the volume, one for the log's
     /// reads).
-    pub const SCRATCH_BLOCKS: usize = 3;
+    pub const SCRATCH_BLOCKS: usize = 2;
 
     /// The smallest `scratch` for blocks of `block_size` bytes: [`Buffers::SCRATCH_BLOCKS`]
     /// blocks, or, on a device that reads part of a block
-    /// ([`crate::BlockDevice::reads_partial`]), two blocks and a log read buffer of
-    /// [`crate::wal::MIN_LOG_PAGE`] bytes (the log reads through what is left after the two
-    /// blocks, up to a block).
+    /// ([`crate::BlockDevice::reads_partial`]), one block and a log read buffer of
+    /// [`crate::wal::MIN_LOG_PAGE`] bytes (the log reads through what is left after the
+    /// block, up to a block).
     pub const fn scratch_min(block_size: usize, partial: bool) -> usize {
         if partial {
-            2 * block_size + crate::wal::MIN_LOG_PAGE
+            block_size + crate::wal::MIN_LOG_PAGE
         } else {
             Self::SCRATCH_BLOCKS * block_size
         }
@@ -134,7 +134,16 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) objects: Option<ObjState>,
     summaries: Option<&'b mut [Summary]>,
     report: RecoveryReport,
+    /// The byte ranges of the loaded view ([`Volume::view`]) that were changed.
+    spans: heapless::Vec<(usize, usize), MAX_SPANS>,
+    /// Extents the open transaction freed (or `None`: more than fit).
+    pub(crate) tx_freed: Option<heapless::Vec<Extent, 8>>,
+    /// Slot-index entries the open transaction changed (or `None`: more than fit).
+    pub(crate) idx_touched: Option<heapless::Vec<usize, 16>>,
 }
+
+/// Changed ranges a view remembers; past that they merge into one.
+const MAX_SPANS: usize = 24;
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Formats `dev` as an empty volume and mounts it.
@@ -204,7 +213,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub fn mount(mut dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
         check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
-        let (scratch, page) = bufs.scratch.split_at_mut(bs.saturating_mul(2));
+        let (scratch, page) = bufs.scratch.split_at_mut(bs);
         let (sb, layout) = pick_superblock(&mut dev, scratch)?;
         // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
         repair_superblock_copy(&mut dev, scratch)?;
@@ -228,6 +237,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             objects: None,
             summaries: None,
             report,
+            spans: heapless::Vec::new(),
+            tx_freed: Some(heapless::Vec::new()),
+            idx_touched: Some(heapless::Vec::new()),
         };
         vol.check_regions()?;
         vol.check_metadata_allocated()?;
@@ -413,6 +425,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         self.tx.clear();
         self.tx_free_delta = 0;
+        self.tx_freed = Some(heapless::Vec::new());
+        self.idx_touched = Some(heapless::Vec::new());
     }
 
     /// Attaches one [`Summary`] per bitmap block (caller memory, at least
@@ -457,10 +471,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         r
     }
 
-    /// Loads block `b` as the open transaction leaves it into the first scratch block (zeros if
-    /// `fresh`, which also stages it to start from zeros) and a copy into the second, and
-    /// returns the first: change it, then [`Self::stage_view`] stages the bytes that differ.
-    /// Nothing else may use the scratch in between.
+    /// Loads block `b` as the open transaction leaves it into the scratch block (zeros if
+    /// `fresh`, which also stages it to start from zeros) and returns it: change it, say which
+    /// bytes changed ([`Self::touched`]), then [`Self::stage_view`] stages them (or, for a
+    /// block written whole from zeros, [`Self::stage_new_view`]). Nothing else may use the
+    /// scratch in between.
     pub(crate) fn view(&mut self, b: BlockNo, fresh: bool) -> Result<&mut [u8], Error<D::Error>> {
         if !self.wal.target_ok(b) {
             return Err(Error::OutOfRange);
@@ -471,6 +486,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if fresh {
             self.tx.stage::<D::Error>(b, true)?;
         }
+        self.spans.clear();
         let bs = self.layout.bs();
         let Volume {
             tx,
@@ -479,21 +495,49 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             ..
         } = self;
-        let (cur, pre) = split_two(scratch, bs)?;
+        let cur = block_of(scratch, bs)?;
         read_staged(tx, wal, dev, b, cur)?;
-        pre.copy_from_slice(cur);
         Ok(cur)
     }
 
-    /// Stages block `b` with the bytes of the view ([`Self::view`]) that differ from what it
-    /// was loaded with.
+    /// Notes that bytes `off..off + len` of the view changed (past [`MAX_SPANS`] ranges they
+    /// merge into one that covers them all: more bytes staged, never fewer).
+    pub(crate) fn touched(&mut self, off: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let end = off.saturating_add(len);
+        if self.spans.push((off, end)).is_err() {
+            let lo = self.spans.iter().map(|s| s.0).min().unwrap_or(off).min(off);
+            let hi = self.spans.iter().map(|s| s.1).max().unwrap_or(end).max(end);
+            self.spans.clear();
+            let _ = self.spans.push((lo, hi));
+        }
+    }
+
+    /// Stages block `b` with the bytes of the view ([`Self::view`]) noted as changed.
     pub(crate) fn stage_view(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
-        let Volume { tx, scratch, .. } = self;
-        let (cur, pre) = split_two(scratch, bs)?;
+        let Volume {
+            tx, scratch, spans, ..
+        } = self;
+        let cur = block_of(scratch, bs)?;
         tx.stage::<D::Error>(b, false)?;
+        for &(s, e) in spans.iter() {
+            tx.write::<D::Error>(b, s, cur.get(s..e).ok_or(Error::OutOfRange)?)?;
+        }
+        spans.clear();
+        Ok(())
+    }
+
+    /// Stages block `b`, loaded fresh and written whole, as the nonzero bytes of the view.
+    pub(crate) fn stage_new_view(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let Volume { tx, scratch, .. } = self;
+        let cur = block_of(scratch, bs)?;
+        tx.stage::<D::Error>(b, true)?;
         let mut err = None;
-        crate::wal::diff_ranges(cur, Some(pre), &mut |s, e| {
+        crate::wal::diff_ranges(cur, None, &mut |s, e| {
             if err.is_none() {
                 if let Err(x) = tx.write::<D::Error>(b, s, cur.get(s..e).unwrap_or(&[])) {
                     err = Some(x);
@@ -501,6 +545,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
         });
         err.map_or(Ok(()), Err)
+    }
+
+    /// Whether block `b`, free in the open transaction, is allocated in the committed state
+    /// (so the transaction freed it and its new content must go through the log).
+    pub(crate) fn committed_allocated(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+        if let Some(freed) = &self.tx_freed {
+            return Ok(freed.iter().any(|e| e.contains(b)));
+        }
+        let bpb = self.layout.bits_per_block();
+        let idx = b.0 / bpb;
+        let bs = self.layout.bs();
+        let buf = block_of(self.scratch, bs)?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.bitmap_start + idx), buf)?;
+        let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+        bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
+        Ok(bitmap::get(bitmap_block::bits(buf), b.0 % bpb))
     }
 
     /// Reads block `b` through the open transaction.
@@ -544,6 +605,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             bitmap::set_range(bits, within, n, value).ok_or(Error::Corrupt(Structure::Bitmap))?;
             let summary = scanner::summarize(bits, total.saturating_sub(idx * bpb).min(bpb));
             bitmap_block::seal(blk, idx32).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            let (lo, hi) = ((within / 8) as usize, (within + n).div_ceil(8) as usize);
+            self.touched(lo, hi - lo);
+            let bs = self.layout.bs();
+            self.touched(bs - BITMAP_TRAILER, BITMAP_TRAILER);
             self.stage_view(blk_no)?;
             if let Some(s) = self
                 .summaries
@@ -553,6 +618,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 *s = summary;
             }
             at += n;
+        }
+        if !value {
+            if let Some(f) = self.tx_freed.as_mut() {
+                if f.push(e).is_err() {
+                    self.tx_freed = None;
+                }
+            }
         }
         let delta = i64::try_from(e.len).map_err(|_| Error::OutOfRange)?;
         self.tx_free_delta = if value {
@@ -604,13 +676,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
         self.abort_tx();
         let bs = self.layout.bs();
-        let (dir, rpt) = split_two(self.scratch, bs)?;
+        let buf = block_of(self.scratch, bs)?;
         self.wal
-            .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
-        self.wal
-            .read(&mut self.dev, BlockNo(self.layout.rpt), rpt)?;
+            .read(&mut self.dev, BlockNo(self.layout.rpt), buf)?;
         let c = Structure::RegionPointerTable;
-        let (first, count) = regions::rpt_get(rpt, bit as usize).map_err(|_| Error::Corrupt(c))?;
+        let (first, count) = regions::rpt_get(buf, bit as usize).map_err(|_| Error::Corrupt(c))?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.regdir), buf)?;
+        let dir = &*buf;
         let mut out = heapless::Vec::new();
         for i in 0..count {
             let idx = usize::from(first) + usize::from(i);
@@ -644,7 +717,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub fn verify(&mut self) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let bs = self.layout.bs();
-        let (a, _) = split_two(self.scratch, bs)?;
+        let a = block_of(self.scratch, bs)?;
         for b in [SB_PRIMARY, SB_MIRROR] {
             self.wal.read(&mut self.dev, b, a)?;
             let sb = Superblock::decode(a).map_err(|_| Error::Corrupt(Structure::Superblock))?;
@@ -675,15 +748,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let n_blocks = self.layout.block_count;
         let data_start = self.layout.data_start;
         let manifest = self.sb.manifest;
-        let (dir, rpt) = split_two(self.scratch, bs)?;
-        self.wal
-            .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
-        self.wal
-            .read(&mut self.dev, BlockNo(self.layout.rpt), rpt)?;
         let rd = Structure::RegionDirectory;
         let rp = Structure::RegionPointerTable;
+        let buf = block_of(self.scratch, bs)?;
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.rpt), buf)?;
+        regions::rpt_check(buf).map_err(|_| Error::Corrupt(rp))?;
+        let mut table = [(0u16, 0u16); RPT_SLOTS];
+        for (bit, t) in table.iter_mut().enumerate() {
+            *t = regions::rpt_get(buf, bit).map_err(|_| Error::Corrupt(rp))?;
+        }
+        self.wal
+            .read(&mut self.dev, BlockNo(self.layout.regdir), buf)?;
+        let dir = &*buf;
         let n = regions::dir_check(dir).map_err(|_| Error::Corrupt(rd))?;
-        regions::rpt_check(rpt).map_err(|_| Error::Corrupt(rp))?;
         for i in 0..n {
             let e = regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?;
             let end = e.extent.end().ok_or(Error::Corrupt(rd))?;
@@ -701,8 +779,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
         }
         let mut referenced = 0usize;
-        for bit in 0..RPT_SLOTS {
-            let (first, count) = regions::rpt_get(rpt, bit).map_err(|_| Error::Corrupt(rp))?;
+        for (bit, &(first, count)) in table.iter().enumerate() {
             let present = manifest & (1u64 << bit) != 0;
             let module = modules::by_bit(bit as u8);
             match (present, module) {
@@ -729,7 +806,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         for i in 0..n {
             let e = {
-                let (dir, _) = split_two::<D::Error>(self.scratch, bs)?;
+                let dir = block_of::<D::Error>(self.scratch, bs)?;
                 self.wal
                     .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
                 regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?
@@ -841,6 +918,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 };
                 regions::dir_push(dir, &entry).ok_or(Error::DirectoryFull)?;
             }
+            self.touched(0, regions::dir_bytes(first + m.regions.len()));
+            self.touched(self.layout.bs() - regions::SEAL, regions::SEAL);
             self.stage_view(dir_block)?;
         }
         {
@@ -851,6 +930,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let count = u16::try_from(m.regions.len()).map_err(|_| Error::DirectoryFull)?;
             regions::rpt_set(rpt, m.bit as usize, first, count)
                 .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+            self.touched(0, regions::RPT_BYTES);
+            self.touched(self.layout.bs() - regions::SEAL, regions::SEAL);
             self.stage_view(rpt_block)?;
         }
         self.init_module_regions(m, &plan)?;
@@ -864,7 +945,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         for b in [SB_PRIMARY, SB_MIRROR] {
             let buf = self.view(b, true)?;
             sb.encode(buf).ok_or(Error::InvalidGeometry)?;
-            self.stage_view(b)?;
+            self.stage_new_view(b)?;
         }
         self.commit_tx()?;
         self.sb = sb;
@@ -913,17 +994,41 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
         if data.len() != l.bs() {
             return Err(Error::BufferTooSmall { need: l.bs() });
         }
-        // The whole block: nothing of its committed content is needed (or read).
         let v = &mut *self.vol;
         if !v.tx.contains(b) && !v.wal.fits(v.tx.len().saturating_add(1)) {
             return Err(Error::TxTooLarge);
         }
         let (room, used) = v.tx.bytes();
-        if used.saturating_add(crate::tx_buffer::RANGE_OVERHEAD + data.len()) > room {
+        if !v.wal.is_dirty(b) {
+            // The log takes the whole block: nothing of its committed content is needed.
+            if used.saturating_add(crate::tx_buffer::RANGE_OVERHEAD + data.len()) > room {
+                return Err(Error::TxCapacity);
+            }
+            v.tx.stage::<D::Error>(b, true)?;
+            return v.tx.write(b, 0, data);
+        }
+        // The log may extend the block's chain: only the bytes that differ from its content.
+        let bs = v.layout.bs();
+        v.view(b, false)?;
+        let Volume { tx, scratch, .. } = v;
+        let cur = block_of(scratch, bs)?;
+        let mut need = 0usize;
+        crate::wal::diff_ranges(data, Some(cur), &mut |s, e| {
+            need += e - s + crate::tx_buffer::RANGE_OVERHEAD;
+        });
+        if used.saturating_add(need) > room {
             return Err(Error::TxCapacity);
         }
-        v.tx.stage::<D::Error>(b, true)?;
-        v.tx.write(b, 0, data)
+        tx.stage::<D::Error>(b, false)?;
+        let mut err = None;
+        crate::wal::diff_ranges(data, Some(cur), &mut |s, e| {
+            if err.is_none() {
+                if let Err(x) = tx.write::<D::Error>(b, s, data.get(s..e).unwrap_or(&[])) {
+                    err = Some(x);
+                }
+            }
+        });
+        err.map_or(Ok(()), Err)
     }
 
     /// Reads block `b` as this transaction would leave it.
@@ -1039,11 +1144,11 @@ fn pick_superblock<D: BlockDevice>(
     scratch: &mut [u8],
 ) -> Result<(Superblock, Layout), Error<D::Error>> {
     let bs = dev.block_size();
-    let (a, b) = split_two(scratch, bs)?;
+    let a = block_of(scratch, bs)?;
     dev.read_block(SB_PRIMARY, a)?;
-    dev.read_block(SB_MIRROR, b)?;
     let ra = Superblock::decode(a);
-    let rb = Superblock::decode(b);
+    dev.read_block(SB_MIRROR, a)?;
+    let rb = Superblock::decode(a);
     let mut best: Option<(Superblock, Layout)> = None;
     let mut first_err: Option<Error<D::Error>> = None;
     for r in [ra, rb] {
@@ -1077,14 +1182,18 @@ fn repair_superblock_copy<D: BlockDevice>(
     scratch: &mut [u8],
 ) -> Result<(), Error<D::Error>> {
     let bs = dev.block_size();
-    let (a, b) = split_two(scratch, bs)?;
+    let a = block_of(scratch, bs)?;
     dev.read_block(SB_PRIMARY, a)?;
-    dev.read_block(SB_MIRROR, b)?;
     let ok_a = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
-    let ok_b = Superblock::decode(b).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
+    dev.read_block(SB_MIRROR, a)?;
+    let ok_b = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
+    // `a` holds the mirror.
     match (ok_a, ok_b) {
-        (true, false) => dev.write_block(SB_MIRROR, a)?,
-        (false, true) => dev.write_block(SB_PRIMARY, b)?,
+        (true, false) => {
+            dev.read_block(SB_PRIMARY, a)?;
+            dev.write_block(SB_MIRROR, a)?
+        }
+        (false, true) => dev.write_block(SB_PRIMARY, a)?,
         _ => return Ok(()),
     }
     dev.flush()?;

@@ -1392,18 +1392,6 @@ pub(crate) fn block_of<E>(scratch: &mut [u8], bs: usize) -> Result<&mut [u8], Er
         .ok_or(Error::BufferTooSmall { need: bs })
 }
 
-/// Two block-sized pieces of `scratch`.
-pub(crate) fn split_two<E>(
-    scratch: &mut [u8],
-    bs: usize,
-) -> Result<(&mut [u8], &mut [u8]), Error<E>> {
-    let need = bs.saturating_mul(2);
-    let s = scratch
-        .get_mut(..need)
-        .ok_or(Error::BufferTooSmall { need })?;
-    Ok(s.split_at_mut(bs))
-}
-
 #[cfg(test)]
 mod tests {
     extern crate std;

@@ -32,6 +32,15 @@ pub const DIR_MAGIC: &[u8; 8] = b"VDEREGDR";
 pub const RPT_MAGIC: &[u8; 8] = b"VDERGPTR";
 const HDR: usize = 16;
 const ENTRY: usize = 32;
+/// Bytes at the end of a directory or pointer-table block that hold its checksum.
+pub const SEAL: usize = 8;
+/// Bytes from the start of a pointer-table block that hold its header and every slot.
+pub const RPT_BYTES: usize = HDR + RPT_SLOTS * 4;
+
+/// Bytes from the start of a directory block that hold its header and `n` entries.
+pub const fn dir_bytes(n: usize) -> usize {
+    HDR + n * ENTRY
+}
 /// Module bits the pointer table has room for.
 pub const RPT_SLOTS: usize = 64;
 
