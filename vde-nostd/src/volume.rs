@@ -79,15 +79,16 @@ impl Buffers<'_> {
         }
     }
 
-    /// The smallest `txn` for blocks of `block_size` bytes: room for the largest packed
-    /// object's slot and the index, bitmap and counter changes of its put.
+    /// The smallest `txn` for blocks of `block_size` bytes: room for the put of the largest
+    /// packed object (its slot and the index, bitmap and counter changes), for a module
+    /// addition, or for a small batch (test `the_smallest_buffers_carry_every_object_operation`).
     pub const fn txn_min(block_size: usize) -> usize {
         let slot = if block_size / 2 < 2048 {
             block_size / 2
         } else {
             2048
         };
-        slot + 512
+        slot + 320
     }
 
     /// The `txn` for transactions of up to `n` whole-block writes of `block_size` bytes.
@@ -137,13 +138,13 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     /// The byte ranges of the loaded view ([`Volume::view`]) that were changed.
     spans: heapless::Vec<(usize, usize), MAX_SPANS>,
     /// Extents the open transaction freed (or `None`: more than fit).
-    pub(crate) tx_freed: Option<heapless::Vec<Extent, 8>>,
+    pub(crate) tx_freed: Option<heapless::Vec<Extent, 4>>,
     /// Slot-index entries the open transaction changed (or `None`: more than fit).
     pub(crate) idx_touched: Option<heapless::Vec<usize, 16>>,
 }
 
 /// Changed ranges a view remembers; past that they merge into one.
-const MAX_SPANS: usize = 24;
+const MAX_SPANS: usize = 20;
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Formats `dev` as an empty volume and mounts it.
@@ -918,7 +919,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 };
                 regions::dir_push(dir, &entry).ok_or(Error::DirectoryFull)?;
             }
-            self.touched(0, regions::dir_bytes(first + m.regions.len()));
+            let (at, n) = regions::dir_entries(first, m.regions.len());
+            self.touched(at, n);
+            self.touched(regions::DIR_COUNT.0, regions::DIR_COUNT.1);
             self.touched(self.layout.bs() - regions::SEAL, regions::SEAL);
             self.stage_view(dir_block)?;
         }
@@ -930,7 +933,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let count = u16::try_from(m.regions.len()).map_err(|_| Error::DirectoryFull)?;
             regions::rpt_set(rpt, m.bit as usize, first, count)
                 .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
-            self.touched(0, regions::RPT_BYTES);
+            let (at, n) = regions::rpt_slot(m.bit as usize);
+            self.touched(at, n);
             self.touched(self.layout.bs() - regions::SEAL, regions::SEAL);
             self.stage_view(rpt_block)?;
         }

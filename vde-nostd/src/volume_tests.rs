@@ -1,6 +1,7 @@
 extern crate std;
 use super::*;
 use crate::device::RamDevice;
+use crate::handle::Handle;
 use crate::modules::by_name;
 use std::vec;
 use std::vec::Vec;
@@ -206,4 +207,66 @@ fn superblock_mirror_fallback() {
         Volume::<_, 8>::mount(dev, m.bufs()),
         Err(Error::Corrupt(Structure::Superblock))
     ));
+}
+
+/// The smallest buffers (a block and a 256-byte log page of scratch, `txn_min` of transaction
+/// memory) carry every object operation: the largest packed objects, extents, deletes that
+/// empty a shared block, batches, module addition, and a remount that replays the log.
+#[test]
+fn the_smallest_buffers_carry_every_object_operation() {
+    for bs in [512usize, 4096] {
+        let mut img = vec![0u8; bs * 512];
+        let mut scratch = vec![0u8; Buffers::scratch_min(bs, true)];
+        let mut txn = vec![0u8; Buffers::txn_min(bs)];
+        let mut index = vec![0u8; 64 * (8 + bs / 512)];
+        let dev = RamDevice::new(&mut img, bs).unwrap();
+        let bufs = Buffers {
+            scratch: &mut scratch,
+            txn: &mut txn,
+            index: &mut index,
+        };
+        let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), bufs).unwrap();
+        vol.add_module_regions(by_name("snapshots").unwrap(), 7)
+            .unwrap();
+        let biggest = (bs / 2).min(2048) - 8;
+        let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
+        for i in 0..12u8 {
+            let len = [biggest, 1, biggest / 2, 3 * bs + 5][usize::from(i) % 4];
+            let data: Vec<u8> = (0..len).map(|j| (j as u8) ^ i.wrapping_mul(37)).collect();
+            let h = vol.put(&data).unwrap();
+            live.push((h, data));
+            if i % 3 == 2 {
+                let (h, _) = live.remove(0);
+                vol.delete(h).unwrap();
+            }
+        }
+        let mut b = vol.batch().unwrap();
+        let x = b.put(&[5u8; 40]).unwrap();
+        let y = b.put(&[6u8; 100]).unwrap();
+        let (gone, _) = live.remove(0);
+        b.delete(gone).unwrap();
+        b.commit().unwrap();
+        live.push((x, vec![5u8; 40]));
+        live.push((y, vec![6u8; 100]));
+        vol.verify().unwrap();
+        let _ = vol.into_device();
+        let dev = RamDevice::new(&mut img, bs).unwrap();
+        let bufs = Buffers {
+            scratch: &mut scratch,
+            txn: &mut txn,
+            index: &mut index,
+        };
+        let mut vol = Volume::<_, 8>::mount(dev, bufs).unwrap();
+        assert!(vol.recovery_report().replayed > 0);
+        vol.verify().unwrap();
+        let mut buf = vec![0u8; 4 * bs];
+        for (h, data) in &live {
+            let n = vol.get(*h, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &data[..], "bs {bs}");
+        }
+        assert_eq!(
+            vol.object_stats().unwrap().counters.objects,
+            live.len() as u64
+        );
+    }
 }

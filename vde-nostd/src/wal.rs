@@ -102,12 +102,28 @@ pub enum Durability {
 
 /// A block changed since the last checkpoint: where its newest record is, and how many
 /// byte-range records follow its newest IMAGE.
+/// Twelve bytes: a target is at most [`MAX_TARGET`] (48 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct Dirty {
-    block: BlockNo,
-    head: u32,
+    block_lo: u32,
+    block_hi: u16,
     chain: u8,
+    head: u32,
+}
+
+impl Dirty {
+    fn new(b: BlockNo, head: u32, chain: u8) -> Dirty {
+        Dirty {
+            block_lo: b.0 as u32,
+            block_hi: (b.0 >> 32) as u16,
+            chain,
+            head,
+        }
+    }
+    fn block(&self) -> BlockNo {
+        BlockNo(u64::from(self.block_lo) | u64::from(self.block_hi) << 32)
+    }
 }
 
 /// Bytes the log appender gathers before one device append: a NOR page; appends never cross a
@@ -130,7 +146,6 @@ pub struct Wal<'b> {
     block_count: u64,
     salt: u64,
     mirror: Option<BlockNo>,
-    layout: Layout,
     epoch: Epoch,
     checkpoint_seq: Seq,
     last_seq: Seq,
@@ -217,7 +232,6 @@ impl<'b> Wal<'b> {
             block_count: layout.block_count,
             salt,
             mirror,
-            layout: *layout,
             epoch: Epoch(1),
             checkpoint_seq: Seq(0),
             last_seq: Seq(0),
@@ -454,16 +468,18 @@ impl<'b> Wal<'b> {
 
     /// Whether `b` may be the target of a transaction (inside the volume, outside the WAL).
     pub fn target_ok(&self, b: BlockNo) -> bool {
-        b.0 < self.block_count && b.0 <= MAX_TARGET && !self.layout.is_wal_block(b)
+        // The WAL area is `wal_start .. wal_start + wal_blocks` (the bitmap follows it).
+        let in_log = b.0 >= self.start && b.0 - self.start < self.blocks;
+        b.0 < self.block_count && b.0 <= MAX_TARGET && b != WAL_HDR_A && b != WAL_HDR_B && !in_log
     }
 
     fn find(&self, b: BlockNo) -> Option<usize> {
-        self.dirty.iter().position(|d| d.block == b)
+        self.dirty.iter().position(|d| d.block() == b)
     }
 
     /// The table entry of block `b`, if it is dirty.
     fn entry(&self, b: BlockNo) -> Option<Dirty> {
-        self.dirty.iter().find(|d| d.block == b).copied()
+        self.dirty.iter().find(|d| d.block() == b).copied()
     }
 
     /// Reads block `b` as committed: its home copy, or, if it changed since the last
@@ -496,7 +512,7 @@ impl<'b> Wal<'b> {
         let mut pos = d.head;
         loop {
             let h = self.record_header(dev, u64::from(pos))?;
-            if h.target != d.block.0 {
+            if h.target != d.block().0 {
                 return Err(corrupt());
             }
             *chain.get_mut(n).ok_or_else(corrupt)? = pos;
@@ -834,11 +850,7 @@ impl<'b> Wal<'b> {
             if head == NO_PREV {
                 continue;
             }
-            let d = Dirty {
-                block: b,
-                head,
-                chain,
-            };
+            let d = Dirty::new(b, head, chain);
             match self.find(b) {
                 Some(i) => {
                     if let Some(x) = self.dirty.get_mut(i) {
@@ -919,7 +931,7 @@ impl<'b> Wal<'b> {
         if self
             .dirty
             .iter()
-            .any(|d| d.block.0 >= e.start.0 && d.block.0 < end)
+            .any(|d| d.block().0 >= e.start.0 && d.block().0 < end)
         {
             self.force_checkpoint(dev, block_of(scratch, self.bs)?)?;
         }
@@ -963,11 +975,11 @@ impl<'b> Wal<'b> {
                 let Some(d) = self.dirty.get(i).copied() else {
                     break;
                 };
-                if (Some(d.block) == self.mirror) != mirror_pass {
+                if (Some(d.block()) == self.mirror) != mirror_pass {
                     continue;
                 }
                 self.rebuild(dev, d, blk)?;
-                dev.write_block(d.block, blk)?;
+                dev.write_block(d.block(), blk)?;
                 self.stats.home_writes += 1;
             }
         }
@@ -1107,11 +1119,7 @@ impl<'b> Wal<'b> {
                         return Err(corrupt());
                     }
                     self.dirty
-                        .push(Dirty {
-                            block: b,
-                            head: here,
-                            chain: 0,
-                        })
+                        .push(Dirty::new(b, here, 0))
                         .map_err(|_| corrupt())?;
                 }
                 Some(i) => {

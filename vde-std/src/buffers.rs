@@ -1,7 +1,8 @@
 //! [`OwnedBuffers`]: heap memory for a volume's [`Buffers`], sized from the geometry.
 //!
-//! The core never allocates; a volume borrows a scratch area (3 blocks), a transaction buffer
-//! (one block per update, [`crate::TX_BLOCKS`] updates) and the in-RAM slot index.
+//! The core never allocates; a volume borrows a scratch area (2 blocks: one for the volume, one
+//! for the log's reads), a transaction buffer (room for [`crate::TX_BLOCKS`] whole-block
+//! writes) and the in-RAM slot index.
 //! The index is sized for every shared block the image's `objects` region can describe, capped at
 //! [`INDEX_CAP_BYTES`].
 

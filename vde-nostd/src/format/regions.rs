@@ -34,12 +34,17 @@ const HDR: usize = 16;
 const ENTRY: usize = 32;
 /// Bytes at the end of a directory or pointer-table block that hold its checksum.
 pub const SEAL: usize = 8;
-/// Bytes from the start of a pointer-table block that hold its header and every slot.
-pub const RPT_BYTES: usize = HDR + RPT_SLOTS * 4;
+/// The bytes of a directory block's entry count: offset and length.
+pub const DIR_COUNT: (usize, usize) = (12, 4);
 
-/// Bytes from the start of a directory block that hold its header and `n` entries.
-pub const fn dir_bytes(n: usize) -> usize {
-    HDR + n * ENTRY
+/// The bytes of directory entries `first..first + n`: offset and length.
+pub const fn dir_entries(first: usize, n: usize) -> (usize, usize) {
+    (HDR + first * ENTRY, n * ENTRY)
+}
+
+/// The bytes of pointer-table slot `bit`: offset and length.
+pub const fn rpt_slot(bit: usize) -> (usize, usize) {
+    (HDR + bit * 4, 4)
 }
 /// Module bits the pointer table has room for.
 pub const RPT_SLOTS: usize = 64;
