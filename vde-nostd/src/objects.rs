@@ -252,7 +252,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let off = slot_index::entries_offset(i);
         let corrupt = || Error::Corrupt(Structure::SlotIndex);
         self.view(b, false)?;
-        let mut spans = heapless::Vec::<(usize, usize), 20>::new();
+        let mut spans = heapless::Vec::<(usize, usize), 14>::new();
         let Volume {
             scratch,
             index,

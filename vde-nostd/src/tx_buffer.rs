@@ -17,12 +17,6 @@ use crate::types::BlockNo;
 /// Bytes of bookkeeping per staged range (block index, offset, length − 1: three `u16`).
 pub const RANGE_OVERHEAD: usize = 6;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Staged {
-    block: BlockNo,
-    fresh: bool,
-}
-
 /// One staged range: block index, offset and length in the block, position of its bytes.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -40,10 +34,13 @@ impl Entry {
 
 /// The changes of one transaction, held in caller-provided memory until commit.
 ///
-/// `K` bounds the number of distinct blocks; the memory holds the changed bytes, plus
+/// `K` bounds the number of distinct blocks (at most 64, the most one transaction may change:
+/// [`crate::format::wal_record::MAX_DIRTY`]); the memory holds the changed bytes, plus
 /// [`RANGE_OVERHEAD`] per range.
 pub struct TxBuf<'b, const K: usize> {
-    blocks: heapless::Vec<Staged, K>,
+    blocks: heapless::Vec<BlockNo, K>,
+    /// Bit `i`: staged block `i` is fresh.
+    fresh: u64,
     data: &'b mut [u8],
     used: usize,
     bs: usize,
@@ -53,8 +50,10 @@ pub struct TxBuf<'b, const K: usize> {
 impl<'b, const K: usize> TxBuf<'b, K> {
     /// A transaction buffer over `data` for blocks of `bs` bytes.
     pub fn new(data: &'b mut [u8], bs: usize) -> Self {
+        const { assert!(K <= 64, "a transaction changes at most 64 blocks") };
         TxBuf {
             blocks: heapless::Vec::new(),
+            fresh: 0,
             data,
             used: 0,
             bs: bs.max(1),
@@ -84,6 +83,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     /// Drops every staged change.
     pub fn clear(&mut self) {
         self.blocks.clear();
+        self.fresh = 0;
         self.used = 0;
         self.failed = false;
     }
@@ -94,14 +94,14 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     }
     /// The block staged `i`-th.
     pub fn block(&self, i: usize) -> Option<BlockNo> {
-        self.blocks.get(i).map(|s| s.block)
+        self.blocks.get(i).copied()
     }
     /// The staged blocks, in staging order.
     pub fn blocks(&self) -> impl Iterator<Item = BlockNo> + '_ {
-        self.blocks.iter().map(|s| s.block)
+        self.blocks.iter().copied()
     }
     fn index(&self, b: BlockNo) -> Option<usize> {
-        self.blocks.iter().position(|s| s.block == b)
+        self.blocks.iter().position(|s| *s == b)
     }
     /// Whether block `b` is staged.
     pub fn contains(&self, b: BlockNo) -> bool {
@@ -109,9 +109,7 @@ impl<'b, const K: usize> TxBuf<'b, K> {
     }
     /// Whether block `b` is staged fresh (its content starts from zeros).
     pub fn is_fresh(&self, b: BlockNo) -> bool {
-        self.index(b)
-            .and_then(|i| self.blocks.get(i))
-            .is_some_and(|s| s.fresh)
+        self.index(b).is_some_and(|i| self.fresh & (1u64 << i) != 0)
     }
     /// Stages block `b` if it is not yet; `fresh` makes its content start from zeros (dropping
     /// any range staged for it before). Fails with [`Error::TxCapacity`] past `K` blocks.
@@ -119,16 +117,16 @@ impl<'b, const K: usize> TxBuf<'b, K> {
         if let Some(i) = self.index(b) {
             if fresh {
                 self.drop_ranges(i);
-                if let Some(s) = self.blocks.get_mut(i) {
-                    s.fresh = true;
-                }
+                self.fresh |= 1u64 << i;
             }
             return Ok(i);
         }
-        self.blocks
-            .push(Staged { block: b, fresh })
-            .map_err(|_| Error::TxCapacity)?;
-        Ok(self.blocks.len() - 1)
+        self.blocks.push(b).map_err(|_| Error::TxCapacity)?;
+        let i = self.blocks.len() - 1;
+        if fresh {
+            self.fresh |= 1u64 << i;
+        }
+        Ok(i)
     }
     /// Stages `bytes` at `off` of block `b` (staging the block if needed). Overwrites in place
     /// when the newest range of `b` that overlaps them covers them; else adds a range, or fails

@@ -138,13 +138,13 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     /// The byte ranges of the loaded view ([`Volume::view`]) that were changed.
     spans: heapless::Vec<(usize, usize), MAX_SPANS>,
     /// Extents the open transaction freed (or `None`: more than fit).
-    pub(crate) tx_freed: Option<heapless::Vec<Extent, 4>>,
+    pub(crate) tx_freed: Option<heapless::Vec<Extent, 2>>,
     /// Slot-index entries the open transaction changed (or `None`: more than fit).
-    pub(crate) idx_touched: Option<heapless::Vec<usize, 16>>,
+    pub(crate) idx_touched: Option<heapless::Vec<usize, 12>>,
 }
 
 /// Changed ranges a view remembers; past that they merge into one.
-const MAX_SPANS: usize = 20;
+const MAX_SPANS: usize = 16;
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Formats `dev` as an empty volume and mounts it.

@@ -102,27 +102,32 @@ pub enum Durability {
 
 /// A block changed since the last checkpoint: where its newest record is, and how many
 /// byte-range records follow its newest IMAGE.
-/// Twelve bytes: a target is at most [`MAX_TARGET`] (48 bits).
+/// Eleven bytes, no padding: the block (48 bits: a target is at most [`MAX_TARGET`]), the
+/// head's log position and the chain length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct Dirty {
-    block_lo: u32,
-    block_hi: u16,
-    chain: u8,
-    head: u32,
-}
+struct Dirty([u8; 11]);
 
 impl Dirty {
     fn new(b: BlockNo, head: u32, chain: u8) -> Dirty {
-        Dirty {
-            block_lo: b.0 as u32,
-            block_hi: (b.0 >> 32) as u16,
-            chain,
-            head,
-        }
+        let mut d = [0u8; 11];
+        let (blk, rest) = d.split_at_mut(6);
+        blk.copy_from_slice(&b.0.to_le_bytes()[..6]);
+        let (h, c) = rest.split_at_mut(4);
+        h.copy_from_slice(&head.to_le_bytes());
+        c.copy_from_slice(&[chain]);
+        Dirty(d)
     }
     fn block(&self) -> BlockNo {
-        BlockNo(u64::from(self.block_lo) | u64::from(self.block_hi) << 32)
+        let mut b = [0u8; 8];
+        b[..6].copy_from_slice(&self.0[..6]);
+        BlockNo(u64::from_le_bytes(b))
+    }
+    fn head(&self) -> u32 {
+        u32::from_le_bytes([self.0[6], self.0[7], self.0[8], self.0[9]])
+    }
+    fn chain(&self) -> u8 {
+        self.0[10]
     }
 }
 
@@ -133,7 +138,7 @@ const APPEND_CHUNK: usize = 256;
 /// (one range instead of two).
 const MERGE_GAP: usize = RANGE_ENTRY + 1;
 /// The smallest log read buffer (on a device that reads part of a block).
-pub const MIN_LOG_PAGE: usize = 256;
+pub const MIN_LOG_PAGE: usize = 128;
 /// The overhead of a record: header and hash.
 const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 
@@ -509,7 +514,7 @@ impl<'b> Wal<'b> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
         let mut chain = [0u32; MAX_CHAIN + 1];
         let mut n = 0usize;
-        let mut pos = d.head;
+        let mut pos = d.head();
         loop {
             let h = self.record_header(dev, u64::from(pos))?;
             if h.target != d.block().0 {
@@ -754,12 +759,12 @@ impl<'b> Wal<'b> {
             // since the checkpoint (so a torn home rewrite is rebuilt from the log alone), on a
             // chain not yet too long to read, and when it costs less than the block.
             let extend = !fresh
-                && last.is_some_and(|d| usize::from(d.chain) < MAX_CHAIN)
+                && last.is_some_and(|d| usize::from(d.chain()) < MAX_CHAIN)
                 && self.worth_ranges(count, bytes);
             let (kind, chain) = if extend {
                 let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
                 let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
-                let chain = last.map_or(0, |d| d.chain.saturating_add(1));
+                let chain = last.map_or(0, |d| d.chain().saturating_add(1));
                 (RecordKind::Ranges { count, bytes }, chain)
             } else {
                 // The whole new content: committed (zeros if fresh) with the ranges over it.
@@ -782,7 +787,7 @@ impl<'b> Wal<'b> {
             let h = RecordHeader {
                 kind,
                 target: b.0,
-                prev: last.map_or(NO_PREV, |d| d.head),
+                prev: last.map_or(NO_PREV, |d| d.head()),
             };
             ap.begin_record(dev, &mut self.page_at, &h)?;
             // The range table, then the bytes, each in range order.
@@ -1124,17 +1129,17 @@ impl<'b> Wal<'b> {
                 }
                 Some(i) => {
                     let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
-                    if h.prev != d.head {
+                    if h.prev != d.head() {
                         return Err(corrupt());
                     }
-                    d.chain = match h.kind {
-                        RecordKind::Ranges { .. } => d.chain.saturating_add(1),
+                    let chain = match h.kind {
+                        RecordKind::Ranges { .. } => d.chain().saturating_add(1),
                         _ => 0,
                     };
-                    if usize::from(d.chain) > MAX_CHAIN {
+                    if usize::from(chain) > MAX_CHAIN {
                         return Err(corrupt());
                     }
-                    d.head = here;
+                    *d = Dirty::new(b, here, chain);
                 }
             }
             if let RecordKind::Ranges { count, bytes } | RecordKind::Sparse { count, bytes } =
