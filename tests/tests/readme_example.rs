@@ -5,7 +5,7 @@ use vde_nostd::{device::RamDevice, Buffers, FormatOptions, Handle, Volume};
 #[test]
 fn readme_library_example() {
     let mut image = vec![0u8; 4096 * 1024];
-    let mut scratch = vec![0; Buffers::scratch_min(4096, true)]; // one block + a 256-byte log page
+    let mut scratch = vec![0; Buffers::scratch_min(4096, true)]; // one block + a 128-byte log page
     let mut txn = vec![0; Buffers::txn_for_blocks(4096, 4)]; // changed bytes: 4 whole blocks' worth
     let mut index = vec![0; 16 * 1024]; // 16 bytes per shared block
     let dev = RamDevice::new(&mut image, 4096).unwrap();

@@ -192,7 +192,7 @@ const FLASH_BYTES: usize = 256 * 1024;
 const FLASH_SECTORS: usize = FLASH_BYTES / FLASH_BS;
 /// Transaction capacity in block updates.
 const TX_K: usize = 8;
-/// Scratch: two blocks and a 256-byte log read buffer (the NOR adapter reads part of a block).
+/// Scratch: one block and a 128-byte log read buffer (the NOR adapter reads part of a block).
 const SCRATCH_BYTES: usize = vde_nostd::Buffers::scratch_min(FLASH_BS, true);
 /// Transaction memory: the changed bytes of the largest put.
 const TXN_BYTES: usize = vde_nostd::Buffers::txn_min(FLASH_BS);

@@ -209,7 +209,7 @@ fn superblock_mirror_fallback() {
     ));
 }
 
-/// The smallest buffers (a block and a 256-byte log page of scratch, `txn_min` of transaction
+/// The smallest buffers (a block and a 128-byte log page of scratch, `txn_min` of transaction
 /// memory) carry every object operation: the largest packed objects, extents, deletes that
 /// empty a shared block, batches, module addition, and a remount that replays the log.
 #[test]
