@@ -219,3 +219,21 @@ fn flash_power_cut_objects_with_weak_bits() {
     assert!(r.weak_reads > 0, "no read saw a weak bit: {r}");
     assert_clean(&r, 600);
 }
+
+/// The memory of a small firmware: one block of scratch and a 128-byte log read buffer (the NOR
+/// adapter reads part of a block), so every log read during commits, checkpoints and recovery
+/// is a window of a log block, and each such read is a cut point too.
+#[test]
+fn flash_power_cut_objects_in_the_smallest_memory() {
+    let mut cfg = config(512 * 1024);
+    cfg.small_log_page = true;
+    cfg.seed = 0x5A11;
+    let w = Objects {
+        seed: 0x5A11_0B1E,
+        operations: 8,
+        min_len: 16,
+        max_len: 6 * 1024,
+        max_live_bytes: 64 * 1024,
+    };
+    assert_clean(&run_w25q(&cfg, &w), 600);
+}

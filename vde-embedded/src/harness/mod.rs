@@ -148,6 +148,12 @@ pub struct Config {
     /// Weak bits on simulated NOR ([`SimConfig::weak_bits`]): bytes a cut program left partly
     /// programmed read differently on every read.
     pub weak_bits: bool,
+    /// Mount with the smallest scratch the device allows (one block and a
+    /// [`vde_nostd::wal::MIN_LOG_PAGE`] log read buffer on a device that reads part of a
+    /// block), as a small firmware would; otherwise two blocks (the log reads whole blocks).
+    /// Small log reads multiply the read operations, each a cut point: set it on small
+    /// workloads.
+    pub small_log_page: bool,
 }
 
 impl Config {
@@ -171,6 +177,7 @@ impl Config {
             crash_states: 6,
             second_crash_states: 2,
             weak_bits: false,
+            small_log_page: false,
         }
     }
 }
@@ -264,25 +271,28 @@ impl core::fmt::Display for Report {
 /// Owned memory for one volume's buffers.
 struct Mem {
     bs: usize,
+    small_log_page: bool,
     scratch: Vec<u8>,
     txn: Vec<u8>,
     index: Vec<u8>,
 }
 
 impl Mem {
-    fn new(bs: usize, entries: usize) -> Mem {
+    fn new(bs: usize, entries: usize, small_log_page: bool) -> Mem {
         Mem {
             bs,
+            small_log_page,
             scratch: vec![0; bs * Buffers::SCRATCH_BLOCKS],
             txn: vec![0; Buffers::txn_for_blocks(bs, TX_BLOCKS)],
             index: vec![0; entries * (8 + bs / 512)],
         }
     }
 
-    /// The buffers, with the smallest scratch the device allows (so a device that reads part
-    /// of a block runs with a log read buffer smaller than a block, as a small firmware would).
+    /// The buffers; with `small_log_page` (and a device that reads part of a block), the
+    /// smallest scratch the device allows.
     fn bufs(&mut self, partial: bool) -> Buffers<'_> {
-        let n = Buffers::scratch_min(self.bs, partial).min(self.scratch.len());
+        let n =
+            Buffers::scratch_min(self.bs, partial && self.small_log_page).min(self.scratch.len());
         let (scratch, _) = self.scratch.split_at_mut(n);
         Buffers {
             scratch,
