@@ -293,8 +293,9 @@ impl<'b> Wal<'b> {
     }
 
     /// Opens the log: picks the newest valid header, rebuilds the dirty-block table from every
-    /// committed transaction, and checkpoints. `page` (one block) becomes the log's own buffer
-    /// for as long as the volume is mounted; `scratch` must hold one block.
+    /// committed transaction, and checkpoints. `page` (one block; on a device that reads part
+    /// of a block, at least [`MIN_LOG_PAGE`] bytes) becomes the log's own buffer for as long as
+    /// the volume is mounted; `scratch` must hold one block.
     pub fn open<D: BlockDevice>(
         dev: &mut D,
         layout: &Layout,
