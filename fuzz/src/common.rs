@@ -4,6 +4,7 @@
 
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
 use vde_nostd::format::superblock::Superblock;
+use vde_nostd::format::slot_index;
 use vde_nostd::format::wal_record::{BEGIN_MAGIC, COMMIT_MAGIC};
 use vde_nostd::format::xxh64;
 use vde_nostd::{BlockDevice, BlockNo};
@@ -466,10 +467,16 @@ pub fn reseal_image(img: &mut [u8], bs: usize, flags: u8) {
         }
     }
     if flags & 0x20 != 0 {
-        // Slot index blocks and extent headers, wherever their magic is.
+        // Slot index blocks, extent map blocks and extent headers, wherever they are.
         for b in l.data_start..nblocks {
             if let Some(blk) = block_mut(img, bs, b) {
-                if blk.starts_with(b"VDESLOTX") || blk.starts_with(b"VDESLOTB") {
+                let tag = blk
+                    .get(bs - 16..bs - 12)
+                    .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]));
+                if blk.starts_with(b"VDESLOTX")
+                    || blk.starts_with(b"VDESLOTB")
+                    || tag & 0xFFFF_0000 == slot_index::EXTENT_MAP_TAG
+                {
                     reseal_trailer(blk);
                 } else if blk.starts_with(b"VDEOBJX1") {
                     seal_at(blk, 40);

@@ -93,8 +93,8 @@ fn decode_all(b: &[u8]) {
     }
     let _ = bitmap_block::check(b, 0);
     let _ = bitmap_block::bits(b);
-    let _ = slot_index::check(b, 0);
-    let _ = slot_index::check(b, 1);
+    let _ = slot_index::check(b, 0, 1);
+    let _ = slot_index::check(b, 1, 1);
     let _ = SlotHeader::decode(b);
     let _ = ExtentHeader::decode(b);
     if let Ok(s) = core::str::from_utf8(b) {
@@ -201,9 +201,13 @@ fn slot_index_block(rest: &[u8]) {
         return;
     };
     let i = u64::from(i % 4);
-    if let Ok((n, counters)) = slot_index::check(b, i) {
+    // The extent map's block count is the head's own (bytes 104..108); `check` compares it.
+    let map = b
+        .get(104..108)
+        .map_or(0, |m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    if let Ok((n, counters)) = slot_index::check(b, i, u64::from(map)) {
         let mut out = b.to_vec();
-        slot_index::encode_head(&mut out, i, n, &counters).expect("encode head");
+        slot_index::encode_head(&mut out, i, n, &counters, map).expect("encode head");
         slot_index::seal(&mut out).expect("seal");
         assert_eq!(&out[..], b, "slot index block {i} round trip");
     }

@@ -84,21 +84,21 @@ fn slot_index_object_counter_overflow_in_put() {
 }
 
 /// Found by `decode` (selector 0x87: a slot index head block, re-sealed, with a non-zero byte
-/// at offset 104..128). `slot_index::check` (vde-nostd/src/format/slot_index.rs) accepts the
-/// reserved bytes 104..128 of block 0 without checking they are zero, so a head decodes but
-/// does not re-encode to the same bytes (`encode_head` writes zeros there). Every other
-/// structure checks its reserved fields. Fix: in `check`, refuse a non-zero byte in 104..128
-/// with `BadField`.
+/// at offset 104..128). `slot_index::check` (vde-nostd/src/format/slot_index.rs) accepted the
+/// reserved bytes of block 0 without checking they are zero, so a head decoded but did not
+/// re-encode to the same bytes (`encode_head` writes zeros there). Every other structure checks
+/// its reserved fields. Fix: in `check`, refuse a non-zero reserved byte (108..128 since the
+/// extent map's block count took 104..108) with `BadField`.
 #[test]
 fn slot_index_head_reserved_bytes_must_be_zero() {
     let mut b = vec![0u8; BS];
-    slot_index::encode_head(&mut b, 0, 0, &slot_index::Counters::default()).unwrap();
+    slot_index::encode_head(&mut b, 0, 0, &slot_index::Counters::default(), 1).unwrap();
     slot_index::seal(&mut b).unwrap();
-    assert!(slot_index::check(&b, 0).is_ok());
+    assert!(slot_index::check(&b, 0, 1).is_ok());
     b[110] = 0x55;
     slot_index::seal(&mut b).unwrap();
     assert!(
-        slot_index::check(&b, 0).is_err(),
+        slot_index::check(&b, 0, 1).is_err(),
         "a head with non-zero reserved bytes decodes, and would not re-encode to itself"
     );
 }

@@ -78,7 +78,7 @@ pub enum Structure {
     RegionPointerTable,
     /// The slot index failed its checksum or is inconsistent.
     SlotIndex,
-    /// A whole-block object's extent header is damaged.
+    /// The extent map, or a whole-block object's extent header, is damaged or inconsistent.
     Extent,
 }
 

@@ -142,6 +142,21 @@ pub fn region_blocks(kind: RegionKind, total: u64) -> u64 {
     want.min(total / 16).max(1)
 }
 
+/// Blocks region `i` of module `m` takes on a volume of `total` blocks of `bs` bytes: its
+/// kind's size ([`region_blocks`]), plus the extent map's blocks for the `objects` region (so
+/// the slot index keeps the kind's size on every volume).
+pub fn module_region_blocks(m: &Module, i: usize, bs: usize, total: u64) -> u64 {
+    let Some(kind) = m.regions.get(i) else {
+        return 0;
+    };
+    let map = if m.bit == 0 && i == 0 {
+        crate::format::slot_index::extent_map_blocks(bs, total)
+    } else {
+        0
+    };
+    region_blocks(*kind, total).saturating_add(map)
+}
+
 /// Inode size for a manifest: the base plus each known module's bytes.
 pub fn inode_size(manifest: ModuleSet) -> u32 {
     CATALOGUE

@@ -2,9 +2,11 @@
 //!
 //! Objects whose payload plus the 8-byte slot header fits in half a block are packed into slots
 //! of shared blocks ([`crate::subblock`]); larger ones get a run of whole blocks found by the
-//! scanner, with a 48-byte header in the first block. The in-RAM slot index (a caller buffer of
-//! dense entries, mirrored on disk in the `objects` module's region) says which blocks are
-//! shared and which units of each are taken.
+//! scanner, with a 48-byte header in the first block, and the extent map (the last blocks of the
+//! `objects` region, one bit per block) marks that first block: an extent is reachable only
+//! through its mark, never found by its header. The in-RAM slot index (a caller buffer of dense
+//! entries, mirrored on disk in the same region) says which blocks are shared and which units of
+//! each are taken.
 //!
 //! Every put and delete is one WAL transaction: the shared block, the index blocks and the
 //! bitmap change together. Extent payload is written unlogged ([`crate::wal::Wal::write_unlogged`])
@@ -17,6 +19,8 @@
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
+use crate::format::bitmap_block;
+use crate::format::layout::bits_per_bitmap_block;
 use crate::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
 use crate::format::slot_index::{self, Counters};
 use crate::format::DecodeError;
@@ -60,10 +64,58 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     fn index_cap(&self) -> usize {
         let ram = self.index.len() / self.es().max(1);
-        let region = self
-            .objects
-            .map_or(0, |o| slot_index::capacity(self.layout.bs(), o.region.len));
+        let region = self.objects.map_or(0, |o| {
+            slot_index::capacity(self.layout.bs(), self.index_blocks(o.region))
+        });
         ram.min(usize::try_from(region).unwrap_or(usize::MAX))
+    }
+
+    /// Slot index blocks of the objects region `region` (the extent map takes the rest).
+    fn index_blocks(&self, region: Extent) -> u64 {
+        slot_index::index_blocks(self.layout.bs(), region.len, self.layout.block_count)
+    }
+
+    /// The extent map's first block and block count.
+    fn extent_map(&self) -> Result<(BlockNo, u64), Error<D::Error>> {
+        let o = self.obj()?;
+        let m = slot_index::extent_map_blocks(self.layout.bs(), self.layout.block_count);
+        Ok((BlockNo(o.region.start.0 + self.index_blocks(o.region)), m))
+    }
+
+    /// Reads extent map block `j` into the scratch block and checks its trailer.
+    fn load_map_block(&mut self, j: u64) -> Result<(), Error<D::Error>> {
+        let (first, _) = self.extent_map()?;
+        self.read_through_scratch(BlockNo(first.0 + j))?;
+        let tag = u32::try_from(j).map_err(|_| Error::Corrupt(Structure::Extent))?;
+        let bs = self.layout.bs();
+        let buf = self.scratch.get(..bs).unwrap_or(&[]);
+        bitmap_block::check(buf, slot_index::EXTENT_MAP_TAG | tag)
+            .map_err(|_| Error::Corrupt(Structure::Extent))
+    }
+
+    /// Whether block `b` starts an extent object (its extent map bit; as the open transaction
+    /// leaves it).
+    fn starts_extent(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+        let (j, byte, mask) = slot_index::extent_bit(self.layout.bs(), b.0);
+        self.load_map_block(j)?;
+        Ok(self.scratch.get(byte).is_some_and(|x| x & mask != 0))
+    }
+
+    /// Sets (`on`) or clears block `b`'s extent map bit in the open transaction; the bit must
+    /// be in the other state.
+    fn set_extent_bit(&mut self, b: BlockNo, on: bool) -> Result<(), Error<D::Error>> {
+        let (first, _) = self.extent_map()?;
+        let per = bits_per_bitmap_block(self.layout.bs());
+        let j = b.0 / per;
+        let tag = slot_index::EXTENT_MAP_TAG | u32::try_from(j).unwrap_or(0);
+        self.set_bits(
+            BlockNo(first.0 + j),
+            tag,
+            b.0 % per,
+            1,
+            on,
+            Structure::Extent,
+        )
     }
 
     fn entry(&self, i: usize) -> Option<(BlockNo, SlotBitmapRef<'_>)> {
@@ -129,8 +181,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let mut count = 0usize;
         let mut counters = Counters::default();
         let mut blk_i = 0u64;
+        let index_blocks = self.index_blocks(o.region);
+        let map_blocks = slot_index::extent_map_blocks(bs, self.layout.block_count);
         while blk_i == 0 || loaded < count {
-            if blk_i >= o.region.len {
+            if blk_i >= index_blocks {
                 return Err(si());
             }
             let buf = self
@@ -139,7 +193,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::BufferTooSmall { need: bs })?;
             self.wal
                 .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
-            let (n, c) = slot_index::check(buf, blk_i).map_err(|e| match e {
+            let (n, c) = slot_index::check(buf, blk_i, map_blocks).map_err(|e| match e {
                 DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
                 _ => Error::Corrupt(Structure::SlotIndex),
             })?;
@@ -147,7 +201,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 count = n as usize;
                 counters = c;
                 let cap_ram = self.index.len() / es;
-                if count as u64 > slot_index::capacity(bs, o.region.len) {
+                if count as u64 > slot_index::capacity(bs, index_blocks) {
                     return Err(si());
                 }
                 if count > cap_ram {
@@ -189,6 +243,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Err(si());
             }
         }
+        // The extent map is read when an extent is located, and walked by `verify_objects`
+        // (not here: a mount that reads it could not be followed by a repair of it).
         Ok(())
     }
 
@@ -198,14 +254,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(hit)
     }
 
-    /// Writes an empty index into the first block of the `objects` region (inside the open
-    /// transaction).
+    /// Writes an empty index into the first block of the `objects` region and an empty extent
+    /// map into its last blocks (inside the open transaction).
     pub(crate) fn init_index(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let map = slot_index::extent_map_blocks(bs, self.layout.block_count);
+        let index_blocks = self.index_blocks(region);
+        if index_blocks == 0 {
+            return Err(Error::NoSpace);
+        }
+        let m = u32::try_from(map).map_err(|_| Error::NoSpace)?;
         let blk = self.view(region.start, true)?;
-        slot_index::encode_head(blk, 0, 0, &Counters::default())
+        slot_index::encode_head(blk, 0, 0, &Counters::default(), m)
             .and_then(|_| slot_index::seal(blk))
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
-        self.stage_new_view(region.start)
+        self.stage_new_view(region.start)?;
+        for j in 0..m {
+            let b = BlockNo(region.start.0 + index_blocks + u64::from(j));
+            let blk = self.view(b, true)?;
+            bitmap_block::seal(blk, slot_index::EXTENT_MAP_TAG | j)
+                .ok_or(Error::Corrupt(Structure::Extent))?;
+            self.stage_new_view(b)?;
+        }
+        Ok(())
     }
 
     /// Stages index region block `i` in the open transaction, to be encoded from RAM by
@@ -214,9 +285,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn restage_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let b = BlockNo(o.region.start.0.saturating_add(i));
-        if !self.tx.contains(b) && !self.wal.fits(self.tx.len().saturating_add(1)) {
-            return Err(Error::TxTooLarge);
-        }
+        self.log_room_for(b)?;
         self.tx.stage::<D::Error>(b, false).map(|_| ())
     }
 
@@ -226,10 +295,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let Some(o) = self.objects else {
             return Ok(());
         };
+        let index_blocks = self.index_blocks(o.region);
         for k in 0..self.tx.len() {
             let Some(b) = self.tx.block(k) else { break };
-            if o.region.contains(b) {
-                self.encode_index_block(b.0 - o.region.start.0)?;
+            let i = b.0.wrapping_sub(o.region.start.0);
+            if i < index_blocks {
+                self.encode_index_block(i)?;
             }
         }
         Ok(())
@@ -248,6 +319,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(());
         }
         let count = u32::try_from(o.count).map_err(|_| Error::IndexFull)?;
+        let map = slot_index::extent_map_blocks(bs, self.layout.block_count);
+        let map = u32::try_from(map).map_err(|_| Error::Corrupt(Structure::SlotIndex))?;
         let b = BlockNo(o.region.start.0 + i);
         let off = slot_index::entries_offset(i);
         let corrupt = || Error::Corrupt(Structure::SlotIndex);
@@ -301,7 +374,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let mut head = [0u8; 128];
         let old = head.get_mut(..off).ok_or_else(corrupt)?;
         old.copy_from_slice(blk.get(..off).ok_or_else(corrupt)?);
-        slot_index::encode_head(blk, i, count, &o.counters)
+        slot_index::encode_head(blk, i, count, &o.counters, map)
             .and_then(|_| slot_index::seal(blk))
             .ok_or_else(corrupt)?;
         let new = blk.get(..off).ok_or_else(corrupt)?;
@@ -452,9 +525,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 }
                 o.count += 1;
                 self.objects = Some(o);
-                if !self.wal.fits(self.tx.len().saturating_add(1)) {
-                    return Err(Error::TxTooLarge);
-                }
+                self.log_room_for(e.start)?;
                 self.tx.stage::<D::Error>(e.start, true)?;
                 i
             }
@@ -543,8 +614,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         for k in 0..blocks {
             let b = BlockNo(e.start.0 + k);
             let via_log = self.tx.contains(b) || self.committed_allocated(b)?;
-            if via_log && !self.tx.contains(b) && !self.wal.fits(self.tx.len().saturating_add(1)) {
-                return Err(Error::TxTooLarge);
+            if via_log {
+                self.log_room_for(b)?;
             }
             let Volume {
                 tx,
@@ -573,6 +644,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 wal.write_unlogged(dev, b, buf)?;
             }
         }
+        self.set_extent_bit(e.start, true)?;
         let mut o = self.obj()?;
         o.counters.objects = o.counters.objects.saturating_add(1);
         o.counters.bytes = o.counters.bytes.saturating_add(data.len() as u64);
@@ -650,7 +722,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if start.0 < self.layout.data_start || start.0 >= self.layout.block_count {
             return Err(bad());
         }
-        if !self.extent_allocated(Extent { start, len: 1 })? {
+        // Allocated and marked in the extent map: an unmarked block is never read as an object.
+        if !self.extent_allocated(Extent { start, len: 1 })? || !self.starts_extent(start)? {
             return Err(bad());
         }
         self.read_through_scratch(start)?;
@@ -821,6 +894,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     .fill(0);
                 self.touched(0, EXTENT_HDR);
                 self.stage_view(start)?;
+                self.set_extent_bit(start, false)?;
                 let mut o = self.obj()?;
                 o.counters.objects = o.counters.objects.saturating_sub(1);
                 o.counters.bytes = o.counters.bytes.saturating_sub(hdr.len);
@@ -874,12 +948,27 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    /// Reloads the slot index, which cross-checks it (see [`Self::check_counters`]).
+    /// Reloads the slot index, which cross-checks it (see [`Self::check_counters`]), then
+    /// checks the extent map: each block's trailer holds and it marks as many blocks as the
+    /// counters count extents. (Each mark's header, the blocks it holds and their overlaps are
+    /// the checker's, `vde check`; `get` checks one extent's.)
     pub(crate) fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
         if self.objects.is_none() {
             return Ok(());
         }
-        self.reload_index()
+        self.reload_index()?;
+        let bs = self.layout.bs();
+        let (_, m) = self.extent_map()?;
+        let mut marked = 0u64;
+        for j in 0..m {
+            self.load_map_block(j)?;
+            let bits = bitmap_block::bits(self.scratch.get(..bs).unwrap_or(&[]));
+            marked += bits.iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
+        }
+        if marked != self.obj()?.counters.extent_objects {
+            return Err(Error::Corrupt(Structure::Extent));
+        }
+        Ok(())
     }
 
     /// Cross-checks the object counters against the slot index: the units occupied in shared

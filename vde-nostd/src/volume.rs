@@ -10,7 +10,7 @@ use crate::bitmap;
 use crate::device::{valid_block_size, BlockDevice};
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
-use crate::format::layout::{Layout, BITMAP_TRAILER, SB_MIRROR, SB_PRIMARY};
+use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
 use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
 use crate::format::superblock::Superblock;
 use crate::format::DecodeError;
@@ -472,6 +472,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         r
     }
 
+    /// Whether the open transaction may stage block `b`: a block it already holds always, a
+    /// new one only while the transaction's records still fit the log
+    /// ([`Error::TxTooLarge`] otherwise; nothing is staged).
+    pub(crate) fn log_room_for(&self, b: BlockNo) -> Result<(), Error<D::Error>> {
+        if self.tx.contains(b) || self.wal.fits(self.tx.len().saturating_add(1)) {
+            Ok(())
+        } else {
+            Err(Error::TxTooLarge)
+        }
+    }
+
     /// Loads block `b` as the open transaction leaves it into the scratch block (zeros if
     /// `fresh`, which also stages it to start from zeros) and returns it: change it, say which
     /// bytes changed ([`Self::touched`]), then [`Self::stage_view`] stages them (or, for a
@@ -481,9 +492,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if !self.wal.target_ok(b) {
             return Err(Error::OutOfRange);
         }
-        if !self.tx.contains(b) && !self.wal.fits(self.tx.len().saturating_add(1)) {
-            return Err(Error::TxTooLarge);
-        }
+        self.log_room_for(b)?;
         if fresh {
             self.tx.stage::<D::Error>(b, true)?;
         }
@@ -578,6 +587,37 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         read_staged(tx, wal, dev, b, buf)
     }
 
+    /// Sets bits `within..within + n` of `blk_no`, a block in the allocation bitmap's block
+    /// format with trailer index `tag`, to `value` in the open transaction; each must hold the
+    /// opposite value first (else `Corrupt(what)`). The scratch keeps the block's new content.
+    pub(crate) fn set_bits(
+        &mut self,
+        blk_no: BlockNo,
+        tag: u32,
+        within: u64,
+        n: u64,
+        value: bool,
+        what: Structure,
+    ) -> Result<(), Error<D::Error>> {
+        let first_touch = !self.tx.contains(blk_no);
+        let blk = self.view(blk_no, false)?;
+        if first_touch && bitmap_block::check(blk, tag).is_err() {
+            return Err(Error::Corrupt(what));
+        }
+        let bits = bitmap_block::bits_mut(blk);
+        if !bitmap::all(bits, within, n, !value) {
+            return Err(Error::Corrupt(what));
+        }
+        bitmap::set_range(bits, within, n, value).ok_or(Error::Corrupt(what))?;
+        bitmap_block::seal(blk, tag).ok_or(Error::Corrupt(what))?;
+        let (lo, hi) = ((within / 8) as usize, (within + n).div_ceil(8) as usize);
+        self.touched(lo, hi - lo);
+        // The trailer's index and reserved word were checked: only the checksum changes.
+        let bs = self.layout.bs();
+        self.touched(bs - 8, 8);
+        self.stage_view(blk_no)
+    }
+
     /// Sets the bitmap bits of `e` to `value` inside the open transaction. Every bit must hold
     /// the opposite value first (so a double free or double allocation is caught).
     pub(crate) fn mark(&mut self, e: Extent, value: bool) -> Result<(), Error<D::Error>> {
@@ -593,24 +633,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let within = at % bpb;
             let n = (bpb - within).min(end - at);
             let blk_no = BlockNo(self.layout.bitmap_start + idx);
-            let fresh = !self.tx.contains(blk_no);
-            let blk = self.view(blk_no, false)?;
             let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
-            if fresh && bitmap_block::check(blk, idx32).is_err() {
-                return Err(Error::Corrupt(Structure::Bitmap));
-            }
-            let bits = bitmap_block::bits_mut(blk);
-            if !bitmap::all(bits, within, n, !value) {
-                return Err(Error::Corrupt(Structure::Bitmap));
-            }
-            bitmap::set_range(bits, within, n, value).ok_or(Error::Corrupt(Structure::Bitmap))?;
+            self.set_bits(blk_no, idx32, within, n, value, Structure::Bitmap)?;
+            let bits = bitmap_block::bits(self.scratch.get(..self.layout.bs()).unwrap_or(&[]));
             let summary = scanner::summarize(bits, total.saturating_sub(idx * bpb).min(bpb));
-            bitmap_block::seal(blk, idx32).ok_or(Error::Corrupt(Structure::Bitmap))?;
-            let (lo, hi) = ((within / 8) as usize, (within + n).div_ceil(8) as usize);
-            self.touched(lo, hi - lo);
-            let bs = self.layout.bs();
-            self.touched(bs - BITMAP_TRAILER, BITMAP_TRAILER);
-            self.stage_view(blk_no)?;
             if let Some(s) = self
                 .summaries
                 .as_deref_mut()
@@ -892,8 +918,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             regions: heapless::Vec::new(),
             inode_size: modules::inode_size(self.modules() | m.flag()),
         };
-        for kind in m.regions {
-            let len = modules::region_blocks(*kind, self.layout.block_count);
+        for i in 0..m.regions.len() {
+            let len =
+                modules::module_region_blocks(m, i, self.layout.bs(), self.layout.block_count);
             let e = self.alloc(len)?;
             plan.regions.push(e).map_err(|_| Error::DirectoryFull)?;
         }
@@ -999,9 +1026,7 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
             return Err(Error::BufferTooSmall { need: l.bs() });
         }
         let v = &mut *self.vol;
-        if !v.tx.contains(b) && !v.wal.fits(v.tx.len().saturating_add(1)) {
-            return Err(Error::TxTooLarge);
-        }
+        v.log_room_for(b)?;
         let (room, used) = v.tx.bytes();
         if !v.wal.is_dirty(b) {
             // The log takes the whole block: nothing of its committed content is needed.

@@ -270,3 +270,102 @@ fn the_smallest_buffers_carry_every_object_operation() {
         );
     }
 }
+
+/// Extents are reachable only through the extent map: a block written through the raw
+/// transaction API with a valid extent header naming itself is no object (`get` and `delete`
+/// refuse its handle, `verify` passes), the map marks exactly the live extents' first blocks,
+/// and a mark on a block that was no extent fails `verify`, after a remount too (the mount
+/// itself does not read the map, so `vde check --repair` can still fix it).
+#[test]
+fn extents_are_reachable_only_through_the_extent_map() {
+    use crate::format::object::{ExtentHeader, EXTENT_HDR};
+    use crate::format::{bitmap_block, slot_index};
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+    let big: Vec<u8> = (0..3 * BS).map(|i| (i * 7 % 251) as u8).collect();
+    let h1 = vol.put(&big).unwrap();
+    let h2 = vol.put(&big[..BS]).unwrap();
+    vol.verify().unwrap();
+
+    // A forged extent: a raw block whose header names it, with a matching payload checksum.
+    let mut tx = vol.begin();
+    let e = tx.allocate(1).unwrap();
+    let fake = Handle::Extent {
+        start: e.start,
+        tag: 5,
+    };
+    let mut blk = vec![0u8; BS];
+    blk[EXTENT_HDR..EXTENT_HDR + 10].fill(9);
+    ExtentHeader {
+        handle: fake.raw(),
+        len: 10,
+        payload_hash: xxhash_rust::xxh64::xxh64(&[9u8; 10], fake.raw()),
+    }
+    .encode(&mut blk)
+    .unwrap();
+    tx.write(e.start, &blk).unwrap();
+    tx.commit().unwrap();
+    let mut out = vec![0u8; 4 * BS];
+    let bad = |r: Option<Error<_>>| matches!(r, Some(Error::BadHandle { handle }) if handle == fake.raw());
+    assert!(bad(vol.get(fake, &mut out).err()));
+    assert!(bad(vol.object_len(fake).err()));
+    assert!(bad(vol.delete(fake).err()));
+    vol.verify().unwrap();
+
+    // The real ones read back; the map marks their first blocks and nothing else.
+    assert_eq!(vol.get(h1, &mut out).unwrap(), big.len());
+    assert_eq!(&out[..big.len()], &big[..]);
+    let mut region = None;
+    vol.for_each_region(|r| {
+        if r.module == 0 {
+            region = Some(r.extent)
+        }
+    })
+    .unwrap();
+    let region = region.unwrap();
+    let map = BlockNo(region.start.0 + region.len - 1);
+    assert_eq!(slot_index::extent_map_blocks(BS, 1024), 1);
+    let marks = |vol: &mut Volume<'_, RamDevice<'_>, 8>| -> Vec<u64> {
+        let mut b = vec![0u8; BS];
+        vol.read_block(map, &mut b).unwrap();
+        bitmap_block::check(&b, slot_index::EXTENT_MAP_TAG).unwrap();
+        (0..1024u64)
+            .filter(|k| b[(k / 8) as usize] & (1 << (k % 8)) != 0)
+            .collect()
+    };
+    let start = |h: Handle| match h {
+        Handle::Extent { start, .. } => start.0,
+        _ => unreachable!(),
+    };
+    assert_eq!(marks(&mut vol), vec![start(h1), start(h2)]);
+    vol.delete(h1).unwrap();
+    assert_eq!(marks(&mut vol), vec![start(h2)]);
+    assert!(matches!(
+        vol.get(h1, &mut out),
+        Err(Error::BadHandle { .. })
+    ));
+    vol.verify().unwrap();
+
+    // A mark on the forged block (written raw, as a bug or an attacker could): caught.
+    let mut b = vec![0u8; BS];
+    vol.read_block(map, &mut b).unwrap();
+    let (_, byte, mask) = slot_index::extent_bit(BS, e.start.0);
+    b[byte] |= mask;
+    bitmap_block::seal(&mut b, slot_index::EXTENT_MAP_TAG).unwrap();
+    let mut tx = vol.begin();
+    tx.write(map, &b).unwrap();
+    tx.commit().unwrap();
+    assert!(matches!(
+        vol.verify(),
+        Err(Error::Corrupt(Structure::Extent))
+    ));
+    drop(vol);
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert!(matches!(
+        vol.verify(),
+        Err(Error::Corrupt(Structure::Extent))
+    ));
+}

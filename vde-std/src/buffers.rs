@@ -52,6 +52,8 @@ impl OwnedBuffers {
 /// can hold (never more than one per block), capped at [`INDEX_CAP_BYTES`].
 pub fn index_bytes(block_size: usize, block_count: u64) -> usize {
     let region = modules::region_blocks(RegionKind::Small, block_count);
+    // The objects region is the kind's size plus the extent map; the slot index takes the
+    // kind's size.
     let entries = slot_index::capacity(block_size, region).min(block_count);
     let es = slot_index::entry_size(block_size) as u64;
     let bytes = entries.saturating_mul(es).min(INDEX_CAP_BYTES as u64);

@@ -9,7 +9,8 @@
 //!   slot bitmap and zeroed in the shared block; a shared block left empty is dropped from the
 //!   index;
 //! - an extent object whose payload fails its checksum, or whose blocks are free or taken by
-//!   something else, is dropped: its header block is zeroed;
+//!   something else, is dropped: its header block is zeroed; the extent map is rewritten to mark
+//!   exactly the intact extents (a mark on a damaged header or inside another extent goes);
 //! - the counters are recomputed from the intact objects;
 //! - every allocated data block that belongs to no region, no kept shared block and no intact
 //!   extent is freed (leaked blocks, the blocks of dropped objects, damaged extent headers).
@@ -26,6 +27,7 @@
 use std::collections::HashSet;
 use std::io;
 
+use vde_nostd::format::bitmap_block;
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::subblock::{self, SlotBitmap, UNIT};
 use vde_nostd::{BlockDevice, BlockNo, Extent, ModuleSet, Volume};
@@ -119,9 +121,11 @@ pub fn plan<E>(
     counters.bytes = t.bytes;
     counters.per_class = t.per_class;
     // Extent objects: keep the intact ones.
+    let mut marks: Vec<u64> = Vec::new();
     for e in &scan.extents {
         match &e.damage {
             None => {
+                marks.push(e.start);
                 counters.objects += 1;
                 counters.bytes += e.len;
                 counters.extent_objects += 1;
@@ -133,6 +137,34 @@ pub fn plan<E>(
             Some(why) => {
                 p.actions.push(format!("dropped {why}"));
                 p.rewrites.push((e.start, vec![0u8; bs]));
+            }
+        }
+    }
+    // The extent map, rewritten (in the index's transaction) when it marks anything but the
+    // intact extents' first blocks.
+    let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
+    let index_blocks = slot_index::index_blocks(bs, region.len, l.block_count);
+    let map_tag_count = u32::try_from(map_blocks).unwrap_or(u32::MAX);
+    marks.sort_unstable();
+    if marks != scan.extent_marks {
+        p.actions.push(format!(
+            "rewrote the extent map: {} extent(s) marked (was {})",
+            marks.len(),
+            scan.extent_marks.len()
+        ));
+        let per = l.bits_per_block();
+        for j in 0..map_blocks {
+            let mut blk = vec![0u8; bs];
+            for b in marks.iter().filter(|b| **b / per == j) {
+                let (_, byte, mask) = slot_index::extent_bit(bs, *b);
+                if let Some(x) = blk.get_mut(byte) {
+                    *x |= mask;
+                }
+            }
+            let tag = slot_index::EXTENT_MAP_TAG | u32::try_from(j).unwrap_or(u32::MAX);
+            if bitmap_block::seal(&mut blk, tag).is_some() {
+                p.index_blocks
+                    .push((region.start.0 + index_blocks + j, blk));
             }
         }
     }
@@ -164,7 +196,7 @@ pub fn plan<E>(
             if i > 0 && first >= entries.len() {
                 break;
             }
-            if i >= region.len {
+            if i >= index_blocks {
                 break;
             }
             let mut blk = vec![0u8; bs];
@@ -178,7 +210,7 @@ pub fn plan<E>(
                     d.copy_from_slice(bits);
                 }
             }
-            if slot_index::encode_head(&mut blk, i, count, &counters)
+            if slot_index::encode_head(&mut blk, i, count, &counters, map_tag_count)
                 .and_then(|_| slot_index::seal(&mut blk))
                 .is_some()
             {

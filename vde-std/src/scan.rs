@@ -6,17 +6,16 @@
 //! whatever remains trustworthy. It never writes. Cross-checks: metadata and regions are
 //! allocated in the bitmap; regions lie in the data area and do not overlap; shared blocks are
 //! allocated, outside regions and unique; every packed slot matches its slot bitmap and its
-//! checksum; extent objects (found by their self-describing headers) are allocated and match
-//! their payload checksum; the slot index counters equal what was found.
+//! checksum; extent objects (found through the extent map, never by scanning for headers) are
+//! allocated, name their first block and match their payload checksum; the slot index counters
+//! equal what was found.
 
 use std::collections::HashSet;
 use std::io;
 
 use vde_nostd::format::bitmap_block;
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
-use vde_nostd::format::object::{
-    slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, EXTENT_MAGIC, SLOT_HDR,
-};
+use vde_nostd::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
 use vde_nostd::format::regions::{self, RegionEntry, RPT_SLOTS};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
@@ -151,8 +150,11 @@ pub struct Scan {
     pub counters: Option<Counters>,
     /// The `objects` region (the slot index), if the module is present.
     pub index_region: Option<vde_nostd::Extent>,
-    /// Whether every block of the slot index passed its checks (so its entries are all known).
+    /// Whether every block of the slot index and the extent map passed its checks (so its
+    /// entries and extents are all known).
     pub index_complete: bool,
+    /// The blocks the extent map marks as first blocks of extent objects, ascending.
+    pub extent_marks: Vec<u64>,
     /// Packed objects found (damaged ones included).
     pub packed: PackedTotals,
     /// Intact packed objects.
@@ -529,7 +531,8 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     let es = slot_index::entry_size(bs);
     let start = region.extent.start.0;
     cx.read(start)?;
-    let (count, counters) = match slot_index::check(&cx.buf, 0) {
+    let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
+    let (count, counters) = match slot_index::check(&cx.buf, 0, map_blocks) {
         Ok(x) => x,
         Err(e) => {
             cx.find(
@@ -541,17 +544,18 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     };
     cx.out.counters = Some(counters);
     let count = count as usize;
-    let cap = slot_index::capacity(bs, region.extent.len);
+    let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
+    let cap = slot_index::capacity(bs, index_blocks);
     if count as u64 > cap {
         cx.find("slot-index", format!("{count} entries but room for {cap}"));
         return Ok(());
     }
     let mut entries: Vec<IndexEntry> = Vec::with_capacity(count);
     let mut blk = 0u64;
-    while entries.len() < count && blk < region.extent.len {
+    while entries.len() < count && blk < index_blocks {
         if blk > 0 {
             cx.read(start + blk)?;
-            if let Err(e) = slot_index::check(&cx.buf, blk) {
+            if let Err(e) = slot_index::check(&cx.buf, blk, map_blocks) {
                 let m = format!(
                     "index block {} (block {}): {}",
                     blk,
@@ -579,7 +583,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
         }
         blk += 1;
     }
-    cx.out.index_complete = entries.len() == count;
+    cx.out.index_complete = entries.len() == count && read_extent_map(cx, l, start + index_blocks)?;
     let mut seen = HashSet::new();
     for e in entries {
         let b = e.block;
@@ -619,6 +623,48 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
         cx.shared_bits.push(e.bits);
     }
     Ok(())
+}
+
+/// Reads the extent map (its `M` blocks from `first`) into `extent_marks`; `false` (with a
+/// finding) if a block is damaged or marks a block outside the data area.
+fn read_extent_map<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    l: &Layout,
+    first: u64,
+) -> io::Result<bool> {
+    let bs = cx.bs;
+    let per = l.bits_per_block();
+    for j in 0..slot_index::extent_map_blocks(bs, l.block_count) {
+        cx.read(first + j)?;
+        let tag = slot_index::EXTENT_MAP_TAG | u32::try_from(j).unwrap_or(u32::MAX);
+        if let Err(e) = bitmap_block::check(&cx.buf, tag) {
+            let m = format!(
+                "extent map block {j} (block {}): {}",
+                first + j,
+                decode_msg(e)
+            );
+            cx.find("slot-index", m);
+            return Ok(false);
+        }
+        for (k, byte) in bitmap_block::bits(&cx.buf).iter().enumerate() {
+            for bit in 0..8u64 {
+                if byte & (1 << bit) != 0 {
+                    cx.out.extent_marks.push(j * per + k as u64 * 8 + bit);
+                }
+            }
+        }
+    }
+    if let Some(b) = cx
+        .out
+        .extent_marks
+        .iter()
+        .find(|b| **b < l.data_start || **b >= l.block_count)
+    {
+        let m = format!("the extent map marks block {b}, outside the data area");
+        cx.find("slot-index", m);
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Result<()> {
@@ -745,42 +791,32 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
     let shared: HashSet<u64> = cx.out.shared.iter().map(|s| s.block).collect();
     let regions: Vec<_> = cx.out.regions.iter().map(|r| r.extent).collect();
     let claimed = |b: u64| shared.contains(&b) || regions.iter().any(|r| r.contains(BlockNo(b)));
-    let mut b = l.data_start;
-    while b < n {
-        if b.is_multiple_of(4096) {
-            progress(b, n);
-        }
-        if cx.out.bitmap.allocated(b) != Some(true) || claimed(b) {
-            b += 1;
+    // Blocks of the extents found (intact or not): they are not leaked.
+    let mut held: HashSet<u64> = HashSet::new();
+    let marks = std::mem::take(&mut cx.out.extent_marks);
+    for &b in &marks {
+        if held.contains(&b) {
+            cx.find_fixable(
+                "objects",
+                format!("block {b}: marked as an extent's first block inside another extent"),
+            );
             continue;
         }
+        let marked = |why: String| format!("block {b}: marked as an extent's first block, {why}");
         cx.read(b)?;
-        if cx.buf.get(..8) != Some(EXTENT_MAGIC.as_slice()) {
-            cx.out.unaccounted.push(b);
-            b += 1;
-            continue;
-        }
         let hdr = match ExtentHeader::decode(&cx.buf) {
             Ok(h) => h,
             Err(e) => {
-                cx.find(
+                cx.find_fixable(
                     "objects",
-                    format!("block {b}: damaged extent header ({})", decode_msg(e)),
+                    marked(format!("its header is damaged ({})", decode_msg(e))),
                 );
-                cx.out.unaccounted.push(b);
-                b += 1;
                 continue;
             }
         };
         let h = Handle::from_raw(hdr.handle);
-        let Handle::Extent { start, .. } = h else {
-            cx.out.unaccounted.push(b);
-            b += 1;
-            continue;
-        };
-        if start.0 != b {
-            cx.out.unaccounted.push(b);
-            b += 1;
+        if !matches!(h, Handle::Extent { start, .. } if start.0 == b) {
+            cx.find_fixable("objects", marked(format!("its header names object {h}")));
             continue;
         }
         let blocks = hdr
@@ -789,29 +825,27 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
             .map(|t| t.div_ceil(bs));
         let end = blocks.and_then(|k| b.checked_add(k));
         let (Some(blocks), Some(end)) = (blocks, end) else {
-            cx.find(
+            cx.find_fixable(
                 "objects",
                 format!("object {h}: impossible length {}", hdr.len),
             );
-            cx.out.unaccounted.push(b);
-            b += 1;
             continue;
         };
         if end > n {
-            cx.find(
+            cx.find_fixable(
                 "objects",
                 format!(
                     "object {h}: {} bytes run past the end of the image",
                     hdr.len
                 ),
             );
-            cx.out.unaccounted.push(b);
-            b += 1;
             continue;
         }
         let mut damage = None;
         let bad_alloc = (b..end)
-            .filter(|x| cx.out.bitmap.allocated(*x) == Some(false) || claimed(*x))
+            .filter(|x| {
+                cx.out.bitmap.allocated(*x) == Some(false) || claimed(*x) || held.contains(x)
+            })
             .count();
         if bad_alloc > 0 {
             let m = format!("object {h}: {bad_alloc} of its {blocks} block(s) are free or used by something else");
@@ -838,6 +872,7 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
                 damage.get_or_insert(m);
             }
         }
+        held.extend(b..end);
         cx.out.extents.push(ExtentObject {
             handle: h,
             start: b,
@@ -845,7 +880,16 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
             len: hdr.len,
             damage,
         });
-        b = end;
+    }
+    cx.out.extent_marks = marks;
+    // Every other allocated data block outside regions and shared blocks is unaccounted for.
+    for b in l.data_start..n {
+        if b.is_multiple_of(4096) {
+            progress(b, n);
+        }
+        if cx.out.bitmap.allocated(b) == Some(true) && !claimed(b) && !held.contains(&b) {
+            cx.out.unaccounted.push(b);
+        }
     }
     Ok(())
 }

@@ -355,6 +355,7 @@ impl Workload for AddModules {
         Snapshot::expect(vol, &reference.snapshots, done)?;
         let mut problems = Vec::new();
         let total = vol.layout().block_count;
+        let bs = vol.layout().bs();
         let mut region_blocks = 0u64;
         for m in CATALOGUE {
             let regions = vol
@@ -370,7 +371,8 @@ impl Workload for AddModules {
             let want: Vec<_> = m
                 .regions
                 .iter()
-                .map(|k| (*k, modules::region_blocks(*k, total)))
+                .enumerate()
+                .map(|(i, k)| (*k, modules::module_region_blocks(m, i, bs, total)))
                 .collect();
             let have: Vec<_> = regions.iter().map(|r| (r.kind, r.extent.len)).collect();
             if want != have {

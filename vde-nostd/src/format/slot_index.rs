@@ -13,7 +13,8 @@
 //!  40  8  extent objects
 //!  48  8  blocks held by extent objects
 //!  56 48  packed objects per class (6 x u64: 64, 128, ..., 2048)
-//! 104 24  reserved (0)
+//! 104  4  extent map blocks M (= [`extent_map_blocks`], at least 1)
+//! 108 20  reserved (0)
 //! 128  .. entries
 //! B-8  8  xxh64(bytes 0..B-8, seed 0)
 //! ```
@@ -25,9 +26,14 @@
 //! ```
 //! Entry: shared block number u64, then its slot bitmap (`block_size / 512` bytes, one bit per
 //! 64-byte unit). Entries are dense: entry `i` lives in the block and offset [`locate`] gives.
+//!
+//! The region's last M blocks are the **extent map**: one bit per block of the volume (the
+//! allocation bitmap's block format, trailer index `EXTENT_MAP_TAG | i`), set exactly at the
+//! first block of every extent object. The slot index takes the region's other blocks.
 
 use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
 use super::{check_magic, check_sum, check_version, seal_sum, DecodeError, FORMAT_VERSION};
+use crate::format::layout::bits_per_bitmap_block;
 use crate::subblock;
 
 /// Magic of the index's first block.
@@ -51,6 +57,28 @@ pub struct Counters {
     pub extent_blocks: u64,
     /// Packed objects per size class.
     pub per_class: [u64; 6],
+}
+
+/// Trailer index of extent map block `i` is `EXTENT_MAP_TAG | i` (so neither an allocation
+/// bitmap block nor another map block passes for it).
+pub const EXTENT_MAP_TAG: u32 = 0x4558_0000;
+
+/// Blocks of the extent map of a volume of `block_count` blocks (one bit per block).
+pub fn extent_map_blocks(block_size: usize, block_count: u64) -> u64 {
+    block_count.div_ceil(bits_per_bitmap_block(block_size).max(1))
+}
+
+/// Slot index blocks of an objects region of `region_len` blocks (the extent map takes the
+/// rest); 0 if the region cannot hold both.
+pub fn index_blocks(block_size: usize, region_len: u64, block_count: u64) -> u64 {
+    region_len.saturating_sub(extent_map_blocks(block_size, block_count))
+}
+
+/// Where block `b`'s extent map bit is: (map block within the map, byte offset, bit mask).
+pub fn extent_bit(block_size: usize, b: u64) -> (u64, usize, u8) {
+    let per = bits_per_bitmap_block(block_size).max(1);
+    let bit = b % per;
+    (b / per, (bit / 8) as usize, 1u8 << (bit % 8))
 }
 
 /// Bytes per entry for a block size.
@@ -103,9 +131,9 @@ pub fn entries_offset(i: u64) -> usize {
     }
 }
 
-/// Encodes block `i`'s head (and for block 0, the count and counters). Entries must already be
-/// in place; the caller seals afterwards.
-pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters) -> Option<()> {
+/// Encodes block `i`'s head (and for block 0, the count, counters and `map` = the extent
+/// map's block count). Entries must already be in place; the caller seals afterwards.
+pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters, map: u32) -> Option<()> {
     if i == 0 {
         b.get_mut(..HEAD_LEN)?.fill(0);
         put_bytes(b, 0, HEAD_MAGIC)?;
@@ -120,6 +148,7 @@ pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters) -> Option<()>
         for (k, v) in c.per_class.iter().enumerate() {
             put_u64(b, 56 + 8 * k, *v)?;
         }
+        put_u32(b, 104, map)?;
     } else {
         b.get_mut(..BLOCK_HEAD_LEN)?.fill(0);
         put_bytes(b, 0, BLOCK_MAGIC)?;
@@ -133,9 +162,9 @@ pub fn seal(b: &mut [u8]) -> Option<()> {
     seal_sum(b, b.len().checked_sub(8)?)
 }
 
-/// Checks block `i` (magic, version, checksum, and for block 0 the block and entry sizes).
-/// Returns the entry count and counters for block 0.
-pub fn check(b: &[u8], i: u64) -> Result<(u32, Counters), DecodeError> {
+/// Checks block `i` (magic, version, checksum, and for block 0 the block and entry sizes and
+/// the extent map's block count `map`). Returns the entry count and counters for block 0.
+pub fn check(b: &[u8], i: u64, map: u64) -> Result<(u32, Counters), DecodeError> {
     let f = DecodeError::BadField;
     let at = b.len().checked_sub(8).ok_or(f)?;
     check_magic(b, if i == 0 { HEAD_MAGIC } else { BLOCK_MAGIC })?;
@@ -147,8 +176,9 @@ pub fn check(b: &[u8], i: u64) -> Result<(u32, Counters), DecodeError> {
         return Ok((0, Counters::default()));
     }
     check_version(b)?;
-    if b.get(104..HEAD_LEN)
+    if b.get(108..HEAD_LEN)
         .is_none_or(|r| r.iter().any(|x| *x != 0))
+        || get_u32(b, 104).map(u64::from) != Some(map)
     {
         return Err(f);
     }
@@ -191,13 +221,27 @@ mod tests {
             extent_blocks: 2,
             per_class: [1, 1, 0, 0, 0, 0],
         };
-        encode_head(&mut b, 0, 2, &c).unwrap();
+        encode_head(&mut b, 0, 2, &c, 1).unwrap();
         seal(&mut b).unwrap();
-        assert_eq!(check(&b, 0), Ok((2, c)));
-        assert!(check(&b[..256], 0).is_err());
-        encode_head(&mut b, 3, 0, &c).unwrap();
+        assert_eq!(check(&b, 0, 1), Ok((2, c)));
+        assert_eq!(check(&b, 0, 2), Err(DecodeError::BadField));
+        assert!(check(&b[..256], 0, 1).is_err());
+        encode_head(&mut b, 3, 0, &c, 1).unwrap();
         seal(&mut b).unwrap();
-        assert!(check(&b, 3).is_ok());
-        assert!(check(&b, 4).is_err());
+        assert!(check(&b, 3, 1).is_ok());
+        assert!(check(&b, 4, 1).is_err());
+    }
+
+    #[test]
+    fn extent_map_geometry() {
+        // 4 KiB blocks: (4096 - 16) * 8 = 32,640 bits per map block.
+        assert_eq!(extent_map_blocks(4096, 1), 1);
+        assert_eq!(extent_map_blocks(4096, 32_640), 1);
+        assert_eq!(extent_map_blocks(4096, 32_641), 2);
+        assert_eq!(index_blocks(4096, 4, 64), 3);
+        assert_eq!(index_blocks(4096, 1, 64), 0);
+        assert_eq!(extent_bit(4096, 0), (0, 0, 1));
+        assert_eq!(extent_bit(4096, 11), (0, 1, 8));
+        assert_eq!(extent_bit(4096, 32_641), (1, 0, 2));
     }
 }
