@@ -604,7 +604,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let hdr = ExtentHeader {
             handle: h.raw(),
             len: data.len() as u64,
-            payload_hash: xxhash_rust::xxh64::xxh64(data, h.raw()),
+            payload_hash: crate::format::xxh64(data, h.raw()),
         };
         // Blocks free in the committed bitmap are written unlogged (if the transaction never
         // commits they stay free; the log orders them before its commit record). A block freed
