@@ -465,7 +465,7 @@ pub fn modules() -> CliResult {
             m.description
         );
     }
-    outln!("region sizes: small = max(64, blocks/1024), large = max(256, blocks/256), each at most blocks/16");
+    outln!("region sizes: small = max(64, blocks/1024), large = max(256, blocks/256), each at most blocks/16; objects adds its extent map (one bit per block)");
     Ok(ExitCode::SUCCESS)
 }
 
