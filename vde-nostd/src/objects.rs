@@ -377,14 +377,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         slot_index::encode_head(blk, i, count, &o.counters, map)
             .and_then(|_| slot_index::seal(blk))
             .ok_or_else(corrupt)?;
+        // The head's changed runs (a put changes a few bytes of three counters).
         let new = blk.get(..off).ok_or_else(corrupt)?;
-        let lo = new.iter().zip(old.iter()).position(|(a, b)| a != b);
-        let hi = new.iter().zip(old.iter()).rposition(|(a, b)| a != b);
+        let mut over = false;
+        crate::wal::diff_ranges(new, old.get(..off), &mut |s, e| {
+            over |= spans.push((s, e)).is_err();
+        });
+        if over {
+            spans.clear();
+            spans.push((0, bs)).map_err(|_| corrupt())?;
+        }
         for (s, e) in spans {
             self.touched(s, e - s);
-        }
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            self.touched(lo, hi + 1 - lo);
         }
         self.touched(bs - 8, 8);
         self.stage_view(b)
