@@ -3,8 +3,8 @@
 //! re-seal checksums so that mutated structures get past them and reach the logic behind.
 
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
-use vde_nostd::format::superblock::Superblock;
 use vde_nostd::format::slot_index;
+use vde_nostd::format::superblock::Superblock;
 use vde_nostd::format::wal_record::{BEGIN_MAGIC, COMMIT_MAGIC};
 use vde_nostd::format::xxh64;
 use vde_nostd::{BlockDevice, BlockNo};
@@ -475,7 +475,7 @@ pub fn reseal_image(img: &mut [u8], bs: usize, flags: u8) {
                     .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]));
                 if blk.starts_with(b"VDESLOTX")
                     || blk.starts_with(b"VDESLOTB")
-                    || tag & 0xFFFF_0000 == slot_index::EXTENT_MAP_TAG
+                    || tag.wrapping_sub(slot_index::EXTENT_MAP_TAG) < 0x1_0000
                 {
                     reseal_trailer(blk);
                 } else if blk.starts_with(b"VDEOBJX1") {

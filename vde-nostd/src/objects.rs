@@ -86,10 +86,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn load_map_block(&mut self, j: u64) -> Result<(), Error<D::Error>> {
         let (first, _) = self.extent_map()?;
         self.read_through_scratch(BlockNo(first.0 + j))?;
-        let tag = u32::try_from(j).map_err(|_| Error::Corrupt(Structure::Extent))?;
         let bs = self.layout.bs();
         let buf = self.scratch.get(..bs).unwrap_or(&[]);
-        bitmap_block::check(buf, slot_index::EXTENT_MAP_TAG | tag)
+        bitmap_block::check(buf, slot_index::extent_map_tag(j))
             .map_err(|_| Error::Corrupt(Structure::Extent))
     }
 
@@ -107,7 +106,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let (first, _) = self.extent_map()?;
         let per = bits_per_bitmap_block(self.layout.bs());
         let j = b.0 / per;
-        let tag = slot_index::EXTENT_MAP_TAG | u32::try_from(j).unwrap_or(0);
+        let tag = slot_index::extent_map_tag(j);
         self.set_bits(
             BlockNo(first.0 + j),
             tag,
@@ -272,7 +271,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         for j in 0..m {
             let b = BlockNo(region.start.0 + index_blocks + u64::from(j));
             let blk = self.view(b, true)?;
-            bitmap_block::seal(blk, slot_index::EXTENT_MAP_TAG | j)
+            bitmap_block::seal(blk, slot_index::extent_map_tag(u64::from(j)))
                 .ok_or(Error::Corrupt(Structure::Extent))?;
             self.stage_new_view(b)?;
         }

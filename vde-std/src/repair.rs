@@ -161,7 +161,7 @@ pub fn plan<E>(
                     *x |= mask;
                 }
             }
-            let tag = slot_index::EXTENT_MAP_TAG | u32::try_from(j).unwrap_or(u32::MAX);
+            let tag = slot_index::extent_map_tag(j);
             if bitmap_block::seal(&mut blk, tag).is_some() {
                 p.index_blocks
                     .push((region.start.0 + index_blocks + j, blk));

@@ -636,7 +636,7 @@ fn read_extent_map<D: BlockDevice<Error = io::Error>>(
     let per = l.bits_per_block();
     for j in 0..slot_index::extent_map_blocks(bs, l.block_count) {
         cx.read(first + j)?;
-        let tag = slot_index::EXTENT_MAP_TAG | u32::try_from(j).unwrap_or(u32::MAX);
+        let tag = slot_index::extent_map_tag(j);
         if let Err(e) = bitmap_block::check(&cx.buf, tag) {
             let m = format!(
                 "extent map block {j} (block {}): {}",

@@ -28,7 +28,7 @@
 //! 64-byte unit). Entries are dense: entry `i` lives in the block and offset [`locate`] gives.
 //!
 //! The region's last M blocks are the **extent map**: one bit per block of the volume (the
-//! allocation bitmap's block format, trailer index `EXTENT_MAP_TAG | i`), set exactly at the
+//! allocation bitmap's block format, trailer index [`extent_map_tag`]`(i)`), set exactly at the
 //! first block of every extent object. The slot index takes the region's other blocks.
 
 use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
@@ -59,9 +59,15 @@ pub struct Counters {
     pub per_class: [u64; 6],
 }
 
-/// Trailer index of extent map block `i` is `EXTENT_MAP_TAG | i` (so neither an allocation
-/// bitmap block nor another map block passes for it).
+/// The trailer index of extent map block 0; block `i` has [`extent_map_tag`]`(i)`.
 pub const EXTENT_MAP_TAG: u32 = 0x4558_0000;
+
+/// Trailer index of extent map block `i`: `EXTENT_MAP_TAG + i` modulo 2^32 (so neither an
+/// allocation bitmap block, whose index is its position in the bitmap, nor another map block
+/// passes for it).
+pub fn extent_map_tag(i: u64) -> u32 {
+    EXTENT_MAP_TAG.wrapping_add(i as u32)
+}
 
 /// Blocks of the extent map of a volume of `block_count` blocks (one bit per block).
 pub fn extent_map_blocks(block_size: usize, block_count: u64) -> u64 {
@@ -243,5 +249,8 @@ mod tests {
         assert_eq!(extent_bit(4096, 0), (0, 0, 1));
         assert_eq!(extent_bit(4096, 11), (0, 1, 8));
         assert_eq!(extent_bit(4096, 32_641), (1, 0, 2));
+        assert_eq!(extent_map_tag(0), 0x4558_0000);
+        assert_eq!(extent_map_tag(3), 0x4558_0003);
+        assert_eq!(extent_map_tag(0x10_0000), 0x4568_0000); // no overlap with the tag's bits
     }
 }
