@@ -438,3 +438,38 @@ fn repair_rewrites_an_extent_map_with_a_stray_mark() {
         assert_eq!(get(&path, *h).unwrap(), *d);
     }
 }
+
+/// A damaged extent map block (bad checksum) is reported and left alone: the repair never
+/// guesses which blocks start extents, so the object findings are not repairable, the volume
+/// still mounts and packed objects still read back, and an extent read fails with an error
+/// instead of returning unverified data.
+#[test]
+fn a_damaged_extent_map_is_reported_not_guessed() {
+    use vde_nostd::format::{bitmap_block, slot_index};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.img");
+    let objs = image(&path, &[64, 3000]);
+    let mut img = std::fs::read(&path).unwrap();
+    let map = (0..img.len() / BS)
+        .find(|b| {
+            let blk = &img[b * BS..(b + 1) * BS];
+            bitmap_block::check(blk, slot_index::extent_map_tag(0)).is_ok()
+        })
+        .expect("the extent map block");
+    img[map * BS + 3] ^= 0x40;
+    std::fs::write(&path, &img).unwrap();
+    let r = check_path(&path, &mut |_, _| {}).unwrap();
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.message.contains("extent map block 0") && !f.repairable),
+        "{:?}",
+        r.findings
+    );
+    assert!(r.findings.iter().all(|f| !f.repairable), "{:?}", r.findings);
+    assert_eq!(get(&path, objs[0].0).unwrap(), objs[0].1);
+    assert!(matches!(
+        get(&path, objs[1].0),
+        Err(vde_nostd::Error::Corrupt(vde_nostd::Structure::Extent))
+    ));
+}
