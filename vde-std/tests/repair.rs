@@ -79,6 +79,16 @@ fn zero_blocks(path: &Path, blocks: std::ops::Range<u64>) {
     std::fs::write(path, img).unwrap();
 }
 
+/// The block of `img` that holds extent map block 0 (the only one at this size).
+fn extent_map_block(img: &[u8]) -> usize {
+    use vde_nostd::format::{bitmap_block, slot_index};
+    (0..img.len() / BS)
+        .find(|b| {
+            bitmap_block::check(&img[b * BS..(b + 1) * BS], slot_index::extent_map_tag(0)).is_ok()
+        })
+        .expect("the extent map block")
+}
+
 /// Repairs, asserts the image was unclean before and is clean after, returns the actions.
 fn repair_clean(path: &Path) -> Vec<String> {
     let r = repair_path(path, &mut |_, _| {}).unwrap();
@@ -409,12 +419,7 @@ fn repair_rewrites_an_extent_map_with_a_stray_mark() {
     let objs = image(&path, &[3000, 64]);
     let inside = extent_blocks(objs[0].0, 3000).start + 2;
     let mut img = std::fs::read(&path).unwrap();
-    let map = (0..img.len() / BS)
-        .find(|b| {
-            let blk = &img[b * BS..(b + 1) * BS];
-            bitmap_block::check(blk, slot_index::EXTENT_MAP_TAG).is_ok()
-        })
-        .expect("the extent map block");
+    let map = extent_map_block(&img);
     let blk = &mut img[map * BS..(map + 1) * BS];
     let (_, byte, mask) = slot_index::extent_bit(BS, inside);
     blk[byte] |= mask;
@@ -445,17 +450,11 @@ fn repair_rewrites_an_extent_map_with_a_stray_mark() {
 /// instead of returning unverified data.
 #[test]
 fn a_damaged_extent_map_is_reported_not_guessed() {
-    use vde_nostd::format::{bitmap_block, slot_index};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.img");
     let objs = image(&path, &[64, 3000]);
     let mut img = std::fs::read(&path).unwrap();
-    let map = (0..img.len() / BS)
-        .find(|b| {
-            let blk = &img[b * BS..(b + 1) * BS];
-            bitmap_block::check(blk, slot_index::extent_map_tag(0)).is_ok()
-        })
-        .expect("the extent map block");
+    let map = extent_map_block(&img);
     img[map * BS + 3] ^= 0x40;
     std::fs::write(&path, &img).unwrap();
     let r = check_path(&path, &mut |_, _| {}).unwrap();
