@@ -20,7 +20,6 @@
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
-use crate::format::layout::bits_per_bitmap_block;
 use crate::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
 use crate::format::slot_index::{self, Counters};
 use crate::format::DecodeError;
@@ -95,22 +94,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Whether block `b` starts an extent object (its extent map bit; as the open transaction
     /// leaves it).
     fn starts_extent(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
-        let (j, byte, mask) = slot_index::extent_bit(self.layout.bs(), b.0);
-        self.load_map_block(j)?;
-        Ok(self.scratch.get(byte).is_some_and(|x| x & mask != 0))
+        let at = slot_index::extent_bit(self.layout.bs(), b.0);
+        self.load_map_block(at.map_block)?;
+        Ok(self
+            .scratch
+            .get(at.byte())
+            .is_some_and(|x| x & at.mask() != 0))
     }
 
     /// Sets (`on`) or clears block `b`'s extent map bit in the open transaction; the bit must
     /// be in the other state.
     fn set_extent_bit(&mut self, b: BlockNo, on: bool) -> Result<(), Error<D::Error>> {
         let (first, _) = self.extent_map()?;
-        let per = bits_per_bitmap_block(self.layout.bs());
-        let j = b.0 / per;
-        let tag = slot_index::extent_map_tag(j);
+        let at = slot_index::extent_bit(self.layout.bs(), b.0);
         self.set_bits(
-            BlockNo(first.0 + j),
-            tag,
-            b.0 % per,
+            BlockNo(first.0 + at.map_block),
+            slot_index::extent_map_tag(at.map_block),
+            at.bit,
             1,
             on,
             Structure::Extent,
@@ -242,8 +242,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Err(si());
             }
         }
-        // The extent map is read when an extent is located, and walked by `verify_objects`
-        // (not here: a mount that reads it could not be followed by a repair of it).
+        // The extent map is read when an extent is located; `verify_objects` checks its
+        // trailers and that its marks number the extents (not here: a mount that reads it
+        // could not be followed by a repair of it).
         Ok(())
     }
 

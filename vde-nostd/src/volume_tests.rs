@@ -351,8 +351,8 @@ fn extents_are_reachable_only_through_the_extent_map() {
     // A mark on the forged block (written raw, as a bug or an attacker could): caught.
     let mut b = vec![0u8; BS];
     vol.read_block(map, &mut b).unwrap();
-    let (_, byte, mask) = slot_index::extent_bit(BS, e.start.0);
-    b[byte] |= mask;
+    let at = slot_index::extent_bit(BS, e.start.0);
+    b[at.byte()] |= at.mask();
     bitmap_block::seal(&mut b, slot_index::EXTENT_MAP_TAG).unwrap();
     let mut tx = vol.begin();
     tx.write(map, &b).unwrap();

@@ -152,13 +152,12 @@ pub fn plan<E>(
             marks.len(),
             scan.extent_marks.len()
         ));
-        let per = l.bits_per_block();
         for j in 0..map_blocks {
             let mut blk = vec![0u8; bs];
-            for b in marks.iter().filter(|b| **b / per == j) {
-                let (_, byte, mask) = slot_index::extent_bit(bs, *b);
-                if let Some(x) = blk.get_mut(byte) {
-                    *x |= mask;
+            let bits = marks.iter().map(|b| slot_index::extent_bit(bs, *b));
+            for at in bits.filter(|at| at.map_block == j) {
+                if let Some(x) = blk.get_mut(at.byte()) {
+                    *x |= at.mask();
                 }
             }
             let tag = slot_index::extent_map_tag(j);

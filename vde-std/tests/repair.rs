@@ -421,8 +421,8 @@ fn repair_rewrites_an_extent_map_with_a_stray_mark() {
     let mut img = std::fs::read(&path).unwrap();
     let map = extent_map_block(&img);
     let blk = &mut img[map * BS..(map + 1) * BS];
-    let (_, byte, mask) = slot_index::extent_bit(BS, inside);
-    blk[byte] |= mask;
+    let at = slot_index::extent_bit(BS, inside);
+    blk[at.byte()] |= at.mask();
     bitmap_block::seal(blk, slot_index::EXTENT_MAP_TAG).unwrap();
     std::fs::write(&path, &img).unwrap();
     let before = check_path(&path, &mut |_, _| {}).unwrap();

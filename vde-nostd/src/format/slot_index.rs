@@ -80,11 +80,34 @@ pub fn index_blocks(block_size: usize, region_len: u64, block_count: u64) -> u64
     region_len.saturating_sub(extent_map_blocks(block_size, block_count))
 }
 
-/// Where block `b`'s extent map bit is: (map block within the map, byte offset, bit mask).
-pub fn extent_bit(block_size: usize, b: u64) -> (u64, usize, u8) {
+/// Where a block's extent map bit is: the map block and the bit within it (the bitmap-block
+/// bit numbering: byte `bit / 8`, mask `1 << (bit % 8)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtentBit {
+    /// Map block, counted from the first block of the extent map.
+    pub map_block: u64,
+    /// Bit within that block.
+    pub bit: u64,
+}
+
+impl ExtentBit {
+    /// Byte offset of the bit within its map block.
+    pub fn byte(self) -> usize {
+        usize::try_from(self.bit / 8).unwrap_or(usize::MAX)
+    }
+    /// Mask of the bit within its byte.
+    pub fn mask(self) -> u8 {
+        1u8 << (self.bit % 8)
+    }
+}
+
+/// Where block `b`'s extent map bit is.
+pub fn extent_bit(block_size: usize, b: u64) -> ExtentBit {
     let per = bits_per_bitmap_block(block_size).max(1);
-    let bit = b % per;
-    (b / per, (bit / 8) as usize, 1u8 << (bit % 8))
+    ExtentBit {
+        map_block: b / per,
+        bit: b % per,
+    }
 }
 
 /// Bytes per entry for a block size.
@@ -246,9 +269,13 @@ mod tests {
         assert_eq!(extent_map_blocks(4096, 32_641), 2);
         assert_eq!(index_blocks(4096, 4, 64), 3);
         assert_eq!(index_blocks(4096, 1, 64), 0);
-        assert_eq!(extent_bit(4096, 0), (0, 0, 1));
-        assert_eq!(extent_bit(4096, 11), (0, 1, 8));
-        assert_eq!(extent_bit(4096, 32_641), (1, 0, 2));
+        let at = |b| {
+            let x = extent_bit(4096, b);
+            (x.map_block, x.byte(), x.mask())
+        };
+        assert_eq!(at(0), (0, 0, 1));
+        assert_eq!(at(11), (0, 1, 8));
+        assert_eq!(at(32_641), (1, 0, 2));
         assert_eq!(extent_map_tag(0), 0x4558_0000);
         assert_eq!(extent_map_tag(3), 0x4558_0003);
         assert_eq!(extent_map_tag(0x10_0000), 0x4568_0000); // no overlap with the tag's bits
