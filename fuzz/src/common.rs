@@ -198,7 +198,33 @@ pub fn reseal_superblock(b: &mut [u8]) {
 
 /// Re-seals a WAL header copy.
 pub fn reseal_wal_header(b: &mut [u8]) {
-    seal_at(b, 56);
+    seal_at(b, 136);
+}
+
+/// Length of the counter delta at the start of `b` (FORMAT.md, "Counter delta"): a count byte,
+/// then that many (index byte, LEB128) entries; `None` if it runs past `b` or is malformed.
+pub fn delta_len(b: &[u8]) -> Option<usize> {
+    let n = *b.first()? as usize;
+    if n > 10 {
+        return None;
+    }
+    let mut at = 1;
+    for _ in 0..n {
+        at += 1; // the counter index
+        let mut groups = 0;
+        loop {
+            let x = *b.get(at)?;
+            at += 1;
+            groups += 1;
+            if x & 0x80 == 0 {
+                break;
+            }
+            if groups == 10 {
+                return None;
+            }
+        }
+    }
+    (at <= b.len()).then_some(at)
 }
 
 /// Re-seals a structure whose checksum is its block's last 8 bytes (bitmap block, region
@@ -395,19 +421,27 @@ pub fn walk_log(log: &mut [u8], bs: usize, salt: u64, mode: Walk, limit: usize) 
         if !ok || off + 16 > log.len() {
             break;
         }
-        let cm = &mut log[off..off + 16];
+        // Commit marker: magic, span, counter delta, transaction hash.
+        let Some(dl) = delta_len(&log[off + 8..]) else {
+            break;
+        };
+        let cl = 16 + dl;
+        if off + cl > log.len() {
+            break;
+        }
+        let cm = &mut log[off..off + cl];
         let span = get_u32(cm, 4) as usize;
-        th.extend_from_slice(&cm[..8]);
+        th.extend_from_slice(&cm[..8 + dl]);
         let txn_hash = xxh64(&th, sd);
         match mode {
-            Walk::Reseal => cm[8..16].copy_from_slice(&txn_hash.to_le_bytes()),
+            Walk::Reseal => cm[8 + dl..cl].copy_from_slice(&txn_hash.to_le_bytes()),
             Walk::Check => {
-                if &cm[..4] != COMMIT_MAGIC.as_slice() || get_u64(cm, 8) != txn_hash {
+                if &cm[..4] != COMMIT_MAGIC.as_slice() || get_u64(cm, 8 + dl) != txn_hash {
                     break;
                 }
             }
         }
-        if span < off + 16 - at {
+        if span < off + cl - at {
             break;
         }
         out.push(LogTxn {

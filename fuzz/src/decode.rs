@@ -20,7 +20,7 @@ use vde_nostd::format::regions;
 use vde_nostd::format::superblock::{self, Superblock};
 use vde_nostd::format::wal_header::{self, WalHeader};
 use vde_nostd::format::wal_record::{
-    Commit, RecordHeader, TxIdent, BEGIN_LEN, COMMIT_LEN, RECORD_HEADER,
+    Commit, RecordHeader, TxIdent, BEGIN_LEN, COMMIT_MAX, RECORD_HEADER,
 };
 use vde_nostd::format::{bitmap_block, slot_index};
 use vde_nostd::scanner::{self, SliceBitmap};
@@ -135,11 +135,18 @@ fn begin(b: &[u8]) {
 }
 
 fn commit(b: &[u8]) {
-    if let Ok(cm) = Commit::decode(b) {
+    if let Ok((cm, head)) = Commit::decode(b) {
+        let mut out = [0u8; COMMIT_MAX];
+        let n = cm
+            .encode(&mut out)
+            .expect("a decoded commit marker encodes");
+        assert_eq!(n, head + 8, "commit marker length");
+        assert_eq!(&out[..n], &b[..n], "commit marker round trip");
+        // The independent walker's reading of the delta agrees with the engine's.
         assert_eq!(
-            &cm.encode()[..],
-            &b[..COMMIT_LEN],
-            "commit marker round trip"
+            crate::common::delta_len(&b[8..]),
+            Some(n - 16),
+            "counter delta length"
         );
     }
 }
@@ -205,9 +212,9 @@ fn slot_index_block(rest: &[u8]) {
     let map = b
         .get(104..108)
         .map_or(0, |m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-    if let Ok((n, counters)) = slot_index::check(b, i, u64::from(map)) {
+    if let Ok(n) = slot_index::check(b, i, u64::from(map)) {
         let mut out = b.to_vec();
-        slot_index::encode_head(&mut out, i, n, &counters, map).expect("encode head");
+        slot_index::encode_head(&mut out, i, n, map).expect("encode head");
         slot_index::seal(&mut out).expect("seal");
         assert_eq!(&out[..], b, "slot index block {i} round trip");
     }

@@ -207,6 +207,7 @@ fn mutate(s: &Setup, img: &mut [u8], c: &mut Cursor<'_>) -> Option<usize> {
                     checkpoint_seq: 0,
                     wal_start: l.wal_start,
                     wal_blocks: l.wal_blocks,
+                    counters: Default::default(),
                 });
                 h.generation = shift(h.generation, dg);
                 h.epoch = shift(h.epoch, de);

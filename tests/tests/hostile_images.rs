@@ -516,7 +516,7 @@ fn rec(target: u64, fill: u8) -> Rec {
 
 /// Writes a transaction into the log from position 0, byte by byte as FORMAT.md describes
 /// (begin header, records with `prev` chained per target and their hashes, commit marker with
-/// the transaction hash; seed = seq ^ salt), as `Wal::commit` does. `records` overrides the
+/// an empty counter delta and the transaction hash; seed = seq ^ salt), as `Wal::commit` does. `records` overrides the
 /// count in the begin header.
 fn forge(img: &mut [u8], i: &Info, seq: u64, recs: &[Rec], records: Option<u32>) {
     forge_at(img, i, 0, seq, recs, records);
@@ -552,9 +552,11 @@ fn forge_at(
         stream.extend_from_slice(&h);
         stream.extend_from_slice(&xxh64(&h, sd).to_le_bytes());
     }
-    let span = (stream.len() + 16) as u32;
+    // The commit marker, with a counter delta that changes nothing (one byte: 0 entries).
+    let span = (stream.len() + 17) as u32;
     stream.extend_from_slice(b"VTXC");
     stream.extend_from_slice(&span.to_le_bytes());
+    stream.push(0);
     let txn_hash = xxh64(&stream, sd);
     stream.extend_from_slice(&txn_hash.to_le_bytes());
     let start = i.layout.wal_start as usize * BS + pos;

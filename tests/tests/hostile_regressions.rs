@@ -92,7 +92,7 @@ fn slot_index_object_counter_overflow_in_put() {
 #[test]
 fn slot_index_head_reserved_bytes_must_be_zero() {
     let mut b = vec![0u8; BS];
-    slot_index::encode_head(&mut b, 0, 0, &slot_index::Counters::default(), 1).unwrap();
+    slot_index::encode_head(&mut b, 0, 0, 1).unwrap();
     slot_index::seal(&mut b).unwrap();
     assert!(slot_index::check(&b, 0, 1).is_ok());
     b[110] = 0x55;

@@ -9,7 +9,9 @@
 //! each are taken.
 //!
 //! Every put and delete is one WAL transaction: the shared block, the index blocks and the
-//! bitmap change together. Extent payload is written unlogged ([`crate::wal::Wal::write_unlogged`])
+//! bitmap change together, and the object counters (kept in RAM here, handed to the log at
+//! commit, which records their change in the commit marker and keeps them whole in the WAL
+//! header: no fixed block is written for them). Extent payload is written unlogged ([`crate::wal::Wal::write_unlogged`])
 //! to blocks that are free in the committed state; the log flushes it before the transaction's
 //! commit record, and if the transaction never commits those blocks stay free. The log also
 //! keeps such a write off any block a logged but not yet checkpointed record names.
@@ -34,7 +36,7 @@ use xxhash_rust::xxh64::Xxh64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ObjectStats {
-    /// Counters from the index.
+    /// The object counters (as of the last commit).
     pub counters: Counters,
     /// Shared blocks in use.
     pub shared_blocks: u64,
@@ -178,7 +180,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let si = || Error::Corrupt(Structure::SlotIndex);
         let mut loaded = 0usize;
         let mut count = 0usize;
-        let mut counters = Counters::default();
         let mut blk_i = 0u64;
         let index_blocks = self.index_blocks(o.region);
         let map_blocks = slot_index::extent_map_blocks(bs, self.layout.block_count);
@@ -192,13 +193,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::BufferTooSmall { need: bs })?;
             self.wal
                 .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
-            let (n, c) = slot_index::check(buf, blk_i, map_blocks).map_err(|e| match e {
+            let n = slot_index::check(buf, blk_i, map_blocks).map_err(|e| match e {
                 DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
                 _ => Error::Corrupt(Structure::SlotIndex),
             })?;
             if blk_i == 0 {
                 count = n as usize;
-                counters = c;
                 let cap_ram = self.index.len() / es;
                 if count as u64 > slot_index::capacity(bs, index_blocks) {
                     return Err(si());
@@ -222,7 +222,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             blk_i += 1;
         }
         o.count = count;
-        o.counters = counters;
+        o.counters = self.wal.counters();
         o.stale = false;
         self.objects = Some(o);
         self.check_counters()?;
@@ -265,7 +265,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         let m = u32::try_from(map).map_err(|_| Error::NoSpace)?;
         let blk = self.view(region.start, true)?;
-        slot_index::encode_head(blk, 0, 0, &Counters::default(), m)
+        slot_index::encode_head(blk, 0, 0, m)
             .and_then(|_| slot_index::seal(blk))
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
         self.stage_new_view(region.start)?;
@@ -374,10 +374,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let mut head = [0u8; 128];
         let old = head.get_mut(..off).ok_or_else(corrupt)?;
         old.copy_from_slice(blk.get(..off).ok_or_else(corrupt)?);
-        slot_index::encode_head(blk, i, count, &o.counters, map)
+        slot_index::encode_head(blk, i, count, map)
             .and_then(|_| slot_index::seal(blk))
             .ok_or_else(corrupt)?;
-        // The head's changed runs (a put changes a few bytes of three counters).
+        // The head's changed runs (the entry count).
         let new = blk.get(..off).ok_or_else(corrupt)?;
         let mut over = false;
         crate::wal::diff_ranges(new, old.get(..off), &mut |s, e| {
@@ -406,11 +406,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn restage_entry(&mut self, entry: usize) -> Result<(), Error<D::Error>> {
         self.touch_entry(entry);
         let (blk, _) = slot_index::locate(self.layout.bs(), entry);
-        self.restage_index_block(0)?;
-        if blk != 0 {
-            self.restage_index_block(blk)?;
-        }
-        Ok(())
+        self.restage_index_block(blk)
     }
 
     fn ensure_index(&mut self) -> Result<(), Error<D::Error>> {
@@ -529,6 +525,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 }
                 o.count += 1;
                 self.objects = Some(o);
+                // The head's entry count.
+                self.restage_index_block(0)?;
                 self.log_room_for(e.start)?;
                 self.tx.stage::<D::Error>(e.start, true)?;
                 i
@@ -655,7 +653,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         o.counters.extent_objects = o.counters.extent_objects.saturating_add(1);
         o.counters.extent_blocks = o.counters.extent_blocks.saturating_add(blocks);
         self.objects = Some(o);
-        self.restage_index_block(0)?;
         Ok(h)
     }
 
@@ -860,12 +857,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     )?;
                     let es = self.es();
                     let last = o.count - 1;
-                    if entry != last {
-                        self.index
-                            .copy_within(last * es..(last + 1) * es, entry * es);
+                    if entry < last {
+                        let (lo, hi) = self
+                            .index
+                            .split_at_mut_checked(last * es)
+                            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+                        let (Some(dst), Some(src)) =
+                            (lo.get_mut(entry * es..(entry + 1) * es), hi.get(..es))
+                        else {
+                            return Err(Error::Corrupt(Structure::SlotIndex));
+                        };
+                        dst.copy_from_slice(src);
                     }
                     o.count = last;
                     self.objects = Some(o);
+                    // The head's entry count.
+                    self.restage_index_block(0)?;
                     // The last entry's old place is emptied.
                     self.touch_entry(last);
                     self.restage_entry(entry)?;
@@ -905,7 +912,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 o.counters.extent_objects = o.counters.extent_objects.saturating_sub(1);
                 o.counters.extent_blocks = o.counters.extent_blocks.saturating_sub(blocks);
                 self.objects = Some(o);
-                self.restage_index_block(0)
+                Ok(())
             }
         }
     }

@@ -228,8 +228,14 @@ impl<'b, const K: usize> TxBuf<'b, K> {
         while let Some(e) = self.entry_at(r) {
             let span = RANGE_OVERHEAD + e.len;
             if e.idx != idx {
-                if w != r {
-                    self.data.copy_within(r..r + span, w);
+                // Forward, a byte at a time (w < r; the ranges may overlap): no `memmove` in
+                // the binary, and nothing that can panic.
+                for i in 0..span {
+                    if let (Some(&x), true) = (self.data.get(r + i), w != r) {
+                        if let Some(y) = self.data.get_mut(w + i) {
+                            *y = x;
+                        }
+                    }
                 }
                 w += span;
             }

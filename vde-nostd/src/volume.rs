@@ -10,6 +10,7 @@ use crate::bitmap;
 use crate::device::{valid_block_size, BlockDevice};
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
+use crate::format::counters::Counters;
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
 use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
 use crate::format::superblock::Superblock;
@@ -141,6 +142,8 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) tx_freed: Option<heapless::Vec<Extent, 2>>,
     /// Slot-index entries the open transaction changed (or `None`: more than fit).
     pub(crate) idx_touched: Option<heapless::Vec<usize, 12>>,
+    /// Object counters the open transaction sets outright ([`Transaction::set_object_counters`]).
+    tx_counters: Option<Counters>,
 }
 
 /// Changed ranges a view remembers; past that they merge into one.
@@ -241,6 +244,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             spans: heapless::Vec::new(),
             tx_freed: Some(heapless::Vec::new()),
             idx_touched: Some(heapless::Vec::new()),
+            tx_counters: None,
         };
         vol.check_regions()?;
         vol.check_metadata_allocated()?;
@@ -428,6 +432,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.tx_free_delta = 0;
         self.tx_freed = Some(heapless::Vec::new());
         self.idx_touched = Some(heapless::Vec::new());
+        self.tx_counters = None;
     }
 
     /// Attaches one [`Summary`] per bitmap block (caller memory, at least
@@ -672,6 +677,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Commits the open transaction through the WAL.
     pub(crate) fn commit_tx(&mut self) -> Result<Seq, Error<D::Error>> {
+        // The counters the transaction leaves: set outright, or as the object code keeps them
+        // (unless its state is stale), or unchanged.
+        let counters = self
+            .tx_counters
+            .or(self.objects.filter(|o| !o.stale).map(|o| o.counters))
+            .unwrap_or(self.wal.counters());
         let Volume {
             wal,
             dev,
@@ -679,9 +690,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             ..
         } = self;
-        let r = wal.commit(dev, tx, scratch);
+        let r = wal.commit(dev, tx, scratch, &counters);
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
+        }
+        if self.tx_counters.is_some() {
+            // The object code reloads its state (and the counters) before its next use.
+            if let Some(o) = self.objects.as_mut() {
+                o.stale = true;
+            }
         }
         self.clear_tx(r.is_ok());
         r
@@ -1073,6 +1090,14 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
     /// Releases the blocks of `e` (they must be allocated data blocks).
     pub fn release(&mut self, e: Extent) -> Result<(), Error<D::Error>> {
         self.vol.mark(e, false)
+    }
+
+    /// Sets the object counters this transaction leaves (they are logged in its commit marker
+    /// and kept in the WAL header at checkpoints). For repair tools that rewrite the slot
+    /// index: the engine keeps them itself for every object operation, and mount refuses
+    /// counters that disagree with the index.
+    pub fn set_object_counters(&mut self, c: Counters) {
+        self.vol.tx_counters = Some(c);
     }
 
     /// Block updates staged so far.

@@ -369,3 +369,100 @@ fn extents_are_reachable_only_through_the_extent_map() {
         Err(Error::Corrupt(Structure::Extent))
     ));
 }
+
+#[test]
+fn object_counters_ride_in_commit_markers_and_the_wal_header() {
+    use crate::format::layout::{WAL_HDR_A, WAL_HDR_B};
+    use crate::format::wal_header::{self, WalHeader};
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+    let mut head = None;
+    vol.for_each_region(|r| {
+        if r.module == 0 {
+            head = Some(r.extent.start)
+        }
+    })
+    .unwrap();
+    let head = head.unwrap();
+    let small = vol.put(&[1u8; 40]).unwrap();
+    vol.put(&[2u8; 100]).unwrap();
+    vol.checkpoint().unwrap();
+    // An extent put or delete changes the counters and no slot-index block: the index head
+    // is not in the log (a fixed block no longer written per put).
+    let big = vol.put(&[3u8; 3 * BS]).unwrap();
+    assert!(!vol.wal().is_dirty(head));
+    let c = vol.object_stats().unwrap().counters;
+    assert_eq!(
+        (c.objects, c.extent_objects, c.bytes),
+        (3, 1, 140 + 3 * BS as u64)
+    );
+    assert_eq!(vol.wal().counters(), c);
+    let mut blk = vec![0u8; BS];
+    vol.read_block(head, &mut blk).unwrap();
+    assert!(
+        blk[24..104].iter().all(|x| *x == 0),
+        "no counters in the index head"
+    );
+
+    // A cut before any checkpoint: the commit markers' deltas rebuild them.
+    let _ = vol.into_device();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert!(vol.recovery_report().replayed > 0);
+    assert_eq!(vol.object_stats().unwrap().counters, c);
+    vol.delete(big).unwrap();
+    vol.delete(small).unwrap();
+    let after = vol.object_stats().unwrap().counters;
+    assert_eq!(
+        (after.objects, after.extent_objects, after.bytes),
+        (1, 0, 100)
+    );
+    vol.verify().unwrap();
+    let _ = vol.unmount().unwrap();
+
+    // After a checkpoint the WAL header mount uses holds them, and the log is empty.
+    let header = |b: BlockNo| WalHeader::decode(&img[b.0 as usize * BS..][..BS]).ok();
+    let (h, _) = wal_header::newest(header(WAL_HDR_A), header(WAL_HDR_B)).unwrap();
+    assert_eq!(h.counters, after);
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert_eq!(vol.recovery_report().replayed, 0);
+    assert_eq!(vol.object_stats().unwrap().counters, after);
+    vol.verify().unwrap();
+}
+
+#[test]
+fn a_commit_can_set_the_counters_alone() {
+    // What `vde check --repair` does when only the counters are wrong: a transaction with no
+    // block staged still commits the change, and mount cross-checks it against the index.
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+    vol.put(&[5u8; 30]).unwrap();
+    let mut c = vol.object_stats().unwrap().counters;
+    let seq = vol.wal().last_seq();
+    c.bytes = 31;
+    let mut tx = vol.begin();
+    tx.set_object_counters(c);
+    assert!(tx.is_empty());
+    assert!(tx.commit().unwrap() > seq);
+    assert_eq!(vol.object_stats().unwrap().counters.bytes, 31);
+    let _ = vol.into_device();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    assert_eq!(vol.object_stats().unwrap().counters, c);
+    // A count the index cannot hold is refused at mount.
+    c.objects = 2;
+    let mut tx = vol.begin();
+    tx.set_object_counters(c);
+    tx.commit().unwrap();
+    let _ = vol.into_device();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    assert!(matches!(
+        Volume::<_, 8>::mount(dev, m.bufs()).err(),
+        Some(Error::Corrupt(Structure::SlotIndex))
+    ));
+}

@@ -4,8 +4,9 @@
 //! Protocol (see `FORMAT.md`, "WAL"):
 //! 1. **commit** appends the transaction to the log at the device's append granularity
 //!    ([`BlockDevice::append`]): a begin header, one record per changed byte range of each block
-//!    (or the whole block, an IMAGE), and a commit marker (format in
-//!    [`crate::format::wal_record`]), then issues **one flush** (or none, in
+//!    (or the whole block, an IMAGE), and a commit marker carrying the change of the object
+//!    counters (format in [`crate::format::wal_record`] and [`crate::format::counters`]), then
+//!    issues **one flush** (or none, in
 //!    [`Durability::Deferred`] mode, until [`Wal::sync`]). Home blocks are **not** written: the
 //!    dirty-block table (`dirty`, fixed capacity [`MAX_DIRTY`]) remembers, for each block changed
 //!    since the last checkpoint, the log position of its newest record, and every record points
@@ -19,7 +20,7 @@
 //!    something, or on request) flushes, writes every dirty block home once (however many
 //!    commits touched it; the superblock mirror only after a flush that follows its twin),
 //!    flushes, then writes the *other* WAL header copy with `checkpoint_seq` = last committed
-//!    sequence and a new epoch. That header is the completion marker. It is not flushed on its
+//!    sequence, the object counters and a new epoch. That header is the completion marker. It is not flushed on its
 //!    own: the next log write is preceded by a flush (see 5), so the log space is reused only
 //!    once the marker is durable; until then the older header stands and recovery replays what
 //!    is already home.
@@ -48,11 +49,12 @@
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};
+use crate::format::counters::{Counters, Delta};
 use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
-use crate::format::wal_header::WalHeader;
+use crate::format::wal_header::{self, WalHeader};
 use crate::format::wal_record::{
     record_len, seed, worst_txn_bytes, Commit, Range, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
-    COMMIT_LEN, COMMIT_MAGIC, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY,
+    COMMIT_MAGIC, COMMIT_MAX, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY,
     RECORD_HEADER, RECORD_SUFFIX,
 };
 use crate::types::{BlockNo, Epoch, Extent, Seq};
@@ -163,6 +165,7 @@ pub struct Wal<'b> {
     broken: bool,
     unit: usize,
     durability: Durability,
+    counters: Counters,
     dirty: heapless::Vec<Dirty, MAX_DIRTY>,
     page: &'b mut [u8],
     page_at: Option<u64>,
@@ -249,6 +252,7 @@ impl<'b> Wal<'b> {
             broken: false,
             unit,
             durability: Durability::Durable,
+            counters: Counters::default(),
             dirty: heapless::Vec::new(),
             page,
             page_at: None,
@@ -272,6 +276,7 @@ impl<'b> Wal<'b> {
             checkpoint_seq: 0,
             wal_start: layout.wal_start,
             wal_blocks: layout.wal_blocks,
+            counters: Counters::default(),
         };
         encode_header(&h, blk)?;
         dev.write_block(WAL_HDR_B, blk)?;
@@ -289,6 +294,7 @@ impl<'b> Wal<'b> {
             checkpoint_seq: self.checkpoint_seq.0,
             wal_start: self.start,
             wal_blocks: self.blocks,
+            counters: self.counters,
         }
     }
 
@@ -315,26 +321,21 @@ impl<'b> Wal<'b> {
         let a = block_of(scratch, w.bs)?;
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
         let hb = read_header(dev, WAL_HDR_B, a, layout)?;
-        let (h, is_b) = match (ha, hb) {
-            // Newer = higher (generation, epoch): the epoch breaks a tie should a hostile
-            // header have pinned the generation at its ceiling.
-            (Some(x), Some(y)) if (y.generation, y.epoch) > (x.generation, x.epoch) => (y, true),
-            (Some(x), _) => (x, false),
-            (None, Some(y)) => (y, true),
-            (None, None) => return Err(Error::Corrupt(Structure::WalHeader)),
-        };
+        let (h, is_b) = wal_header::newest(ha, hb).ok_or(Error::Corrupt(Structure::WalHeader))?;
         w.generation = h.generation;
         w.epoch = Epoch(h.epoch);
         w.checkpoint_seq = Seq(h.checkpoint_seq);
         w.last_seq = Seq(h.checkpoint_seq);
+        w.counters = h.counters;
         w.active_is_b = is_b;
         let mut report = RecoveryReport::default();
         let mut pos = 0u64;
         loop {
             let expected = w.last_seq.next();
             match w.validate_at(dev, pos, expected)? {
-                Validation::Valid(span) => {
+                Validation::Valid(span, delta) => {
                     w.index_at(dev, pos)?;
+                    delta.apply(&mut w.counters);
                     pos = pos.saturating_add(span);
                     w.last_seq = expected;
                     report.replayed += 1;
@@ -458,17 +459,24 @@ impl<'b> Wal<'b> {
     pub fn durability(&self) -> Durability {
         self.durability
     }
+    /// The object counters as of the last commit (the checkpoint's, with every later commit's
+    /// delta applied).
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
     /// Sets when commits become durable. Switching to [`Durability::Durable`] does not make
     /// earlier deferred commits durable: call [`Wal::sync`].
     pub fn set_durability(&mut self, d: Durability) {
         self.durability = d;
     }
 
-    /// Whether a transaction of `records` block updates fits in the log at all.
+    /// Whether a transaction of `records` block updates fits in the log at all: at its
+    /// largest (whole-block records, the longest counter delta), padded to the append unit.
     pub fn fits(&self, records: usize) -> bool {
         records <= MAX_DIRTY
             && worst_txn_bytes(records as u64, self.bs as u64)
-                .and_then(|n| n.checked_add(APPEND_CHUNK as u64))
+                .and_then(|n| n.checked_add(self.unit as u64 - 1))
                 .is_some_and(|n| n <= self.cap)
     }
 
@@ -669,19 +677,21 @@ impl<'b> Wal<'b> {
         })
     }
 
-    /// Commits `tx`: appends its records, then one flush (in [`Durability::Durable`] mode).
-    /// Checkpoints first if the log or the dirty-block table has no room. `scratch` must hold
-    /// one block. Returns the transaction's sequence number.
+    /// Commits `tx`, which leaves the object counters at `counters`: appends its records and
+    /// a commit marker carrying the counters' change, then one flush (in
+    /// [`Durability::Durable`] mode). Checkpoints first if the log or the dirty-block table has
+    /// no room. `scratch` must hold one block. Returns the transaction's sequence number.
     pub fn commit<D: BlockDevice, const K: usize>(
         &mut self,
         dev: &mut D,
         tx: &TxBuf<'_, K>,
         scratch: &mut [u8],
+        counters: &Counters,
     ) -> Result<Seq, Error<D::Error>> {
         if tx.failed() {
             return Err(Error::TxCapacity);
         }
-        if tx.is_empty() {
+        if tx.is_empty() && *counters == self.counters {
             return Ok(self.last_seq);
         }
         if !self.fits(tx.len()) {
@@ -700,14 +710,15 @@ impl<'b> Wal<'b> {
         if self.dirty.len().saturating_add(new_entries) > MAX_DIRTY {
             self.force_checkpoint(dev, pre)?;
         }
-        match self.append_tx(dev, tx, pre) {
+        let delta = Delta::between(&self.counters, counters);
+        match self.append_tx(dev, tx, pre, &delta) {
             // The log ran out in the middle of the transaction (the appender refuses to pass
             // its end; nothing after `head` counts): checkpoint, which starts the log over, and
             // append again. After a checkpoint every transaction fits (`fits` above), so the
             // log's space is used to its end without measuring a transaction beforehand.
             Err(Error::TxTooLarge) if self.head > 0 => {
                 self.force_checkpoint(dev, pre)?;
-                self.append_tx(dev, tx, pre)
+                self.append_tx(dev, tx, pre, &delta)
             }
             r => r,
         }
@@ -720,6 +731,7 @@ impl<'b> Wal<'b> {
         dev: &mut D,
         tx: &TxBuf<'_, K>,
         pre: &mut [u8],
+        delta: &Delta,
     ) -> Result<Seq, Error<D::Error>> {
         // Unlogged payload this transaction (or an abandoned one) wrote, and the last
         // completion marker, must be durable before any log write: a flush orders them.
@@ -845,7 +857,7 @@ impl<'b> Wal<'b> {
                 *h = (pos32(at)?, chain);
             }
         }
-        let span = ap.finish(dev, &mut self.page_at, self.unit)?;
+        let span = ap.finish(dev, &mut self.page_at, self.unit, delta)?;
         if self.durability == Durability::Durable {
             dev.flush()?;
             self.unsynced = false;
@@ -869,6 +881,7 @@ impl<'b> Wal<'b> {
         self.broken = false;
         self.head = self.head.saturating_add(span);
         self.last_seq = seq;
+        delta.apply(&mut self.counters);
         self.stats.commits += 1;
         self.stats.log_bytes_written += span;
         self.stats.log_blocks_written += ap.blocks_started;
@@ -1077,18 +1090,22 @@ impl<'b> Wal<'b> {
             }
             at = at.saturating_add(record_len(len) as u64);
         }
-        let mut cm = [0u8; COMMIT_LEN];
-        if !self.read_log(dev, at, &mut cm)? {
+        // The marker's length depends on its counter delta: read as much as it may take.
+        let mut cm = [0u8; COMMIT_MAX];
+        let n =
+            usize::try_from(self.cap.saturating_sub(at)).map_or(COMMIT_MAX, |r| r.min(COMMIT_MAX));
+        let cm = cm.get_mut(..n).unwrap_or(&mut []);
+        if !self.read_log(dev, at, cm)? {
             return Ok(torn);
         }
-        let Ok(c) = Commit::decode(&cm) else {
+        let Ok((c, n)) = Commit::decode(cm) else {
             return Ok(torn);
         };
-        th.update(&Commit::head(c.span));
+        th.update(cm.get(..n).unwrap_or(&[]));
         if th.digest() != c.txn_hash {
             return Ok(torn);
         }
-        let len = at.saturating_add(COMMIT_LEN as u64) - pos;
+        let len = at.saturating_add((n + 8) as u64) - pos;
         let span = u64::from(c.span);
         if bad_target
             || span < len
@@ -1100,7 +1117,7 @@ impl<'b> Wal<'b> {
             // Refuse rather than guess.
             return Err(Error::Corrupt(Structure::WalRecord));
         }
-        Ok(Validation::Valid(span))
+        Ok(Validation::Valid(span, c.delta))
     }
 
     /// Adds the records of the (validated) transaction at `pos` to the dirty-block table. Their
@@ -1156,7 +1173,7 @@ impl<'b> Wal<'b> {
 }
 
 enum Validation {
-    Valid(u64),
+    Valid(u64, Delta),
     Invalid { ours: bool },
 }
 
@@ -1336,23 +1353,29 @@ impl Appender {
         self.len = 0;
         Ok(())
     }
-    /// Writes the commit marker and the padding to `unit`; returns the transaction's span.
+    /// Writes the commit marker (with the counter `delta`) and the padding to `unit`; returns
+    /// the transaction's span.
     fn finish<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         page_at: &mut Option<u64>,
         unit: usize,
+        delta: &Delta,
     ) -> Result<u64, Error<D::Error>> {
-        let len = self.position() - self.first + COMMIT_LEN as u64;
+        // The marker's length depends on the delta; the span (in it) on that length.
+        let mut m = [0u8; COMMIT_MAX];
+        let n = Commit::encode_head(0, delta, &mut m).ok_or(Error::TxTooLarge)?;
+        let len = self.position() - self.first + (n + 8) as u64;
         let span = len.next_multiple_of(unit as u64);
         let span32 = u32::try_from(span).map_err(|_| Error::TxTooLarge)?;
-        let head = Commit::head(span32);
-        self.hasher.update(&head);
-        let c = Commit {
-            span: span32,
-            txn_hash: self.hasher.digest(),
-        };
-        self.put(dev, page_at, &c.encode(), false)?;
+        if let Some(s) = m.get_mut(4..8) {
+            s.copy_from_slice(&span32.to_le_bytes());
+        }
+        let head = m.get(..n).unwrap_or(&[]);
+        self.hasher.update(head);
+        let sum = self.hasher.digest().to_le_bytes();
+        self.put(dev, page_at, head, false)?;
+        self.put(dev, page_at, &sum, false)?;
         let zeros = [0u8; APPEND_CHUNK];
         let pad = (span - len) as usize;
         self.put(dev, page_at, zeros.get(..pad).unwrap_or(&[]), false)?;
@@ -1374,11 +1397,9 @@ fn read_header<D: BlockDevice>(
     layout: &Layout,
 ) -> Result<Option<WalHeader>, Error<D::Error>> {
     dev.read_block(at, buf)?;
-    // No device lives to see 2^63 checkpoints: an epoch that high is forged, and would leave
-    // no room to move on without reuse.
-    Ok(WalHeader::decode(buf).ok().filter(|h| {
-        h.wal_start == layout.wal_start && h.wal_blocks == layout.wal_blocks && h.epoch < 1 << 63
-    }))
+    Ok(WalHeader::decode(buf)
+        .ok()
+        .filter(|h| h.usable(layout.wal_start, layout.wal_blocks)))
 }
 
 /// The highest epoch a session may start in (2^62). Each checkpoint adds one, and headers are

@@ -9,7 +9,7 @@
 //! [`repair_path`] fixes what can be fixed safely: it mounts the image for real (replaying
 //! committed transactions and rewriting a damaged WAL header copy), unmounts it, rewrites a
 //! damaged or stale superblock copy from the good one, and then repairs the objects
-//! ([`crate::repair`]): damaged objects are dropped, the slot-index counters recomputed from what
+//! ([`crate::repair`]): damaged objects are dropped, the object counters recomputed from what
 //! is found, and leaked blocks freed. It never guesses at lost metadata: a damaged bitmap,
 //! region directory or slot index is reported, not rebuilt.
 

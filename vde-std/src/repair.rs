@@ -41,6 +41,9 @@ use crate::TX_BLOCKS;
 pub struct Plan {
     /// The rewritten slot index blocks (`(block, content)`), all in one transaction.
     pub index_blocks: Vec<(u64, Vec<u8>)>,
+    /// The recomputed object counters, if they differ from the volume's (set by the index's
+    /// transaction).
+    pub counters: Option<Counters>,
     /// Blocks rewritten outside the index: shared blocks with dropped slots zeroed, and zeroed
     /// extent headers.
     pub rewrites: Vec<(u64, Vec<u8>)>,
@@ -53,7 +56,10 @@ pub struct Plan {
 impl Plan {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.index_blocks.is_empty() && self.rewrites.is_empty() && self.frees.is_empty()
+        self.index_blocks.is_empty()
+            && self.counters.is_none()
+            && self.rewrites.is_empty()
+            && self.frees.is_empty()
     }
 }
 
@@ -167,27 +173,27 @@ pub fn plan<E>(
             }
         }
     }
-    // The index, rewritten when anything in it changes: the counters, a slot bitmap, or an
-    // entry dropped with its last object.
-    let index_changed = counters != old
-        || scan
-            .shared
-            .iter()
-            .any(|s| !s.bad_slots.is_empty() || s.good_slots.is_empty());
+    if counters != old {
+        p.counters = Some(counters);
+        p.actions.push(format!(
+            "recomputed the object counters: {} objects ({} extent objects in {} blocks), {} payload bytes (were {} objects ({} extent objects in {} blocks), {} bytes)",
+            counters.objects,
+            counters.extent_objects,
+            counters.extent_blocks,
+            counters.bytes,
+            old.objects,
+            old.extent_objects,
+            old.extent_blocks,
+            old.bytes
+        ));
+    }
+    // The index, rewritten when anything in it changes: a slot bitmap, or an entry dropped
+    // with its last object.
+    let index_changed = scan
+        .shared
+        .iter()
+        .any(|s| !s.bad_slots.is_empty() || s.good_slots.is_empty());
     if index_changed {
-        if counters != old {
-            p.actions.push(format!(
-                "recomputed the slot-index counters: {} objects ({} extent objects in {} blocks), {} payload bytes (were {} objects ({} extent objects in {} blocks), {} bytes)",
-                counters.objects,
-                counters.extent_objects,
-                counters.extent_blocks,
-                counters.bytes,
-                old.objects,
-                old.extent_objects,
-                old.extent_blocks,
-                old.bytes
-            ));
-        }
         let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
         let mut i = 0u64;
         loop {
@@ -209,7 +215,7 @@ pub fn plan<E>(
                     d.copy_from_slice(bits);
                 }
             }
-            if slot_index::encode_head(&mut blk, i, count, &counters, map_tag_count)
+            if slot_index::encode_head(&mut blk, i, count, map_tag_count)
                 .and_then(|_| slot_index::seal(&mut blk))
                 .is_some()
             {
@@ -297,10 +303,13 @@ pub fn apply<D: BlockDevice<Error = io::Error>>(
         ));
         return Ok(());
     }
-    if !plan.index_blocks.is_empty() {
+    if !plan.index_blocks.is_empty() || plan.counters.is_some() {
         let mut tx = vol.begin();
         for (b, d) in &plan.index_blocks {
             tx.write(BlockNo(*b), d)?;
+        }
+        if let Some(c) = plan.counters {
+            tx.set_object_counters(c);
         }
         tx.commit()?;
     }

@@ -7,18 +7,19 @@
 //! allocated in the bitmap; regions lie in the data area and do not overlap; shared blocks are
 //! allocated, outside regions and unique; every packed slot matches its slot bitmap and its
 //! checksum; extent objects (found through the extent map, never by scanning for headers) are
-//! allocated, name their first block and match their payload checksum; the slot index counters
+//! allocated, name their first block and match their payload checksum; the object counters
 //! equal what was found.
 
 use std::collections::HashSet;
 use std::io;
 
 use vde_nostd::format::bitmap_block;
-use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
+use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
 use vde_nostd::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
 use vde_nostd::format::regions::{self, RegionEntry, RPT_SLOTS};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
+use vde_nostd::format::wal_header::{self, WalHeader};
 use vde_nostd::format::DecodeError;
 use vde_nostd::subblock::{self, UNIT};
 use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle, ModuleSet};
@@ -146,7 +147,7 @@ pub struct Scan {
     pub regions: Vec<RegionEntry>,
     /// Shared blocks listed by the slot index.
     pub shared: Vec<SharedBlock>,
-    /// The slot index counters, if the index was readable.
+    /// The object counters (from the WAL header mount would use), if the index was readable.
     pub counters: Option<Counters>,
     /// The `objects` region (the slot index), if the module is present.
     pub index_region: Option<vde_nostd::Extent>,
@@ -532,7 +533,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     let start = region.extent.start.0;
     cx.read(start)?;
     let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
-    let (count, counters) = match slot_index::check(&cx.buf, 0, map_blocks) {
+    let count = match slot_index::check(&cx.buf, 0, map_blocks) {
         Ok(x) => x,
         Err(e) => {
             cx.find(
@@ -542,7 +543,26 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             return Ok(());
         }
     };
-    cx.out.counters = Some(counters);
+    // The counters are the checkpoint's, in the WAL header mount would use (the scan runs
+    // after recovery, so no committed transaction is left in the log).
+    let mut headers = [None, None];
+    for (h, b) in headers.iter_mut().zip([WAL_HDR_A, WAL_HDR_B]) {
+        cx.read(b.0)?;
+        *h = WalHeader::decode(&cx.buf)
+            .ok()
+            .filter(|h| h.usable(l.wal_start, l.wal_blocks));
+    }
+    match wal_header::newest(headers[0], headers[1]) {
+        Some((h, _)) => cx.out.counters = Some(h.counters),
+        None => {
+            cx.find(
+                "wal",
+                "neither WAL header copy is usable: no object counters",
+            );
+            return Ok(());
+        }
+    }
+    cx.read(start)?;
     let count = count as usize;
     let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
     let cap = slot_index::capacity(bs, index_blocks);
@@ -942,7 +962,7 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
         ));
     }
     for m in bad {
-        cx.find_fixable("slot-index", format!("counters say {m}"));
+        cx.find_fixable("objects", format!("the object counters say {m}"));
     }
     // With the objects module, every allocated data block belongs to a region, a shared block
     // or an extent object: any other is leaked.

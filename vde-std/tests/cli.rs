@@ -679,13 +679,14 @@ fn repair_an_extent_committed_without_its_data() {
     let r = vde(d, &["check", "x.img"]);
     assert_eq!(r.code, 1, "{}", r.out());
     assert!(
-        r.out().contains("counters say 1 extent objects, found 0"),
+        r.out()
+            .contains("object counters say 1 extent objects, found 0"),
         "{}",
         r.out()
     );
     assert!(r.out().contains("leaked"), "{}", r.out());
     let out = vde(d, &["check", "x.img", "--repair"]).ok();
-    assert!(out.contains("recomputed the slot-index counters"), "{out}");
+    assert!(out.contains("recomputed the object counters"), "{out}");
     assert!(out.contains("freed leaked blocks"), "{out}");
     vde(d, &["check", "x.img"]).ok();
     vde(d, &["get", "x.img", &h.to_string()]).fails(2, "bad handle");

@@ -119,7 +119,7 @@ fn repair_an_extent_committed_without_its_data() {
     let text: Vec<String> = c.findings.iter().map(|f| f.to_string()).collect();
     assert!(
         text.iter()
-            .any(|f| f.contains("counters say 1 extent objects, found 0")),
+            .any(|f| f.contains("object counters say 1 extent objects, found 0")),
         "{text:?}"
     );
     assert!(text.iter().any(|f| f.contains("leaked")), "{text:?}");

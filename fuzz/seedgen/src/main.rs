@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use vde_fuzz::common::{ImageDevice, Mem};
+use vde_nostd::format::counters::{Counters, Delta};
 use vde_nostd::format::layout::Layout;
 use vde_nostd::format::object::{ExtentHeader, SlotHeader};
 use vde_nostd::format::wal_header::WalHeader;
-use vde_nostd::format::wal_record::{Commit, RecordHeader, RecordKind, TxIdent};
+use vde_nostd::format::wal_record::{Commit, RecordHeader, RecordKind, TxIdent, COMMIT_MAX};
 use vde_nostd::format::{bitmap_block, regions, superblock::Superblock};
 use vde_nostd::{FormatOptions, ModuleSet, Volume};
 
@@ -251,12 +252,20 @@ fn gen(dir: &Path) {
     .encode()
     .expect("record header");
     write(dir, "decode", "record", &sel(2, &rec));
-    let body = Commit {
+    let after = Counters {
+        objects: 1,
+        bytes: 100,
+        per_class: [0, 1, 0, 0, 0, 0],
+        ..Default::default()
+    };
+    let cm = Commit {
         span: 300,
+        delta: Delta::between(&Counters::default(), &after),
         txn_hash: 0x1234_5678,
-    }
-    .encode()
-    .to_vec();
+    };
+    let mut body = vec![0u8; COMMIT_MAX];
+    let n = cm.encode(&mut body).expect("commit marker");
+    body.truncate(n);
     write(dir, "decode", "commit", &sel(3, &body));
     write(dir, "decode", "region-dir", &sel(4, &blk(l.regdir)));
     write(dir, "decode", "pointer-table", &sel(5, &blk(l.rpt)));

@@ -6,6 +6,7 @@
 
 pub mod bitmap_block;
 pub mod codec;
+pub mod counters;
 pub mod layout;
 pub mod object;
 pub mod regions;

@@ -1,5 +1,6 @@
 //! The slot index as stored in the `objects` module's region: which blocks are shared blocks
-//! and the slot bitmap of each, plus object counters.
+//! and the slot bitmap of each. (The object counters live in the WAL header and the commit
+//! markers: see [`super::counters`].)
 //!
 //! Block 0 of the region:
 //! ```text
@@ -8,11 +9,7 @@
 //!  12  4  entry count (shared blocks)
 //!  16  4  block size (checked on load)
 //!  20  4  entry size = 8 + slot bitmap bytes
-//!  24  8  live objects
-//!  32  8  payload bytes stored
-//!  40  8  extent objects
-//!  48  8  blocks held by extent objects
-//!  56 48  packed objects per class (6 x u64: 64, 128, ..., 2048)
+//!  24 80  reserved (0)
 //! 104  4  extent map blocks M (= [`extent_map_blocks`], at least 1)
 //! 108 20  reserved (0)
 //! 128  .. entries
@@ -31,7 +28,7 @@
 //! allocation bitmap's block format, trailer index [`extent_map_tag`]`(i)`), set exactly at the
 //! first block of every extent object. The slot index takes the region's other blocks.
 
-use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
+use super::codec::{get_u32, put_bytes, put_u32};
 use super::{check_magic, check_sum, check_version, seal_sum, DecodeError, FORMAT_VERSION};
 use crate::format::layout::bits_per_bitmap_block;
 use crate::subblock;
@@ -43,21 +40,7 @@ pub const BLOCK_MAGIC: &[u8; 8] = b"VDESLOTB";
 const HEAD_LEN: usize = 128;
 const BLOCK_HEAD_LEN: usize = 16;
 
-/// Counters kept in the index's first block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Counters {
-    /// Live objects.
-    pub objects: u64,
-    /// Payload bytes stored.
-    pub bytes: u64,
-    /// Objects stored in extents.
-    pub extent_objects: u64,
-    /// Blocks held by extents.
-    pub extent_blocks: u64,
-    /// Packed objects per size class.
-    pub per_class: [u64; 6],
-}
+pub use super::counters::Counters;
 
 /// The trailer index of extent map block 0; block `i` has [`extent_map_tag`]`(i)`.
 pub const EXTENT_MAP_TAG: u32 = 0x4558_0000;
@@ -162,7 +145,7 @@ pub fn entries_offset(i: u64) -> usize {
 
 /// Encodes block `i`'s head (and for block 0, the count, counters and `map` = the extent
 /// map's block count). Entries must already be in place; the caller seals afterwards.
-pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters, map: u32) -> Option<()> {
+pub fn encode_head(b: &mut [u8], i: u64, count: u32, map: u32) -> Option<()> {
     if i == 0 {
         b.get_mut(..HEAD_LEN)?.fill(0);
         put_bytes(b, 0, HEAD_MAGIC)?;
@@ -170,13 +153,6 @@ pub fn encode_head(b: &mut [u8], i: u64, count: u32, c: &Counters, map: u32) -> 
         put_u32(b, 12, count)?;
         put_u32(b, 16, u32::try_from(b.len()).ok()?)?;
         put_u32(b, 20, u32::try_from(entry_size(b.len())).ok()?)?;
-        put_u64(b, 24, c.objects)?;
-        put_u64(b, 32, c.bytes)?;
-        put_u64(b, 40, c.extent_objects)?;
-        put_u64(b, 48, c.extent_blocks)?;
-        for (k, v) in c.per_class.iter().enumerate() {
-            put_u64(b, 56 + 8 * k, *v)?;
-        }
         put_u32(b, 104, map)?;
     } else {
         b.get_mut(..BLOCK_HEAD_LEN)?.fill(0);
@@ -192,8 +168,8 @@ pub fn seal(b: &mut [u8]) -> Option<()> {
 }
 
 /// Checks block `i` (magic, version, checksum, and for block 0 the block and entry sizes and
-/// the extent map's block count `map`). Returns the entry count and counters for block 0.
-pub fn check(b: &[u8], i: u64, map: u64) -> Result<(u32, Counters), DecodeError> {
+/// the extent map's block count `map`). Returns the entry count for block 0 (0 for the others).
+pub fn check(b: &[u8], i: u64, map: u64) -> Result<u32, DecodeError> {
     let f = DecodeError::BadField;
     let at = b.len().checked_sub(8).ok_or(f)?;
     check_magic(b, if i == 0 { HEAD_MAGIC } else { BLOCK_MAGIC })?;
@@ -202,13 +178,11 @@ pub fn check(b: &[u8], i: u64, map: u64) -> Result<(u32, Counters), DecodeError>
         if u64::from(get_u32(b, 8).ok_or(f)?) != i || get_u32(b, 12) != Some(0) {
             return Err(f);
         }
-        return Ok((0, Counters::default()));
+        return Ok(0);
     }
     check_version(b)?;
-    if b.get(108..HEAD_LEN)
-        .is_none_or(|r| r.iter().any(|x| *x != 0))
-        || get_u32(b, 104).map(u64::from) != Some(map)
-    {
+    let zero = |r: core::ops::Range<usize>| b.get(r).is_some_and(|r| r.iter().all(|x| *x == 0));
+    if !zero(24..104) || !zero(108..HEAD_LEN) || get_u32(b, 104).map(u64::from) != Some(map) {
         return Err(f);
     }
     if get_u32(b, 16).map(|v| v as usize) != Some(b.len())
@@ -216,17 +190,7 @@ pub fn check(b: &[u8], i: u64, map: u64) -> Result<(u32, Counters), DecodeError>
     {
         return Err(f);
     }
-    let mut c = Counters {
-        objects: get_u64(b, 24).ok_or(f)?,
-        bytes: get_u64(b, 32).ok_or(f)?,
-        extent_objects: get_u64(b, 40).ok_or(f)?,
-        extent_blocks: get_u64(b, 48).ok_or(f)?,
-        per_class: [0; 6],
-    };
-    for (k, v) in c.per_class.iter_mut().enumerate() {
-        *v = get_u64(b, 56 + 8 * k).ok_or(f)?;
-    }
-    Ok((get_u32(b, 12).ok_or(f)?, c))
+    get_u32(b, 12).ok_or(f)
 }
 
 #[cfg(test)]
@@ -243,19 +207,17 @@ mod tests {
         assert_eq!(locate(4096, f), (1, 16));
         assert_eq!(block_span(4096, 2).0, f + entries_in(4096, 1));
         let mut b = [0u8; 512];
-        let c = Counters {
-            objects: 3,
-            bytes: 100,
-            extent_objects: 1,
-            extent_blocks: 2,
-            per_class: [1, 1, 0, 0, 0, 0],
-        };
-        encode_head(&mut b, 0, 2, &c, 1).unwrap();
+        encode_head(&mut b, 0, 2, 1).unwrap();
         seal(&mut b).unwrap();
-        assert_eq!(check(&b, 0, 1), Ok((2, c)));
+        assert_eq!(check(&b, 0, 1), Ok(2));
         assert_eq!(check(&b, 0, 2), Err(DecodeError::BadField));
         assert!(check(&b[..256], 0, 1).is_err());
-        encode_head(&mut b, 3, 0, &c, 1).unwrap();
+        // The former counter bytes are reserved: nonzero is refused.
+        let mut c = b;
+        c[24] = 1;
+        seal(&mut c).unwrap();
+        assert_eq!(check(&c, 0, 1), Err(DecodeError::BadField));
+        encode_head(&mut b, 3, 0, 1).unwrap();
         seal(&mut b).unwrap();
         assert!(check(&b, 3, 1).is_ok());
         assert!(check(&b, 4, 1).is_err());

@@ -13,17 +13,20 @@
 //!        (this is the seed's "completion marker")
 //! 40  8  WAL area start block
 //! 48  8  WAL area length in blocks
-//! 56  8  xxh64(bytes 0..56, seed 0)
+//! 56 80  object counters as of the checkpoint (see [`super::counters`])
+//! 136 8  xxh64(bytes 0..136, seed 0)
 //! ```
 
 use super::codec::{get_u32, get_u64, put_u64};
+use super::counters::{self, Counters};
 use super::{check_magic, check_sum, check_version, check_zero_from, seal_sum, start, DecodeError};
 
 /// The WAL header magic.
 pub const MAGIC: &[u8; 8] = b"VDEWALHD";
 /// Encoded length in bytes.
-pub const LEN: usize = 64;
-const SUM_AT: usize = 56;
+pub const LEN: usize = 144;
+const COUNTERS_AT: usize = 56;
+const SUM_AT: usize = COUNTERS_AT + counters::LEN;
 
 /// A decoded WAL header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +42,9 @@ pub struct WalHeader {
     pub wal_start: u64,
     /// WAL area length in blocks.
     pub wal_blocks: u64,
+    /// The object counters after the transaction `checkpoint_seq` (the commit markers of later
+    /// transactions carry their changes).
+    pub counters: Counters,
 }
 
 impl WalHeader {
@@ -53,6 +59,7 @@ impl WalHeader {
         put_u64(out, 32, self.checkpoint_seq)?;
         put_u64(out, 40, self.wal_start)?;
         put_u64(out, 48, self.wal_blocks)?;
+        self.counters.encode_at(out, COUNTERS_AT)?;
         seal_sum(out, SUM_AT)
     }
 
@@ -73,7 +80,31 @@ impl WalHeader {
             checkpoint_seq: get_u64(b, 32).ok_or(f)?,
             wal_start: get_u64(b, 40).ok_or(f)?,
             wal_blocks: get_u64(b, 48).ok_or(f)?,
+            counters: Counters::decode_at(b, COUNTERS_AT).ok_or(f)?,
         })
+    }
+}
+
+impl WalHeader {
+    /// Whether mount may use this (decoded) copy on a volume whose log area is `wal_start`,
+    /// `wal_blocks` long: it describes that area, and its epoch is below 2^63 (no device lives
+    /// to see 2^63 checkpoints: an epoch that high is forged, and would leave no room to move
+    /// on without reuse).
+    pub fn usable(&self, wal_start: u64, wal_blocks: u64) -> bool {
+        self.wal_start == wal_start && self.wal_blocks == wal_blocks && self.epoch < 1 << 63
+    }
+}
+
+/// The copy mount uses of the two header copies (A, then B; `None` for an invalid one) and
+/// whether it is B: the one with the higher `(generation, epoch)`, A on a tie.
+pub fn newest(a: Option<WalHeader>, b: Option<WalHeader>) -> Option<(WalHeader, bool)> {
+    match (a, b) {
+        // The epoch breaks a tie should a hostile header have pinned the generation at its
+        // ceiling.
+        (Some(x), Some(y)) if (y.generation, y.epoch) > (x.generation, x.epoch) => Some((y, true)),
+        (Some(x), _) => Some((x, false)),
+        (None, Some(y)) => Some((y, true)),
+        (None, None) => None,
     }
 }
 
@@ -89,6 +120,7 @@ mod tests {
             checkpoint_seq: 99,
             wal_start: 4,
             wal_blocks: 8,
+            counters: Counters::from_array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
         };
         let mut b = [0u8; 512];
         h.encode(&mut b).unwrap();

@@ -19,15 +19,18 @@
 //!                 prev: log position of the previous record naming the same target since the
 //!                 checkpoint, 0xFFFF_FFFF if none (then the record must be an IMAGE)
 //! ...             any number of records
-//! commit  (16 B)  magic "VTXC" | span u32 | txn hash u64
+//! commit  (17..=127 B)  magic "VTXC" | span u32 | counter delta (1..=111 B) | txn hash u64
 //!                 span = bytes from the begin header to the next transaction's begin header
 //!                 (this transaction's bytes plus zero padding to the device's append unit)
-//!                 txn hash = xxh64(begin | records | commit bytes 0..8, seed)
+//!                 counter delta: how the transaction changed the object counters
+//!                 ([`super::counters::Delta`]; `0` alone when it changed none)
+//!                 txn hash = xxh64(begin | records | commit bytes before the hash, seed)
 //! ```
 //! `seed = seq XOR volume salt` binds every record to its transaction and volume: a stale record
 //! left in the same log space by an earlier transaction, epoch or format never validates.
 
 use super::codec::{get_u16, get_u32, get_u64, put_bytes, put_u16, put_u32, put_u64};
+use super::counters::{self, Delta};
 use super::DecodeError;
 
 /// Magic of a transaction's begin header.
@@ -40,8 +43,10 @@ pub const BEGIN_LEN: usize = 24;
 pub const RECORD_HEADER: usize = 16;
 /// Length of a record's trailing hash.
 pub const RECORD_SUFFIX: usize = 8;
-/// Length of the commit marker.
-pub const COMMIT_LEN: usize = 16;
+/// Length of a commit marker without its counter delta.
+pub const COMMIT_FIXED: usize = 16;
+/// Longest commit marker (the largest counter delta).
+pub const COMMIT_MAX: usize = COMMIT_FIXED + counters::MAX_DELTA;
 /// `prev` of the first record naming a target since the checkpoint.
 pub const NO_PREV: u32 = u32::MAX;
 /// Most distinct targets the records of one checkpoint interval may name. A writer checkpoints
@@ -70,7 +75,7 @@ pub const fn record_len(n: usize) -> usize {
 pub fn worst_txn_bytes(images: u64, block_size: u64) -> Option<u64> {
     let per = block_size.checked_add((RECORD_HEADER + RECORD_SUFFIX) as u64)?;
     per.checked_mul(images)?
-        .checked_add((BEGIN_LEN + COMMIT_LEN) as u64)
+        .checked_add((BEGIN_LEN + COMMIT_MAX) as u64)
 }
 
 /// A transaction's begin header.
@@ -250,39 +255,45 @@ impl Range {
 
 /// A transaction's commit marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Commit {
     /// Bytes from the begin header to the next transaction's (padding included).
     pub span: u32,
-    /// xxh64 of the begin header, every record and commit bytes 0..8.
+    /// How the transaction changed the object counters.
+    pub delta: Delta,
+    /// xxh64 of the begin header, every record and the marker's bytes before the hash.
     pub txn_hash: u64,
 }
 
 impl Commit {
-    /// The first 8 bytes (magic and span), which the transaction hash covers.
-    pub fn head(span: u32) -> [u8; 8] {
-        let mut o = [0u8; 8];
-        o[..4].copy_from_slice(COMMIT_MAGIC);
-        o[4..].copy_from_slice(&span.to_le_bytes());
-        o
+    /// Encodes the marker's bytes before the hash (magic, span, counter delta) into the start
+    /// of `out`; returns their length.
+    pub fn encode_head(span: u32, delta: &Delta, out: &mut [u8]) -> Option<usize> {
+        put_bytes(out, 0, COMMIT_MAGIC)?;
+        put_u32(out, 4, span)?;
+        Some(8 + delta.encode(out.get_mut(8..)?)?)
     }
-    /// Encodes the marker.
-    pub fn encode(&self) -> [u8; COMMIT_LEN] {
-        let mut o = [0u8; COMMIT_LEN];
-        o[..8].copy_from_slice(&Self::head(self.span));
-        o[8..].copy_from_slice(&self.txn_hash.to_le_bytes());
-        o
+    /// Encodes the marker into the start of `out`; returns its length.
+    pub fn encode(&self, out: &mut [u8]) -> Option<usize> {
+        let n = Self::encode_head(self.span, &self.delta, out)?;
+        put_u64(out, n, self.txn_hash)?;
+        Some(n + 8)
     }
-    /// Decodes a marker (its hash is checked by the caller, who has the transaction).
-    pub fn decode(b: &[u8]) -> Result<Commit, DecodeError> {
+    /// Decodes a marker from the start of `b` (its hash is checked by the caller, who has the
+    /// transaction); returns it and the length of its bytes before the hash.
+    pub fn decode(b: &[u8]) -> Result<(Commit, usize), DecodeError> {
         if b.get(0..4) != Some(COMMIT_MAGIC.as_slice()) {
             return Err(DecodeError::BadMagic);
         }
         let f = DecodeError::BadField;
-        Ok(Commit {
-            span: get_u32(b, 4).ok_or(f)?,
-            txn_hash: get_u64(b, 8).ok_or(f)?,
-        })
+        let (delta, n) = Delta::decode(b.get(8..).ok_or(f)?)?;
+        Ok((
+            Commit {
+                span: get_u32(b, 4).ok_or(f)?,
+                delta,
+                txn_hash: get_u64(b, 8 + n).ok_or(f)?,
+            },
+            8 + n,
+        ))
     }
 }
 
@@ -292,7 +303,7 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(worst_txn_bytes(1, 4096), Some(24 + 16 + 4096 + 8 + 16));
+        assert_eq!(worst_txn_bytes(1, 4096), Some(24 + 16 + 4096 + 8 + 127));
         assert_eq!(worst_txn_bytes(u64::MAX, 4096), None);
         assert_eq!(record_len(72), 96);
     }
@@ -307,15 +318,22 @@ mod tests {
         let mut h = [0u8; BEGIN_LEN];
         t.encode_begin(&mut h);
         assert_eq!(TxIdent::decode_begin(&h), Ok(t));
+        let after = super::super::counters::Counters {
+            objects: 1,
+            bytes: 300,
+            ..Default::default()
+        };
         let c = Commit {
             span: 300,
+            delta: Delta::between(&Default::default(), &after),
             txn_hash: 0xdead,
         };
-        assert_eq!(Commit::decode(&c.encode()), Ok(c));
-        assert_eq!(
-            TxIdent::decode_begin(&c.encode()),
-            Err(DecodeError::BadMagic)
-        );
+        let mut m = [0u8; COMMIT_MAX];
+        let n = c.encode(&mut m).unwrap();
+        assert_eq!(n, COMMIT_FIXED + 6);
+        assert_eq!(Commit::decode(&m[..n]), Ok((c, n - 8)));
+        assert!(Commit::decode(&m[..n - 1]).is_err());
+        assert_eq!(TxIdent::decode_begin(&m), Err(DecodeError::BadMagic));
         for kind in [
             RecordKind::Image,
             RecordKind::Ranges {
