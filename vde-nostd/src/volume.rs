@@ -81,15 +81,16 @@ impl Buffers<'_> {
     }
 
     /// The smallest `txn` for blocks of `block_size` bytes: room for the put of the largest
-    /// packed object (its slot and the index, bitmap and counter changes), for a module
-    /// addition, or for a small batch (test `the_smallest_buffers_carry_every_object_operation`).
+    /// packed object (its slot and the index and bitmap changes; the object counters ride in
+    /// the commit marker), for a module addition, or for a small batch (test
+    /// `the_smallest_buffers_carry_every_object_operation`, which passes from `slot + 224`).
     pub const fn txn_min(block_size: usize) -> usize {
         let slot = if block_size / 2 < 2048 {
             block_size / 2
         } else {
             2048
         };
-        slot + 320
+        slot + 256
     }
 
     /// The `txn` for transactions of up to `n` whole-block writes of `block_size` bytes.
@@ -142,8 +143,9 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) tx_freed: Option<heapless::Vec<Extent, 2>>,
     /// Slot-index entries the open transaction changed (or `None`: more than fit).
     pub(crate) idx_touched: Option<heapless::Vec<usize, 12>>,
-    /// Object counters the open transaction sets outright ([`Transaction::set_object_counters`]).
-    tx_counters: Option<Counters>,
+    /// Whether the open transaction set the object counters outright
+    /// ([`Transaction::set_object_counters`]): the object state is reloaded after it.
+    tx_sets_counters: bool,
 }
 
 /// Changed ranges a view remembers; past that they merge into one.
@@ -244,7 +246,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             spans: heapless::Vec::new(),
             tx_freed: Some(heapless::Vec::new()),
             idx_touched: Some(heapless::Vec::new()),
-            tx_counters: None,
+            tx_sets_counters: false,
         };
         vol.check_regions()?;
         vol.check_metadata_allocated()?;
@@ -432,7 +434,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.tx_free_delta = 0;
         self.tx_freed = Some(heapless::Vec::new());
         self.idx_touched = Some(heapless::Vec::new());
-        self.tx_counters = None;
+        if self.tx_sets_counters {
+            self.tx_sets_counters = false;
+            // The object code reloads its state (and the counters) before its next use.
+            if let Some(o) = self.objects.as_mut() {
+                o.stale = true;
+            }
+        }
     }
 
     /// Attaches one [`Summary`] per bitmap block (caller memory, at least
@@ -677,12 +685,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Commits the open transaction through the WAL.
     pub(crate) fn commit_tx(&mut self) -> Result<Seq, Error<D::Error>> {
-        // The counters the transaction leaves: set outright, or as the object code keeps them
-        // (unless its state is stale), or unchanged.
+        // The counters the transaction leaves: as the object code keeps them (unless its state
+        // is stale and they were not set outright), or unchanged.
+        let set = self.tx_sets_counters;
         let counters = self
-            .tx_counters
-            .or(self.objects.filter(|o| !o.stale).map(|o| o.counters))
-            .unwrap_or(self.wal.counters());
+            .objects
+            .filter(|o| !o.stale || set)
+            .map_or(self.wal.counters(), |o| o.counters);
         let Volume {
             wal,
             dev,
@@ -693,12 +702,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let r = wal.commit(dev, tx, scratch, &counters);
         if r.is_ok() {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
-        }
-        if self.tx_counters.is_some() {
-            // The object code reloads its state (and the counters) before its next use.
-            if let Some(o) = self.objects.as_mut() {
-                o.stale = true;
-            }
         }
         self.clear_tx(r.is_ok());
         r
@@ -1096,8 +1099,12 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
     /// and kept in the WAL header at checkpoints). For repair tools that rewrite the slot
     /// index: the engine keeps them itself for every object operation, and mount refuses
     /// counters that disagree with the index.
-    pub fn set_object_counters(&mut self, c: Counters) {
-        self.vol.tx_counters = Some(c);
+    /// Fails with [`Error::ModuleMissing`] on a volume without the objects module.
+    pub fn set_object_counters(&mut self, c: Counters) -> Result<(), Error<D::Error>> {
+        let o = self.vol.objects.as_mut().ok_or(Error::ModuleMissing)?;
+        o.counters = c;
+        self.vol.tx_sets_counters = true;
+        Ok(())
     }
 
     /// Block updates staged so far.

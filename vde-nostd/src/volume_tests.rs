@@ -446,7 +446,7 @@ fn a_commit_can_set_the_counters_alone() {
     let seq = vol.wal().last_seq();
     c.bytes = 31;
     let mut tx = vol.begin();
-    tx.set_object_counters(c);
+    tx.set_object_counters(c).unwrap();
     assert!(tx.is_empty());
     assert!(tx.commit().unwrap() > seq);
     assert_eq!(vol.object_stats().unwrap().counters.bytes, 31);
@@ -457,7 +457,7 @@ fn a_commit_can_set_the_counters_alone() {
     // A count the index cannot hold is refused at mount.
     c.objects = 2;
     let mut tx = vol.begin();
-    tx.set_object_counters(c);
+    tx.set_object_counters(c).unwrap();
     tx.commit().unwrap();
     let _ = vol.into_device();
     let dev = RamDevice::new(&mut img, BS).unwrap();

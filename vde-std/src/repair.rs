@@ -309,7 +309,7 @@ pub fn apply<D: BlockDevice<Error = io::Error>>(
             tx.write(BlockNo(*b), d)?;
         }
         if let Some(c) = plan.counters {
-            tx.set_object_counters(c);
+            tx.set_object_counters(c)?;
         }
         tx.commit()?;
     }
