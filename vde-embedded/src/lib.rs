@@ -11,7 +11,10 @@
 //!   counts reads, programs and erases (and wear per erase sector), turns the counts into busy
 //!   time at datasheet timings ([`sim::parts`]), and cuts power at the K-th operation, tearing a
 //!   program or an erase in the middle. [`SimRam`] is the same for a RAM disk of whole blocks (a
-//!   cut tears the write in progress at 512-byte sector granularity).
+//!   cut tears the write in progress at 512-byte sector granularity). [`sim::McuFlash`] holds
+//!   any NOR flash to a microcontroller's program rules (each `WRITE_SIZE` unit programmed once,
+//!   or twice on nRF52, between erases whatever its bytes; a per-row program limit), with
+//!   presets in [`sim::McuRules`].
 //! - [`nand`]: the [`nand::NandFlash`] trait (pages with spare, program once per erase, erase
 //!   blocks, bad-block status), `SimNand` with real part presets, factory and grown bad blocks,
 //!   and a NOR-as-NAND adapter.

@@ -30,7 +30,7 @@ use crate::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory};
 use crate::nand::nor::{NorNand, NorNandLayout};
 use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
 use crate::nor::NorFlashDevice;
-use crate::sim::{FlashStats, OpKind, SimFlash, SimRam, TearMode, XorShift64};
+use crate::sim::{FlashStats, McuFlash, McuRules, OpKind, SimFlash, SimRam, TearMode, XorShift64};
 
 /// What the driver needs from a simulated medium.
 pub trait CutMedium {
@@ -66,6 +66,29 @@ impl<const R: usize, const W: usize, const E: usize> CutMedium for SimFlash<'_, 
     }
     fn reset_stats(&mut self) {
         SimFlash::reset_stats(self);
+    }
+}
+
+impl<const R: usize, const W: usize, const E: usize> CutMedium
+    for McuFlash<'_, SimFlash<'_, R, W, E>>
+{
+    fn op_count(&self) -> u64 {
+        self.inner().op_count()
+    }
+    fn arm_power_cut(&mut self, after: u64) {
+        self.inner_mut().arm_power_cut(after);
+    }
+    fn power_lost(&self) -> bool {
+        self.inner().power_lost()
+    }
+    fn cut_kind(&self) -> Option<OpKind> {
+        self.inner().cut_kind()
+    }
+    fn stats(&self) -> FlashStats {
+        self.inner().stats()
+    }
+    fn reset_stats(&mut self) {
+        self.inner_mut().reset_stats();
     }
 }
 
@@ -499,6 +522,99 @@ impl<'m, const R: usize, const W: usize, const E: usize> Rig for NorRig<'m, R, W
     fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
         dev.flash_mut()
     }
+}
+
+/// A [`SimFlash`] held to an MCU's program rules ([`McuFlash`]) through [`NorFlashDevice`]:
+/// every unit programmed at most as often as the rules allow between erases. A restored image
+/// rebuilds the counters from its content ([`McuFlash::resync`]); a cut keeps them exact.
+pub struct McuRig<'m, const R: usize, const W: usize, const E: usize> {
+    flash: McuFlash<'m, SimFlash<'m, R, W, E>>,
+    bs: usize,
+}
+
+impl<'m, const R: usize, const W: usize, const E: usize> McuRig<'m, R, W, E> {
+    /// A rig of `flash` (its content is the blank medium) with vde blocks of `block_size` bytes.
+    pub fn new(flash: McuFlash<'m, SimFlash<'m, R, W, E>>, block_size: usize) -> Self {
+        McuRig {
+            flash,
+            bs: block_size,
+        }
+    }
+
+    /// The rule-keeping flash (its [`McuFlash::violations`] after a run).
+    pub fn flash(&self) -> &McuFlash<'m, SimFlash<'m, R, W, E>> {
+        &self.flash
+    }
+}
+
+impl<'m, const R: usize, const W: usize, const E: usize> Rig for McuRig<'m, R, W, E> {
+    type Medium = McuFlash<'m, SimFlash<'m, R, W, E>>;
+    type Dev<'r>
+        = NorFlashDevice<&'r mut McuFlash<'m, SimFlash<'m, R, W, E>>>
+    where
+        Self: 'r;
+
+    fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
+        let sim = self.flash.inner_mut();
+        sim.reboot();
+        sim.config_mut().seed = seed;
+        sim.config_mut().tear = tear;
+        self.flash.resync();
+    }
+    fn reboot(&mut self) {
+        self.flash.inner_mut().reboot();
+    }
+    fn image(&self) -> &[u8] {
+        self.flash.inner().bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.flash.inner_mut().bytes_mut()
+    }
+    fn medium(&mut self) -> &mut Self::Medium {
+        &mut self.flash
+    }
+    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
+        NorFlashDevice::new(&mut self.flash, self.bs, 0, None).map_err(|e| format!("geometry: {e}"))
+    }
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
+        dev.flash_mut()
+    }
+}
+
+/// Runs `workload` under the harness on a simulated flash of geometry `R`/`W`/`E` held to
+/// `rules` ([`McuRig`]): [`Config::capacity`] bytes, weak bits and tear modes as configured.
+/// Every program the rules refused, in any run, is a violation in the [`Report`].
+pub fn run_mcu<const R: usize, const W: usize, const E: usize, L: Workload>(
+    cfg: &Config,
+    rules: McuRules,
+    workload: &L,
+) -> Result<Report, String> {
+    let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
+    let mut image = vec![0xFFu8; cfg.capacity];
+    let mut wear = vec![0u32; sectors];
+    let (nu, nr) = rules.counters(cfg.capacity, W);
+    let (mut units, mut rows) = (vec![0u8; nu], vec![0u16; nr]);
+    let sim = crate::sim::SimConfig {
+        weak_bits: cfg.weak_bits,
+        ..crate::sim::SimConfig::new(cfg.seed)
+    };
+    let flash =
+        SimFlash::<R, W, E>::new(&mut image, &mut wear, sim).map_err(|e| format!("flash: {e}"))?;
+    let mcu =
+        McuFlash::new(flash, rules, &mut units, &mut rows).map_err(|e| format!("rules: {e}"))?;
+    let mut rig = McuRig::new(mcu, cfg.block_size);
+    let mut report = run_rig(cfg, &mut rig, workload)?;
+    let refused = rig.flash().violations();
+    if refused > 0 {
+        report.violations += refused;
+        if report.details.len() < cfg.keep_violations {
+            report.details.push(format!(
+                "MCU flash rules: {refused} programs refused, the first at {:#x}",
+                rig.flash().first_violation().unwrap_or(0)
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// The translation layer over a [`SimNand`].

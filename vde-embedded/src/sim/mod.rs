@@ -33,6 +33,7 @@ use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
+pub mod mcu;
 pub mod parts;
 mod power;
 mod ram;
@@ -40,6 +41,7 @@ mod rng;
 
 pub(crate) use power::PowerSwitch;
 
+pub use mcu::{McuError, McuFlash, McuRules, McuSetupError};
 pub use parts::{FlashPart, FlashTiming};
 pub use ram::SimRam;
 pub use rng::XorShift64;
