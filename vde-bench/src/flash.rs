@@ -98,6 +98,9 @@ struct Cost {
     ops: u64,
     stats: FlashStats,
     busy_ns: u64,
+    /// Busy time of the costliest single item (a put, an update, or a batch of puts): the
+    /// longest stall a caller sees, checkpoints and erases included.
+    longest_ns: u64,
     wear: WearSummary,
     /// The most erased sector: "what (index)".
     hot: String,
@@ -166,6 +169,7 @@ impl<'m> OnSim<'m> for Ftl<'_, NorNand<W25q16jv<'m>>> {
 fn cost_of<'m, D: OnSim<'m>, const K: usize>(
     vol: &mut Volume<'_, D, K>,
     ops: u64,
+    longest_ns: u64,
     label: &dyn Fn(usize) -> String,
 ) -> Cost {
     let f = vol.device().sim();
@@ -173,9 +177,22 @@ fn cost_of<'m, D: OnSim<'m>, const K: usize>(
         ops,
         stats: f.stats(),
         busy_ns: f.busy_time_ns(),
+        longest_ns,
         wear: f.wear_summary(),
         hot: hottest(f.wear(), label),
     }
+}
+
+/// Busy time so far of the flash under the volume, in ns.
+fn busy_of<'m, D: OnSim<'m>, const K: usize>(vol: &mut Volume<'_, D, K>) -> u64 {
+    vol.device().sim().busy_time_ns()
+}
+
+/// Keeps the longest busy time of one item: `last` is the busy time before the item, `now`
+/// after it.
+fn note_longest(longest: &mut u64, last: &mut u64, now: u64) {
+    *longest = (*longest).max(now.saturating_sub(*last));
+    *last = now;
 }
 
 /// Zeroes the flash counters under the volume.
@@ -201,6 +218,7 @@ where
     reset(vol);
     let mut handles: Vec<Handle> = Vec::with_capacity(n as usize);
     let mut i = 0u64;
+    let (mut longest, mut last) = (0u64, 0u64);
     while i < n {
         let end = (i + batch as u64).min(n);
         if batch == 1 {
@@ -212,10 +230,12 @@ where
             }
             b.commit().expect("commit");
         }
+        note_longest(&mut longest, &mut last, busy_of(vol));
         i = end;
     }
-    let load = cost_of(vol, n, label);
+    let load = cost_of(vol, n, longest, label);
     reset(vol);
+    let (mut longest, mut last) = (0u64, 0u64);
     let mut version = vec![0u64; n as usize];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..updates {
@@ -225,8 +245,9 @@ where
         b.delete(handles[k]).expect("delete");
         handles[k] = b.put(&item(k as u64, version[k])).expect("put");
         b.commit().expect("commit");
+        note_longest(&mut longest, &mut last, busy_of(vol));
     }
-    let churn = cost_of(vol, updates, label);
+    let churn = cost_of(vol, updates, longest, label);
     let mut buf = [0u8; SIZE];
     for (k, h) in handles.iter().enumerate() {
         let len = vol.get(*h, &mut buf).expect("get");
@@ -328,14 +349,17 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
         Cache::new_uncached(),
     );
     let mut buf = [0u8; 128];
+    let (mut longest, mut last) = (0u64, 0u64);
     for i in 0..n {
         block_on(map.store_item(&mut buf, &i, &&item(i, 0)[..])).expect("store");
+        note_longest(&mut longest, &mut last, map.flash().0.busy_time_ns());
     }
     let (Blocking(sim), cache) = map.destroy();
     let load = Cost {
         ops: n,
         stats: sim.stats(),
         busy_ns: sim.busy_time_ns(),
+        longest_ns: longest,
         wear: sim.wear_summary(),
         hot: hottest(sim.wear(), |i| format!("page {i}")),
     };
@@ -349,10 +373,12 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
     );
     let mut version = vec![0u64; n as usize];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut longest, mut last) = (0u64, 0u64);
     for _ in 0..updates {
         let k = xorshift(&mut s) % n;
         version[k as usize] += 1;
         block_on(map.store_item(&mut buf, &k, &&item(k, version[k as usize])[..])).expect("store");
+        note_longest(&mut longest, &mut last, map.flash().0.busy_time_ns());
     }
     for k in 0..n {
         let got: Option<&[u8]> = block_on(map.fetch_item(&mut buf, &k)).expect("fetch");
@@ -367,6 +393,7 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
         ops: updates,
         stats: sim.stats(),
         busy_ns: sim.busy_time_ns(),
+        longest_ns: longest,
         wear: sim.wear_summary(),
         hot: hottest(sim.wear(), |i| format!("page {i}")),
     };
@@ -406,18 +433,19 @@ pub fn section(n: u64, updates: u64) {
     println!();
     println!(
         "| phase | store | bytes programmed / item | erases / item | busy ms / item \
-         (typ. timings) | vde busy ÷ sequential-storage | busy total s | wear max / min per sector | \
-         most erased sector |"
+         (typ. timings) | vde busy ÷ sequential-storage | longest item, busy ms | busy total s | \
+         wear max / min per sector | most erased sector |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let row = |phase: &str, name: &str, c: &Cost, peer: Option<&Cost>| {
         let busy = |c: &Cost| c.busy_ns as f64 / c.ops.max(1) as f64;
         println!(
-            "| {phase} | {name} | {:.1} | {:.3} | {:.3} | {} | {:.2} | {} / {} | {} |",
+            "| {phase} | {name} | {:.1} | {:.3} | {:.3} | {} | {:.1} | {:.2} | {} / {} | {} |",
             c.stats.program_bytes as f64 / c.ops.max(1) as f64,
             c.stats.erases as f64 / c.ops.max(1) as f64,
             busy(c) / 1e6,
             peer.map_or("—".into(), |p| crate::ratio(busy(c), busy(p))),
+            c.longest_ns as f64 / 1e6,
             c.busy_ns as f64 / 1e9,
             c.wear.max,
             c.wear.min,
@@ -496,7 +524,9 @@ pub fn section(n: u64, updates: u64) {
          garbage collection and metadata included. \
          busy time = program pages × tPP + sectors erased × tSE at the datasheet's typical 0.4 ms \
          and 45 ms; the ratio compares busy time per item in the same phase: above 1 means vde keeps \
-         the flash busy longer. Wear counts the sectors erased during the phase.)",
+         the flash busy longer. The longest item is the costliest single put, update or batch of \
+         100 puts (the stall a caller sees: checkpoints, garbage collection and erases included). \
+         Wear counts the sectors erased during the phase.)",
         DIRECT_WAL_BLOCKS as usize * BS / 1024,
         shapes.join("; "),
         WAL_BYTES / 1024
