@@ -2,7 +2,16 @@
 //!
 //! It reads the bitmap one bitmap block at a time through a [`BitmapSource`] (so a bitmap larger
 //! than RAM works) and processes 64 bits per step with `trailing_zeros`/`leading_zeros`. A free
-//! run is carried across bitmap-block boundaries. Bits at or past `total_bits` count as allocated.
+//! run is carried across words and bitmap-block boundaries (`Carry`). Bits at or past
+//! `total_bits` count as allocated.
+//!
+//! Runs of 64 or more (first fit for `n ≥ 64`, [`free_runs`] with `m ≥ 64`) take a fast path
+//! over chunks of eight words: a chunk of free words extends the carried run at once, and a chunk
+//! whose every word has both 32-bit halves allocated holds no such run and passes a carried run
+//! shorter than 32 no further than 63 bits, so it is skipped by its last word alone. Other
+//! chunks, and shorter queries, go word by word (for `n ≥ 64` without branches on the word's
+//! content, which fragmented bitmaps mispredict). The fast path's rule is checked against a
+//! bit-by-bit reference by the proptests and at its edges by `long_run_fast_path_edges`.
 //!
 //! Queries: [`first_fit`] (lowest run of `n` free blocks), [`free_runs`] (every maximal run of at
 //! least `m`), [`count_free`].
@@ -65,12 +74,14 @@ impl BitmapSource for SliceBitmap<'_> {
     }
 }
 
-/// Feeds the words of every bitmap block to `f(word, base_bit)`, masking bits past the end as
-/// allocated. `f` returns `false` to stop. Returns whether it ran to the end.
-fn for_each_word<S: BitmapSource>(
+/// Feeds every bitmap block's words to `f(words, base_bit)`: `words` is a whole number of
+/// little-endian 64-bit words (the block's full words in one slice, then each partial or
+/// missing word on its own, bits past the end masked as allocated), `base_bit` the bit number of
+/// its first word. `f` returns `false` to stop. Returns whether it ran to the end.
+fn for_each_words<S: BitmapSource>(
     src: &mut S,
     buf: &mut [u8],
-    mut f: impl FnMut(u64, u64) -> bool,
+    mut f: impl FnMut(&[u8], u64) -> bool,
 ) -> Result<bool, S::Error> {
     let bpb = src.bits_per_block();
     let total = src.total_bits();
@@ -82,37 +93,26 @@ fn for_each_word<S: BitmapSource>(
         let base = idx.saturating_mul(bpb);
         let nbits = (total - base).min(bpb);
         let bytes = src.block(idx, buf)?;
-        let full_words = (nbits / 64) as usize;
-        let mut word_base = base;
-        let mut words = bytes.chunks_exact(8);
-        for chunk in words.by_ref().take(full_words) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(chunk);
-            if !f(u64::from_le_bytes(a), word_base) {
-                return Ok(false);
-            }
-            word_base += 64;
+        let full = ((nbits / 64) as usize).min(bytes.len() / 8);
+        let (words, rest_bytes) = bytes.split_at(full * 8);
+        if full > 0 && !f(words, base) {
+            return Ok(false);
         }
-        // The tail: a partial word, or a short slice (missing bytes read as allocated).
-        let seen = word_base - base;
-        let mut rest = nbits - seen;
-        let mut tail = words.remainder().iter();
-        let mut from_chunks = words;
+        // The tail: a partial word, or words the source did not return (read as allocated).
+        let mut word_base = base + full as u64 * 64;
+        let mut rest = nbits - full as u64 * 64;
+        let mut tail = rest_bytes.iter();
         while rest > 0 {
             let mut a = [0xFFu8; 8];
-            if let Some(chunk) = from_chunks.next() {
-                a.copy_from_slice(chunk);
-            } else {
-                for (d, s) in a.iter_mut().zip(tail.by_ref()) {
-                    *d = *s;
-                }
+            for (d, s) in a.iter_mut().zip(tail.by_ref()) {
+                *d = *s;
             }
             let mut w = u64::from_le_bytes(a);
             let take = rest.min(64);
             if take < 64 {
                 w |= u64::MAX << take;
             }
-            if !f(w, word_base) {
+            if !f(&w.to_le_bytes(), word_base) {
                 return Ok(false);
             }
             word_base += 64;
@@ -122,41 +122,186 @@ fn for_each_word<S: BitmapSource>(
     Ok(true)
 }
 
-/// Finds the lowest run of `n` consecutive free blocks. `None` if there is none or `n == 0`.
-pub fn first_fit<S: BitmapSource>(
-    src: &mut S,
-    n: u64,
-    buf: &mut [u8],
-) -> Result<Option<BlockNo>, S::Error> {
-    if n == 0 {
-        return Ok(None);
+/// The word in an 8-byte chunk.
+#[inline(always)]
+fn word(c: &[u8]) -> u64 {
+    u64::from_le_bytes(c.try_into().unwrap_or([0xFF; 8]))
+}
+
+/// Words examined at once by the long-run fast path.
+const CHUNK_WORDS: usize = 8;
+/// Bytes of such a chunk.
+const CHUNK_BYTES: usize = CHUNK_WORDS * 8;
+/// Bits of such a chunk.
+const CHUNK_BITS: u64 = CHUNK_WORDS as u64 * 64;
+
+/// What the long-run fast path can say of a chunk of [`CHUNK_WORDS`] words without looking at
+/// each.
+enum Chunk {
+    /// Every word is 0.
+    Free,
+    /// Every word has a nonzero low half and a nonzero high half: no free run inside the chunk
+    /// reaches 64, a run crossing into it gains fewer than 32 bits, and the run leaving it is
+    /// its last word's high free bits (fewer than 32).
+    Short(u64),
+    /// Neither: look word by word.
+    Mixed,
+}
+
+#[inline(always)]
+fn chunk_kind(c: &[u8]) -> Chunk {
+    let (mut or, mut half_free) = (0u64, false);
+    for w in c.chunks_exact(8).map(word) {
+        or |= w;
+        half_free |= (w as u32 == 0) | ((w >> 32) == 0);
     }
-    let mut run_start = 0u64;
-    let mut run_len = 0u64;
-    let mut found = None;
-    for_each_word(src, buf, |w, base| {
-        if w == 0 {
-            if run_len == 0 {
-                run_start = base;
+    if or == 0 {
+        Chunk::Free
+    } else if !half_free {
+        Chunk::Short(word(c.get(CHUNK_BYTES - 8..).unwrap_or(&[])))
+    } else {
+        Chunk::Mixed
+    }
+}
+
+/// A free run carried across words: where it starts and how long it is so far.
+#[derive(Clone, Copy, Default)]
+struct Carry {
+    start: u64,
+    len: u64,
+}
+
+impl Carry {
+    /// Extends the run by `bits` free bits starting at `base`.
+    fn extend(&mut self, base: u64, bits: u64) {
+        if self.len == 0 {
+            self.start = base;
+        }
+        self.len += bits;
+    }
+    /// Restarts the run at the high free bits of word `w` at `base`.
+    fn restart(&mut self, w: u64, base: u64) {
+        let lz = u64::from(w.leading_zeros());
+        self.len = lz;
+        self.start = base + 64 - lz;
+    }
+}
+
+/// A query that walks the bitmap word by word, with a fast path over whole chunks for runs of
+/// 64 blocks or more.
+trait WordScan {
+    /// Whether the query looks only for runs of at least 64 (the chunk fast path is exact).
+    fn long(&self) -> bool;
+    /// The carried run.
+    fn carry(&mut self) -> &mut Carry;
+    /// One word `w` at bit `here`; `false` stops the walk.
+    fn word(&mut self, w: u64, here: u64) -> bool;
+    /// After a run grew by a whole free chunk; `false` stops the walk.
+    fn grew(&mut self) -> bool {
+        true
+    }
+
+    /// Walks `words` (whole little-endian words) starting at bit `base`.
+    fn words(&mut self, words: &[u8], mut base: u64) -> bool {
+        let mut rest = words;
+        while !rest.is_empty() {
+            let mut take = rest.len();
+            if self.long() && rest.len() >= CHUNK_BYTES {
+                take = CHUNK_BYTES;
+                let (c, after) = rest.split_at(CHUNK_BYTES);
+                match chunk_kind(c) {
+                    Chunk::Free => {
+                        self.carry().extend(base, CHUNK_BITS);
+                        if !self.grew() {
+                            return false;
+                        }
+                        rest = after;
+                        base += CHUNK_BITS;
+                        continue;
+                    }
+                    // A carried run shorter than 32 gains fewer than 32 bits here: it ends
+                    // below 64, as does every run inside the chunk.
+                    Chunk::Short(last) if self.carry().len < 32 => {
+                        self.carry().restart(last, base + CHUNK_BITS - 64);
+                        rest = after;
+                        base += CHUNK_BITS;
+                        continue;
+                    }
+                    _ => {}
+                }
             }
-            run_len += 64;
-            if run_len >= n {
-                found = Some(run_start);
+            let (c, after) = rest.split_at(take);
+            for cw in c.chunks_exact(8) {
+                if !self.word(word(cw), base) {
+                    return false;
+                }
+                base += 64;
+            }
+            rest = after;
+        }
+        true
+    }
+}
+
+/// [`first_fit`]'s state.
+struct FirstFit {
+    n: u64,
+    run: Carry,
+    found: Option<u64>,
+}
+
+impl WordScan for FirstFit {
+    fn long(&self) -> bool {
+        self.n >= 64
+    }
+    fn carry(&mut self) -> &mut Carry {
+        &mut self.run
+    }
+    fn grew(&mut self) -> bool {
+        if self.run.len >= self.n {
+            self.found = Some(self.run.start);
+            return false;
+        }
+        true
+    }
+    #[inline(always)]
+    fn word(&mut self, w: u64, here: u64) -> bool {
+        let n = self.n;
+        if n >= 64 {
+            // Without branches on the word (fragmented bitmaps mispredict them): the run goes
+            // on through a free word or ends at the word's low free bits and restarts at its
+            // high ones; only reaching `n` branches.
+            let tz = u64::from(w.trailing_zeros());
+            let lz = u64::from(w.leading_zeros());
+            let start = if self.run.len == 0 {
+                here
+            } else {
+                self.run.start
+            };
+            if self.run.len + tz >= n {
+                self.found = Some(start);
                 return false;
             }
+            let free = w == 0;
+            self.run.start = if free { start } else { here + 64 - lz };
+            self.run.len = if free { self.run.len + 64 } else { lz };
             return true;
         }
         if w == u64::MAX {
-            run_len = 0;
+            self.run.len = 0;
             return true;
+        }
+        if w == 0 {
+            self.run.extend(here, 64);
+            return self.grew();
         }
         // The run carried in from earlier words continues into this word's low free bits.
         let tz = u64::from(w.trailing_zeros());
-        if run_len == 0 {
-            run_start = base;
+        if self.run.len == 0 {
+            self.run.start = here;
         }
-        if run_len + tz >= n {
-            found = Some(run_start);
+        if self.run.len + tz >= n {
+            self.found = Some(self.run.start);
             return false;
         }
         // A run wholly inside the word: n consecutive ones in !w.
@@ -169,17 +314,98 @@ pub fn first_fit<S: BitmapSource>(
                 have += shift;
             }
             if x != 0 {
-                found = Some(base + u64::from(x.trailing_zeros()));
+                self.found = Some(here + u64::from(x.trailing_zeros()));
                 return false;
             }
         }
         // The high free bits start a run that may continue into the next word.
-        let lz = u64::from(w.leading_zeros());
-        run_len = lz;
-        run_start = base + 64 - lz;
+        self.run.restart(w, here);
         true
-    })?;
-    Ok(found.map(BlockNo))
+    }
+}
+
+/// Finds the lowest run of `n` consecutive free blocks. `None` if there is none or `n == 0`.
+pub fn first_fit<S: BitmapSource>(
+    src: &mut S,
+    n: u64,
+    buf: &mut [u8],
+) -> Result<Option<BlockNo>, S::Error> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut q = FirstFit {
+        n,
+        run: Carry::default(),
+        found: None,
+    };
+    for_each_words(src, buf, |words, base| q.words(words, base))?;
+    Ok(q.found.map(BlockNo))
+}
+
+/// [`free_runs`]' state.
+struct Runs<F> {
+    m: u64,
+    run: Carry,
+    go: bool,
+    f: F,
+}
+
+impl<F: FnMut(Extent) -> bool> Runs<F> {
+    fn emit(&mut self, start: u64, len: u64) {
+        if len >= self.m && self.go {
+            self.go = (self.f)(Extent {
+                start: BlockNo(start),
+                len,
+            });
+        }
+    }
+}
+
+impl<F: FnMut(Extent) -> bool> WordScan for Runs<F> {
+    fn long(&self) -> bool {
+        self.m >= 64
+    }
+    fn carry(&mut self) -> &mut Carry {
+        &mut self.run
+    }
+    #[inline(always)]
+    fn word(&mut self, w: u64, here: u64) -> bool {
+        if w == 0 {
+            self.run.extend(here, 64);
+            return true;
+        }
+        if w == u64::MAX {
+            self.emit(self.run.start, self.run.len);
+            self.run.len = 0;
+            return self.go;
+        }
+        if self.m >= 64 {
+            // Only the runs crossing the word's edges can be long enough.
+            let tz = u64::from(w.trailing_zeros());
+            if self.run.len == 0 {
+                self.run.start = here;
+            }
+            self.emit(self.run.start, self.run.len + tz);
+            self.run.restart(w, here);
+            return self.go;
+        }
+        let mut bit = 0u64;
+        while bit < 64 {
+            let free = u64::from((w >> bit).trailing_zeros()).min(64 - bit);
+            if free > 0 {
+                self.run.extend(here + bit, free);
+                bit += free;
+                if bit >= 64 {
+                    break;
+                }
+            }
+            let used = u64::from((!(w >> bit)).trailing_zeros()).min(64 - bit);
+            self.emit(self.run.start, self.run.len);
+            self.run.len = 0;
+            bit += used;
+        }
+        self.go
+    }
 }
 
 /// Calls `f` with every maximal free run of at least `m` blocks, in address order, until `f`
@@ -188,62 +414,27 @@ pub fn free_runs<S: BitmapSource>(
     src: &mut S,
     m: u64,
     buf: &mut [u8],
-    mut f: impl FnMut(Extent) -> bool,
+    f: impl FnMut(Extent) -> bool,
 ) -> Result<(), S::Error> {
-    let m = m.max(1);
-    let mut run_start = 0u64;
-    let mut run_len = 0u64;
-    let mut go = true;
-    let mut emit = |start: u64, len: u64, go: &mut bool| {
-        if len >= m && *go {
-            *go = f(Extent {
-                start: BlockNo(start),
-                len,
-            });
-        }
+    let mut q = Runs {
+        m: m.max(1),
+        run: Carry::default(),
+        go: true,
+        f,
     };
-    for_each_word(src, buf, |w, base| {
-        if w == 0 {
-            if run_len == 0 {
-                run_start = base;
-            }
-            run_len += 64;
-            return true;
-        }
-        if w == u64::MAX {
-            emit(run_start, run_len, &mut go);
-            run_len = 0;
-            return go;
-        }
-        let mut bit = 0u64;
-        while bit < 64 {
-            let free = u64::from((w >> bit).trailing_zeros()).min(64 - bit);
-            if free > 0 {
-                if run_len == 0 {
-                    run_start = base + bit;
-                }
-                run_len += free;
-                bit += free;
-                if bit >= 64 {
-                    break;
-                }
-            }
-            let used = u64::from((!(w >> bit)).trailing_zeros()).min(64 - bit);
-            emit(run_start, run_len, &mut go);
-            run_len = 0;
-            bit += used;
-        }
-        go
-    })?;
-    emit(run_start, run_len, &mut go);
+    for_each_words(src, buf, |words, base| q.words(words, base))?;
+    q.emit(q.run.start, q.run.len);
     Ok(())
 }
 
 /// Counts free blocks.
 pub fn count_free<S: BitmapSource>(src: &mut S, buf: &mut [u8]) -> Result<u64, S::Error> {
     let mut n = 0u64;
-    for_each_word(src, buf, |w, _| {
-        n += u64::from(w.count_zeros());
+    for_each_words(src, buf, |words, _| {
+        n += words
+            .chunks_exact(8)
+            .map(|c| u64::from(word(c).count_zeros()))
+            .sum::<u64>();
         true
     })?;
     Ok(n)
@@ -319,6 +510,93 @@ mod tests {
         );
     }
 
+    /// The long-run fast path's edges, word by word: a run carried into a chunk whose words
+    /// all have both halves allocated, and a whole free chunk starting a run.
+    #[test]
+    fn long_run_fast_path_edges() {
+        fn bitmap(words: &[u64]) -> Vec<u8> {
+            words.iter().flat_map(|w| w.to_le_bytes()).collect()
+        }
+        let runs = |bits: &[u8], m: u64| {
+            let mut s = SliceBitmap::new(bits, bits.len() as u64 * 8, 512).unwrap();
+            let mut got = Vec::new();
+            free_runs(&mut s, m, &mut [0u8; 512], |e| {
+                got.push(e);
+                true
+            })
+            .unwrap();
+            got
+        };
+        let fit = |bits: &[u8], n: u64| {
+            let mut s = SliceBitmap::new(bits, bits.len() as u64 * 8, 512).unwrap();
+            first_fit(&mut s, n, &mut [0u8; 512]).unwrap()
+        };
+        // Word 7 ends in 40 free bits (a checked chunk); word 8 starts with 30 free bits and
+        // has both halves allocated, as have words 9..16: the run of 70 crosses into a chunk
+        // the fast path may skip only after looking at the carried run.
+        let mut w = vec![u64::MAX; 24];
+        w[7] = u64::MAX >> 40;
+        w[8] = u64::MAX << 30;
+        let bits = bitmap(&w);
+        assert_eq!(fit(&bits, 70), Some(BlockNo(7 * 64 + 24)));
+        assert_eq!(fit(&bits, 71), None);
+        assert_eq!(
+            runs(&bits, 64),
+            [Extent {
+                start: BlockNo(7 * 64 + 24),
+                len: 70
+            }]
+        );
+        // A run of 100 carried into a chunk with free halves ends at its first word's 30 low
+        // free bits; a run of 64 lies inside that chunk (words 9 and 10).
+        let mut w = vec![u64::MAX; 24];
+        w[6] = u64::MAX >> 36;
+        w[7] = 0;
+        w[8] = u64::MAX << 30;
+        w[9] = u64::MAX >> 32;
+        w[10] = u64::MAX << 32;
+        let bits = bitmap(&w);
+        assert_eq!(fit(&bits, 130), Some(BlockNo(6 * 64 + 28)));
+        assert_eq!(fit(&bits, 131), None);
+        assert_eq!(fit(&bits, 64), Some(BlockNo(6 * 64 + 28)));
+        assert_eq!(
+            runs(&bits, 127),
+            [Extent {
+                start: BlockNo(6 * 64 + 28),
+                len: 130
+            }]
+        );
+        assert_eq!(
+            runs(&bits, 64),
+            [
+                Extent {
+                    start: BlockNo(6 * 64 + 28),
+                    len: 130
+                },
+                Extent {
+                    start: BlockNo(9 * 64 + 32),
+                    len: 64
+                }
+            ]
+        );
+        let mut w2 = w.clone();
+        w2[7] = u64::MAX;
+        assert_eq!(fit(&bitmap(&w2), 64), Some(BlockNo(9 * 64 + 32)));
+        // A whole free chunk (words 8..16) after an allocated word starts a run there.
+        let mut w = vec![u64::MAX; 24];
+        w[8..16].fill(0);
+        let bits = bitmap(&w);
+        assert_eq!(fit(&bits, 512), Some(BlockNo(512)));
+        assert_eq!(fit(&bits, 100), Some(BlockNo(512)));
+        assert_eq!(
+            runs(&bits, 64),
+            [Extent {
+                start: BlockNo(512),
+                len: 512
+            }]
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         #[test]
@@ -348,6 +626,57 @@ mod tests {
             free_runs(&mut s, m, &mut buf, |e| { got.push(e); true }).unwrap();
             let want: Vec<Extent> = ref_runs(&bits, total).into_iter().filter(|r| r.len >= m).collect();
             prop_assert_eq!(got, want);
+        }
+        /// Bitmaps of alternating free runs (short, medium and longer than a chunk) and
+        /// allocated runs (so whole free words and chunks, words with free halves and words
+        /// without), in blocks large enough for the long-run
+        /// fast path's chunks of eight words, with queries on both sides of 64.
+        #[test]
+        fn long_run_fast_paths_match_the_reference(
+            runs in proptest::collection::vec(
+                (prop_oneof![1u64..8, 1u64..100, 400u64..1500], 1u64..300, any::<u64>()),
+                1..60,
+            ),
+            bpb_words in prop_oneof![Just(8usize), Just(9), Just(16), Just(24), Just(64)],
+            total_cut in 0u64..130,
+            n in prop_oneof![1u64..64, 64u64..700],
+            m in prop_oneof![1u64..64, 64u64..700],
+        ) {
+            let mut bits: Vec<u8> = Vec::new();
+            let mut at = 0u64;
+            let set = |bits: &mut Vec<u8>, i: u64| {
+                let byte = (i / 8) as usize;
+                if bits.len() <= byte {
+                    bits.resize(byte + 1, 0);
+                }
+                bits[byte] |= 1 << (i % 8);
+            };
+            for (free, used, noise) in &runs {
+                at += free;
+                // Allocated runs are sometimes sprinkled with free bits.
+                for k in 0..*used {
+                    if noise & 1 == 0 || (noise >> (k % 63)) & 1 == 1 {
+                        set(&mut bits, at + k);
+                    }
+                }
+                at += used;
+            }
+            bits.resize(at.div_ceil(8) as usize + 16, 0);
+            let total = (bits.len() as u64 * 8).saturating_sub(total_cut);
+            let bpb = bpb_words * 8;
+            let mut buf = vec![0u8; bpb];
+            let mut s = SliceBitmap::new(&bits, total, bpb).unwrap();
+            let free_ref = (0..total).filter(|i| !bit(&bits, *i)).count() as u64;
+            prop_assert_eq!(count_free(&mut s, &mut buf).unwrap(), free_ref);
+            prop_assert_eq!(first_fit(&mut s, n, &mut buf).unwrap(), ref_first_fit(&bits, total, n));
+            let mut got = Vec::new();
+            free_runs(&mut s, m, &mut buf, |e| { got.push(e); true }).unwrap();
+            let want: Vec<Extent> = ref_runs(&bits, total).into_iter().filter(|r| r.len >= m).collect();
+            prop_assert_eq!(got, want);
+            // Stopping early stops at the first run.
+            let mut first = None;
+            free_runs(&mut s, m, &mut buf, |e| { first = Some(e); false }).unwrap();
+            prop_assert_eq!(first, ref_runs(&bits, total).into_iter().find(|r| r.len >= m));
         }
     }
 }
