@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::path::Path;
 
 use common::{bytes, open_retry, patch_superblocks, vde, vde_in};
@@ -464,22 +465,103 @@ fn image_full_and_missing_module() {
 }
 
 #[test]
-fn a_second_writer_is_refused() {
+fn with_no_wait_a_second_writer_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     format_small(d, "l.img");
     let held = open_retry(|| FileDevice::open(d.join("l.img")));
-    vde_in(d, &["put", "l.img"], Some(b"x")).fails(2, "l.img: image is in use by another process");
-    vde(d, &["info", "l.img"]).fails(2, "image is in use by another process");
-    vde(d, &["check", "l.img", "--repair"]).fails(2, "image is in use by another process");
+    vde_in(d, &["put", "l.img", "--no-wait"], Some(b"x"))
+        .fails(2, "l.img: image is in use by another process");
+    vde(d, &["--no-wait", "info", "l.img"]).fails(2, "image is in use by another process");
+    vde(d, &["check", "l.img", "--repair", "--no-wait"])
+        .fails(2, "image is in use by another process");
+    vde(d, &["map", "l.img", "-o", "m.svg", "--no-wait"])
+        .fails(2, "image is in use by another process");
     drop(held);
     // Readers share.
     let reader = open_retry(|| FileDevice::open_read_only(d.join("l.img")));
     vde(d, &["info", "l.img"]).ok();
     vde(d, &["check", "l.img"]).ok();
-    vde_in(d, &["put", "l.img"], Some(b"x")).fails(2, "image is in use by another process");
+    vde_in(d, &["put", "l.img", "--no-wait"], Some(b"x"))
+        .fails(2, "image is in use by another process");
     drop(reader);
-    vde_in(d, &["put", "l.img"], Some(b"x")).ok();
+    vde_in(d, &["put", "l.img", "--no-wait"], Some(b"x")).ok();
+}
+
+/// Without `--no-wait` a command waits for the lock, says so once, and goes on when the lock
+/// is released.
+#[test]
+fn a_second_writer_waits_for_the_lock() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    format_small(d, "w.img");
+    let held = open_retry(|| FileDevice::open(d.join("w.img")));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vde"))
+        .args(["put", "w.img"])
+        .current_dir(d)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"waited").unwrap();
+    // It is still waiting after a while.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "vde put did not wait");
+    drop(held);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("waiting for the lock on w.img").count(),
+        1,
+        "{err}"
+    );
+    let h = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(is_handle(&h), "{h}");
+    assert_eq!(vde(d, &["get", "w.img", &h]).ok(), "waited");
+}
+
+/// Eight `vde put` at once on one image: every one waits its turn, succeeds, and its object is
+/// there afterwards.
+#[test]
+fn eight_parallel_puts_all_land() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    format_small(d, "p.img");
+    let children: Vec<_> = (0..8u8)
+        .map(|i| {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vde"))
+                .args(["put", "p.img"])
+                .current_dir(d)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let data = vec![b'a' + i; 100 + usize::from(i) * 700];
+            c.stdin.take().unwrap().write_all(&data).unwrap();
+            (c, data)
+        })
+        .collect();
+    let mut handles = Vec::new();
+    for (c, data) in children {
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(
+            err.is_empty() || err.contains("waiting for the lock"),
+            "{err}"
+        );
+        let h = String::from_utf8(o.stdout).unwrap().trim().to_string();
+        assert!(is_handle(&h), "{h}");
+        handles.push((h, data));
+    }
+    for (h, data) in &handles {
+        let got = vde(d, &["get", "p.img", h]).ok();
+        assert_eq!(got.as_bytes(), &data[..]);
+    }
+    vde(d, &["check", "p.img"]).ok();
 }
 
 #[test]

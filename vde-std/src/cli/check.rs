@@ -10,11 +10,11 @@ use vde_std::check::{check_path, repair_path, CheckReport, RepairReport};
 use vde_std::scan::Finding;
 use vde_std::Error;
 
-use super::util::{bar, img_err};
+use super::util::{bar, img_err, opening, LockWait};
 use super::CliResult;
 
 /// `vde check`.
-pub fn check(image: &Path, repair: bool, json: bool) -> CliResult {
+pub fn check(image: &Path, repair: bool, json: bool, wait: LockWait) -> CliResult {
     let geometry_blocks = vde_std::FileDevice::probe(image)
         .map(|g| g.block_count)
         .unwrap_or(0);
@@ -23,11 +23,14 @@ pub fn check(image: &Path, repair: bool, json: bool) -> CliResult {
         if repair { "repairing" } else { "checking" },
     );
     let mut progress = |done: u64, _total: u64| pb.set_position(done);
-    let result = if repair {
-        repair_path(image, &mut progress).map(|r| Outcome::Repair(Box::new(r)))
-    } else {
-        check_path(image, &mut progress).map(|r| Outcome::Check(Box::new(r)))
-    };
+    // Both open the image first and do nothing before: a held lock is simply tried again.
+    let result = opening(image, wait, || {
+        if repair {
+            repair_path(image, &mut progress).map(|r| Outcome::Repair(Box::new(r)))
+        } else {
+            check_path(image, &mut progress).map(|r| Outcome::Check(Box::new(r)))
+        }
+    });
     pb.finish_and_clear();
     let outcome = match result {
         Ok(o) => o,

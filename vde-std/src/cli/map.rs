@@ -20,7 +20,7 @@ use vde_std::error::engine_message;
 use vde_std::scan::{scan, Depth, Scan};
 use vde_std::{Error, OverlayDevice, OwnedBuffers, TX_BLOCKS};
 
-use super::util::{bar, human, img_err};
+use super::util::{bar, human, img_err, opening, LockWait};
 use super::{CliError, CliResult};
 
 /// Most cells drawn; bigger images group blocks into cells.
@@ -515,7 +515,7 @@ enum Format {
 }
 
 /// `vde map`.
-pub fn map(image: &Path, output: &Path) -> CliResult {
+pub fn map(image: &Path, output: &Path, wait: LockWait) -> CliResult {
     let fmt = match output
         .extension()
         .and_then(|e| e.to_str())
@@ -531,7 +531,7 @@ pub fn map(image: &Path, output: &Path) -> CliResult {
             )))
         }
     };
-    let mut dev = OverlayDevice::open(image).map_err(img_err(image))?;
+    let mut dev = opening(image, wait, || OverlayDevice::open(image)).map_err(img_err(image))?;
     let n = dev.block_count();
     // WAL recovery into the overlay, so the map shows what the next mount will see.
     {

@@ -65,6 +65,9 @@ pub type CliResult<T = ExitCode> = Result<T, CliError>;
     after_help = "Start with: vde format disk.img --size 64MiB"
 )]
 struct Cli {
+    /// Fail at once if another process is using the image, instead of waiting for it.
+    #[arg(long, global = true)]
+    no_wait: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -201,6 +204,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn run(cli: Cli) -> CliResult {
+    let wait = if cli.no_wait {
+        util::LockWait::Fail
+    } else {
+        util::LockWait::Wait
+    };
     match cli.cmd {
         Cmd::Format {
             image,
@@ -219,21 +227,21 @@ fn run(cli: Cli) -> CliResult {
             no_objects,
             force,
         }),
-        Cmd::Info { image, json } => show::info(&image, json),
+        Cmd::Info { image, json } => show::info(&image, json, wait),
         Cmd::Check {
             image,
             repair,
             json,
-        } => check::check(&image, repair, json),
+        } => check::check(&image, repair, json, wait),
         Cmd::Modules => show::modules(),
-        Cmd::AddModule { image, name } => show::add_module(&image, &name),
-        Cmd::Put { image, file } => objects::put(&image, file.as_deref()),
+        Cmd::AddModule { image, name } => show::add_module(&image, &name, wait),
+        Cmd::Put { image, file } => objects::put(&image, file.as_deref(), wait),
         Cmd::Get {
             image,
             handle,
             output,
-        } => objects::get(&image, &handle, output.as_deref()),
-        Cmd::Rm { image, handle } => objects::rm(&image, &handle),
-        Cmd::Map { image, output } => map::map(&image, &output),
+        } => objects::get(&image, &handle, output.as_deref(), wait),
+        Cmd::Rm { image, handle } => objects::rm(&image, &handle, wait),
+        Cmd::Map { image, output } => map::map(&image, &output, wait),
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use vde_nostd::Handle;
 use vde_std::error::{io_message, CoreError};
 
-use super::util::{core_err, with_ro, with_rw};
+use super::util::{core_err, with_ro, with_rw, LockWait};
 use super::{CliError, CliResult};
 
 fn parse_handle(text: &str) -> CliResult<Handle> {
@@ -31,9 +31,9 @@ fn object_err(image: &Path) -> impl Fn(CoreError) -> CliError + '_ {
 }
 
 /// `vde put`.
-pub fn put(image: &Path, file: Option<&Path>) -> CliResult {
+pub fn put(image: &Path, file: Option<&Path>, wait: LockWait) -> CliResult {
     let from_stdin = file.is_none_or(|p| p.as_os_str() == "-");
-    let h = with_rw(image, |vol| {
+    let h = with_rw(image, wait, |vol| {
         // No object can be larger than the free space: never read more than that (the input
         // may be endless, like /dev/zero).
         let bs = vol.block_size() as u64;
@@ -82,9 +82,9 @@ fn read_limited(r: impl Read, image: &Path, name: &str, limit: u64) -> CliResult
 }
 
 /// `vde get`.
-pub fn get(image: &Path, handle: &str, output: Option<&Path>) -> CliResult {
+pub fn get(image: &Path, handle: &str, output: Option<&Path>, wait: LockWait) -> CliResult {
     let h = parse_handle(handle)?;
-    let data = with_ro(image, |vol| {
+    let data = with_ro(image, wait, |vol| {
         let len = vol.object_len(h).map_err(object_err(image))?;
         let len = usize::try_from(len).map_err(|_| too_big(len))?;
         let mut buf = Vec::new();
@@ -108,9 +108,9 @@ fn too_big(len: u64) -> CliError {
 }
 
 /// `vde rm`.
-pub fn rm(image: &Path, handle: &str) -> CliResult {
+pub fn rm(image: &Path, handle: &str, wait: LockWait) -> CliResult {
     let h = parse_handle(handle)?;
-    with_rw(image, |vol| vol.delete(h).map_err(object_err(image)))?;
+    with_rw(image, wait, |vol| vol.delete(h).map_err(object_err(image)))?;
     outln!("removed {h}");
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,7 @@ use vde_nostd::wal::RecoveryReport;
 use vde_nostd::{BlockDevice, FormatOptions, ObjectStats, Volume};
 use vde_std::{FileDevice, FileVolume, OwnedBuffers, TX_BLOCKS};
 
-use super::util::{self, core_err, date, hex, human, img_err, with_ro, with_rw};
+use super::util::{self, core_err, date, hex, human, img_err, with_ro, with_rw, LockWait};
 use super::{CliError, CliResult};
 
 /// Everything `info` shows, gathered from a mounted volume.
@@ -435,8 +435,10 @@ fn cleanup(image: &Path, existed: bool) {
 }
 
 /// `vde info`.
-pub fn info(image: &Path, json: bool) -> CliResult {
-    let info = with_ro(image, |vol| Info::gather(vol).map_err(core_err(image)))?;
+pub fn info(image: &Path, json: bool, wait: LockWait) -> CliResult {
+    let info = with_ro(image, wait, |vol| {
+        Info::gather(vol).map_err(core_err(image))
+    })?;
     if json {
         outln!("{:#}", info.json(image));
     } else {
@@ -470,9 +472,9 @@ pub fn modules() -> CliResult {
 }
 
 /// `vde add-module`.
-pub fn add_module(image: &Path, name: &str) -> CliResult {
+pub fn add_module(image: &Path, name: &str, wait: LockWait) -> CliResult {
     let m = lookup_module(name)?;
-    let plan = with_rw(image, |vol| {
+    let plan = with_rw(image, wait, |vol| {
         let err = |e| {
             let line = match e {
                 vde_nostd::Error::ModuleAlreadyPresent => {

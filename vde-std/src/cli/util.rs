@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vde_nostd::Volume;
@@ -31,12 +32,56 @@ pub fn core_err(image: &Path) -> impl Fn(CoreError) -> CliError + '_ {
     move |e| img_err(image)(Error::from(e))
 }
 
-/// Opens `image` for writing (exclusive lock), mounts it (WAL recovery), runs `f`, unmounts.
+/// What a command does when another process holds the image's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Wait for the lock, saying so once on standard error (the default).
+    Wait,
+    /// Fail at once with "image is in use by another process" (`--no-wait`).
+    Fail,
+}
+
+/// The longest pause between two tries for a held lock.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
+
+/// Runs `open` (which opens `image`, taking its lock, and does nothing before that) until it
+/// does not fail with [`Error::Locked`]: at once with [`LockWait::Fail`], otherwise after
+/// printing `waiting for the lock on IMAGE` once and trying again every few milliseconds (up to
+/// [`LOCK_POLL_MAX`] apart), as long as the lock is held.
+pub fn opening<T>(
+    image: &Path,
+    wait: LockWait,
+    mut open: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut pause = Duration::from_millis(2);
+    let mut said = false;
+    loop {
+        match open() {
+            Err(Error::Locked) if wait == LockWait::Wait => {
+                if !said {
+                    eprintln!(
+                        "waiting for the lock on {} (another process is using it; --no-wait \
+                         fails instead)",
+                        image.display()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LOCK_POLL_MAX);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Opens `image` for writing (exclusive lock, waiting for it as `wait` says), mounts it (WAL
+/// recovery), runs `f`, unmounts.
 pub fn with_rw<R>(
     image: &Path,
+    wait: LockWait,
     f: impl FnOnce(&mut FileVolume<'_>) -> CliResult<R>,
 ) -> CliResult<R> {
-    let dev = FileDevice::open(image).map_err(img_err(image))?;
+    let dev = opening(image, wait, || FileDevice::open(image)).map_err(img_err(image))?;
     let mut mem = OwnedBuffers::for_device(&dev);
     let mut vol = FileVolume::mount(dev, mem.bufs()).map_err(core_err(image))?;
     let r = f(&mut vol);
@@ -46,13 +91,14 @@ pub fn with_rw<R>(
     Ok(r)
 }
 
-/// Opens `image` read-only (shared lock) under an overlay, mounts it (recovery happens in
-/// memory only), runs `f`. The file is never written.
+/// Opens `image` read-only (shared lock, waiting for it as `wait` says) under an overlay, mounts
+/// it (recovery happens in memory only), runs `f`. The file is never written.
 pub fn with_ro<R>(
     image: &Path,
+    wait: LockWait,
     f: impl FnOnce(&mut ReadVolume<'_>) -> CliResult<R>,
 ) -> CliResult<R> {
-    let dev = OverlayDevice::open(image).map_err(img_err(image))?;
+    let dev = opening(image, wait, || OverlayDevice::open(image)).map_err(img_err(image))?;
     let mut mem = OwnedBuffers::for_device(&dev);
     let mut vol = ReadVolume::mount(dev, mem.bufs()).map_err(core_err(image))?;
     f(&mut vol)
