@@ -7,6 +7,7 @@
 //! - [`wal`]: WAL cost per commit on a RAM device;
 //! - [`file`]: durable 4-block commits on a file against redb, SQLite and `fdatasync`;
 //! - [`objects`]: small objects on a file against redb and SQLite;
+//! - [`threads`]: durable puts from eight threads at once against redb and SQLite;
 //! - [`flash`]: objects on simulated NOR flash (direct adapter and wear-levelled translation
 //!   layer) against sequential-storage;
 //! - [`footprint`]: code size beside littlefs.
@@ -23,6 +24,7 @@ mod flash;
 mod footprint;
 mod objects;
 mod scanner;
+mod threads;
 mod wal;
 
 use std::hint::black_box;
@@ -89,7 +91,7 @@ fn args() -> Args {
             }
             "-h" | "--help" => {
                 println!(
-                    "vde-bench [--smoke] [--dir PATH] [--only scanner,wal,commits,objects,flash,footprint]"
+                    "vde-bench [--smoke] [--dir PATH] [--only scanner,wal,commits,objects,threads,flash,footprint]"
                 );
                 std::process::exit(0);
             }
@@ -129,6 +131,13 @@ fn main() {
             objects::section(&a.dir, 200, 2);
         } else {
             objects::section(&a.dir, 10_000, 20);
+        }
+    }
+    if run("threads") {
+        if a.smoke {
+            threads::section(&a.dir, 8, 20);
+        } else {
+            threads::section(&a.dir, 8, 1_000);
         }
     }
     if run("flash") {

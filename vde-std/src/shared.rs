@@ -7,6 +7,15 @@
 //! sees exactly the serialised operations a mutex would give. Cloning a `SharedVolume` clones the
 //! handle, not the volume.
 //!
+//! **Group commit**: the worker keeps the volume in [`Durability::Deferred`] mode. It runs the
+//! job it was waiting for and then every job already queued behind it (up to [`GROUP_MAX`]),
+//! then makes all their commits durable with one flush ([`Volume::sync`]), and only then
+//! answers them. A caller therefore returns only once its changes are durable, as with the
+//! default mode, but threads that call at the same time share one flush: while the worker
+//! waits on one flush, the next callers queue up and go out together with the next. Alone, a
+//! caller pays exactly what a durable commit costs. If the flush fails, every job of the group
+//! gets the error (their changes may not be durable).
+//!
 //! When the last handle is dropped (or [`SharedVolume::close`] is called) the worker finishes
 //! the jobs already queued, unmounts (a checkpoint) and exits; `close` returns the device. A
 //! panic inside a job ([`SharedVolume::with`]) is carried back to the calling thread.
@@ -41,13 +50,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use vde_nostd::volume::Usage;
+use vde_nostd::wal::Durability;
 use vde_nostd::{BlockDevice, FormatOptions, Handle, ObjectStats, Volume};
 
 use crate::error::{Error, Result};
 use crate::file::FileDevice;
 use crate::{OwnedBuffers, TX_BLOCKS};
 
-type Job<D> = Box<dyn for<'b> FnOnce(&mut Volume<'b, D, TX_BLOCKS>) + Send>;
+/// What a job leaves to be sent once its group's flush is done: it is told the flush's
+/// failure, if any.
+type Reply = Box<dyn FnOnce(Option<&Flushed>) + Send>;
+type Job<D> = Box<dyn for<'b> FnOnce(&mut Volume<'b, D, TX_BLOCKS>) -> Reply + Send>;
+
+/// The jobs one flush serves at most.
+pub const GROUP_MAX: usize = 64;
+
+/// Why a group's flush failed, for each of its callers.
+struct Flushed {
+    kind: std::io::ErrorKind,
+    message: String,
+}
 
 struct Inner<D: BlockDevice> {
     jobs: Mutex<Option<Sender<Job<D>>>>,
@@ -134,8 +156,26 @@ impl<D: BlockDevice<Error = std::io::Error> + Send + 'static> SharedVolume<D> {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
+                    vol.set_durability(Durability::Deferred);
+                    let mut replies: Vec<Reply> = Vec::with_capacity(GROUP_MAX);
                     while let Ok(job) = job_rx.recv() {
-                        job(&mut vol);
+                        replies.push(job(&mut vol));
+                        while replies.len() < GROUP_MAX {
+                            match job_rx.try_recv() {
+                                Ok(job) => replies.push(job(&mut vol)),
+                                Err(_) => break,
+                            }
+                        }
+                        let failed = vol.sync().err().map(|e| Flushed {
+                            kind: match &e {
+                                vde_nostd::Error::Device(io) => io.kind(),
+                                _ => std::io::ErrorKind::Other,
+                            },
+                            message: format!("the flush of a group commit failed: {e:?}"),
+                        });
+                        for reply in replies.drain(..) {
+                            reply(failed.as_ref());
+                        }
                     }
                     vol.unmount().map_err(Error::from)
                 })?;
@@ -158,15 +198,23 @@ impl<D: BlockDevice<Error = std::io::Error> + Send + 'static> SharedVolume<D> {
     }
 
     /// Runs `f` on the mounted volume, alone (no other call runs meanwhile), and returns its
-    /// result. A panic in `f` is resumed in the calling thread.
+    /// result once every commit `f` made is durable (the group's flush, see the module
+    /// documentation; the volume is in [`Durability::Deferred`] mode inside `f`). A panic in
+    /// `f` is resumed in the calling thread; a failed flush is [`Error::Io`].
     pub fn with<R: Send + 'static>(
         &self,
         f: impl for<'b> FnOnce(&mut Volume<'b, D, TX_BLOCKS>) -> R + Send + 'static,
     ) -> Result<R> {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        let job: Job<D> = Box::new(move |vol: &mut Volume<'_, D, TX_BLOCKS>| {
+        let job: Job<D> = Box::new(move |vol: &mut Volume<'_, D, TX_BLOCKS>| -> Reply {
             let r = catch_unwind(AssertUnwindSafe(|| f(vol)));
-            let _ = reply_tx.send(r);
+            Box::new(move |failed: Option<&Flushed>| {
+                let sent = match (r, failed) {
+                    (Ok(_), Some(f)) => Err(std::io::Error::new(f.kind, f.message.clone())),
+                    (r, _) => Ok(r),
+                };
+                let _ = reply_tx.send(sent);
+            })
         });
         {
             let jobs = lock(&self.inner.jobs);
@@ -174,8 +222,9 @@ impl<D: BlockDevice<Error = std::io::Error> + Send + 'static> SharedVolume<D> {
             tx.send(job).map_err(|_| Error::Closed)?;
         }
         match reply_rx.recv() {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(panic)) => resume_unwind(panic),
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(panic))) => resume_unwind(panic),
+            Ok(Err(flush)) => Err(Error::Io(flush)),
             Err(_) => Err(Error::Closed),
         }
     }

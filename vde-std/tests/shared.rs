@@ -1,5 +1,6 @@
-//! `SharedVolume` under load: 8 threads put, get and delete at once; then a remount must hold
-//! exactly what the threads' models say.
+//! `SharedVolume` under load: 8 threads put, get, delete and commit batches at once; then a
+//! remount must hold exactly what the threads' models say. Group commit: callers that overlap
+//! share flushes, and everything a caller was answered for is in the flushed image.
 
 mod common;
 
@@ -35,7 +36,33 @@ fn eight_threads_then_remount() {
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
                         let pick = (rng >> 33) % 10;
-                        if pick < 5 || live.is_empty() {
+                        if pick == 4 {
+                            // A batch: two puts and, if there is one, a delete, in one
+                            // transaction run on the worker.
+                            let a = bytes(t * 1_000_000 + i, 100 + i as usize % 700);
+                            let b = bytes(t * 1_000_000 + i + 500_000, 3000);
+                            let gone = live.keys().next().copied();
+                            let (a2, b2) = (a.clone(), b.clone());
+                            let (ha, hb) = vol
+                                .with(move |v| -> vde_std::Result<(Handle, Handle)> {
+                                    let mut batch = v.batch()?;
+                                    let ha = batch.put(&a2)?;
+                                    let hb = batch.put(&b2)?;
+                                    if let Some(g) = gone {
+                                        batch.delete(g)?;
+                                    }
+                                    batch.commit()?;
+                                    Ok((ha, hb))
+                                })
+                                .unwrap()
+                                .unwrap();
+                            if let Some(g) = gone {
+                                live.remove(&g);
+                                dead.push(g);
+                            }
+                            assert!(live.insert(ha, a).is_none());
+                            assert!(live.insert(hb, b).is_none());
+                        } else if pick < 5 || live.is_empty() {
                             // Mostly packed objects, some whole-block ones.
                             let len = if pick == 0 {
                                 5000 + (rng >> 40) as usize % 9000
@@ -135,4 +162,114 @@ fn shared_volume_basics() {
         SharedVolume::open(t.path().join("junk")),
         Err(vde_std::Error::NotAnImage)
     ));
+}
+
+/// A RAM disk whose writes become durable only at a flush (which takes a millisecond, as a
+/// disk's would): the durable image is what a power cut would leave.
+struct Volatile {
+    bs: usize,
+    now: Vec<u8>,
+    durable: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    flushes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl vde_nostd::BlockDevice for Volatile {
+    type Error = std::io::Error;
+    fn block_size(&self) -> usize {
+        self.bs
+    }
+    fn block_count(&self) -> u64 {
+        (self.now.len() / self.bs) as u64
+    }
+    fn read_block(&mut self, b: vde_nostd::BlockNo, buf: &mut [u8]) -> std::io::Result<()> {
+        let at = b.0 as usize * self.bs;
+        buf.copy_from_slice(&self.now[at..at + self.bs]);
+        Ok(())
+    }
+    fn write_block(&mut self, b: vde_nostd::BlockNo, buf: &[u8]) -> std::io::Result<()> {
+        let at = b.0 as usize * self.bs;
+        self.now[at..at + self.bs].copy_from_slice(buf);
+        Ok(())
+    }
+    fn append(&mut self, b: vde_nostd::BlockNo, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        let at = b.0 as usize * self.bs + offset;
+        self.now[at..at + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        self.durable.lock().unwrap().copy_from_slice(&self.now);
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Eight threads put at once: they share flushes (a group commit), and every put a thread was
+/// answered for is in the durable image at that moment, which mounts and reads back.
+#[test]
+fn group_commit_shares_flushes_and_answers_only_when_durable() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    const BS: usize = 512;
+    const PUTS: u64 = 60;
+    let durable = Arc::new(Mutex::new(vec![0u8; 4 << 20]));
+    let flushes = Arc::new(AtomicU64::new(0));
+    let dev = Volatile {
+        bs: BS,
+        now: vec![0u8; 4 << 20],
+        durable: Arc::clone(&durable),
+        flushes: Arc::clone(&flushes),
+    };
+    let vol = SharedVolume::format(dev, &FormatOptions::default()).unwrap();
+    let before = flushes.load(Ordering::SeqCst);
+    let acked: Vec<(Handle, Vec<u8>, Vec<u8>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let vol = vol.clone();
+                let durable = Arc::clone(&durable);
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    for i in 0..PUTS {
+                        let data = bytes(t * 1000 + i, 100);
+                        let h = vol.put(&data).unwrap();
+                        // Answered: the durable image holds it now. Keep a copy of that image
+                        // for the last put of each thread.
+                        if i == PUTS - 1 {
+                            acked.push((h, data, durable.lock().unwrap().clone()));
+                        } else {
+                            acked.push((h, data, Vec::new()));
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let used = flushes.load(Ordering::SeqCst) - before;
+    let puts = THREADS * PUTS;
+    assert!(
+        used * 2 <= puts,
+        "{used} flushes for {puts} puts: callers did not share them"
+    );
+    // Each thread's last answered put: every put that thread made is in the image taken right
+    // after the answer, and that image mounts (recovery of what was flushed).
+    for (h_last, _, img) in acked.iter().filter(|a| !a.2.is_empty()) {
+        let mut img = img.clone();
+        let dev = vde_nostd::RamDevice::new(&mut img, BS).unwrap();
+        let mut mem = OwnedBuffers::for_device(&dev);
+        let mut v = vde_nostd::Volume::<_, { vde_std::TX_BLOCKS }>::mount(dev, mem.bufs()).unwrap();
+        let t = acked.iter().position(|a| a.0 == *h_last).unwrap() / PUTS as usize;
+        for (h, data, _) in &acked[t * PUTS as usize..(t + 1) * PUTS as usize] {
+            let mut buf = vec![0u8; 200];
+            let n = v.get(*h, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &data[..], "answered put {h} is not durable");
+        }
+        v.verify().unwrap();
+    }
+    drop(vol);
 }
