@@ -142,9 +142,16 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         SlotBitmap::new(e.get_mut(8..)?, bs)
     }
 
+    /// The index entry of shared block `b`: one pass over the entries' block numbers (the
+    /// first 8 bytes of each), compared as words.
     fn find_entry(&self, b: BlockNo) -> Option<usize> {
         let n = self.objects.map_or(0, |o| o.count);
-        (0..n).find(|i| self.entry(*i).is_some_and(|(eb, _)| eb == b))
+        let es = self.es();
+        let key = b.0.to_le_bytes();
+        self.index
+            .get(..n.checked_mul(es)?)?
+            .chunks_exact(es)
+            .position(|e| e.get(..8) == Some(&key[..]))
     }
 
     fn obj(&self) -> Result<ObjState, Error<D::Error>> {
@@ -679,7 +686,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(bad());
         }
         let bs = self.layout.bs();
-        self.read_through_scratch(block)?;
+        self.read_range_through_scratch(block, unit * UNIT, size)?;
         let buf = self
             .scratch
             .get(..bs)
@@ -700,6 +707,33 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::ObjectChecksum { handle: raw });
         }
         Ok((entry, sh, size))
+    }
+
+    /// Reads bytes `at..at + len` of block `b` as committed into the same place of the scratch
+    /// (the rest of the scratch is not meaningful afterwards): one partial device read where the
+    /// device reads part of a block and neither the log nor the open transaction holds a newer
+    /// copy of the block; the whole block otherwise.
+    fn read_range_through_scratch(
+        &mut self,
+        b: BlockNo,
+        at: usize,
+        len: usize,
+    ) -> Result<(), Error<D::Error>> {
+        let unit = crate::device::PARTIAL_READ_UNIT;
+        let partial = self.dev.reads_partial()
+            && at.is_multiple_of(unit)
+            && len.is_multiple_of(unit)
+            && b.0 < self.layout.block_count
+            && !self.wal.is_dirty(b)
+            && !self.tx.contains(b);
+        if !partial {
+            return self.read_through_scratch(b);
+        }
+        let Volume { dev, scratch, .. } = self;
+        let dst = scratch
+            .get_mut(at..at.saturating_add(len))
+            .ok_or(Error::OutOfRange)?;
+        dev.read_at(b, at, dst).map_err(Error::Device)
     }
 
     fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {

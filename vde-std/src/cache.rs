@@ -1,41 +1,53 @@
 //! [`BlockCache`]: recently read or written blocks of a file-backed device, kept in memory so
-//! that the engine's repeated reads of the same log blocks (rebuilding a changed block from its
-//! records) cost a copy instead of a system call.
+//! that the engine's repeated reads of the same blocks (the slot index, bitmap and shared blocks
+//! a get reads, log blocks rebuilding a changed block) cost a copy instead of a system call.
 //!
 //! Invariant: every cached copy equals what the device would return for its block — the
 //! device writes through it (a block write replaces the copy, an append patches it) and drops
-//! everything after a failed write, when the file's content is unknown. Eviction is least
-//! recently used.
+//! everything after a failed write, when the file's content is unknown. Bounded by bytes
+//! ([`DEFAULT_BYTES`] unless set); found through a hash map; evicted by the CLOCK rule (a copy
+//! used since the hand last passed it gets a second chance), which is least-recently-used
+//! order for a cache that is filled once and then read.
 
-/// Bytes of cache a device keeps (at least [`MIN_BLOCKS`] blocks).
-const BYTES: usize = 256 << 10;
+use std::collections::HashMap;
+
+/// Bytes of cache a device keeps unless told otherwise.
+pub const DEFAULT_BYTES: usize = 4 << 20;
 /// Blocks cached at the least.
 const MIN_BLOCKS: usize = 8;
 
 #[derive(Debug)]
 struct Slot {
     block: u64,
-    used: u64,
+    used: bool,
     data: Box<[u8]>,
 }
 
-/// A small write-through cache of whole blocks.
+/// A write-through cache of whole blocks.
 #[derive(Debug)]
 pub struct BlockCache {
     bs: usize,
     cap: usize,
-    clock: u64,
+    hand: usize,
     slots: Vec<Slot>,
+    at: HashMap<u64, usize>,
 }
 
 impl BlockCache {
-    /// An empty cache for blocks of `bs` bytes.
+    /// An empty cache for blocks of `bs` bytes, of [`DEFAULT_BYTES`].
     pub fn new(bs: usize) -> BlockCache {
+        BlockCache::with_bytes(bs, DEFAULT_BYTES)
+    }
+
+    /// An empty cache for blocks of `bs` bytes holding about `bytes` (at least
+    /// [`MIN_BLOCKS`] blocks).
+    pub fn with_bytes(bs: usize, bytes: usize) -> BlockCache {
         BlockCache {
             bs,
-            cap: (BYTES / bs.max(1)).max(MIN_BLOCKS),
-            clock: 0,
+            cap: (bytes / bs.max(1)).max(MIN_BLOCKS),
+            hand: 0,
             slots: Vec::new(),
+            at: HashMap::new(),
         }
     }
 
@@ -45,10 +57,9 @@ impl BlockCache {
     }
 
     fn find(&mut self, block: u64) -> Option<&mut Slot> {
-        self.clock += 1;
-        let now = self.clock;
-        let s = self.slots.iter_mut().find(|s| s.block == block)?;
-        s.used = now;
+        let i = *self.at.get(&block)?;
+        let s = self.slots.get_mut(i)?;
+        s.used = true;
         Some(s)
     }
 
@@ -77,8 +88,7 @@ impl BlockCache {
         }
     }
 
-    /// Caches `data` as block `block`'s content (replacing the least recently used copy when
-    /// full).
+    /// Caches `data` as block `block`'s content (replacing a copy not used lately when full).
     pub fn put(&mut self, block: u64, data: &[u8]) {
         if data.len() != self.bs {
             self.forget(block);
@@ -88,17 +98,32 @@ impl BlockCache {
             s.data.copy_from_slice(data);
             return;
         }
-        let used = self.clock;
         if self.slots.len() < self.cap {
+            self.at.insert(block, self.slots.len());
             self.slots.push(Slot {
                 block,
-                used,
+                used: false,
                 data: data.into(),
             });
-        } else if let Some(s) = self.slots.iter_mut().min_by_key(|s| s.used) {
+            return;
+        }
+        // The hand clears `used` marks until it finds a copy without one (at most one turn).
+        let n = self.slots.len();
+        for _ in 0..=n {
+            let i = self.hand % n;
+            self.hand = (i + 1) % n;
+            let Some(s) = self.slots.get_mut(i) else {
+                return;
+            };
+            if s.used {
+                s.used = false;
+                continue;
+            }
+            self.at.remove(&s.block);
             s.block = block;
-            s.used = used;
             s.data.copy_from_slice(data);
+            self.at.insert(block, i);
+            return;
         }
     }
 
@@ -113,12 +138,26 @@ impl BlockCache {
 
     /// Drops block `block`'s copy.
     pub fn forget(&mut self, block: u64) {
-        self.slots.retain(|s| s.block != block);
+        let Some(i) = self.at.remove(&block) else {
+            return;
+        };
+        if i >= self.slots.len() {
+            return;
+        }
+        self.slots.swap_remove(i);
+        if let Some(moved) = self.slots.get(i) {
+            self.at.insert(moved.block, i);
+        }
+        if self.hand >= self.slots.len() {
+            self.hand = 0;
+        }
     }
 
     /// Drops every copy.
     pub fn clear(&mut self) {
         self.slots.clear();
+        self.at.clear();
+        self.hand = 0;
     }
 }
 
@@ -127,8 +166,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hits_patches_and_evicts_the_least_recently_used() {
-        let mut c = BlockCache::new(4096);
+    fn hits_patches_and_evicts_a_copy_not_used_lately() {
+        let mut c = BlockCache::with_bytes(4096, 256 << 10);
         assert_eq!(c.capacity(), 64);
         let mut buf = vec![0u8; 4096];
         assert!(!c.get(1, &mut buf));
@@ -151,6 +190,49 @@ mod tests {
         assert!(!c.get(0, &mut [0u8; 100]));
         c.clear();
         assert!(!c.get(0, &mut buf));
-        assert_eq!(BlockCache::new(65536).capacity(), MIN_BLOCKS);
+        assert_eq!(BlockCache::with_bytes(65536, 4096).capacity(), MIN_BLOCKS);
+        assert_eq!(BlockCache::new(4096).capacity(), DEFAULT_BYTES / 4096);
+    }
+
+    /// Random puts, gets, patches and forgets against a map of every block's true content: a
+    /// hit always returns the true content, and the cache never holds more than its capacity.
+    #[test]
+    fn a_hit_is_always_the_latest_content() {
+        let mut c = BlockCache::with_bytes(64, 64 * 8);
+        let mut truth: HashMap<u64, Vec<u8>> = HashMap::new();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut buf = vec![0u8; 64];
+        for i in 0..20_000u32 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let b = rng % 20;
+            match (rng >> 8) % 5 {
+                0 | 1 => {
+                    let v = vec![(i % 251) as u8; 64];
+                    c.put(b, &v);
+                    truth.insert(b, v);
+                }
+                2 => {
+                    if let Some(t) = truth.get_mut(&b) {
+                        let off = (rng >> 16) as usize % 60;
+                        t[off..off + 4].copy_from_slice(&i.to_le_bytes());
+                        c.patch(b, off, &i.to_le_bytes());
+                    }
+                }
+                3 => c.forget(b),
+                _ => {
+                    if c.get(b, &mut buf) {
+                        assert_eq!(Some(&buf), truth.get(&b), "block {b} after {i} steps");
+                    }
+                    let off = (rng >> 16) as usize % 60;
+                    let mut part = [0u8; 4];
+                    if c.get_at(b, off, &mut part) {
+                        assert_eq!(&part[..], &truth[&b][off..off + 4]);
+                    }
+                }
+            }
+            assert!(c.slots.len() <= c.capacity() && c.at.len() == c.slots.len());
+        }
     }
 }

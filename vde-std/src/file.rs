@@ -272,6 +272,14 @@ impl FileDevice {
         read_geometry(&file, len)
     }
 
+    /// Sets how many bytes of recently read or written blocks the device keeps in memory
+    /// (default [`crate::cache::DEFAULT_BYTES`], 4 MiB; at least 8 blocks). Repeated reads of
+    /// the slot index, bitmap and shared blocks cost a copy instead of a system call while they
+    /// fit. The cache starts empty again.
+    pub fn set_cache_bytes(&mut self, bytes: usize) {
+        self.io.set_cache_bytes(bytes);
+    }
+
     /// The image path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,6 +1,7 @@
 //! [`FileIo`]: the block I/O of a file-backed device — positional reads and writes of whole
-//! blocks, log appends gathered into one `pwrite` per transaction ([`AppendGather`]), a small
-//! write-through cache of recent blocks ([`BlockCache`]) and `sync_data` as the barrier.
+//! blocks, log appends gathered into one `pwrite` per transaction ([`AppendGather`]), a
+//! write-through cache of recent blocks ([`BlockCache`], 4 MiB unless set) and `sync_data` as
+//! the barrier.
 //!
 //! Invariants: a read returns what the last write or append to those bytes put there (the
 //! cache is written through, gathered appends are overlaid); writes reach the file in the
@@ -23,6 +24,8 @@ pub struct FileIo {
     bs: usize,
     gather: AppendGather,
     cache: BlockCache,
+    /// A block buffer for partial reads that miss the cache.
+    whole: Vec<u8>,
 }
 
 impl FileIo {
@@ -33,6 +36,7 @@ impl FileIo {
             bs,
             gather: AppendGather::new(),
             cache: BlockCache::new(bs),
+            whole: Vec::new(),
         }
     }
 
@@ -58,15 +62,30 @@ impl FileIo {
     }
 
     /// Reads bytes `offset..offset + buf.len()` of block `block` (through the cache and the
-    /// gathered appends, like [`FileIo::read`]; the part read is not cached).
+    /// gathered appends, like [`FileIo::read`]).
     pub fn read_at(&mut self, block: u64, offset: usize, buf: &mut [u8]) -> io::Result<()> {
         if self.cache.get_at(block, offset, buf) {
             return Ok(());
         }
-        let at = self.at(block) + offset as u64;
-        self.file.read_exact_at(buf, at)?;
-        self.gather.overlay(at, buf);
-        Ok(())
+        // A miss reads (and caches) the whole block: the next part of it costs a copy.
+        let mut whole = std::mem::take(&mut self.whole);
+        whole.resize(self.bs, 0);
+        let r = self.read(block, &mut whole).and_then(|()| {
+            let part = whole
+                .get(offset..offset.saturating_add(buf.len()))
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "read past the block")
+                })?;
+            buf.copy_from_slice(part);
+            Ok(())
+        });
+        self.whole = whole;
+        r
+    }
+
+    /// Sets how many bytes of blocks the cache keeps (it starts empty again).
+    pub fn set_cache_bytes(&mut self, bytes: usize) {
+        self.cache = BlockCache::with_bytes(self.bs, bytes);
     }
 
     /// Writes `buf` as block `block`, after the gathered appends.
