@@ -56,6 +56,10 @@ pub(crate) struct ObjState {
     pub count: usize,
     pub counters: Counters,
     pub stale: bool,
+    /// The entry [`Volume::find_entry`] found last (a guess, checked before use: entries move),
+    /// so lookups of objects in the same shared block skip the scan. Two bytes: it fits in the
+    /// struct's padding.
+    pub hint: u16,
 }
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
@@ -142,16 +146,25 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         SlotBitmap::new(e.get_mut(8..)?, bs)
     }
 
-    /// The index entry of shared block `b`: one pass over the entries' block numbers (the
-    /// first 8 bytes of each), compared as words.
-    fn find_entry(&self, b: BlockNo) -> Option<usize> {
-        let n = self.objects.map_or(0, |o| o.count);
+    /// The index entry of shared block `b`: the one found last if it is still `b`'s, else one
+    /// pass over the entries' block numbers (the first 8 bytes of each).
+    fn find_entry(&mut self, b: BlockNo) -> Option<usize> {
+        let o = self.objects?;
         let es = self.es();
         let key = b.0.to_le_bytes();
-        self.index
-            .get(..n.checked_mul(es)?)?
+        let hint = usize::from(o.hint);
+        if hint < o.count && self.index.get(hint * es..hint * es + 8) == Some(&key[..]) {
+            return Some(hint);
+        }
+        let found = self
+            .index
+            .get(..o.count.checked_mul(es)?)?
             .chunks_exact(es)
-            .position(|e| e.get(..8) == Some(&key[..]))
+            .position(|e| e.get(..8) == Some(&key[..]))?;
+        if let Some(o) = self.objects.as_mut() {
+            o.hint = u16::try_from(found).unwrap_or(u16::MAX);
+        }
+        Some(found)
     }
 
     fn obj(&self) -> Result<ObjState, Error<D::Error>> {
@@ -174,6 +187,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             count: 0,
             counters: Counters::default(),
             stale: true,
+            hint: 0,
         });
         self.reload_index()
     }

@@ -10,6 +10,29 @@
 //! order for a cache that is filled once and then read.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes a block number with one multiplication and a fold: block numbers come from the
+/// engine, not from an adversary, and SipHash would cost more than the copy a hit saves.
+#[derive(Debug, Default, Clone, Copy)]
+struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Where each cached block's slot is.
+type SlotMap = HashMap<u64, usize, BuildHasherDefault<BlockHasher>>;
 
 /// Bytes of cache a device keeps unless told otherwise.
 pub const DEFAULT_BYTES: usize = 4 << 20;
@@ -30,7 +53,7 @@ pub struct BlockCache {
     cap: usize,
     hand: usize,
     slots: Vec<Slot>,
-    at: HashMap<u64, usize>,
+    at: SlotMap,
 }
 
 impl BlockCache {
@@ -47,7 +70,7 @@ impl BlockCache {
             cap: (bytes / bs.max(1)).max(MIN_BLOCKS),
             hand: 0,
             slots: Vec::new(),
-            at: HashMap::new(),
+            at: SlotMap::default(),
         }
     }
 
