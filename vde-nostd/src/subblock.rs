@@ -61,8 +61,22 @@ impl<'a> SlotBitmapRef<'a> {
     }
     /// Free units.
     pub fn free_units(&self) -> usize {
-        // `units` is a multiple of 8 (block size >= 512), so whole bytes cover it exactly.
-        self.bits.iter().map(|b| b.count_zeros() as usize).sum()
+        // `units` is a multiple of 8 (block size >= 512), so whole bytes cover it exactly;
+        // counted a word at a time (a best-fit put asks every entry).
+        let mut words = self.bits.chunks_exact(8);
+        let whole: usize = words
+            .by_ref()
+            .map(|w| {
+                let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+                w.count_zeros() as usize
+            })
+            .sum();
+        whole
+            + words
+                .remainder()
+                .iter()
+                .map(|b| b.count_zeros() as usize)
+                .sum::<usize>()
     }
     /// Free slots of class `class` (aligned positions wholly free).
     pub fn free_slots(&self, class: u8) -> usize {
