@@ -68,7 +68,12 @@ impl<'a> SlotBitmapRef<'a> {
             .by_ref()
             .map(|w| {
                 let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-                w.count_zeros() as usize
+                // Most shared blocks are full: skip the bit count for them.
+                if w == u64::MAX {
+                    0
+                } else {
+                    w.count_zeros() as usize
+                }
             })
             .sum();
         whole
