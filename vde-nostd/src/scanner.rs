@@ -597,6 +597,48 @@ mod tests {
         );
     }
 
+    /// Every query on `bits` (`total` meaningful bits, blocks of `bpb` bytes) against the
+    /// bit-by-bit reference: the free count, first fit of `n`, the runs of at least `m`, and a
+    /// walk of them stopped after the first.
+    fn matches_reference(
+        bits: &[u8],
+        total: u64,
+        bpb: usize,
+        n: u64,
+        m: u64,
+    ) -> Result<(), TestCaseError> {
+        let mut buf = vec![0u8; bpb];
+        let mut s = SliceBitmap::new(bits, total, bpb).unwrap();
+        let free_ref = (0..total).filter(|i| !bit(bits, *i)).count() as u64;
+        prop_assert_eq!(count_free(&mut s, &mut buf).unwrap(), free_ref);
+        prop_assert_eq!(
+            first_fit(&mut s, n, &mut buf).unwrap(),
+            ref_first_fit(bits, total, n)
+        );
+        let mut got = Vec::new();
+        free_runs(&mut s, m, &mut buf, |e| {
+            got.push(e);
+            true
+        })
+        .unwrap();
+        let want: Vec<Extent> = ref_runs(bits, total)
+            .into_iter()
+            .filter(|r| r.len >= m)
+            .collect();
+        prop_assert_eq!(got, want);
+        let mut first = None;
+        free_runs(&mut s, m, &mut buf, |e| {
+            first = Some(e);
+            false
+        })
+        .unwrap();
+        prop_assert_eq!(
+            first,
+            ref_runs(bits, total).into_iter().find(|r| r.len >= m)
+        );
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         #[test]
@@ -616,16 +658,7 @@ mod tests {
                 _ => b | raw[(i * 3) % raw.len()],
             }).collect();
             let total = (bits.len() as u64 * 8).saturating_sub(total_cut);
-            let bpb = bpb_words * 8;
-            let mut buf = vec![0u8; bpb];
-            let mut s = SliceBitmap::new(&bits, total, bpb).unwrap();
-            let free_ref = (0..total).filter(|i| !bit(&bits, *i)).count() as u64;
-            prop_assert_eq!(count_free(&mut s, &mut buf).unwrap(), free_ref);
-            prop_assert_eq!(first_fit(&mut s, n, &mut buf).unwrap(), ref_first_fit(&bits, total, n));
-            let mut got = Vec::new();
-            free_runs(&mut s, m, &mut buf, |e| { got.push(e); true }).unwrap();
-            let want: Vec<Extent> = ref_runs(&bits, total).into_iter().filter(|r| r.len >= m).collect();
-            prop_assert_eq!(got, want);
+            matches_reference(&bits, total, bpb_words * 8, n, m)?;
         }
         /// Bitmaps of alternating free runs (short, medium and longer than a chunk) and
         /// allocated runs (so whole free words and chunks, words with free halves and words
@@ -663,20 +696,8 @@ mod tests {
             }
             bits.resize(at.div_ceil(8) as usize + 16, 0);
             let total = (bits.len() as u64 * 8).saturating_sub(total_cut);
-            let bpb = bpb_words * 8;
-            let mut buf = vec![0u8; bpb];
-            let mut s = SliceBitmap::new(&bits, total, bpb).unwrap();
-            let free_ref = (0..total).filter(|i| !bit(&bits, *i)).count() as u64;
-            prop_assert_eq!(count_free(&mut s, &mut buf).unwrap(), free_ref);
-            prop_assert_eq!(first_fit(&mut s, n, &mut buf).unwrap(), ref_first_fit(&bits, total, n));
-            let mut got = Vec::new();
-            free_runs(&mut s, m, &mut buf, |e| { got.push(e); true }).unwrap();
-            let want: Vec<Extent> = ref_runs(&bits, total).into_iter().filter(|r| r.len >= m).collect();
-            prop_assert_eq!(got, want);
-            // Stopping early stops at the first run.
-            let mut first = None;
-            free_runs(&mut s, m, &mut buf, |e| { first = Some(e); false }).unwrap();
-            prop_assert_eq!(first, ref_runs(&bits, total).into_iter().find(|r| r.len >= m));
+            matches_reference(&bits, total, bpb_words * 8, n, m)?;
+
         }
     }
 }

@@ -488,6 +488,21 @@ fn with_no_wait_a_second_writer_is_refused() {
     vde_in(d, &["put", "l.img", "--no-wait"], Some(b"x")).ok();
 }
 
+/// Starts `vde put IMAGE` in `dir` with `data` on its stdin (closed afterwards), its output
+/// piped, without waiting for it.
+fn spawn_put(dir: &Path, image: &str, data: &[u8]) -> std::process::Child {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vde"))
+        .args(["put", image])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    c
+}
+
 /// Without `--no-wait` a command waits for the lock, says so once, and goes on when the lock
 /// is released.
 #[test]
@@ -496,15 +511,7 @@ fn a_second_writer_waits_for_the_lock() {
     let d = t.path();
     format_small(d, "w.img");
     let held = open_retry(|| FileDevice::open(d.join("w.img")));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vde"))
-        .args(["put", "w.img"])
-        .current_dir(d)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"waited").unwrap();
+    let mut child = spawn_put(d, "w.img", b"waited");
     // It is still waiting after a while.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "vde put did not wait");
@@ -531,17 +538,8 @@ fn eight_parallel_puts_all_land() {
     format_small(d, "p.img");
     let children: Vec<_> = (0..8u8)
         .map(|i| {
-            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vde"))
-                .args(["put", "p.img"])
-                .current_dir(d)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
             let data = vec![b'a' + i; 100 + usize::from(i) * 700];
-            c.stdin.take().unwrap().write_all(&data).unwrap();
-            (c, data)
+            (spawn_put(d, "p.img", &data), data)
         })
         .collect();
     let mut handles = Vec::new();
