@@ -723,31 +723,25 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok((entry, sh, size))
     }
 
-    /// Reads bytes `at..at + len` of block `b` as committed into the same place of the scratch
-    /// (the rest of the scratch is not meaningful afterwards): one partial device read where the
-    /// device reads part of a block and neither the log nor the open transaction holds a newer
-    /// copy of the block; the whole block otherwise.
+    /// Reads bytes `at..at + len` of block `b` through the open transaction into the same
+    /// place of the scratch (the rest of the scratch is not meaningful afterwards): one partial
+    /// device read where [`Volume::read_through_part`] can, the whole block otherwise.
     fn read_range_through_scratch(
         &mut self,
         b: BlockNo,
         at: usize,
         len: usize,
     ) -> Result<(), Error<D::Error>> {
-        let unit = crate::device::PARTIAL_READ_UNIT;
-        let partial = self.dev.reads_partial()
-            && at.is_multiple_of(unit)
-            && len.is_multiple_of(unit)
-            && b.0 < self.layout.block_count
-            && !self.wal.is_dirty(b)
-            && !self.tx.contains(b);
-        if !partial {
-            return self.read_through_scratch(b);
+        let scratch = core::mem::take(&mut self.scratch);
+        let r = match scratch.get_mut(at..at.saturating_add(len)) {
+            Some(part) => self.read_through_part(b, at, part),
+            None => Err(Error::OutOfRange),
+        };
+        self.scratch = scratch;
+        if !r? {
+            self.read_through_scratch(b)?;
         }
-        let Volume { dev, scratch, .. } = self;
-        let dst = scratch
-            .get_mut(at..at.saturating_add(len))
-            .ok_or(Error::OutOfRange)?;
-        dev.read_at(b, at, dst).map_err(Error::Device)
+        Ok(())
     }
 
     fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {

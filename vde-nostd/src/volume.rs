@@ -587,6 +587,28 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(bitmap::get(bitmap_block::bits(buf), b.0 % bpb))
     }
 
+    /// Reads bytes `at..at + out.len()` of block `b` through the open transaction, if that
+    /// takes no more than one partial device read ([`Wal::read_part`]); returns `false`, having
+    /// read nothing, otherwise (read the whole block with [`Volume::read_through`]).
+    pub(crate) fn read_through_part(
+        &mut self,
+        b: BlockNo,
+        at: usize,
+        out: &mut [u8],
+    ) -> Result<bool, Error<D::Error>> {
+        if b.0 >= self.layout.block_count {
+            return Err(Error::OutOfRange);
+        }
+        let Volume { tx, wal, dev, .. } = self;
+        if tx.is_fresh(b) {
+            out.fill(0);
+        } else if !wal.read_part(dev, b, at, out)? {
+            return Ok(false);
+        }
+        tx.overlay(b, at, out);
+        Ok(true)
+    }
+
     /// Reads block `b` through the open transaction.
     pub(crate) fn read_through(
         &mut self,

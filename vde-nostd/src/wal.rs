@@ -47,7 +47,7 @@
 //! headers are never written between the same two flushes; no log write happens while an
 //! unlogged write or a completion marker is unflushed.
 
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, PARTIAL_READ_UNIT};
 use crate::error::{Error, Structure};
 use crate::format::counters::{Counters, Delta};
 use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
@@ -511,6 +511,29 @@ impl<'b> Wal<'b> {
             Some(d) => self.rebuild(dev, d, out),
             None => dev.read_block(b, out).map_err(Error::Device),
         }
+    }
+
+    /// Reads bytes `offset..offset + out.len()` of block `b` as committed, if one partial device
+    /// read can: the device reads part of a block, the range is in [`PARTIAL_READ_UNIT`]s, and
+    /// the block has no records since the last checkpoint (its home copy is its committed
+    /// content). Otherwise reads nothing and returns `false`: read the whole block with
+    /// [`Wal::read`].
+    pub fn read_part<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<bool, Error<D::Error>> {
+        let partial = dev.reads_partial()
+            && offset.is_multiple_of(PARTIAL_READ_UNIT)
+            && out.len().is_multiple_of(PARTIAL_READ_UNIT)
+            && offset.saturating_add(out.len()) <= self.bs
+            && !self.is_dirty(b);
+        if partial {
+            dev.read_at(b, offset, out).map_err(Error::Device)?;
+        }
+        Ok(partial)
     }
 
     /// Rebuilds dirty block `d` from its chain of records.
