@@ -334,6 +334,17 @@ pub fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
     cfg: &Config,
     workload: &L,
 ) -> Result<Report, String> {
+    with_sim_flash::<R, W, E, _>(cfg, |flash| {
+        rig::run_rig(cfg, &mut rig::NorRig::new(flash, cfg.block_size), workload)
+    })
+}
+
+/// Calls `f` with a blank simulated flash of geometry `R`/`W`/`E` and [`Config::capacity`]
+/// bytes, seeded and with weak bits as `cfg` says (its storage lives for the call).
+pub(crate) fn with_sim_flash<const R: usize, const W: usize, const E: usize, T>(
+    cfg: &Config,
+    f: impl FnOnce(SimFlash<'_, R, W, E>) -> Result<T, String>,
+) -> Result<T, String> {
     let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
     let mut image = vec![0xFFu8; cfg.capacity];
     let mut wear = vec![0u32; sectors];
@@ -343,8 +354,7 @@ pub fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
     };
     let flash =
         SimFlash::<R, W, E>::new(&mut image, &mut wear, sim).map_err(|e| format!("flash: {e}"))?;
-    let mut rig = rig::NorRig::new(flash, cfg.block_size);
-    rig::run_rig(cfg, &mut rig, workload)
+    f(flash)
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! ([`Ftl`]) on a simulated NAND ([`NandRig`]) or on a NOR flash seen as NAND ([`NorFtlRig`]).
 //!
 //! Owns: [`Rig`] and [`CutMedium`] (what the driver needs from a medium), [`run_rig`] (the
-//! driver), the two rigs, and [`run_nand`] (a NAND run set up in one call).
+//! driver), the rigs ([`NorRig`] over any [`SimNor`]: a bare [`SimFlash`] or one held to MCU
+//! rules by [`McuFlash`]; the RAM, NAND and NOR-as-NAND rigs), [`run_mcu`] and [`run_nand`]
+//! (runs set up in one call).
 //!
 //! Differences from [`run`](super::run):
 //! - the rig opens the block device, which for a translation layer is a mount (a scan of the
@@ -31,6 +33,7 @@ use crate::nand::nor::{NorNand, NorNandLayout};
 use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
 use crate::nor::NorFlashDevice;
 use crate::sim::{FlashStats, McuFlash, McuRules, OpKind, SimFlash, SimRam, TearMode, XorShift64};
+use embedded_storage::nor_flash::NorFlash;
 
 /// What the driver needs from a simulated medium.
 pub trait CutMedium {
@@ -476,99 +479,96 @@ pub fn run_ram<L: Workload>(cfg: &Config, blocks: usize, workload: &L) -> Result
     run_rig(cfg, &mut RamRig::new(ram), workload)
 }
 
-/// A NOR [`SimFlash`] through [`NorFlashDevice`]: the rig of [`run`](super::run).
-pub struct NorRig<'m, const R: usize, const W: usize, const E: usize> {
-    flash: SimFlash<'m, R, W, E>,
+/// A simulated NOR medium the [`NorRig`] drives: a [`SimFlash`], or one wrapped by
+/// [`McuFlash`]. What the rig needs beyond the flash traits: the raw content and power.
+pub trait SimNor: NorFlash + CutMedium {
+    /// The raw content.
+    fn image(&self) -> &[u8];
+    /// The raw content, mutably (to restore a snapshot; [`SimNor::power_up`] follows).
+    fn image_mut(&mut self) -> &mut [u8];
+    /// Power on afresh over the current content, with this fault seed and tear mode.
+    fn power_up(&mut self, seed: u64, tear: TearMode);
+    /// Power back after a cut, the content as the cut left it.
+    fn reboot(&mut self);
+}
+
+impl<const R: usize, const W: usize, const E: usize> SimNor for SimFlash<'_, R, W, E> {
+    fn image(&self) -> &[u8] {
+        self.bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.bytes_mut()
+    }
+    fn power_up(&mut self, seed: u64, tear: TearMode) {
+        SimFlash::reboot(self);
+        self.config_mut().seed = seed;
+        self.config_mut().tear = tear;
+    }
+    fn reboot(&mut self) {
+        SimFlash::reboot(self);
+    }
+}
+
+/// The MCU rules' counters follow a restored image ([`McuFlash::resync`]); a cut keeps them
+/// exact.
+impl<const R: usize, const W: usize, const E: usize> SimNor
+    for McuFlash<'_, SimFlash<'_, R, W, E>>
+{
+    fn image(&self) -> &[u8] {
+        self.inner().bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.inner_mut().bytes_mut()
+    }
+    fn power_up(&mut self, seed: u64, tear: TearMode) {
+        SimNor::power_up(self.inner_mut(), seed, tear);
+        self.resync();
+    }
+    fn reboot(&mut self) {
+        self.inner_mut().reboot();
+    }
+}
+
+/// A simulated NOR medium through [`NorFlashDevice`]: the rig of [`run`](super::run) (a bare
+/// [`SimFlash`]) and of [`run_mcu`] (one held to MCU program rules).
+pub struct NorRig<M> {
+    flash: M,
     bs: usize,
 }
 
-impl<'m, const R: usize, const W: usize, const E: usize> NorRig<'m, R, W, E> {
+impl<M: SimNor> NorRig<M> {
     /// A rig of `flash` (its content is the blank medium) with vde blocks of `block_size` bytes.
-    pub fn new(flash: SimFlash<'m, R, W, E>, block_size: usize) -> Self {
+    pub fn new(flash: M, block_size: usize) -> Self {
         NorRig {
             flash,
             bs: block_size,
         }
     }
-}
 
-impl<'m, const R: usize, const W: usize, const E: usize> Rig for NorRig<'m, R, W, E> {
-    type Medium = SimFlash<'m, R, W, E>;
-    type Dev<'r>
-        = NorFlashDevice<&'r mut SimFlash<'m, R, W, E>>
-    where
-        Self: 'r;
-
-    fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
-        self.flash.reboot();
-        self.flash.config_mut().seed = seed;
-        self.flash.config_mut().tear = tear;
-    }
-    fn reboot(&mut self) {
-        self.flash.reboot();
-    }
-    fn image(&self) -> &[u8] {
-        self.flash.bytes()
-    }
-    fn image_mut(&mut self) -> &mut [u8] {
-        self.flash.bytes_mut()
-    }
-    fn medium(&mut self) -> &mut Self::Medium {
-        &mut self.flash
-    }
-    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
-        NorFlashDevice::new(&mut self.flash, self.bs, 0, None).map_err(|e| format!("geometry: {e}"))
-    }
-    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
-        dev.flash_mut()
-    }
-}
-
-/// A [`SimFlash`] held to an MCU's program rules ([`McuFlash`]) through [`NorFlashDevice`]:
-/// every unit programmed at most as often as the rules allow between erases. A restored image
-/// rebuilds the counters from its content ([`McuFlash::resync`]); a cut keeps them exact.
-pub struct McuRig<'m, const R: usize, const W: usize, const E: usize> {
-    flash: McuFlash<'m, SimFlash<'m, R, W, E>>,
-    bs: usize,
-}
-
-impl<'m, const R: usize, const W: usize, const E: usize> McuRig<'m, R, W, E> {
-    /// A rig of `flash` (its content is the blank medium) with vde blocks of `block_size` bytes.
-    pub fn new(flash: McuFlash<'m, SimFlash<'m, R, W, E>>, block_size: usize) -> Self {
-        McuRig {
-            flash,
-            bs: block_size,
-        }
-    }
-
-    /// The rule-keeping flash (its [`McuFlash::violations`] after a run).
-    pub fn flash(&self) -> &McuFlash<'m, SimFlash<'m, R, W, E>> {
+    /// The medium (for what it counted after a run).
+    pub fn flash(&self) -> &M {
         &self.flash
     }
 }
 
-impl<'m, const R: usize, const W: usize, const E: usize> Rig for McuRig<'m, R, W, E> {
-    type Medium = McuFlash<'m, SimFlash<'m, R, W, E>>;
+impl<M: SimNor> Rig for NorRig<M> {
+    type Medium = M;
     type Dev<'r>
-        = NorFlashDevice<&'r mut McuFlash<'m, SimFlash<'m, R, W, E>>>
+        = NorFlashDevice<&'r mut M>
     where
         Self: 'r;
 
     fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
-        let sim = self.flash.inner_mut();
-        sim.reboot();
-        sim.config_mut().seed = seed;
-        sim.config_mut().tear = tear;
-        self.flash.resync();
+        self.flash.power_up(seed, tear);
     }
     fn reboot(&mut self) {
-        self.flash.inner_mut().reboot();
+        self.flash.reboot();
     }
     fn image(&self) -> &[u8] {
-        self.flash.inner().bytes()
+        self.flash.image()
     }
     fn image_mut(&mut self) -> &mut [u8] {
-        self.flash.inner_mut().bytes_mut()
+        self.flash.image_mut()
     }
     fn medium(&mut self) -> &mut Self::Medium {
         &mut self.flash
@@ -582,39 +582,32 @@ impl<'m, const R: usize, const W: usize, const E: usize> Rig for McuRig<'m, R, W
 }
 
 /// Runs `workload` under the harness on a simulated flash of geometry `R`/`W`/`E` held to
-/// `rules` ([`McuRig`]): [`Config::capacity`] bytes, weak bits and tear modes as configured.
+/// `rules` ([`McuFlash`] in a [`NorRig`]): [`Config::capacity`] bytes, weak bits and tear modes as configured.
 /// Every program the rules refused, in any run, is a violation in the [`Report`].
 pub fn run_mcu<const R: usize, const W: usize, const E: usize, L: Workload>(
     cfg: &Config,
     rules: McuRules,
     workload: &L,
 ) -> Result<Report, String> {
-    let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
-    let mut image = vec![0xFFu8; cfg.capacity];
-    let mut wear = vec![0u32; sectors];
     let (nu, nr) = rules.counters(cfg.capacity, W);
     let (mut units, mut rows) = (vec![0u8; nu], vec![0u16; nr]);
-    let sim = crate::sim::SimConfig {
-        weak_bits: cfg.weak_bits,
-        ..crate::sim::SimConfig::new(cfg.seed)
-    };
-    let flash =
-        SimFlash::<R, W, E>::new(&mut image, &mut wear, sim).map_err(|e| format!("flash: {e}"))?;
-    let mcu =
-        McuFlash::new(flash, rules, &mut units, &mut rows).map_err(|e| format!("rules: {e}"))?;
-    let mut rig = McuRig::new(mcu, cfg.block_size);
-    let mut report = run_rig(cfg, &mut rig, workload)?;
-    let refused = rig.flash().violations();
-    if refused > 0 {
-        report.violations += refused;
-        if report.details.len() < cfg.keep_violations {
-            report.details.push(format!(
-                "MCU flash rules: {refused} programs refused, the first at {:#x}",
-                rig.flash().first_violation().unwrap_or(0)
-            ));
+    super::with_sim_flash::<R, W, E, _>(cfg, |flash| {
+        let mcu = McuFlash::new(flash, rules, &mut units, &mut rows)
+            .map_err(|e| format!("rules: {e}"))?;
+        let mut rig = NorRig::new(mcu, cfg.block_size);
+        let mut report = run_rig(cfg, &mut rig, workload)?;
+        let refused = rig.flash().violations();
+        if refused > 0 {
+            report.violations += refused;
+            if report.details.len() < cfg.keep_violations {
+                report.details.push(format!(
+                    "MCU flash rules: {refused} programs refused, the first at {:#x}",
+                    rig.flash().first_violation().unwrap_or(0)
+                ));
+            }
         }
-    }
-    Ok(report)
+        Ok(report)
+    })
 }
 
 /// The translation layer over a [`SimNand`].
