@@ -187,6 +187,18 @@ impl<F> fmt::Debug for McuFlash<'_, F> {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl<F> defmt::Format for McuFlash<'_, F> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "McuFlash {{ rules: {}, violations: {} }}",
+            self.rules,
+            self.violations
+        )
+    }
+}
+
 impl<'a, F: NorFlash> McuFlash<'a, F> {
     /// Wraps `inner` (whose content must be what the counters say: blank, for fresh counters)
     /// with `rules`, counting in `units` and `rows` (sized by [`McuRules::counters`]; they are
@@ -249,21 +261,6 @@ impl<'a, F: NorFlash> McuFlash<'a, F> {
         &mut self.inner
     }
 
-    /// Rebuilds the counters from `content` (the flash's whole content): one write for a unit
-    /// with a programmed byte, none for a blank unit; one program for a row with a programmed
-    /// unit.
-    fn resync_from(units: &mut [u8], rows: &mut [u16], rules: McuRules, content: &[u8]) {
-        let w = F::WRITE_SIZE.max(1);
-        for (u, c) in units.iter_mut().zip(content.chunks(w)) {
-            *u = u8::from(c.iter().any(|&b| b != ERASED));
-        }
-        if rules.row_bytes > 0 {
-            for (r, c) in rows.iter_mut().zip(content.chunks(rules.row_bytes)) {
-                *r = u16::from(c.iter().any(|&b| b != ERASED));
-            }
-        }
-    }
-
     fn refuse<E>(&mut self, e: McuError<E>, at: u32) -> McuError<E> {
         self.violations = self.violations.saturating_add(1);
         self.first_violation.get_or_insert(at);
@@ -275,14 +272,19 @@ impl<'a, 'm, const R: usize, const W: usize, const E: usize> McuFlash<'a, SimFla
     /// Rebuilds the counters from the simulator's content, after it was replaced (see the
     /// [module docs](self) for what is lost).
     pub fn resync(&mut self) {
-        let McuFlash {
-            inner,
-            rules,
-            units,
-            rows,
-            ..
-        } = self;
-        Self::resync_from(units, rows, *rules, inner.bytes());
+        let content = self.inner.bytes();
+        for (u, c) in self.units.iter_mut().zip(content.chunks(W.max(1))) {
+            *u = u8::from(c.iter().any(|&b| b != ERASED));
+        }
+        if self.rules.row_bytes > 0 {
+            for (r, c) in self
+                .rows
+                .iter_mut()
+                .zip(content.chunks(self.rules.row_bytes))
+            {
+                *r = u16::from(c.iter().any(|&b| b != ERASED));
+            }
+        }
     }
 }
 
