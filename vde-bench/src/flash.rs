@@ -188,11 +188,19 @@ fn busy_of<'m, D: OnSim<'m>, const K: usize>(vol: &mut Volume<'_, D, K>) -> u64 
     vol.device().sim().busy_time_ns()
 }
 
-/// Keeps the longest busy time of one item: `last` is the busy time before the item, `now`
-/// after it.
-fn note_longest(longest: &mut u64, last: &mut u64, now: u64) {
-    *longest = (*longest).max(now.saturating_sub(*last));
-    *last = now;
+/// The longest busy time of one item in a phase, from the flash's busy time after each.
+#[derive(Default)]
+struct Longest {
+    ns: u64,
+    last: u64,
+}
+
+impl Longest {
+    /// The flash's busy time was `now` after the item (and what it was after the one before).
+    fn after(&mut self, now: u64) {
+        self.ns = self.ns.max(now.saturating_sub(self.last));
+        self.last = now;
+    }
 }
 
 /// Zeroes the flash counters under the volume.
@@ -218,7 +226,7 @@ where
     reset(vol);
     let mut handles: Vec<Handle> = Vec::with_capacity(n as usize);
     let mut i = 0u64;
-    let (mut longest, mut last) = (0u64, 0u64);
+    let mut longest = Longest::default();
     while i < n {
         let end = (i + batch as u64).min(n);
         if batch == 1 {
@@ -230,12 +238,12 @@ where
             }
             b.commit().expect("commit");
         }
-        note_longest(&mut longest, &mut last, busy_of(vol));
+        longest.after(busy_of(vol));
         i = end;
     }
-    let load = cost_of(vol, n, longest, label);
+    let load = cost_of(vol, n, longest.ns, label);
     reset(vol);
-    let (mut longest, mut last) = (0u64, 0u64);
+    let mut longest = Longest::default();
     let mut version = vec![0u64; n as usize];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..updates {
@@ -245,9 +253,9 @@ where
         b.delete(handles[k]).expect("delete");
         handles[k] = b.put(&item(k as u64, version[k])).expect("put");
         b.commit().expect("commit");
-        note_longest(&mut longest, &mut last, busy_of(vol));
+        longest.after(busy_of(vol));
     }
-    let churn = cost_of(vol, updates, longest, label);
+    let churn = cost_of(vol, updates, longest.ns, label);
     let mut buf = [0u8; SIZE];
     for (k, h) in handles.iter().enumerate() {
         let len = vol.get(*h, &mut buf).expect("get");
@@ -349,17 +357,17 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
         Cache::new_uncached(),
     );
     let mut buf = [0u8; 128];
-    let (mut longest, mut last) = (0u64, 0u64);
+    let mut longest = Longest::default();
     for i in 0..n {
         block_on(map.store_item(&mut buf, &i, &&item(i, 0)[..])).expect("store");
-        note_longest(&mut longest, &mut last, map.flash().0.busy_time_ns());
+        longest.after(map.flash().0.busy_time_ns());
     }
     let (Blocking(sim), cache) = map.destroy();
     let load = Cost {
         ops: n,
         stats: sim.stats(),
         busy_ns: sim.busy_time_ns(),
-        longest_ns: longest,
+        longest_ns: longest.ns,
         wear: sim.wear_summary(),
         hot: hottest(sim.wear(), |i| format!("page {i}")),
     };
@@ -373,12 +381,12 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
     );
     let mut version = vec![0u64; n as usize];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let (mut longest, mut last) = (0u64, 0u64);
+    let mut longest = Longest::default();
     for _ in 0..updates {
         let k = xorshift(&mut s) % n;
         version[k as usize] += 1;
         block_on(map.store_item(&mut buf, &k, &&item(k, version[k as usize])[..])).expect("store");
-        note_longest(&mut longest, &mut last, map.flash().0.busy_time_ns());
+        longest.after(map.flash().0.busy_time_ns());
     }
     for k in 0..n {
         let got: Option<&[u8]> = block_on(map.fetch_item(&mut buf, &k)).expect("fetch");
@@ -393,7 +401,7 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
         ops: updates,
         stats: sim.stats(),
         busy_ns: sim.busy_time_ns(),
-        longest_ns: longest,
+        longest_ns: longest.ns,
         wear: sim.wear_summary(),
         hot: hottest(sim.wear(), |i| format!("page {i}")),
     };

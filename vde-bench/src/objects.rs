@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use vde_nostd::{Buffers, FormatOptions, Handle, ModuleSet, Volume};
 
 const BS: usize = 4096;
-const SIZE: usize = 100;
+pub(crate) const SIZE: usize = 100;
 /// Puts per batch in batched mode.
 const BATCH: u64 = 100;
 /// Blocks of the vde volume (16 MiB: a 64-block WAL, a 64-block slot-index region).
 const VOL_BLOCKS: u64 = 4096;
 
-fn object(i: u64) -> [u8; SIZE] {
+/// Object `i`'s 100 bytes: its number, then a pattern of it (also the threads section's).
+pub(crate) fn object(i: u64) -> [u8; SIZE] {
     let mut o = [0u8; SIZE];
     for (k, b) in o.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31).wrapping_add(k as u8);

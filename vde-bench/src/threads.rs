@@ -8,6 +8,7 @@
 
 use crate::file::{sqlite_open, TABLE};
 use crate::filedev::{redb_create, DiskFlushes, FileDev, IoCounters};
+use crate::objects::{object, SIZE};
 use crate::ratio;
 use redb::Durability;
 use rusqlite::{params, Connection};
@@ -18,17 +19,6 @@ use vde_nostd::{FormatOptions, ModuleSet};
 use vde_std::SharedVolume;
 
 const BS: usize = 4096;
-const SIZE: usize = 100;
-
-fn object(t: u64, i: u64) -> [u8; SIZE] {
-    let mut o = [0u8; SIZE];
-    for (k, b) in o.iter_mut().enumerate() {
-        *b = (t as u8).wrapping_mul(17).wrapping_add(k as u8) ^ (i as u8);
-    }
-    o[..8].copy_from_slice(&(t << 32 | i).to_le_bytes());
-    o
-}
-
 /// One store's run: elapsed time, flushes it counted itself (if it can), disk flushes.
 struct Run {
     elapsed: Duration,
@@ -52,7 +42,7 @@ fn vde(dir: &Path, threads: u64, n: u64, disk: &DiskFlushes) -> Run {
                 let vol = vol.clone();
                 s.spawn(move || {
                     (0..n)
-                        .map(|i| vol.put(&object(k, i)).expect("put"))
+                        .map(|i| vol.put(&object(k << 32 | i)).expect("put"))
                         .collect()
                 })
             })
@@ -69,7 +59,7 @@ fn vde(dir: &Path, threads: u64, n: u64, disk: &DiskFlushes) -> Run {
         for (i, h) in hs.iter().enumerate() {
             assert_eq!(
                 vol.get(*h).expect("get"),
-                object(k as u64, i as u64),
+                object((k as u64) << 32 | i as u64),
                 "vde returned a wrong object"
             );
         }
@@ -92,7 +82,8 @@ fn redb(dir: &Path, threads: u64, n: u64, disk: &DiskFlushes) -> Run {
                     w.set_durability(Durability::Immediate).expect("durability");
                     {
                         let mut tb = w.open_table(TABLE).expect("table");
-                        tb.insert(k << 32 | i, &object(k, i)[..]).expect("insert");
+                        tb.insert(k << 32 | i, &object(k << 32 | i)[..])
+                            .expect("insert");
                     }
                     w.commit().expect("commit");
                 }
@@ -124,7 +115,7 @@ fn sqlite(dir: &Path, threads: u64, n: u64, disk: &DiskFlushes) -> Run {
                     .prepare("INSERT INTO t(id, v) VALUES (?1, ?2)")
                     .expect("prepare");
                 for i in 0..n {
-                    st.execute(params![(k << 32 | i) as i64, &object(k, i)[..]])
+                    st.execute(params![(k << 32 | i) as i64, &object(k << 32 | i)[..]])
                         .expect("insert");
                 }
             });
