@@ -6,12 +6,15 @@
 //! `total_bits` count as allocated.
 //!
 //! Runs of 64 or more (first fit for `n ≥ 64`, [`free_runs`] with `m ≥ 64`) take a fast path
-//! over chunks of eight words: a chunk of free words extends the carried run at once, and a chunk
-//! whose every word has both 32-bit halves allocated holds no such run and passes a carried run
-//! shorter than 32 no further than 63 bits, so it is skipped by its last word alone. Other
-//! chunks, and shorter queries, go word by word (for `n ≥ 64` without branches on the word's
-//! content, which fragmented bitmaps mispredict). The fast path's rule is checked against a
-//! bit-by-bit reference by the proptests and at its edges by `long_run_fast_path_edges`.
+//! over chunks of eight words. One branch-free pass over a chunk (vector code) bounds the free
+//! runs inside it by what it lacks: no free 32-bit half-word bounds them at 62 bits, no free
+//! word at 126, no two adjacent free words at 190 ([`Tier`]). When that bound is below the query,
+//! only the chunk's edges matter: its free prefix ends the carried run and its free suffix
+//! starts the next. A wholly free chunk extends the carried run at once. Other chunks, and
+//! shorter queries, go word by word (for `n ≥ 64` without branches on the word's content, which
+//! fragmented bitmaps mispredict; [`free_runs`] holds the runs it finds in a small buffer and
+//! reports them in batches). The fast path's rules are checked against a bit-by-bit reference by
+//! the proptests and at their edges by `long_run_fast_path_edges`.
 //!
 //! Queries: [`first_fit`] (lowest run of `n` free blocks), [`free_runs`] (every maximal run of at
 //! least `m`), [`count_free`].
@@ -135,33 +138,88 @@ const CHUNK_BYTES: usize = CHUNK_WORDS * 8;
 /// Bits of such a chunk.
 const CHUNK_BITS: u64 = CHUNK_WORDS as u64 * 64;
 
-/// What the long-run fast path can say of a chunk of [`CHUNK_WORDS`] words without looking at
-/// each.
-enum Chunk {
-    /// Every word is 0.
-    Free,
-    /// Every word has a nonzero low half and a nonzero high half: no free run inside the chunk
-    /// reaches 64, a run crossing into it gains fewer than 32 bits, and the run leaving it is
-    /// its last word's high free bits (fewer than 32).
-    Short(u64),
-    /// Neither: look word by word.
-    Mixed,
+/// How much of a chunk the long-run fast path can prove uninteresting for a query for runs of
+/// at least `need` (≥ 64), by the free runs that lie inside a chunk, touching neither its first
+/// nor its last bit: with no free 32-bit half-word such a run spans at most two half-words
+/// (≤ 62); with no free word, at most the high part of one word and the low part of the next
+/// (≤ 126); with no two adjacent free words, at most one whole word between two such parts
+/// (≤ 190). Each test is one pass over the chunk with no branches on its words, so it compiles
+/// to vector code.
+#[derive(Clone, Copy)]
+enum Tier {
+    /// `need` ≤ 126: no free half-word.
+    Halves,
+    /// `need` ≤ 190: no free word.
+    Words,
+    /// `need` ≥ 191: no two adjacent free words.
+    Pairs,
 }
 
+impl Tier {
+    fn for_need(need: u64) -> Self {
+        if need > 190 {
+            Tier::Pairs
+        } else if need > 126 {
+            Tier::Words
+        } else {
+            Tier::Halves
+        }
+    }
+
+    /// Whether no free run inside chunk `c` can reach the tier's `need`.
+    #[inline(always)]
+    fn inner_short(self, c: &[u8]) -> bool {
+        match self {
+            Tier::Halves => c
+                .chunks_exact(4)
+                .map(|h| u32::from_le_bytes(h.try_into().unwrap_or([0xFF; 4])))
+                .fold(true, |ok, h| ok & (h != 0)),
+            Tier::Words => c
+                .chunks_exact(8)
+                .map(word)
+                .fold(true, |ok, w| ok & (w != 0)),
+            Tier::Pairs => {
+                let (mut ok, mut prev) = (true, u64::MAX);
+                for w in c.chunks_exact(8).map(word) {
+                    ok &= (prev | w) != 0;
+                    prev = w;
+                }
+                ok
+            }
+        }
+    }
+}
+
+/// Whether every word of chunk `c` is 0.
 #[inline(always)]
-fn chunk_kind(c: &[u8]) -> Chunk {
-    let (mut or, mut half_free) = (0u64, false);
+fn chunk_free(c: &[u8]) -> bool {
+    c.chunks_exact(8).map(word).fold(0, |or, w| or | w) == 0
+}
+
+/// Free bits at the start of a chunk that is not wholly free.
+#[inline(always)]
+fn chunk_prefix(c: &[u8]) -> u64 {
+    let mut n = 0u64;
     for w in c.chunks_exact(8).map(word) {
-        or |= w;
-        half_free |= (w as u32 == 0) | ((w >> 32) == 0);
+        n += u64::from(w.trailing_zeros());
+        if w != 0 {
+            break;
+        }
     }
-    if or == 0 {
-        Chunk::Free
-    } else if !half_free {
-        Chunk::Short(word(c.get(CHUNK_BYTES - 8..).unwrap_or(&[])))
-    } else {
-        Chunk::Mixed
+    n
+}
+
+/// Free bits at the end of a chunk that is not wholly free.
+#[inline(always)]
+fn chunk_suffix(c: &[u8]) -> u64 {
+    let mut n = 0u64;
+    for w in c.chunks_exact(8).rev().map(word) {
+        n += u64::from(w.leading_zeros());
+        if w != 0 {
+            break;
+        }
     }
+    n
 }
 
 /// A free run carried across words: where it starts and how long it is so far.
@@ -179,65 +237,77 @@ impl Carry {
         }
         self.len += bits;
     }
-    /// Restarts the run at the high free bits of word `w` at `base`.
-    fn restart(&mut self, w: u64, base: u64) {
-        let lz = u64::from(w.leading_zeros());
-        self.len = lz;
-        self.start = base + 64 - lz;
+    /// Restarts the run as the `len` free bits that end at bit `end`.
+    fn restart(&mut self, end: u64, len: u64) {
+        self.len = len;
+        self.start = end - len;
     }
 }
 
 /// A query that walks the bitmap word by word, with a fast path over whole chunks for runs of
 /// 64 blocks or more.
 trait WordScan {
-    /// Whether the query looks only for runs of at least 64 (the chunk fast path is exact).
-    fn long(&self) -> bool;
+    /// The shortest run the query cares about when that is 64 or more (the chunk fast path is
+    /// exact for it); `None` for shorter queries.
+    fn long(&self) -> Option<u64>;
     /// The carried run.
     fn carry(&mut self) -> &mut Carry;
     /// One word `w` at bit `here`; `false` stops the walk.
     fn word(&mut self, w: u64, here: u64) -> bool;
+    /// The free run at `start` of `len` bits has ended; `false` stops the walk.
+    fn ended(&mut self, start: u64, len: u64) -> bool;
     /// After a run grew by a whole free chunk; `false` stops the walk.
     fn grew(&mut self) -> bool {
+        true
+    }
+    /// The words of a chunk the fast path could not skip.
+    #[inline(always)]
+    fn chunk(&mut self, c: &[u8], base: u64) -> bool {
+        let mut here = base;
+        for cw in c.chunks_exact(8) {
+            if !self.word(word(cw), here) {
+                return false;
+            }
+            here += 64;
+        }
         true
     }
 
     /// Walks `words` (whole little-endian words) starting at bit `base`.
     fn words(&mut self, words: &[u8], mut base: u64) -> bool {
         let mut rest = words;
-        while !rest.is_empty() {
-            let mut take = rest.len();
-            if self.long() && rest.len() >= CHUNK_BYTES {
-                take = CHUNK_BYTES;
+        if let Some(need) = self.long() {
+            let tier = Tier::for_need(need);
+            while rest.len() >= CHUNK_BYTES {
                 let (c, after) = rest.split_at(CHUNK_BYTES);
-                match chunk_kind(c) {
-                    Chunk::Free => {
-                        self.carry().extend(base, CHUNK_BITS);
-                        if !self.grew() {
-                            return false;
-                        }
-                        rest = after;
-                        base += CHUNK_BITS;
-                        continue;
+                if tier.inner_short(c) {
+                    // Only the runs at the chunk's edges can be long enough: the carried run
+                    // ends in the chunk's free prefix, a new one starts at its free suffix.
+                    // (A wholly free chunk is never short: its words are free.)
+                    let pre = chunk_prefix(c);
+                    let carry = *self.carry();
+                    let start = if carry.len == 0 { base } else { carry.start };
+                    if !self.ended(start, carry.len + pre) {
+                        return false;
                     }
-                    // A carried run shorter than 32 gains fewer than 32 bits here: it ends
-                    // below 64, as does every run inside the chunk.
-                    Chunk::Short(last) if self.carry().len < 32 => {
-                        self.carry().restart(last, base + CHUNK_BITS - 64);
-                        rest = after;
-                        base += CHUNK_BITS;
-                        continue;
+                    self.carry().restart(base + CHUNK_BITS, chunk_suffix(c));
+                } else if chunk_free(c) {
+                    self.carry().extend(base, CHUNK_BITS);
+                    if !self.grew() {
+                        return false;
                     }
-                    _ => {}
-                }
-            }
-            let (c, after) = rest.split_at(take);
-            for cw in c.chunks_exact(8) {
-                if !self.word(word(cw), base) {
+                } else if !self.chunk(c, base) {
                     return false;
                 }
-                base += 64;
+                rest = after;
+                base += CHUNK_BITS;
             }
-            rest = after;
+        }
+        for cw in rest.chunks_exact(8) {
+            if !self.word(word(cw), base) {
+                return false;
+            }
+            base += 64;
         }
         true
     }
@@ -251,11 +321,18 @@ struct FirstFit {
 }
 
 impl WordScan for FirstFit {
-    fn long(&self) -> bool {
-        self.n >= 64
+    fn long(&self) -> Option<u64> {
+        (self.n >= 64).then_some(self.n)
     }
     fn carry(&mut self) -> &mut Carry {
         &mut self.run
+    }
+    fn ended(&mut self, start: u64, len: u64) -> bool {
+        if len >= self.n {
+            self.found = Some(start);
+            return false;
+        }
+        true
     }
     fn grew(&mut self) -> bool {
         if self.run.len >= self.n {
@@ -319,7 +396,7 @@ impl WordScan for FirstFit {
             }
         }
         // The high free bits start a run that may continue into the next word.
-        self.run.restart(w, here);
+        self.run.restart(here + 64, u64::from(w.leading_zeros()));
         true
     }
 }
@@ -348,10 +425,40 @@ struct Runs<F> {
     run: Carry,
     go: bool,
     f: F,
+    /// Runs found by [`Runs::chunk`] and not yet reported: (start, length).
+    pending: [(u64, u64); PENDING],
+    /// How many of `pending` are filled.
+    npending: usize,
 }
 
+/// Runs held back by [`free_runs`]' word-by-word path so that reporting them is one loop of
+/// mostly the same length (a branch the processor predicts) rather than one per chunk.
+const PENDING: usize = 4 * CHUNK_WORDS;
+
 impl<F: FnMut(Extent) -> bool> Runs<F> {
+    /// Reports the pending runs.
+    fn flush(&mut self) {
+        let n = self.npending;
+        self.npending = 0;
+        for i in 0..n {
+            let Some(&(start, len)) = self.pending.get(i) else {
+                break;
+            };
+            if !self.go {
+                break;
+            }
+            self.go = (self.f)(Extent {
+                start: BlockNo(start),
+                len,
+            });
+        }
+    }
+
+    /// Reports the run at `start` of `len` blocks if it is long enough, after the pending ones.
     fn emit(&mut self, start: u64, len: u64) {
+        if self.npending > 0 {
+            self.flush();
+        }
         if len >= self.m && self.go {
             self.go = (self.f)(Extent {
                 start: BlockNo(start),
@@ -362,11 +469,44 @@ impl<F: FnMut(Extent) -> bool> Runs<F> {
 }
 
 impl<F: FnMut(Extent) -> bool> WordScan for Runs<F> {
-    fn long(&self) -> bool {
-        self.m >= 64
+    fn long(&self) -> Option<u64> {
+        (self.m >= 64).then_some(self.m)
     }
     fn carry(&mut self) -> &mut Carry {
         &mut self.run
+    }
+    fn ended(&mut self, start: u64, len: u64) -> bool {
+        self.emit(start, len);
+        self.go
+    }
+    /// For runs of 64 or more, without branches on the words: each word ends the carried run at
+    /// its low free bits and restarts it at its high ones, or extends it when it is wholly free.
+    /// Every ending is written to `pending` and kept (the count advanced) when it is long
+    /// enough; they are reported once `pending` is nearly full. The carried run always ends
+    /// where the next word starts, so only its length is carried through the loop.
+    #[inline(always)]
+    fn chunk(&mut self, c: &[u8], base: u64) -> bool {
+        let mut k = self.npending;
+        let mut here = base;
+        let mut len = self.run.len;
+        for cw in c.chunks_exact(8) {
+            let w = word(cw);
+            let tz = u64::from(w.trailing_zeros());
+            let lz = u64::from(w.leading_zeros());
+            if let Some(slot) = self.pending.get_mut(k) {
+                *slot = (here - len, len + tz);
+            }
+            let free = w == 0;
+            k += usize::from(!free & (len + tz >= self.m));
+            len = if free { len + 64 } else { lz };
+            here += 64;
+        }
+        self.run.restart(here, len);
+        self.npending = k;
+        if k > PENDING - CHUNK_WORDS {
+            self.flush();
+        }
+        self.go
     }
     #[inline(always)]
     fn word(&mut self, w: u64, here: u64) -> bool {
@@ -386,7 +526,7 @@ impl<F: FnMut(Extent) -> bool> WordScan for Runs<F> {
                 self.run.start = here;
             }
             self.emit(self.run.start, self.run.len + tz);
-            self.run.restart(w, here);
+            self.run.restart(here + 64, u64::from(w.leading_zeros()));
             return self.go;
         }
         let mut bit = 0u64;
@@ -421,6 +561,8 @@ pub fn free_runs<S: BitmapSource>(
         run: Carry::default(),
         go: true,
         f,
+        pending: [(0, 0); PENDING],
+        npending: 0,
     };
     for_each_words(src, buf, |words, base| q.words(words, base))?;
     q.emit(q.run.start, q.run.len);
@@ -595,6 +737,26 @@ mod tests {
                 len: 512
             }]
         );
+        // The longest runs each tier's test allows inside a chunk (words 8..16), with no free
+        // bit at the chunk's edges: 126 with no free word, 190 with no two adjacent ones. A
+        // query one longer may skip the chunk; one equal may not.
+        for (words, len) in [(&[63u32, 63][..], 126u64), (&[63, 64, 63][..], 190)] {
+            let mut w = vec![u64::MAX; 24];
+            let first = 10;
+            for (i, free) in words.iter().enumerate() {
+                w[first + i] = match (i, *free) {
+                    (_, 64) => 0,
+                    (0, f) => u64::MAX >> f,
+                    (_, f) => u64::MAX << f,
+                };
+            }
+            let bits = bitmap(&w);
+            let start = BlockNo(first as u64 * 64 + 1);
+            assert_eq!(fit(&bits, len), Some(start), "run of {len}");
+            assert_eq!(fit(&bits, len + 1), None, "run of {len}");
+            assert_eq!(runs(&bits, len), [Extent { start, len }], "run of {len}");
+            assert_eq!(runs(&bits, len + 1), [], "run of {len}");
+        }
     }
 
     /// Every query on `bits` (`total` meaningful bits, blocks of `bpb` bytes) against the
@@ -672,8 +834,8 @@ mod tests {
             ),
             bpb_words in prop_oneof![Just(8usize), Just(9), Just(16), Just(24), Just(64)],
             total_cut in 0u64..130,
-            n in prop_oneof![1u64..64, 64u64..700],
-            m in prop_oneof![1u64..64, 64u64..700],
+            n in prop_oneof![1u64..64, 64u64..700, 700u64..2000],
+            m in prop_oneof![1u64..64, 64u64..700, 700u64..2000],
         ) {
             let mut bits: Vec<u8> = Vec::new();
             let mut at = 0u64;
