@@ -60,6 +60,10 @@ pub(crate) struct ObjState {
     /// so lookups of objects in the same shared block skip the scan. Two bytes: it fits in the
     /// struct's padding.
     pub hint: u16,
+    /// Every entry before this one is full (no free unit), so a best-fit put starts here
+    /// (lowered by every delete to the entry it frees in, 0 after a reload). Two bytes in the
+    /// padding too; a count past `u16::MAX` is kept as `u16::MAX`, which is still true.
+    pub open: u16,
 }
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
@@ -188,6 +192,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             counters: Counters::default(),
             stale: true,
             hint: 0,
+            open: 0,
         });
         self.reload_index()
     }
@@ -245,6 +250,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         o.count = count;
         o.counters = self.wal.counters();
         o.stale = false;
+        o.open = 0;
         self.objects = Some(o);
         self.check_counters()?;
         // Cross-checks: every shared block is an allocated data block outside every region, and
@@ -511,9 +517,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn put_packed(&mut self, data: &[u8], class: u8, seq: u64) -> Result<Handle, Error<D::Error>> {
         let mut o = self.obj()?;
         let per = subblock::class_size(class).ok_or(Error::ObjectTooLarge)? / UNIT;
-        // Best fit: the shared block with the fewest free units that still has a slot.
+        // Best fit: the shared block with the fewest free units that still has a slot. The
+        // entries before `open` are full; so are those the scan finds full right after them.
         let mut best: Option<(usize, usize)> = None;
-        for i in 0..o.count {
+        let es = self.es();
+        let first = usize::from(o.open).min(o.count);
+        let mut open = first;
+        for i in first..o.count {
+            let full = self
+                .index
+                .get(i * es + 8..(i + 1) * es)
+                .is_some_and(|bits| bits.iter().all(|b| *b == 0xFF));
+            if full {
+                if open == i {
+                    open = i + 1;
+                }
+                continue;
+            }
             if let Some((_, bm)) = self.entry(i) {
                 let free = bm.free_units();
                 if free >= per && best.is_none_or(|(_, f)| free < f) && bm.find(class).is_some() {
@@ -524,6 +544,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 }
             }
         }
+        o.open = u16::try_from(open).unwrap_or(u16::MAX);
+        self.objects = Some(o);
         let entry = match best {
             Some((i, _)) => i,
             None => {
@@ -883,6 +905,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     bm.view().fully_free()
                 };
                 let mut o = self.obj()?;
+                // The entry has a free unit now (and, if it is dropped, the last entry moves
+                // to its place).
+                o.open = o.open.min(u16::try_from(entry).unwrap_or(u16::MAX));
                 o.counters.objects = o.counters.objects.saturating_sub(1);
                 o.counters.bytes = o.counters.bytes.saturating_sub(u64::from(sh.len));
                 if let Some(c) = o.counters.per_class.get_mut(class as usize) {

@@ -466,3 +466,53 @@ fn a_commit_can_set_the_counters_alone() {
         Some(Error::Corrupt(Structure::SlotIndex))
     ));
 }
+
+/// Best fit skips the full shared blocks at the front of the index, and a delete makes its
+/// block a candidate again: a freed slot is reused before any new block, the first in index
+/// order on a tie; a delete that is rolled back frees nothing.
+#[test]
+fn a_freed_slot_is_reused_before_a_new_block() {
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+    let block = |h: Handle| match h {
+        Handle::Packed { block, .. } => block,
+        Handle::Extent { .. } => panic!("not packed"),
+    };
+    // Five shared blocks, each full with eight 64-byte slots.
+    let hs: Vec<Handle> = (0..40u8).map(|i| vol.put(&[i; 50]).unwrap()).collect();
+    let blocks: Vec<BlockNo> = hs.iter().map(|h| block(*h)).collect();
+    for (k, group) in blocks.chunks(8).enumerate() {
+        assert!(
+            group.iter().all(|b| *b == group[0]),
+            "block {k} holds eight"
+        );
+    }
+    assert_eq!(vol.object_stats().unwrap().shared_blocks, 5);
+    // A hole in the second block and one in the third, a remount between them.
+    vol.delete(hs[9]).unwrap();
+    let _ = vol.unmount().unwrap();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    vol.delete(hs[17]).unwrap();
+    assert_eq!(block(vol.put(&[1; 50]).unwrap()), blocks[9]);
+    assert_eq!(block(vol.put(&[2; 50]).unwrap()), blocks[17]);
+    assert_eq!(vol.object_stats().unwrap().shared_blocks, 5);
+    // Every block full again: a new one.
+    let sixth = block(vol.put(&[3; 50]).unwrap());
+    assert!(!blocks.contains(&sixth));
+    assert_eq!(vol.object_stats().unwrap().shared_blocks, 6);
+    // A delete in a batch that is rolled back leaves its block full.
+    {
+        let mut b = vol.batch().unwrap();
+        b.delete(hs[2]).unwrap();
+        b.rollback();
+    }
+    assert_eq!(block(vol.put(&[4; 50]).unwrap()), sixth);
+    // One that commits opens its block again, and best fit prefers it (one free slot) to the
+    // sixth block (six).
+    vol.delete(hs[2]).unwrap();
+    assert_eq!(block(vol.put(&[5; 50]).unwrap()), blocks[2]);
+    vol.verify().unwrap();
+}
