@@ -98,6 +98,19 @@ fn flash_power_cut_objects() {
     assert_clean(&run_w25q(&cfg, &w), 2000);
 }
 
+#[test]
+fn flash_power_cut_named_objects() {
+    let mut cfg = config(512 * 1024);
+    cfg.format.modules = vde_nostd::ModuleSet::OBJECTS | vde_nostd::ModuleSet::NAMES;
+    let w = harness::Names {
+        seed: 0x4A3E,
+        operations: 60,
+        keys: 30,
+        max_len: 9000,
+    };
+    assert_clean(&run_w25q(&cfg, &w), 1500);
+}
+
 fn sb_valid(img: &[u8], b: vde_nostd::BlockNo) -> bool {
     let at = b.0 as usize * BS;
     Superblock::decode(&img[at..at + BS]).is_ok()

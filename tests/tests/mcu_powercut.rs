@@ -13,7 +13,9 @@
 //! Each harness test prints `power-cut points: N, violations: 0`.
 
 use vde_embedded::harness::rig::run_mcu;
-use vde_embedded::harness::{AddModules, Config, Objects, RandomTransactions, Report, Workload};
+use vde_embedded::harness::{
+    AddModules, Config, Names, Objects, RandomTransactions, Report, Workload,
+};
 use vde_embedded::sim::{McuFlash, McuRules, SimConfig, SimFlash};
 use vde_embedded::NorFlashDevice;
 use vde_nostd::{FormatOptions, ModuleSet, Volume};
@@ -64,6 +66,20 @@ fn objects() -> (Config, Objects) {
     (cfg, w)
 }
 
+fn names() -> (Config, Names) {
+    let mut cfg = Config::new(512 * 1024, BS);
+    cfg.format.modules = ModuleSet::OBJECTS | ModuleSet::NAMES;
+    cfg.crash_states = 2;
+    cfg.second_cut_every = 16;
+    let w = Names {
+        seed: 0x3C2,
+        operations: 40,
+        keys: 20,
+        max_len: 6000,
+    };
+    (cfg, w)
+}
+
 fn modules() -> (Config, AddModules) {
     let cfg = Config::new(512 * 1024, BS);
     let w = AddModules {
@@ -81,6 +97,8 @@ fn mcu_words_of_4_bytes_with_a_row_limit_survive_every_cut() {
     assert_clean(&run::<4, _>(McuRules::CC26XX, &c, &w), 1000);
     let (c, w) = objects();
     assert_clean(&run::<4, _>(McuRules::CC26XX, &c, &w), 600);
+    let (c, w) = names();
+    assert_clean(&run::<4, _>(McuRules::CC26XX, &c, &w), 400);
 }
 
 #[test]
@@ -91,6 +109,8 @@ fn mcu_double_words_survive_every_cut() {
     assert_clean(&run::<8, _>(McuRules::STM32L4, &c, &w), 1000);
     let (c, w) = objects();
     assert_clean(&run::<8, _>(McuRules::STM32L4, &c, &w), 600);
+    let (c, w) = names();
+    assert_clean(&run::<8, _>(McuRules::STM32L4, &c, &w), 400);
 }
 
 #[test]
@@ -101,6 +121,8 @@ fn mcu_quad_words_survive_every_cut() {
     assert_clean(&run::<16, _>(McuRules::STM32U5, &c, &w), 1000);
     let (c, w) = objects();
     assert_clean(&run::<16, _>(McuRules::STM32U5, &c, &w), 600);
+    let (c, w) = names();
+    assert_clean(&run::<16, _>(McuRules::STM32U5, &c, &w), 400);
 }
 
 /// The rig does hold the engine to the rules: with one program per 4 KiB sector allowed, a

@@ -114,6 +114,22 @@ fn nand_power_cut_objects() {
     assert_clean(&r, 450);
 }
 
+#[test]
+fn nand_power_cut_named_objects() {
+    let t = std::time::Instant::now();
+    let mut cfg = config();
+    cfg.format.modules = vde_nostd::ModuleSet::OBJECTS | vde_nostd::ModuleSet::NAMES;
+    let w = vde_embedded::harness::Names {
+        seed: 0x4A3E,
+        operations: 30,
+        keys: 20,
+        max_len: 9000,
+    };
+    let r = run_nand(&cfg, &PART, 21, 1, &[], &ftl(5), &w).expect("setup");
+    show(&r, t);
+    assert_clean(&r, 300);
+}
+
 /// Single-page versions: 4 KiB + 128 B pages (an MT29F4G01ABAFD-like page), 16 pages per block.
 #[test]
 fn nand_power_cut_objects_4k_pages() {

@@ -58,6 +58,12 @@ pub enum Error<E> {
     HandleSyntax,
     /// An earlier operation of this batch failed, so the whole batch was rolled back.
     BatchAborted,
+    /// A key is empty or longer than 64 bytes.
+    KeyInvalid,
+    /// No object has that name.
+    NameNotFound,
+    /// The name table has no room for another key (its region is full).
+    NamesFull,
 }
 
 /// Which on-disk structure was found corrupt.
@@ -80,6 +86,8 @@ pub enum Structure {
     SlotIndex,
     /// The extent map, or a whole-block object's extent header, is damaged or inconsistent.
     Extent,
+    /// The name table failed its checksum or is inconsistent.
+    Names,
 }
 
 impl<E> From<E> for Error<E> {
@@ -107,7 +115,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
             Error::ModuleAlreadyPresent => f.write_str("module already present"),
             Error::DirectoryFull => f.write_str("region directory full"),
             Error::ObjectTooLarge => f.write_str("object too large"),
-            Error::ModuleMissing => f.write_str("the objects module is not present"),
+            Error::ModuleMissing => {
+                f.write_str("the module this needs (objects or names) is not present")
+            }
             Error::IndexFull => f.write_str("slot index full"),
             Error::BadHandle { handle } => write!(f, "bad handle {handle:016x}"),
             Error::ObjectChecksum { handle } => {
@@ -115,6 +125,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
             }
             Error::HandleSyntax => f.write_str("malformed handle text"),
             Error::BatchAborted => f.write_str("batch rolled back after an earlier error"),
+            Error::KeyInvalid => f.write_str("a key must be 1 to 64 bytes"),
+            Error::NameNotFound => f.write_str("no object has that name"),
+            Error::NamesFull => f.write_str("the name table is full"),
         }
     }
 }

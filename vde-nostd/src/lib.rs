@@ -27,6 +27,7 @@ pub mod error;
 pub mod format;
 pub mod handle;
 pub mod modules;
+pub mod names;
 pub mod objects;
 pub mod scanner;
 pub mod subblock;
@@ -39,7 +40,7 @@ pub use device::{BlockDevice, RamDevice};
 pub use error::{Error, Structure};
 pub use handle::Handle;
 pub use modules::{Module, ModuleSet};
-pub use objects::{Batch, ObjectStats};
+pub use objects::{Batch, ObjectInfo, ObjectStats};
 pub use types::{BlockNo, Epoch, Extent, Seq};
 pub use volume::{Buffers, FormatOptions, Transaction, Volume};
 

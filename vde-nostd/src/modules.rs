@@ -24,6 +24,8 @@ bitflags::bitflags! {
         const INTEGRITY = 1 << 6;
         /// Replication: a change-journal region and a peer table region.
         const REPLICATION = 1 << 7;
+        /// Names: a key → object map (the name table region). Needs `OBJECTS`.
+        const NAMES = 1 << 8;
     }
 }
 
@@ -117,6 +119,13 @@ pub const CATALOGUE: &[Module] = &[
         regions: &[Large, Small],
         inode_bytes: 24,
     },
+    Module {
+        bit: 8,
+        name: "names",
+        description: "named objects (key to object map)",
+        regions: &[Small],
+        inode_bytes: 0,
+    },
 ];
 
 /// Inode size of a volume with no modules.
@@ -144,7 +153,8 @@ pub fn region_blocks(kind: RegionKind, total: u64) -> u64 {
 
 /// Blocks region `i` of module `m` takes on a volume of `total` blocks of `bs` bytes: its
 /// kind's size ([`region_blocks`]), plus the extent map's blocks for the `objects` region (so
-/// the slot index keeps the kind's size on every volume).
+/// the slot index keeps the kind's size on every volume); the `names` region has at least two
+/// blocks (the name table's root and a leaf).
 pub fn module_region_blocks(m: &Module, i: usize, bs: usize, total: u64) -> u64 {
     let Some(kind) = m.regions.get(i) else {
         return 0;
@@ -154,7 +164,13 @@ pub fn module_region_blocks(m: &Module, i: usize, bs: usize, total: u64) -> u64 
     } else {
         0
     };
-    region_blocks(*kind, total).saturating_add(map)
+    let blocks = region_blocks(*kind, total).saturating_add(map);
+    if m.bit == 8 {
+        // The name table's root and at least one leaf.
+        blocks.max(2)
+    } else {
+        blocks
+    }
 }
 
 /// Inode size for a manifest: the base plus each known module's bytes.

@@ -48,6 +48,18 @@ pub struct ObjectStats {
     pub index_room: u64,
 }
 
+/// One live object, as [`Volume::for_each_object`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ObjectInfo {
+    /// Its handle.
+    pub handle: Handle,
+    /// Payload bytes.
+    pub len: u64,
+    /// Packed in a shared block (else a run of whole blocks).
+    pub packed: bool,
+}
+
 /// State of the objects module while mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -436,7 +448,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.restage_index_block(blk)
     }
 
-    fn ensure_index(&mut self) -> Result<(), Error<D::Error>> {
+    pub(crate) fn ensure_index(&mut self) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         if o.stale {
             self.reload_index()?;
@@ -444,7 +456,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    fn mark_stale(&mut self) {
+    pub(crate) fn mark_stale(&mut self) {
         self.abort_tx();
         if let Some(o) = self.objects.as_mut() {
             o.stale = true;
@@ -452,7 +464,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Runs `f` as one transaction over the object index, committing on success.
-    fn object_tx<T>(
+    pub(crate) fn object_tx<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, Error<D::Error>>,
     ) -> Result<T, Error<D::Error>> {
@@ -480,9 +492,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.object_tx(|v| v.put_in_tx(data, true))
     }
 
-    /// Deletes the object named by `h`. One WAL transaction.
+    /// Deletes the object named by `h` (and its name, if it has one). One WAL transaction.
     pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
-        self.object_tx(|v| v.delete_in_tx(h))
+        self.object_tx(|v| {
+            v.unname_in_tx(h)?;
+            v.delete_in_tx(h)
+        })
     }
 
     /// Starts a batch: several puts and deletes committed as one transaction.
@@ -1091,6 +1106,95 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
+    /// Calls `f` with every live object until it returns `false`: the packed ones shared block
+    /// by shared block (from the slot index: each used slot's header gives its length and
+    /// class), then the extent objects in block order (from the extent map: each marked block's
+    /// extent header). Nothing is found by scanning the data area.
+    pub fn for_each_object(
+        &mut self,
+        mut f: impl FnMut(ObjectInfo) -> bool,
+    ) -> Result<(), Error<D::Error>> {
+        self.ensure_index()?;
+        self.abort_tx();
+        let bs = self.layout.bs();
+        let units = bs / UNIT;
+        let si = || Error::Corrupt(Structure::SlotIndex);
+        for i in 0..self.obj()?.count {
+            let (block, used) = {
+                let (b, bm) = self.entry(i).ok_or_else(si)?;
+                let mut used = [0u64; 16];
+                for (u, w) in (0..units).zip((0..).map(|k: usize| k / 64)) {
+                    if bm.occupied(u) {
+                        if let Some(x) = used.get_mut(w) {
+                            *x |= 1 << (u % 64);
+                        }
+                    }
+                }
+                (b, used)
+            };
+            let blk = self.load_scratch(block)?;
+            let mut u = 0usize;
+            while u < units {
+                let is_used = used.get(u / 64).is_some_and(|w| w >> (u % 64) & 1 == 1);
+                if !is_used {
+                    u += 1;
+                    continue;
+                }
+                let at = u * UNIT;
+                let hdr = blk
+                    .get(at..at + SLOT_HDR)
+                    .and_then(|b| SlotHeader::decode(b).ok())
+                    .ok_or_else(si)?;
+                let class =
+                    subblock::class_for(usize::from(hdr.len) + SLOT_HDR, bs).ok_or_else(si)?;
+                let per = subblock::class_size(class).ok_or_else(si)? / UNIT;
+                let handle = Handle::Packed {
+                    block,
+                    unit: u16::try_from(u).map_err(|_| si())?,
+                    class,
+                    tag: hdr.tag,
+                };
+                if !f(ObjectInfo {
+                    handle,
+                    len: u64::from(hdr.len),
+                    packed: true,
+                }) {
+                    return Ok(());
+                }
+                u += per.max(1);
+            }
+        }
+        let (_, m) = self.extent_map()?;
+        let per_map = crate::format::layout::bits_per_bitmap_block(bs);
+        for j in 0..m {
+            let mut bit = 0u64;
+            loop {
+                // The next marked block of this map block (the map is read again after each
+                // header: they share the scratch block).
+                self.load_map_block(j)?;
+                let bits = bitmap_block::bits(self.scratch.get(..bs).unwrap_or(&[]));
+                let next = (bit..per_map).find(|b| {
+                    bits.get((b / 8) as usize)
+                        .is_some_and(|x| x >> (b % 8) & 1 == 1)
+                });
+                let Some(b) = next else { break };
+                bit = b + 1;
+                let start = BlockNo(j * per_map + b);
+                let blk = self.load_scratch(start)?;
+                let hdr =
+                    ExtentHeader::decode(blk).map_err(|_| Error::Corrupt(Structure::Extent))?;
+                if !f(ObjectInfo {
+                    handle: Handle::from_raw(hdr.handle),
+                    len: hdr.len,
+                    packed: false,
+                }) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the `objects` module is present.
     pub fn has_objects(&self) -> bool {
         self.objects.is_some()
@@ -1103,7 +1207,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 }
 
-/// Several puts and deletes committed as one WAL transaction. Dropping it without
+/// Several puts, deletes, stores and removes committed as one WAL transaction. Dropping it without
 /// [`Batch::commit`] rolls everything back. After any failed operation the whole batch is rolled
 /// back and every later call returns [`Error::BatchAborted`].
 pub struct Batch<'v, 'b, D: BlockDevice, const K: usize> {
@@ -1133,9 +1237,22 @@ impl<D: BlockDevice, const K: usize> Batch<'_, '_, D, K> {
         self.run(|v| v.put_in_tx(data, false))
     }
 
-    /// Adds a delete.
+    /// Adds a delete (of the object and its name, if it has one).
     pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
-        self.run(|v| v.delete_in_tx(h))
+        self.run(|v| {
+            v.unname_in_tx(h)?;
+            v.delete_in_tx(h)
+        })
+    }
+
+    /// Adds a [`Volume::store`]: `data` as a new object named `key`, the key's old object freed.
+    pub fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.run(|v| v.store_in_tx(key, data))
+    }
+
+    /// Adds a [`Volume::remove`]: the object named `key` and the name deleted.
+    pub fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.run(|v| v.remove_in_tx(key))
     }
 
     /// Commits every operation of the batch at once.

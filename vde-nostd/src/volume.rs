@@ -135,6 +135,8 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) tx_free_delta: i64,
     pub(crate) index: &'b mut [u8],
     pub(crate) objects: Option<ObjState>,
+    /// The `names` module's region, when present.
+    pub(crate) names: Option<Extent>,
     summaries: Option<&'b mut [Summary]>,
     report: RecoveryReport,
     /// The byte ranges of the loaded view ([`Volume::view`]) that were changed.
@@ -241,6 +243,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             tx_free_delta: 0,
             index: bufs.index,
             objects: None,
+            names: None,
             summaries: None,
             report,
             spans: heapless::Vec::new(),
@@ -252,6 +255,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         vol.check_metadata_allocated()?;
         vol.free_blocks = vol.count_free()?;
         vol.load_objects()?;
+        vol.load_names()?;
         Ok(vol)
     }
 
@@ -807,7 +811,32 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         self.check_regions()?;
         self.check_metadata_allocated()?;
-        self.verify_objects()
+        self.verify_objects()?;
+        self.verify_names(|_, _| {})
+    }
+
+    /// Reads block `b` through the open transaction into the scratch block and returns it.
+    pub(crate) fn load_scratch(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
+        if b.0 >= self.layout.block_count {
+            return Err(Error::OutOfRange);
+        }
+        let bs = self.layout.bs();
+        let Volume {
+            tx,
+            wal,
+            dev,
+            scratch,
+            ..
+        } = self;
+        let buf = block_of(scratch, bs)?;
+        read_staged(tx, wal, dev, b, buf)?;
+        Ok(buf)
+    }
+
+    /// The scratch block (what [`Self::view`] loaded last, until something else reads).
+    pub(crate) fn scratch_block(&mut self) -> Result<&mut [u8], Error<D::Error>> {
+        let bs = self.layout.bs();
+        block_of(self.scratch, bs)
     }
 
     /// Validates the region directory and pointer table against each other, the geometry and
@@ -1037,6 +1066,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 self.init_index(*r)?;
             }
         }
+        if m.flag() == ModuleSet::NAMES {
+            if !self.modules().contains(ModuleSet::OBJECTS) {
+                return Err(Error::ModuleMissing);
+            }
+            if let Some(r) = plan.regions.first() {
+                self.init_names(*r)?;
+            }
+        }
         Ok(())
     }
 
@@ -1044,6 +1081,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn on_module_added(&mut self, m: &'static Module) -> Result<(), Error<D::Error>> {
         if m.flag() == ModuleSet::OBJECTS {
             self.load_objects()?;
+        }
+        if m.flag() == ModuleSet::NAMES {
+            self.load_names()?;
         }
         Ok(())
     }

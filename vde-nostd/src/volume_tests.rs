@@ -516,3 +516,125 @@ fn a_freed_slot_is_reused_before_a_new_block() {
     assert_eq!(block(vol.put(&[5; 50]).unwrap()), blocks[2]);
     vol.verify().unwrap();
 }
+
+/// Named objects on 512-byte blocks (leaves of a few entries, so keys split leaves early):
+/// store, replace, fetch, remove, iteration in key order and by prefix, across a remount.
+#[test]
+fn named_objects_store_replace_list_and_remove() {
+    use std::collections::BTreeMap;
+    let mut img = vec![0u8; BS * 2048];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol =
+        Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS | ModuleSet::NAMES), m.bufs())
+            .unwrap();
+    assert!(vol.has_names());
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut x = 7u64;
+    for i in 0..300u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = std::format!("k{:03}", x % 120).into_bytes();
+        match x % 5 {
+            0 if model.contains_key(&key) => {
+                vol.remove(&key).unwrap();
+                model.remove(&key);
+            }
+            _ => {
+                let data: Vec<u8> = (0..(x % 300) as usize)
+                    .map(|j| (j as u8) ^ (i as u8))
+                    .collect();
+                vol.store(&key, &data).unwrap();
+                model.insert(key, data);
+            }
+        }
+        if i % 50 == 49 {
+            let _ = vol.unmount().unwrap();
+            let dev = RamDevice::new(&mut img, BS).unwrap();
+            vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+        }
+    }
+    vol.verify().unwrap();
+    let mut buf = vec![0u8; 512];
+    for (k, v) in &model {
+        let n = vol.fetch(k, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &v[..]);
+    }
+    assert_eq!(vol.fetch(b"nope", &mut buf), Err(Error::NameNotFound));
+    assert_eq!(vol.remove(b"nope"), Err(Error::NameNotFound));
+    assert_eq!(vol.store(&[0u8; 65], b"x"), Err(Error::KeyInvalid));
+    assert_eq!(vol.store(b"", b"x"), Err(Error::KeyInvalid));
+    // Every object is a named one (one per key: replaced values were freed).
+    assert_eq!(
+        vol.object_stats().unwrap().counters.objects,
+        model.len() as u64
+    );
+    let mut listed: Vec<Vec<u8>> = Vec::new();
+    vol.for_each_name(b"", |k, _| {
+        listed.push(k.to_vec());
+        true
+    })
+    .unwrap();
+    assert_eq!(listed, model.keys().cloned().collect::<Vec<_>>());
+    let mut with_prefix: Vec<Vec<u8>> = Vec::new();
+    vol.for_each_name(b"k05", |k, _| {
+        with_prefix.push(k.to_vec());
+        true
+    })
+    .unwrap();
+    let want: Vec<Vec<u8>> = model
+        .keys()
+        .filter(|k| k.starts_with(b"k05"))
+        .cloned()
+        .collect();
+    assert_eq!(with_prefix, want);
+    // A delete by handle takes the name with it.
+    let (k0, _) = model.iter().next().unwrap();
+    let h = vol.lookup(k0).unwrap().unwrap();
+    vol.delete(h).unwrap();
+    assert!(!vol.contains(k0).unwrap());
+    vol.verify().unwrap();
+}
+
+/// Keys stored in order fill leaves; when the root or the region has no room, `NamesFull`,
+/// and the failed store changed nothing.
+#[test]
+fn a_full_name_table_is_a_clear_error() {
+    let mut img = vec![0u8; BS * 256];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol =
+        Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS | ModuleSet::NAMES), m.bufs())
+            .unwrap();
+    let mut stored = 0u32;
+    let err = loop {
+        let key = std::format!("{stored:060}");
+        match vol.store(key.as_bytes(), b"v") {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 10_000);
+    };
+    assert_eq!(err, Error::NamesFull);
+    assert!(stored >= 40, "only {stored} keys fit");
+    let objects = vol.object_stats().unwrap().counters.objects;
+    assert_eq!(objects, u64::from(stored));
+    vol.verify().unwrap();
+    let mut n = 0;
+    vol.for_each_name(b"", |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, stored);
+    // Replacing an existing key still works when full.
+    vol.store(std::format!("{:060}", 0).as_bytes(), b"w")
+        .unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        vol.fetch(std::format!("{:060}", 0).as_bytes(), &mut buf),
+        Ok(1)
+    );
+    assert_eq!(&buf[..1], b"w");
+}

@@ -100,6 +100,7 @@ pub fn structure_name(s: Structure) -> &'static str {
         Structure::RegionPointerTable => "region pointer table",
         Structure::SlotIndex => "slot index",
         Structure::Extent => "object extent header",
+        Structure::Names => "name table",
     }
 }
 
@@ -125,7 +126,9 @@ pub fn engine_message(e: &CoreError) -> String {
         E::ModuleAlreadyPresent => "module already present".into(),
         E::DirectoryFull => "the region directory is full".into(),
         E::ObjectTooLarge => "object too large".into(),
-        E::ModuleMissing => "the image has no 'objects' module".into(),
+        E::ModuleMissing => {
+            "the image lacks the module this needs ('objects', or 'names' for named objects)".into()
+        }
         E::IndexFull => "image full: the slot index has no room for another shared block".into(),
         E::BadHandle { handle } => {
             format!("bad handle {handle:016x}: no such object (stale, deleted or never written)")
@@ -135,6 +138,9 @@ pub fn engine_message(e: &CoreError) -> String {
         }
         E::HandleSyntax => "malformed handle: expected 16 hexadecimal digits".into(),
         E::BatchAborted => "batch rolled back after an earlier error".into(),
+        E::KeyInvalid => "a name must be 1 to 64 bytes".into(),
+        E::NameNotFound => "no object has that name".into(),
+        E::NamesFull => "the name table is full (its region has no room for another leaf)".into(),
     }
 }
 

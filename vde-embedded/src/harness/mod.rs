@@ -58,7 +58,8 @@ pub mod unflushed;
 pub mod workloads;
 
 pub use workloads::{
-    AddModules, InFlight, ModulesLog, Objects, ObjectsLog, RandomTransactions, Snapshot, TxLog,
+    AddModules, InFlight, ModulesLog, Names, NamesLog, Objects, ObjectsLog, RandomTransactions,
+    Snapshot, TxLog,
 };
 
 /// Transaction capacity (block updates) of the volumes the harness mounts.

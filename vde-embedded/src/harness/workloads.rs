@@ -679,3 +679,237 @@ impl Workload for Objects {
             .map_err(|e| format!("delete after recovery: {e:?}"))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// (d) named objects
+
+/// Named objects: stores (new keys and replacements), removes, and batches of both, over a
+/// small set of keys, so most stores replace a value. The check after a cut: every key the cut
+/// run did not touch in flight fetches its acknowledged value (or `NameNotFound` if it had
+/// none); the in-flight operation's keys all fetch their old values or all their new ones (a
+/// replace is never "neither"); the listing is exactly the keys that should exist, in order;
+/// the object counter equals the number of names; counters and free space match the reference
+/// run. Then one more store, fetch and remove (usable after recovery).
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    /// Seed of the workload's choices and payloads.
+    pub seed: u64,
+    /// Operations (store, remove or batch).
+    pub operations: usize,
+    /// Distinct keys used.
+    pub keys: usize,
+    /// Largest value (values up to a few blocks become extent objects).
+    pub max_len: usize,
+}
+
+/// A key and its new value (`None`: removed).
+pub type NameChange = (Vec<u8>, Option<Vec<u8>>);
+
+/// What [`Names`] logged.
+#[derive(Debug, Clone, Default)]
+pub struct NamesLog {
+    /// Acknowledged names and values.
+    pub map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The operation in flight: its number and each key's new value (`None`: removed).
+    pub inflight: Option<(usize, Vec<NameChange>)>,
+    /// Operations acknowledged.
+    pub done: usize,
+    /// Counters at the start and after every acknowledged operation.
+    pub snapshots: Vec<Snapshot>,
+}
+
+impl Names {
+    fn key(&self, i: u64) -> Vec<u8> {
+        // Keys of 3..=40 bytes with shared prefixes.
+        let mut k = format!("cfg/{}/{i}", i % 3).into_bytes();
+        k.resize(k.len() + (i as usize * 7) % 30, b'.');
+        k
+    }
+
+    fn value(&self, op: usize, j: usize, rng: &mut XorShift64) -> Vec<u8> {
+        let len = match rng.below(10) {
+            0 => 1 + rng.below(self.max_len.max(2) as u64) as usize,
+            _ => 1 + rng.below(200) as usize,
+        };
+        (0..len)
+            .map(|i| (i as u8) ^ (op as u8).wrapping_mul(31) ^ (j as u8).wrapping_mul(7))
+            .collect()
+    }
+}
+
+impl Workload for Names {
+    type Log = NamesLog;
+
+    fn name(&self) -> String {
+        format!(
+            "named objects store/remove/batch ({} ops, {} keys, ≤ {} B)",
+            self.operations, self.keys, self.max_len
+        )
+    }
+
+    fn run<D: BlockDevice, const K: usize>(
+        &self,
+        vol: &mut Volume<'_, D, K>,
+        log: &mut NamesLog,
+    ) -> Result<(), Error<D::Error>> {
+        let mut rng = XorShift64::new(self.seed);
+        log.snapshots.push(Snapshot::take(vol));
+        for op in 0..self.operations {
+            let mut changes: Vec<NameChange> = Vec::new();
+            let kind = rng.below(6);
+            let n = if kind == 5 { 2 + rng.below(2) } else { 1 };
+            for j in 0..n as usize {
+                let k = self.key(rng.below(self.keys.max(1) as u64));
+                if changes.iter().any(|c| c.0 == k) {
+                    continue;
+                }
+                let exists = log.map.contains_key(&k);
+                let remove = exists && (kind == 4 || (kind == 5 && rng.below(3) == 0));
+                let v = (!remove).then(|| self.value(op, j, &mut rng));
+                changes.push((k, v));
+            }
+            log.inflight = Some((op, changes.clone()));
+            if kind == 5 {
+                let mut b = vol.batch()?;
+                for (k, v) in &changes {
+                    match v {
+                        Some(v) => b.store(k, v).map(|_| ())?,
+                        None => b.remove(k).map(|_| ())?,
+                    }
+                }
+                b.commit()?;
+            } else if let Some((k, v)) = changes.first() {
+                match v {
+                    Some(v) => vol.store(k, v).map(|_| ())?,
+                    None => vol.remove(k).map(|_| ())?,
+                }
+            }
+            for (k, v) in changes {
+                match v {
+                    Some(v) => log.map.insert(k, v),
+                    None => log.map.remove(&k),
+                };
+            }
+            log.inflight = None;
+            log.done += 1;
+            log.snapshots.push(Snapshot::take(vol));
+        }
+        Ok(())
+    }
+
+    fn check<D: BlockDevice, const K: usize>(
+        &self,
+        vol: &mut Volume<'_, D, K>,
+        log: &NamesLog,
+        reference: &NamesLog,
+    ) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut buf = vec![0u8; self.max_len.max(256)];
+        let empty = Vec::new();
+        let inflight = log.inflight.as_ref().map_or(&empty, |f| &f.1);
+        let mut fetch = |vol: &mut Volume<'_, D, K>, k: &[u8]| match vol.fetch(k, &mut buf) {
+            Ok(n) => Ok(Some(buf.get(..n).unwrap_or(&[]).to_vec())),
+            Err(Error::NameNotFound) => Ok(None),
+            Err(e) => Err(format!("fetch {:?}: {e:?}", String::from_utf8_lossy(k))),
+        };
+        // Keys outside the in-flight operation hold their acknowledged values.
+        for i in 0..self.keys as u64 {
+            let k = self.key(i);
+            if inflight.iter().any(|c| c.0 == k) {
+                continue;
+            }
+            match fetch(vol, &k) {
+                Ok(got) if got.as_ref() == log.map.get(&k) => {}
+                Ok(got) => problems.push(format!(
+                    "{:?}: {:?} bytes, acknowledged {:?}",
+                    String::from_utf8_lossy(&k),
+                    got.map(|g| g.len()),
+                    log.map.get(&k).map(|v| v.len())
+                )),
+                Err(e) => problems.push(e),
+            }
+        }
+        // The in-flight operation: all old or all new.
+        let mut old = 0;
+        let mut new = 0;
+        for (k, v) in inflight {
+            match fetch(vol, k) {
+                Ok(got) => {
+                    let was = log.map.get(k);
+                    if got.as_ref() == v.as_ref() {
+                        new += 1;
+                    }
+                    if got.as_ref() == was {
+                        old += 1;
+                    }
+                    if got.as_ref() != v.as_ref() && got.as_ref() != was {
+                        problems.push(format!(
+                            "in-flight {:?} holds neither its old nor its new value",
+                            String::from_utf8_lossy(k)
+                        ));
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        let applied = !inflight.is_empty() && new == inflight.len();
+        if !inflight.is_empty() && !applied && old != inflight.len() {
+            problems.push(format!(
+                "operation {:?} half applied ({new} of {} keys new)",
+                log.inflight.as_ref().map(|f| f.0),
+                inflight.len()
+            ));
+        }
+        // The listing and the object counter.
+        let mut want = log.map.clone();
+        if applied {
+            for (k, v) in inflight {
+                match v {
+                    Some(v) => want.insert(k.clone(), v.clone()),
+                    None => want.remove(k),
+                };
+            }
+        }
+        let mut listed = Vec::new();
+        if let Err(e) = vol.for_each_name(b"", |k, _| {
+            listed.push(k.to_vec());
+            true
+        }) {
+            problems.push(format!("listing: {e:?}"));
+        }
+        if listed != want.keys().cloned().collect::<Vec<_>>() {
+            problems.push(format!(
+                "listing has {} names, want {}",
+                listed.len(),
+                want.len()
+            ));
+        }
+        match vol.object_stats() {
+            Ok(s) if s.counters.objects == want.len() as u64 => {}
+            Ok(s) => problems.push(format!(
+                "{} objects for {} names",
+                s.counters.objects,
+                want.len()
+            )),
+            Err(e) => problems.push(format!("object_stats: {e:?}")),
+        }
+        let done = log.done + usize::from(applied);
+        if let Err(e) = Snapshot::expect(vol, &reference.snapshots, done) {
+            problems.push(e);
+        }
+        if !problems.is_empty() {
+            return Err(join(&problems));
+        }
+        // Usable after recovery.
+        let key = b"probe/after-recovery";
+        vol.store(key, b"ok")
+            .map_err(|e| format!("store after recovery: {e:?}"))?;
+        match vol.fetch(key, &mut buf) {
+            Ok(2) if buf.get(..2) == Some(&b"ok"[..]) => {}
+            r => return Err(format!("fetch after recovery: {r:?}")),
+        }
+        vol.remove(key)
+            .map(|_| ())
+            .map_err(|e| format!("remove after recovery: {e:?}"))
+    }
+}

@@ -8,6 +8,7 @@ pub mod bitmap_block;
 pub mod codec;
 pub mod counters;
 pub mod layout;
+pub mod names;
 pub mod object;
 pub mod regions;
 pub mod slot_index;

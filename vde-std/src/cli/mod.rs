@@ -131,23 +131,38 @@ enum Cmd {
         image: PathBuf,
         /// The file to store; `-` or nothing for standard input.
         file: Option<PathBuf>,
+        /// Also name the object KEY (1 to 64 bytes), replacing the object of that name in the
+        /// same transaction. Adds the 'names' module to the image if it has none.
+        #[arg(short, long, value_name = "KEY")]
+        name: Option<String>,
     },
-    /// Read the object named by a handle.
+    /// Read an object, by name or by handle.
     Get {
         /// The image.
         image: PathBuf,
-        /// The handle `vde put` printed (16 hexadecimal digits).
-        handle: String,
+        /// A name given with `vde put --name`, or a handle `vde put` printed (16 hexadecimal
+        /// digits); a name is looked up first.
+        target: String,
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Delete the object named by a handle.
+    /// Delete an object (and its name), by name or by handle.
     Rm {
         /// The image.
         image: PathBuf,
-        /// The handle.
-        handle: String,
+        /// A name or a handle, as for `vde get`.
+        target: String,
+    },
+    /// List the objects: name, handle, size and kind; named ones first, in name order.
+    Ls {
+        /// The image.
+        image: PathBuf,
+        /// Only the names that start with PREFIX.
+        prefix: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Draw the block map as a PNG or SVG picture.
     Map {
@@ -235,13 +250,20 @@ fn run(cli: Cli) -> CliResult {
         } => check::check(&image, repair, json, wait),
         Cmd::Modules => show::modules(),
         Cmd::AddModule { image, name } => show::add_module(&image, &name, wait),
-        Cmd::Put { image, file } => objects::put(&image, file.as_deref(), wait),
+        Cmd::Put { image, file, name } => {
+            objects::put(&image, file.as_deref(), name.as_deref(), wait)
+        }
         Cmd::Get {
             image,
-            handle,
+            target,
             output,
-        } => objects::get(&image, &handle, output.as_deref(), wait),
-        Cmd::Rm { image, handle } => objects::rm(&image, &handle, wait),
+        } => objects::get(&image, &target, output.as_deref(), wait),
+        Cmd::Rm { image, target } => objects::rm(&image, &target, wait),
+        Cmd::Ls {
+            image,
+            prefix,
+            json,
+        } => objects::ls(&image, prefix.as_deref(), json, wait),
         Cmd::Map { image, output } => map::map(&image, &output, wait),
     }
 }

@@ -1,0 +1,528 @@
+//! Named objects: the `names` module's key → object map (format: [`crate::format::names`]).
+//!
+//! Owns the name table's logic: finding a key (one read of the root, one of a leaf), inserting
+//! and replacing (a full leaf splits into a free leaf of the region; a key appended past a
+//! leaf's last starts the new leaf alone, so keys stored in order fill leaves), removing (an
+//! emptied leaf leaves the root), iteration in key order, and the table's checks for `verify`.
+//! The named-object operations (`store`, `fetch`, `lookup`, `remove`, and `store`/`remove` in a
+//! [`crate::Batch`]) are here too, built on the objects module's in-transaction put and delete:
+//! a replace creates the new object, repoints the key and frees the old object in one
+//! transaction. A delete by handle drops the object's name with it.
+//!
+//! Invariants: every change goes through the open transaction (`view`/`stage_view`), so a
+//! failed operation leaves the committed table as it was; nothing is kept in RAM but the
+//! region's place, so the table needs no caller memory beyond the scratch block.
+
+use crate::error::{Error, Structure};
+use crate::format::names::{self as fmt, DirEntry, LeafEntry, KEY_MAX};
+use crate::handle::Handle;
+use crate::types::{BlockNo, Extent};
+use crate::volume::Volume;
+use crate::BlockDevice;
+
+/// A key copied out of a block (the scratch block is reused between steps).
+#[derive(Clone, Copy)]
+struct KeyBuf {
+    len: usize,
+    bytes: [u8; KEY_MAX],
+}
+
+impl KeyBuf {
+    fn new(k: &[u8]) -> Self {
+        let mut bytes = [0u8; KEY_MAX];
+        let len = k.len().min(KEY_MAX);
+        if let (Some(d), Some(s)) = (bytes.get_mut(..len), k.get(..len)) {
+            d.copy_from_slice(s);
+        }
+        KeyBuf { len, bytes }
+    }
+    fn get(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// Where a key belongs: the root entry that covers it and what the root looks like.
+#[derive(Clone, Copy)]
+struct Place {
+    /// Index of the covering root entry.
+    d: usize,
+    /// Its leaf's block.
+    leaf: BlockNo,
+    /// Bytes the root's entries take (end offset).
+    root_end: usize,
+    /// Root entries.
+    leaves: usize,
+    /// A region block no root entry names, if any.
+    free: Option<u16>,
+}
+
+fn corrupt<E>() -> Error<E> {
+    Error::Corrupt(Structure::Names)
+}
+
+impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
+    /// The name table's region, or `ModuleMissing`.
+    fn names_region(&self) -> Result<Extent, Error<D::Error>> {
+        self.names.ok_or(Error::ModuleMissing)
+    }
+
+    /// Loads the `names` module's region (mount and after module addition) and checks the root.
+    pub(crate) fn load_names(&mut self) -> Result<(), Error<D::Error>> {
+        if !self.modules().contains(crate::ModuleSet::NAMES) {
+            self.names = None;
+            return Ok(());
+        }
+        let regions = self.module_regions(8)?;
+        let region = regions
+            .first()
+            .map(|r| r.extent)
+            .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+        if region.len < 2 {
+            return Err(corrupt());
+        }
+        self.names = Some(region);
+        self.read_root().map(|_| ())
+    }
+
+    /// Writes an empty name table into `region` (in the open transaction).
+    pub(crate) fn init_names(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
+        if region.len < 2 {
+            return Err(Error::NoSpace);
+        }
+        let blk = self.view(region.start, true)?;
+        fmt::encode_root(blk, 1).ok_or_else(corrupt)?;
+        self.stage_new_view(region.start)?;
+        let leaf = BlockNo(region.start.0 + 1);
+        let blk = self.view(leaf, true)?;
+        fmt::encode_leaf(blk).ok_or_else(corrupt)?;
+        self.stage_new_view(leaf)
+    }
+
+    /// Reads and checks the root into the scratch block.
+    fn read_root(&mut self) -> Result<fmt::Root, Error<D::Error>> {
+        let region = self.names_region()?;
+        let blk = self.load_scratch(region.start)?;
+        fmt::check_root(blk, region.len).map_err(|_| corrupt())
+    }
+
+    /// Reads and checks leaf `leaf` into the scratch block.
+    fn read_leaf(&mut self, leaf: BlockNo) -> Result<fmt::Leaf, Error<D::Error>> {
+        let blk = self.load_scratch(leaf)?;
+        fmt::check_leaf(blk).map_err(|_| corrupt())
+    }
+
+    /// Finds the leaf that covers `key`.
+    fn place(&mut self, key: &[u8]) -> Result<Place, Error<D::Error>> {
+        let region = self.names_region()?;
+        let root = self.read_root()?;
+        let blk = self.scratch_block()?;
+        let mut found = None;
+        for (d, e) in fmt::dir_entries(blk, root).enumerate() {
+            if d == 0 || e.sep <= key {
+                found = Some((d, e.leaf));
+            } else {
+                break;
+            }
+        }
+        let (d, leaf) = found.ok_or_else(corrupt)?;
+        // A free leaf: the lowest region block no entry names.
+        let free = (1..region.len)
+            .filter_map(|c| u16::try_from(c).ok())
+            .find(|c| fmt::dir_entries(blk, root).all(|e| e.leaf != *c));
+        Ok(Place {
+            d,
+            leaf: BlockNo(region.start.0 + u64::from(leaf)),
+            root_end: root.end,
+            leaves: root.leaves,
+            free,
+        })
+    }
+
+    /// The handle `key` names, if any.
+    pub(crate) fn name_lookup(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
+        if !fmt::key_ok(key) {
+            return Err(Error::KeyInvalid);
+        }
+        let p = self.place(key)?;
+        let leaf = self.read_leaf(p.leaf)?;
+        let blk = self.scratch_block()?;
+        let hit = fmt::leaf_entries(blk, leaf).find(|e| e.key == key);
+        Ok(hit.map(|e| Handle::from_raw(e.handle)))
+    }
+
+    /// Points `key` at `h` in the open transaction; returns the handle it named before.
+    pub(crate) fn name_set(
+        &mut self,
+        key: &[u8],
+        h: Handle,
+    ) -> Result<Option<Handle>, Error<D::Error>> {
+        if !fmt::key_ok(key) {
+            return Err(Error::KeyInvalid);
+        }
+        // At most two rounds: after a split the key's leaf has room.
+        for _ in 0..2 {
+            let p = self.place(key)?;
+            let bs = self.layout.bs();
+            let blk = self.view(p.leaf, false)?;
+            let leaf = fmt::check_leaf(blk).map_err(|_| corrupt())?;
+            // The key's entry (handle offset, handle), or where it goes.
+            let mut pos = leaf.end;
+            let mut old = None;
+            for e in fmt::leaf_entries(blk, leaf) {
+                if e.key == key {
+                    old = Some((e.handle_at(), e.handle));
+                    break;
+                }
+                if e.key > key {
+                    pos = e.at;
+                    break;
+                }
+            }
+            if let Some((at, was)) = old {
+                crate::format::codec::put_u64(blk, at, h.raw()).ok_or_else(corrupt)?;
+                fmt::seal(blk).ok_or_else(corrupt)?;
+                self.touched(at, 8);
+                self.touched(bs - fmt::SEAL, fmt::SEAL);
+                self.stage_view(p.leaf)?;
+                return Ok(Some(Handle::from_raw(was)));
+            }
+            let size = fmt::leaf_entry_size(key.len());
+            if leaf.end + size <= bs - fmt::SEAL {
+                blk.copy_within(pos..leaf.end, pos + size);
+                fmt::put_leaf_entry(blk, pos, key, h.raw()).ok_or_else(corrupt)?;
+                fmt::set_counts(blk, leaf.count + 1, Some(leaf.end + size)).ok_or_else(corrupt)?;
+                fmt::seal(blk).ok_or_else(corrupt)?;
+                self.touched(fmt::COUNT.0, 4);
+                self.touched(pos, leaf.end + size - pos);
+                self.touched(bs - fmt::SEAL, fmt::SEAL);
+                self.stage_view(p.leaf)?;
+                return Ok(None);
+            }
+            // Full: split. Appending past the last key starts the new leaf with the key alone;
+            // otherwise the upper half (by bytes) moves.
+            let cut = if pos == leaf.end {
+                leaf.end
+            } else {
+                let half = fmt::HEAD + (leaf.end - fmt::HEAD) / 2;
+                fmt::leaf_entries(blk, leaf)
+                    .map(|e| e.at)
+                    .find(|at| *at >= half && *at > fmt::HEAD)
+                    .unwrap_or(leaf.end)
+            };
+            let moved = fmt::leaf_entries(blk, leaf).filter(|e| e.at >= cut).count();
+            let sep = KeyBuf::new(
+                fmt::leaf_entries(blk, leaf)
+                    .find(|e| e.at >= cut)
+                    .map_or(key, |e| e.key),
+            );
+            self.split(p, leaf, cut, moved, sep.get())?;
+        }
+        Err(corrupt())
+    }
+
+    /// Splits leaf `p.leaf` (checked as `leaf`): the entries from byte `cut` (`moved` of them)
+    /// go to a free leaf, named in the root after `p.d` with separator `sep`.
+    fn split(
+        &mut self,
+        p: Place,
+        leaf: fmt::Leaf,
+        cut: usize,
+        moved: usize,
+        sep: &[u8],
+    ) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let region = self.names_region()?;
+        let free = p.free.ok_or(Error::NamesFull)?;
+        if p.root_end + fmt::root_entry_size(sep.len()) > bs - fmt::SEAL {
+            return Err(Error::NamesFull);
+        }
+        let nb = BlockNo(region.start.0 + u64::from(free));
+        // The new leaf is staged straight from the old one's upper part (in the scratch block):
+        // its header, those entries and its checksum, over a fresh (zero) block.
+        self.view(p.leaf, false)?;
+        self.log_room_for(nb)?;
+        let mut head = [0u8; fmt::HEAD];
+        fmt::new_leaf_head(&mut head, moved, leaf.end - cut).ok_or_else(corrupt)?;
+        {
+            let Volume { tx, scratch, .. } = self;
+            let body = scratch.get(cut..leaf.end).ok_or_else(corrupt)?;
+            let sum = fmt::leaf_sum(&head, body, bs);
+            tx.stage::<D::Error>(nb, true)?;
+            tx.write::<D::Error>(nb, 0, &head)?;
+            tx.write::<D::Error>(nb, fmt::HEAD, body)?;
+            tx.write::<D::Error>(nb, bs - fmt::SEAL, &sum.to_le_bytes())?;
+        }
+        // The old leaf keeps the entries before `cut`.
+        if cut < leaf.end {
+            let blk = self.scratch_block()?;
+            blk.get_mut(cut..leaf.end).ok_or_else(corrupt)?.fill(0);
+            fmt::set_counts(blk, leaf.count - moved, Some(cut)).ok_or_else(corrupt)?;
+            fmt::seal(blk).ok_or_else(corrupt)?;
+            self.touched(fmt::COUNT.0, 4);
+            self.touched(cut, leaf.end - cut);
+            self.touched(bs - fmt::SEAL, fmt::SEAL);
+            self.stage_view(p.leaf)?;
+        }
+        // The root names the new leaf after the old one.
+        let blk = self.view(region.start, false)?;
+        let root = fmt::check_root(blk, region.len).map_err(|_| corrupt())?;
+        let at = fmt::dir_entries(blk, root)
+            .nth(p.d + 1)
+            .map_or(root.end, |e: DirEntry<'_>| e.at);
+        let size = fmt::root_entry_size(sep.len());
+        blk.copy_within(at..root.end, at + size);
+        fmt::put_dir_entry(blk, at, free, sep).ok_or_else(corrupt)?;
+        fmt::set_counts(blk, root.leaves + 1, None).ok_or_else(corrupt)?;
+        fmt::seal(blk).ok_or_else(corrupt)?;
+        self.touched(fmt::COUNT.0, 2);
+        self.touched(at, root.end + size - at);
+        self.touched(bs - fmt::SEAL, fmt::SEAL);
+        self.stage_view(region.start)
+    }
+
+    /// Removes `key` in the open transaction; returns the handle it named (`None`: no such key).
+    pub(crate) fn name_remove(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
+        if !fmt::key_ok(key) {
+            return Err(Error::KeyInvalid);
+        }
+        let p = self.place(key)?;
+        let bs = self.layout.bs();
+        let blk = self.view(p.leaf, false)?;
+        let leaf = fmt::check_leaf(blk).map_err(|_| corrupt())?;
+        let Some(e) = fmt::leaf_entries(blk, leaf).find(|e| e.key == key) else {
+            return Ok(None);
+        };
+        let (at, size, h) = (e.at, e.size(), Handle::from_raw(e.handle));
+        blk.copy_within(at + size..leaf.end, at);
+        blk.get_mut(leaf.end - size..leaf.end)
+            .ok_or_else(corrupt)?
+            .fill(0);
+        fmt::set_counts(blk, leaf.count - 1, Some(leaf.end - size)).ok_or_else(corrupt)?;
+        fmt::seal(blk).ok_or_else(corrupt)?;
+        self.touched(fmt::COUNT.0, 4);
+        self.touched(at, leaf.end - at);
+        self.touched(bs - fmt::SEAL, fmt::SEAL);
+        self.stage_view(p.leaf)?;
+        if leaf.count == 1 && p.leaves > 1 {
+            self.drop_leaf(p.d)?;
+        }
+        Ok(Some(h))
+    }
+
+    /// Removes root entry `d` (its leaf emptied); the new first entry's separator becomes empty.
+    fn drop_leaf(&mut self, d: usize) -> Result<(), Error<D::Error>> {
+        let bs = self.layout.bs();
+        let region = self.names_region()?;
+        let blk = self.view(region.start, false)?;
+        let root = fmt::check_root(blk, region.len).map_err(|_| corrupt())?;
+        let e = fmt::dir_entries(blk, root).nth(d).ok_or_else(corrupt)?;
+        let (at, size) = (e.at, e.size());
+        blk.copy_within(at + size..root.end, at);
+        let mut end = root.end - size;
+        if d == 0 {
+            // The next entry becomes the first: drop its separator.
+            let n = fmt::dir_entry_at(blk, at).ok_or_else(corrupt)?;
+            let sep = n.sep.len();
+            blk.copy_within(at + 3 + sep..end, at + 3);
+            *blk.get_mut(at + 2).ok_or_else(corrupt)? = 0;
+            end -= sep;
+        }
+        blk.get_mut(end..root.end).ok_or_else(corrupt)?.fill(0);
+        fmt::set_counts(blk, root.leaves - 1, None).ok_or_else(corrupt)?;
+        fmt::seal(blk).ok_or_else(corrupt)?;
+        self.touched(fmt::COUNT.0, 2);
+        self.touched(at, root.end - at);
+        self.touched(bs - fmt::SEAL, fmt::SEAL);
+        self.stage_view(region.start)
+    }
+
+    /// Calls `f(key, handle)` for every name starting with `prefix`, in key order, until `f`
+    /// returns `false`. The keys are read through the open transaction, if any.
+    pub fn for_each_name(
+        &mut self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], Handle) -> bool,
+    ) -> Result<(), Error<D::Error>> {
+        if prefix.len() > KEY_MAX {
+            return Ok(());
+        }
+        let region = self.names_region()?;
+        let mut d = self.place(prefix).map(|p| p.d)?;
+        loop {
+            // The root is re-read for each leaf (the scratch block holds one at a time).
+            let root = self.read_root()?;
+            let blk = self.scratch_block()?;
+            let Some(e) = fmt::dir_entries(blk, root).nth(d) else {
+                return Ok(());
+            };
+            if !e.sep.is_empty() && !e.sep.starts_with(prefix) && e.sep > prefix {
+                return Ok(());
+            }
+            let leaf_no = BlockNo(region.start.0 + u64::from(e.leaf));
+            let leaf = self.read_leaf(leaf_no)?;
+            let blk = self.scratch_block()?;
+            for e in fmt::leaf_entries(blk, leaf) {
+                if e.key.starts_with(prefix) {
+                    if !f(e.key, Handle::from_raw(e.handle)) {
+                        return Ok(());
+                    }
+                } else if e.key > prefix {
+                    return Ok(());
+                }
+            }
+            d += 1;
+        }
+    }
+
+    /// Checks the whole name table: the root and every leaf it names (each checked alone), no
+    /// two entries naming one leaf, every leaf's keys within its separators, and every named
+    /// object live. Calls `f(key, handle)` for each name, in key order.
+    pub(crate) fn verify_names(
+        &mut self,
+        mut f: impl FnMut(&[u8], Handle),
+    ) -> Result<(), Error<D::Error>> {
+        let Some(region) = self.names else {
+            return Ok(());
+        };
+        let root = self.read_root()?;
+        let mut prev = KeyBuf::new(&[]);
+        let mut have_prev = false;
+        for d in 0..root.leaves {
+            let root = self.read_root()?;
+            let blk = self.scratch_block()?;
+            let e = fmt::dir_entries(blk, root).nth(d).ok_or_else(corrupt)?;
+            let leaf_idx = e.leaf;
+            if fmt::dir_entries(blk, root)
+                .filter(|x| x.leaf == leaf_idx)
+                .count()
+                != 1
+            {
+                return Err(corrupt());
+            }
+            let lo = KeyBuf::new(e.sep);
+            let hi = fmt::dir_entries(blk, root)
+                .nth(d + 1)
+                .map(|n| KeyBuf::new(n.sep));
+            let leaf = self.read_leaf(BlockNo(region.start.0 + u64::from(leaf_idx)))?;
+            let blk = self.scratch_block()?;
+            for x in fmt::leaf_entries(blk, leaf) {
+                let LeafEntry { key, .. } = x;
+                if key < lo.get() || hi.is_some_and(|h| key >= h.get()) {
+                    return Err(corrupt());
+                }
+                if have_prev && key <= prev.get() {
+                    return Err(corrupt());
+                }
+                prev = KeyBuf::new(key);
+                have_prev = true;
+            }
+            // Every named object is live (the leaf is read again after each object check).
+            for i in 0..leaf.count {
+                let leaf = self.read_leaf(BlockNo(region.start.0 + u64::from(leaf_idx)))?;
+                let blk = self.scratch_block()?;
+                let x = fmt::leaf_entries(blk, leaf).nth(i).ok_or_else(corrupt)?;
+                let (key, h) = (KeyBuf::new(x.key), Handle::from_raw(x.handle));
+                self.object_len(h).map_err(|e| match e {
+                    Error::BadHandle { .. } | Error::ObjectChecksum { .. } => corrupt(),
+                    e => e,
+                })?;
+                f(key.get(), h);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Named objects: the operations a caller uses (each one WAL transaction, like `put`).
+impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
+    /// Stores `data` as a new object named `key` (1..=64 bytes) and frees the object the key
+    /// named before, all in one transaction: after a power cut the key names the old value or
+    /// the new one. Returns the new object's handle.
+    pub fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.object_tx(|v| v.store_in_tx(key, data))
+    }
+
+    /// Reads the object named `key` into `buf`; returns its length ([`Error::NameNotFound`] if
+    /// no object has that name).
+    pub fn fetch(&mut self, key: &[u8], buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+        let h = self.lookup(key)?.ok_or(Error::NameNotFound)?;
+        self.get(h, buf)
+    }
+
+    /// The handle of the object named `key`, if any.
+    pub fn lookup(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
+        self.ensure_index()?;
+        self.abort_tx();
+        self.name_lookup(key)
+    }
+
+    /// Whether an object is named `key`.
+    pub fn contains(&mut self, key: &[u8]) -> Result<bool, Error<D::Error>> {
+        self.lookup(key).map(|h| h.is_some())
+    }
+
+    /// Deletes the object named `key` and the name, in one transaction; returns the deleted
+    /// object's handle ([`Error::NameNotFound`] if no object has that name).
+    pub fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.object_tx(|v| v.remove_in_tx(key))
+    }
+
+    /// The `names` module is not present by default; this adds it (online, one transaction).
+    /// Needs the `objects` module.
+    pub fn enable_names(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+        let m = crate::modules::by_bit(8).ok_or(Error::UnknownModule)?;
+        self.add_module_regions(m, now).map(|_| ())
+    }
+
+    /// Whether the `names` module is present.
+    pub fn has_names(&self) -> bool {
+        self.names.is_some()
+    }
+
+    pub(crate) fn store_in_tx(
+        &mut self,
+        key: &[u8],
+        data: &[u8],
+    ) -> Result<Handle, Error<D::Error>> {
+        if !fmt::key_ok(key) {
+            return Err(Error::KeyInvalid);
+        }
+        self.names_region()?;
+        let h = self.put_in_tx(data, false)?;
+        if let Some(old) = self.name_set(key, h)? {
+            self.delete_in_tx(old)?;
+        }
+        Ok(h)
+    }
+
+    pub(crate) fn remove_in_tx(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
+        let old = self.name_remove(key)?.ok_or(Error::NameNotFound)?;
+        self.delete_in_tx(old)?;
+        Ok(old)
+    }
+
+    /// Drops the name of object `h`, if it has one (a delete by handle of a named object), in
+    /// the open transaction. One pass over the leaves.
+    pub(crate) fn unname_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        let Some(region) = self.names else {
+            return Ok(());
+        };
+        let root = self.read_root()?;
+        let mut found = None;
+        for d in 0..root.leaves {
+            let root = self.read_root()?;
+            let blk = self.scratch_block()?;
+            let leaf_idx = fmt::dir_entries(blk, root).nth(d).ok_or_else(corrupt)?.leaf;
+            let leaf = self.read_leaf(BlockNo(region.start.0 + u64::from(leaf_idx)))?;
+            let blk = self.scratch_block()?;
+            if let Some(e) = fmt::leaf_entries(blk, leaf).find(|e| e.handle == h.raw()) {
+                found = Some(KeyBuf::new(e.key));
+                break;
+            }
+        }
+        if let Some(k) = found {
+            self.name_remove(k.get())?;
+        }
+        Ok(())
+    }
+}
