@@ -374,13 +374,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
     }
 
-    /// Checks the whole name table: the root and every leaf it names (each checked alone), no
-    /// two entries naming one leaf, every leaf's keys within its separators, and every named
-    /// object live. Calls `f(key, handle)` for each name, in key order.
-    pub(crate) fn verify_names(
-        &mut self,
-        mut f: impl FnMut(&[u8], Handle),
-    ) -> Result<(), Error<D::Error>> {
+    /// Checks the whole name table (part of [`Volume::verify`]; the `vde check` tool runs it
+    /// too): the root and every leaf it names (each checked alone), no two entries naming one
+    /// leaf, every leaf's keys within its separators, and every named object live. Returns the
+    /// number of names (0 without the `names` module).
+    pub fn verify_names(&mut self) -> Result<u64, Error<D::Error>> {
+        let mut n = 0u64;
+        self.walk_names(|_, _| n += 1)?;
+        Ok(n)
+    }
+
+    /// [`Self::verify_names`], calling `f(key, handle)` for each name in key order.
+    fn walk_names(&mut self, mut f: impl FnMut(&[u8], Handle)) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
         let Some(region) = self.names else {
             return Ok(());
         };

@@ -812,7 +812,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.check_regions()?;
         self.check_metadata_allocated()?;
         self.verify_objects()?;
-        self.verify_names(|_, _| {})
+        self.verify_names().map(|_| ())
     }
 
     /// Reads block `b` through the open transaction into the scratch block and returns it.

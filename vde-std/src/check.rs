@@ -146,6 +146,12 @@ pub fn check_device<D: BlockDevice<Error = io::Error>>(
                             .into(),
                     );
                 }
+                if let Err(e) = vol.verify_names() {
+                    r.findings.push(Finding::new(
+                        "names",
+                        format!("the name table is damaged: {}", engine_message(&e)),
+                    ));
+                }
                 let free = vol.usage().free_blocks;
                 let shared = vol.object_stats().ok().map(|s| s.shared_blocks);
                 mounted_figures = Some((free, shared));
