@@ -123,6 +123,10 @@ fn vde_labels<D: vde_nostd::BlockDevice, const K: usize>(
         .module_regions(0)
         .ok()
         .and_then(|r| r.first().map(|e| e.extent));
+    let names = vol
+        .module_regions(8)
+        .ok()
+        .and_then(|r| r.first().map(|e| e.extent));
     (0..l.block_count)
         .map(|b| match b {
             0 => "superblock".into(),
@@ -137,6 +141,9 @@ fn vde_labels<D: vde_nostd::BlockDevice, const K: usize>(
             _ if b == l.rpt => "region pointer table".into(),
             _ if objects.is_some_and(|e| e.contains(vde_nostd::BlockNo(b))) => {
                 format!("slot-index block {}", b - objects.map_or(0, |e| e.start.0))
+            }
+            _ if names.is_some_and(|e| e.contains(vde_nostd::BlockNo(b))) => {
+                format!("name-table block {}", b - names.map_or(0, |e| e.start.0))
             }
             _ => format!("data block {b}"),
         })
@@ -210,16 +217,28 @@ fn reset<'m, D: OnSim<'m>, const K: usize>(vol: &mut Volume<'_, D, K>) {
     f.reset_wear();
 }
 
+/// Item `i`'s key for the named rows: the same `u64` key sequential-storage's map gets, as its
+/// 8 big-endian bytes (so keys in numeric order are in byte order: the load appends).
+fn key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+/// Flash bytes read per fetch of one item, averaged over fetching every item once.
+type FetchBytes = f64;
+
 /// The workload on a formatted volume: `n` puts (one per transaction, or `batch` per
 /// transaction), then `updates` updates of random items (delete + put in one transaction each),
-/// then every item read back and checked. Returns the flash cost of each phase.
+/// then every item read back and checked. With `named`, each item is stored under its key
+/// instead (`store`; an update is a `store` that replaces the value). Returns the flash cost of
+/// each phase and the flash bytes read per item read back.
 fn workload<'m, D: OnSim<'m>, const K: usize>(
     vol: &mut Volume<'_, D, K>,
     n: u64,
     batch: usize,
     updates: u64,
+    named: bool,
     label: &dyn Fn(usize) -> String,
-) -> (Cost, Cost)
+) -> (Cost, Cost, FetchBytes)
 where
     D::Error: std::fmt::Debug,
 {
@@ -229,7 +248,9 @@ where
     let mut longest = Longest::default();
     while i < n {
         let end = (i + batch as u64).min(n);
-        if batch == 1 {
+        if named && batch == 1 {
+            handles.push(vol.store(&key(i), &item(i, 0)).expect("store"));
+        } else if batch == 1 {
             handles.push(vol.put(&item(i, 0)).expect("put"));
         } else {
             let mut b = vol.batch().expect("batch");
@@ -249,24 +270,36 @@ where
     for _ in 0..updates {
         let k = (xorshift(&mut s) % n) as usize;
         version[k] += 1;
-        let mut b = vol.batch().expect("batch");
-        b.delete(handles[k]).expect("delete");
-        handles[k] = b.put(&item(k as u64, version[k])).expect("put");
-        b.commit().expect("commit");
+        if named {
+            handles[k] = vol
+                .store(&key(k as u64), &item(k as u64, version[k]))
+                .expect("store");
+        } else {
+            let mut b = vol.batch().expect("batch");
+            b.delete(handles[k]).expect("delete");
+            handles[k] = b.put(&item(k as u64, version[k])).expect("put");
+            b.commit().expect("commit");
+        }
         longest.after(busy_of(vol));
     }
     let churn = cost_of(vol, updates, longest.ns, label);
     let mut buf = [0u8; SIZE];
+    let before = vol.device().sim().stats().read_bytes;
     for (k, h) in handles.iter().enumerate() {
-        let len = vol.get(*h, &mut buf).expect("get");
+        let len = if named {
+            vol.fetch(&key(k as u64), &mut buf).expect("fetch")
+        } else {
+            vol.get(*h, &mut buf).expect("get")
+        };
         assert_eq!(buf[..len], item(k as u64, version[k]), "vde: wrong item");
     }
-    (load, churn)
+    let read = vol.device().sim().stats().read_bytes - before;
+    (load, churn, read as f64 / n.max(1) as f64)
 }
 
 /// vde on the direct adapter (`NorFlashDevice`, one 4 KiB block per sector): the workload of
-/// [`workload`].
-fn vde(n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
+/// [`workload`] (with `named`, on a volume with the `names` module).
+fn vde(n: u64, batch: usize, updates: u64, named: bool) -> (Cost, Cost, FetchBytes) {
     let mut mem = vec![0xFFu8; FLASH];
     let mut wear = vec![0u32; SECTORS];
     let sim = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).expect("sim");
@@ -275,7 +308,11 @@ fn vde(n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     let mut txn = vec![0u8; BS * 16];
     let mut index = vec![0u8; 16 * 256];
     let opts = FormatOptions {
-        modules: ModuleSet::OBJECTS,
+        modules: if named {
+            ModuleSet::OBJECTS | ModuleSet::NAMES
+        } else {
+            ModuleSet::OBJECTS
+        },
         wal_blocks: Some(DIRECT_WAL_BLOCKS),
         ..FormatOptions::default()
     };
@@ -286,7 +323,7 @@ fn vde(n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     };
     let mut vol = Volume::<_, 16>::format(dev, &opts, bufs).expect("format");
     let labels = vde_labels(&mut vol);
-    workload(&mut vol, n, batch, updates, &|i| labels[i].clone())
+    workload(&mut vol, n, batch, updates, named, &|i| labels[i].clone())
 }
 
 /// How the translation layer carves the flash for logical blocks of `bs` bytes: emulated pages
@@ -341,13 +378,15 @@ fn vde_ftl(bs: usize, n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     };
     let mut vol = Volume::<_, FTL_K>::format(ftl, &opts, bufs).expect("format");
     let spb = layout.sectors_per_block as usize;
-    workload(&mut vol, n, batch, updates, &|i| {
+    let (load, churn, _) = workload(&mut vol, n, batch, updates, false, &|i| {
         format!("sector {i} (FTL block {})", i / spb)
-    })
+    });
+    (load, churn)
 }
 
-/// sequential-storage's map: `n` stores, then `updates` stores of random existing keys.
-fn seq(n: u64, updates: u64) -> (Cost, Cost) {
+/// sequential-storage's map: `n` stores, then `updates` stores of random existing keys, then
+/// every key fetched (the flash bytes read per fetch returned too).
+fn seq(n: u64, updates: u64) -> (Cost, Cost, FetchBytes) {
     let mut mem = vec![0xFFu8; FLASH];
     let mut wear = vec![0u32; SECTORS];
     let sim = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).expect("sim");
@@ -388,6 +427,7 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
         block_on(map.store_item(&mut buf, &k, &&item(k, version[k as usize])[..])).expect("store");
         longest.after(map.flash().0.busy_time_ns());
     }
+    let before = map.flash().0.stats().read_bytes;
     for k in 0..n {
         let got: Option<&[u8]> = block_on(map.fetch_item(&mut buf, &k)).expect("fetch");
         assert_eq!(
@@ -396,6 +436,7 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
             "sequential-storage: wrong item"
         );
     }
+    let fetch = (map.flash().0.stats().read_bytes - before) as f64 / n.max(1) as f64;
     let (Blocking(sim), _) = map.destroy();
     let churn = Cost {
         ops: updates,
@@ -405,7 +446,7 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost) {
         wear: sim.wear_summary(),
         hot: hottest(sim.wear(), |i| format!("page {i}")),
     };
-    (load, churn)
+    (load, churn, fetch)
 }
 
 /// Logical block sizes of the translation-layer rows: vde's block size on the direct adapter,
@@ -423,8 +464,9 @@ fn size(bs: usize) -> String {
 
 /// Prints the flash table for `n` items and `updates` updates.
 pub fn section(n: u64, updates: u64) {
-    let (v1_load, v1_churn) = vde(n, 1, updates);
-    let (vb_load, _) = vde(n, 100, 0);
+    let (v1_load, v1_churn, v1_fetch) = vde(n, 1, updates, false);
+    let (vb_load, _, _) = vde(n, 100, 0, false);
+    let (vn_load, vn_churn, vn_fetch) = vde(n, 1, updates, true);
     let ftl: Vec<(usize, Cost, Cost, Cost)> = FTL_BLOCK_SIZES
         .iter()
         .map(|&bs| {
@@ -433,7 +475,7 @@ pub fn section(n: u64, updates: u64) {
             (bs, load, batched, churn)
         })
         .collect();
-    let (s_load, s_churn) = seq(n, updates);
+    let (s_load, s_churn, s_fetch) = seq(n, updates);
     println!(
         "## Flash: {n} × {SIZE}-byte items on 1 MiB of {} (4 KiB sectors), then {updates} updates",
         W25Q16JV.name
@@ -473,6 +515,12 @@ pub fn section(n: u64, updates: u64) {
         &vb_load,
         Some(&s_load),
     );
+    row(
+        "store",
+        "vde direct, named (`store` by key), 1 / transaction",
+        &vn_load,
+        Some(&s_load),
+    );
     for (bs, load, batched, _) in &ftl {
         let name = on_ftl(*bs);
         row(
@@ -493,6 +541,12 @@ pub fn section(n: u64, updates: u64) {
         "update",
         "vde direct, delete + put / transaction",
         &v1_churn,
+        Some(&s_churn),
+    );
+    row(
+        "update",
+        "vde direct, named (`store` replaces the key's value) / transaction",
+        &vn_churn,
         Some(&s_churn),
     );
     for (bs, _, _, churn) in &ftl {
@@ -538,6 +592,23 @@ pub fn section(n: u64, updates: u64) {
         DIRECT_WAL_BLOCKS as usize * BS / 1024,
         shapes.join("; "),
         WAL_BYTES / 1024
+    );
+    println!();
+    println!("### Reading one item back after the updates: flash bytes read per item");
+    println!();
+    println!("| store | bytes read / fetch | ÷ sequential-storage |");
+    println!("|---|---|---|");
+    for (name, b) in [
+        ("vde direct, `fetch` by key (named)", vn_fetch),
+        ("vde direct, `get` by handle", v1_fetch),
+        ("sequential-storage map, `fetch_item`", s_fetch),
+    ] {
+        println!("| {name} | {b:.0} | {:.3} |", b / s_fetch.max(1.0));
+    }
+    println!();
+    println!(
+        "(each of the {n} items fetched once, in key order, after the update phase; a named fetch \
+         reads the name table's root and one leaf block, then the object's slot)"
     );
     println!();
 }

@@ -44,16 +44,28 @@ struct Vde<'b> {
     vol: Volume<'b, FileDev, 64>,
     io: Arc<IoCounters>,
     batch: u64,
+    /// Objects stored under a key (`store`, `fetch`) instead of by handle.
+    named: bool,
     handles: Vec<Handle>,
     meta_blocks: u64,
 }
 
+/// Object `i`'s key in the named mode: the u64 redb and SQLite get, big-endian (so the keys
+/// in numeric order are in byte order, as theirs are).
+fn key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
 impl<'b> Vde<'b> {
-    fn new(path: &Path, batch: u64, bufs: Buffers<'b>) -> Self {
+    fn new(path: &Path, batch: u64, named: bool, bufs: Buffers<'b>) -> Self {
         let dev = FileDev::create(path, BS, VOL_BLOCKS).expect("vde image");
         let io = Arc::clone(&dev.io);
         let opts = FormatOptions {
-            modules: ModuleSet::OBJECTS,
+            modules: if named {
+                ModuleSet::OBJECTS | ModuleSet::NAMES
+            } else {
+                ModuleSet::OBJECTS
+            },
             ..FormatOptions::default()
         };
         let vol = Volume::<_, 64>::format(dev, &opts, bufs).expect("format");
@@ -62,6 +74,7 @@ impl<'b> Vde<'b> {
             vol,
             io,
             batch,
+            named,
             handles: Vec::new(),
             meta_blocks: u.total_blocks - u.free_blocks,
         }
@@ -71,7 +84,12 @@ impl<'b> Vde<'b> {
 impl Durable for Vde<'_> {
     fn op(&mut self, i: u64) {
         let (lo, hi) = (i * self.batch, (i + 1) * self.batch);
-        if self.batch == 1 {
+        if self.named {
+            for j in lo..hi {
+                let h = self.vol.store(&key(j), &object(j)).expect("store");
+                self.handles.push(h);
+            }
+        } else if self.batch == 1 {
             let h = self.vol.put(&object(lo)).expect("put");
             self.handles.push(h);
         } else {
@@ -94,7 +112,11 @@ impl Objects for Vde<'_> {
         let mut buf = [0u8; 256];
         let t = Instant::now();
         for (i, h) in self.handles.iter().enumerate() {
-            let len = self.vol.get(*h, &mut buf).expect("get");
+            let len = if self.named {
+                self.vol.fetch(&key(i as u64), &mut buf).expect("fetch")
+            } else {
+                self.vol.get(*h, &mut buf).expect("get")
+            };
             assert_eq!(buf[..len], object(i as u64), "vde returned a wrong object");
         }
         t.elapsed()
@@ -243,7 +265,7 @@ pub fn section(base: &Path, n: u64, rounds: u64) {
          disk flushes / put | bytes written / put | device bytes / payload byte | held = |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for batch in [1u64, BATCH] {
+    for (batch, named) in [(1u64, false), (BATCH, false), (1, true)] {
         let d = dir.path();
         let mut scratch = vec![0u8; BS * Buffers::SCRATCH_BLOCKS];
         let mut txn = vec![0u8; BS * 64];
@@ -254,9 +276,10 @@ pub fn section(base: &Path, n: u64, rounds: u64) {
             txn: &mut txn,
             index: &mut index,
         };
-        let mut vde = Vde::new(&d.join(format!("vde-{batch}.img")), batch, bufs);
-        let mut redb = Redb::new(&d.join(format!("redb-{batch}.db")), batch);
-        let path = d.join(format!("sqlite-{batch}.db"));
+        let tag = format!("{batch}{}", if named { "-named" } else { "" });
+        let mut vde = Vde::new(&d.join(format!("vde-{tag}.img")), batch, named, bufs);
+        let mut redb = Redb::new(&d.join(format!("redb-{tag}.db")), batch);
+        let path = d.join(format!("sqlite-{tag}.db"));
         let mut sqlite = Sqlite {
             conn: sqlite_open(&path),
             batch,
@@ -269,7 +292,9 @@ pub fn section(base: &Path, n: u64, rounds: u64) {
             ("redb", &mut redb),
             ("SQLite", &mut sqlite),
         ];
-        let mode = if batch == 1 {
+        let mode = if named {
+            "1 put / transaction, vde by name (`store`/`fetch`)".to_string()
+        } else if batch == 1 {
             "1 put / transaction".to_string()
         } else {
             format!("{batch} puts / transaction")
@@ -311,7 +336,8 @@ pub fn section(base: &Path, n: u64, rounds: u64) {
     }
     println!();
     println!(
-        "(payload = {n} × {SIZE} bytes; keys are u64 for redb and SQLite, handles for vde. \
+        "(payload = {n} × {SIZE} bytes; keys are u64 for redb and SQLite, handles for vde \
+         (in the by-name rows: the same u64 as an 8-byte name). \
          Bytes written: vde device counter, redb backend counter, SQLite `/proc/self/io` wchar.)"
     );
     println!();

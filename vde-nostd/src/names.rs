@@ -52,8 +52,6 @@ struct Place {
     root_end: usize,
     /// Root entries.
     leaves: usize,
-    /// A region block no root entry names, if any.
-    free: Option<u16>,
 }
 
 fn corrupt<E>() -> Error<E> {
@@ -125,17 +123,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
         }
         let (d, leaf) = found.ok_or_else(corrupt)?;
-        // A free leaf: the lowest region block no entry names.
-        let free = (1..region.len)
-            .filter_map(|c| u16::try_from(c).ok())
-            .find(|c| fmt::dir_entries(blk, root).all(|e| e.leaf != *c));
         Ok(Place {
             d,
             leaf: BlockNo(region.start.0 + u64::from(leaf)),
             root_end: root.end,
             leaves: root.leaves,
-            free,
         })
+    }
+
+    /// A free leaf: the lowest region block the root does not name (`None`: the region is full).
+    fn free_leaf(&mut self) -> Result<Option<u16>, Error<D::Error>> {
+        let region = self.names_region()?;
+        let root = self.read_root()?;
+        let blk = self.scratch_block()?;
+        Ok((1..region.len)
+            .filter_map(|c| u16::try_from(c).ok())
+            .find(|c| fmt::dir_entries(blk, root).all(|e| e.leaf != *c)))
     }
 
     /// The handle `key` names, if any.
@@ -232,7 +235,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let region = self.names_region()?;
-        let free = p.free.ok_or(Error::NamesFull)?;
+        let free = self.free_leaf()?.ok_or(Error::NamesFull)?;
         if p.root_end + fmt::root_entry_size(sep.len()) > bs - fmt::SEAL {
             return Err(Error::NamesFull);
         }

@@ -783,25 +783,44 @@ fn named_objects() {
     std::fs::write(d.join("a.txt"), b"alpha").unwrap();
     std::fs::write(d.join("big.bin"), bytes(3, 20_000)).unwrap();
     let r = vde(d, &["put", "n.img", "a.txt", "--name", "config/wifi"]);
-    assert!(r.stderr.contains("n.img: added the 'names' module"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("n.img: added the 'names' module"),
+        "{}",
+        r.stderr
+    );
     let h_wifi = r.ok().trim().to_string();
     assert!(is_handle(&h_wifi), "{h_wifi}");
     let h_big = vde(d, &["put", "n.img", "big.bin", "--name", "firmware/image"])
         .ok()
         .trim()
         .to_string();
-    let h_anon = vde_in(d, &["put", "n.img"], Some(b"no name")).ok().trim().to_string();
+    let h_anon = vde_in(d, &["put", "n.img"], Some(b"no name"))
+        .ok()
+        .trim()
+        .to_string();
     assert_eq!(vde(d, &["get", "n.img", "config/wifi"]).ok(), "alpha");
     assert_eq!(vde(d, &["get", "n.img", &h_wifi]).ok(), "alpha");
     assert_eq!(vde(d, &["get", "n.img", &h_anon]).ok(), "no name");
 
     let ls = vde(d, &["ls", "n.img"]).ok();
     let lines: Vec<&str> = ls.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("HANDLE"), "{ls}");
-    assert!(lines[1].starts_with("config/wifi") && lines[1].contains(&h_wifi), "{ls}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("HANDLE"),
+        "{ls}"
+    );
+    assert!(
+        lines[1].starts_with("config/wifi") && lines[1].contains(&h_wifi),
+        "{ls}"
+    );
     assert!(lines[1].contains("5  packed"), "{ls}");
-    assert!(lines[2].starts_with("firmware/image") && lines[2].contains("20000  extent"), "{ls}");
-    assert!(lines[3].starts_with("-") && lines[3].contains(&h_anon), "{ls}");
+    assert!(
+        lines[2].starts_with("firmware/image") && lines[2].contains("20000  extent"),
+        "{ls}"
+    );
+    assert!(
+        lines[3].starts_with("-") && lines[3].contains(&h_anon),
+        "{ls}"
+    );
     assert_eq!(lines.len(), 4, "{ls}");
     let only = vde(d, &["ls", "n.img", "firm"]).ok();
     assert_eq!(only.lines().count(), 2, "{only}");
@@ -826,15 +845,21 @@ fn named_objects() {
     assert_eq!(vde(d, &["ls", "n.img"]).ok().lines().count(), 4);
 
     // Errors.
-    vde(d, &["get", "n.img", "config/nope"])
-        .fails(2, "n.img: no object is named 'config/nope' (and it is not a handle)");
+    vde(d, &["get", "n.img", "config/nope"]).fails(
+        2,
+        "n.img: no object is named 'config/nope' (and it is not a handle)",
+    );
     let long = "k".repeat(65);
-    vde(d, &["put", "n.img", "a.txt", "--name", &long])
-        .fails(2, "bad name 'kkkk");
-    vde(d, &["get", "n.img", &long]).fails(2, "is neither a handle nor a name (a name is 1 to 64 bytes)");
+    vde(d, &["put", "n.img", "a.txt", "--name", &long]).fails(2, "bad name 'kkkk");
+    vde(d, &["get", "n.img", &long]).fails(
+        2,
+        "is neither a handle nor a name (a name is 1 to 64 bytes)",
+    );
 
     // rm by name removes the object and the name; rm by handle of a named object too.
-    assert!(vde(d, &["rm", "n.img", "config/wifi"]).ok().contains("(config/wifi)"));
+    assert!(vde(d, &["rm", "n.img", "config/wifi"])
+        .ok()
+        .contains("(config/wifi)"));
     vde(d, &["rm", "n.img", &h_big]).ok();
     let ls = vde(d, &["ls", "n.img"]).ok();
     assert_eq!(ls.lines().count(), 2, "{ls}");

@@ -182,10 +182,15 @@ pub fn check_root(b: &[u8], region_blocks: u64) -> Result<Root, DecodeError> {
         }
         at += e.size();
     }
-    if b.get(at..trailer).is_none_or(|z| z.iter().any(|x| *x != 0)) {
+    if !b.get(at..trailer).is_some_and(all_zero) {
         return Err(f);
     }
     Ok(Root { leaves, end: at })
+}
+
+/// Whether every byte is zero (one pass with no early exit, so it compiles to vector code).
+fn all_zero(z: &[u8]) -> bool {
+    z.iter().fold(0u8, |a, x| a | x) == 0
 }
 
 /// The root entry at offset `at` of a block cut before its trailer.
