@@ -11,6 +11,7 @@
 //! 10 handle text    11 layout (block size u32, count u64, wal u64)
 //! 12 scanner against a bit-by-bit model (bytes per block u8, total bits u16 first)
 //! 13 slot bitmap operations (block size u8, then op bytes, over a bitmap taken from the input)
+//! 14 name table block (root or leaf; the whole input is the block)
 //! ```
 
 use crate::common::Cursor;
@@ -22,7 +23,7 @@ use vde_nostd::format::wal_header::{self, WalHeader};
 use vde_nostd::format::wal_record::{
     Commit, RecordHeader, TxIdent, BEGIN_LEN, COMMIT_MAX, RECORD_HEADER,
 };
-use vde_nostd::format::{bitmap_block, slot_index};
+use vde_nostd::format::{bitmap_block, names, slot_index};
 use vde_nostd::scanner::{self, SliceBitmap};
 use vde_nostd::subblock::{self, SlotBitmap};
 use vde_nostd::Handle;
@@ -39,7 +40,7 @@ pub fn run(data: &[u8]) {
         v
     });
     let rest = owned.as_deref().unwrap_or(rest);
-    match (sel & 0x7F) % 14 {
+    match (sel & 0x7F) % 15 {
         0 => superblock(rest),
         1 => wal_header(rest),
         2 => begin(rest),
@@ -53,7 +54,8 @@ pub fn run(data: &[u8]) {
         10 => handle_text(rest),
         11 => layout(rest),
         12 => scan(rest),
-        _ => slots(rest),
+        13 => slots(rest),
+        _ => name_block(rest),
     }
 }
 
@@ -61,8 +63,11 @@ pub fn run(data: &[u8]) {
 /// fields get past it and the round trip is tested on them.
 fn reseal(sel: u8, b: &mut [u8]) {
     use crate::common::{reseal_superblock, reseal_trailer, reseal_wal_header, seal_at};
-    match sel % 14 {
+    match sel % 15 {
         0 => reseal_superblock(b),
+        14 => {
+            let _ = names::seal(b);
+        }
         1 => reseal_wal_header(b),
         4 | 5 => reseal_trailer(b),
         6 if b.len() > 8 => reseal_trailer(&mut b[8..]),
@@ -97,6 +102,12 @@ fn decode_all(b: &[u8]) {
     let _ = slot_index::check(b, 1, 1);
     let _ = SlotHeader::decode(b);
     let _ = ExtentHeader::decode(b);
+    if let Ok(r) = names::check_root(b, 64) {
+        assert_eq!(names::dir_entries(b, r).count(), r.leaves);
+    }
+    if let Ok(l) = names::check_leaf(b) {
+        assert_eq!(names::leaf_entries(b, l).count(), l.count);
+    }
     if let Ok(s) = core::str::from_utf8(b) {
         let _ = Handle::parse(s);
     }
@@ -217,6 +228,35 @@ fn slot_index_block(rest: &[u8]) {
         slot_index::encode_head(&mut out, i, n, map).expect("encode head");
         slot_index::seal(&mut out).expect("seal");
         assert_eq!(&out[..], b, "slot index block {i} round trip");
+    }
+}
+
+/// A name table block that checks re-encodes, entry by entry, to the same bytes.
+fn name_block(b: &[u8]) {
+    if let Ok(r) = names::check_root(b, u64::from(u16::MAX) + 1) {
+        let mut out = vec![0u8; b.len()];
+        names::encode_root(&mut out, 1).expect("encode root");
+        out[names::HEAD..].fill(0);
+        let mut at = names::HEAD;
+        for e in names::dir_entries(b, r) {
+            names::put_dir_entry(&mut out, at, e.leaf, e.sep).expect("put entry");
+            at += e.size();
+        }
+        names::set_counts(&mut out, r.leaves, None).expect("counts");
+        names::seal(&mut out).expect("seal");
+        assert_eq!(&out[..], b, "name table root round trip");
+    }
+    if let Ok(l) = names::check_leaf(b) {
+        let mut out = vec![0u8; b.len()];
+        names::encode_leaf(&mut out).expect("encode leaf");
+        let mut at = names::HEAD;
+        for e in names::leaf_entries(b, l) {
+            names::put_leaf_entry(&mut out, at, e.key, e.handle).expect("put entry");
+            at += e.size();
+        }
+        names::set_counts(&mut out, l.count, Some(at)).expect("counts");
+        names::seal(&mut out).expect("seal");
+        assert_eq!(&out[..], b, "name table leaf round trip");
     }
 }
 

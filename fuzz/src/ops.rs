@@ -5,7 +5,7 @@
 //!
 //! Input: `geometry u8 | ops...`. Geometry bit 0 picks 512-byte blocks on 512-byte sectors or
 //! 4096-byte blocks on 4 KiB sectors, bit 1 the tear mode, the rest the volume size. Each op is
-//! an opcode byte (mod 11) and its operands:
+//! an opcode byte (mod 13) and its operands:
 //! ```text
 //! 0 put       len u8                   (a small, medium, class-edge or extent-sized object)
 //! 1 delete    idx u8                   (an acknowledged object)
@@ -19,21 +19,27 @@
 //! 8 release   idx u8                   (release an acknowledged raw extent)
 //! 9 probe     raw u64                  (get an arbitrary handle)
 //! 10 pack     len u8                   (pack a small object)
+//! 11 store    key u8, len u8           (store a value under one of 24 names, 1..=64 bytes;
+//!                                      replaces the name's object)
+//! 12 remove   key u8                   (remove a name and its object)
 //! ```
 //! After a cut, one outcome of the writes issued since the last flush is imposed on the flash
 //! (any subset of them, in any order, one torn; an input byte picks which, 0 = the flash as the
 //! cut left it), as a disk with a write cache could leave them.
 //!
 //! The model: acknowledged objects (handle and bytes), acknowledged deletions, acknowledged raw
-//! extents (and their bytes), the acknowledged module set. An operation cut by a power loss is
+//! extents (and their bytes), the acknowledged names (name → handle; a delete by handle drops
+//! the object's name), the acknowledged module set. An operation cut by a power loss is
 //! resolved after recovery: it happened wholly or not at all (a batch with all its puts and
 //! deletes). After every step: every acknowledged object reads back byte for byte, every deleted
 //! one is gone, every raw extent is allocated and intact, the module set matches, the object
-//! counter is within what the in-flight puts allow, and `verify` passes.
+//! counter is within what the in-flight puts allow, every name looks up its object and the
+//! listing is the model's names in order, and `verify` passes. A store or remove cut in flight
+//! leaves the name with its old object or its new one (or none), never neither.
 
 use crate::common::{payload, Cursor, Mem};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use vde_embedded::harness::unflushed::{read_all, Unflushed, Window};
 use vde_embedded::sim::{SimConfig, SimFlash, TearMode};
 use vde_embedded::NorFlashDevice;
@@ -62,6 +68,8 @@ struct Model {
     objs: Vec<(Handle, Vec<u8>)>,
     deleted: Vec<Handle>,
     raws: Vec<(Extent, Vec<Vec<u8>>)>,
+    /// Acknowledged names.
+    names: BTreeMap<Vec<u8>, Handle>,
     modules: ModuleSet,
     /// Objects stored by puts cut in flight that may have committed.
     orphans_max: u64,
@@ -83,6 +91,17 @@ enum Pending {
     Add(ModuleSet),
     Raw(Extent, Vec<Vec<u8>>),
     Release(usize),
+    /// A store of `data` under `key` (whose object was `old`).
+    Store {
+        key: Vec<u8>,
+        data: Vec<u8>,
+        old: Option<(Handle, Vec<u8>)>,
+    },
+    /// A remove of `key`, which named `old`.
+    Remove {
+        key: Vec<u8>,
+        old: (Handle, Vec<u8>),
+    },
 }
 
 impl Pending {
@@ -94,6 +113,8 @@ impl Pending {
             Pending::Add(_) => "add-module",
             Pending::Raw(..) => "raw",
             Pending::Release(_) => "release",
+            Pending::Store { .. } => "store",
+            Pending::Remove { .. } => "remove",
         }
     }
 }
@@ -130,7 +151,7 @@ fn formatted<const E: usize>(blocks: usize) -> Vec<u8> {
                     wal_blocks: None,
                     volume_id: [0x33; 16],
                     now: 1,
-                    modules: ModuleSet::OBJECTS,
+                    modules: ModuleSet::OBJECTS | ModuleSet::NAMES,
                 };
                 let dev = NorFlashDevice::whole(&mut flash, E).expect("nor geometry");
                 let vol = PlainVol::<E>::format(dev, &opts, mem.bufs()).expect("format");
@@ -153,7 +174,7 @@ fn run_geom<const E: usize>(g: u8, blocks: usize, c: &mut Cursor<'_>) {
     let mut flash = Sim::<E>::new(&mut bytes, &mut wear, cfg).expect("sim");
     let mut mem = Mem::new(E, 16, INDEX_ENTRIES);
     let mut model = Model {
-        modules: ModuleSet::OBJECTS,
+        modules: ModuleSet::OBJECTS | ModuleSet::NAMES,
         ..Model::default()
     };
     let mut pending: Option<Pending> = None;
@@ -217,6 +238,7 @@ fn expected_refusal(e: &VErr) -> bool {
             | Error::ModuleAlreadyPresent
             | Error::ObjectTooLarge
             | Error::BatchAborted
+            | Error::NamesFull
     )
 }
 
@@ -265,10 +287,10 @@ fn session<const E: usize>(
             return End::Done;
         };
         *steps += 1;
-        let out = step::<E>(&mut vol, m, c, op % 11);
+        let out = step::<E>(&mut vol, m, c, op % 13);
         crate::trace!(
             "op {} -> {}",
-            op % 11,
+            op % 13,
             match &out {
                 Step::Ok => "ok".to_string(),
                 Step::Remount => "remount".to_string(),
@@ -281,7 +303,7 @@ fn session<const E: usize>(
                 assert!(
                     !lost::<E>(&mut vol),
                     "operation {} reported success although power was cut during it",
-                    op % 11
+                    op % 13
                 );
             }
             Step::Remount => {
@@ -527,10 +549,75 @@ fn step<const E: usize>(
                 _ => Step::Ok,
             }
         }
+        11 => {
+            let key = name(c.u8().unwrap_or(0));
+            let l = usize::from(c.u8().unwrap_or(0));
+            let len = if l % 5 == 4 { bs / 2 + l * 9 } else { l % 150 };
+            m.next_seed += 1;
+            let data = payload(m.next_seed, len);
+            let old = m.names.get(&key).map(|h| {
+                let d = m.objs.iter().find(|(x, _)| x == h).map(|o| o.1.clone());
+                (*h, d.unwrap_or_default())
+            });
+            match vol.store(&key, &data) {
+                Ok(h) => {
+                    if let Some((o, _)) = old {
+                        ack_delete(m, o);
+                    }
+                    ack_put(m, h, data);
+                    m.names.insert(key, h);
+                    Step::Ok
+                }
+                Err(e) => Step::Failed(e, Some(Pending::Store { key, data, old })),
+            }
+        }
+        12 => {
+            let key = name(c.u8().unwrap_or(0));
+            let Some(&h) = m.names.get(&key) else {
+                return match vol.remove(&key) {
+                    Err(Error::NameNotFound) => Step::Ok,
+                    Ok(h) => panic!("removed the absent name {key:?} (object {h})"),
+                    Err(e) => Step::Failed(e, None),
+                };
+            };
+            let d = m.objs.iter().find(|(x, _)| *x == h).map(|o| o.1.clone());
+            match vol.remove(&key) {
+                Ok(got) => {
+                    assert_eq!(got, h, "remove returned another object");
+                    ack_delete(m, h);
+                    Step::Ok
+                }
+                Err(e) => Step::Failed(
+                    e,
+                    Some(Pending::Remove {
+                        key,
+                        old: (h, d.unwrap_or_default()),
+                    }),
+                ),
+            }
+        }
         _ => match vol.checkpoint() {
             Ok(()) => Step::Ok,
             Err(e) => Step::Failed(e, None),
         },
+    }
+}
+
+/// Name `i` of the 24 the fuzzer uses: short ones with shared prefixes, and 64-byte ones.
+fn name(i: u8) -> Vec<u8> {
+    let i = i % 24;
+    let mut k = format!("n/{}/{i}", i % 3).into_bytes();
+    if i % 6 == 5 {
+        k.resize(64, b'~');
+    }
+    k
+}
+
+/// The object `key` names now (`None`: no such name); another error panics.
+fn named<const E: usize>(vol: &mut Vol<'_, '_, '_, E>, key: &[u8], what: &str) -> Option<Handle> {
+    match vol.lookup(key) {
+        Ok(h) => h,
+        Err(e) => panic!("{what}: lookup {key:?}: {e:?}"),
     }
 }
 
@@ -546,6 +633,7 @@ fn ack_put(m: &mut Model, h: Handle, d: Vec<u8>) {
 fn ack_delete(m: &mut Model, h: Handle) {
     m.objs.retain(|(x, _)| *x != h);
     m.deleted.push(h);
+    m.names.retain(|_, x| *x != h);
 }
 
 /// Whether `h` is present with bytes `d` (true), absent (false); other bytes or another error
@@ -638,6 +726,46 @@ fn resolve<const E: usize>(vol: &mut Vol<'_, '_, '_, E>, m: &mut Model, p: Pendi
             Some(false) => {}
             None => panic!("raw transaction cut in flight is half applied at {e:?}"),
         },
+        Pending::Store { key, data, old } => {
+            let now = named::<E>(vol, &key, "store cut in flight");
+            let old_h = old.as_ref().map(|o| o.0);
+            if now == old_h {
+                // Not applied: the old object (if any) is intact.
+                if let Some((h, d)) = &old {
+                    assert!(present::<E>(vol, *h, d, "store cut in flight: old value"));
+                }
+            } else {
+                let h = now.expect("store cut in flight: the name vanished");
+                assert!(
+                    present::<E>(vol, h, &data, "store cut in flight: new value"),
+                    "store cut in flight: the name points at a missing object"
+                );
+                if let Some((o, d)) = &old {
+                    assert!(
+                        !present::<E>(vol, *o, d, "store cut in flight: old value"),
+                        "store cut in flight: the replaced object survived"
+                    );
+                    ack_delete(m, *o);
+                }
+                ack_put(m, h, data);
+                m.names.insert(key, h);
+            }
+        }
+        Pending::Remove { key, old: (h, d) } => {
+            match named::<E>(vol, &key, "remove cut in flight") {
+                Some(x) => {
+                    assert_eq!(x, h, "remove cut in flight: the name points elsewhere");
+                    assert!(present::<E>(vol, h, &d, "remove cut in flight"));
+                }
+                None => {
+                    assert!(
+                        !present::<E>(vol, h, &d, "remove cut in flight"),
+                        "remove cut in flight: the name went, its object stayed"
+                    );
+                    ack_delete(m, h);
+                }
+            }
+        }
         Pending::Release(i) => {
             let (e, data) = m.raws[i].clone();
             match raw_state::<E>(vol, e, &data) {
@@ -685,6 +813,21 @@ fn check<const E: usize>(vol: &mut Vol<'_, '_, '_, E>, m: &Model, when: &str) {
         );
     }
     assert_eq!(vol.modules(), m.modules, "{when}: module set");
+    for (k, h) in &m.names {
+        assert_eq!(
+            named::<E>(vol, k, when),
+            Some(*h),
+            "{when}: name {k:?} lost its object"
+        );
+    }
+    let mut listed = Vec::new();
+    vol.for_each_name(b"", |k, h| {
+        listed.push((k.to_vec(), h));
+        true
+    })
+    .expect("list names");
+    let want: Vec<(Vec<u8>, Handle)> = m.names.iter().map(|(k, h)| (k.clone(), *h)).collect();
+    assert_eq!(listed, want, "{when}: the listing of names");
     let stats = vol.object_stats().expect("stats");
     let live = m.objs.len() as u64;
     assert!(

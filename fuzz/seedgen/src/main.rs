@@ -217,6 +217,29 @@ fn gen(dir: &Path) {
             "cut-in-recovery",
             &[6, 0, 1, 0, 2, 0, 3, 5, 60, 0, 7, 0, 200, 0, 4, 1, 0, 0, 5],
         ),
+        (
+            "names-store-replace-cut-512",
+            &[
+                0, 11, 0, 5, 11, 0, 9, 11, 5, 4, 12, 0, 4, 11, 1, 3, 5, 30, 0, 0, 11, 1, 7, 0, 0,
+                11, 2, 8, 12, 1, 1, 0, 4,
+            ],
+        ),
+        (
+            "names-replace-cut-512",
+            &[
+                0, 11, 0, 5, 11, 0, 9, 11, 5, 4, 5, 9, 0, 0, 11, 5, 7, 0, 12, 0, 11, 1, 4,
+            ],
+        ),
+        (
+            "names-remove-cut-512",
+            &[0, 11, 0, 5, 11, 0, 9, 5, 4, 0, 0, 12, 0, 11, 1, 4],
+        ),
+        (
+            "names-cut-4096",
+            &[
+                1, 11, 3, 14, 11, 3, 2, 5, 10, 0, 1, 11, 3, 6, 2, 0, 12, 3, 11, 7, 9, 12, 9,
+            ],
+        ),
     ];
     for (name, data) in ops {
         write(dir, "ops", name, data);
@@ -232,6 +255,32 @@ fn gen(dir: &Path) {
         v
     };
     write(dir, "decode", "superblock", &sel(0, &blk(0)[..128]));
+    {
+        use vde_nostd::format::names;
+        let mut root = vec![0u8; 512];
+        names::encode_root(&mut root, 1).expect("root");
+        let mut at = names::HEAD + 3;
+        for (leaf, sep) in [(3u16, &b"config/"[..]), (2, b"firmware")] {
+            names::put_dir_entry(&mut root, at, leaf, sep).expect("entry");
+            at += names::root_entry_size(sep.len());
+        }
+        names::set_counts(&mut root, 3, None).expect("count");
+        names::seal(&mut root).expect("seal");
+        write(dir, "decode", "names-root", &sel(14, &root));
+        let mut leaf = vec![0u8; 512];
+        names::encode_leaf(&mut leaf).expect("leaf");
+        let mut at = names::HEAD;
+        for (k, h) in [
+            (&b"config/a"[..], 0x0006_0000_0000_00a8u64),
+            (b"config/b", 7),
+        ] {
+            names::put_leaf_entry(&mut leaf, at, k, h).expect("entry");
+            at += names::leaf_entry_size(k.len());
+        }
+        names::set_counts(&mut leaf, 2, Some(at)).expect("counts");
+        names::seal(&mut leaf).expect("seal");
+        write(dir, "decode", "names-leaf", &sel(14, &leaf));
+    }
     write(dir, "decode", "wal-header", &sel(1, &blk(2)[..64]));
     let ident = TxIdent {
         epoch: 4,
