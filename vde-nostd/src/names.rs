@@ -99,7 +99,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Reads and checks the root into the scratch block.
     fn read_root(&mut self) -> Result<fmt::Root, Error<D::Error>> {
         let region = self.names_region()?;
-        let blk = self.load_scratch(region.start)?;
+        self.load_root(region.start)?;
+        let blk = self.scratch_block()?;
         fmt::check_root(blk, region.len).map_err(|_| corrupt())
     }
 
@@ -107,6 +108,47 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn read_leaf(&mut self, leaf: BlockNo) -> Result<fmt::Leaf, Error<D::Error>> {
         let blk = self.load_scratch(leaf)?;
         fmt::check_leaf(blk).map_err(|_| corrupt())
+    }
+
+    /// Loads the root (block `b`) into the scratch block reading only what a valid one holds:
+    /// its header, as many bytes as its entries can take (the count says), and its checksum;
+    /// the scratch is zero between them, as a valid root is, so the checks that follow see the
+    /// block (and fail if it is not zero there). Falls back to reading the whole block where a
+    /// partial read is not possible. (Leaves are read whole: they are mostly full.)
+    fn load_root(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
+        const W: usize = crate::device::PARTIAL_READ_UNIT;
+        let bs = self.layout.bs();
+        let mut head = [0u8; W];
+        if bs < 4 * W || !self.read_through_part(b, 0, &mut head)? {
+            self.load_scratch(b)?;
+            return Ok(());
+        }
+        let count = crate::format::codec::get_u16(&head, fmt::COUNT.0).unwrap_or(u16::MAX);
+        let end = fmt::HEAD + usize::from(count) * fmt::root_entry_size(KEY_MAX);
+        let end = end.next_multiple_of(W).clamp(W, bs - W);
+        let scratch = core::mem::take(&mut self.scratch);
+        let r = (|| {
+            let blk = scratch
+                .get_mut(..bs)
+                .ok_or(Error::BufferTooSmall { need: bs })?;
+            blk.fill(0);
+            if let Some(h) = blk.get_mut(..W) {
+                h.copy_from_slice(&head);
+            }
+            let mut ok = true;
+            if let Some(mid) = blk.get_mut(W..end) {
+                ok &= mid.is_empty() || self.read_through_part(b, W, mid)?;
+            }
+            if let Some(tail) = blk.get_mut(bs - W..) {
+                ok &= self.read_through_part(b, bs - W, tail)?;
+            }
+            Ok::<bool, Error<D::Error>>(ok)
+        })();
+        self.scratch = scratch;
+        if !r? {
+            self.load_scratch(b)?;
+        }
+        Ok(())
     }
 
     /// Finds the leaf that covers `key`.

@@ -591,9 +591,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(bitmap::get(bitmap_block::bits(buf), b.0 % bpb))
     }
 
-    /// Reads bytes `at..at + out.len()` of block `b` through the open transaction, if that
-    /// takes no more than one partial device read ([`Wal::read_part`]); returns `false`, having
-    /// read nothing, otherwise (read the whole block with [`Volume::read_through`]).
+    /// Reads bytes `at..at + out.len()` of block `b` through the open transaction without
+    /// reading the whole block, if [`Wal::read_part`] can (a block in the log is rebuilt over
+    /// the range; a home block needs a device that reads part of a block); returns `false`,
+    /// having read nothing, otherwise (read the whole block with [`Volume::read_through`]).
     pub(crate) fn read_through_part(
         &mut self,
         b: BlockNo,

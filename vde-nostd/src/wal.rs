@@ -141,6 +141,9 @@ const APPEND_CHUNK: usize = 256;
 const MERGE_GAP: usize = RANGE_ENTRY + 1;
 /// The smallest log read buffer (on a device that reads part of a block).
 pub const MIN_LOG_PAGE: usize = 128;
+
+/// A dirty block's records (log position and kind), newest first, and how many.
+type Chain = ([(u32, RecordKind); MAX_CHAIN + 1], usize);
 /// The overhead of a record: header and hash.
 const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 
@@ -170,6 +173,8 @@ pub struct Wal<'b> {
     page: &'b mut [u8],
     page_at: Option<u64>,
     page_off: usize,
+    /// Bytes of the log block loaded into the page, from `page_off`.
+    page_len: usize,
 }
 
 impl core::fmt::Debug for Wal<'_> {
@@ -257,6 +262,7 @@ impl<'b> Wal<'b> {
             page,
             page_at: None,
             page_off: 0,
+            page_len: 0,
         })
     }
 
@@ -513,11 +519,12 @@ impl<'b> Wal<'b> {
         }
     }
 
-    /// Reads bytes `offset..offset + out.len()` of block `b` as committed, if one partial device
-    /// read can: the device reads part of a block, the range is in [`PARTIAL_READ_UNIT`]s, and
-    /// the block has no records since the last checkpoint (its home copy is its committed
-    /// content). Otherwise reads nothing and returns `false`: read the whole block with
-    /// [`Wal::read`].
+    /// Reads bytes `offset..offset + out.len()` of block `b` as committed, without reading
+    /// the whole block: a block changed since the last checkpoint is rebuilt over that range
+    /// only (its IMAGE's bytes there, then the logged ranges that overlap it, each read from the
+    /// log alone); a block that did not change is read with one partial device read, if the
+    /// device reads part of a block and the range is in [`PARTIAL_READ_UNIT`]s. Otherwise
+    /// reads nothing and returns `false`: read the whole block with [`Wal::read`].
     pub fn read_part<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -525,15 +532,98 @@ impl<'b> Wal<'b> {
         offset: usize,
         out: &mut [u8],
     ) -> Result<bool, Error<D::Error>> {
+        if offset.saturating_add(out.len()) > self.bs {
+            return Ok(false);
+        }
+        if let Some(d) = self.entry(b) {
+            self.rebuild_part(dev, d, offset, out)?;
+            return Ok(true);
+        }
         let partial = dev.reads_partial()
             && offset.is_multiple_of(PARTIAL_READ_UNIT)
-            && out.len().is_multiple_of(PARTIAL_READ_UNIT)
-            && offset.saturating_add(out.len()) <= self.bs
-            && !self.is_dirty(b);
+            && out.len().is_multiple_of(PARTIAL_READ_UNIT);
         if partial {
             dev.read_at(b, offset, out).map_err(Error::Device)?;
         }
         Ok(partial)
+    }
+
+    /// The records of dirty block `d`'s chain (log position and kind), newest first, and how
+    /// many: each header is read once.
+    fn chain<D: BlockDevice>(&mut self, dev: &mut D, d: Dirty) -> Result<Chain, Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let mut chain = [(0u32, RecordKind::Image); MAX_CHAIN + 1];
+        let mut n = 0usize;
+        let mut pos = d.head();
+        loop {
+            let h = self.record_header(dev, u64::from(pos))?;
+            if h.target != d.block().0 {
+                return Err(corrupt());
+            }
+            *chain.get_mut(n).ok_or_else(corrupt)? = (pos, h.kind);
+            n += 1;
+            match h.kind {
+                RecordKind::Image | RecordKind::Sparse { .. } => break,
+                RecordKind::Ranges { .. } if h.prev < pos => pos = h.prev,
+                RecordKind::Ranges { .. } => return Err(corrupt()),
+            }
+        }
+        Ok((chain, n))
+    }
+
+    /// [`Self::rebuild`] over bytes `offset..offset + out.len()` only.
+    fn rebuild_part<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        d: Dirty,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let (chain, n) = self.chain(dev, d)?;
+        let end = offset + out.len();
+        for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
+            let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
+            let (count, bytes) = match kind {
+                RecordKind::Image => {
+                    if !self.read_log(dev, at + offset as u64, out)? {
+                        return Err(corrupt());
+                    }
+                    continue;
+                }
+                RecordKind::Ranges { count, bytes } => (count, bytes),
+                RecordKind::Sparse { count, bytes } => {
+                    out.fill(0);
+                    (count, bytes)
+                }
+            };
+            // The record's table, then the bytes of each range that overlap the window.
+            let mut data_at = at.saturating_add((usize::from(count) * RANGE_ENTRY) as u64);
+            let mut min = 0usize;
+            let mut total = 0usize;
+            for j in 0..u64::from(count) {
+                let mut e = [0u8; RANGE_ENTRY];
+                if !self.read_log(dev, at.saturating_add(j * RANGE_ENTRY as u64), &mut e)? {
+                    return Err(corrupt());
+                }
+                let r = Range::decode(&e, min, self.bs).ok_or_else(corrupt)?;
+                let (lo, hi) = (usize::from(r.offset).max(offset), r.end().min(end));
+                if lo < hi {
+                    let dst = out.get_mut(lo - offset..hi - offset).ok_or_else(corrupt)?;
+                    let src = data_at.saturating_add((lo - usize::from(r.offset)) as u64);
+                    if !self.read_log(dev, src, dst)? {
+                        return Err(corrupt());
+                    }
+                }
+                data_at = data_at.saturating_add(u64::from(r.len));
+                total += usize::from(r.len);
+                min = r.end();
+            }
+            if total != usize::from(bytes) {
+                return Err(corrupt());
+            }
+        }
+        Ok(())
     }
 
     /// Rebuilds dirty block `d` from its chain of records.
@@ -544,26 +634,10 @@ impl<'b> Wal<'b> {
         out: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
-        let mut chain = [0u32; MAX_CHAIN + 1];
-        let mut n = 0usize;
-        let mut pos = d.head();
-        loop {
-            let h = self.record_header(dev, u64::from(pos))?;
-            if h.target != d.block().0 {
-                return Err(corrupt());
-            }
-            *chain.get_mut(n).ok_or_else(corrupt)? = pos;
-            n += 1;
-            match h.kind {
-                RecordKind::Image | RecordKind::Sparse { .. } => break,
-                RecordKind::Ranges { .. } if h.prev < pos => pos = h.prev,
-                RecordKind::Ranges { .. } => return Err(corrupt()),
-            }
-        }
-        for &p in chain.get(..n).unwrap_or(&[]).iter().rev() {
-            let h = self.record_header(dev, u64::from(p))?;
+        let (chain, n) = self.chain(dev, d)?;
+        for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
             let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
-            match h.kind {
+            match kind {
                 RecordKind::Image => {
                     if !self.read_log(dev, at, out)? {
                         return Err(corrupt());
@@ -633,7 +707,10 @@ impl<'b> Wal<'b> {
     }
 
     /// Loads the part of log block `i` that holds byte `off` of it into the page (the whole
-    /// block, or an aligned window of the page's length); returns the window's offset.
+    /// block, or an aligned window of the page's length) and returns the offset the page
+    /// starts at. (Reading less than the page, to the bytes wanted, reads fewer bytes but
+    /// takes several times the device operations on a chain; whole windows keep one read per
+    /// log block a chain touches.)
     fn load<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -648,9 +725,20 @@ impl<'b> Wal<'b> {
         self.page_at = None;
         let b = BlockNo(self.start.saturating_add(i));
         if p >= self.bs {
-            dev.read_block(b, self.page)?;
+            let page = self
+                .page
+                .get_mut(..self.bs)
+                .ok_or(Error::BufferTooSmall { need: self.bs })?;
+            dev.read_block(b, page)?;
+            self.page_len = self.bs;
         } else {
-            dev.read_at(b, at, self.page)?;
+            let n = p.min(self.bs - at);
+            let page = self
+                .page
+                .get_mut(..n)
+                .ok_or(Error::BufferTooSmall { need: self.bs })?;
+            dev.read_at(b, at, page)?;
+            self.page_len = n;
         }
         self.page_at = Some(i);
         self.page_off = at;
@@ -673,7 +761,7 @@ impl<'b> Wal<'b> {
             let off = (pos % bs) as usize;
             let at = self.load(dev, pos / bs, off)?;
             let within = off - at;
-            let n = (self.page.len() - within).min(len);
+            let n = self.page_len.saturating_sub(within).min(len);
             if n == 0 {
                 return Err(Error::BufferTooSmall { need: self.bs });
             }
