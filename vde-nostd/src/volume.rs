@@ -514,17 +514,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             self.tx.stage::<D::Error>(b, true)?;
         }
         self.spans.clear();
-        let bs = self.layout.bs();
-        let Volume {
-            tx,
-            wal,
-            dev,
-            scratch,
-            ..
-        } = self;
-        let cur = block_of(scratch, bs)?;
-        read_staged(tx, wal, dev, b, cur)?;
-        Ok(cur)
+        self.load_scratch(b)
     }
 
     /// Notes that bytes `off..off + len` of the view changed (past [`MAX_SPANS`] ranges they

@@ -571,7 +571,9 @@ impl<'b> Wal<'b> {
         Ok((chain, n))
     }
 
-    /// [`Self::rebuild`] over bytes `offset..offset + out.len()` only.
+    /// Rebuilds bytes `offset..offset + out.len()` of dirty block `d` from its chain of records:
+    /// the oldest (an IMAGE or SPARSE record) gives them, each later RANGES record the bytes of
+    /// its ranges that fall among them.
     fn rebuild_part<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -581,7 +583,6 @@ impl<'b> Wal<'b> {
     ) -> Result<(), Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
         let (chain, n) = self.chain(dev, d)?;
-        let end = offset + out.len();
         for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
             let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
             let (count, bytes) = match kind {
@@ -597,31 +598,7 @@ impl<'b> Wal<'b> {
                     (count, bytes)
                 }
             };
-            // The record's table, then the bytes of each range that overlap the window.
-            let mut data_at = at.saturating_add((usize::from(count) * RANGE_ENTRY) as u64);
-            let mut min = 0usize;
-            let mut total = 0usize;
-            for j in 0..u64::from(count) {
-                let mut e = [0u8; RANGE_ENTRY];
-                if !self.read_log(dev, at.saturating_add(j * RANGE_ENTRY as u64), &mut e)? {
-                    return Err(corrupt());
-                }
-                let r = Range::decode(&e, min, self.bs).ok_or_else(corrupt)?;
-                let (lo, hi) = (usize::from(r.offset).max(offset), r.end().min(end));
-                if lo < hi {
-                    let dst = out.get_mut(lo - offset..hi - offset).ok_or_else(corrupt)?;
-                    let src = data_at.saturating_add((lo - usize::from(r.offset)) as u64);
-                    if !self.read_log(dev, src, dst)? {
-                        return Err(corrupt());
-                    }
-                }
-                data_at = data_at.saturating_add(u64::from(r.len));
-                total += usize::from(r.len);
-                min = r.end();
-            }
-            if total != usize::from(bytes) {
-                return Err(corrupt());
-            }
+            self.ranges(dev, at, count, bytes, Some((offset, &mut *out)))?;
         }
         Ok(())
     }
@@ -633,37 +610,19 @@ impl<'b> Wal<'b> {
         d: Dirty,
         out: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
-        let corrupt = || Error::Corrupt(Structure::WalRecord);
-        let (chain, n) = self.chain(dev, d)?;
-        for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
-            let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
-            match kind {
-                RecordKind::Image => {
-                    if !self.read_log(dev, at, out)? {
-                        return Err(corrupt());
-                    }
-                }
-                RecordKind::Ranges { count, bytes } => {
-                    self.ranges(dev, at, count, bytes, Some(&mut *out))?;
-                }
-                RecordKind::Sparse { count, bytes } => {
-                    out.fill(0);
-                    self.ranges(dev, at, count, bytes, Some(&mut *out))?;
-                }
-            }
-        }
-        Ok(())
+        self.rebuild_part(dev, d, 0, out)
     }
 
     /// Walks the table of the RANGES record whose body starts at `at`, checking it, and copies
-    /// each range's bytes into `out` if given.
+    /// the bytes of each range that fall in the window `(offset, out)` (block bytes
+    /// `offset..offset + out.len()`) into `out`, if given.
     fn ranges<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         at: u64,
         count: u16,
         bytes: u16,
-        mut out: Option<&mut [u8]>,
+        mut window: Option<(usize, &mut [u8])>,
     ) -> Result<(), Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
         let mut data_at = at.saturating_add((usize::from(count) * RANGE_ENTRY) as u64);
@@ -675,12 +634,15 @@ impl<'b> Wal<'b> {
                 return Err(corrupt());
             }
             let r = Range::decode(&e, min, self.bs).ok_or_else(corrupt)?;
-            if let Some(o) = out.as_deref_mut() {
-                let dst = o
-                    .get_mut(usize::from(r.offset)..r.end())
-                    .ok_or_else(corrupt)?;
-                if !self.read_log(dev, data_at, dst)? {
-                    return Err(corrupt());
+            if let Some((offset, out)) = window.as_mut() {
+                let (offset, end) = (*offset, *offset + out.len());
+                let (lo, hi) = (usize::from(r.offset).max(offset), r.end().min(end));
+                if lo < hi {
+                    let dst = out.get_mut(lo - offset..hi - offset).ok_or_else(corrupt)?;
+                    let src = data_at.saturating_add((lo - usize::from(r.offset)) as u64);
+                    if !self.read_log(dev, src, dst)? {
+                        return Err(corrupt());
+                    }
                 }
             }
             data_at = data_at.saturating_add(u64::from(r.len));
