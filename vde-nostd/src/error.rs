@@ -40,7 +40,8 @@ pub enum Error<E> {
     DirectoryFull,
     /// The object is larger than the packer accepts (block_size / 2) or than the volume allows.
     ObjectTooLarge,
-    /// The object API needs the `objects` module, which is not present on this volume.
+    /// The operation needs a module this volume does not have: `objects` for the object API,
+    /// `names` (and `objects`) for named objects.
     ModuleMissing,
     /// The in-memory or on-disk slot index is full.
     IndexFull,

@@ -2,7 +2,8 @@
 //!
 //! A small on-disk format plus the code that allocates space in it ([`scanner`], [`bitmap`]),
 //! changes it atomically through a write-ahead log ([`wal`]), grows it online ([`volume`] with the
-//! [`modules`] catalogue) and packs small objects densely ([`subblock`], [`objects`]).
+//! [`modules`] catalogue), packs small objects densely ([`subblock`], [`objects`]) and finds
+//! them by name ([`names`]).
 //!
 //! The crate is `#![no_std]`, never allocates, and contains no `unsafe`. Every buffer comes from
 //! the caller: block-sized scratch slices and const-generic capacities. Nothing read from a device

@@ -8,7 +8,7 @@
 //! Runs of 64 or more (first fit for `n ≥ 64`, [`free_runs`] with `m ≥ 64`) take a fast path
 //! over chunks of eight words. One branch-free pass over a chunk (vector code) bounds the free
 //! runs inside it by what it lacks: no free 32-bit half-word bounds them at 62 bits, no free
-//! word at 126, no two adjacent free words at 190 ([`Tier`]). When that bound is below the query,
+//! word at 126, no two adjacent free words at 190 (`Tier`). When that bound is below the query,
 //! only the chunk's edges matter: its free prefix ends the carried run and its free suffix
 //! starts the next. A wholly free chunk extends the carried run at once. Other chunks, and
 //! shorter queries, go word by word (for `n ≥ 64` without branches on the word's content, which
