@@ -173,8 +173,6 @@ pub struct Wal<'b> {
     page: &'b mut [u8],
     page_at: Option<u64>,
     page_off: usize,
-    /// Bytes of the log block loaded into the page, from `page_off`.
-    page_len: usize,
 }
 
 impl core::fmt::Debug for Wal<'_> {
@@ -262,7 +260,6 @@ impl<'b> Wal<'b> {
             page,
             page_at: None,
             page_off: 0,
-            page_len: 0,
         })
     }
 
@@ -669,10 +666,9 @@ impl<'b> Wal<'b> {
     }
 
     /// Loads the part of log block `i` that holds byte `off` of it into the page (the whole
-    /// block, or an aligned window of the page's length) and returns the offset the page
-    /// starts at. (Reading less than the page, to the bytes wanted, reads fewer bytes but
-    /// takes several times the device operations on a chain; whole windows keep one read per
-    /// log block a chain touches.)
+    /// block, or an aligned window of the page's length); returns the window's offset. (Reading
+    /// only the bytes wanted reads fewer bytes but takes several times the device operations on
+    /// a chain; whole windows keep one read per log block a chain touches.)
     fn load<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -687,20 +683,9 @@ impl<'b> Wal<'b> {
         self.page_at = None;
         let b = BlockNo(self.start.saturating_add(i));
         if p >= self.bs {
-            let page = self
-                .page
-                .get_mut(..self.bs)
-                .ok_or(Error::BufferTooSmall { need: self.bs })?;
-            dev.read_block(b, page)?;
-            self.page_len = self.bs;
+            dev.read_block(b, self.page)?;
         } else {
-            let n = p.min(self.bs - at);
-            let page = self
-                .page
-                .get_mut(..n)
-                .ok_or(Error::BufferTooSmall { need: self.bs })?;
-            dev.read_at(b, at, page)?;
-            self.page_len = n;
+            dev.read_at(b, at, self.page)?;
         }
         self.page_at = Some(i);
         self.page_off = at;
@@ -723,7 +708,7 @@ impl<'b> Wal<'b> {
             let off = (pos % bs) as usize;
             let at = self.load(dev, pos / bs, off)?;
             let within = off - at;
-            let n = self.page_len.saturating_sub(within).min(len);
+            let n = (self.page.len() - within).min(len);
             if n == 0 {
                 return Err(Error::BufferTooSmall { need: self.bs });
             }
