@@ -14,7 +14,7 @@
 //! region's place, so the table needs no caller memory beyond the scratch block.
 
 use crate::error::{Error, Structure};
-use crate::format::names::{self as fmt, DirEntry, LeafEntry, KEY_MAX};
+use crate::format::names::{self as fmt, DirEntry, KEY_MAX};
 use crate::handle::Handle;
 use crate::types::{BlockNo, Extent};
 use crate::volume::Volume;
@@ -181,6 +181,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok((1..region.len)
             .filter_map(|c| u16::try_from(c).ok())
             .find(|c| fmt::dir_entries(blk, root).all(|e| e.leaf != *c)))
+    }
+
+    /// Root entry `d`: its leaf's block and its separator (`None` past the last entry). The
+    /// root is read again for each call: the scratch block holds one table block at a time.
+    fn dir_at(&mut self, d: usize) -> Result<Option<(BlockNo, KeyBuf)>, Error<D::Error>> {
+        let region = self.names_region()?;
+        let root = self.read_root()?;
+        let blk = self.scratch_block()?;
+        Ok(fmt::dir_entries(blk, root).nth(d).map(|e| {
+            (
+                BlockNo(region.start.0 + u64::from(e.leaf)),
+                KeyBuf::new(e.sep),
+            )
+        }))
     }
 
     /// The handle `key` names, if any.
@@ -391,19 +405,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if prefix.len() > KEY_MAX {
             return Ok(());
         }
-        let region = self.names_region()?;
         let mut d = self.place(prefix).map(|p| p.d)?;
-        loop {
-            // The root is re-read for each leaf (the scratch block holds one at a time).
-            let root = self.read_root()?;
-            let blk = self.scratch_block()?;
-            let Some(e) = fmt::dir_entries(blk, root).nth(d) else {
-                return Ok(());
-            };
-            if !e.sep.is_empty() && !e.sep.starts_with(prefix) && e.sep > prefix {
+        while let Some((leaf_no, sep)) = self.dir_at(d)? {
+            let sep = sep.get();
+            if !sep.is_empty() && !sep.starts_with(prefix) && sep > prefix {
                 return Ok(());
             }
-            let leaf_no = BlockNo(region.start.0 + u64::from(e.leaf));
             let leaf = self.read_leaf(leaf_no)?;
             let blk = self.scratch_block()?;
             for e in fmt::leaf_entries(blk, leaf) {
@@ -417,6 +424,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             d += 1;
         }
+        Ok(())
     }
 
     /// Checks the whole name table (part of [`Volume::verify`]; the `vde check` tool runs it
@@ -424,63 +432,47 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// leaf, every leaf's keys within its separators, and every named object live. Returns the
     /// number of names (0 without the `names` module).
     pub fn verify_names(&mut self) -> Result<u64, Error<D::Error>> {
-        let mut n = 0u64;
-        self.walk_names(|_, _| n += 1)?;
-        Ok(n)
-    }
-
-    /// [`Self::verify_names`], calling `f(key, handle)` for each name in key order.
-    fn walk_names(&mut self, mut f: impl FnMut(&[u8], Handle)) -> Result<(), Error<D::Error>> {
+        let mut names = 0u64;
         self.abort_tx();
-        let Some(region) = self.names else {
-            return Ok(());
-        };
+        if self.names.is_none() {
+            return Ok(0);
+        }
         let root = self.read_root()?;
-        let mut prev = KeyBuf::new(&[]);
-        let mut have_prev = false;
+        // No two entries name one leaf.
+        let blk = self.scratch_block()?;
+        if fmt::dir_entries(blk, root).enumerate().any(|(d, e)| {
+            fmt::dir_entries(blk, root)
+                .skip(d + 1)
+                .any(|x| x.leaf == e.leaf)
+        }) {
+            return Err(corrupt());
+        }
+        // Each leaf holds only keys within its separators (the separators ascend and each
+        // leaf's keys ascend, so all keys ascend).
         for d in 0..root.leaves {
-            let root = self.read_root()?;
+            let (leaf_no, lo) = self.dir_at(d)?.ok_or_else(corrupt)?;
+            let hi = self.dir_at(d + 1)?.map(|n| n.1);
+            let leaf = self.read_leaf(leaf_no)?;
             let blk = self.scratch_block()?;
-            let e = fmt::dir_entries(blk, root).nth(d).ok_or_else(corrupt)?;
-            let leaf_idx = e.leaf;
-            if fmt::dir_entries(blk, root)
-                .filter(|x| x.leaf == leaf_idx)
-                .count()
-                != 1
+            if fmt::leaf_entries(blk, leaf)
+                .any(|x| x.key < lo.get() || hi.is_some_and(|h| x.key >= h.get()))
             {
                 return Err(corrupt());
             }
-            let lo = KeyBuf::new(e.sep);
-            let hi = fmt::dir_entries(blk, root)
-                .nth(d + 1)
-                .map(|n| KeyBuf::new(n.sep));
-            let leaf = self.read_leaf(BlockNo(region.start.0 + u64::from(leaf_idx)))?;
-            let blk = self.scratch_block()?;
-            for x in fmt::leaf_entries(blk, leaf) {
-                let LeafEntry { key, .. } = x;
-                if key < lo.get() || hi.is_some_and(|h| key >= h.get()) {
-                    return Err(corrupt());
-                }
-                if have_prev && key <= prev.get() {
-                    return Err(corrupt());
-                }
-                prev = KeyBuf::new(key);
-                have_prev = true;
-            }
             // Every named object is live (the leaf is read again after each object check).
             for i in 0..leaf.count {
-                let leaf = self.read_leaf(BlockNo(region.start.0 + u64::from(leaf_idx)))?;
+                let leaf = self.read_leaf(leaf_no)?;
                 let blk = self.scratch_block()?;
                 let x = fmt::leaf_entries(blk, leaf).nth(i).ok_or_else(corrupt)?;
-                let (key, h) = (KeyBuf::new(x.key), Handle::from_raw(x.handle));
+                let h = Handle::from_raw(x.handle);
                 self.object_len(h).map_err(|e| match e {
                     Error::BadHandle { .. } | Error::ObjectChecksum { .. } => corrupt(),
                     e => e,
                 })?;
-                f(key.get(), h);
+                names += 1;
             }
         }
-        Ok(())
+        Ok(names)
     }
 }
 
@@ -555,21 +547,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Drops the name of object `h`, if it has one (a delete by handle of a named object), in
     /// the open transaction. One pass over the leaves.
     pub(crate) fn unname_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
-        let Some(region) = self.names else {
+        if self.names.is_none() {
             return Ok(());
-        };
-        let root = self.read_root()?;
+        }
         let mut found = None;
-        for d in 0..root.leaves {
-            let root = self.read_root()?;
-            let blk = self.scratch_block()?;
-            let leaf_idx = fmt::dir_entries(blk, root).nth(d).ok_or_else(corrupt)?.leaf;
-            let leaf = self.read_leaf(BlockNo(region.start.0 + u64::from(leaf_idx)))?;
+        let mut d = 0;
+        while let Some((leaf_no, _)) = self.dir_at(d)? {
+            let leaf = self.read_leaf(leaf_no)?;
             let blk = self.scratch_block()?;
             if let Some(e) = fmt::leaf_entries(blk, leaf).find(|e| e.handle == h.raw()) {
                 found = Some(KeyBuf::new(e.key));
                 break;
             }
+            d += 1;
         }
         if let Some(k) = found {
             self.name_remove(k.get())?;
