@@ -535,22 +535,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // Best fit: the shared block with the fewest free units that still has a slot. The
         // entries before `open` are full; so are those the scan finds full right after them.
         let mut best: Option<(usize, usize)> = None;
-        let es = self.es();
         let first = usize::from(o.open).min(o.count);
         let mut open = first;
         for i in first..o.count {
-            let full = self
-                .index
-                .get(i * es + 8..(i + 1) * es)
-                .is_some_and(|bits| bits.iter().all(|b| *b == 0xFF));
-            if full {
-                if open == i {
-                    open = i + 1;
-                }
-                continue;
-            }
             if let Some((_, bm)) = self.entry(i) {
                 let free = bm.free_units();
+                if free == 0 {
+                    if open == i {
+                        open = i + 1;
+                    }
+                    continue;
+                }
                 if free >= per && best.is_none_or(|(_, f)| free < f) && bm.find(class).is_some() {
                     best = Some((i, free));
                     if free == per {
@@ -1120,23 +1115,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let units = bs / UNIT;
         let si = || Error::Corrupt(Structure::SlotIndex);
         for i in 0..self.obj()?.count {
-            let (block, used) = {
-                let (b, bm) = self.entry(i).ok_or_else(si)?;
-                let mut used = [0u64; 16];
-                for (u, w) in (0..units).zip((0..).map(|k: usize| k / 64)) {
-                    if bm.occupied(u) {
-                        if let Some(x) = used.get_mut(w) {
-                            *x |= 1 << (u % 64);
-                        }
-                    }
-                }
-                (b, used)
-            };
+            // The entry's slot bitmap, copied out of the index (at most 128 bytes: 64 KiB
+            // blocks), since the loop below borrows the volume.
+            let block = self.entry(i).ok_or_else(si)?.0;
+            let es = self.es();
+            let src = self.index.get(i * es + 8..(i + 1) * es).ok_or_else(si)?;
+            let mut bits = [0u8; 128];
+            let copy = bits.get_mut(..src.len()).ok_or_else(si)?;
+            copy.copy_from_slice(src);
+            let used = SlotBitmapRef::new(copy, bs).ok_or_else(si)?;
             let blk = self.load_scratch(block)?;
             let mut u = 0usize;
             while u < units {
-                let is_used = used.get(u / 64).is_some_and(|w| w >> (u % 64) & 1 == 1);
-                if !is_used {
+                if !used.occupied(u) {
                     u += 1;
                     continue;
                 }
@@ -1173,10 +1164,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 // header: they share the scratch block).
                 self.load_map_block(j)?;
                 let bits = bitmap_block::bits(self.scratch.get(..bs).unwrap_or(&[]));
-                let next = (bit..per_map).find(|b| {
-                    bits.get((b / 8) as usize)
-                        .is_some_and(|x| x >> (b % 8) & 1 == 1)
-                });
+                let next = (bit..per_map).find(|b| crate::bitmap::get(bits, *b));
                 let Some(b) = next else { break };
                 bit = b + 1;
                 let start = BlockNo(j * per_map + b);
