@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
+use vde_nostd::format::names::key_ok;
 use vde_nostd::{BlockDevice, Handle, Volume};
 use vde_std::error::{io_message, CoreError};
 
@@ -19,8 +20,8 @@ fn resolve<D: BlockDevice<Error = std::io::Error>, const K: usize>(
     text: &str,
 ) -> CliResult<(Handle, Option<String>)> {
     let key = text.as_bytes();
-    let key_ok = (1..=64).contains(&key.len());
-    if vol.has_names() && key_ok {
+    let is_key = key_ok(key);
+    if vol.has_names() && is_key {
         if let Some(h) = vol.lookup(key).map_err(object_err(image))? {
             return Ok((h, Some(text.to_string())));
         }
@@ -33,7 +34,7 @@ fn resolve<D: BlockDevice<Error = std::io::Error>, const K: usize>(
             "bad handle '{text}': expected 16 hexadecimal digits as printed by 'vde put' \
              (the image has no names: it has no 'names' module)"
         )
-    } else if !key_ok {
+    } else if !is_key {
         format!("'{text}' is neither a handle nor a name (a name is 1 to 64 bytes)")
     } else {
         format!(
@@ -58,7 +59,7 @@ fn object_err(image: &Path) -> impl Fn(CoreError) -> CliError + '_ {
 /// `vde put`.
 pub fn put(image: &Path, file: Option<&Path>, name: Option<&str>, wait: LockWait) -> CliResult {
     if let Some(n) = name {
-        if !(1..=64).contains(&n.len()) {
+        if !key_ok(n.as_bytes()) {
             return Err(CliError::new(format!(
                 "bad name '{n}': a name is 1 to 64 bytes (this one is {})",
                 n.len()
@@ -86,7 +87,8 @@ pub fn put(image: &Path, file: Option<&Path>, name: Option<&str>, wait: LockWait
         let stored = match name {
             Some(n) => {
                 if !vol.has_names() {
-                    vol.enable_names(now()).map_err(object_err(image))?;
+                    vol.enable_names(vde_std::now())
+                        .map_err(object_err(image))?;
                     errln!("{}: added the 'names' module", image.display());
                 }
                 vol.store(n.as_bytes(), &data)
@@ -126,12 +128,6 @@ fn read_limited(r: impl Read, image: &Path, name: &str, limit: u64) -> CliResult
         )));
     }
     Ok(data)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `vde get`.
