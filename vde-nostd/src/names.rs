@@ -66,15 +66,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Loads the `names` module's region (mount and after module addition) and checks the root.
     pub(crate) fn load_names(&mut self) -> Result<(), Error<D::Error>> {
-        if !self.modules().contains(crate::ModuleSet::NAMES) {
+        let Some(region) = self.module_region(8)? else {
             self.names = None;
             return Ok(());
-        }
-        let regions = self.module_regions(8)?;
-        let region = regions
-            .first()
-            .map(|r| r.extent)
-            .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+        };
         if region.len < 2 {
             return Err(corrupt());
         }

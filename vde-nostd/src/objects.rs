@@ -26,7 +26,7 @@ use crate::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SL
 use crate::format::slot_index::{self, Counters};
 use crate::format::DecodeError;
 use crate::handle::{Handle, MAX_BLOCK};
-use crate::modules::{self, ModuleSet};
+use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::volume::Volume;
@@ -189,15 +189,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Loads the objects module's state if present (mount and after module addition).
     pub(crate) fn load_objects(&mut self) -> Result<(), Error<D::Error>> {
-        if !self.modules().contains(ModuleSet::OBJECTS) {
+        let Some(region) = self.module_region(0)? else {
             self.objects = None;
             return Ok(());
-        }
-        let regions = self.module_regions(0)?;
-        let region = regions
-            .first()
-            .map(|r| r.extent)
-            .ok_or(Error::Corrupt(Structure::RegionPointerTable))?;
+        };
         self.objects = Some(ObjState {
             region,
             count: 0,

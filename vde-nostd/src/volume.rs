@@ -758,6 +758,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(out)
     }
 
+    /// The first region of the module with bit `bit`, or `None` if the volume does not have
+    /// the module (a module in the manifest without a region is `Corrupt`).
+    pub(crate) fn module_region(&mut self, bit: u8) -> Result<Option<Extent>, Error<D::Error>> {
+        if !self
+            .modules()
+            .contains(ModuleSet::from_bits_retain(1u64 << (bit & 63)))
+        {
+            return Ok(None);
+        }
+        let regions = self.module_regions(bit)?;
+        regions
+            .first()
+            .map(|r| Some(r.extent))
+            .ok_or(Error::Corrupt(Structure::RegionPointerTable))
+    }
+
     /// Calls `f` with every region directory entry.
     pub fn for_each_region(
         &mut self,
