@@ -111,9 +111,11 @@ fn flash_power_cut_named_objects() {
     assert_clean(&run_w25q(&cfg, &w), 1500);
 }
 
+/// Whether the flash holds a valid superblock at `b` (the NOR adapter stores bytes inverted).
 fn sb_valid(img: &[u8], b: vde_nostd::BlockNo) -> bool {
     let at = b.0 as usize * BS;
-    Superblock::decode(&img[at..at + BS]).is_ok()
+    let block: Vec<u8> = img[at..at + BS].iter().map(|x| !x).collect();
+    Superblock::decode(&block).is_ok()
 }
 
 /// A focused case of what the second-cut sweeps look for: an addition is cut while it rewrites

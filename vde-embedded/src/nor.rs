@@ -11,9 +11,18 @@
 //! - `base_offset` is `ERASE_SIZE`-aligned, and all `block_count` (at least [`MIN_BLOCKS`])
 //!   blocks lie inside the flash and below 4 GiB (flash addresses are `u32`).
 //!
+//! **Bytes are stored inverted**: the flash holds the bitwise NOT of every byte the core writes,
+//! and reads are inverted back, so the format's zero bytes are the flash's erased state (`0xFF`).
+//! A raw dump of the flash is the bitwise inverse of a vde image (`FORMAT.md` applies to
+//! `!byte`). What this buys: zeros are never programmed (a unit of all-zero bytes is skipped, so
+//! on MCU flash it keeps its one program for later), and a home block's zero bytes are erased
+//! flash that [`BlockDevice::program`] can fill in place with no erase
+//! ([`BlockDevice::programs_in_place`] is true).
+//!
 //! A block write is an erase of the block's sectors followed by programs of its bytes, so a power
-//! cut tears it (the core's device contract allows that). Reads and writes go straight to the
-//! flash: nothing is cached here, which is why [`BlockDevice::flush`] has nothing to do.
+//! cut tears it (the core's device contract allows that); a program or an append only programs
+//! erased bytes of its range. Reads and writes go straight to the flash: nothing is cached here,
+//! which is why [`BlockDevice::flush`] has nothing to do.
 
 use core::fmt;
 
@@ -23,8 +32,8 @@ use vde_nostd::{BlockDevice, BlockNo, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 /// The fewest blocks a [`NorFlashDevice`] accepts: below this no vde image fits.
 pub const MIN_BLOCKS: u64 = 16;
 
-/// Bytes programmed per `write` call (raised to `WRITE_SIZE` if that is larger): one SPI NOR
-/// page, so a page-programming driver never has to split a call.
+/// Bytes programmed per `write` call at most: one SPI NOR page, so a page-programming driver
+/// never has to split a call. A flash's `WRITE_SIZE` may not exceed it.
 const PROGRAM_CHUNK: usize = 256;
 
 /// Why a flash cannot be used as a block device of the requested geometry.
@@ -44,7 +53,7 @@ pub enum GeometryError {
         /// The flash's `ERASE_SIZE`.
         erase_size: usize,
     },
-    /// The flash's write size is zero or does not divide the block size.
+    /// The flash's write size is zero, above 256 bytes or does not divide the block size.
     WriteSizeMismatch {
         /// The requested block size.
         block_size: usize,
@@ -221,7 +230,10 @@ impl<F: NorFlash> NorFlashDevice<F> {
                 erase_size: F::ERASE_SIZE,
             });
         }
-        if F::WRITE_SIZE == 0 || !block_size.is_multiple_of(F::WRITE_SIZE) {
+        if F::WRITE_SIZE == 0
+            || F::WRITE_SIZE > PROGRAM_CHUNK
+            || !block_size.is_multiple_of(F::WRITE_SIZE)
+        {
             return Err(GeometryError::WriteSizeMismatch {
                 block_size,
                 write_size: F::WRITE_SIZE,
@@ -296,6 +308,82 @@ impl<F: NorFlash> NorFlashDevice<F> {
     fn flash_err(e: F::Error) -> NorError {
         NorError::from_flash(&e)
     }
+
+    /// Flash address of byte `offset` of block `block`, after checking that `len` bytes from
+    /// there stay inside the block and that both are whole write units.
+    fn range_address(&self, block: BlockNo, offset: usize, len: usize) -> Result<u32, NorError> {
+        let addr = self.address(block, self.block_size)?;
+        let unit = F::WRITE_SIZE.max(1);
+        let end = offset.checked_add(len).ok_or(NorError::BadLength)?;
+        if end > self.block_size || !offset.is_multiple_of(unit) || !len.is_multiple_of(unit) {
+            return Err(NorError::BadLength);
+        }
+        // `offset` < block_size, which fits the address space (checked at construction).
+        addr.checked_add(offset as u32).ok_or(NorError::OutOfRange)
+    }
+
+    /// Programs the inverse of `data` at flash address `at` (erased there), in pieces that never
+    /// cross a [`PROGRAM_CHUNK`] boundary, skipping what would program only `0xFF`: a whole
+    /// piece on a flash that programs single bytes (where programming `0xFF` changes nothing),
+    /// each all-zero write unit on one that programs words (where it would spend the unit's
+    /// only program).
+    fn program_inverted(&mut self, at: u32, data: &[u8]) -> Result<(), NorError> {
+        let unit = F::WRITE_SIZE.max(1);
+        let mut buf = [0u8; PROGRAM_CHUNK];
+        let mut addr = at;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = PROGRAM_CHUNK - addr as usize % PROGRAM_CHUNK;
+            let (piece, later) = rest.split_at(room.min(rest.len()));
+            let skip = if unit == 1 { piece.len() } else { unit };
+            // Runs of units that hold a nonzero byte, each one program.
+            let mut i = 0usize;
+            while i < piece.len() {
+                let live = |j: usize| {
+                    piece
+                        .get(j..j + skip)
+                        .is_some_and(|u| u.iter().any(|&b| b != 0))
+                };
+                if !live(i) {
+                    i += skip;
+                    continue;
+                }
+                let mut j = i + skip;
+                while j < piece.len() && live(j) {
+                    j += skip;
+                }
+                let (src, dst) = (
+                    piece.get(i..j).unwrap_or(&[]),
+                    buf.get_mut(..j - i).unwrap_or(&mut []),
+                );
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = !*s;
+                }
+                // `i` < PROGRAM_CHUNK.
+                self.flash
+                    .write(addr.saturating_add(i as u32), dst)
+                    .map_err(Self::flash_err)?;
+                i = j;
+            }
+            addr = addr.saturating_add(piece.len() as u32);
+            rest = later;
+        }
+        Ok(())
+    }
+
+    /// Erases the sectors of the block at flash address `addr`.
+    fn erase_block(&mut self, addr: u32) -> Result<(), NorError> {
+        let end = u32::try_from(u64::from(addr) + self.block_size as u64)
+            .map_err(|_| NorError::OutOfRange)?;
+        self.flash.erase(addr, end).map_err(Self::flash_err)
+    }
+}
+
+/// Inverts every byte of `buf` (flash content ↔ vde bytes).
+fn invert(buf: &mut [u8]) {
+    for b in buf {
+        *b = !*b;
+    }
 }
 
 impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
@@ -312,7 +400,9 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     /// One flash read of the whole block (`block_size` is a multiple of `READ_SIZE`).
     fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), NorError> {
         let addr = self.address(block, buf.len())?;
-        self.flash.read(addr, buf).map_err(Self::flash_err)
+        self.flash.read(addr, buf).map_err(Self::flash_err)?;
+        invert(buf);
+        Ok(())
     }
 
     /// Partial reads when `READ_SIZE` divides the log's read granularity.
@@ -333,31 +423,19 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
             .ok()
             .and_then(|o| addr.checked_add(o))
             .ok_or(NorError::OutOfRange)?;
-        self.flash.read(at, buf).map_err(Self::flash_err)
+        self.flash.read(at, buf).map_err(Self::flash_err)?;
+        invert(buf);
+        Ok(())
     }
 
-    /// Erases the block's sectors, then programs its bytes in page-sized, `WRITE_SIZE`-aligned
-    /// chunks. Chunks that are all `0xFF` are skipped: the erase already left them so. A power cut
-    /// in between leaves the block torn (erased or partly written), which the core tolerates.
+    /// Erases the block's sectors, then programs its (inverted) bytes in page-sized pieces,
+    /// skipping zeros (see [`NorFlashDevice::program_inverted`]): the erase already left them so.
+    /// A power cut in between leaves the block torn (erased or partly written), which the core
+    /// tolerates.
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), NorError> {
         let addr = self.address(block, buf.len())?;
-        let end = u32::try_from(u64::from(addr) + self.block_size as u64)
-            .map_err(|_| NorError::OutOfRange)?;
-        self.flash.erase(addr, end).map_err(Self::flash_err)?;
-        // WRITE_SIZE divides block_size (both powers of two or a divisor of one), so chunks of
-        // max(PROGRAM_CHUNK, WRITE_SIZE) rounded to WRITE_SIZE stay aligned.
-        let chunk = PROGRAM_CHUNK
-            .max(F::WRITE_SIZE)
-            .next_multiple_of(F::WRITE_SIZE);
-        let mut at = addr;
-        for data in buf.chunks(chunk) {
-            if data.iter().any(|&b| b != 0xFF) {
-                self.flash.write(at, data).map_err(Self::flash_err)?;
-            }
-            // `at` stays below `end` (checked above), so this cannot overflow.
-            at = at.saturating_add(data.len() as u32);
-        }
-        Ok(())
+        self.erase_block(addr)?;
+        self.program_inverted(addr, buf)
     }
 
     /// The flash's write size: appends are programmed in whole words.
@@ -365,39 +443,26 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
         F::WRITE_SIZE.max(1)
     }
 
-    /// `offset == 0` erases the block's sectors first; then programs `data` in page-sized
-    /// pieces (never across a [`PROGRAM_CHUNK`] boundary), skipping all-`0xFF` pieces. The rest
-    /// of an erased block stays `0xFF`, so each later append programs only erased bytes.
+    /// `offset == 0` erases the block's sectors first; then programs `data` (inverted, zeros
+    /// skipped). The rest of an erased block reads as zeros, so each later append programs only
+    /// erased bytes.
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), NorError> {
-        let addr = self.address(block, self.block_size)?;
-        let end_off = offset
-            .checked_add(data.len())
-            .filter(|e| *e <= self.block_size)
-            .ok_or(NorError::BadLength)?;
-        let unit = F::WRITE_SIZE.max(1);
-        if !offset.is_multiple_of(unit) || !end_off.is_multiple_of(unit) {
-            return Err(NorError::BadLength);
-        }
+        let at = self.range_address(block, offset, data.len())?;
         if offset == 0 {
-            let end = u32::try_from(u64::from(addr) + self.block_size as u64)
-                .map_err(|_| NorError::OutOfRange)?;
-            self.flash.erase(addr, end).map_err(Self::flash_err)?;
+            self.erase_block(at)?;
         }
-        let mut off = offset;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let room = PROGRAM_CHUNK - off % PROGRAM_CHUNK;
-            let n = room.min(rest.len());
-            let (now, later) = rest.split_at(n);
-            if now.iter().any(|&b| b != 0xFF) {
-                // `off` < block_size, checked above.
-                let at = addr.saturating_add(off as u32);
-                self.flash.write(at, now).map_err(Self::flash_err)?;
-            }
-            off += n;
-            rest = later;
-        }
-        Ok(())
+        self.program_inverted(at, data)
+    }
+
+    /// Zeros are erased flash: a range of them is programmed in place.
+    fn programs_in_place(&self) -> bool {
+        true
+    }
+
+    /// Programs `data` (inverted, zeros skipped) over the range's erased bytes; no erase.
+    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), NorError> {
+        let at = self.range_address(block, offset, data.len())?;
+        self.program_inverted(at, data)
     }
 
     /// A no-op. `NorFlash::erase` and `NorFlash::write` are blocking: they return only once the

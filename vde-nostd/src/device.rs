@@ -55,6 +55,25 @@ pub trait BlockDevice {
     /// crosses the block's end). Not durable until `flush`; a power cut may tear it, which
     /// never affects bytes outside the range.
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error>;
+    /// Whether [`BlockDevice::program`] writes part of a home block in place. A device says
+    /// yes only if a block's zero bytes are its *erased* state (flash: the adapter stores bytes
+    /// inverted) and a torn program changes nothing outside its range. The log then writes a
+    /// block home by programming only the bytes a checkpoint interval added into its zeros, with
+    /// no erase and no copy of the block in the log.
+    fn programs_in_place(&self) -> bool {
+        false
+    }
+    /// Writes `data` at byte `offset` of home block `block` without erasing it: every byte of
+    /// the range reads as zero and was not written since the block was last written whole
+    /// (for flash: it is still erased). `offset` and `data.len()` are multiples of
+    /// [`BlockDevice::append_unit`]; a unit of `data` that is all zero may be skipped. Not
+    /// durable until `flush`; a power cut may tear it, which never affects bytes outside the
+    /// range. Called only if [`BlockDevice::programs_in_place`] is true, so a device that
+    /// says yes implements it; the default hands the range to [`BlockDevice::append`], which
+    /// is a program only for `offset > 0` (at 0 it starts the block afresh).
+    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        self.append(block, offset, data)
+    }
 }
 
 impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
@@ -90,6 +109,12 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     }
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
         (**self).append(block, offset, data)
+    }
+    fn programs_in_place(&self) -> bool {
+        (**self).programs_in_place()
+    }
+    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        (**self).program(block, offset, data)
     }
 }
 
@@ -198,6 +223,13 @@ impl BlockDevice for RamDevice<'_> {
             .ok_or(RamError::OutOfRange)?
             .copy_from_slice(data);
         Ok(())
+    }
+    /// RAM writes a range in place and tears nothing else.
+    fn programs_in_place(&self) -> bool {
+        true
+    }
+    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), RamError> {
+        self.append(block, offset, data)
     }
 }
 

@@ -86,6 +86,26 @@ impl<D: BlockDevice> Unflushed<D> {
     }
 }
 
+impl<D: BlockDevice> Unflushed<D> {
+    /// Records a write of `data` at `offset` of `block` as a new version of the whole block:
+    /// the block as the window leaves it, with the range over it.
+    fn record_range(&mut self, block: BlockNo, offset: usize, data: &[u8]) {
+        let at = (block.0 as usize).saturating_mul(self.bs);
+        let mut v = self
+            .window
+            .iter()
+            .rev()
+            .find(|(b, _)| *b == block.0)
+            .map(|(_, d)| d.clone())
+            .or_else(|| self.durable.get(at..at + self.bs).map(<[u8]>::to_vec))
+            .unwrap_or_else(|| vec![0; self.bs]);
+        if let Some(d) = v.get_mut(offset..offset + data.len()) {
+            d.copy_from_slice(data);
+        }
+        self.window.push((block.0, v));
+    }
+}
+
 impl<D: BlockDevice> BlockDevice for Unflushed<D> {
     type Error = D::Error;
     fn block_size(&self) -> usize {
@@ -111,20 +131,16 @@ impl<D: BlockDevice> BlockDevice for Unflushed<D> {
     /// Recorded as a new version of the whole block: the block as the window leaves it, with
     /// the bytes appended (a file's page cache writes a page back whole).
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), D::Error> {
-        let at = (block.0 as usize).saturating_mul(self.bs);
-        let mut v = self
-            .window
-            .iter()
-            .rev()
-            .find(|(b, _)| *b == block.0)
-            .map(|(_, d)| d.clone())
-            .or_else(|| self.durable.get(at..at + self.bs).map(<[u8]>::to_vec))
-            .unwrap_or_else(|| vec![0; self.bs]);
-        if let Some(d) = v.get_mut(offset..offset + data.len()) {
-            d.copy_from_slice(data);
-        }
-        self.window.push((block.0, v));
+        self.record_range(block, offset, data);
         self.inner.append(block, offset, data)
+    }
+    fn programs_in_place(&self) -> bool {
+        self.inner.programs_in_place()
+    }
+    /// Recorded like an append: a new version of the whole block with the range over it.
+    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), D::Error> {
+        self.record_range(block, offset, data);
+        self.inner.program(block, offset, data)
     }
     fn append_unit(&self) -> usize {
         self.inner.append_unit()

@@ -56,7 +56,8 @@ fn round_trips_blocks_on_every_preset_geometry() {
     assert_eq!(out, data);
     assert_eq!(dev.base_offset(), 8192);
     let base = 8192 + 15 * 8192;
-    assert_eq!(&dev.flash().bytes()[base..base + 8192], &data[..]);
+    // The flash holds the bitwise inverse of the block.
+    assert_eq!(&dev.flash().bytes()[base..base + 8192], &inverse(&data)[..]);
     assert_eq!(dev.flash().wear()[(base / 4096)..(base / 4096) + 2], [1, 1]);
     assert_eq!(
         dev.flash().wear()[0],
@@ -65,7 +66,7 @@ fn round_trips_blocks_on_every_preset_geometry() {
     );
 
     // STM32L4-class: 2 KiB pages, 8-byte writes; 512-byte blocks are too small (below a page),
-    // 2 KiB blocks work. A block of all 0xFF needs no programs at all.
+    // 2 KiB blocks work. A block of all zeros (erased flash) needs no programs at all.
     let mut mem = vec![ERASED; 32 * 2048];
     let mut wear = vec![0u32; 32];
     let mut flash = Stm32l4::from_part(&mut mem, &mut wear, &STM32L4, 1).unwrap();
@@ -79,12 +80,12 @@ fn round_trips_blocks_on_every_preset_geometry() {
     let mut dev = NorFlashDevice::whole(&mut flash, 2048).unwrap();
     let data = pattern(3, 2048);
     dev.write_block(BlockNo(1), &data).unwrap();
-    dev.write_block(BlockNo(2), &[0xFF; 2048]).unwrap();
+    dev.write_block(BlockNo(2), &[0; 2048]).unwrap();
     let mut out = vec![0u8; 2048];
     dev.read_block(BlockNo(1), &mut out).unwrap();
     assert_eq!(out, data);
     dev.read_block(BlockNo(2), &mut out).unwrap();
-    assert_eq!(out, [0xFF; 2048]);
+    assert_eq!(out, [0; 2048]);
     assert_eq!(flash.stats().programs, 2048 / 256);
     assert_eq!(flash.stats().erases, 2);
 }
@@ -243,7 +244,10 @@ fn maps_flash_errors_and_power_cuts() {
     dev.flash_mut().reboot();
     dev.read_block(BlockNo(3), &mut out).unwrap();
     assert_eq!(out[..7 * 256], new[..7 * 256]);
-    assert!(out[8 * 256..].iter().all(|&b| b == ERASED));
+    assert!(
+        out[8 * 256..].iter().all(|&b| b == 0),
+        "erased flash reads as zeros"
+    );
     // Rewrites after the cut succeed.
     dev.write_block(BlockNo(3), &new).unwrap();
     dev.read_block(BlockNo(3), &mut out).unwrap();
@@ -288,7 +292,79 @@ fn works_over_a_borrowed_flash_and_with_multi_write() {
         dev.write_block(BlockNo(0), &pattern(5, 4096)).unwrap();
     }
     assert_eq!(flash.wear()[0], 1);
-    assert_eq!(&flash.bytes()[..4096], &pattern(5, 4096)[..]);
+    assert_eq!(&flash.bytes()[..4096], &inverse(&pattern(5, 4096))[..]);
+}
+
+/// The bitwise inverse of `data`: what the flash holds for it.
+fn inverse(data: &[u8]) -> Vec<u8> {
+    data.iter().map(|b| !b).collect()
+}
+
+#[test]
+fn programs_in_place_into_erased_bytes_without_an_erase() {
+    let mut mem = vec![ERASED; 16 * 4096];
+    let mut wear = vec![0u32; 16];
+    let flash = SimFlash::<1, 1, 4096>::new(&mut mem, &mut wear, SimConfig::new(3)).unwrap();
+    let mut dev = NorFlashDevice::whole(flash, 4096).unwrap();
+    assert!(dev.programs_in_place());
+    // A fresh flash reads as zeros: the format's empty bytes are erased flash.
+    let mut out = vec![9u8; 4096];
+    dev.read_block(BlockNo(2), &mut out).unwrap();
+    assert!(out.iter().all(|&b| b == 0));
+    let mut block = vec![0u8; 4096];
+    block[100..140].copy_from_slice(&pattern(1, 40));
+    dev.write_block(BlockNo(2), &block).unwrap();
+    let erases = dev.flash().stats().erases;
+    // Two programs into the block's zeros: no erase, and both land beside the old bytes.
+    dev.program(BlockNo(2), 640, &pattern(2, 128)).unwrap();
+    dev.program(BlockNo(2), 4000, &pattern(3, 96)).unwrap();
+    block[640..768].copy_from_slice(&pattern(2, 128));
+    block[4000..4096].copy_from_slice(&pattern(3, 96));
+    dev.read_block(BlockNo(2), &mut out).unwrap();
+    assert_eq!(out, block);
+    assert_eq!(dev.flash().stats().erases, erases, "no erase");
+    assert_eq!(
+        &dev.flash().bytes()[2 * 4096..3 * 4096],
+        &inverse(&block)[..]
+    );
+    // Programming over programmed bytes is what the flash refuses; the adapter passes it on.
+    assert_eq!(
+        dev.program(BlockNo(2), 100, &pattern(4, 8)),
+        Err(NorError::Flash(NorFlashErrorKind::Other))
+    );
+    // A range past the block is refused before the flash sees it.
+    assert_eq!(
+        dev.program(BlockNo(2), 4090, &pattern(4, 8)),
+        Err(NorError::BadLength)
+    );
+}
+
+#[test]
+fn word_flash_skips_zero_units_so_they_stay_programmable() {
+    // nRF52840 geometry: 4-byte words; a word holding zeros only is never programmed.
+    let mut mem = vec![ERASED; 32 * 4096];
+    let mut wear = vec![0u32; 32];
+    let flash = Nrf52840::from_part(&mut mem, &mut wear, &NRF52840, 1).unwrap();
+    let mut dev = NorFlashDevice::whole(flash, 4096).unwrap();
+    let mut block = vec![0u8; 4096];
+    block[8..12].copy_from_slice(&[1, 2, 3, 4]);
+    dev.write_block(BlockNo(1), &block).unwrap();
+    let programs = dev.flash().stats().program_units;
+    // The zero words around the one programmed word are still erased: program them now.
+    dev.program(BlockNo(1), 0, &[5, 6, 7, 8, 0, 0, 0, 0])
+        .unwrap();
+    dev.program(BlockNo(1), 12, &[9, 9, 9, 9]).unwrap();
+    block[0..4].copy_from_slice(&[5, 6, 7, 8]);
+    block[12..16].copy_from_slice(&[9, 9, 9, 9]);
+    let mut out = vec![0u8; 4096];
+    dev.read_block(BlockNo(1), &mut out).unwrap();
+    assert_eq!(out, block);
+    assert!(dev.flash().stats().program_units > programs);
+    // Unaligned to the 4-byte word: refused.
+    assert_eq!(
+        dev.program(BlockNo(1), 18, &[1, 1, 1, 1]),
+        Err(NorError::BadLength)
+    );
 }
 
 /// A flash of 64 KiB whose every operation fails with `fail`, with read size `R`.

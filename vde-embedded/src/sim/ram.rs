@@ -239,6 +239,13 @@ impl BlockDevice for SimRam<'_> {
         }
         Err(SimError::PowerLost)
     }
+    /// A RAM disk writes part of a block in place, torn like an append.
+    fn programs_in_place(&self) -> bool {
+        true
+    }
+    fn program(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), SimError> {
+        self.append(b, offset, data)
+    }
 }
 
 #[cfg(test)]
