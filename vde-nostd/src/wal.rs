@@ -51,6 +51,7 @@ use crate::device::{BlockDevice, PARTIAL_READ_UNIT};
 use crate::error::{Error, Structure};
 use crate::format::counters::{Counters, Delta};
 use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
+use crate::format::rescue::{Rescue, LEN as RESCUE_LEN};
 use crate::format::wal_header::{self, WalHeader};
 use crate::format::wal_record::{
     record_len, seed, worst_txn_bytes, Commit, Range, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
@@ -85,8 +86,12 @@ pub struct WalStats {
     pub log_blocks_written: u64,
     /// Log bytes appended since open, padding included.
     pub log_bytes_written: u64,
-    /// Home block writes made by checkpoints since open.
+    /// Home block writes made by checkpoints since open (on flash, each erases the block).
     pub home_writes: u64,
+    /// Home blocks written in place by checkpoints since open (programs only, no erase).
+    pub home_programs: u64,
+    /// Torn in-place home writes rescued (logged whole, then rewritten) since open.
+    pub rescues: u64,
 }
 
 /// When a commit becomes durable.
@@ -102,22 +107,31 @@ pub enum Durability {
     Deferred,
 }
 
-/// A block changed since the last checkpoint: where its newest record is, and how many
-/// byte-range records follow its newest IMAGE.
-/// Eleven bytes, no padding: the block (48 bits: a target is at most [`MAX_TARGET`]), the
-/// head's log position and the chain length.
+/// A block changed since the last checkpoint: where its newest record is, how many byte-range
+/// records follow its newest whole-block record, and whether its chain starts from the home copy
+/// (an in-place chain: no whole-block record, only ranges over pieces that are erased at home,
+/// `touched` marking those pieces). Nineteen bytes, no padding: the block (48 bits: a target is
+/// at most [`MAX_TARGET`]), the head's log position, the chain length with the in-place flag in
+/// its top bit, and the touched pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct Dirty([u8; 11]);
+struct Dirty([u8; 19]);
+
+/// The in-place flag in [`Dirty`]'s chain byte.
+const IN_PLACE: u8 = 0x80;
 
 impl Dirty {
-    fn new(b: BlockNo, head: u32, chain: u8) -> Dirty {
-        let mut d = [0u8; 11];
+    /// An entry; `touched` is `Some(pieces)` for an in-place chain.
+    fn with(b: BlockNo, head: u32, chain: u8, touched: Option<u64>) -> Dirty {
+        let mut d = [0u8; 19];
         let (blk, rest) = d.split_at_mut(6);
         blk.copy_from_slice(&b.0.to_le_bytes()[..6]);
-        let (h, c) = rest.split_at_mut(4);
+        let (h, rest) = rest.split_at_mut(4);
         h.copy_from_slice(&head.to_le_bytes());
-        c.copy_from_slice(&[chain]);
+        let (c, t) = rest.split_at_mut(1);
+        let flag = if touched.is_some() { IN_PLACE } else { 0 };
+        c.copy_from_slice(&[(chain & !IN_PLACE) | flag]);
+        t.copy_from_slice(&touched.unwrap_or(0).to_le_bytes());
         Dirty(d)
     }
     fn block(&self) -> BlockNo {
@@ -129,7 +143,13 @@ impl Dirty {
         u32::from_le_bytes([self.0[6], self.0[7], self.0[8], self.0[9]])
     }
     fn chain(&self) -> u8 {
-        self.0[10]
+        self.0[10] & !IN_PLACE
+    }
+    /// The pieces an in-place chain wrote, or `None` for a chain from a whole-block record.
+    fn in_place(&self) -> Option<u64> {
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&self.0[11..19]);
+        (self.0[10] & IN_PLACE != 0).then_some(u64::from_le_bytes(t))
     }
 }
 
@@ -139,6 +159,8 @@ const APPEND_CHUNK: usize = 256;
 /// Unchanged bytes no longer than a range entry between two changed runs are logged with them
 /// (one range instead of two).
 const MERGE_GAP: usize = RANGE_ENTRY + 1;
+/// Log blocks kept at the end of the WAL area for a rescue: the copy and its descriptor.
+const RESCUE_BLOCKS: u64 = 2;
 /// The smallest log read buffer (on a device that reads part of a block).
 pub const MIN_LOG_PAGE: usize = 128;
 
@@ -151,7 +173,17 @@ const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 pub struct Wal<'b> {
     start: u64,
     blocks: u64,
+    /// Where commits stop: the log's end, less the rescue reserve when writing home in place.
     cap: u64,
+    /// The log's end (a rescue may append up to it).
+    cap_all: u64,
+    /// The in-place block whose committed content is in the rescue copy (set by a rescue
+    /// until the checkpoint that made it ends; see [`Wal::rescue`]).
+    rescued: Option<BlockNo>,
+    /// Home blocks are written in place (see "Writing home in place" in the module docs), in
+    /// pieces of `piece` bytes.
+    in_place: bool,
+    piece: usize,
     bs: usize,
     block_count: u64,
     salt: u64,
@@ -220,6 +252,7 @@ impl<'b> Wal<'b> {
         page: &'b mut [u8],
         unit: usize,
         partial: bool,
+        programs: bool,
     ) -> Result<Wal<'b>, Error<E>> {
         let bs = layout.bs();
         let page = page_of(page, bs, partial)?;
@@ -231,14 +264,32 @@ impl<'b> Wal<'b> {
             return Err(Error::InvalidGeometry);
         }
         // Log positions are u32 (NO_PREV excluded): a larger WAL area is used up to that.
-        let cap = layout
+        let cap_all = layout
             .wal_blocks
             .saturating_mul(bs as u64)
             .min(u64::from(NO_PREV) & !(APPEND_CHUNK as u64 - 1));
+        // Writing home in place needs partial reads (to compare a home copy's pieces), pieces
+        // of whole program units, and the log's last two blocks kept for a rescue copy (see
+        // [`Wal::rescue`]) with room for commits before them.
+        let piece = (bs / 64).max(PARTIAL_READ_UNIT).max(unit);
+        let in_place = programs
+            && partial
+            && bs.is_multiple_of(piece)
+            && layout.wal_blocks >= 2 + RESCUE_BLOCKS;
+        // Where in-place commits stop (any commit, while an in-place chain is dirty).
+        let cap = if in_place {
+            cap_all.min((layout.wal_blocks - RESCUE_BLOCKS).saturating_mul(bs as u64))
+        } else {
+            cap_all
+        };
         Ok(Wal {
             start: layout.wal_start,
             blocks: layout.wal_blocks,
             cap,
+            cap_all,
+            rescued: None,
+            in_place,
+            piece,
             bs,
             block_count: layout.block_count,
             salt,
@@ -320,6 +371,7 @@ impl<'b> Wal<'b> {
             page,
             dev.append_unit(),
             dev.reads_partial(),
+            dev.programs_in_place(),
         )?;
         let a = block_of(scratch, w.bs)?;
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
@@ -404,6 +456,8 @@ impl<'b> Wal<'b> {
             && floor == w.epoch
             && first_epoch.is_none_or(|e| e < w.epoch.0);
         w.epoch = floor;
+        // A rescue copy is made in the epoch a session writes, which is this floor.
+        w.find_rescue(dev, a)?;
         if !clean {
             if ignored_first {
                 // A begin header from an epoch no valid header explains (the headers were
@@ -480,7 +534,7 @@ impl<'b> Wal<'b> {
         records <= MAX_DIRTY
             && worst_txn_bytes(records as u64, self.bs as u64)
                 .and_then(|n| n.checked_add(self.unit as u64 - 1))
-                .is_some_and(|n| n <= self.cap)
+                .is_some_and(|n| n <= self.cap_all)
     }
 
     /// Whether `b` may be the target of a transaction (inside the volume, outside the WAL).
@@ -532,13 +586,16 @@ impl<'b> Wal<'b> {
         if offset.saturating_add(out.len()) > self.bs {
             return Ok(false);
         }
-        if let Some(d) = self.entry(b) {
-            self.rebuild_part(dev, d, offset, out)?;
-            return Ok(true);
-        }
         let partial = dev.reads_partial()
             && offset.is_multiple_of(PARTIAL_READ_UNIT)
             && out.len().is_multiple_of(PARTIAL_READ_UNIT);
+        if let Some(d) = self.entry(b) {
+            if d.in_place().is_some() && !partial {
+                return Ok(false); // its home bytes cannot be read over this window
+            }
+            self.rebuild_part(dev, d, offset, out)?;
+            return Ok(true);
+        }
         if partial {
             dev.read_at(b, offset, out).map_err(Error::Device)?;
         }
@@ -561,6 +618,8 @@ impl<'b> Wal<'b> {
             n += 1;
             match h.kind {
                 RecordKind::Image | RecordKind::Sparse { .. } => break,
+                // An in-place chain starts from the home copy.
+                RecordKind::Ranges { .. } if h.prev == NO_PREV && d.in_place().is_some() => break,
                 RecordKind::Ranges { .. } if h.prev < pos => pos = h.prev,
                 RecordKind::Ranges { .. } => return Err(corrupt()),
             }
@@ -579,7 +638,25 @@ impl<'b> Wal<'b> {
         out: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
+        if self.rescued == Some(d.block()) {
+            let (copy, _) = self.rescue_blocks();
+            if offset == 0 && out.len() == self.bs {
+                dev.read_block(copy, out)?;
+            } else {
+                dev.read_at(copy, offset, out)?;
+            }
+            return Ok(());
+        }
         let (chain, n) = self.chain(dev, d)?;
+        if d.in_place().is_some() {
+            // The home copy under the chain's ranges (the caller keeps a window that is not
+            // the whole block to partial-read units).
+            if offset == 0 && out.len() == self.bs {
+                dev.read_block(d.block(), out)?;
+            } else {
+                dev.read_at(d.block(), offset, out)?;
+            }
+        }
         for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
             let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
             let (count, bytes) = match kind {
@@ -620,8 +697,9 @@ impl<'b> Wal<'b> {
         count: u16,
         bytes: u16,
         mut window: Option<(usize, &mut [u8])>,
-    ) -> Result<(), Error<D::Error>> {
+    ) -> Result<u64, Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
+        let mut mask = 0u64;
         let mut data_at = at.saturating_add((usize::from(count) * RANGE_ENTRY) as u64);
         let mut min = 0usize;
         let mut total = 0usize;
@@ -631,6 +709,7 @@ impl<'b> Wal<'b> {
                 return Err(corrupt());
             }
             let r = Range::decode(&e, min, self.bs).ok_or_else(corrupt)?;
+            mask |= pieces(self.piece, usize::from(r.offset), r.end());
             if let Some((offset, out)) = window.as_mut() {
                 let (offset, end) = (*offset, *offset + out.len());
                 let (lo, hi) = (usize::from(r.offset).max(offset), r.end().min(end));
@@ -649,7 +728,7 @@ impl<'b> Wal<'b> {
         if total != usize::from(bytes) {
             return Err(corrupt());
         }
-        Ok(())
+        Ok(mask)
     }
 
     fn record_header<D: BlockDevice>(
@@ -700,7 +779,10 @@ impl<'b> Wal<'b> {
         mut len: usize,
         mut f: impl FnMut(&[u8]),
     ) -> Result<bool, Error<D::Error>> {
-        if pos.checked_add(len as u64).is_none_or(|end| end > self.cap) {
+        if pos
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.cap_all)
+        {
             return Ok(false);
         }
         let bs = self.bs as u64;
@@ -807,31 +889,64 @@ impl<'b> Wal<'b> {
             seq: seq.0,
             records: u32::try_from(records).map_err(|_| Error::TxTooLarge)?,
         };
-        let mut ap = Appender::new(self.start, self.bs, self.head, self.cap, sd);
+        // The rescue reserve past `cap` stays free while an in-place chain may need it: a
+        // transaction may write in place only if it ends before `cap` whatever it logs, and
+        // may pass `cap` only while no in-place chain is dirty.
+        let tight = self.in_place
+            && worst_txn_bytes(records as u64, self.bs as u64)
+                .and_then(|n| n.checked_add(self.head))
+                .is_some_and(|end| end <= self.cap);
+        let room = if tight || self.dirty.iter().any(|d| d.in_place().is_some()) {
+            self.cap
+        } else {
+            self.cap_all
+        };
+        let mut ap = Appender::new(self.start, self.bs, self.head, room, sd);
         let mut begin = [0u8; BEGIN_LEN];
         ident.encode_begin(&mut begin);
         ap.put(dev, &mut self.page_at, &begin, true)?;
         // The new chain head and length of each staged block, in staging order (`NO_PREV`: no
         // record); they enter the table only once the commit succeeds. A transaction has at
         // most one record per block, so the previous record is always the table's.
-        let mut heads = [(NO_PREV, 0u8); K];
+        let mut heads = [(NO_PREV, 0u8, None::<u64>); K];
         for (i, b) in tx.blocks().enumerate() {
             let fresh = tx.is_fresh(b);
             let (mut count, mut bytes) = (0usize, 0usize);
+            let mut want = 0u64;
+            let piece = self.piece;
             tx.ranges(b, &mut |s, e| {
                 count += 1;
                 bytes += e - s;
+                want |= pieces(piece, s, e);
             });
             if count == 0 && !fresh {
                 continue; // staged, never changed
             }
             let last = self.entry(b);
-            // A byte-range record extends the block's chain: only after a whole-block record
-            // since the checkpoint (so a torn home rewrite is rebuilt from the log alone), on a
-            // chain not yet too long to read, and when it costs less than the block.
-            let extend = !fresh
-                && last.is_some_and(|d| usize::from(d.chain()) < MAX_CHAIN)
-                && self.worth_ranges(count, bytes);
+            // In place: byte ranges over pieces that are erased at home, starting a chain on a
+            // clean block or extending an in-place one; the checkpoint programs those pieces
+            // and erases nothing, so the home copy's other bytes stay what the chain builds on.
+            let mut touched = None;
+            if !fresh
+                && tight
+                && count * RANGE_ENTRY + bytes + RECORD_OVERHEAD < self.bs
+                && last.is_none_or(|d| d.in_place().is_some() && usize::from(d.chain()) < MAX_CHAIN)
+            {
+                let had = last.and_then(|d| d.in_place()).unwrap_or(0);
+                if self.home_erased(dev, b, want & !had, pre)? {
+                    touched = Some(had | want);
+                }
+            }
+            // Otherwise a byte-range record extends the block's chain only after a whole-block
+            // record since the checkpoint (so a torn home rewrite is rebuilt from the log
+            // alone), on a chain not yet too long to read, and when it costs less than the
+            // block.
+            let extend = touched.is_some()
+                || (!fresh
+                    && last.is_some_and(|d| {
+                        d.in_place().is_none() && usize::from(d.chain()) < MAX_CHAIN
+                    })
+                    && self.worth_ranges(count, bytes));
             let (kind, chain) = if extend {
                 let count = u16::try_from(count).map_err(|_| Error::TxTooLarge)?;
                 let bytes = u16::try_from(bytes).map_err(|_| Error::TxTooLarge)?;
@@ -861,58 +976,49 @@ impl<'b> Wal<'b> {
                 prev: last.map_or(NO_PREV, |d| d.head()),
             };
             ap.begin_record(dev, &mut self.page_at, &h)?;
-            // The range table, then the bytes, each in range order.
-            let mut err = None;
-            let page_at = &mut self.page_at;
-            let mut emit = |table: bool, s: usize, e: usize, src: Option<&[u8]>| {
-                if err.is_some() {
-                    return;
+            if kind.is_whole() {
+                emit_whole(&mut ap, dev, &mut self.page_at, pre, kind)?;
+            } else {
+                // The range table, then the staged bytes, each in range order.
+                let mut err = None;
+                let page_at = &mut self.page_at;
+                for table in [true, false] {
+                    tx.ranges(b, &mut |s, e| {
+                        if err.is_some() {
+                            return;
+                        }
+                        let r = if table {
+                            let entry = Range {
+                                offset: s as u16,
+                                len: (e - s) as u16,
+                            };
+                            ap.body(dev, page_at, &entry.encode())
+                        } else {
+                            // Gathered a piece at a time.
+                            let mut piece = [0u8; 64];
+                            let mut at = s;
+                            let mut r = Ok(());
+                            while at < e && r.is_ok() {
+                                let n = (e - at).min(piece.len());
+                                let p = piece.get_mut(..n).unwrap_or(&mut []);
+                                tx.overlay(b, at, p);
+                                r = ap.body(dev, page_at, p);
+                                at += n;
+                            }
+                            r
+                        };
+                        if let Err(x) = r {
+                            err = Some(x);
+                        }
+                    });
                 }
-                let r = if table {
-                    let entry = Range {
-                        offset: s as u16,
-                        len: (e - s) as u16,
-                    };
-                    ap.body(dev, page_at, &entry.encode())
-                } else if let Some(src) = src {
-                    ap.body(dev, page_at, src.get(s..e).unwrap_or(&[]))
-                } else {
-                    // Staged bytes, gathered a piece at a time.
-                    let mut piece = [0u8; 64];
-                    let mut at = s;
-                    let mut r = Ok(());
-                    while at < e && r.is_ok() {
-                        let n = (e - at).min(piece.len());
-                        let p = piece.get_mut(..n).unwrap_or(&mut []);
-                        tx.overlay(b, at, p);
-                        r = ap.body(dev, page_at, p);
-                        at += n;
-                    }
-                    r
-                };
-                if let Err(x) = r {
-                    err = Some(x);
+                if let Some(x) = err {
+                    return Err(x);
                 }
-            };
-            match kind {
-                RecordKind::Image => emit(false, 0, pre.len(), Some(&*pre)),
-                RecordKind::Sparse { .. } => {
-                    for table in [true, false] {
-                        diff_ranges(pre, None, &mut |s, e| emit(table, s, e, Some(&*pre)));
-                    }
-                }
-                RecordKind::Ranges { .. } => {
-                    for table in [true, false] {
-                        tx.ranges(b, &mut |s, e| emit(table, s, e, None));
-                    }
-                }
-            }
-            if let Some(x) = err {
-                return Err(x);
             }
             ap.end_record(dev, &mut self.page_at)?;
             if let Some(h) = heads.get_mut(i) {
-                *h = (pos32(at)?, chain);
+                *h = (pos32(at)?, chain, touched);
             }
         }
         let span = ap.finish(dev, &mut self.page_at, self.unit, delta)?;
@@ -922,11 +1028,11 @@ impl<'b> Wal<'b> {
         } else {
             self.unsynced = true;
         }
-        for (b, &(head, chain)) in tx.blocks().zip(heads.iter()) {
+        for (b, &(head, chain, touched)) in tx.blocks().zip(heads.iter()) {
             if head == NO_PREV {
                 continue;
             }
-            let d = Dirty::new(b, head, chain);
+            let d = Dirty::with(b, head, chain, touched);
             match self.find(b) {
                 Some(i) => {
                     if let Some(x) = self.dirty.get_mut(i) {
@@ -1042,27 +1148,7 @@ impl<'b> Wal<'b> {
         // The log (deferred commits included) is durable before any home copy changes. A
         // durable commit flushed already; a failed one leaves nothing that must be kept.
         self.sync(dev)?;
-        // Every dirty block home once; the superblock mirror only after a flush that follows
-        // its twin, so one whole copy always stands.
-        for mirror_pass in [false, true] {
-            if mirror_pass && self.mirror.is_some_and(|m| self.is_dirty(m)) {
-                dev.flush()?;
-            }
-            for i in 0..self.dirty.len() {
-                let Some(d) = self.dirty.get(i).copied() else {
-                    break;
-                };
-                if (Some(d.block()) == self.mirror) != mirror_pass {
-                    continue;
-                }
-                self.rebuild(dev, d, blk)?;
-                dev.write_block(d.block(), blk)?;
-                self.stats.home_writes += 1;
-            }
-        }
-        if !self.dirty.is_empty() {
-            dev.flush()?;
-        }
+        self.write_home(dev, blk)?;
         let next = WalHeader {
             generation: self.generation.saturating_add(1),
             epoch: self.epoch.next().0,
@@ -1085,9 +1171,218 @@ impl<'b> Wal<'b> {
         self.checkpoint_seq = self.last_seq;
         self.active_is_b = !self.active_is_b;
         self.head = 0;
+        self.rescued = None;
         self.dirty.clear();
         self.broken = false;
         self.stats.checkpoints += 1;
+        Ok(())
+    }
+
+    /// Writes every dirty block home once, then flushes: a whole-block chain by rewriting the
+    /// block, an in-place chain by programming its touched pieces into the home copy, or, if a
+    /// torn earlier attempt left the home copy unfit for programs, by a rescue.
+    fn write_home<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        blk: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        // A block a recovery found rescued goes home first, from the rescue copy, before any
+        // other rescue may reuse the copy.
+        let first = self.rescued;
+        if let Some(d) = first.and_then(|b| self.entry(b)) {
+            self.rebuild(dev, d, blk)?;
+            dev.write_block(d.block(), blk)?;
+            dev.flush()?;
+            self.stats.home_writes += 1;
+        }
+        // Every dirty block home once; the superblock mirror only after a flush that follows
+        // its twin, so one whole copy always stands.
+        for mirror_pass in [false, true] {
+            if mirror_pass && self.mirror.is_some_and(|m| self.is_dirty(m)) {
+                dev.flush()?;
+            }
+            for i in 0..self.dirty.len() {
+                let Some(d) = self.dirty.get(i).copied() else {
+                    break;
+                };
+                if (Some(d.block()) == self.mirror) != mirror_pass || Some(d.block()) == first {
+                    continue;
+                }
+                self.rebuild(dev, d, blk)?;
+                let in_place = d.in_place().filter(|_| self.rescued != Some(d.block()));
+                match in_place {
+                    None => {
+                        dev.write_block(d.block(), blk)?;
+                        if self.rescued == Some(d.block()) {
+                            // The rescue copy may be reused only once this is durable.
+                            dev.flush()?;
+                        }
+                        self.stats.home_writes += 1;
+                    }
+                    Some(touched) => {
+                        if self.write_in_place(dev, d.block(), touched, blk)? {
+                            self.stats.home_programs += 1;
+                        } else {
+                            self.rescue(dev, d.block(), blk)?;
+                            dev.write_block(d.block(), blk)?;
+                            dev.flush()?;
+                            self.stats.home_writes += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if !self.dirty.is_empty() {
+            dev.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the home copy of block `b` is erased (zero) over the pieces in `mask`: reads
+    /// them into the same places of `buf` (a block).
+    fn home_erased<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        mask: u64,
+        buf: &mut [u8],
+    ) -> Result<bool, Error<D::Error>> {
+        for (lo, hi) in runs(mask) {
+            let (s, e) = (lo * self.piece, hi * self.piece);
+            let part = buf.get_mut(s..e).ok_or(Error::BufferTooSmall { need: e })?;
+            dev.read_at(b, s, part)?;
+            if part.iter().any(|&x| x != 0) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Programs the pieces `touched` of block `b`'s new content `new` into its home copy.
+    /// Every unit of them is erased at home unless an earlier attempt programmed it (a
+    /// checkpoint cut before its header): then returns `false` and leaves the block for a
+    /// rescue, even where the unit reads as its new value, because a cut program may leave
+    /// bits that read right now and wrong later.
+    fn write_in_place<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        touched: u64,
+        new: &[u8],
+    ) -> Result<bool, Error<D::Error>> {
+        let unit = self.unit;
+        // The page holds home bytes from here on, not log bytes.
+        self.page_at = None;
+        for (lo, hi) in runs(touched) {
+            let (mut at, end) = (lo * self.piece, hi * self.piece);
+            while at < end {
+                let n = (end - at).min(self.page.len());
+                let home = self
+                    .page
+                    .get_mut(..n)
+                    .ok_or(Error::BufferTooSmall { need: n })?;
+                dev.read_at(b, at, home)?;
+                // Runs of units to program: erased at home, nonzero in the new content, and
+                // the erased-and-staying-so units between them (programming those is a no-op).
+                let mut run: Option<usize> = None;
+                let mut u = 0usize;
+                while u <= n {
+                    let (h, c) = match (home.get(u..u + unit), new.get(at + u..at + u + unit)) {
+                        (Some(h), Some(c)) if u < n => (h, c),
+                        _ => (&[][..], &[][..]),
+                    };
+                    let erased = !h.is_empty() && h.iter().all(|&x| x == 0);
+                    let wanted = erased && (run.is_some() || c.iter().any(|&x| x != 0));
+                    if wanted {
+                        run.get_or_insert(at + u);
+                    } else {
+                        if let Some(s) = run.take() {
+                            let data = new.get(s..at + u).unwrap_or(&[]);
+                            dev.program(b, s, data)?;
+                        }
+                        if !h.is_empty() && !erased {
+                            return Ok(false);
+                        }
+                    }
+                    u += unit;
+                }
+                at += n;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Rescues in-place block `b`, whose home copy a torn program left unfit for programs
+    /// (bytes neither erased nor the new ones), before it is erased and rewritten: its content
+    /// `new` (as the log and the home copy rebuild it: a torn program changes only bytes of its
+    /// own range, which the chain's ranges cover) goes to the rescue copy, the log's
+    /// second-to-last block, then, after a flush, a descriptor naming it (epoch, last
+    /// sequence, block, hash of the copy) to the last block, flushed too. From then on recovery
+    /// rebuilds `b` from the copy, not from its home copy, until the next checkpoint's header
+    /// moves the epoch on. Leaves `new` in `blk` again.
+    fn rescue<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        b: BlockNo,
+        blk: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        let (copy, desc) = self.rescue_blocks();
+        dev.write_block(copy, blk)?;
+        let sum = crate::format::xxh64(blk, 0);
+        dev.flush()?;
+        let r = Rescue {
+            epoch: self.epoch.0,
+            last_seq: self.last_seq.0,
+            block: b.0,
+            copy_sum: sum,
+        };
+        blk.fill(0);
+        r.encode(blk)
+            .ok_or(Error::BufferTooSmall { need: RESCUE_LEN })?;
+        dev.write_block(desc, blk)?;
+        dev.flush()?;
+        self.rescued = Some(b);
+        self.stats.rescues += 1;
+        dev.read_block(copy, blk)?;
+        Ok(())
+    }
+
+    /// The rescue copy's block and its descriptor's: the WAL area's last two blocks.
+    fn rescue_blocks(&self) -> (BlockNo, BlockNo) {
+        let end = self.start.saturating_add(self.blocks);
+        (
+            BlockNo(end.saturating_sub(2)),
+            BlockNo(end.saturating_sub(1)),
+        )
+    }
+
+    /// At mount, after the log is read: takes the rescue copy as the content of the block it
+    /// names if its descriptor and the copy are whole and it was made for this log (same epoch
+    /// and last sequence, an in-place chain of that block). `buf` holds one block.
+    fn find_rescue<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        buf: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        if !self.in_place {
+            return Ok(());
+        }
+        let (copy, desc) = self.rescue_blocks();
+        dev.read_block(desc, buf)?;
+        let Some(r) = Rescue::decode(buf) else {
+            return Ok(());
+        };
+        let b = BlockNo(r.block);
+        if r.epoch != self.epoch.0
+            || r.last_seq != self.last_seq.0
+            || self.entry(b).and_then(|d| d.in_place()).is_none()
+        {
+            return Ok(());
+        }
+        dev.read_block(copy, buf)?;
+        if crate::format::xxh64(buf, 0) == r.copy_sum {
+            self.rescued = Some(b);
+        }
         Ok(())
     }
 
@@ -1150,8 +1445,8 @@ impl<'b> Wal<'b> {
         }
         // The marker's length depends on its counter delta: read as much as it may take.
         let mut cm = [0u8; COMMIT_MAX];
-        let n =
-            usize::try_from(self.cap.saturating_sub(at)).map_or(COMMIT_MAX, |r| r.min(COMMIT_MAX));
+        let n = usize::try_from(self.cap_all.saturating_sub(at))
+            .map_or(COMMIT_MAX, |r| r.min(COMMIT_MAX));
         let cm = cm.get_mut(..n).unwrap_or(&mut []);
         if !self.read_log(dev, at, cm)? {
             return Ok(torn);
@@ -1168,7 +1463,7 @@ impl<'b> Wal<'b> {
         if bad_target
             || span < len
             || span - len >= APPEND_CHUNK as u64
-            || pos.saturating_add(span) > self.cap
+            || pos.saturating_add(span) > self.cap_all
         {
             // Every hash holds, yet a record aims outside the volume or into the log itself, or
             // the next transaction would start where none can: this was never written by vde.
@@ -1194,13 +1489,24 @@ impl<'b> Wal<'b> {
             let h = RecordHeader::decode(&hb, self.bs).map_err(|_| corrupt())?;
             let here = pos32(at)?;
             let b = BlockNo(h.target);
+            let mut mask = 0u64;
+            if let RecordKind::Ranges { count, bytes } | RecordKind::Sparse { count, bytes } =
+                h.kind
+            {
+                let body = at.saturating_add(RECORD_HEADER as u64);
+                mask = self.ranges(dev, body, count, bytes, None)?;
+            }
+            let whole = h.kind.is_whole();
             match self.find(b) {
                 None => {
-                    if h.prev != NO_PREV || !h.kind.is_whole() {
+                    // A chain starts with a whole-block record, or, on a device that writes
+                    // home in place, with ranges over the home copy.
+                    if h.prev != NO_PREV || !(whole || self.in_place) {
                         return Err(corrupt());
                     }
+                    let touched = (!whole).then_some(mask);
                     self.dirty
-                        .push(Dirty::new(b, here, 0))
+                        .push(Dirty::with(b, here, 0, touched))
                         .map_err(|_| corrupt())?;
                 }
                 Some(i) => {
@@ -1208,21 +1514,16 @@ impl<'b> Wal<'b> {
                     if h.prev != d.head() {
                         return Err(corrupt());
                     }
-                    let chain = match h.kind {
-                        RecordKind::Ranges { .. } => d.chain().saturating_add(1),
-                        _ => 0,
+                    let (chain, touched) = if whole {
+                        (0, None)
+                    } else {
+                        (d.chain().saturating_add(1), d.in_place().map(|t| t | mask))
                     };
                     if usize::from(chain) > MAX_CHAIN {
                         return Err(corrupt());
                     }
-                    *d = Dirty::new(b, here, chain);
+                    *d = Dirty::with(b, here, chain, touched);
                 }
-            }
-            if let RecordKind::Ranges { count, bytes } | RecordKind::Sparse { count, bytes } =
-                h.kind
-            {
-                let body = at.saturating_add(RECORD_HEADER as u64);
-                self.ranges(dev, body, count, bytes, None)?;
             }
             at = at.saturating_add(record_len(h.data_len(self.bs)) as u64);
         }
@@ -1246,6 +1547,76 @@ fn pos32<E>(p: u64) -> Result<u32, Error<E>> {
         .ok()
         .filter(|p| *p != NO_PREV)
         .ok_or(Error::TxTooLarge)
+}
+
+/// Appends the body of a whole-block record of `new`: the block (IMAGE), or its nonzero
+/// ranges' table and then their bytes (SPARSE).
+fn emit_whole<D: BlockDevice>(
+    ap: &mut Appender,
+    dev: &mut D,
+    page_at: &mut Option<u64>,
+    new: &[u8],
+    kind: RecordKind,
+) -> Result<(), Error<D::Error>> {
+    if kind == RecordKind::Image {
+        return ap.body(dev, page_at, new);
+    }
+    let mut err = None;
+    for table in [true, false] {
+        diff_ranges(new, None, &mut |s, e| {
+            if err.is_some() {
+                return;
+            }
+            let r = if table {
+                let entry = Range {
+                    offset: s as u16,
+                    len: (e - s) as u16,
+                };
+                ap.body(dev, page_at, &entry.encode())
+            } else {
+                ap.body(dev, page_at, new.get(s..e).unwrap_or(&[]))
+            };
+            if let Err(x) = r {
+                err = Some(x);
+            }
+        });
+    }
+    err.map_or(Ok(()), Err)
+}
+
+/// The mask of the `piece`-byte pieces that bytes `s..e` of a block fall in (a block has at
+/// most 64 pieces).
+fn pieces(piece: usize, s: usize, e: usize) -> u64 {
+    if e <= s || piece == 0 {
+        return 0;
+    }
+    let (lo, hi) = (s / piece, (e - 1) / piece);
+    let upto = |n: usize| {
+        if n >= 63 {
+            u64::MAX
+        } else {
+            (1u64 << (n + 1)) - 1
+        }
+    };
+    upto(hi) & !(if lo == 0 { 0 } else { upto(lo - 1) })
+}
+
+/// The runs of set bits of `mask`, as `(first, end)` piece numbers, in order.
+fn runs(mask: u64) -> impl Iterator<Item = (usize, usize)> {
+    let mut m = mask;
+    core::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let lo = m.trailing_zeros() as usize;
+        let len = (!(m >> lo)).trailing_zeros() as usize;
+        m &= if lo + len >= 64 {
+            0
+        } else {
+            !((1u64 << (lo + len)) - 1)
+        };
+        Some((lo, lo + len))
+    })
 }
 
 /// The number of ranges [`diff_ranges`] gives and the bytes they cover.

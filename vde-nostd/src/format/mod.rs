@@ -11,6 +11,7 @@ pub mod layout;
 pub mod names;
 pub mod object;
 pub mod regions;
+pub mod rescue;
 pub mod slot_index;
 pub mod superblock;
 pub mod wal_header;
