@@ -22,7 +22,7 @@ impl Mem {
         Mem {
             scratch: vec![0; bs * vde_nostd::Buffers::SCRATCH_BLOCKS],
             txn: vec![0; bs * k],
-            index: vec![0; entries * (8 + bs / 512)],
+            index: vec![0; entries * vde_nostd::format::slot_index::entry_size(bs)],
         }
     }
     /// Borrows them as [`Buffers`].

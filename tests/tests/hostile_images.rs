@@ -978,7 +978,7 @@ fn with_shared_blocks() -> (Vec<u8>, u64, Vec<Handle>) {
 }
 
 fn entry_size() -> usize {
-    8 + BS / 512
+    8 + 2 * (BS / 512)
 }
 
 fn patch_index(img: &mut [u8], head: u64, f: impl Fn(&mut [u8])) {

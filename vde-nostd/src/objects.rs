@@ -30,6 +30,9 @@ use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::volume::Volume;
+
+/// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
+const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
 use xxhash_rust::xxh64::Xxh64;
 
 /// Object statistics.
@@ -40,8 +43,11 @@ pub struct ObjectStats {
     pub counters: Counters,
     /// Shared blocks in use.
     pub shared_blocks: u64,
-    /// Free 64-byte units across shared blocks.
+    /// Free 64-byte units across shared blocks (neither live nor dead).
     pub free_units: u64,
+    /// Dead 64-byte units across shared blocks: deleted slots whose bytes stay until their
+    /// block is compacted ([`Volume::gc`]). Only on a device that writes home in place.
+    pub dead_units: u64,
     /// Units per shared block.
     pub units_per_block: u64,
     /// Shared blocks the index can still take (RAM and region bound).
@@ -76,6 +82,9 @@ pub(crate) struct ObjState {
     /// (lowered by every delete to the entry it frees in, 0 after a reload). Two bytes in the
     /// padding too; a count past `u16::MAX` is kept as `u16::MAX`, which is still true.
     pub open: u16,
+    /// Shared blocks compacted since mount (by puts and [`Volume::gc`]; one in a transaction
+    /// that was rolled back counts too).
+    pub compactions: u64,
 }
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
@@ -139,8 +148,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         )
     }
 
+    /// Entry `i`'s shared block and slot bitmap (its live slots' units).
     fn entry(&self, i: usize) -> Option<(BlockNo, SlotBitmapRef<'_>)> {
         let es = self.es();
+        let bm = subblock::bitmap_bytes(self.layout.bs());
         let e = self
             .index
             .get(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
@@ -149,17 +160,52 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         a.copy_from_slice(b);
         Some((
             BlockNo(u64::from_le_bytes(a)),
-            SlotBitmapRef::new(bits, self.layout.bs())?,
+            SlotBitmapRef::new(bits.get(..bm)?, self.layout.bs())?,
         ))
     }
 
+    /// Entry `i`'s dead bitmap: units of deleted slots whose bytes are still in the block.
+    fn entry_dead(&self, i: usize) -> Option<SlotBitmapRef<'_>> {
+        let es = self.es();
+        let bm = subblock::bitmap_bytes(self.layout.bs());
+        let e = self
+            .index
+            .get(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
+        SlotBitmapRef::new(e.get(8 + bm..)?, self.layout.bs())
+    }
+
+    /// Entry `i`'s taken units (live or dead: not free for a new slot), as bitmap bytes.
+    fn entry_taken(&self, i: usize) -> Option<([u8; MAX_BITMAP], usize)> {
+        let es = self.es();
+        let bm = subblock::bitmap_bytes(self.layout.bs());
+        let e = self
+            .index
+            .get(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
+        let mut out = [0u8; MAX_BITMAP];
+        let (live, dead) = (e.get(8..8 + bm)?, e.get(8 + bm..8 + 2 * bm)?);
+        for ((o, l), d) in out.iter_mut().zip(live).zip(dead) {
+            *o = l | d;
+        }
+        Some((out, bm))
+    }
+
     fn entry_bits_mut(&mut self, i: usize) -> Option<SlotBitmap<'_>> {
+        self.entry_half_mut(i, false)
+    }
+
+    fn entry_dead_mut(&mut self, i: usize) -> Option<SlotBitmap<'_>> {
+        self.entry_half_mut(i, true)
+    }
+
+    fn entry_half_mut(&mut self, i: usize, dead: bool) -> Option<SlotBitmap<'_>> {
         let es = self.es();
         let bs = self.layout.bs();
+        let bm = subblock::bitmap_bytes(bs);
         let e = self
             .index
             .get_mut(i.checked_mul(es)?..(i + 1).checked_mul(es)?)?;
-        SlotBitmap::new(e.get_mut(8..)?, bs)
+        let at = if dead { 8 + bm } else { 8 };
+        SlotBitmap::new(e.get_mut(at..at + bm)?, bs)
     }
 
     /// The index entry of shared block `b`: the one found last if it is still `b`'s, else one
@@ -200,6 +246,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             stale: true,
             hint: 0,
             open: 0,
+            compactions: 0,
         });
         self.reload_index()
     }
@@ -263,7 +310,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // Cross-checks: every shared block is an allocated data block outside every region, and
         // appears once.
         for i in 0..count {
-            let (b, _) = self.entry(i).ok_or_else(si)?;
+            let (b, live) = self.entry(i).ok_or_else(si)?;
+            let dead = self.entry_dead(i).ok_or_else(si)?;
+            if (0..self.layout.bs() / UNIT).any(|u| live.occupied(u) && dead.occupied(u)) {
+                return Err(si());
+            }
             if b.0 < self.layout.data_start || b.0 >= self.layout.block_count || b.0 > MAX_BLOCK {
                 return Err(si());
             }
@@ -495,6 +546,27 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         })
     }
 
+    /// Compacts one shared block: the one with the most dead units (the units of deleted
+    /// slots, which on a device that writes home in place keep their bytes, so that a delete
+    /// erases nothing). Its dead units are zeroed and become free for new slots; its live
+    /// slots stay where they are, so every handle stays valid. One transaction; the block is
+    /// erased and rewritten once, at the next checkpoint. Returns the units reclaimed (0 when
+    /// no block has dead units: nothing is written). Call it in idle time to keep puts from
+    /// compacting, one block per call, so no single call stalls for long.
+    ///
+    /// A put compacts on its own only when it finds no free unit, and then only when the block
+    /// it would compact is at least three quarters dead, when dead units outnumber live ones
+    /// two to one, or when no new shared block can be had.
+    pub fn gc(&mut self) -> Result<u64, Error<D::Error>> {
+        self.object_tx(|v| match v.compaction_victim(None)? {
+            Some((i, dead)) => {
+                v.compact_entry(i)?;
+                Ok(dead as u64)
+            }
+            None => Ok(0),
+        })
+    }
+
     /// Starts a batch: several puts and deletes committed as one transaction.
     pub fn batch(&mut self) -> Result<Batch<'_, 'b, D, K>, Error<D::Error>> {
         self.ensure_index()?;
@@ -529,23 +601,28 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let per = subblock::class_size(class).ok_or(Error::ObjectTooLarge)? / UNIT;
         // Best fit: the shared block with the fewest free units that still has a slot. The
         // entries before `open` are full; so are those the scan finds full right after them.
+        let bs = self.layout.bs();
         let mut best: Option<(usize, usize)> = None;
         let first = usize::from(o.open).min(o.count);
         let mut open = first;
         for i in first..o.count {
-            if let Some((_, bm)) = self.entry(i) {
-                let free = bm.free_units();
-                if free == 0 {
-                    if open == i {
-                        open = i + 1;
-                    }
-                    continue;
+            let Some((taken, n)) = self.entry_taken(i) else {
+                continue;
+            };
+            let Some(bm) = taken.get(..n).and_then(|t| SlotBitmapRef::new(t, bs)) else {
+                continue;
+            };
+            let free = bm.free_units();
+            if free == 0 {
+                if open == i {
+                    open = i + 1;
                 }
-                if free >= per && best.is_none_or(|(_, f)| free < f) && bm.find(class).is_some() {
-                    best = Some((i, free));
-                    if free == per {
-                        break; // cannot fit tighter
-                    }
+                continue;
+            }
+            if free >= per && best.is_none_or(|(_, f)| free < f) && bm.find(class).is_some() {
+                best = Some((i, free));
+                if free == per {
+                    break; // cannot fit tighter
                 }
             }
         }
@@ -553,37 +630,173 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.objects = Some(o);
         let entry = match best {
             Some((i, _)) => i,
-            None => {
-                if o.count >= self.index_cap() {
-                    return Err(Error::IndexFull);
+            None => match self.compaction_victim(Some(class))? {
+                Some((i, dead)) if self.compact_first(dead)? => {
+                    self.compact_entry(i)?;
+                    i
                 }
-                let e = self.alloc(1)?;
-                if e.start.0 > MAX_BLOCK {
-                    return Err(Error::NoSpace);
-                }
-                let es = self.es();
-                let i = o.count;
-                let slot = self
-                    .index
-                    .get_mut(i * es..(i + 1) * es)
-                    .ok_or(Error::IndexFull)?;
-                slot.fill(0);
-                if let Some(b) = slot.get_mut(..8) {
-                    b.copy_from_slice(&e.start.0.to_le_bytes());
-                }
-                o.count += 1;
-                self.objects = Some(o);
-                // The head's entry count.
-                self.restage_index_block(0)?;
-                self.log_room_for(e.start)?;
-                self.tx.stage::<D::Error>(e.start, true)?;
-                i
-            }
+                victim => self.new_shared_block(victim)?,
+            },
         };
-        let unit = self
-            .entry_bits_mut(entry)
-            .and_then(|mut bm| bm.allocate(class))
-            .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+        let unit = {
+            let (taken, n) = self
+                .entry_taken(entry)
+                .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+            let at = taken
+                .get(..n)
+                .and_then(|t| SlotBitmapRef::new(t, bs))
+                .and_then(|bm| bm.find(class))
+                .ok_or(Error::Corrupt(Structure::SlotIndex))?;
+            self.entry_bits_mut(entry)
+                .ok_or(Error::Corrupt(Structure::SlotIndex))?
+                .set_range(at, per, true);
+            at
+        };
+        self.finish_put_packed(entry, unit, data, class, seq)
+    }
+
+    /// The shared block with the most dead units that, compacted, would take a slot of
+    /// `class` (any block with a dead unit if `None`): its entry and dead unit count.
+    fn compaction_victim(
+        &self,
+        class: Option<u8>,
+    ) -> Result<Option<(usize, usize)>, Error<D::Error>> {
+        let o = self.obj()?;
+        let units = self.layout.bs() / UNIT;
+        let mut best: Option<(usize, usize)> = None;
+        for i in 0..o.count {
+            let (Some((_, live)), Some(dead)) = (self.entry(i), self.entry_dead(i)) else {
+                continue;
+            };
+            let d = units - dead.free_units();
+            let fits = class.is_none_or(|c| live.find(c).is_some());
+            if d > 0 && best.is_none_or(|(_, b)| d > b) && fits {
+                best = Some((i, d));
+            }
+        }
+        Ok(best)
+    }
+
+    /// Whether a put that found no free unit compacts the block with `dead` dead units rather
+    /// than take a new shared block: when that block is at least three quarters dead (a cheap
+    /// reclaim), or the shared blocks hold twice as many dead units as live ones (so dead
+    /// slots never take more than two thirds of the space that packed objects use).
+    fn compact_first(&self, dead: usize) -> Result<bool, Error<D::Error>> {
+        let units = self.layout.bs() / UNIT;
+        if dead * 4 >= units * 3 {
+            return Ok(true);
+        }
+        let o = self.obj()?;
+        let (mut live_total, mut dead_total) = (0usize, 0usize);
+        for i in 0..o.count {
+            if let (Some((_, live)), Some(d)) = (self.entry(i), self.entry_dead(i)) {
+                live_total += units - live.free_units();
+                dead_total += units - d.free_units();
+            }
+        }
+        Ok(dead_total >= 2 * live_total)
+    }
+
+    /// Takes a new shared block (entry at the end of the index) for a put; when the index or
+    /// the volume has no room, compacts `victim` instead. Returns the entry.
+    fn new_shared_block(
+        &mut self,
+        victim: Option<(usize, usize)>,
+    ) -> Result<usize, Error<D::Error>> {
+        let mut o = self.obj()?;
+        let room = if o.count >= self.index_cap() {
+            Err(Error::IndexFull)
+        } else {
+            self.alloc(1).and_then(|e| {
+                if e.start.0 > MAX_BLOCK {
+                    Err(Error::NoSpace)
+                } else {
+                    Ok(e)
+                }
+            })
+        };
+        let e = match (room, victim) {
+            (Ok(e), _) => e,
+            (Err(Error::IndexFull | Error::NoSpace), Some((i, _))) => {
+                self.compact_entry(i)?;
+                return Ok(i);
+            }
+            (Err(x), _) => return Err(x),
+        };
+        {
+            let es = self.es();
+            let i = o.count;
+            let slot = self
+                .index
+                .get_mut(i * es..(i + 1) * es)
+                .ok_or(Error::IndexFull)?;
+            slot.fill(0);
+            if let Some(b) = slot.get_mut(..8) {
+                b.copy_from_slice(&e.start.0.to_le_bytes());
+            }
+            o.count += 1;
+            self.objects = Some(o);
+            // The head's entry count.
+            self.restage_index_block(0)?;
+            self.log_room_for(e.start)?;
+            self.tx.stage::<D::Error>(e.start, true)?;
+            Ok(i)
+        }
+    }
+
+    /// Compacts the shared block of entry `e` in the open transaction: its dead units are
+    /// zeroed and become free. Its live slots stay where they are, so handles stay valid; the
+    /// log takes the block whole (its home copy is erased and rewritten at the checkpoint).
+    fn compact_entry(&mut self, e: usize) -> Result<(), Error<D::Error>> {
+        let corrupt = || Error::Corrupt(Structure::SlotIndex);
+        let (block, _) = self.entry(e).ok_or_else(corrupt)?;
+        let units = self.layout.bs() / UNIT;
+        let mut dead = [false; crate::MAX_BLOCK_SIZE / UNIT];
+        {
+            let d = self.entry_dead(e).ok_or_else(corrupt)?;
+            for (u, x) in dead.iter_mut().enumerate().take(units) {
+                *x = d.occupied(u);
+            }
+        }
+        let blk = self.view(block, false)?;
+        for (u, _) in dead.iter().enumerate().take(units).filter(|(_, d)| **d) {
+            blk.get_mut(u * UNIT..(u + 1) * UNIT)
+                .ok_or_else(corrupt)?
+                .fill(0);
+        }
+        let mut u = 0usize;
+        while u < units {
+            if dead.get(u) == Some(&true) {
+                let s = u;
+                while dead.get(u) == Some(&true) {
+                    u += 1;
+                }
+                self.touched(s * UNIT, (u - s) * UNIT);
+            }
+            u += 1;
+        }
+        self.stage_view(block)?;
+        self.entry_dead_mut(e)
+            .ok_or_else(corrupt)?
+            .set_range(0, units, false);
+        if let Some(o) = self.objects.as_mut() {
+            o.compactions = o.compactions.saturating_add(1);
+            // The entry has free units now.
+            o.open = o.open.min(u16::try_from(e).unwrap_or(u16::MAX));
+        }
+        self.restage_entry(e)
+    }
+
+    /// Writes a packed object into unit `unit` (already taken in the slot bitmap) of entry
+    /// `entry`'s shared block, in the open transaction.
+    fn finish_put_packed(
+        &mut self,
+        entry: usize,
+        unit: usize,
+        data: &[u8],
+        class: u8,
+        seq: u64,
+    ) -> Result<Handle, Error<D::Error>> {
         let (block, _) = self
             .entry(entry)
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
@@ -952,6 +1165,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     if lb != 0 && o.count > 0 {
                         self.restage_index_block(lb)?;
                     }
+                } else if self.wal.writes_in_place() {
+                    // The slot's bytes stay (rewriting them would erase the block on flash):
+                    // its units are dead until the block is compacted.
+                    self.objects = Some(o);
+                    let per = size / UNIT;
+                    self.entry_dead_mut(entry)
+                        .ok_or(Error::Corrupt(Structure::SlotIndex))?
+                        .set_range(usize::from(unit), per, true);
+                    self.restage_entry(entry)?;
                 } else {
                     self.objects = Some(o);
                     let blk = self.view(block, false)?;
@@ -997,20 +1219,30 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
     }
 
+    /// Shared blocks compacted since mount, by puts and [`Volume::gc`] (a compaction in a
+    /// transaction that was rolled back counts too).
+    pub fn compactions(&self) -> u64 {
+        self.objects.map_or(0, |o| o.compactions)
+    }
+
     /// Object statistics.
     pub fn object_stats(&mut self) -> Result<ObjectStats, Error<D::Error>> {
         self.ensure_index()?;
         let o = self.obj()?;
-        let mut free_units = 0u64;
+        let (mut free_units, mut dead_units) = (0u64, 0u64);
+        let units = self.layout.bs() / UNIT;
         for i in 0..o.count {
-            if let Some((_, bm)) = self.entry(i) {
-                free_units += bm.free_units() as u64;
+            if let (Some((_, bm)), Some(dead)) = (self.entry(i), self.entry_dead(i)) {
+                let d = units - dead.free_units();
+                dead_units += d as u64;
+                free_units += bm.free_units().saturating_sub(d) as u64;
             }
         }
         Ok(ObjectStats {
             counters: o.counters,
             shared_blocks: o.count as u64,
             free_units,
+            dead_units,
             units_per_block: (self.layout.bs() / UNIT) as u64,
             index_room: self.index_cap().saturating_sub(o.count) as u64,
         })
@@ -1112,12 +1344,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         for i in 0..self.obj()?.count {
             // The entry's slot bitmap, copied out of the index (at most 128 bytes: 64 KiB
             // blocks), since the loop below borrows the volume.
-            let block = self.entry(i).ok_or_else(si)?.0;
-            let es = self.es();
-            let src = self.index.get(i * es + 8..(i + 1) * es).ok_or_else(si)?;
-            let mut bits = [0u8; 128];
-            let copy = bits.get_mut(..src.len()).ok_or_else(si)?;
-            copy.copy_from_slice(src);
+            let (block, live) = self.entry(i).ok_or_else(si)?;
+            let mut bits = [0u8; MAX_BITMAP];
+            let copy = bits.get_mut(..live.bytes().len()).ok_or_else(si)?;
+            copy.copy_from_slice(live.bytes());
             let used = SlotBitmapRef::new(copy, bs).ok_or_else(si)?;
             let blk = self.load_scratch(block)?;
             let mut u = 0usize;

@@ -55,6 +55,10 @@ impl<'a> SlotBitmapRef<'a> {
             units: block_size / UNIT,
         })
     }
+    /// The bitmap's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bits
+    }
     /// Whether unit `i` is occupied (out of range reads as occupied).
     pub fn occupied(&self, i: usize) -> bool {
         i >= self.units || bit(self.bits, i)

@@ -218,7 +218,7 @@ fn the_smallest_buffers_carry_every_object_operation() {
         let mut img = vec![0u8; bs * 512];
         let mut scratch = vec![0u8; Buffers::scratch_min(bs, true)];
         let mut txn = vec![0u8; Buffers::txn_min(bs)];
-        let mut index = vec![0u8; 64 * (8 + bs / 512)];
+        let mut index = vec![0u8; 64 * crate::format::slot_index::entry_size(bs)];
         let dev = RamDevice::new(&mut img, bs).unwrap();
         let bufs = Buffers {
             scratch: &mut scratch,
@@ -474,7 +474,7 @@ fn a_commit_can_set_the_counters_alone() {
 fn a_freed_slot_is_reused_before_a_new_block() {
     let mut img = vec![0u8; BS * 1024];
     let mut m = Mem::new();
-    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let dev = Disk(RamDevice::new(&mut img, BS).unwrap());
     let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
     let block = |h: Handle| match h {
         Handle::Packed { block, .. } => block,
@@ -493,7 +493,7 @@ fn a_freed_slot_is_reused_before_a_new_block() {
     // A hole in the second block and one in the third, a remount between them.
     vol.delete(hs[9]).unwrap();
     let _ = vol.unmount().unwrap();
-    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let dev = Disk(RamDevice::new(&mut img, BS).unwrap());
     let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
     vol.delete(hs[17]).unwrap();
     assert_eq!(block(vol.put(&[1; 50]).unwrap()), blocks[9]);
@@ -515,6 +515,127 @@ fn a_freed_slot_is_reused_before_a_new_block() {
     vol.delete(hs[2]).unwrap();
     assert_eq!(block(vol.put(&[5; 50]).unwrap()), blocks[2]);
     vol.verify().unwrap();
+}
+
+/// A RAM device that writes whole blocks only, as a disk does: deletes zero their slots.
+struct Disk<'a>(RamDevice<'a>);
+
+impl BlockDevice for Disk<'_> {
+    type Error = crate::device::RamError;
+    fn block_size(&self) -> usize {
+        self.0.block_size()
+    }
+    fn block_count(&self) -> u64 {
+        self.0.block_count()
+    }
+    fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.read_block(b, buf)
+    }
+    fn reads_partial(&self) -> bool {
+        true
+    }
+    fn read_at(&mut self, b: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.read_at(b, offset, buf)
+    }
+    fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
+        self.0.write_block(b, buf)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0.flush()
+    }
+    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        self.0.append(b, offset, data)
+    }
+}
+
+/// On a device that writes home in place, a delete leaves its slot's units dead (the bytes
+/// stay, so a checkpoint erases nothing for it): a put never takes them, a deleted handle is
+/// gone, the dead units survive a remount, and a compaction (`gc`, or a put that finds no free
+/// unit) zeroes them and makes them free while every live handle stays valid.
+#[test]
+fn deleted_slots_stay_dead_until_their_block_is_compacted() {
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+    assert!(vol.wal.writes_in_place());
+    let block = |h: Handle| match h {
+        Handle::Packed { block, .. } => block,
+        Handle::Extent { .. } => panic!("not packed"),
+    };
+    // Three shared blocks of eight 64-byte slots each.
+    let hs: Vec<Handle> = (0..24u8).map(|i| vol.put(&[i; 50]).unwrap()).collect();
+    let blocks: Vec<BlockNo> = hs.iter().map(|h| block(*h)).collect();
+    assert_eq!(vol.object_stats().unwrap().shared_blocks, 3);
+    vol.checkpoint().unwrap();
+    // Three deletes in the first block: dead, not free, and the block's home copy unchanged.
+    let home_before = img_block(&mut vol, blocks[0]);
+    for h in [hs[1], hs[2], hs[5]] {
+        vol.delete(h).unwrap();
+    }
+    let s = vol.object_stats().unwrap();
+    assert_eq!((s.dead_units, s.free_units), (3, 0));
+    let mut buf = [0u8; 64];
+    assert!(matches!(
+        vol.get(hs[2], &mut buf),
+        Err(Error::BadHandle { .. })
+    ));
+    vol.checkpoint().unwrap();
+    assert_eq!(
+        img_block(&mut vol, blocks[0]),
+        home_before,
+        "a delete rewrote the block"
+    );
+    // A remount keeps them dead; the next put takes a new block, not a dead unit (3 of 8 dead
+    // is under three quarters, and live units outnumber dead ones).
+    let _ = vol.unmount().unwrap();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    vol.verify().unwrap();
+    assert_eq!(vol.object_stats().unwrap().dead_units, 3);
+    let fourth = block(vol.put(&[100; 50]).unwrap());
+    assert!(!blocks.contains(&fourth));
+    // gc compacts the block with the most dead units: they become free, live handles still read.
+    assert_eq!(vol.gc().unwrap(), 3);
+    assert_eq!(vol.object_stats().unwrap().dead_units, 0);
+    assert_eq!(vol.compactions(), 1);
+    assert_eq!(vol.gc().unwrap(), 0, "nothing left to compact");
+    for (i, h) in hs.iter().enumerate() {
+        if [1, 2, 5].contains(&i) {
+            continue;
+        }
+        assert_eq!(vol.get(*h, &mut buf).unwrap(), 50);
+        assert_eq!(buf[..50], [i as u8; 50]);
+    }
+    // The freed units are reused before a new block.
+    assert_eq!(block(vol.put(&[101; 50]).unwrap()), blocks[0]);
+    // Three quarters of a block dead: the put that finds no free unit compacts it instead of
+    // taking a new block.
+    for h in &hs[8..14] {
+        vol.delete(*h).unwrap();
+    }
+    let before = vol.object_stats().unwrap();
+    assert_eq!((before.free_units, before.dead_units), (9, 6));
+    for k in 0..9u8 {
+        assert_ne!(block(vol.put(&[110 + k; 50]).unwrap()), blocks[8]);
+    }
+    assert_eq!(block(vol.put(&[120; 50]).unwrap()), blocks[8]);
+    let after = vol.object_stats().unwrap();
+    assert_eq!(after.shared_blocks, before.shared_blocks, "no new block");
+    assert_eq!((after.dead_units, after.free_units), (0, 5));
+    assert_eq!(vol.compactions(), 2);
+    vol.verify().unwrap();
+    let _ = vol.unmount().unwrap();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    vol.verify().unwrap();
+}
+
+/// Block `b`'s bytes on the device.
+fn img_block<D: BlockDevice, const K: usize>(vol: &mut Volume<'_, D, K>, b: BlockNo) -> Vec<u8> {
+    let mut out = vec![0u8; vol.layout.bs()];
+    vol.dev.read_block(b, &mut out).unwrap();
+    out
 }
 
 /// Named objects on 512-byte blocks (leaves of a few entries, so keys split leaves early):

@@ -504,6 +504,11 @@ impl<'b> Wal<'b> {
     pub fn dirty_blocks(&self) -> usize {
         self.dirty.len()
     }
+    /// Whether home blocks are written in place on this device (see the module docs): then a
+    /// freed slot is best left dead (its bytes stay) until a compaction rewrites its block.
+    pub fn writes_in_place(&self) -> bool {
+        self.in_place
+    }
     /// Whether block `b` has records since the last checkpoint.
     pub fn is_dirty(&self, b: BlockNo) -> bool {
         self.find(b).is_some()

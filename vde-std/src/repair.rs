@@ -211,7 +211,9 @@ pub fn plan<E>(
                 if let Some(d) = blk.get_mut(at..at + 8) {
                     d.copy_from_slice(&b.to_le_bytes());
                 }
-                if let Some(d) = blk.get_mut(at + 8..at + es) {
+                // The slot bitmap; the dead bitmap after it stays zero (units of dropped or
+                // deleted slots become free: a put clears any bytes left in a slot it takes).
+                if let Some(d) = blk.get_mut(at + 8..at + 8 + bits.len()) {
                     d.copy_from_slice(bits);
                 }
             }

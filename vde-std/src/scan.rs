@@ -258,7 +258,8 @@ struct Ctx<'a, D> {
     bs: usize,
     buf: Vec<u8>,
     /// Slot bitmaps of `out.shared`, in the same order.
-    shared_bits: Vec<Vec<u8>>,
+    /// Each shared block's slot bitmap and dead bitmap.
+    shared_bits: Vec<(Vec<u8>, Vec<u8>)>,
     out: Scan,
 }
 
@@ -512,6 +513,7 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
 struct IndexEntry {
     block: u64,
     bits: Vec<u8>,
+    dead: Vec<u8>,
 }
 
 fn read_slot_index<D: BlockDevice<Error = io::Error>>(
@@ -530,6 +532,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     cx.out.index_region = Some(region.extent);
     let bs = cx.bs;
     let es = slot_index::entry_size(bs);
+    let bm = subblock::bitmap_bytes(bs);
     let start = region.extent.start.0;
     cx.read(start)?;
     let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
@@ -598,7 +601,8 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             num.copy_from_slice(e.get(..8).unwrap_or(&[0; 8]));
             entries.push(IndexEntry {
                 block: u64::from_le_bytes(num),
-                bits: e.get(8..).unwrap_or(&[]).to_vec(),
+                bits: e.get(8..8 + bm).unwrap_or(&[]).to_vec(),
+                dead: e.get(8 + bm..).unwrap_or(&[]).to_vec(),
             });
         }
         blk += 1;
@@ -624,8 +628,14 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             bad = Some("marked free in the bitmap".into());
         }
         let view = subblock::SlotBitmapRef::new(&e.bits, bs);
-        if view.is_none() {
-            bad = Some("slot bitmap of the wrong size".into());
+        let dead = subblock::SlotBitmapRef::new(&e.dead, bs);
+        match (view, dead) {
+            (Some(v), Some(d)) => {
+                if (0..bs / UNIT).any(|u| v.occupied(u) && d.occupied(u)) {
+                    bad = Some("a unit both live and dead".into());
+                }
+            }
+            _ => bad = Some("slot bitmap of the wrong size".into()),
         }
         let (None, Some(view)) = (bad.as_ref(), view) else {
             let why = bad.unwrap_or_default();
@@ -640,7 +650,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             good_slots: Vec::new(),
             bad_slots: Vec::new(),
         });
-        cx.shared_bits.push(e.bits);
+        cx.shared_bits.push((e.bits, e.dead));
     }
     Ok(())
 }
@@ -692,8 +702,11 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
     let bs = cx.bs;
     let units = bs / UNIT;
     let shared: Vec<u64> = cx.out.shared.iter().map(|s| s.block).collect();
-    for (i, (block, bits)) in shared.into_iter().zip(bits).enumerate() {
-        let Some(view) = subblock::SlotBitmapRef::new(&bits, bs) else {
+    for (i, (block, (bits, dead))) in shared.into_iter().zip(bits).enumerate() {
+        let (Some(view), Some(dead)) = (
+            subblock::SlotBitmapRef::new(&bits, bs),
+            subblock::SlotBitmapRef::new(&dead, bs),
+        ) else {
             continue;
         };
         cx.read(block)?;
@@ -704,10 +717,12 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
         while u < units {
             let at = u * UNIT;
             if !view.occupied(u) {
-                if cx
-                    .buf
-                    .get(at..at + UNIT)
-                    .is_some_and(|s| s.iter().any(|x| *x != 0))
+                // A dead unit keeps a deleted slot's bytes until its block is compacted.
+                if !dead.occupied(u)
+                    && cx
+                        .buf
+                        .get(at..at + UNIT)
+                        .is_some_and(|s| s.iter().any(|x| *x != 0))
                 {
                     dirty_free += 1;
                 }

@@ -295,13 +295,13 @@ fn wrong_version_and_truncated() {
     let d = t.path();
     format_small(d, "v.img");
     patch_superblocks(&d.join("v.img"), 4096, |sb| {
-        sb[8..12].copy_from_slice(&3u32.to_le_bytes())
+        sb[8..12].copy_from_slice(&4u32.to_le_bytes())
     });
     vde(d, &["info", "v.img"]).fails(
         2,
-        "unsupported format version 3 (this build reads version 2)",
+        "unsupported format version 4 (this build reads version 3)",
     );
-    vde(d, &["check", "v.img"]).fails(2, "unsupported format version 3");
+    vde(d, &["check", "v.img"]).fails(2, "unsupported format version 4");
 
     format_small(d, "t.img");
     let f = std::fs::OpenOptions::new()

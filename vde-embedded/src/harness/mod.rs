@@ -285,7 +285,7 @@ impl Mem {
             small_log_page,
             scratch: vec![0; bs * Buffers::SCRATCH_BLOCKS],
             txn: vec![0; Buffers::txn_for_blocks(bs, TX_BLOCKS)],
-            index: vec![0; entries * (8 + bs / 512)],
+            index: vec![0; entries * vde_nostd::format::slot_index::entry_size(bs)],
         }
     }
 

@@ -18,7 +18,7 @@ pub mod wal_header;
 pub mod wal_record;
 
 /// The on-disk format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Why a structure failed to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! Region block 0, the **root**:
 //! ```text
 //!   0  8  magic "VDENAMES"
-//!   8  4  format version (2)
+//!   8  4  format version (3)
 //!  12  2  leaf count L (1 ..= region blocks - 1)
 //!  14  2  reserved (0)
 //!  16  ..  L directory entries, in key order:
@@ -20,7 +20,7 @@
 //! `separator(d) <= k < separator(d + 1)` (no upper bound for the last):
 //! ```text
 //!   0  8  magic "VDENAMEL"
-//!   8  4  format version (2)
+//!   8  4  format version (3)
 //!  12  2  entry count n
 //!  14  2  bytes of entries E (16 + E <= B - 8)
 //!  16  ..  n entries, keys strictly ascending: key length u8 (1..=64), key, handle u64

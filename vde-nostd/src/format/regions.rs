@@ -4,7 +4,7 @@
 //! Region directory block:
 //! ```text
 //!  0  8  magic "VDEREGDR"
-//!  8  4  format version (2)
+//!  8  4  format version (3)
 //! 12  4  entry count
 //! 16  .. entries, 32 bytes each:
 //!        0 1 module bit (0..63) | 1 1 kind (0 small, 1 large) | 2 2 index within module
@@ -14,7 +14,7 @@
 //! Region pointer table block:
 //! ```text
 //!  0  8  magic "VDERGPTR"
-//!  8  4  format version (2)
+//!  8  4  format version (3)
 //! 12  4  reserved (0)
 //! 16 256 64 entries of 4 bytes, one per module bit: first directory index u16 | count u16
 //! B-8 8  xxh64(bytes 0..B-8, seed 0)

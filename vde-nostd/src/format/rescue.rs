@@ -7,7 +7,7 @@
 //! Byte layout (little-endian), rest of the block zero:
 //! ```text
 //!  0  8  magic "VDERESCU"
-//!  8  4  format version (2)
+//!  8  4  format version (3)
 //! 12  4  reserved (0)
 //! 16  8  epoch: the log epoch whose checkpoint made the copy
 //! 24  8  last sequence: the last committed transaction the copy's content includes

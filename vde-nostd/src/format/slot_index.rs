@@ -5,7 +5,7 @@
 //! Block 0 of the region:
 //! ```text
 //!   0  8  magic "VDESLOTX"
-//!   8  4  format version (2)
+//!   8  4  format version (3)
 //!  12  4  entry count (shared blocks)
 //!  16  4  block size (checked on load)
 //!  20  4  entry size = 8 + slot bitmap bytes
@@ -22,7 +22,10 @@
 //! B-8  8  xxh64(bytes 0..B-8, seed 0)
 //! ```
 //! Entry: shared block number u64, then its slot bitmap (`block_size / 512` bytes, one bit per
-//! 64-byte unit). Entries are dense: entry `i` lives in the block and offset [`locate`] gives.
+//! 64-byte unit, 1 = a live slot's unit), then its dead bitmap (as many bytes: 1 = a unit of a
+//! deleted slot whose bytes are still in the block, not reusable until the block is
+//! compacted; never set where the slot bitmap is). Entries are dense: entry `i` lives in the
+//! block and offset [`locate`] gives.
 //!
 //! The region's last M blocks are the **extent map**: one bit per block of the volume (the
 //! allocation bitmap's block format, trailer index [`extent_map_tag`]`(i)`), set exactly at the
@@ -93,9 +96,9 @@ pub fn extent_bit(block_size: usize, b: u64) -> ExtentBit {
     }
 }
 
-/// Bytes per entry for a block size.
+/// Bytes per entry for a block size: the block number, the slot bitmap and the dead bitmap.
 pub fn entry_size(block_size: usize) -> usize {
-    8 + subblock::bitmap_bytes(block_size)
+    8 + 2 * subblock::bitmap_bytes(block_size)
 }
 
 /// Entries that fit in region block `i`.
@@ -199,9 +202,9 @@ mod tests {
 
     #[test]
     fn geometry_and_round_trip() {
-        assert_eq!(entry_size(4096), 16);
-        assert_eq!(entries_in(4096, 0), (4096 - 136) / 16);
-        assert_eq!(entries_in(4096, 1), (4096 - 24) / 16);
+        assert_eq!(entry_size(4096), 24);
+        assert_eq!(entries_in(4096, 0), (4096 - 136) / 24);
+        assert_eq!(entries_in(4096, 1), (4096 - 24) / 24);
         let f = entries_in(4096, 0);
         assert_eq!(locate(4096, 0), (0, 128));
         assert_eq!(locate(4096, f), (1, 16));

@@ -4,7 +4,7 @@
 //! Byte layout (little-endian), the rest of the block is zero:
 //! ```text
 //!   0  8  magic "VDESUPER"
-//!   8  4  format version (2)
+//!   8  4  format version (3)
 //!  12  4  block size
 //!  16  8  block count
 //!  24  8  sequence (incremented at every superblock rewrite)

@@ -5,7 +5,7 @@
 //! Byte layout (little-endian), rest of the block zero:
 //! ```text
 //!  0  8  magic "VDEWALHD"
-//!  8  4  format version (2)
+//!  8  4  format version (3)
 //! 12  4  reserved (0)
 //! 16  8  generation (incremented at every header write)
 //! 24  8  epoch (log content of any other epoch is ignored)
