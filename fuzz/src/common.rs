@@ -173,6 +173,18 @@ impl BlockDevice for ImageDevice {
         self.img[at..at + data.len()].copy_from_slice(data);
         Ok(())
     }
+    /// Writes part of a block in place, so the engine's in-place home writes, dead slots and
+    /// compaction are fuzzed too.
+    fn programs_in_place(&self) -> bool {
+        true
+    }
+    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), ImageError> {
+        assert!(
+            offset > 0 || !data.is_empty(),
+            "empty program at a block's start"
+        );
+        self.append(block, offset, data)
+    }
 }
 
 /// The block `b` of `img`, if inside.

@@ -5,7 +5,7 @@
 //!
 //! Input: `geometry u8 | ops...`. Geometry bit 0 picks 512-byte blocks on 512-byte sectors or
 //! 4096-byte blocks on 4 KiB sectors, bit 1 the tear mode, the rest the volume size. Each op is
-//! an opcode byte (mod 13) and its operands:
+//! an opcode byte (mod 14) and its operands:
 //! ```text
 //! 0 put       len u8                   (a small, medium, class-edge or extent-sized object)
 //! 1 delete    idx u8                   (an acknowledged object)
@@ -22,6 +22,7 @@
 //! 11 store    key u8, len u8           (store a value under one of 24 names, 1..=64 bytes;
 //!                                      replaces the name's object)
 //! 12 remove   key u8                   (remove a name and its object)
+//! 13 gc                                (compact the shared block with the most dead slots)
 //! ```
 //! After a cut, one outcome of the writes issued since the last flush is imposed on the flash
 //! (any subset of them, in any order, one torn; an input byte picks which, 0 = the flash as the
@@ -287,10 +288,10 @@ fn session<const E: usize>(
             return End::Done;
         };
         *steps += 1;
-        let out = step::<E>(&mut vol, m, c, op % 13);
+        let out = step::<E>(&mut vol, m, c, op % 14);
         crate::trace!(
             "op {} -> {}",
-            op % 13,
+            op % 14,
             match &out {
                 Step::Ok => "ok".to_string(),
                 Step::Remount => "remount".to_string(),
@@ -303,7 +304,7 @@ fn session<const E: usize>(
                 assert!(
                     !lost::<E>(&mut vol),
                     "operation {} reported success although power was cut during it",
-                    op % 13
+                    op % 14
                 );
             }
             Step::Remount => {
@@ -596,6 +597,10 @@ fn step<const E: usize>(
                 ),
             }
         }
+        13 => match vol.gc() {
+            Ok(_) => Step::Ok,
+            Err(e) => Step::Failed(e, None),
+        },
         _ => match vol.checkpoint() {
             Ok(()) => Step::Ok,
             Err(e) => Step::Failed(e, None),
