@@ -730,7 +730,7 @@ fn committed_chain_a_writer_never_makes_is_refused() {
             Box::new(|img, i| {
                 let next = forge_at(img, i, 0, i.next_seq, &[rec(t_of(i), 1)], None);
                 let r = ranges(t_of(i), &[(8, 4)], 2);
-                forge_chained(img, i, next, i.next_seq + 1, &r, u32::MAX);
+                forge_chained(img, i, next, i.next_seq + 1, &r, 8);
             }),
         ),
         (
@@ -770,32 +770,45 @@ fn committed_chain_a_writer_never_makes_is_refused() {
             "{what}"
         );
     }
-    // A chain that starts with ranges is an in-place chain (FORMAT.md, "Writing home in
-    // place"): replayed over the home copy on a device that programs in place, refused on one
-    // that does not (no writer there makes one).
-    let mut img = base();
-    let i = info(&mut img);
-    forge(
-        &mut img,
-        &i,
-        i.next_seq,
-        &[ranges(t_of(&i), &[(8, 4)], 1)],
-        None,
-    );
-    let forged = img.clone();
-    {
-        let mut mem = Mem::new(BS, 16, 256);
-        let dev = WholeBlocksOnly(RamDevice::new(&mut img, BS).unwrap());
-        let r = Volume::<_, 16>::mount(dev, mem.bufs()).map(|v| v.recovery_report());
-        assert_eq!(
-            r.err(),
-            Some(Error::Corrupt(Structure::WalRecord)),
-            "ranges first"
-        );
+    // A chain that starts with ranges (`prev` = none: first in the interval, or after the
+    // block was written back) is an in-place chain (FORMAT.md, "Writing home in place"):
+    // replayed over the home copy on a device that programs in place, refused on one that
+    // does not (no writer there makes one).
+    let in_place: Vec<(&str, Case)> = vec![
+        (
+            "ranges first",
+            Box::new(|img, i| {
+                forge(img, i, i.next_seq, &[ranges(t_of(i), &[(8, 4)], 1)], None);
+            }),
+        ),
+        (
+            "ranges restarting a chain",
+            Box::new(|img, i| {
+                let next = forge_at(img, i, 0, i.next_seq, &[rec(t_of(i), 1)], None);
+                let r = ranges(t_of(i), &[(8, 4)], 2);
+                forge_chained(img, i, next, i.next_seq + 1, &r, u32::MAX);
+            }),
+        ),
+    ];
+    for (what, forge_case) in in_place {
+        let mut img = base();
+        let i = info(&mut img);
+        forge_case(&mut img, &i);
+        let forged = img.clone();
+        {
+            let mut mem = Mem::new(BS, 16, 256);
+            let dev = WholeBlocksOnly(RamDevice::new(&mut img, BS).unwrap());
+            let r = Volume::<_, 16>::mount(dev, mem.bufs()).map(|v| v.recovery_report());
+            assert_eq!(
+                r.err(),
+                Some(Error::Corrupt(Structure::WalRecord)),
+                "{what}"
+            );
+        }
+        assert_eq!(img, forged, "a refused log changed the image ({what})");
+        let report = mount(&mut img).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert!(report.replayed >= 1, "{what}");
     }
-    assert_eq!(img, forged, "a refused log changed the image");
-    let report = mount(&mut img).expect("an in-place chain on a RAM device");
-    assert_eq!(report.replayed, 1);
 }
 
 /// A RAM device that writes whole blocks only (no in-place programs).

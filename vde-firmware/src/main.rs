@@ -412,7 +412,9 @@ fn check_power_cut_in_put() -> Result<(), &'static str> {
         let h = vol.put(&data).map_err(|_| "uncut put failed")?;
         (vol.device().flash().op_count() - start, h)
     };
-    ensure(ops > 10, "a put should take more than 10 flash operations")?;
+    // Reads of the index and the block it lands in, and the log's programs (an erase too when
+    // it starts a log block): a handful of operations, each cut below.
+    ensure(ops > 4, "a put should take more than 4 flash operations")?;
 
     // The middle of the put first, then every other operation.
     let (mut present, mut absent) = (0u32, 0u32);

@@ -50,7 +50,7 @@
 use crate::device::{BlockDevice, PARTIAL_READ_UNIT};
 use crate::error::{Error, Structure};
 use crate::format::counters::{Counters, Delta};
-use crate::format::layout::{Layout, WAL_HDR_A, WAL_HDR_B};
+use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
 use crate::format::rescue::{Rescue, LEN as RESCUE_LEN};
 use crate::format::wal_header::{self, WalHeader};
 use crate::format::wal_record::{
@@ -90,6 +90,9 @@ pub struct WalStats {
     pub home_writes: u64,
     /// Home blocks written in place by checkpoints since open (programs only, no erase).
     pub home_programs: u64,
+    /// Cold dirty blocks written home ahead of the checkpoint since open (each erases its
+    /// block then, not at the checkpoint).
+    pub home_writes_ahead: u64,
     /// Torn in-place home writes rescued (logged whole, then rewritten) since open.
     pub rescues: u64,
 }
@@ -145,6 +148,11 @@ impl Dirty {
     fn chain(&self) -> u8 {
         self.0[10] & !IN_PLACE
     }
+    /// Whether the block was written home ahead of the checkpoint since its last record (its
+    /// home copy is its committed content; its records stay in the log until the checkpoint).
+    fn written_back(&self) -> bool {
+        self.head() == NO_PREV
+    }
     /// The pieces an in-place chain wrote, or `None` for a chain from a whole-block record.
     fn in_place(&self) -> Option<u64> {
         let mut t = [0u8; 8];
@@ -180,6 +188,9 @@ pub struct Wal<'b> {
     /// The in-place block whose committed content is in the rescue copy (set by a rescue
     /// until the checkpoint that made it ends; see [`Wal::rescue`]).
     rescued: Option<BlockNo>,
+    /// The next checkpoint may follow one that was cut or failed while programming in place
+    /// (set at a mount that replays the log, and while a checkpoint's home writes run).
+    redo: bool,
     /// Home blocks are written in place (see "Writing home in place" in the module docs), in
     /// pieces of `piece` bytes.
     in_place: bool,
@@ -288,6 +299,7 @@ impl<'b> Wal<'b> {
             cap,
             cap_all,
             rescued: None,
+            redo: false,
             in_place,
             piece,
             bs,
@@ -459,6 +471,8 @@ impl<'b> Wal<'b> {
         // A rescue copy is made in the epoch a session writes, which is this floor.
         w.find_rescue(dev, a)?;
         if !clean {
+            // Whether a checkpoint was under way when the power went is unknown: assume so.
+            w.redo = true;
             if ignored_first {
                 // A begin header from an epoch no valid header explains (the headers were
                 // damaged or forged) may be the epoch this checkpoint moves to: its log must
@@ -553,6 +567,12 @@ impl<'b> Wal<'b> {
         self.dirty.iter().position(|d| d.block() == b)
     }
 
+    /// The table entry of block `b` if its committed content is not its home copy: dirty and
+    /// not written back since its last record.
+    fn current(&self, b: BlockNo) -> Option<Dirty> {
+        self.entry(b).filter(|d| !d.written_back())
+    }
+
     /// The table entry of block `b`, if it is dirty.
     fn entry(&self, b: BlockNo) -> Option<Dirty> {
         self.dirty.iter().find(|d| d.block() == b).copied()
@@ -569,7 +589,7 @@ impl<'b> Wal<'b> {
         if out.len() != self.bs {
             return Err(Error::BufferTooSmall { need: self.bs });
         }
-        match self.entry(b) {
+        match self.current(b) {
             Some(d) => self.rebuild(dev, d, out),
             None => dev.read_block(b, out).map_err(Error::Device),
         }
@@ -594,7 +614,7 @@ impl<'b> Wal<'b> {
         let partial = dev.reads_partial()
             && offset.is_multiple_of(PARTIAL_READ_UNIT)
             && out.len().is_multiple_of(PARTIAL_READ_UNIT);
-        if let Some(d) = self.entry(b) {
+        if let Some(d) = self.current(b) {
             if d.in_place().is_some() && !partial {
                 return Ok(false); // its home bytes cannot be read over this window
             }
@@ -856,7 +876,7 @@ impl<'b> Wal<'b> {
             self.force_checkpoint(dev, pre)?;
         }
         let delta = Delta::between(&self.counters, counters);
-        match self.append_tx(dev, tx, pre, &delta) {
+        let seq = match self.append_tx(dev, tx, pre, &delta) {
             // The log ran out in the middle of the transaction (the appender refuses to pass
             // its end; nothing after `head` counts): checkpoint, which starts the log over, and
             // append again. After a checkpoint every transaction fits (`fits` above), so the
@@ -866,7 +886,65 @@ impl<'b> Wal<'b> {
                 self.append_tx(dev, tx, pre, &delta)
             }
             r => r,
+        }?;
+        // The commit stands whatever happens here: a write-back that fails leaves its block
+        // dirty (its chain still in the log), as if it had not been tried.
+        if self.in_place && self.write_back_cold(dev, pre).is_err() {
+            self.owed = true;
         }
+        Ok(seq)
+    }
+
+    /// Writes one cold dirty block home ahead of the checkpoint, so the checkpoint has fewer
+    /// blocks to erase at once (its stall): the whole-chain block (one the checkpoint would
+    /// erase and rewrite, not an in-place one) whose newest record is oldest, once the log is
+    /// half full and if that record lies more than a quarter of the log back (a block changed
+    /// that long ago is unlikely to change again soon; the slot index, changed by every commit,
+    /// never qualifies), never a superblock copy. Its chain is durable in the log (flushed first), so a torn write is
+    /// rebuilt from the log; the block is then marked written back (reads go to its home
+    /// copy, the checkpoint skips it), the write is owed a flush before the next log write, and
+    /// the block's next record starts a new chain (`prev` = none) over the home copy it now
+    /// has, in place where it only fills erased pieces.
+    fn write_back_cold<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        blk: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        // Only once the log is half full (the checkpoint is near, so a block written back now
+        // is unlikely to change again before it), and only blocks unchanged for a quarter of it.
+        if self.head < self.cap / 2 {
+            return Ok(());
+        }
+        let old = self.head.saturating_sub(self.cap / 4);
+        let cold = self
+            .dirty
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                d.in_place().is_none()
+                    && !d.written_back()
+                    && u64::from(d.head()) < old
+                    && d.block() != SB_PRIMARY
+                    && d.block() != SB_MIRROR
+                    && Some(d.block()) != self.mirror
+            })
+            .min_by_key(|(_, d)| d.head())
+            .map(|(i, d)| (i, *d));
+        let Some((i, d)) = cold else {
+            return Ok(());
+        };
+        self.sync(dev)?;
+        self.rebuild(dev, d, blk)?;
+        // Owed from before the write: a failed write may still have landed.
+        self.owed = true;
+        dev.write_block(d.block(), blk)?;
+        // It stays in the table, so no unlogged write lands on it while its records are in
+        // the log (a recovery would replay them over it).
+        if let Some(x) = self.dirty.get_mut(i) {
+            *x = Dirty::with(d.block(), NO_PREV, 0, None);
+        }
+        self.stats.home_writes_ahead += 1;
+        Ok(())
     }
 
     /// Appends `tx` at `head` (see [`Wal::commit`]); fails with [`Error::TxTooLarge`] if it
@@ -927,7 +1005,8 @@ impl<'b> Wal<'b> {
             if count == 0 && !fresh {
                 continue; // staged, never changed
             }
-            let last = self.entry(b);
+            // A block written back ahead of the checkpoint starts over, like a clean one.
+            let last = self.current(b);
             // In place: byte ranges over pieces that are erased at home, starting a chain on a
             // clean block or extending an in-place one; the checkpoint programs those pieces
             // and erases nothing, so the home copy's other bytes stay what the chain builds on.
@@ -1153,7 +1232,10 @@ impl<'b> Wal<'b> {
         // The log (deferred commits included) is durable before any home copy changes. A
         // durable commit flushed already; a failed one leaves nothing that must be kept.
         self.sync(dev)?;
-        self.write_home(dev, blk)?;
+        // A failure from here to the end of the home writes leaves `redo` set.
+        let redo = self.redo;
+        self.redo = true;
+        self.write_home_marked(dev, blk, redo)?;
         let next = WalHeader {
             generation: self.generation.saturating_add(1),
             epoch: self.epoch.next().0,
@@ -1183,6 +1265,20 @@ impl<'b> Wal<'b> {
         Ok(())
     }
 
+    /// [`Wal::write_home`] as a checkpoint that follows a cut or failed one (`redo`) or not;
+    /// clears the redo mark once every home write is done.
+    fn write_home_marked<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        blk: &mut [u8],
+        redo: bool,
+    ) -> Result<(), Error<D::Error>> {
+        self.redo = redo;
+        let r = self.write_home(dev, blk);
+        self.redo = r.is_err();
+        r
+    }
+
     /// Writes every dirty block home once, then flushes: a whole-block chain by rewriting the
     /// block, an in-place chain by programming its touched pieces into the home copy, or, if a
     /// torn earlier attempt left the home copy unfit for programs, by a rescue.
@@ -1200,6 +1296,42 @@ impl<'b> Wal<'b> {
             dev.flush()?;
             self.stats.home_writes += 1;
         }
+        // After a cut (or a failure) in a checkpoint, an in-place block may hold a torn
+        // program, and a torn program can leave a unit that reads erased yet may not be
+        // programmed again (MCU flash spends its one program; weak bits on NOR). The checkpoint
+        // programmed blocks in table order, so the torn one is the last block with a unit that
+        // reads programmed, or, if its program left no trace, the next in-place block after it
+        // (the first one, if none reads programmed). Those blocks are rescued, never
+        // programmed again; the others are programmed as usual.
+        let (mut seen, mut suspect) = (0u64, None);
+        if self.redo {
+            let mut last = None;
+            let mut first_in_place = None;
+            for i in 0..self.dirty.len() {
+                let Some(d) = self.dirty.get(i).copied() else {
+                    break;
+                };
+                let Some(touched) = d.in_place() else {
+                    continue;
+                };
+                if d.written_back() || Some(d.block()) == first {
+                    continue;
+                }
+                first_in_place.get_or_insert(i);
+                if !self.home_erased(dev, d.block(), touched, blk)? {
+                    seen |= 1u64 << (i % 64);
+                    last = Some(i);
+                }
+            }
+            suspect = match last {
+                Some(l) => (l + 1..self.dirty.len()).find(|&i| {
+                    self.dirty
+                        .get(i)
+                        .is_some_and(|d| d.in_place().is_some() && !d.written_back())
+                }),
+                None => first_in_place,
+            };
+        }
         // Every dirty block home once; the superblock mirror only after a flush that follows
         // its twin, so one whole copy always stands.
         for mirror_pass in [false, true] {
@@ -1210,7 +1342,10 @@ impl<'b> Wal<'b> {
                 let Some(d) = self.dirty.get(i).copied() else {
                     break;
                 };
-                if (Some(d.block()) == self.mirror) != mirror_pass || Some(d.block()) == first {
+                if (Some(d.block()) == self.mirror) != mirror_pass
+                    || Some(d.block()) == first
+                    || d.written_back()
+                {
                     continue;
                 }
                 self.rebuild(dev, d, blk)?;
@@ -1225,7 +1360,8 @@ impl<'b> Wal<'b> {
                         self.stats.home_writes += 1;
                     }
                     Some(touched) => {
-                        if self.write_in_place(dev, d.block(), touched, blk)? {
+                        let torn = seen & (1u64 << (i % 64)) != 0 || suspect == Some(i);
+                        if !torn && self.write_in_place(dev, d.block(), touched, blk)? {
                             self.stats.home_programs += 1;
                         } else {
                             self.rescue(dev, d.block(), blk)?;
@@ -1513,6 +1649,15 @@ impl<'b> Wal<'b> {
                     self.dirty
                         .push(Dirty::with(b, here, 0, touched))
                         .map_err(|_| corrupt())?;
+                }
+                Some(i) if h.prev == NO_PREV => {
+                    // A new chain: the writer wrote the block home (and flushed) since its
+                    // last record, so the earlier records no longer count for it.
+                    if !(whole || self.in_place) {
+                        return Err(corrupt());
+                    }
+                    let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
+                    *d = Dirty::with(b, here, 0, (!whole).then_some(mask));
                 }
                 Some(i) => {
                     let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
