@@ -751,24 +751,27 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let corrupt = || Error::Corrupt(Structure::SlotIndex);
         let (block, _) = self.entry(e).ok_or_else(corrupt)?;
         let units = self.layout.bs() / UNIT;
-        let mut dead = [false; crate::MAX_BLOCK_SIZE / UNIT];
-        {
+        // The dead bitmap, copied out (the view below borrows the volume).
+        let mut bits = [0u8; MAX_BITMAP];
+        let n = {
             let d = self.entry_dead(e).ok_or_else(corrupt)?;
-            for (u, x) in dead.iter_mut().enumerate().take(units) {
-                *x = d.occupied(u);
-            }
-        }
+            let n = d.bytes().len();
+            bits.get_mut(..n).ok_or_else(corrupt)?.copy_from_slice(d.bytes());
+            n
+        };
+        let dead = SlotBitmapRef::new(bits.get(..n).ok_or_else(corrupt)?, self.layout.bs())
+            .ok_or_else(corrupt)?;
         let blk = self.view(block, false)?;
-        for (u, _) in dead.iter().enumerate().take(units).filter(|(_, d)| **d) {
+        for u in (0..units).filter(|&u| dead.occupied(u)) {
             blk.get_mut(u * UNIT..(u + 1) * UNIT)
                 .ok_or_else(corrupt)?
                 .fill(0);
         }
         let mut u = 0usize;
         while u < units {
-            if dead.get(u) == Some(&true) {
+            if dead.occupied(u) {
                 let s = u;
-                while dead.get(u) == Some(&true) {
+                while u < units && dead.occupied(u) {
                     u += 1;
                 }
                 self.touched(s * UNIT, (u - s) * UNIT);
