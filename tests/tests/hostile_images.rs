@@ -4,14 +4,14 @@
 //! or, for a log that only looks torn, a clean mount that reports the discarded tail; never a
 //! panic, never a write outside the image, never wrong data.
 
-use vde_nostd::device::{RamDevice, RamError};
+use vde_nostd::device::{RamDevice, RamError, WholeBlocks};
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
 use vde_nostd::format::superblock::Superblock;
 use vde_nostd::format::wal_header::WalHeader;
 use vde_nostd::format::wal_record::seed;
 use vde_nostd::format::xxh64;
 use vde_nostd::wal::RecoveryReport;
-use vde_nostd::{BlockDevice, BlockNo, Error, FormatOptions, Handle, ModuleSet, Structure, Volume};
+use vde_nostd::{Error, FormatOptions, Handle, ModuleSet, Structure, Volume};
 use vde_tests::{fresh_image, Mem};
 
 const BS: usize = 512;
@@ -797,7 +797,7 @@ fn committed_chain_a_writer_never_makes_is_refused() {
         let forged = img.clone();
         {
             let mut mem = Mem::new(BS, 16, 256);
-            let dev = WholeBlocksOnly(RamDevice::new(&mut img, BS).unwrap());
+            let dev = WholeBlocks(RamDevice::new(&mut img, BS).unwrap());
             let r = Volume::<_, 16>::mount(dev, mem.bufs()).map(|v| v.recovery_report());
             assert_eq!(
                 r.err(),
@@ -808,37 +808,6 @@ fn committed_chain_a_writer_never_makes_is_refused() {
         assert_eq!(img, forged, "a refused log changed the image ({what})");
         let report = mount(&mut img).unwrap_or_else(|e| panic!("{what}: {e:?}"));
         assert!(report.replayed >= 1, "{what}");
-    }
-}
-
-/// A RAM device that writes whole blocks only (no in-place programs).
-struct WholeBlocksOnly<'a>(RamDevice<'a>);
-
-impl BlockDevice for WholeBlocksOnly<'_> {
-    type Error = RamError;
-    fn block_size(&self) -> usize {
-        self.0.block_size()
-    }
-    fn block_count(&self) -> u64 {
-        self.0.block_count()
-    }
-    fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.read_block(b, buf)
-    }
-    fn reads_partial(&self) -> bool {
-        true
-    }
-    fn read_at(&mut self, b: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.read_at(b, offset, buf)
-    }
-    fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
-        self.0.write_block(b, buf)
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.0.flush()
-    }
-    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
-        self.0.append(b, offset, data)
     }
 }
 

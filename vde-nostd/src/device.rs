@@ -118,6 +118,49 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     }
 }
 
+/// Any device, with in-place home writes turned off ([`BlockDevice::programs_in_place`] is
+/// false): the volume then writes every changed home block whole and zeroes a deleted slot, as
+/// on a disk. For a device whose zero bytes are not its erased state behind an adapter that says
+/// they are, and for tests that compare the two paths.
+#[derive(Debug)]
+pub struct WholeBlocks<D>(pub D);
+
+impl<D: BlockDevice> BlockDevice for WholeBlocks<D> {
+    type Error = D::Error;
+    fn block_size(&self) -> usize {
+        self.0.block_size()
+    }
+    fn block_count(&self) -> u64 {
+        self.0.block_count()
+    }
+    fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.read_block(block, buf)
+    }
+    fn reads_partial(&self) -> bool {
+        self.0.reads_partial()
+    }
+    fn read_at(
+        &mut self,
+        block: BlockNo,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), Self::Error> {
+        self.0.read_at(block, offset, buf)
+    }
+    fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
+        self.0.write_block(block, buf)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0.flush()
+    }
+    fn append_unit(&self) -> usize {
+        self.0.append_unit()
+    }
+    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
+        self.0.append(block, offset, data)
+    }
+}
+
 /// Errors of [`RamDevice`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -756,7 +756,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let n = {
             let d = self.entry_dead(e).ok_or_else(corrupt)?;
             let n = d.bytes().len();
-            bits.get_mut(..n).ok_or_else(corrupt)?.copy_from_slice(d.bytes());
+            bits.get_mut(..n)
+                .ok_or_else(corrupt)?
+                .copy_from_slice(d.bytes());
             n
         };
         let dead = SlotBitmapRef::new(bits.get(..n).ok_or_else(corrupt)?, self.layout.bs())

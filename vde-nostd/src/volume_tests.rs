@@ -474,7 +474,7 @@ fn a_commit_can_set_the_counters_alone() {
 fn a_freed_slot_is_reused_before_a_new_block() {
     let mut img = vec![0u8; BS * 1024];
     let mut m = Mem::new();
-    let dev = Disk(RamDevice::new(&mut img, BS).unwrap());
+    let dev = crate::device::WholeBlocks(RamDevice::new(&mut img, BS).unwrap());
     let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
     let block = |h: Handle| match h {
         Handle::Packed { block, .. } => block,
@@ -493,7 +493,7 @@ fn a_freed_slot_is_reused_before_a_new_block() {
     // A hole in the second block and one in the third, a remount between them.
     vol.delete(hs[9]).unwrap();
     let _ = vol.unmount().unwrap();
-    let dev = Disk(RamDevice::new(&mut img, BS).unwrap());
+    let dev = crate::device::WholeBlocks(RamDevice::new(&mut img, BS).unwrap());
     let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
     vol.delete(hs[17]).unwrap();
     assert_eq!(block(vol.put(&[1; 50]).unwrap()), blocks[9]);
@@ -515,37 +515,6 @@ fn a_freed_slot_is_reused_before_a_new_block() {
     vol.delete(hs[2]).unwrap();
     assert_eq!(block(vol.put(&[5; 50]).unwrap()), blocks[2]);
     vol.verify().unwrap();
-}
-
-/// A RAM device that writes whole blocks only, as a disk does: deletes zero their slots.
-struct Disk<'a>(RamDevice<'a>);
-
-impl BlockDevice for Disk<'_> {
-    type Error = crate::device::RamError;
-    fn block_size(&self) -> usize {
-        self.0.block_size()
-    }
-    fn block_count(&self) -> u64 {
-        self.0.block_count()
-    }
-    fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.read_block(b, buf)
-    }
-    fn reads_partial(&self) -> bool {
-        true
-    }
-    fn read_at(&mut self, b: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.read_at(b, offset, buf)
-    }
-    fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
-        self.0.write_block(b, buf)
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.0.flush()
-    }
-    fn append(&mut self, b: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
-        self.0.append(b, offset, data)
-    }
 }
 
 /// On a device that writes home in place, a delete leaves its slot's units dead (the bytes
