@@ -19,7 +19,9 @@ use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use sequential_storage::cache::Cache;
 use sequential_storage::map::{MapConfig, MapStorage};
 use vde_embedded::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory, META_LEN};
-use vde_embedded::nand::{NandFlash, NorNand, NorNandLayout};
+use vde_embedded::nand::{
+    NandFlash, NorNand, NorNandLayout, SimNand, SimNandBlock, SimNandConfig, W25N01GV,
+};
 use vde_embedded::sim::parts::{W25q16jv, W25Q16JV};
 use vde_embedded::{FlashStats, NorFlashDevice, WearSummary};
 use vde_nostd::{BlockDevice, Buffers, FormatOptions, Handle, ModuleSet, Volume};
@@ -391,6 +393,76 @@ fn vde_ftl(bs: usize, n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     (load, churn)
 }
 
+/// The NAND row's limit: one page program per durable put (a program into one 512-byte ECC
+/// sector of a page costs a whole tPROG) plus a 256th of a block erase (four sectors per 2 KiB
+/// page, 64 pages per block: a block takes 256 puts).
+fn part_limit_ns() -> u64 {
+    W25N01GV.timing.program_typ_ns + W25N01GV.timing.erase_typ_ns / 256
+}
+
+/// What `n` durable puts cost on NAND.
+struct NandCost {
+    busy_ns: u64,
+    reads: u64,
+    programs: u64,
+    erases: u64,
+    longest_ns: u64,
+    n: u64,
+}
+
+/// Erase blocks of the W25N01GV slice the NAND row uses (8 MiB).
+const NAND_BLOCKS: u32 = 64;
+
+/// vde on the translation layer over a W25N01GV slice, 2 KiB logical blocks (one page per
+/// version): `n` 64-byte puts, one durable transaction each (the default WAL).
+fn vde_nand(n: u64) -> NandCost {
+    let part = &W25N01GV;
+    let bs = part.page_size;
+    let mut mem = vec![0u8; part.raw_bytes(NAND_BLOCKS)];
+    SimNand::factory_init(&mut mem, part, 0, 5);
+    let mut st = vec![SimNandBlock::NEW; NAND_BLOCKS as usize];
+    let mut sim = SimNand::new(&mut mem, &mut st, part, SimNandConfig::new(1)).expect("nand");
+    let config = FtlConfig::new(&sim.geometry(), bs);
+    let l = FtlLayout::compute(&sim.geometry(), &config).expect("ftl layout");
+    let mut ram = OwnedFtlMemory::new(&l);
+    let ftl = Ftl::format(&mut sim, ram.mem(), &config).expect("ftl format");
+    let mut scratch = vec![0u8; bs * Buffers::SCRATCH_BLOCKS];
+    let mut txn = vec![0u8; bs * 16];
+    let mut index = vec![0u8; 16 * 256];
+    let opts = FormatOptions {
+        modules: ModuleSet::OBJECTS,
+        ..FormatOptions::default()
+    };
+    let bufs = Buffers {
+        scratch: &mut scratch,
+        txn: &mut txn,
+        index: &mut index,
+    };
+    let mut vol = Volume::<_, 16>::format(ftl, &opts, bufs).expect("format");
+    let busy = |vol: &mut Volume<'_, Ftl<'_, &mut SimNand<'_>>, 16>| {
+        part.timing.busy_time_ns(&vol.device().nand().stats())
+    };
+    let before = vol.device().nand().stats();
+    let start = busy(&mut vol);
+    let mut last = start;
+    let mut longest = 0u64;
+    for i in 0..n {
+        vol.put(&item(i, 0)).expect("put");
+        let now = busy(&mut vol);
+        longest = longest.max(now - last);
+        last = now;
+    }
+    let after = vol.device().nand().stats();
+    NandCost {
+        busy_ns: last - start,
+        reads: after.reads - before.reads,
+        programs: after.program_units - before.program_units,
+        erases: after.erases - before.erases,
+        longest_ns: longest,
+        n,
+    }
+}
+
 /// sequential-storage's map: `n` stores, then `updates` stores of random existing keys, then
 /// every key fetched (the flash bytes read per fetch returned too).
 fn seq(n: u64, updates: u64) -> (Cost, Cost, FetchBytes) {
@@ -600,6 +672,39 @@ pub fn section(n: u64, updates: u64) {
         DIRECT_WAL_BLOCKS as usize * BS / 1024,
         shapes.join("; "),
         WAL_BYTES / 1024
+    );
+    println!();
+    let nand = vde_nand(n);
+    let per = |x: u64| x as f64 / nand.n.max(1) as f64;
+    let limit_ns = part_limit_ns();
+    println!(
+        "### NAND: {n} durable {SIZE}-byte puts on {} (through the translation layer)",
+        W25N01GV.name
+    );
+    println!();
+    println!(
+        "| store | busy ms / put (typ.) | ÷ the limit | page programs / put | block erases / put | \
+         page reads / put | longest put, ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| vde on FTL, 2 KiB blocks, 1 put / transaction | {:.3} | {:.2}× | {:.2} | {:.4} | {:.1} | {:.1} |",
+        per(nand.busy_ns) / 1e6,
+        per(nand.busy_ns) / limit_ns as f64,
+        per(nand.programs),
+        per(nand.erases),
+        per(nand.reads),
+        nand.longest_ns as f64 / 1e6
+    );
+    println!();
+    println!(
+        "(a {NAND_BLOCKS}-block slice (8 MiB) of the part, the translation layer with its default \
+         reserve, 2 KiB vde blocks (one page per version), the default WAL; busy time = page reads \
+         × tRD + page programs × tPROG + block erases × tBERS at the datasheet's typical 25 µs, \
+         250 µs and 2 ms. The limit is one page program per durable put plus its share of an \
+         erase ({:.3} ms): what a log that appends each put into a 512-byte ECC sector of a page \
+         would cost.)",
+        limit_ns as f64 / 1e6
     );
     println!();
     println!("### Reading one item back after the updates: flash bytes read per item");
