@@ -1010,14 +1010,25 @@ impl<'b> Wal<'b> {
             // In place: byte ranges over pieces that are erased at home, starting a chain on a
             // clean block or extending an in-place one; the checkpoint programs those pieces
             // and erases nothing, so the home copy's other bytes stay what the chain builds on.
+            // A block staged fresh (its content starts from zeros) qualifies if its whole home
+            // copy is erased (free space never written since its last erase, as on a new
+            // flash), on a device that programs single bytes only: a free block may hold a torn
+            // unlogged write, and on flash that programs words a torn word can read erased yet
+            // have spent its one program.
             let mut touched = None;
-            if !fresh
-                && tight
+            if tight
+                && count > 0
                 && count * RANGE_ENTRY + bytes + RECORD_OVERHEAD < self.bs
+                && (!fresh || (last.is_none() && self.unit == 1))
                 && last.is_none_or(|d| d.in_place().is_some() && usize::from(d.chain()) < MAX_CHAIN)
             {
                 let had = last.and_then(|d| d.in_place()).unwrap_or(0);
-                if self.home_erased(dev, b, want & !had, pre)? {
+                let check = if fresh {
+                    pieces(piece, 0, self.bs)
+                } else {
+                    want & !had
+                };
+                if self.home_erased(dev, b, check, pre)? {
                     touched = Some(had | want);
                 }
             }
