@@ -716,11 +716,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             ..
         } = self;
+        let before = wal.last_seq();
         let r = wal.commit(dev, tx, scratch, &counters);
-        if r.is_ok() {
+        // A commit may fail after its transaction is durable (a write-back that follows it):
+        // the free count follows the log, not the result.
+        let committed = self.wal.last_seq() != before;
+        if committed {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
         }
-        self.clear_tx(r.is_ok());
+        self.clear_tx(committed);
         r
     }
 

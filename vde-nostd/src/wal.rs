@@ -887,10 +887,11 @@ impl<'b> Wal<'b> {
             }
             r => r,
         }?;
-        // The commit stands whatever happens here: a write-back that fails leaves its block
-        // dirty (its chain still in the log), as if it had not been tried.
-        if self.in_place && self.write_back_cold(dev, pre).is_err() {
-            self.owed = true;
+        // The commit is durable by now; a write-back that fails leaves its block dirty (its
+        // chain still in the log), as if it had not been tried, and the error is the
+        // commit's (a power cut during it must not be acknowledged as a clean success).
+        if self.in_place {
+            self.write_back_cold(dev, pre)?;
         }
         Ok(seq)
     }
