@@ -657,10 +657,11 @@ pub fn section(n: u64, updates: u64) {
         })
         .collect();
     println!(
-        "(vde direct = `NorFlashDevice`, one 4 KiB block per sector: a home write erases its \
-         sector, a log append programs erased bytes (a log block is erased when the log reaches \
-         it); a {} KiB WAL (a quarter of the flash: each checkpoint interval logs every block it \
-         changes once whole, and the updates touch every shared block). \
+        "(vde direct = `NorFlashDevice`, one 4 KiB block per sector, bytes stored inverted: a \
+         new slot is programmed into its shared block's erased bytes at the checkpoint (no \
+         erase), a delete leaves the slot dead until its block is compacted (one erase), a \
+         block the checkpoint rewrites whole is erased, a log append programs erased bytes (a \
+         log block is erased when the log reaches it); a {} KiB WAL (a quarter of the flash). \
          vde on FTL = the wear-levelled translation layer `Ftl<NorNand>` over the same flash \
          ({}; default reserve and wear spread; a {} KiB WAL, the default for this size), its \
          garbage collection and metadata included. \
