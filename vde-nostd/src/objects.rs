@@ -16,8 +16,15 @@
 //! commit record, and if the transaction never commits those blocks stay free. The log also
 //! keeps such a write off any block a logged but not yet checkpointed record names.
 //!
+//! On a device that writes home in place, a delete leaves its slot's bytes and marks its units
+//! **dead** (a second bitmap per index entry), so the shared block is not rewritten; a put takes
+//! only units that are neither live nor dead, and a **compaction** ([`Volume::gc`], or a put that
+//! finds no free unit) zeroes one block's dead units in one transaction, leaving its live slots
+//! (and their handles) in place.
+//!
 //! Invariant: between operations the RAM index equals the committed on-disk index; after any
-//! failed or rolled-back operation it is marked stale and reloaded before the next one.
+//! failed or rolled-back operation it is marked stale and reloaded before the next one. A unit
+//! is never both live and dead; free units are zero in the committed content.
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Structure};

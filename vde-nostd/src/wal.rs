@@ -13,9 +13,16 @@
 //!    at the previous one for the same block. [`Wal::read`] rebuilds a dirty block from its chain
 //!    (newest IMAGE, then the byte ranges after it), so every read sees the committed state.
 //! 2. **torn home writes** stay recoverable: the first record naming a block after a checkpoint
-//!    is always an IMAGE (and so is every record after [`MAX_CHAIN`] byte ranges), so a dirty
-//!    block's whole content is in the log before its home copy is ever rewritten, and recovery
-//!    rebuilds it from the log alone, never from the (possibly torn) home copy.
+//!    is an IMAGE (and so is every record after [`MAX_CHAIN`] byte ranges), so a dirty block's
+//!    whole content is in the log before its home copy is ever rewritten, and recovery rebuilds
+//!    it from the log alone, never from the (possibly torn) home copy. The exception is an
+//!    **in-place chain** on a device that programs in place ([`BlockDevice::programs_in_place`]):
+//!    byte ranges over pieces that are erased at home, which the checkpoint programs without
+//!    erasing, so the home copy's other bytes stay intact; a program a cut may have torn is never
+//!    programmed again: the block is **rescued** (copied whole to the log area's last two blocks
+//!    with a descriptor, then erased and rewritten), and recovery takes a valid rescue copy over
+//!    the home copy. Cold blocks with whole-block chains may be **written back** ahead of the
+//!    checkpoint (their chains stay in the log; the next record restarts the chain).
 //! 3. **checkpoint** (when the log or the table is full, at unmount, at a mount that recovered
 //!    something, or on request) flushes, writes every dirty block home once (however many
 //!    commits touched it; the superblock mirror only after a flush that follows its twin),
