@@ -1323,7 +1323,7 @@ impl<'b> Wal<'b> {
         // (the first one, if none reads programmed). Those blocks are rescued, never
         // programmed again; the others are programmed as usual.
         let (mut seen, mut suspect) = (0u64, None);
-        if self.redo {
+        if self.redo && self.in_place {
             let mut last = None;
             let mut first_in_place = None;
             for i in 0..self.dirty.len() {
@@ -1379,7 +1379,10 @@ impl<'b> Wal<'b> {
                         self.stats.home_writes += 1;
                     }
                     Some(touched) => {
-                        let torn = seen & (1u64 << (i % 64)) != 0 || suspect == Some(i);
+                        // A device that does not program in place (an image moved from
+                        // flash) rescues every in-place block: its rewrite erases.
+                        let torn =
+                            seen & (1u64 << (i % 64)) != 0 || suspect == Some(i) || !self.in_place;
                         if !torn && self.write_in_place(dev, d.block(), touched, blk)? {
                             self.stats.home_programs += 1;
                         } else {
@@ -1524,7 +1527,7 @@ impl<'b> Wal<'b> {
         dev: &mut D,
         buf: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
-        if !self.in_place {
+        if !self.dirty.iter().any(|d| d.in_place().is_some()) {
             return Ok(());
         }
         let (copy, desc) = self.rescue_blocks();
@@ -1659,9 +1662,10 @@ impl<'b> Wal<'b> {
             let whole = h.kind.is_whole();
             match self.find(b) {
                 None => {
-                    // A chain starts with a whole-block record, or, on a device that writes
-                    // home in place, with ranges over the home copy.
-                    if h.prev != NO_PREV || !(whole || self.in_place) {
+                    // A chain starts with a whole-block record, or with ranges over the home
+                    // copy (written by a device that writes home in place; any device replays
+                    // it, and one that does not write in place rescues the block).
+                    if h.prev != NO_PREV {
                         return Err(corrupt());
                     }
                     let touched = (!whole).then_some(mask);
@@ -1672,9 +1676,6 @@ impl<'b> Wal<'b> {
                 Some(i) if h.prev == NO_PREV => {
                     // A new chain: the writer wrote the block home (and flushed) since its
                     // last record, so the earlier records no longer count for it.
-                    if !(whole || self.in_place) {
-                        return Err(corrupt());
-                    }
                     let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
                     *d = Dirty::with(b, here, 0, (!whole).then_some(mask));
                 }
