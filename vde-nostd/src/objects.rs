@@ -37,10 +37,10 @@ use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::volume::Volume;
+use xxhash_rust::xxh64::Xxh64;
 
 /// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
 const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
-use xxhash_rust::xxh64::Xxh64;
 
 /// Object statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -100,7 +100,8 @@ pub struct WalStats {
     /// Cold dirty blocks written home ahead of the checkpoint since open (each erases its
     /// block then, not at the checkpoint).
     pub home_writes_ahead: u64,
-    /// Torn in-place home writes rescued (logged whole, then rewritten) since open.
+    /// In-place blocks rescued since open (copied whole to the rescue copy, then erased and
+    /// rewritten), after a cut that may have torn their programs.
     pub rescues: u64,
 }
 
@@ -196,7 +197,7 @@ pub struct Wal<'b> {
     /// until the checkpoint that made it ends; see [`Wal::rescue`]).
     rescued: Option<BlockNo>,
     /// The next checkpoint may follow one that was cut or failed while programming in place
-    /// (set at a mount that replays the log, and while a checkpoint's home writes run).
+    /// (set at a mount that replays the log, and by a checkpoint whose home writes failed).
     redo: bool,
     /// Home blocks are written in place (see "Writing home in place" in the module docs), in
     /// pieces of `piece` bytes.
@@ -672,22 +673,12 @@ impl<'b> Wal<'b> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
         if self.rescued == Some(d.block()) {
             let (copy, _) = self.rescue_blocks();
-            if offset == 0 && out.len() == self.bs {
-                dev.read_block(copy, out)?;
-            } else {
-                dev.read_at(copy, offset, out)?;
-            }
-            return Ok(());
+            return self.read_window(dev, copy, offset, out);
         }
         let (chain, n) = self.chain(dev, d)?;
         if d.in_place().is_some() {
-            // The home copy under the chain's ranges (the caller keeps a window that is not
-            // the whole block to partial-read units).
-            if offset == 0 && out.len() == self.bs {
-                dev.read_block(d.block(), out)?;
-            } else {
-                dev.read_at(d.block(), offset, out)?;
-            }
+            // The home copy under the chain's ranges.
+            self.read_window(dev, d.block(), offset, out)?;
         }
         for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
             let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
@@ -705,6 +696,23 @@ impl<'b> Wal<'b> {
                 }
             };
             self.ranges(dev, at, count, bytes, Some((offset, &mut *out)))?;
+        }
+        Ok(())
+    }
+
+    /// Reads bytes `offset..offset + out.len()` of block `b` from the device: the whole block,
+    /// or (the callers keep other windows to partial-read units) part of it.
+    fn read_window<D: BlockDevice>(
+        &self,
+        dev: &mut D,
+        b: BlockNo,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        if offset == 0 && out.len() == self.bs {
+            dev.read_block(b, out)?;
+        } else {
+            dev.read_at(b, offset, out)?;
         }
         Ok(())
     }
@@ -1251,10 +1259,11 @@ impl<'b> Wal<'b> {
         // The log (deferred commits included) is durable before any home copy changes. A
         // durable commit flushed already; a failed one leaves nothing that must be kept.
         self.sync(dev)?;
-        // A failure from here to the end of the home writes leaves `redo` set.
-        let redo = self.redo;
-        self.redo = true;
-        self.write_home_marked(dev, blk, redo)?;
+        // A checkpoint whose home writes fail part-way is followed by one that must not
+        // program what they may have torn.
+        let r = self.write_home(dev, blk);
+        self.redo = r.is_err();
+        r?;
         let next = WalHeader {
             generation: self.generation.saturating_add(1),
             epoch: self.epoch.next().0,
@@ -1282,20 +1291,6 @@ impl<'b> Wal<'b> {
         self.broken = false;
         self.stats.checkpoints += 1;
         Ok(())
-    }
-
-    /// [`Wal::write_home`] as a checkpoint that follows a cut or failed one (`redo`) or not;
-    /// clears the redo mark once every home write is done.
-    fn write_home_marked<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        blk: &mut [u8],
-        redo: bool,
-    ) -> Result<(), Error<D::Error>> {
-        self.redo = redo;
-        let r = self.write_home(dev, blk);
-        self.redo = r.is_err();
-        r
     }
 
     /// Writes every dirty block home once, then flushes: a whole-block chain by rewriting the
@@ -1368,14 +1363,9 @@ impl<'b> Wal<'b> {
                     continue;
                 }
                 self.rebuild(dev, d, blk)?;
-                let in_place = d.in_place().filter(|_| self.rescued != Some(d.block()));
-                match in_place {
+                match d.in_place() {
                     None => {
                         dev.write_block(d.block(), blk)?;
-                        if self.rescued == Some(d.block()) {
-                            // The rescue copy may be reused only once this is durable.
-                            dev.flush()?;
-                        }
                         self.stats.home_writes += 1;
                     }
                     Some(touched) => {
