@@ -5,9 +5,13 @@
 use vde_nostd::device::RamDevice;
 use vde_nostd::Buffers;
 
+/// Committed blocks a test volume caches: every test that mounts through [`Mem`] checks the
+/// block cache too.
+pub const CACHE_BLOCKS: usize = 3;
+
 /// Owned memory for a volume's buffers.
 pub struct Mem {
-    /// Scratch ([`Buffers::SCRATCH_BLOCKS`] blocks).
+    /// Scratch ([`Buffers::SCRATCH_BLOCKS`] blocks and a cache of [`CACHE_BLOCKS`]).
     pub scratch: Vec<u8>,
     /// Transaction buffer.
     pub txn: Vec<u8>,
@@ -20,7 +24,7 @@ impl Mem {
     /// blocks.
     pub fn new(bs: usize, k: usize, entries: usize) -> Mem {
         Mem {
-            scratch: vec![0; bs * vde_nostd::Buffers::SCRATCH_BLOCKS],
+            scratch: vec![0; Buffers::scratch_with_cache(bs, CACHE_BLOCKS)],
             txn: vec![0; bs * k],
             index: vec![0; entries * vde_nostd::format::slot_index::entry_size(bs)],
         }

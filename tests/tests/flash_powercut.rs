@@ -79,8 +79,9 @@ fn flash_power_cut_add_module_regions() {
         now: 1_700_000_000,
     };
     // Seven transactions and a checkpoint: since format version 2 (no home writes before the
-    // checkpoint, small records) that is ~150 flash operations, against ~1,100 before.
-    assert_clean(&run_w25q(&cfg, &w), 100);
+    // checkpoint, small records) that is ~150 flash operations, against ~1,100 before; ~80
+    // with the block cache (a block read again is copied from RAM).
+    assert_clean(&run_w25q(&cfg, &w), 60);
 }
 
 #[test]
@@ -109,7 +110,8 @@ fn flash_power_cut_named_objects() {
         keys: 30,
         max_len: 9000,
     };
-    assert_clean(&run_w25q(&cfg, &w), 1500);
+    // ~1,100 with the block cache.
+    assert_clean(&run_w25q(&cfg, &w), 900);
 }
 
 /// Whether the flash holds a valid superblock at `b` (the NOR adapter stores bytes inverted).
@@ -224,6 +226,8 @@ fn flash_power_cut_objects_with_weak_bits() {
     let mut cfg = config(512 * 1024);
     cfg.weak_bits = true;
     cfg.seed = 0x3EA4;
+    // Weak bits read differently on every read: no cached copy in between.
+    cfg.cache_blocks = 0;
     let w = Objects {
         seed: 0x57EA4,
         operations: 30,

@@ -42,8 +42,12 @@ pub trait BlockDevice {
     fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error>;
     /// Makes every write issued so far durable.
     fn flush(&mut self) -> Result<(), Self::Error>;
-    /// The granularity of [`BlockDevice::append`] in bytes: a power of two of at most 256 (1
-    /// for files and SPI NOR flash; the write size of an MCU flash that programs words).
+    /// The granularity of [`BlockDevice::append`] in bytes: a power of two of at most
+    /// [`crate::wal::MAX_APPEND_UNIT`] (512) that divides the block size (1 for files and SPI
+    /// NOR flash; the write size of an MCU flash that programs words; the ECC sector of a NAND
+    /// part that programs a sector at a time). Each unit of a log block is appended once: the
+    /// log pads every transaction to a whole number of units, so each flush ends on a unit.
+    /// Appends of a unit above 256 bytes may come in 256-byte pieces between two flushes.
     fn append_unit(&self) -> usize {
         1
     }
@@ -51,8 +55,8 @@ pub trait BlockDevice {
     /// rewriting what a block already holds. `offset == 0` starts the block afresh: its bytes
     /// past `data` become unspecified until appended (erased on flash, their old content on a
     /// file). Otherwise no byte of the range was written since the block was started, and
-    /// `offset` and `data.len()` are multiples of [`BlockDevice::append_unit`] (`data` never
-    /// crosses the block's end). Not durable until `flush`; a power cut may tear it, which
+    /// `offset` and `data.len()` are multiples of [`BlockDevice::append_unit`] or of 256 bytes,
+    /// whichever is smaller (`data` never crosses the block's end). Not durable until `flush`; a power cut may tear it, which
     /// never affects bytes outside the range.
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error>;
     /// Whether [`BlockDevice::program`] writes part of a home block in place. A device says
@@ -73,6 +77,15 @@ pub trait BlockDevice {
     /// is a program only for `offset > 0` (at 0 it starts the block afresh).
     fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
         self.append(block, offset, data)
+    }
+    /// Says that the `count` blocks from `start` hold nothing the volume needs: a transaction
+    /// that freed them is durable. A translation layer may forget them, so its garbage
+    /// collection stops copying them; their content is unspecified until written again, and
+    /// the hint need not survive a power cut (a block may read as any earlier content after
+    /// one). The default ignores it. The volume ignores its errors: it is only a hint.
+    fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), Self::Error> {
+        let _ = (start, count);
+        Ok(())
     }
 }
 
@@ -116,6 +129,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
         (**self).program(block, offset, data)
     }
+    fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), Self::Error> {
+        (**self).discard(start, count)
+    }
 }
 
 /// Any device, with in-place home writes turned off ([`BlockDevice::programs_in_place`] is
@@ -158,6 +174,9 @@ impl<D: BlockDevice> BlockDevice for WholeBlocks<D> {
     }
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
         self.0.append(block, offset, data)
+    }
+    fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), Self::Error> {
+        self.0.discard(start, count)
     }
 }
 

@@ -21,6 +21,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod bitmap;
+pub mod block_cache;
 #[cfg(feature = "defmt")]
 mod defmt_impls;
 pub mod device;

@@ -50,7 +50,9 @@ impl Default for FormatOptions {
 /// Memory the caller hands to a volume.
 pub struct Buffers<'b> {
     /// Scratch for reads, commits and checkpoints, plus the log's own read buffer: at least
-    /// [`Buffers::scratch_min`] bytes.
+    /// [`Buffers::scratch_min`] bytes. Whole blocks past the first
+    /// [`Buffers::SCRATCH_BLOCKS`] cache committed blocks (up to
+    /// [`crate::block_cache::MAX_CACHED`]; see [`Buffers::scratch_with_cache`]).
     pub scratch: &'b mut [u8],
     /// Transaction data: the bytes a transaction changes, plus
     /// [`crate::tx_buffer::RANGE_OVERHEAD`] per changed range (at least
@@ -78,6 +80,16 @@ impl Buffers<'_> {
         } else {
             Self::SCRATCH_BLOCKS * block_size
         }
+    }
+
+    /// A `scratch` for blocks of `block_size` bytes that also caches `cached` committed blocks
+    /// (at most [`crate::block_cache::MAX_CACHED`] count): a block read again is then copied
+    /// from RAM instead of rebuilt from the log's records and read from the device. A put reads
+    /// its shared block and the slot index's block, a name lookup the name table's blocks: on
+    /// NAND, where every page read costs 25 µs or more, 4 cached blocks take a durable put from
+    /// 22 page reads to none (vde-bench's NAND row).
+    pub const fn scratch_with_cache(block_size: usize, cached: usize) -> usize {
+        (Self::SCRATCH_BLOCKS + cached) * block_size
     }
 
     /// The smallest `txn` for blocks of `block_size` bytes: room for the put of the largest
@@ -143,6 +155,9 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     spans: heapless::Vec<(usize, usize), MAX_SPANS>,
     /// Extents the open transaction freed (or `None`: more than fit).
     pub(crate) tx_freed: Option<heapless::Vec<Extent, 2>>,
+    /// The open transaction allocated a block it had freed (or may have: `tx_freed` overflowed),
+    /// so its frees are not discarded.
+    tx_reallocated: bool,
     /// Slot-index entries the open transaction changed (or `None`: more than fit).
     pub(crate) idx_touched: Option<heapless::Vec<usize, 12>>,
     /// Whether the open transaction set the object counters outright
@@ -248,6 +263,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             report,
             spans: heapless::Vec::new(),
             tx_freed: Some(heapless::Vec::new()),
+            tx_reallocated: false,
             idx_touched: Some(heapless::Vec::new()),
             tx_sets_counters: false,
         };
@@ -437,6 +453,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.tx.clear();
         self.tx_free_delta = 0;
         self.tx_freed = Some(heapless::Vec::new());
+        self.tx_reallocated = false;
         self.idx_touched = Some(heapless::Vec::new());
         if self.tx_sets_counters {
             self.tx_sets_counters = false;
@@ -676,11 +693,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             at += n;
         }
-        if !value {
-            if let Some(f) = self.tx_freed.as_mut() {
-                if f.push(e).is_err() {
-                    self.tx_freed = None;
-                }
+        if value {
+            let end = e.start.0.saturating_add(e.len);
+            self.tx_reallocated |= self.tx_freed.as_ref().is_none_or(|f| {
+                f.iter()
+                    .any(|x| x.start.0 < end && e.start.0 < x.start.0.saturating_add(x.len))
+            });
+        } else if let Some(f) = self.tx_freed.as_mut() {
+            if f.push(e).is_err() {
+                self.tx_freed = None;
             }
         }
         let delta = i64::try_from(e.len).map_err(|_| Error::OutOfRange)?;
@@ -723,6 +744,21 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let committed = self.wal.last_seq() != before;
         if committed {
             self.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);
+        }
+        // Blocks a durable commit freed are discarded (a translation layer stops copying
+        // them). Only after a durable commit: a deferred one may still be lost, and by the
+        // next sync a later transaction may have taken the blocks again.
+        if r.is_ok()
+            && committed
+            && !self.tx_reallocated
+            && self.wal.durability() == Durability::Durable
+        {
+            if let Some(freed) = self.tx_freed.as_ref() {
+                for e in freed {
+                    // A hint: the commit stands whatever the device says.
+                    let _ = self.dev.discard(e.start, e.len);
+                }
+            }
         }
         self.clear_tx(committed);
         r

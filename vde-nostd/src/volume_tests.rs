@@ -728,3 +728,76 @@ fn a_full_name_table_is_a_clear_error() {
     );
     assert_eq!(&buf[..1], b"w");
 }
+
+/// Extra whole blocks of scratch cache committed blocks: rereads are served from RAM, every
+/// commit updates the copies it touches, and an extent written around the log (onto blocks a
+/// deleted object's copies may still name) is read back as written, in the session and after
+/// a remount.
+#[test]
+fn block_cache_serves_rereads_and_follows_every_change() {
+    let mut img = vec![0u8; BS * 1024];
+    let mut m = Mem::new();
+    m.scratch = vec![0; Buffers::scratch_with_cache(BS, 3)];
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+    let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
+    for i in 0..40u8 {
+        let data = vec![i; 20 + usize::from(i) * 3];
+        live.push((vol.put(&data).unwrap(), data));
+        if i % 3 == 2 {
+            let (h, _) = live.remove(usize::from(i) % live.len());
+            vol.delete(h).unwrap();
+        }
+    }
+    assert!(vol.wal_stats().cache_hits > 40, "{:?}", vol.wal_stats());
+    // Large objects (extents, written around the log) over the freed space, then small ones.
+    for i in 0..3u8 {
+        let big = vec![0xA0 | i; BS * 3 + 17];
+        live.push((vol.put(&big).unwrap(), big));
+        let (h, _) = live.remove(0);
+        vol.delete(h).unwrap();
+    }
+    for i in 0..10u8 {
+        let data = vec![0x50 | i; 40];
+        live.push((vol.put(&data).unwrap(), data));
+    }
+    let mut out = vec![0u8; BS * 4];
+    for (h, data) in &live {
+        let n = vol.get(*h, &mut out).unwrap();
+        assert_eq!(&out[..n], &data[..]);
+    }
+    vol.verify().unwrap();
+    let _ = vol.unmount().unwrap();
+    let dev = RamDevice::new(&mut img, BS).unwrap();
+    let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
+    for (h, data) in &live {
+        let n = vol.get(*h, &mut out).unwrap();
+        assert_eq!(&out[..n], &data[..]);
+    }
+}
+
+/// A shared block that empties is freed; an extent written around the log onto it must not be
+/// read back as the cached copy of the shared block.
+#[test]
+fn block_cache_forgets_a_block_written_around_the_log() {
+    for cached in [0usize, 3] {
+        let mut img = vec![0u8; BS * 1024];
+        let mut m = Mem::new();
+        m.scratch = vec![0; Buffers::scratch_with_cache(BS, cached)];
+        let dev = RamDevice::new(&mut img, BS).unwrap();
+        let mut vol = Volume::<_, 8>::format(dev, &opts(ModuleSet::OBJECTS), m.bufs()).unwrap();
+        let mut out = vec![0u8; BS];
+        let hs: Vec<Handle> = (0..3u8).map(|i| vol.put(&[i + 1; 100]).unwrap()).collect();
+        for h in &hs {
+            vol.get(*h, &mut out).unwrap();
+        }
+        for h in hs {
+            vol.delete(h).unwrap();
+        }
+        let big = vec![0xEE; BS - 20];
+        let h = vol.put(&big).unwrap();
+        let n = vol.get(h, &mut out).unwrap();
+        assert_eq!(&out[..n], &big[..], "cache of {cached} blocks");
+        vol.verify().unwrap();
+    }
+}

@@ -54,6 +54,7 @@
 //! headers are never written between the same two flushes; no log write happens while an
 //! unlogged write or a completion marker is unflushed.
 
+use crate::block_cache::BlockCache;
 use crate::device::{BlockDevice, PARTIAL_READ_UNIT};
 use crate::error::{Error, Structure};
 use crate::format::counters::{Counters, Delta};
@@ -103,6 +104,8 @@ pub struct WalStats {
     /// In-place blocks rescued since open (copied whole to the rescue copy, then erased and
     /// rewritten), after a cut that may have torn their programs.
     pub rescues: u64,
+    /// Block reads served from the block cache ([`crate::block_cache`]) since open.
+    pub cache_hits: u64,
 }
 
 /// When a commit becomes durable.
@@ -172,6 +175,8 @@ impl Dirty {
 /// Bytes the log appender gathers before one device append: a NOR page; appends never cross a
 /// multiple of it, so each is one page program.
 const APPEND_CHUNK: usize = 256;
+/// The largest append unit ([`BlockDevice::append_unit`]): a NAND ECC sector.
+pub const MAX_APPEND_UNIT: usize = 512;
 /// Unchanged bytes no longer than a range entry between two changed runs are logged with them
 /// (one range instead of two).
 const MERGE_GAP: usize = RANGE_ENTRY + 1;
@@ -224,6 +229,7 @@ pub struct Wal<'b> {
     page: &'b mut [u8],
     page_at: Option<u64>,
     page_off: usize,
+    cache: BlockCache<'b>,
 }
 
 impl core::fmt::Debug for Wal<'_> {
@@ -274,10 +280,18 @@ impl<'b> Wal<'b> {
         programs: bool,
     ) -> Result<Wal<'b>, Error<E>> {
         let bs = layout.bs();
+        // One block for the log's reads; whole blocks past it cache committed blocks.
+        let (page, rest) = if page.len() >= bs {
+            page.split_at_mut(bs)
+        } else {
+            (page, &mut [][..])
+        };
         let page = page_of(page, bs, partial)?;
+        let cache = BlockCache::new(rest, bs);
         let unit = unit.max(1);
         if !unit.is_power_of_two()
-            || unit > APPEND_CHUNK
+            || unit > MAX_APPEND_UNIT
+            || !bs.is_multiple_of(unit)
             || layout.block_count.saturating_sub(1) > MAX_TARGET
         {
             return Err(Error::InvalidGeometry);
@@ -331,6 +345,7 @@ impl<'b> Wal<'b> {
             page,
             page_at: None,
             page_off: 0,
+            cache,
         })
     }
 
@@ -486,10 +501,14 @@ impl<'b> Wal<'b> {
                 // damaged or forged) may be the epoch this checkpoint moves to: its log must
                 // never validate under the new header. Start the first log block afresh, durably,
                 // before the header is written.
-                let unit = w.unit;
                 let zeros = [0u8; APPEND_CHUNK];
-                let n = BEGIN_LEN.next_multiple_of(unit);
-                dev.append(BlockNo(w.start), 0, zeros.get(..n).unwrap_or(&[]))?;
+                let n = BEGIN_LEN.next_multiple_of(w.unit);
+                let mut at = 0;
+                while at < n {
+                    let k = (n - at).min(APPEND_CHUNK);
+                    dev.append(BlockNo(w.start), at, zeros.get(..k).unwrap_or(&[]))?;
+                    at += k;
+                }
                 dev.flush()?;
                 w.page_at = None;
             }
@@ -537,7 +556,10 @@ impl<'b> Wal<'b> {
     }
     /// Cost counters.
     pub fn stats(&self) -> WalStats {
-        self.stats
+        WalStats {
+            cache_hits: self.cache.hits(),
+            ..self.stats
+        }
     }
     /// When commits become durable.
     pub fn durability(&self) -> Durability {
@@ -597,10 +619,15 @@ impl<'b> Wal<'b> {
         if out.len() != self.bs {
             return Err(Error::BufferTooSmall { need: self.bs });
         }
-        match self.current(b) {
-            Some(d) => self.rebuild(dev, d, out),
-            None => dev.read_block(b, out).map_err(Error::Device),
+        if self.cache.read(b, 0, out) {
+            return Ok(());
         }
+        match self.current(b) {
+            Some(d) => self.rebuild(dev, d, out)?,
+            None => dev.read_block(b, out)?,
+        }
+        self.cache.insert(b, out);
+        Ok(())
     }
 
     /// Reads bytes `offset..offset + out.len()` of block `b` as committed, without reading
@@ -618,6 +645,9 @@ impl<'b> Wal<'b> {
     ) -> Result<bool, Error<D::Error>> {
         if offset.saturating_add(out.len()) > self.bs {
             return Ok(false);
+        }
+        if self.cache.read(b, offset, out) {
+            return Ok(true);
         }
         let partial = dev.reads_partial()
             && offset.is_multiple_of(PARTIAL_READ_UNIT)
@@ -715,6 +745,19 @@ impl<'b> Wal<'b> {
             dev.read_at(b, offset, out)?;
         }
         Ok(())
+    }
+
+    /// Dirty block `d`'s committed content: its cached copy, or rebuilt from its chain.
+    fn committed<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        d: Dirty,
+        out: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        if self.cache.read(d.block(), 0, out) {
+            return Ok(());
+        }
+        self.rebuild(dev, d, out)
     }
 
     /// Rebuilds dirty block `d` from its chain of records.
@@ -891,7 +934,7 @@ impl<'b> Wal<'b> {
             self.force_checkpoint(dev, pre)?;
         }
         let delta = Delta::between(&self.counters, counters);
-        let seq = match self.append_tx(dev, tx, pre, &delta) {
+        let r = match self.append_tx(dev, tx, pre, &delta) {
             // The log ran out in the middle of the transaction (the appender refuses to pass
             // its end; nothing after `head` counts): checkpoint, which starts the log over, and
             // append again. After a checkpoint every transaction fits (`fits` above), so the
@@ -901,7 +944,10 @@ impl<'b> Wal<'b> {
                 self.append_tx(dev, tx, pre, &delta)
             }
             r => r,
-        }?;
+        };
+        // A commit that failed part-way leaves the committed content as it was, which the
+        // cache holds; it is emptied anyway, so no path of a failure can leave a stale copy.
+        let seq = r.inspect_err(|_| self.cache.clear())?;
         // The commit is durable by now; a write-back that fails leaves its block dirty (its
         // chain still in the log), as if it had not been tried, and the error is the
         // commit's (a power cut during it must not be acknowledged as a clean success).
@@ -950,7 +996,7 @@ impl<'b> Wal<'b> {
             return Ok(());
         };
         self.sync(dev)?;
-        self.rebuild(dev, d, blk)?;
+        self.committed(dev, d, blk)?;
         // Owed from before the write: a failed write may still have landed.
         self.owed = true;
         dev.write_block(d.block(), blk)?;
@@ -1153,6 +1199,16 @@ impl<'b> Wal<'b> {
                 None => self.dirty.push(d).map_err(|_| Error::TxTooLarge)?,
             }
         }
+        // The cached copies of the blocks it changed take its ranges.
+        for b in tx.blocks() {
+            let fresh = tx.is_fresh(b);
+            self.cache.update(b, |c| {
+                if fresh {
+                    c.fill(0);
+                }
+                tx.overlay(b, 0, c);
+            });
+        }
         self.broken = false;
         self.head = self.head.saturating_add(span);
         self.last_seq = seq;
@@ -1247,6 +1303,7 @@ impl<'b> Wal<'b> {
         }
         // Set before the write: a failed write may still have landed.
         self.owed = true;
+        self.cache.forget(b);
         dev.write_block(b, data)?;
         Ok(())
     }
@@ -1362,7 +1419,7 @@ impl<'b> Wal<'b> {
                 {
                     continue;
                 }
-                self.rebuild(dev, d, blk)?;
+                self.committed(dev, d, blk)?;
                 match d.in_place() {
                     None => {
                         dev.write_block(d.block(), blk)?;
@@ -1615,7 +1672,7 @@ impl<'b> Wal<'b> {
         let span = u64::from(c.span);
         if bad_target
             || span < len
-            || span - len >= APPEND_CHUNK as u64
+            || span - len >= MAX_APPEND_UNIT as u64
             || pos.saturating_add(span) > self.cap_all
         {
             // Every hash holds, yet a record aims outside the volume or into the log itself, or
@@ -1966,8 +2023,12 @@ impl Appender {
         self.put(dev, page_at, head, false)?;
         self.put(dev, page_at, &sum, false)?;
         let zeros = [0u8; APPEND_CHUNK];
-        let pad = (span - len) as usize;
-        self.put(dev, page_at, zeros.get(..pad).unwrap_or(&[]), false)?;
+        let mut pad = (span - len) as usize;
+        while pad > 0 {
+            let k = pad.min(APPEND_CHUNK);
+            self.put(dev, page_at, zeros.get(..k).unwrap_or(&[]), false)?;
+            pad -= k;
+        }
         self.drain(dev, page_at)?;
         Ok(span)
     }

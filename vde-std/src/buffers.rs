@@ -1,7 +1,7 @@
 //! [`OwnedBuffers`]: heap memory for a volume's [`Buffers`], sized from the geometry.
 //!
 //! The core never allocates; a volume borrows a scratch area (2 blocks: one for the volume, one
-//! for the log's reads), a transaction buffer (room for [`crate::TX_BLOCKS`] whole-block
+//! for the log's reads, then a cache of [`CACHE_BLOCKS`] committed blocks), a transaction buffer (room for [`crate::TX_BLOCKS`] whole-block
 //! writes) and the in-RAM slot index.
 //! The index is sized for every shared block the image's `objects` region can describe, capped at
 //! [`INDEX_CAP_BYTES`].
@@ -11,6 +11,10 @@ use vde_nostd::format::slot_index;
 use vde_nostd::{modules, Buffers};
 
 use crate::TX_BLOCKS;
+
+/// Committed blocks a volume keeps in RAM (the core's most, `vde_nostd::block_cache::MAX_CACHED`):
+/// a lookup by name reads the same name-table blocks every time.
+pub const CACHE_BLOCKS: usize = vde_nostd::block_cache::MAX_CACHED;
 
 /// Largest in-RAM slot index allocated for one volume.
 pub const INDEX_CAP_BYTES: usize = 64 << 20;
@@ -27,7 +31,7 @@ impl OwnedBuffers {
     /// Buffers for a volume of `block_count` blocks of `block_size` bytes.
     pub fn for_geometry(block_size: usize, block_count: u64) -> OwnedBuffers {
         OwnedBuffers {
-            scratch: vec![0; block_size.saturating_mul(Buffers::SCRATCH_BLOCKS)],
+            scratch: vec![0; Buffers::scratch_with_cache(block_size, CACHE_BLOCKS)],
             txn: vec![0; Buffers::txn_for_blocks(block_size, TX_BLOCKS)],
             index: vec![0; index_bytes(block_size, block_count)],
         }

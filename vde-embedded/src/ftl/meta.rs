@@ -7,18 +7,30 @@
 //! | 0..4 | logical block number |
 //! | 4..10 | sequence number (48 bits) of the logical block version; every page of a version has the same one |
 //! | 10 | page index within the version (`0..pages_per_slot`) |
-//! | 11 | pages per version (`pages_per_slot`) |
+//! | 11 | pages per version (`pages_per_slot`), plus [`SECTORED`] (`0x80`) in a page written by sector programs |
 //! | 12..16 | erase count of the erase block when it was written |
 //! | 16..20 | low 32 bits of xxh64 of the page's data, seeded with the logical block, sequence and index |
 //! | 20..24 | low 32 bits of xxh64 of bytes 0..20, seeded with [`META_SEED`] |
 //!
 //! Decoding checks only the record's own checksum; [`data_sum`] checks the data. All-`0xFF`
 //! (an erased spare area) never decodes.
+//!
+//! A *sectored* page (a version the log's appends write a sector program at a time, on a part
+//! that programs partially) has `data_sum` 0 and, after the record, one 4-byte [`sector_sum`]
+//! per sector of the page (bytes `24 + 4k .. 28 + 4k` for sector `k`), each programmed with its
+//! sector; an erased sum (`0xFFFF_FFFF`, never a sum's value) marks a sector not programmed. The
+//! record itself is programmed with the page's first sector program.
 
 use vde_nostd::format::xxh64;
 
 /// Spare bytes the translation layer needs per page.
 pub const META_LEN: usize = 24;
+
+/// Bytes of one sector's checksum in a sectored page's spare area.
+pub const SECTOR_SUM_LEN: usize = 4;
+
+/// Flag in the pages byte: the page is sectored.
+pub const SECTORED: u8 = 0x80;
 
 /// Largest sequence number (48 bits).
 pub const SEQ_MAX: u64 = (1 << 48) - 1;
@@ -83,6 +95,28 @@ fn put(b: &mut [u8], at: usize, v: &[u8]) {
     }
 }
 
+/// Checksum of sector `k` (`data`) of page `idx` of logical block `lba`'s version `seq`; never
+/// `0xFFFF_FFFF` (an erased sum).
+pub fn sector_sum(data: &[u8], lba: u32, seq: u64, idx: u8, k: usize) -> u32 {
+    let seed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(lba).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ u64::from(idx)
+        ^ ((k as u64 + 1) << 40);
+    let s = xxh64(data, seed) as u32;
+    if s == u32::MAX {
+        u32::MAX - 1
+    } else {
+        s
+    }
+}
+
+impl Meta {
+    /// Whether the page is sectored.
+    pub fn sectored(&self) -> bool {
+        self.pages & SECTORED != 0
+    }
+}
+
 /// Checksum of a page's data for logical block `lba`, version `seq`, page `idx`.
 pub fn data_sum(data: &[u8], lba: u32, seq: u64, idx: u8) -> u32 {
     let seed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -116,5 +150,17 @@ mod tests {
         }
         assert_ne!(data_sum(&[1, 2], 1, 2, 0), data_sum(&[1, 2], 1, 3, 0));
         assert_ne!(data_sum(&[1, 2], 1, 2, 0), data_sum(&[1, 2], 1, 2, 1));
+        let d = [7u8; 512];
+        let s = sector_sum(&d, 1, 2, 0, 0);
+        assert_ne!(s, u32::MAX);
+        assert_ne!(
+            s,
+            sector_sum(&d, 1, 2, 0, 1),
+            "the sector index is in the sum"
+        );
+        assert_ne!(s, sector_sum(&d, 1, 3, 0, 0), "the version is in the sum");
+        let mut e = d;
+        e[300] ^= 1;
+        assert_ne!(s, sector_sum(&e, 1, 2, 0, 0));
     }
 }

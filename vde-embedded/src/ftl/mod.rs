@@ -97,8 +97,13 @@ mod owned;
 #[cfg(any(test, feature = "std"))]
 pub use owned::OwnedFtlMemory;
 
-pub use meta::META_LEN;
-use meta::{data_sum, Meta, SEQ_MAX};
+use meta::{data_sum, sector_sum, Meta, SECTORED, SEQ_MAX};
+pub use meta::{META_LEN, SECTOR_SUM_LEN};
+
+/// Most sectors per page a sectored layout handles.
+const MAX_SECTORS: usize = 32;
+/// Spare bytes read with a page: the record and, in a sectored layout, a sum per sector.
+const SPARE_BUF: usize = META_LEN + SECTOR_SUM_LEN * MAX_SECTORS;
 
 /// Blocks' worth of free space garbage collection keeps before each host write: enough to finish
 /// relocating any victim after a cut has cost a gap slot and a block has failed to erase.
@@ -166,6 +171,11 @@ pub struct FtlLayout {
     pub logical_blocks: u32,
     /// Page data size (the page buffer needed).
     pub page_size: usize,
+    /// Bytes of a sector program when the log's appends are programmed a sector at a time
+    /// (the part [programs partially](NandGeometry::programs_partially), a version spans at
+    /// most 127 pages and the spare area holds a record and a sum per sector); 0 if every
+    /// version is programmed whole.
+    pub sector_size: usize,
 }
 
 impl FtlLayout {
@@ -201,6 +211,15 @@ impl FtlLayout {
                 blocks: nb,
             });
         }
+        let sectors = geometry.sectors_per_page();
+        let sector_size = if geometry.programs_partially()
+            && pages_per_slot < 128
+            && geometry.spare_size >= META_LEN + SECTOR_SUM_LEN * sectors
+        {
+            geometry.sector_size
+        } else {
+            0
+        };
         let total = u64::from(nb) * u64::from(slots_per_block);
         let logical = u64::from(nb - config.reserve_blocks) * u64::from(slots_per_block);
         if total >= u64::from(UNMAPPED) || logical == 0 {
@@ -214,6 +233,7 @@ impl FtlLayout {
             reserve_blocks: config.reserve_blocks,
             logical_blocks: logical as u32,
             page_size: ps,
+            sector_size,
         })
     }
 
@@ -442,6 +462,10 @@ pub struct FtlStats {
     /// Programs the medium refused ([`NandErrorKind::ProgramRule`] or
     /// [`NandErrorKind::BadBlock`]: content the scan did not expect); the block was left.
     pub program_refusals: u64,
+    /// Logical blocks unmapped by [`BlockDevice::discard`].
+    pub discarded: u64,
+    /// Commits programmed as sectors of an open version (no new version).
+    pub sector_appends: u64,
 }
 
 impl FtlStats {
@@ -483,6 +507,20 @@ struct Head {
     next: u32,
 }
 
+/// A sectored version whose slot is the last programmed one of its erase block: appends
+/// program its next sectors in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Open {
+    lba: u32,
+    block: u32,
+    slot: u32,
+    seq: u64,
+    /// Byte offset of its first sector not programmed.
+    next: usize,
+    /// Programs the page holding byte `next − 1` has taken (0 when `next` starts a page).
+    programs: u32,
+}
+
 /// Where a version's data comes from.
 #[derive(Clone, Copy)]
 enum Src<'s> {
@@ -495,6 +533,11 @@ enum Src<'s> {
     Patch {
         offset: usize,
         data: &'s [u8],
+    },
+    /// Bytes `0..to` of `data` (a whole block), as a sectored version.
+    Sectors {
+        data: &'s [u8],
+        to: usize,
     },
 }
 
@@ -530,6 +573,14 @@ pub struct Ftl<'r, N: NandFlash> {
     page: &'r mut [u8],
     log: &'r mut [u8],
     pending: Option<u32>,
+    /// The logical block whose mapped version `log` holds, after its appends were written.
+    kept: Option<u32>,
+    /// Bytes of `pending` appended since it was last written (lowest offset, end), and whether
+    /// an append at offset 0 started it afresh.
+    span: Option<(usize, usize)>,
+    restart: bool,
+    /// The sectored version the next appends to its block may extend in place.
+    open: Option<Open>,
     layout: FtlLayout,
     wear_spread: u32,
     head: Option<Head>,
@@ -624,6 +675,10 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                 &mut []
             },
             pending: None,
+            kept: None,
+            span: None,
+            restart: false,
+            open: None,
             layout,
             wear_spread: config.wear_spread,
             head: None,
@@ -753,6 +808,11 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
         self.grown_bad = 0;
         self.in_gc = false;
         self.depth = 0;
+        self.pending = None;
+        self.kept = None;
+        self.span = None;
+        self.restart = false;
+        self.open = None;
         self.map.fill(UNMAPPED);
         for b in self.blocks.iter_mut() {
             *b = BlockInfo::EMPTY;
@@ -863,15 +923,19 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
         let ps = self.layout.page_size;
         let mut prev: Option<u64> = None;
         let mut last = None;
+        let sums = self.sums();
         for s in 0..self.slots() {
             let mut slot: Option<Meta> = None;
             let mut ok = true;
             let mut erased = true;
             for i in 0..pps {
                 let addr = self.addr(b, s, i);
-                let mut m = [0u8; META_LEN];
+                let mut buf = [0u8; SPARE_BUF];
+                let sp = buf
+                    .get_mut(..META_LEN + SECTOR_SUM_LEN * sums)
+                    .ok_or(FtlError::BadLength)?;
                 let data = self.page.get_mut(..ps).ok_or(FtlError::BadLength)?;
-                match self.nand.read_page(addr, data, &mut m) {
+                match self.nand.read_page(addr, data, sp) {
                     Ok(()) => {}
                     Err(e) if e.kind() == NandErrorKind::Uncorrectable => {
                         ok = false;
@@ -880,28 +944,38 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                     }
                     Err(e) => return Err(FtlError::Nand(e)),
                 }
-                let data = self.page.get(..ps).ok_or(FtlError::BadLength)?;
-                if all_erased(&m) && all_erased(data) {
-                    ok = false;
+                let data = self.page.get_mut(..ps).ok_or(FtlError::BadLength)?;
+                // A sectored version needs only its first page's first sector: the pages
+                // after it may be erased or partly programmed.
+                let sectored = slot.is_some_and(|f| f.sectored());
+                if all_erased(sp) && all_erased(data) {
+                    ok &= sectored;
                     continue;
                 }
                 erased = false;
-                let Some(meta) = Meta::decode(&m) else {
-                    ok = false;
+                let Some(meta) = sp.first_chunk::<META_LEN>().and_then(Meta::decode) else {
+                    ok &= sectored;
                     continue;
                 };
                 *max_seq = (*max_seq).max(meta.seq);
-                if u32::from(meta.pages) != pps || meta.lba >= self.layout.logical_blocks {
+                if u32::from(meta.pages & !SECTORED) != pps
+                    || meta.lba >= self.layout.logical_blocks
+                    || (meta.sectored() && sums == 0)
+                {
                     return Err(FtlError::Mismatch { addr });
                 }
                 let same = match slot {
                     None => i == 0,
-                    Some(first) => first.lba == meta.lba && first.seq == meta.seq,
+                    Some(first) => {
+                        first.lba == meta.lba && first.seq == meta.seq && first.pages == meta.pages
+                    }
                 };
-                if !same
-                    || u32::from(meta.idx) != i
-                    || data_sum(data, meta.lba, meta.seq, meta.idx) != meta.data_sum
-                {
+                let intact = if meta.sectored() {
+                    i > 0 || check_sectors(data, sp, &meta) & 1 != 0
+                } else {
+                    data_sum(data, meta.lba, meta.seq, meta.idx) == meta.data_sum
+                };
+                if !same || u32::from(meta.idx) != i || !intact {
                     ok = false;
                 }
                 if slot.is_none() {
@@ -937,30 +1011,120 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
         Ok(s)
     }
 
-    /// Writes a version of `lba` from `src` at the head, retiring blocks that fail.
-    /// Writes the block the appends gathered in, if any (one new version).
+    /// Writes the block the appends gathered in, if any: sector programs that extend its open
+    /// version, or one new version.
     fn write_pending(&mut self) -> Res<(), N> {
         let Some(lba) = self.pending.take() else {
             return Ok(());
         };
         let bs = self.layout.block_size;
-        self.make_room()?;
         let log = core::mem::take(&mut self.log);
         let r = match log.get(..bs) {
-            Some(l) => self.put(lba, Src::Host(l)),
+            Some(l) if self.layout.sector_size > 0 => self.write_sectors(lba, l),
+            Some(l) => self
+                .make_room()
+                .and_then(|()| self.put(lba, Src::Host(l)).map(|_| ())),
             None => Err(FtlError::BadLength),
         };
         self.log = log;
         if r.is_err() {
-            // Retried by the next flush.
+            // Retried by the next flush (as a new version: the open one is closed).
             self.pending = Some(lba);
+            self.restart = true;
+            self.open = None;
         }
         r?;
+        self.span = None;
+        self.restart = false;
+        // The buffer still holds what was just written: the block's next append (the log's
+        // next commit) and its reads need no read back.
+        self.kept = Some(lba);
         self.stats.host_writes += 1;
         Ok(())
     }
 
-    fn put(&mut self, lba: u32, src: Src<'_>) -> Res<(), N> {
+    /// Writes a version of `lba` from `src` at the head, retiring blocks that fail; returns
+    /// where (block, slot, sequence number).
+    /// Writes the appends gathered for `lba` (`data`, the whole block): the sectors after its
+    /// open version's last, in place, when the appends continue it; otherwise a new sectored
+    /// version of every sector up to the last that is not erased.
+    fn write_sectors(&mut self, lba: u32, data: &[u8]) -> Res<(), N> {
+        let ss = self.layout.sector_size;
+        let ps = self.layout.page_size;
+        let bs = self.layout.block_size;
+        let nop = self.nand.geometry().partial_programs;
+        let (lo, hi) = self.span.unwrap_or((0, 0));
+        let to = hi.next_multiple_of(ss).min(bs);
+        if let Some(o) = self.open {
+            let continues = o.lba == lba
+                && !self.restart
+                && lo == o.next
+                && to > o.next
+                && (o.next.is_multiple_of(ps) || o.programs < nop);
+            if continues {
+                match self.program_sectors_range(o.block, o.slot, lba, o.seq, data, o.next, to) {
+                    Ok(()) => {
+                        let same_page = (to - 1) / ps == (o.next.saturating_sub(1)) / ps
+                            && !o.next.is_multiple_of(ps);
+                        self.stats.sector_appends += 1;
+                        self.open = Some(Open {
+                            next: to,
+                            programs: if to.is_multiple_of(ps) {
+                                0
+                            } else if same_page {
+                                o.programs + 1
+                            } else {
+                                1
+                            },
+                            ..o
+                        });
+                        return Ok(());
+                    }
+                    Err(Prog::BlockFailed) => {
+                        // Its versions move out; the appends go into a new version below.
+                        self.stats.program_failures += 1;
+                        self.open = None;
+                        self.retire(o.block)?;
+                    }
+                    Err(Prog::Refused { bad }) => {
+                        self.stats.program_refusals += 1;
+                        self.close_head();
+                        if bad {
+                            self.set_state(o.block, BAD);
+                            self.grown_bad += 1;
+                        }
+                    }
+                    Err(Prog::Source(e)) | Err(Prog::Err(e)) => {
+                        // Never program the rest of this block in this session.
+                        self.close_head();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // A new version: every sector up to the last byte that is not erased (at least one).
+        let used = data
+            .iter()
+            .rposition(|&x| x != 0xFF)
+            .map_or(1, |p| p + 1)
+            .max(hi);
+        let to = used.next_multiple_of(ss).min(bs);
+        self.make_room()?;
+        let (block, slot, seq) = self.put(lba, Src::Sectors { data, to })?;
+        self.open = Some(Open {
+            lba,
+            block,
+            slot,
+            seq,
+            next: to,
+            programs: u32::from(!to.is_multiple_of(ps)),
+        });
+        Ok(())
+    }
+
+    fn put(&mut self, lba: u32, src: Src<'_>) -> Res<(u32, u32, u64), N> {
+        // Any program at the head ends the open version's right to more sector programs.
+        self.open = None;
         let mut refusals = 0u32;
         loop {
             let (b, s) = self.alloc_slot()?;
@@ -968,7 +1132,7 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
             match self.program_slot(b, s, lba, seq, src) {
                 Ok(()) => {
                     self.remap(lba, b, s);
-                    return Ok(());
+                    return Ok((b, s, seq));
                 }
                 Err(Prog::BlockFailed) => {
                     self.stats.program_failures += 1;
@@ -1009,11 +1173,18 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
     ) -> Result<(), Prog<N::Error>> {
         let ps = self.layout.page_size;
         let erases = self.blocks.get(b as usize).map_or(0, |i| i.erases);
+        if let Src::Sectors { data, to } = src {
+            return self.program_sectors_range(b, s, lba, seq, data, 0, to);
+        }
+        // The version read from: its page 0's record, for the pages after it.
+        let mut first = None;
         for i in 0..self.layout.pages_per_slot {
             let idx = i as u8;
             if let Src::Copy { block, slot } = src {
-                self.read_version_page(block, slot, i, Some(lba))
-                    .map_err(Prog::Source)?;
+                first = Some(
+                    self.read_version_page(block, slot, i, Some(lba), first)
+                        .map_err(Prog::Source)?,
+                );
             }
             if let Src::Patch { offset, data } = src {
                 let old = self.map.get(lba as usize).copied().unwrap_or(UNMAPPED);
@@ -1023,8 +1194,10 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                     }
                 } else {
                     let (ob, os) = self.unloc(old);
-                    self.read_version_page(ob, os, i, Some(lba))
-                        .map_err(Prog::Source)?;
+                    first = Some(
+                        self.read_version_page(ob, os, i, Some(lba), first)
+                            .map_err(Prog::Source)?,
+                    );
                 }
                 // The part of [offset, offset + len) inside page i.
                 let (p0, p1) = (i as usize * ps, (i as usize + 1) * ps);
@@ -1043,7 +1216,7 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                     let at = i as usize * ps;
                     buf.get(at..at + ps).ok_or(Prog::Err(FtlError::BadLength))?
                 }
-                Src::Copy { .. } | Src::Patch { .. } => {
+                Src::Copy { .. } | Src::Patch { .. } | Src::Sectors { .. } => {
                     self.page.get(..ps).ok_or(Prog::Err(FtlError::BadLength))?
                 }
             };
@@ -1058,30 +1231,113 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
             .encode();
             self.stats.pages_programmed += 1;
             if let Err(e) = self.nand.program_page(self.addr(b, s, i), data, &meta) {
-                return Err(match e.kind() {
-                    NandErrorKind::BlockFailed => Prog::BlockFailed,
-                    NandErrorKind::ProgramRule => Prog::Refused { bad: false },
-                    NandErrorKind::BadBlock => Prog::Refused { bad: true },
-                    _ => Prog::Err(FtlError::Nand(e)),
-                });
+                return Err(prog_error(e));
             }
         }
         Ok(())
     }
 
+    /// Programs bytes `from..to` (whole sectors) of sectored version `seq` of `lba` in slot
+    /// `(b, s)` from `data` (the whole block), a program per page they touch: the page's
+    /// record with its first sector program, each sector's sum with the sector.
+    #[allow(clippy::too_many_arguments)]
+    fn program_sectors_range(
+        &mut self,
+        b: u32,
+        s: u32,
+        lba: u32,
+        seq: u64,
+        data: &[u8],
+        from: usize,
+        to: usize,
+    ) -> Result<(), Prog<N::Error>> {
+        let ps = self.layout.page_size;
+        let ss = self.layout.sector_size;
+        let spp = self.sums();
+        if ss == 0 || !from.is_multiple_of(ss) || !to.is_multiple_of(ss) || to > data.len() {
+            return Err(Prog::Err(FtlError::BadLength));
+        }
+        let erases = self.blocks.get(b as usize).map_or(0, |i| i.erases);
+        let pages = self.layout.pages_per_slot as u8 | SECTORED;
+        for i in from / ps..to.div_ceil(ps) {
+            let p0 = i * ps;
+            let (lo, hi) = (from.max(p0), to.min(p0 + ps));
+            if lo >= hi {
+                continue;
+            }
+            let idx = i as u8;
+            let page = data
+                .get(p0..p0 + ps)
+                .ok_or(Prog::Err(FtlError::BadLength))?;
+            let mut buf = [0xFFu8; SPARE_BUF];
+            let sp = buf
+                .get_mut(..META_LEN + SECTOR_SUM_LEN * spp)
+                .ok_or(Prog::Err(FtlError::BadLength))?;
+            if lo == p0 {
+                let meta = Meta {
+                    lba,
+                    seq,
+                    idx,
+                    pages,
+                    erases,
+                    data_sum: 0,
+                };
+                if let Some(m) = sp.get_mut(..META_LEN) {
+                    m.copy_from_slice(&meta.encode());
+                }
+            }
+            let (k0, k1) = ((lo - p0) / ss, (hi - p0) / ss);
+            for k in k0..k1 {
+                let sum = sector_sum(
+                    page.get(k * ss..(k + 1) * ss).unwrap_or(&[]),
+                    lba,
+                    seq,
+                    idx,
+                    k,
+                );
+                let at = META_LEN + k * SECTOR_SUM_LEN;
+                if let Some(d) = sp.get_mut(at..at + SECTOR_SUM_LEN) {
+                    d.copy_from_slice(&sum.to_le_bytes());
+                }
+            }
+            let bytes = page
+                .get(k0 * ss..k1 * ss)
+                .ok_or(Prog::Err(FtlError::BadLength))?;
+            self.stats.pages_programmed += 1;
+            if let Err(e) = self
+                .nand
+                .program_sectors(self.addr(b, s, i as u32), k0, bytes, sp)
+            {
+                return Err(prog_error(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sums per page a sectored page of this layout carries (0: none).
+    fn sums(&self) -> usize {
+        self.layout
+            .page_size
+            .checked_div(self.layout.sector_size)
+            .unwrap_or(0)
+    }
+
     /// Reads page `i` of the version in `(block, slot)` into the page buffer and checks it
-    /// (its logical block against `lba` if given); returns its record.
+    /// (its logical block against `lba` if given; `first`: its page 0's record, for `i > 0`);
+    /// returns its page 0's record.
     fn read_version_page(
         &mut self,
         block: u32,
         slot: u32,
         i: u32,
         lba: Option<u32>,
+        first: Option<Meta>,
     ) -> Res<Meta, N> {
         let ps = self.layout.page_size;
         let addr = self.addr(block, slot, i);
+        let sectors = self.sums();
         let data = self.page.get_mut(..ps).ok_or(FtlError::BadLength)?;
-        let meta = read_checked(&mut self.nand, addr, data, i)?;
+        let meta = read_checked(&mut self.nand, addr, data, i, sectors, first)?;
         if lba.is_some_and(|l| l != meta.lba) {
             return Err(FtlError::Corrupt { addr });
         }
@@ -1111,6 +1367,7 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
 
     /// Ends the head block: nothing more is programmed in it until it is erased.
     fn close_head(&mut self) {
+        self.open = None;
         if let Some(h) = self.head.take() {
             let empty = self
                 .blocks
@@ -1324,25 +1581,92 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
 }
 
 /// Reads page `addr` (page `i` of a version) into `data` and checks its record and data.
+/// How a failed program is handled.
+fn prog_error<E: NandFlashError>(e: E) -> Prog<E> {
+    match e.kind() {
+        NandErrorKind::BlockFailed => Prog::BlockFailed,
+        NandErrorKind::ProgramRule => Prog::Refused { bad: false },
+        NandErrorKind::BadBlock => Prog::Refused { bad: true },
+        _ => Prog::Err(FtlError::Nand(e)),
+    }
+}
+
+/// Reads page `i` of a version into `data` and checks it; `first` is the version's page-0
+/// record when `i > 0`, `sectors` the sums a sectored page carries (0: the layout has none).
+/// Returns the version's page-0 record. A whole page must be intact; in a sectored page a
+/// sector whose sum does not hold reads as erased (a program a cut tore, or one never made),
+/// and a sectored version's page never programmed reads erased — but its page 0 must hold an
+/// intact sector 0 (the version's first program wrote it).
 fn read_checked<N: NandFlash>(
     nand: &mut N,
     addr: PageAddr,
     data: &mut [u8],
     i: u32,
+    sectors: usize,
+    first: Option<Meta>,
 ) -> Result<Meta, FtlError<N::Error>> {
-    let mut m = [0u8; META_LEN];
-    match nand.read_page(addr, data, &mut m) {
+    let corrupt = FtlError::Corrupt { addr };
+    let mut buf = [0u8; SPARE_BUF];
+    let sp = buf
+        .get_mut(..META_LEN + SECTOR_SUM_LEN * sectors)
+        .ok_or(FtlError::BadLength)?;
+    match nand.read_page(addr, data, sp) {
         Ok(()) => {}
-        Err(e) if e.kind() == NandErrorKind::Uncorrectable => {
-            return Err(FtlError::Corrupt { addr })
-        }
+        Err(e) if e.kind() == NandErrorKind::Uncorrectable => return Err(corrupt),
         Err(e) => return Err(FtlError::Nand(e)),
     }
-    let meta = Meta::decode(&m).ok_or(FtlError::Corrupt { addr })?;
-    if u32::from(meta.idx) != i || data_sum(data, meta.lba, meta.seq, meta.idx) != meta.data_sum {
-        return Err(FtlError::Corrupt { addr });
+    let meta = sp
+        .first_chunk::<META_LEN>()
+        .and_then(Meta::decode)
+        .filter(|m| u32::from(m.idx) == i);
+    let this = |m: &Meta, f: &Meta| m.lba == f.lba && m.seq == f.seq && m.pages == f.pages;
+    match (first, meta) {
+        (None, Some(m)) if !m.sectored() => (data_sum(data, m.lba, m.seq, m.idx) == m.data_sum)
+            .then_some(m)
+            .ok_or(corrupt),
+        (None, Some(m)) => (sectors > 0 && check_sectors(data, sp, &m) & 1 != 0)
+            .then_some(m)
+            .ok_or(corrupt),
+        (Some(f), Some(m)) if this(&m, &f) && !m.sectored() => {
+            (data_sum(data, m.lba, m.seq, m.idx) == m.data_sum)
+                .then_some(f)
+                .ok_or(corrupt)
+        }
+        (Some(f), Some(m)) if this(&m, &f) => {
+            check_sectors(data, sp, &m);
+            Ok(f)
+        }
+        (Some(f), None) if f.sectored() => {
+            data.fill(0xFF);
+            Ok(f)
+        }
+        _ => Err(corrupt),
     }
-    Ok(meta)
+}
+
+/// Checks each sector of sectored page `data` against its sum in `sp` (the spare bytes read
+/// with it), erasing in `data` every sector whose sum does not hold; returns the mask of the
+/// sectors that hold (bit `k`: sector `k`).
+fn check_sectors(data: &mut [u8], sp: &[u8], m: &Meta) -> u32 {
+    let n = (sp.len().saturating_sub(META_LEN) / SECTOR_SUM_LEN).min(MAX_SECTORS);
+    let ss = data.len().checked_div(n).unwrap_or(0);
+    let mut ok = 0u32;
+    for k in 0..n {
+        let at = META_LEN + k * SECTOR_SUM_LEN;
+        let sum = sp
+            .get(at..at + SECTOR_SUM_LEN)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes);
+        let Some(d) = data.get_mut(k * ss..(k + 1) * ss) else {
+            break;
+        };
+        if sum.is_some_and(|x| x == sector_sum(d, m.lba, m.seq, m.idx, k)) {
+            ok |= 1 << k;
+        } else {
+            d.fill(0xFF);
+        }
+    }
+    ok
 }
 
 impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
@@ -1365,7 +1689,7 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
             .ok()
             .filter(|&l| l < self.layout.logical_blocks)
             .ok_or(FtlError::OutOfRange)?;
-        if self.pending == Some(lba) {
+        if self.pending == Some(lba) || self.kept == Some(lba) {
             buf.copy_from_slice(self.log.get(..buf.len()).ok_or(FtlError::BadLength)?);
             return Ok(());
         }
@@ -1376,15 +1700,16 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
         }
         let (b, s) = self.unloc(loc);
         let ps = self.layout.page_size;
-        let mut first: Option<u64> = None;
+        let sectors = self.sums();
+        let mut first: Option<Meta> = None;
         for (i, chunk) in buf.chunks_mut(ps).enumerate() {
             let i = i as u32;
             let addr = self.addr(b, s, i);
-            let meta = read_checked(&mut self.nand, addr, chunk, i)?;
-            if meta.lba != lba || first.is_some_and(|q| q != meta.seq) {
+            let meta = read_checked(&mut self.nand, addr, chunk, i, sectors, first)?;
+            if meta.lba != lba {
                 return Err(FtlError::Corrupt { addr });
             }
-            first = Some(meta.seq);
+            first = Some(meta);
         }
         Ok(())
     }
@@ -1399,6 +1724,9 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
             .ok()
             .filter(|&l| l < self.layout.logical_blocks)
             .ok_or(FtlError::OutOfRange)?;
+        if self.kept == Some(lba) {
+            self.kept = None;
+        }
         if self.pending == Some(lba) {
             // Overwritten whole: the gathered appends are void.
             self.pending = None;
@@ -1411,8 +1739,10 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
         Ok(())
     }
 
-    /// Rewrites the block with the bytes appended (a new version, atomic like every write).
-    /// `offset == 0` keeps the block's other bytes.
+    /// Gathers the bytes appended in RAM until the next flush (or a write, or an append to
+    /// another block), which writes them: a new version (atomic like every write), or, in a
+    /// sectored layout, sector programs that extend the block's open version. Without a log
+    /// buffer, rewrites the block at once; `offset == 0` keeps the block's other bytes then.
     fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
         let bs = self.layout.block_size;
         let end = offset
@@ -1434,6 +1764,7 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
         }
         if self.pending != Some(lba) {
             self.write_pending()?;
+            let kept = self.kept.take() == Some(lba);
             let log = core::mem::take(&mut self.log);
             let r = match log.get_mut(..bs) {
                 // A block started afresh: what lies past the append is unspecified.
@@ -1441,24 +1772,85 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
                     l.fill(0xFF);
                     Ok(())
                 }
+                // The buffer holds the block as last written.
+                Some(_) if kept => Ok(()),
                 Some(l) => self.read_block(block, l),
                 None => Err(FtlError::BadLength),
             };
             self.log = log;
             r?;
             self.pending = Some(lba);
+            self.span = None;
+            self.restart = false;
         }
         self.log
             .get_mut(offset..end)
             .ok_or(FtlError::BadLength)?
             .copy_from_slice(data);
+        if offset == 0 {
+            self.restart = true;
+        }
+        self.span = Some(match self.span {
+            Some((lo, hi)) => (lo.min(offset), hi.max(end)),
+            None => (offset, end),
+        });
         Ok(())
+    }
+
+    /// The sector size where the log's appends are programmed a sector at a time (see
+    /// [`FtlLayout::sector_size`]), so each flush ends on a sector; otherwise 1.
+    fn append_unit(&self) -> usize {
+        if self.layout.sector_size > 0 && self.log.len() >= self.layout.block_size {
+            self.layout.sector_size
+        } else {
+            1
+        }
     }
 
     /// Writes the gathered appends, if any; every other acknowledged write is already on the
     /// medium.
     fn flush(&mut self) -> Result<(), Self::Error> {
         self.write_pending()
+    }
+
+    /// Unmaps the blocks (in RAM: a mount maps what the medium holds again), so garbage
+    /// collection no longer copies their versions and their erase blocks empty sooner; they
+    /// read as erased until written again.
+    fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), Self::Error> {
+        let end = start
+            .0
+            .checked_add(count)
+            .filter(|&e| e <= u64::from(self.layout.logical_blocks))
+            .ok_or(FtlError::OutOfRange)?;
+        for lba in start.0..end {
+            let lba = lba as u32;
+            if self.pending == Some(lba) {
+                self.pending = None;
+            }
+            if self.kept == Some(lba) {
+                self.kept = None;
+            }
+            if self.open.is_some_and(|o| o.lba == lba) {
+                self.open = None;
+            }
+            let old = self.map.get(lba as usize).copied().unwrap_or(UNMAPPED);
+            if old == UNMAPPED {
+                continue;
+            }
+            if let Some(e) = self.map.get_mut(lba as usize) {
+                *e = UNMAPPED;
+            }
+            let (ob, _) = self.unloc(old);
+            let left = self.info_mut(ob).map_or(1, |i| {
+                i.valid = i.valid.saturating_sub(1);
+                i.valid
+            });
+            if left == 0 && self.state(ob) == USED {
+                self.set_state(ob, FREE);
+            }
+            self.stats.discarded += 1;
+        }
+        Ok(())
     }
 }
 

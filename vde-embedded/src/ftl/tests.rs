@@ -462,3 +462,123 @@ fn static_wear_leveling_moves_cold_data() {
     }
     assert!(ops > 100 && moves > 0, "{ops} cuts, {moves} moves");
 }
+
+/// The log's appends on a part that programs 512-byte sectors (NoP 4, 2 KiB pages, 4 KiB
+/// blocks): each flush programs only the new sectors of the open version (one program per page
+/// touched, no new version, no erase), the content survives a remount, a cut sector program
+/// loses only what it carried, and appends after a remount go into a new version.
+#[test]
+fn log_appends_program_sectors_in_place() {
+    let part = NandPart::custom(2048, 64, 8, 8).with_partial_programs(512, 4);
+    let c = cfg(4096, 4);
+    let mut mem = vec![0xFFu8; part.raw_bytes(8)];
+    let mut st = vec![SimNandBlock::NEW; 8];
+    let mut nand = SimNand::new(&mut mem, &mut st, &part, SimNandConfig::new(1)).unwrap();
+    let l = FtlLayout::compute(&nand.geometry(), &c).unwrap();
+    assert_eq!(l.sector_size, 512);
+    let mut ram = OwnedFtlMemory::new(&l);
+    let chunk = |i: usize| vec![(i as u8).wrapping_mul(37) | 1; 512];
+    let mut buf = vec![0u8; 4096];
+    {
+        let mut ftl = Ftl::format(&mut nand, ram.mem(), &c).unwrap();
+        assert_eq!(ftl.append_unit(), 512);
+        for i in 0..5usize {
+            let before = ftl.nand().stats();
+            ftl.append(BlockNo(3), i * 512, &chunk(i)).unwrap();
+            ftl.flush().unwrap();
+            let after = ftl.nand().stats();
+            assert_eq!(
+                after.programs - before.programs,
+                1,
+                "commit {i}: one sector program"
+            );
+            if i > 0 {
+                assert_eq!(after.erases, before.erases, "commit {i}: no erase");
+            }
+            assert_eq!(after.reads, before.reads, "commit {i}: no read back");
+        }
+        // A commit over a page boundary: one program per page.
+        let before = ftl.nand().stats().programs;
+        let mut two = chunk(5);
+        two.extend(chunk(6));
+        ftl.append(BlockNo(3), 5 * 512, &two[..]).unwrap();
+        ftl.flush().unwrap();
+        assert_eq!(ftl.nand().stats().programs - before, 1);
+        ftl.read_block(BlockNo(3), &mut buf).unwrap();
+        for i in 0..7 {
+            assert_eq!(buf[i * 512..(i + 1) * 512], chunk(i)[..], "sector {i}");
+        }
+        // The last sector, cut while programmed.
+        ftl.nand_mut().arm_power_cut(0);
+        ftl.append(BlockNo(3), 7 * 512, &chunk(7)).unwrap();
+        assert!(ftl.flush().is_err());
+        ftl.nand_mut().reboot();
+    }
+    let mut ftl = Ftl::mount(&mut nand, ram.mem(), &c).unwrap();
+    ftl.read_block(BlockNo(3), &mut buf).unwrap();
+    for i in 0..7 {
+        assert_eq!(
+            buf[i * 512..(i + 1) * 512],
+            chunk(i)[..],
+            "sector {i} after the cut"
+        );
+    }
+    assert!(
+        buf[7 * 512..].iter().all(|&b| b == 0xFF),
+        "a torn sector reads erased"
+    );
+    // After the remount the version is not extended in place: a new one holds it all.
+    let before = ftl.nand().stats().programs;
+    ftl.append(BlockNo(3), 7 * 512, &chunk(8)).unwrap();
+    ftl.flush().unwrap();
+    assert_eq!(
+        ftl.nand().stats().programs - before,
+        2,
+        "a new two-page version"
+    );
+    ftl.read_block(BlockNo(3), &mut buf).unwrap();
+    assert_eq!(buf[7 * 512..], chunk(8)[..]);
+    assert_eq!(buf[..512], chunk(0)[..]);
+    // A fresh start (offset 0) is a new version of only what is appended.
+    ftl.append(BlockNo(3), 0, &chunk(9)).unwrap();
+    ftl.flush().unwrap();
+    let _ = ftl;
+    let mut ftl = Ftl::mount(&mut nand, ram.mem(), &c).unwrap();
+    ftl.read_block(BlockNo(3), &mut buf).unwrap();
+    assert_eq!(buf[..512], chunk(9)[..]);
+    assert!(buf[512..].iter().all(|&b| b == 0xFF));
+}
+
+/// More sectors per page than programs (8 × 512 B in a 4 KiB page, NoP 4): the fifth commit
+/// into a page starts a new version instead of passing NoP, and every commit reads back.
+#[test]
+fn sector_programs_respect_nop() {
+    let part = NandPart::custom(4096, 128, 8, 8).with_partial_programs(512, 4);
+    let c = cfg(4096, 4);
+    let mut mem = vec![0xFFu8; part.raw_bytes(8)];
+    let mut st = vec![SimNandBlock::NEW; 8];
+    let mut nand = SimNand::new(&mut mem, &mut st, &part, SimNandConfig::new(1)).unwrap();
+    let l = FtlLayout::compute(&nand.geometry(), &c).unwrap();
+    let mut ram = OwnedFtlMemory::new(&l);
+    let mut ftl = Ftl::format(&mut nand, ram.mem(), &c).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for i in 0..8usize {
+        ftl.append(BlockNo(1), i * 512, &[i as u8 + 1; 512])
+            .unwrap();
+        ftl.flush().unwrap();
+        ftl.read_block(BlockNo(1), &mut buf).unwrap();
+        for j in 0..=i {
+            assert!(buf[j * 512..(j + 1) * 512]
+                .iter()
+                .all(|&b| b == j as u8 + 1));
+        }
+    }
+    let _ = ftl;
+    let mut ftl = Ftl::mount(&mut nand, ram.mem(), &c).unwrap();
+    ftl.read_block(BlockNo(1), &mut buf).unwrap();
+    for j in 0..8 {
+        assert!(buf[j * 512..(j + 1) * 512]
+            .iter()
+            .all(|&b| b == j as u8 + 1));
+    }
+}

@@ -155,6 +155,9 @@ pub struct Config {
     /// Small log reads multiply the read operations, each a cut point: set it on small
     /// workloads.
     pub small_log_page: bool,
+    /// Committed blocks the volume caches in RAM ([`Buffers::scratch_with_cache`]) when not
+    /// mounted with `small_log_page`: a stale cached copy shows as a wrong read after a cut.
+    pub cache_blocks: usize,
 }
 
 impl Config {
@@ -179,6 +182,7 @@ impl Config {
             second_crash_states: 2,
             weak_bits: false,
             small_log_page: false,
+            cache_blocks: 3,
         }
     }
 }
@@ -279,21 +283,24 @@ struct Mem {
 }
 
 impl Mem {
-    fn new(bs: usize, entries: usize, small_log_page: bool) -> Mem {
+    fn new(bs: usize, entries: usize, small_log_page: bool, cache_blocks: usize) -> Mem {
         Mem {
             bs,
             small_log_page,
-            scratch: vec![0; bs * Buffers::SCRATCH_BLOCKS],
+            scratch: vec![0; Buffers::scratch_with_cache(bs, cache_blocks)],
             txn: vec![0; Buffers::txn_for_blocks(bs, TX_BLOCKS)],
             index: vec![0; entries * vde_nostd::format::slot_index::entry_size(bs)],
         }
     }
 
     /// The buffers; with `small_log_page` (and a device that reads part of a block), the
-    /// smallest scratch the device allows.
+    /// smallest scratch the device allows (no cache).
     fn bufs(&mut self, partial: bool) -> Buffers<'_> {
-        let n =
-            Buffers::scratch_min(self.bs, partial && self.small_log_page).min(self.scratch.len());
+        let n = if partial && self.small_log_page {
+            Buffers::scratch_min(self.bs, true).min(self.scratch.len())
+        } else {
+            self.scratch.len()
+        };
         let (scratch, _) = self.scratch.split_at_mut(n);
         Buffers {
             scratch,

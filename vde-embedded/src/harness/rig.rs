@@ -261,7 +261,12 @@ pub fn run_rig<R: Rig, L: Workload>(
     workload: &L,
 ) -> Result<Report, String> {
     let keep = cfg.keep_violations;
-    let mut mem = Mem::new(cfg.block_size, cfg.index_entries, cfg.small_log_page);
+    let mut mem = Mem::new(
+        cfg.block_size,
+        cfg.index_entries,
+        cfg.small_log_page,
+        cfg.cache_blocks,
+    );
     let seed =
         |salt: u64| XorShift64::new(cfg.seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
 

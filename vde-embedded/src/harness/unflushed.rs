@@ -145,6 +145,10 @@ impl<D: BlockDevice> BlockDevice for Unflushed<D> {
     fn append_unit(&self) -> usize {
         self.inner.append_unit()
     }
+    /// Passed on: the volume discards only blocks a durable transaction freed.
+    fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), D::Error> {
+        self.inner.discard(start, count)
+    }
     fn flush(&mut self) -> Result<(), D::Error> {
         self.inner.flush()?;
         for (b, data) in self.window.drain(..) {

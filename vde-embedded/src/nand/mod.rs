@@ -42,6 +42,12 @@ pub struct NandGeometry {
     pub pages_per_block: u32,
     /// Erase blocks.
     pub block_count: u32,
+    /// Bytes of a page that [`NandFlash::program_sectors`] programs as one (the on-chip ECC's
+    /// sector, 512 on most SPI NAND); `page_size` if the part programs whole pages only.
+    pub sector_size: usize,
+    /// Programs a page may take between erases of its block (the datasheet's NoP): 1 if the part
+    /// programs whole pages only. Each program covers sectors not programmed before.
+    pub partial_programs: u32,
 }
 
 impl NandGeometry {
@@ -58,6 +64,24 @@ impl NandGeometry {
     /// Data bytes of the whole part.
     pub const fn data_bytes(&self) -> u64 {
         self.page_count() * self.page_size as u64
+    }
+
+    /// Sectors per page ([`Self::sector_size`] bytes each).
+    pub const fn sectors_per_page(&self) -> usize {
+        match self.page_size.checked_div(self.sector_size) {
+            Some(n) => n,
+            None => 1,
+        }
+    }
+
+    /// Whether the part programs part of a page: sectors that divide the page, at most 32 of
+    /// them, and more than one program per page.
+    pub const fn programs_partially(&self) -> bool {
+        self.partial_programs > 1
+            && self.sector_size > 0
+            && self.sector_size < self.page_size
+            && self.page_size.is_multiple_of(self.sector_size)
+            && self.page_size / self.sector_size <= 32
     }
 
     /// Whether `addr` names a page of this part.
@@ -145,7 +169,10 @@ impl NandFlashError for NandErrorKind {
 /// Rules a caller must follow (a simulator enforces them, a real part may silently corrupt data
 /// when they are broken):
 /// - a page is programmed at most once between erases of its block, and the pages of a block are
-///   programmed in increasing page order (pages may be skipped, never revisited);
+///   programmed in increasing page order (pages may be skipped, never revisited); on a part that
+///   [programs partially](NandGeometry::programs_partially), the last page programmed in a block
+///   may take further [`NandFlash::program_sectors`] of sectors not yet programmed, up to
+///   [`NandGeometry::partial_programs`] programs in all;
 /// - a block reported [`BlockStatus::Bad`] is never programmed or erased;
 /// - after [`NandErrorKind::BlockFailed`] the block should be emptied and [marked
 ///   bad](NandFlash::mark_bad).
@@ -175,6 +202,22 @@ pub trait NandFlash {
     fn program_page(
         &mut self,
         addr: PageAddr,
+        data: &[u8],
+        spare: &[u8],
+    ) -> Result<(), Self::Error>;
+
+    /// Programs sectors `first..first + data.len() / sector_size` of the page at `addr` (see
+    /// [`NandGeometry::sector_size`]) with `data`, and the bytes of `spare` that are not `0xFF`
+    /// into the first `spare.len()` user spare bytes (an `0xFF` byte is left as it is: the
+    /// program of a sector never changes bytes it does not cover). The sectors must be erased
+    /// and the page the block's last programmed one or a later one; a part that does not
+    /// [program partially](NandGeometry::programs_partially) refuses it. A cut program may
+    /// leave the sectors and spare bytes it covers in any state between old and new, and no
+    /// others.
+    fn program_sectors(
+        &mut self,
+        addr: PageAddr,
+        first: usize,
         data: &[u8],
         spare: &[u8],
     ) -> Result<(), Self::Error>;
@@ -209,6 +252,15 @@ impl<T: NandFlash + ?Sized> NandFlash for &mut T {
         spare: &[u8],
     ) -> Result<(), Self::Error> {
         (**self).program_page(addr, data, spare)
+    }
+    fn program_sectors(
+        &mut self,
+        addr: PageAddr,
+        first: usize,
+        data: &[u8],
+        spare: &[u8],
+    ) -> Result<(), Self::Error> {
+        (**self).program_sectors(addr, first, data, spare)
     }
     fn erase_block(&mut self, block: u32) -> Result<(), Self::Error> {
         (**self).erase_block(block)

@@ -266,6 +266,8 @@ impl<F: NorFlash> NandFlash for NorNand<F> {
             spare_size: self.spare_size,
             pages_per_block: self.pages_per_block,
             block_count: self.block_count,
+            sector_size: self.page_size,
+            partial_programs: 1,
         }
     }
 
@@ -320,6 +322,17 @@ impl<F: NorFlash> NandFlash for NorNand<F> {
             self.flash.write(sat, slot).map_err(Self::flash_err)?;
         }
         Ok(())
+    }
+
+    /// Refused: the emulated pages are programmed whole ([`NandGeometry::partial_programs`] is 1).
+    fn program_sectors(
+        &mut self,
+        _addr: PageAddr,
+        _first: usize,
+        _data: &[u8],
+        _spare: &[u8],
+    ) -> Result<(), NorNandError> {
+        Err(NorNandError::BadLength)
     }
 
     /// One erase of the block's sectors.

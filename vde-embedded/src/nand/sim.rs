@@ -16,6 +16,11 @@
 //! - a program targets an erased page (all `0xFF`) at or after the block's next programmable
 //!   page (pages in order, each once per erase: [`SimNandError::NotErased`],
 //!   [`SimNandError::OutOfOrder`]);
+//! - on a part with partial programs ([`NandPart::with_partial_programs`]), a sector program
+//!   targets erased sectors (and erased spare bytes) of the block's last programmed page or a
+//!   later one, at most [`NandPart::partial_programs`] programs per page and each sector once
+//!   ([`SimNandError::TooManyPrograms`]); a part without them refuses it
+//!   ([`SimNandError::NoPartialProgram`]);
 //! - no program or erase of a block whose marker says bad ([`SimNandError::BadBlock`]);
 //! - addresses and buffer lengths inside the geometry ([`SimNandError::OutOfBounds`],
 //!   [`SimNandError::BadLength`]).
@@ -104,6 +109,11 @@ pub struct NandPart {
     pub max_bad_blocks: u32,
     /// Rated program/erase cycles per block.
     pub endurance_cycles: u32,
+    /// Bytes programmed as one by a partial program (the on-chip ECC sector); `page_size` if
+    /// the part programs whole pages only.
+    pub sector_size: usize,
+    /// Programs per page between erases (NoP); 1 if the part programs whole pages only.
+    pub partial_programs: u32,
     /// Datasheet timings.
     pub timing: NandTiming,
 }
@@ -126,7 +136,23 @@ impl NandPart {
             guaranteed_good: 1,
             max_bad_blocks: blocks / 50,
             endurance_cycles: 100_000,
+            sector_size: page_size,
+            partial_programs: 1,
             timing: NandTiming::NONE,
+        }
+    }
+
+    /// The same part programming `sector_size`-byte sectors of a page, up to `partial_programs`
+    /// programs per page (as the W25N01GV: 512 and 4).
+    pub const fn with_partial_programs(
+        self,
+        sector_size: usize,
+        partial_programs: u32,
+    ) -> NandPart {
+        NandPart {
+            sector_size,
+            partial_programs,
+            ..self
         }
     }
 
@@ -157,6 +183,8 @@ impl NandPart {
             spare_size: self.spare_size.saturating_sub(self.marker_bytes),
             pages_per_block: self.pages_per_block,
             block_count: blocks,
+            sector_size: self.sector_size,
+            partial_programs: self.partial_programs,
         }
     }
 }
@@ -164,7 +192,8 @@ impl NandPart {
 /// Winbond W25N01GV SPI NAND (datasheet Rev R, 2023): 1,024 blocks of 64 pages of 2,048 + 64
 /// bytes; ≥ 1,004 valid blocks, blocks 0–7 good at shipment; bad-block marker in the first two
 /// spare bytes of page 0; tPROG 250 / 700 µs, tBERS 2 / 10 ms, tRD ≤ 25 µs (ECC off, used as
-/// typical) / ≤ 60 µs (ECC on); 100k cycles.
+/// typical) / ≤ 60 µs (ECC on); 100k cycles; up to 4 partial programs per page (NoP), each of
+/// whole 512-byte ECC sectors.
 pub const W25N01GV: NandPart = NandPart {
     name: "Winbond W25N01GV (Rev R)",
     page_size: 2048,
@@ -175,6 +204,8 @@ pub const W25N01GV: NandPart = NandPart {
     guaranteed_good: 8,
     max_bad_blocks: 20,
     endurance_cycles: 100_000,
+    sector_size: 512,
+    partial_programs: 4,
     timing: NandTiming {
         read_typ_ns: 25_000,
         read_max_ns: Some(60_000),
@@ -199,6 +230,9 @@ pub const MT29F4G01ABAFD: NandPart = NandPart {
     guaranteed_good: 8,
     max_bad_blocks: 40,
     endurance_cycles: 100_000,
+    // The datasheet summary at hand gives no partial-program count: whole pages only.
+    sector_size: 4096,
+    partial_programs: 1,
     timing: NandTiming {
         read_typ_ns: 25_000,
         read_max_ns: Some(115_000),
@@ -272,6 +306,10 @@ pub struct SimNandBlock {
     pub erases: u32,
     /// The lowest page that may be programmed next (recomputed from the content on creation).
     next_page: u32,
+    /// Programs the last programmed page (`next_page − 1`) has taken.
+    programs: u32,
+    /// Sectors of that page programmed (bit `k`: sector `k`).
+    sectors: u32,
 }
 
 impl SimNandBlock {
@@ -279,6 +317,8 @@ impl SimNandBlock {
     pub const NEW: SimNandBlock = SimNandBlock {
         erases: 0,
         next_page: 0,
+        programs: 0,
+        sectors: 0,
     };
 }
 
@@ -303,6 +343,15 @@ pub enum SimNandError {
         /// The lowest page that may be programmed in the block.
         next: u32,
     },
+    /// A partial program of a page that has taken its [`NandPart::partial_programs`], or of
+    /// a sector already programmed.
+    TooManyPrograms {
+        /// The page.
+        addr: PageAddr,
+    },
+    /// A partial program on a part that programs whole pages only, or of sectors that are not
+    /// whole or not in the page.
+    NoPartialProgram,
     /// A program or erase of a block marked bad.
     BadBlock {
         /// The block.
@@ -320,10 +369,12 @@ pub enum SimNandError {
 impl NandFlashError for SimNandError {
     fn kind(&self) -> NandErrorKind {
         match self {
-            SimNandError::OutOfBounds | SimNandError::BadLength => NandErrorKind::OutOfBounds,
-            SimNandError::NotErased { .. } | SimNandError::OutOfOrder { .. } => {
-                NandErrorKind::ProgramRule
-            }
+            SimNandError::OutOfBounds
+            | SimNandError::BadLength
+            | SimNandError::NoPartialProgram => NandErrorKind::OutOfBounds,
+            SimNandError::NotErased { .. }
+            | SimNandError::OutOfOrder { .. }
+            | SimNandError::TooManyPrograms { .. } => NandErrorKind::ProgramRule,
             SimNandError::BadBlock { .. } => NandErrorKind::BadBlock,
             SimNandError::BlockFailed { .. } => NandErrorKind::BlockFailed,
             SimNandError::PowerLost => NandErrorKind::Other,
@@ -348,6 +399,14 @@ impl fmt::Display for SimNandError {
                 "program of page {}:{} out of order (next is {next})",
                 addr.block, addr.page
             ),
+            SimNandError::TooManyPrograms { addr } => write!(
+                f,
+                "partial program of page {}:{} past its program count or over a programmed sector",
+                addr.block, addr.page
+            ),
+            SimNandError::NoPartialProgram => {
+                f.write_str("partial program of whole pages only, or of a bad sector range")
+            }
             SimNandError::BadBlock { block } => write!(f, "program or erase of bad block {block}"),
             SimNandError::BlockFailed { block } => write!(f, "block {block} failed"),
             SimNandError::PowerLost => f.write_str("power lost"),
@@ -560,10 +619,38 @@ impl<'a> SimNand<'a> {
 
     fn resync(&mut self) {
         for b in 0..self.block_count {
-            let next = self.scan_next_page(b);
-            if let Some(s) = self.blocks.get_mut(b as usize) {
-                s.next_page = next;
+            self.resync_block(b);
+        }
+    }
+
+    /// Recomputes `block`'s next programmable page and the sectors of its last programmed page
+    /// from the content (each sector that reads programmed counted as one program: the most a
+    /// program that left a trace in it can have taken, the least if it took several).
+    fn resync_block(&mut self, block: u32) {
+        let next = self.scan_next_page(block);
+        let mut sectors = 0u32;
+        if next > 0 {
+            let g = self.geo();
+            let ss = g.sector_size.max(1);
+            let r = self.raw_page(PageAddr::new(block, next - 1));
+            if let Some(page) = self.mem.get(r) {
+                for k in 0..g.sectors_per_page() {
+                    if page
+                        .get(k * ss..(k + 1) * ss)
+                        .is_some_and(|d| d.iter().any(|&x| x != ERASED))
+                    {
+                        sectors |= 1 << (k % 32);
+                    }
+                }
+                if sectors == 0 {
+                    sectors = 1; // only the spare area: a program that covered sector 0
+                }
             }
+        }
+        if let Some(s) = self.blocks.get_mut(block as usize) {
+            s.next_page = next;
+            s.sectors = sectors;
+            s.programs = sectors.count_ones();
         }
     }
 
@@ -807,10 +894,7 @@ impl<'a> SimNand<'a> {
                 }
             }
         }
-        let next = self.scan_next_page(block);
-        if let Some(s) = self.blocks.get_mut(block as usize) {
-            s.next_page = next;
-        }
+        self.resync_block(block);
     }
 }
 
@@ -900,6 +984,8 @@ impl NandFlash for SimNand<'_> {
         s.program_units = s.program_units.saturating_add(1);
         if let Some(st) = self.blocks.get_mut(addr.block as usize) {
             st.next_page = addr.page + 1;
+            st.programs = g.partial_programs.max(1);
+            st.sectors = u32::MAX;
         }
         let ps = g.page_size;
         let s0 = ps + self.part.marker_bytes;
@@ -912,6 +998,108 @@ impl NandFlash for SimNand<'_> {
                 ERASED
             }
         };
+        let bombed = self.bombed(addr.block, op);
+        match cut {
+            Some(mut rng) => {
+                let tear = self.config.tear;
+                self.land(r, new, Landing::Torn(tear, &mut rng))?;
+                Err(SimNandError::PowerLost)
+            }
+            None if bombed => {
+                let mut rng = XorShift64::new(mix(self.config.seed ^ 0xB0B, op));
+                self.land(r, new, Landing::Torn(TearMode::Scattered, &mut rng))?;
+                Err(SimNandError::BlockFailed { block: addr.block })
+            }
+            None => self.land(r, new, Landing::Whole),
+        }
+    }
+
+    /// One counted program of whole sectors. Refuses (uncounted) a part that programs whole
+    /// pages only, a bad block, a page below the block's last programmed one, sectors or spare
+    /// bytes not erased, and a program past the page's count or over a programmed sector. A cut
+    /// program tears only the sectors and spare bytes it covers.
+    fn program_sectors(
+        &mut self,
+        addr: PageAddr,
+        first: usize,
+        data: &[u8],
+        spare: &[u8],
+    ) -> Result<(), SimNandError> {
+        self.powered()?;
+        let g = self.geo();
+        if !g.contains(addr) {
+            return Err(SimNandError::OutOfBounds);
+        }
+        let ss = g.sector_size.max(1);
+        let n = data.len() / ss;
+        if !g.programs_partially()
+            || data.is_empty()
+            || !data.len().is_multiple_of(ss)
+            || first.saturating_add(n) > g.sectors_per_page()
+        {
+            return Err(SimNandError::NoPartialProgram);
+        }
+        if spare.len() > g.spare_size {
+            return Err(SimNandError::BadLength);
+        }
+        if self.is_marked_bad(addr.block) {
+            return Err(SimNandError::BadBlock { block: addr.block });
+        }
+        let st = self
+            .blocks
+            .get(addr.block as usize)
+            .copied()
+            .unwrap_or(SimNandBlock::NEW);
+        let mask = (((1u64 << n) - 1) << first) as u32;
+        let reopen = st.next_page > 0 && addr.page == st.next_page - 1;
+        if addr.page < st.next_page && !reopen {
+            return Err(SimNandError::OutOfOrder {
+                addr,
+                next: st.next_page,
+            });
+        }
+        if reopen && (st.programs >= g.partial_programs || st.sectors & mask != 0) {
+            return Err(SimNandError::TooManyPrograms { addr });
+        }
+        let r = self.raw_page(addr);
+        let ps = g.page_size;
+        let s0 = ps + self.part.marker_bytes;
+        let covered = |i: usize| -> Option<u8> {
+            if i < ps {
+                let k = i / ss;
+                (k >= first && k < first + n).then(|| data.get(i - first * ss).copied())?
+            } else if i >= s0 {
+                spare.get(i - s0).copied().filter(|&b| b != ERASED)
+            } else {
+                None
+            }
+        };
+        let page = self.mem.get(r.clone()).ok_or(SimNandError::OutOfBounds)?;
+        if page
+            .iter()
+            .enumerate()
+            .any(|(i, &x)| covered(i).is_some() && x != ERASED)
+        {
+            return Err(SimNandError::NotErased { addr });
+        }
+        let (op, cut) = self.begin_op(OpKind::Program);
+        let stats = &mut self.stats;
+        stats.programs = stats.programs.saturating_add(1);
+        stats.program_bytes = stats
+            .program_bytes
+            .saturating_add((data.len() + spare.len()) as u64);
+        stats.program_units = stats.program_units.saturating_add(1);
+        if let Some(b) = self.blocks.get_mut(addr.block as usize) {
+            if reopen {
+                b.programs += 1;
+                b.sectors |= mask;
+            } else {
+                b.next_page = addr.page + 1;
+                b.programs = 1;
+                b.sectors = mask;
+            }
+        }
+        let new = |i: usize| covered(i).unwrap_or(ERASED);
         let bombed = self.bombed(addr.block, op);
         match cut {
             Some(mut rng) => {
@@ -961,6 +1149,8 @@ impl NandFlash for SimNand<'_> {
                     .fill(ERASED);
                 if let Some(s) = self.blocks.get_mut(block as usize) {
                     s.next_page = 0;
+                    s.programs = 0;
+                    s.sectors = 0;
                 }
                 Ok(())
             }
