@@ -232,17 +232,20 @@ type FetchBytes = (f64, f64);
 
 /// The workload on a formatted volume: `n` puts (one per transaction, or `batch` per
 /// transaction), then `updates` updates of random items (delete + put in one transaction each),
-/// then every item read back and checked. With `named`, each item is stored under its key
-/// instead (`store`; an update is a `store` that replaces the value). Returns the flash cost of
-/// each phase and the flash bytes read per item read back.
+/// then `steady` more (the steady state, measured apart), then every item read back and
+/// checked. With `named`, each item is stored under its key instead (`store`; an update is a
+/// `store` that replaces the value). Returns the flash cost of each phase and the flash bytes
+/// read per item read back.
+#[allow(clippy::too_many_arguments)]
 fn workload<'m, D: OnSim<'m>, const K: usize>(
     vol: &mut Volume<'_, D, K>,
     n: u64,
     batch: usize,
     updates: u64,
+    steady: u64,
     named: bool,
     label: &dyn Fn(usize) -> String,
-) -> (Cost, Cost, FetchBytes)
+) -> (Cost, Cost, Cost, FetchBytes)
 where
     D::Error: std::fmt::Debug,
 {
@@ -267,26 +270,30 @@ where
         i = end;
     }
     let load = cost_of(vol, n, longest.ns, label);
-    reset(vol);
-    let mut longest = Longest::default();
     let mut version = vec![0u64; n as usize];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..updates {
-        let k = (xorshift(&mut s) % n) as usize;
-        version[k] += 1;
-        if named {
-            handles[k] = vol
-                .store(&key(k as u64), &item(k as u64, version[k]))
-                .expect("store");
-        } else {
-            let mut b = vol.batch().expect("batch");
-            b.delete(handles[k]).expect("delete");
-            handles[k] = b.put(&item(k as u64, version[k])).expect("put");
-            b.commit().expect("commit");
+    let mut phase = |vol: &mut Volume<'_, D, K>, count: u64| {
+        reset(vol);
+        let mut longest = Longest::default();
+        for _ in 0..count {
+            let k = (xorshift(&mut s) % n) as usize;
+            version[k] += 1;
+            if named {
+                handles[k] = vol
+                    .store(&key(k as u64), &item(k as u64, version[k]))
+                    .expect("store");
+            } else {
+                let mut b = vol.batch().expect("batch");
+                b.delete(handles[k]).expect("delete");
+                handles[k] = b.put(&item(k as u64, version[k])).expect("put");
+                b.commit().expect("commit");
+            }
+            longest.after(busy_of(vol));
         }
-        longest.after(busy_of(vol));
-    }
-    let churn = cost_of(vol, updates, longest.ns, label);
+        cost_of(vol, count, longest.ns, label)
+    };
+    let churn = phase(vol, updates);
+    let steady_cost = phase(vol, steady);
     let mut buf = [0u8; SIZE];
     let mut read_all = |vol: &mut Volume<'_, D, K>| {
         let before = vol.device().sim().stats().read_bytes;
@@ -303,12 +310,18 @@ where
     let dirty = read_all(vol);
     vol.checkpoint().expect("checkpoint");
     let home = read_all(vol);
-    (load, churn, (dirty, home))
+    (load, churn, steady_cost, (dirty, home))
 }
 
 /// vde on the direct adapter (`NorFlashDevice`, one 4 KiB block per sector): the workload of
 /// [`workload`] (with `named`, on a volume with the `names` module).
-fn vde(n: u64, batch: usize, updates: u64, named: bool) -> (Cost, Cost, FetchBytes) {
+fn vde(
+    n: u64,
+    batch: usize,
+    updates: u64,
+    steady: u64,
+    named: bool,
+) -> (Cost, Cost, Cost, FetchBytes) {
     let mut mem = vec![0xFFu8; FLASH];
     let mut wear = vec![0u32; SECTORS];
     let sim = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).expect("sim");
@@ -332,7 +345,9 @@ fn vde(n: u64, batch: usize, updates: u64, named: bool) -> (Cost, Cost, FetchByt
     };
     let mut vol = Volume::<_, 16>::format(dev, &opts, bufs).expect("format");
     let labels = vde_labels(&mut vol);
-    workload(&mut vol, n, batch, updates, named, &|i| labels[i].clone())
+    workload(&mut vol, n, batch, updates, steady, named, &|i| {
+        labels[i].clone()
+    })
 }
 
 /// How the translation layer carves the flash for logical blocks of `bs` bytes: emulated pages
@@ -387,7 +402,7 @@ fn vde_ftl(bs: usize, n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     };
     let mut vol = Volume::<_, FTL_K>::format(ftl, &opts, bufs).expect("format");
     let spb = layout.sectors_per_block as usize;
-    let (load, churn, _) = workload(&mut vol, n, batch, updates, false, &|i| {
+    let (load, churn, _, _) = workload(&mut vol, n, batch, updates, 0, false, &|i| {
         format!("sector {i} (FTL block {})", i / spb)
     });
     (load, churn)
@@ -474,7 +489,7 @@ fn vde_nand(n: u64, cache: usize, sectors: bool) -> NandCost {
 
 /// sequential-storage's map: `n` stores, then `updates` stores of random existing keys, then
 /// every key fetched (the flash bytes read per fetch returned too).
-fn seq(n: u64, updates: u64) -> (Cost, Cost, FetchBytes) {
+fn seq(n: u64, updates: u64, steady: u64) -> (Cost, Cost, Cost, FetchBytes) {
     let mut mem = vec![0xFFu8; FLASH];
     let mut wear = vec![0u32; SECTORS];
     let sim = W25q16jv::from_part(&mut mem, &mut wear, &W25Q16JV, 1).expect("sim");
@@ -508,13 +523,30 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost, FetchBytes) {
     );
     let mut version = vec![0u64; n as usize];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let mut longest = Longest::default();
-    for _ in 0..updates {
-        let k = xorshift(&mut s) % n;
-        version[k as usize] += 1;
-        block_on(map.store_item(&mut buf, &k, &&item(k, version[k as usize])[..])).expect("store");
-        longest.after(map.flash().0.busy_time_ns());
+    let mut costs = Vec::new();
+    for count in [updates, steady] {
+        let mut longest = Longest::default();
+        map.flash().0.reset_stats();
+        map.flash().0.reset_wear();
+        for _ in 0..count {
+            let k = xorshift(&mut s) % n;
+            version[k as usize] += 1;
+            block_on(map.store_item(&mut buf, &k, &&item(k, version[k as usize])[..]))
+                .expect("store");
+            longest.after(map.flash().0.busy_time_ns());
+        }
+        let sim = &map.flash().0;
+        costs.push(Cost {
+            ops: count,
+            stats: sim.stats(),
+            busy_ns: sim.busy_time_ns(),
+            longest_ns: longest.ns,
+            wear: sim.wear_summary(),
+            hot: hottest(sim.wear(), |i| format!("page {i}")),
+        });
     }
+    let steady_cost = costs.pop().expect("steady");
+    let churn = costs.pop().expect("churn");
     let before = map.flash().0.stats().read_bytes;
     for k in 0..n {
         let got: Option<&[u8]> = block_on(map.fetch_item(&mut buf, &k)).expect("fetch");
@@ -526,16 +558,7 @@ fn seq(n: u64, updates: u64) -> (Cost, Cost, FetchBytes) {
     }
     let fetch = (map.flash().0.stats().read_bytes - before) as f64 / n.max(1) as f64;
     let fetch = (fetch, fetch);
-    let (Blocking(sim), _) = map.destroy();
-    let churn = Cost {
-        ops: updates,
-        stats: sim.stats(),
-        busy_ns: sim.busy_time_ns(),
-        longest_ns: longest.ns,
-        wear: sim.wear_summary(),
-        hot: hottest(sim.wear(), |i| format!("page {i}")),
-    };
-    (load, churn, fetch)
+    (load, churn, steady_cost, fetch)
 }
 
 /// Logical block sizes of the translation-layer rows: vde's block size on the direct adapter,
@@ -552,10 +575,12 @@ fn size(bs: usize) -> String {
 }
 
 /// Prints the flash table for `n` items and `updates` updates.
-pub fn section(n: u64, updates: u64) {
-    let (v1_load, v1_churn, v1_fetch) = vde(n, 1, updates, false);
-    let (vb_load, _, _) = vde(n, 100, 0, false);
-    let (vn_load, vn_churn, vn_fetch) = vde(n, 1, updates, true);
+/// `steady` more updates after them are measured apart (the steady state) for vde direct and
+/// sequential-storage.
+pub fn section(n: u64, updates: u64, steady: u64) {
+    let (v1_load, v1_churn, v1_steady, v1_fetch) = vde(n, 1, updates, steady, false);
+    let (vb_load, _, _, _) = vde(n, 100, 0, 0, false);
+    let (vn_load, vn_churn, _, vn_fetch) = vde(n, 1, updates, 0, true);
     let ftl: Vec<(usize, Cost, Cost, Cost)> = FTL_BLOCK_SIZES
         .iter()
         .map(|&bs| {
@@ -564,9 +589,10 @@ pub fn section(n: u64, updates: u64) {
             (bs, load, batched, churn)
         })
         .collect();
-    let (s_load, s_churn, s_fetch) = seq(n, updates);
+    let (s_load, s_churn, s_steady, s_fetch) = seq(n, updates, steady);
     println!(
-        "## Flash: {n} × {SIZE}-byte items on 1 MiB of {} (4 KiB sectors), then {updates} updates",
+        "## Flash: {n} × {SIZE}-byte items on 1 MiB of {} (4 KiB sectors), then {updates} updates \
+         and {steady} more (steady state)",
         W25Q16JV.name
     );
     println!();
@@ -647,6 +673,14 @@ pub fn section(n: u64, updates: u64) {
         );
     }
     row("update", "sequential-storage map", &s_churn, None);
+    let later = format!("steady: updates {}–{}", updates + 1, updates + steady);
+    row(
+        &later,
+        "vde direct, delete + put / transaction",
+        &v1_steady,
+        Some(&s_steady),
+    );
+    row(&later, "sequential-storage map", &s_steady, None);
     println!();
     let shapes: Vec<String> = FTL_BLOCK_SIZES
         .iter()

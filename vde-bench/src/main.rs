@@ -142,9 +142,9 @@ fn main() {
     }
     if run("flash") {
         if a.smoke {
-            flash::section(100, 500);
+            flash::section(100, 500, 500);
         } else {
-            flash::section(1_000, 20_000);
+            flash::section(1_000, 20_000, 60_000);
         }
     }
     if run("footprint") {

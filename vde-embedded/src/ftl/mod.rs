@@ -21,6 +21,23 @@
 //! allocation: a free block keeps its stale pages, and with them its erase count, until reused).
 //! So the blocks' sequence ranges never interleave.
 //!
+//! **Log appends.** The core's [`BlockDevice::append`]s to a block gather in one RAM block until
+//! a flush, which writes them once (the buffer keeps the block afterwards, so the next commit's
+//! appends need no read back). On a part that programs part of a page
+//! ([`NandGeometry::programs_partially`]: 512-byte ECC sectors, NoP 4 on the W25N01GV) the layout
+//! is *sectored* ([`FtlLayout::sector_size`]): the layer reports the sector as its
+//! [`BlockDevice::append_unit`], so each commit ends on a sector, and a flush programs only the
+//! new sectors into the block's *open* version — the version it last wrote, while its slot is
+//! still the last programmed in its erase block and the page has programs left — with a checksum
+//! per sector in the spare area (`meta.rs`, FORMAT.md "On NAND"). Anything else (a remount, a
+//! failed program, another write at the head, an append that does not continue it) writes a
+//! new sectored version instead. A sector a cut tore fails its sum and reads erased; the
+//! core never appends after unverified bytes, and a remount never extends a version.
+//!
+//! **Discards.** [`BlockDevice::discard`] (the volume sends the blocks a durable transaction
+//! freed) unmaps blocks in RAM, so garbage collection stops copying their versions; a mount maps
+//! what the medium holds again, which is harmless for blocks the volume holds free.
+//!
 //! **Mount** rebuilds the map by scanning (simple and robust; there are no checkpoints):
 //! 1. for every block, its bad-block marker and the first valid record (its first sequence
 //!    number and erase count);
@@ -41,7 +58,9 @@
 //! the medium until its erase block is erased, which happens only once the block holds no
 //! mapped version. So every write acknowledged by `write_block` survives a power cut, and a
 //! logical block reads as its last acknowledged version or (for the write in flight) the new
-//! one — never a mix. [`BlockDevice::flush`] has nothing left to do.
+//! one — never a mix. [`BlockDevice::flush`] writes the gathered appends; a cut during it leaves
+//! the appended block with its earlier sectors and, of the ones in flight, any of them whole (its
+//! sum holds) and the others reading erased (in a sectored layout), or its previous version.
 //!
 //! **Garbage collection.** Before each host write, free space (free blocks plus the head's
 //! room) is brought back to [`GC_FREE_BLOCKS`] (3) blocks' worth of slots by relocating the
