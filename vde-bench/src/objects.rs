@@ -267,7 +267,8 @@ pub fn section(base: &Path, n: u64, rounds: u64) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (batch, named) in [(1u64, false), (BATCH, false), (1, true)] {
         let d = dir.path();
-        let mut scratch = vec![0u8; BS * Buffers::SCRATCH_BLOCKS];
+        let mut scratch =
+            vec![0u8; Buffers::scratch_with_cache(BS, vde_std::buffers::CACHE_BLOCKS)];
         let mut txn = vec![0u8; BS * 64];
         // 16 bytes per shared block tracked: room for 4,096 shared blocks.
         let mut index = vec![0u8; 16 * 4096];

@@ -12,6 +12,10 @@
 //! copy of a block written around the log (an extent's payload), and empties the cache when a
 //! commit fails part-way. Checkpoints, write-backs and rescues write a block's committed content
 //! home, so they leave copies as they are.
+//!
+//! A copy may also be marked *checked* by a reader that verified its structure (a name-table
+//! block's checksum and order): the mark lasts until the copy changes, so an unchanged block is
+//! verified once, not on every read.
 
 use crate::types::BlockNo;
 
@@ -29,6 +33,8 @@ pub struct BlockCache<'b> {
     slots: usize,
     tags: [u64; MAX_CACHED],
     used: [u32; MAX_CACHED],
+    /// Bit `i`: copy `i` was checked since it last changed.
+    checked: u8,
     clock: u32,
     hits: u64,
 }
@@ -53,6 +59,7 @@ impl<'b> BlockCache<'b> {
             slots,
             tags: [EMPTY; MAX_CACHED],
             used: [0; MAX_CACHED],
+            checked: 0,
             clock: 0,
             hits: 0,
         }
@@ -133,12 +140,26 @@ impl<'b> BlockCache<'b> {
         if let Some(t) = self.tags.get_mut(i) {
             *t = b.0;
         }
+        self.checked &= !(1 << i);
         self.touch(i);
+    }
+
+    /// Whether block `b` is cached and its copy was marked checked since it last changed.
+    pub fn is_checked(&self, b: BlockNo) -> bool {
+        self.find(b).is_some_and(|i| self.checked & (1 << i) != 0)
+    }
+
+    /// Marks block `b`'s copy (if cached) as checked: its reader verified it.
+    pub fn mark_checked(&mut self, b: BlockNo) {
+        if let Some(i) = self.find(b) {
+            self.checked |= 1 << i;
+        }
     }
 
     /// Changes block `b`'s copy, if it is cached, by `f`: a commit's ranges over it.
     pub fn update(&mut self, b: BlockNo, f: impl FnOnce(&mut [u8])) {
         if let Some(i) = self.find(b) {
+            self.checked &= !(1 << i);
             if let Some(c) = self.copy_mut(i) {
                 f(c);
             }
@@ -151,12 +172,14 @@ impl<'b> BlockCache<'b> {
             if let Some(t) = self.tags.get_mut(i) {
                 *t = EMPTY;
             }
+            self.checked &= !(1 << i);
         }
     }
 
     /// Forgets every copy.
     pub fn clear(&mut self) {
         self.tags = [EMPTY; MAX_CACHED];
+        self.checked = 0;
     }
 }
 
@@ -201,6 +224,30 @@ mod tests {
         c.insert(BlockNo(7), &[3; 32]);
         c.clear();
         assert!(!c.read(BlockNo(5), 0, &mut out) && !c.read(BlockNo(7), 0, &mut out));
+    }
+
+    #[test]
+    fn a_checked_mark_lasts_until_the_copy_changes() {
+        let mut mem = [0u8; 64];
+        let mut c = BlockCache::new(&mut mem, 32);
+        c.mark_checked(BlockNo(1)); // not cached: nothing
+        assert!(!c.is_checked(BlockNo(1)));
+        c.insert(BlockNo(1), &[1; 32]);
+        c.insert(BlockNo(2), &[2; 32]);
+        assert!(!c.is_checked(BlockNo(1)));
+        c.mark_checked(BlockNo(1));
+        c.mark_checked(BlockNo(2));
+        let mut out = [0u8; 4];
+        assert!(c.read(BlockNo(1), 0, &mut out));
+        assert!(c.is_checked(BlockNo(1)), "a read leaves it");
+        c.update(BlockNo(1), |d| d[0] = 5);
+        assert!(!c.is_checked(BlockNo(1)) && c.is_checked(BlockNo(2)));
+        c.insert(BlockNo(2), &[3; 32]);
+        assert!(!c.is_checked(BlockNo(2)), "new content");
+        c.mark_checked(BlockNo(2));
+        c.forget(BlockNo(2));
+        c.insert(BlockNo(7), &[7; 32]); // takes the freed slot
+        assert!(!c.is_checked(BlockNo(7)));
     }
 
     #[test]

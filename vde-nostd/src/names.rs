@@ -91,30 +91,60 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.stage_new_view(leaf)
     }
 
-    /// Reads and checks the root into the scratch block.
+    /// Reads and checks the root into the scratch block. A root the block cache holds
+    /// unchanged since it was last checked is not checked again.
     fn read_root(&mut self) -> Result<fmt::Root, Error<D::Error>> {
         let region = self.names_region()?;
-        self.load_root(region.start)?;
+        let b = region.start;
+        let trusted = self.trusted(b);
+        self.load_root(b)?;
         let blk = self.scratch_block()?;
-        fmt::check_root(blk, region.len).map_err(|_| corrupt())
+        if let Some(r) = trusted.then(|| fmt::root_summary(blk)).flatten() {
+            return Ok(r);
+        }
+        let r = fmt::check_root(blk, region.len).map_err(|_| corrupt())?;
+        self.checked(b);
+        Ok(r)
     }
 
-    /// Reads and checks leaf `leaf` into the scratch block.
+    /// Reads and checks leaf `leaf` into the scratch block (not checked again while the block
+    /// cache holds it unchanged since its last check).
     fn read_leaf(&mut self, leaf: BlockNo) -> Result<fmt::Leaf, Error<D::Error>> {
+        let trusted = self.trusted(leaf);
         let blk = self.load_scratch(leaf)?;
-        fmt::check_leaf(blk).map_err(|_| corrupt())
+        if let Some(l) = trusted.then(|| fmt::leaf_summary(blk)).flatten() {
+            return Ok(l);
+        }
+        let l = fmt::check_leaf(blk).map_err(|_| corrupt())?;
+        self.checked(leaf);
+        Ok(l)
+    }
+
+    /// Whether block `b` reads as its committed content (the open transaction has not staged
+    /// it) and the block cache holds that content checked since it last changed.
+    fn trusted(&self, b: BlockNo) -> bool {
+        !self.tx.contains(b) && self.wal.is_checked(b)
+    }
+
+    /// Block `b` passed its checks: if it is its committed content, the cache remembers.
+    fn checked(&mut self, b: BlockNo) {
+        if !self.tx.contains(b) {
+            self.wal.mark_checked(b);
+        }
     }
 
     /// Loads the root (block `b`) into the scratch block reading only what a valid one holds:
     /// its header, as many bytes as its entries can take (the count says), and its checksum;
     /// the scratch is zero between them, as a valid root is, so the checks that follow see the
     /// block (and fail if it is not zero there). Falls back to reading the whole block where a
-    /// partial read is not possible. (Leaves are read whole: they are mostly full.)
+    /// partial read is not possible, or where a block cache will keep the whole block. (Leaves are
+    /// read whole: they are mostly full.)
     fn load_root(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         const W: usize = crate::device::PARTIAL_READ_UNIT;
         let bs = self.layout.bs();
         let mut head = [0u8; W];
-        if bs < 4 * W || !self.read_through_part(b, 0, &mut head)? {
+        // With a block cache the root is read whole once and stays in RAM (checked once).
+        if bs < 4 * W || self.wal.caches() || !self.read_through_part(b, 0, &mut head)? {
             self.load_scratch(b)?;
             return Ok(());
         }
@@ -200,7 +230,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let p = self.place(key)?;
         let leaf = self.read_leaf(p.leaf)?;
         let blk = self.scratch_block()?;
-        let hit = fmt::leaf_entries(blk, leaf).find(|e| e.key == key);
+        // Keys are in ascending order: stop at the first one past `key`. The last byte is
+        // compared first (keys often share a long prefix), the whole key only where it matches.
+        let last = key.last();
+        let hit = fmt::leaf_entries(blk, leaf)
+            .find(|e| (e.key.last() == last && e.key == key) || e.key > key)
+            .filter(|e| e.key == key);
         Ok(hit.map(|e| Handle::from_raw(e.handle)))
     }
 

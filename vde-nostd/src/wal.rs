@@ -747,6 +747,22 @@ impl<'b> Wal<'b> {
         Ok(())
     }
 
+    /// Whether committed blocks are cached (the volume's scratch has room for copies).
+    pub fn caches(&self) -> bool {
+        self.cache.slots() > 0
+    }
+
+    /// Whether block `b`'s committed content is cached and was marked checked since it last
+    /// changed ([`Wal::mark_checked`]).
+    pub fn is_checked(&self, b: BlockNo) -> bool {
+        self.cache.is_checked(b)
+    }
+
+    /// Marks block `b`'s cached committed content (if cached) as verified by its reader.
+    pub fn mark_checked(&mut self, b: BlockNo) {
+        self.cache.mark_checked(b);
+    }
+
     /// Dirty block `d`'s committed content: its cached copy, or rebuilt from its chain.
     fn committed<D: BlockDevice>(
         &mut self,

@@ -188,6 +188,28 @@ pub fn check_root(b: &[u8], region_blocks: u64) -> Result<Root, DecodeError> {
     Ok(Root { leaves, end: at })
 }
 
+/// What a root that [`check_root`] accepted before holds, read again without the checks (for a
+/// block known unchanged since); `None` if its fields do not even fit the block.
+pub fn root_summary(b: &[u8]) -> Option<Root> {
+    let trailer = b.len().checked_sub(SEAL)?;
+    let body = b.get(..trailer)?;
+    let leaves = usize::from(get_u16(b, COUNT.0)?);
+    let mut at = HEAD;
+    for _ in 0..leaves {
+        at += dir_entry_at(body, at)?.size();
+    }
+    Some(Root { leaves, end: at })
+}
+
+/// What a leaf that [`check_leaf`] accepted before holds, read again without the checks (for a
+/// block known unchanged since); `None` if its fields do not fit the block.
+pub fn leaf_summary(b: &[u8]) -> Option<Leaf> {
+    let trailer = b.len().checked_sub(SEAL)?;
+    let count = usize::from(get_u16(b, COUNT.0)?);
+    let end = HEAD + usize::from(get_u16(b, USED.0)?);
+    (end <= trailer).then_some(Leaf { count, end })
+}
+
 /// Whether every byte is zero (one pass with no early exit, so it compiles to vector code).
 fn all_zero(z: &[u8]) -> bool {
     z.iter().fold(0u8, |a, x| a | x) == 0
