@@ -189,8 +189,10 @@ fn superblock_wal_blocks_that_move_the_layout() {
 
 #[test]
 fn superblock_flags_and_unknown_modules() {
+    // Bit 0 marks a format that did not finish: the volume is not formatted.
+    assert_eq!(superblock_err(|s| s.flags = 1), Error::NotFormatted);
     assert_eq!(
-        superblock_err(|s| s.flags = 1),
+        superblock_err(|s| s.flags = 2),
         Error::Corrupt(Structure::Superblock)
     );
     assert_eq!(

@@ -13,7 +13,7 @@ use crate::format::bitmap_block;
 use crate::format::counters::Counters;
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
 use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
-use crate::format::superblock::Superblock;
+use crate::format::superblock::{Superblock, FLAG_FORMATTING};
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
 use crate::objects::ObjState;
@@ -182,6 +182,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .wal_blocks
             .unwrap_or_else(|| Layout::default_wal_blocks(n));
         let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
+        // Until the last step clears it, the flag makes the volume read as not formatted.
         let sb = Superblock {
             block_size: layout.block_size,
             block_count: n,
@@ -190,13 +191,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             manifest: 0,
             free_blocks: n - layout.data_start,
             inode_size: modules::BASE_INODE_SIZE,
-            flags: 0,
+            flags: FLAG_FORMATTING,
             created: opts.now,
             modified: opts.now,
             wal_blocks,
             volume_id: opts.volume_id,
         };
         let blk = block_of(bufs.scratch, bs)?;
+        // An earlier volume's superblocks go first: from here until the flag is cleared, a cut
+        // leaves a device that reads as not formatted, never an old superblock over new
+        // structures.
+        blk.fill(0);
+        dev.write_block(SB_PRIMARY, blk)?;
+        dev.write_block(SB_MIRROR, blk)?;
+        dev.flush()?;
         // Bitmap: metadata blocks and the tail past the last block are allocated.
         let bpb = layout.bits_per_block();
         for i in 0..layout.bitmap_blocks {
@@ -222,18 +230,46 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev.flush()?;
         dev.write_block(SB_MIRROR, blk)?;
         dev.flush()?;
-        let mut vol = Self::mount(dev, bufs)?;
+        let mut vol = Self::open(dev, bufs, true)?;
         for m in modules::CATALOGUE {
             if opts.modules.contains(m.flag()) {
                 vol.add_module_regions(m, opts.now)?;
             }
         }
+        vol.finish_format(opts.now)?;
         Ok(vol)
     }
 
+    /// The format's last step: a transaction that rewrites both superblocks without
+    /// [`FLAG_FORMATTING`].
+    fn finish_format(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let mut sb = self.sb;
+        sb.flags &= !FLAG_FORMATTING;
+        sb.free_blocks = self.free_blocks;
+        sb.checkpoint_seq = self.wal.last_seq().next().0;
+        sb.modified = now;
+        sb.sequence = sb.sequence.saturating_add(1);
+        for b in [SB_PRIMARY, SB_MIRROR] {
+            let buf = self.view(b, true)?;
+            sb.encode(buf).ok_or(Error::InvalidGeometry)?;
+            self.stage_new_view(b)?;
+        }
+        self.commit_tx()?;
+        self.sb = sb;
+        Ok(())
+    }
+
     /// Mounts the volume on `dev`: picks the newest valid superblock, replays the WAL, checks the
-    /// region directory and pointer table, and counts free space.
-    pub fn mount(mut dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
+    /// region directory and pointer table, and counts free space. A volume whose format did not
+    /// finish is [`Error::NotFormatted`].
+    pub fn mount(dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
+        Self::open(dev, bufs, false)
+    }
+
+    /// [`Volume::mount`]; `formatting` accepts a superblock with [`FLAG_FORMATTING`] (the
+    /// format's own mount).
+    fn open(mut dev: D, bufs: Buffers<'b>, formatting: bool) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
         check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
@@ -246,6 +282,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let (sb2, layout2) = pick_superblock(&mut dev, scratch)?;
         if layout2 != layout || sb2.wal_salt() != sb.wal_salt() {
             return Err(Error::Corrupt(Structure::Superblock));
+        }
+        if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
+            return Err(Error::NotFormatted);
         }
         let mut vol = Volume {
             dev,
@@ -1382,7 +1421,7 @@ fn validate_sb<D: BlockDevice>(sb: &Superblock, dev: &D) -> Result<Layout, Error
     if sb.block_size as usize != dev.block_size() || sb.block_count != dev.block_count() {
         return Err(Error::InvalidGeometry);
     }
-    if sb.flags != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
+    if sb.flags & !FLAG_FORMATTING != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
         return Err(Error::Corrupt(Structure::Superblock));
     }
     Layout::compute(sb.block_size as usize, sb.block_count, sb.wal_blocks)

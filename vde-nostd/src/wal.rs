@@ -1284,15 +1284,21 @@ impl<'b> Wal<'b> {
         Ok(())
     }
 
-    /// Makes `e` ready for [`Wal::write_unlogged`]: checkpoints first if one of its blocks has
-    /// records since the last checkpoint (a replay after a crash would overwrite the unlogged
-    /// content). `scratch` must hold one block.
+    /// Makes `e` ready for [`Wal::write_unlogged`]: makes every commit so far durable if one
+    /// is not yet ([`Durability::Deferred`]: the blocks may have been freed by a commit a cut
+    /// can still undo, and then they hold that commit's deleted object, which the payload must
+    /// not overwrite), and checkpoints if one of its blocks has records since the last
+    /// checkpoint (a replay after a crash would overwrite the unlogged content). `scratch` must
+    /// hold one block.
     pub fn prepare_unlogged<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         e: Extent,
         scratch: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
+        if self.unsynced {
+            self.sync(dev)?;
+        }
         let end = e.start.0.saturating_add(e.len);
         if self
             .dirty

@@ -196,6 +196,8 @@ pub fn superblock_problem(
                     "geometry {} x {} does not match the image ({} x {})",
                     sb.block_count, sb.block_size, block_count, block_size
                 ))
+            } else if sb.flags == vde_nostd::format::superblock::FLAG_FORMATTING {
+                Some("written by a format that did not finish".into())
             } else if sb.flags != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
                 Some("unknown flags or module bits".into())
             } else if Layout::compute(block_size, block_count, sb.wal_blocks)

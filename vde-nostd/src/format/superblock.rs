@@ -12,7 +12,7 @@
 //!  40  8  module manifest (ModuleSet bits)
 //!  48  8  free blocks (as of this write)
 //!  56  4  inode size in bytes
-//!  60  4  flags (0)
+//!  60  4  flags: bit 0 = FLAG_FORMATTING (the format has not finished), others 0
 //!  64  8  created (caller time)
 //!  72  8  modified (caller time)
 //!  80  8  WAL blocks
@@ -26,6 +26,11 @@ use super::codec::{get_u32, get_u64, put_bytes, put_u32, put_u64};
 use super::{
     check_magic, check_sum, check_version, check_zero_from, seal_sum, start, xxh64, DecodeError,
 };
+
+/// Superblock flag: the format that wrote this copy has not finished (its modules may be
+/// missing); a mount refuses such a volume as not formatted. The format's last transaction
+/// clears it.
+pub const FLAG_FORMATTING: u32 = 1;
 
 /// The superblock magic.
 pub const MAGIC: &[u8; 8] = b"VDESUPER";
