@@ -10,7 +10,21 @@
 //! can make it panic: corrupt or hostile content yields an [`Error`].
 //!
 //! The on-disk format is described byte by byte in `FORMAT.md` at the repository root; the
-//! encoders and decoders for it live in [`format`], apart from the logic that uses them.
+//! encoders and decoders for it live in [`format`], apart from the logic that uses them. Why the
+//! design is as it is: `DESIGN.md` beside it.
+//!
+//! # Seed concepts
+//!
+//! The original plans named these parts; each name is a `doc(alias)` on the item that carries it
+//! (search the docs for it):
+//!
+//! | seed name | here |
+//! |---|---|
+//! | FreeSpaceScanner | [`scanner::first_fit`] (and [`scanner::free_runs`], [`scanner::count_free`]) |
+//! | WalJournaledRegionWriter | [`wal::Wal`], driven through [`Transaction`] |
+//! | OnlineRegionAddition | [`Volume::add_module_regions`] |
+//! | SubBlockBitmap | [`subblock::SlotBitmap`] |
+//! | SubBlockPacker | [`Volume::put`] (packing in [`objects`], slot classes in [`subblock`]) |
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -535,6 +535,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Stores `data` and returns its handle: packed into a slot if `data.len() + 8` fits in half
     /// a block, else in a run of whole blocks. One WAL transaction.
+    #[doc(alias = "SubBlockPacker")]
     pub fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
         self.object_tx(|v| v.put_in_tx(data, false))
     }

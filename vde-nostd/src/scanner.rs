@@ -402,6 +402,7 @@ impl WordScan for FirstFit {
 }
 
 /// Finds the lowest run of `n` consecutive free blocks. `None` if there is none or `n == 0`.
+#[doc(alias = "FreeSpaceScanner")]
 pub fn first_fit<S: BitmapSource>(
     src: &mut S,
     n: u64,

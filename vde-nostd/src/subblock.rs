@@ -30,6 +30,7 @@ pub fn bitmap_bytes(block_size: usize) -> usize {
 }
 
 /// The slot bitmap of one shared block.
+#[doc(alias = "SubBlockBitmap")]
 pub struct SlotBitmap<'a> {
     bits: &'a mut [u8],
     units: usize,

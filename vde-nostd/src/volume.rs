@@ -1048,6 +1048,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Adds module `m` online: allocates its regions and updates bitmap, region directory,
     /// pointer table and both superblocks in one WAL transaction. `now` is the caller's clock.
+    #[doc(alias = "OnlineRegionAddition")]
     pub fn add_module_regions(
         &mut self,
         m: &'static Module,
@@ -1177,6 +1178,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
 /// A transaction on a volume: stage block writes, allocate and release blocks, then commit (one
 /// WAL transaction) or drop to roll back. Nothing reaches the device before commit.
+#[doc(alias = "WalJournaledRegionWriter")]
 pub struct Transaction<'v, 'b, D: BlockDevice, const K: usize> {
     vol: &'v mut Volume<'b, D, K>,
 }

@@ -191,6 +191,7 @@ type Chain = ([(u32, RecordKind); MAX_CHAIN + 1], usize);
 const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 
 /// The live state of the write-ahead log.
+#[doc(alias = "WalJournaledRegionWriter")]
 pub struct Wal<'b> {
     start: u64,
     blocks: u64,
