@@ -250,13 +250,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         sb.checkpoint_seq = self.wal.last_seq().next().0;
         sb.modified = now;
         sb.sequence = sb.sequence.saturating_add(1);
+        self.stage_superblocks(&sb)?;
+        self.commit_tx()?;
+        self.sb = sb;
+        Ok(())
+    }
+
+    /// Stages both superblock copies as `sb` in the open transaction.
+    fn stage_superblocks(&mut self, sb: &Superblock) -> Result<(), Error<D::Error>> {
         for b in [SB_PRIMARY, SB_MIRROR] {
             let buf = self.view(b, true)?;
             sb.encode(buf).ok_or(Error::InvalidGeometry)?;
             self.stage_new_view(b)?;
         }
-        self.commit_tx()?;
-        self.sb = sb;
         Ok(())
     }
 
@@ -1131,11 +1137,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         sb.inode_size = plan.inode_size;
         sb.modified = now;
         sb.sequence = sb.sequence.saturating_add(1);
-        for b in [SB_PRIMARY, SB_MIRROR] {
-            let buf = self.view(b, true)?;
-            sb.encode(buf).ok_or(Error::InvalidGeometry)?;
-            self.stage_new_view(b)?;
-        }
+        self.stage_superblocks(&sb)?;
         self.commit_tx()?;
         self.sb = sb;
         self.on_module_added(m)?;

@@ -1373,14 +1373,20 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
             i.valid = i.valid.saturating_add(1);
         }
         if old != UNMAPPED {
-            let (ob, _) = self.unloc(old);
-            let left = self.info_mut(ob).map_or(1, |i| {
-                i.valid = i.valid.saturating_sub(1);
-                i.valid
-            });
-            if left == 0 && self.state(ob) == USED {
-                self.set_state(ob, FREE);
-            }
+            self.release(old);
+        }
+    }
+
+    /// The version at `loc` is no longer mapped: its erase block holds one valid version fewer,
+    /// and becomes free when it holds none (unless it is the head).
+    fn release(&mut self, loc: u32) {
+        let (ob, _) = self.unloc(loc);
+        let left = self.info_mut(ob).map_or(1, |i| {
+            i.valid = i.valid.saturating_sub(1);
+            i.valid
+        });
+        if left == 0 && self.state(ob) == USED {
+            self.set_state(ob, FREE);
         }
     }
 
@@ -1859,14 +1865,7 @@ impl<N: NandFlash> BlockDevice for Ftl<'_, N> {
             if let Some(e) = self.map.get_mut(lba as usize) {
                 *e = UNMAPPED;
             }
-            let (ob, _) = self.unloc(old);
-            let left = self.info_mut(ob).map_or(1, |i| {
-                i.valid = i.valid.saturating_sub(1);
-                i.valid
-            });
-            if left == 0 && self.state(ob) == USED {
-                self.set_state(ob, FREE);
-            }
+            self.release(old);
             self.stats.discarded += 1;
         }
         Ok(())

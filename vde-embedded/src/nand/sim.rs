@@ -876,6 +876,44 @@ impl<'a> SimNand<'a> {
         Ok(())
     }
 
+    /// Counts a program of `bytes` bytes (one page unit) that reached the medium; returns the
+    /// operation number and the damage randomness if it is cut.
+    fn begin_program(&mut self, bytes: u64) -> (u64, Option<XorShift64>) {
+        let r = self.begin_op(OpKind::Program);
+        let s = &mut self.stats;
+        s.programs = s.programs.saturating_add(1);
+        s.program_bytes = s.program_bytes.saturating_add(bytes);
+        s.program_units = s.program_units.saturating_add(1);
+        r
+    }
+
+    /// Lands program `op` of raw bytes `r` in `block` with `new(i)`: whole, torn by a cut
+    /// ([`SimNandError::PowerLost`]), or garbled when the block is bombed
+    /// ([`SimNandError::BlockFailed`]).
+    fn program_lands(
+        &mut self,
+        block: u32,
+        r: Range<usize>,
+        new: impl Fn(usize) -> u8,
+        op: u64,
+        cut: Option<XorShift64>,
+    ) -> Result<(), SimNandError> {
+        let bombed = self.bombed(block, op);
+        match cut {
+            Some(mut rng) => {
+                let tear = self.config.tear;
+                self.land(r, new, Landing::Torn(tear, &mut rng))?;
+                Err(SimNandError::PowerLost)
+            }
+            None if bombed => {
+                let mut rng = XorShift64::new(mix(self.config.seed ^ 0xB0B, op));
+                self.land(r, new, Landing::Torn(TearMode::Scattered, &mut rng))?;
+                Err(SimNandError::BlockFailed { block })
+            }
+            None => self.land(r, new, Landing::Whole),
+        }
+    }
+
     /// Leaves `block` as an interrupted erase might: each page erased, untouched or partly
     /// erased (bits only rise).
     fn tear_erase(&mut self, block: u32, rng: &mut XorShift64) {
@@ -975,13 +1013,7 @@ impl NandFlash for SimNand<'_> {
         {
             return Err(SimNandError::NotErased { addr });
         }
-        let (op, cut) = self.begin_op(OpKind::Program);
-        let s = &mut self.stats;
-        s.programs = s.programs.saturating_add(1);
-        s.program_bytes = s
-            .program_bytes
-            .saturating_add((data.len() + spare.len()) as u64);
-        s.program_units = s.program_units.saturating_add(1);
+        let (op, cut) = self.begin_program((data.len() + spare.len()) as u64);
         if let Some(st) = self.blocks.get_mut(addr.block as usize) {
             st.next_page = addr.page + 1;
             st.programs = g.partial_programs.max(1);
@@ -998,20 +1030,7 @@ impl NandFlash for SimNand<'_> {
                 ERASED
             }
         };
-        let bombed = self.bombed(addr.block, op);
-        match cut {
-            Some(mut rng) => {
-                let tear = self.config.tear;
-                self.land(r, new, Landing::Torn(tear, &mut rng))?;
-                Err(SimNandError::PowerLost)
-            }
-            None if bombed => {
-                let mut rng = XorShift64::new(mix(self.config.seed ^ 0xB0B, op));
-                self.land(r, new, Landing::Torn(TearMode::Scattered, &mut rng))?;
-                Err(SimNandError::BlockFailed { block: addr.block })
-            }
-            None => self.land(r, new, Landing::Whole),
-        }
+        self.program_lands(addr.block, r, new, op, cut)
     }
 
     /// One counted program of whole sectors. Refuses (uncounted) a part that programs whole
@@ -1082,13 +1101,7 @@ impl NandFlash for SimNand<'_> {
         {
             return Err(SimNandError::NotErased { addr });
         }
-        let (op, cut) = self.begin_op(OpKind::Program);
-        let stats = &mut self.stats;
-        stats.programs = stats.programs.saturating_add(1);
-        stats.program_bytes = stats
-            .program_bytes
-            .saturating_add((data.len() + spare.len()) as u64);
-        stats.program_units = stats.program_units.saturating_add(1);
+        let (op, cut) = self.begin_program((data.len() + spare.len()) as u64);
         if let Some(b) = self.blocks.get_mut(addr.block as usize) {
             if reopen {
                 b.programs += 1;
@@ -1100,20 +1113,7 @@ impl NandFlash for SimNand<'_> {
             }
         }
         let new = |i: usize| covered(i).unwrap_or(ERASED);
-        let bombed = self.bombed(addr.block, op);
-        match cut {
-            Some(mut rng) => {
-                let tear = self.config.tear;
-                self.land(r, new, Landing::Torn(tear, &mut rng))?;
-                Err(SimNandError::PowerLost)
-            }
-            None if bombed => {
-                let mut rng = XorShift64::new(mix(self.config.seed ^ 0xB0B, op));
-                self.land(r, new, Landing::Torn(TearMode::Scattered, &mut rng))?;
-                Err(SimNandError::BlockFailed { block: addr.block })
-            }
-            None => self.land(r, new, Landing::Whole),
-        }
+        self.program_lands(addr.block, r, new, op, cut)
     }
 
     /// Refuses (uncounted) a bad block. A cut or failed erase leaves the block partly erased.
