@@ -100,6 +100,7 @@ fn power_cut_at_every_operation_objects() {
         min_len: 1,
         max_len: 3000,
         max_live_bytes: 24 * 1024,
+        batches: true,
     };
     assert_clean(&run(&config(), BLOCKS, &w), 3000);
 }
@@ -116,6 +117,7 @@ fn power_cut_at_every_operation_small_objects_and_batches() {
         min_len: 1,
         max_len: 600,
         max_live_bytes: 16 * 1024,
+        batches: true,
     };
     assert_clean(&run(&config(), BLOCKS, &w), 3000);
 }

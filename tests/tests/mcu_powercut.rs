@@ -62,6 +62,7 @@ fn objects() -> (Config, Objects) {
         min_len: 16,
         max_len: 6 * 1024,
         max_live_bytes: 64 * 1024,
+        batches: true,
     };
     (cfg, w)
 }

@@ -111,6 +111,7 @@ fn nand_power_cut_objects() {
         min_len: 16,
         max_len: 10 * 1024,
         max_live_bytes: 96 * 1024,
+        batches: true,
     };
     // Without the block cache: every page read is a cut point.
     let cfg = Config {
@@ -151,6 +152,7 @@ fn nand_power_cut_objects_4k_pages() {
         min_len: 16,
         max_len: 10 * 1024,
         max_live_bytes: 96 * 1024,
+        batches: true,
     };
     let r = run_nand(&config(), &part, 15, 1, &[], &ftl(5), &w).expect("setup");
     show(&r, t);

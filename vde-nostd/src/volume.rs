@@ -26,7 +26,8 @@ use crate::wal::{block_of, Durability, RecoveryReport, Wal, WalStats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FormatOptions {
-    /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256).
+    /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256; a quarter, at least 4,
+    /// of a volume under 32 blocks).
     pub wal_blocks: Option<u64>,
     /// Volume identity (any bytes; a random value is best).
     pub volume_id: [u8; 16],
@@ -555,7 +556,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// new one only while the transaction's records still fit the log
     /// ([`Error::TxTooLarge`] otherwise; nothing is staged).
     pub(crate) fn log_room_for(&self, b: BlockNo) -> Result<(), Error<D::Error>> {
-        if self.tx.contains(b) || self.wal.fits(self.tx.len().saturating_add(1)) {
+        if self.tx.contains(b) || self.wal.tx_fits(&self.tx, 1) {
             Ok(())
         } else {
             Err(Error::TxTooLarge)
@@ -1096,7 +1097,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         m: &'static Module,
         now: u64,
     ) -> Result<ModulePlan, Error<D::Error>> {
+        // The superblocks first, as they are (rewritten last): staged fresh, they count for
+        // their few nonzero bytes, not as whole blocks, in a small log's room.
+        let sb = self.sb;
+        self.stage_superblocks(&sb)?;
         let plan = self.plan_module(m)?;
+        // The regions' first content next (staged fresh, mostly zeros), before the directory
+        // and pointer table, which count whole.
+        self.init_module_regions(m, &plan)?;
         let dir_block = BlockNo(self.layout.regdir);
         let first = self.region_entries()?;
         {
@@ -1129,7 +1137,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             self.touched(self.layout.bs() - regions::SEAL, regions::SEAL);
             self.stage_view(rpt_block)?;
         }
-        self.init_module_regions(m, &plan)?;
         let mut sb = self.sb;
         sb.manifest |= m.flag().bits();
         sb.free_blocks = self.free_blocks.saturating_add_signed(self.tx_free_delta);

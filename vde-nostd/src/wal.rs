@@ -578,6 +578,34 @@ impl<'b> Wal<'b> {
         self.durability = d;
     }
 
+    /// Whether `tx`, with `more` blocks still to stage, fits in the log at all: each block at
+    /// its largest right after a checkpoint (a whole-block record; a block staged fresh as its
+    /// staged ranges over zeros when that record is the smaller — it is then exactly that or
+    /// less), each block still to come whole, the longest counter delta, padded to the append
+    /// unit. A small log (a 64 KiB flash) takes transactions whose new blocks are mostly zeros.
+    pub fn tx_fits<const K: usize>(&self, tx: &TxBuf<'_, K>, more: usize) -> bool {
+        let whole = (self.bs + RECORD_OVERHEAD) as u64;
+        let frame = (BEGIN_LEN + COMMIT_MAX) as u64 + self.unit as u64 - 1;
+        let mut n = frame.saturating_add(whole.saturating_mul(more as u64));
+        for b in tx.blocks() {
+            let mut per = whole;
+            if tx.is_fresh(b) {
+                let (mut count, mut bytes) = (0usize, 0usize);
+                tx.ranges(b, &mut |s, e| {
+                    count += 1;
+                    bytes += e - s;
+                });
+                // What `whole` chooses: the nonzero runs of the new content lie inside the
+                // staged ranges, and merging runs never lengthens the record.
+                if count > 0 && self.worth_ranges(count, bytes) {
+                    per = (RECORD_OVERHEAD + count * RANGE_ENTRY + bytes) as u64;
+                }
+            }
+            n = n.saturating_add(per);
+        }
+        tx.len().saturating_add(more) <= MAX_DIRTY && n <= self.cap_all
+    }
+
     /// Whether a transaction of `records` block updates fits in the log at all: at its
     /// largest (whole-block records, the longest counter delta), padded to the append unit.
     pub fn fits(&self, records: usize) -> bool {
@@ -934,7 +962,7 @@ impl<'b> Wal<'b> {
         if tx.is_empty() && *counters == self.counters {
             return Ok(self.last_seq);
         }
-        if !self.fits(tx.len()) {
+        if !self.tx_fits(tx, 0) {
             return Err(Error::TxTooLarge);
         }
         if tx.blocks().any(|b| !self.target_ok(b)) {

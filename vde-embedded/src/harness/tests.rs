@@ -43,6 +43,7 @@ fn objects_and_modules_survive_sampled_cuts() {
         min_len: 16,
         max_len: 10 * 1024,
         max_live_bytes: 64 * 1024,
+        batches: true,
     };
     let r = run::<1, 1, 4096, _>(&cfg, &w).unwrap();
     assert_eq!(r.violations, 0, "{r}");

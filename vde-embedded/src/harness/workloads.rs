@@ -436,6 +436,9 @@ pub struct Objects {
     pub max_len: usize,
     /// Live payload bytes above which the workload deletes instead of putting.
     pub max_live_bytes: usize,
+    /// Whether batches are among the operations (off for a log too small for a batch's blocks:
+    /// a 64 KiB flash's 16 KiB log refuses more than three whole blocks in one transaction).
+    pub batches: bool,
 }
 
 /// The operation [`Objects`] has in flight.
@@ -515,6 +518,7 @@ impl Workload for Objects {
                 _ if live_bytes > self.max_live_bytes => 1,
                 0..=3 => 0,
                 4 | 5 => 1,
+                _ if !self.batches => 0,
                 _ => 2,
             };
             let mut f = InFlight {

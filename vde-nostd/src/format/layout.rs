@@ -28,8 +28,9 @@ pub const WAL_HDR_B: BlockNo = BlockNo(3);
 pub const WAL_START: u64 = 4;
 /// Fewest WAL blocks a volume may have.
 pub const MIN_WAL_BLOCKS: u64 = 4;
-/// Fewest data blocks a volume must have after its metadata.
-pub const MIN_DATA_BLOCKS: u64 = 8;
+/// Fewest data blocks a volume must have after its metadata (room for the objects module's
+/// region and a few shared blocks: a 64 KiB flash of 4 KiB blocks has 5).
+pub const MIN_DATA_BLOCKS: u64 = 4;
 /// Bytes at the end of every bitmap block used by its trailer (index + checksum).
 pub const BITMAP_TRAILER: usize = 16;
 
@@ -88,9 +89,15 @@ impl Layout {
         })
     }
 
-    /// The default WAL size for a volume of `block_count` blocks: 1/64 of it, 8..=256 blocks.
+    /// The default WAL size for a volume of `block_count` blocks: 1/64 of it, 8..=256 blocks;
+    /// a quarter of a volume under 32 blocks (at least [`MIN_WAL_BLOCKS`]: 4 of a 64 KiB flash's
+    /// 16 blocks of 4 KiB).
     pub fn default_wal_blocks(block_count: u64) -> u64 {
-        (block_count / 64).clamp(8, 256)
+        if block_count < 32 {
+            (block_count / 4).max(MIN_WAL_BLOCKS)
+        } else {
+            (block_count / 64).clamp(8, 256)
+        }
     }
 
     /// Block size as `usize`.
@@ -126,7 +133,13 @@ mod tests {
         assert_eq!(l.regdir, 69);
         assert_eq!(l.rpt, 70);
         assert_eq!(l.data_start, 71);
-        assert!(Layout::compute(4096, 20, 8).is_none());
+        // The smallest: 16 blocks (a 64 KiB flash of 4 KiB sectors), a 4-block log, 5 data
+        // blocks; one block fewer, or a larger log, leaves too few data blocks.
+        let tiny = Layout::compute(4096, 16, 4).unwrap();
+        assert_eq!(tiny.data_start, 11);
+        assert_eq!(Layout::default_wal_blocks(16), 4);
+        assert!(Layout::compute(4096, 14, 4).is_none());
+        assert!(Layout::compute(4096, 16, 8).is_none());
         assert!(Layout::compute(1000, 4096, 8).is_none());
         assert!(Layout::compute(512, u64::MAX, u64::MAX).is_none());
         let big = Layout::compute(4096, 1 << 28, 256).unwrap();
