@@ -73,9 +73,24 @@ fn a_format_cut_anywhere_mounts_whole_or_not_at_all_on_ram() {
             let done = Volume::<_, 16>::format(&mut ram, &opts(2), mem.bufs()).is_ok();
             let cut = ram.power_lost();
             ram.reboot();
-            *seen
-                .entry(after_cut(&mut ram, over_old.then_some(&base[..])))
-                .or_default() += 1;
+            let state = after_cut(&mut ram, over_old.then_some(&base[..]));
+            *seen.entry(state).or_default() += 1;
+            // The firmware's entry point takes over from any cut: the volume it mounts or
+            // formats is whole, and a volume that was complete keeps its content.
+            {
+                let mut mem = Mem::new(BS, 16, 64);
+                let mut vol = Volume::<_, 16>::mount_or_format(&mut ram, &opts(3), mem.bufs())
+                    .expect("mount or format");
+                vol.verify().expect("verify");
+                assert_eq!(vol.modules(), ModuleSet::OBJECTS | ModuleSet::NAMES);
+                let mut buf = [0u8; 8];
+                // `after_cut` stored "k" in a volume that mounted: it must still be there.
+                assert_eq!(
+                    vol.fetch(b"k", &mut buf).is_ok(),
+                    state == "complete",
+                    "{state}"
+                );
+            }
             // A second format always succeeds.
             let mut mem = Mem::new(BS, 16, 64);
             Volume::<_, 16>::format(&mut ram, &opts(3), mem.bufs()).expect("reformat");
@@ -125,4 +140,39 @@ fn a_format_cut_anywhere_mounts_whole_or_not_at_all_on_nor() {
         seen.get("not formatted").is_some_and(|&n| n > 10),
         "{seen:?}"
     );
+}
+
+/// `mount_or_format` formats a blank device, mounts a volume (its objects intact), and refuses a
+/// corrupt one rather than formatting over it.
+#[test]
+fn mount_or_format_formats_only_what_holds_no_volume() {
+    let mut img = vec![0u8; BS * 64];
+    let h = {
+        let dev = SimRam::new(&mut img, BS, 1).unwrap();
+        let mut mem = Mem::new(BS, 16, 64);
+        let mut vol = Volume::<_, 16>::mount_or_format(dev, &opts(1), mem.bufs()).unwrap();
+        assert_eq!(vol.modules(), ModuleSet::OBJECTS | ModuleSet::NAMES);
+        let h = vol.put(b"kept").unwrap();
+        vol.unmount().unwrap();
+        h
+    };
+    {
+        let dev = SimRam::new(&mut img, BS, 1).unwrap();
+        let mut mem = Mem::new(BS, 16, 64);
+        let mut vol = Volume::<_, 16>::mount_or_format(dev, &opts(2), mem.bufs()).unwrap();
+        let mut buf = [0u8; 8];
+        let n = vol.get(h, &mut buf).expect("mounted, not formatted again");
+        assert_eq!(&buf[..n], b"kept");
+        vol.unmount().unwrap();
+    }
+    // Both superblocks damaged: corrupt, not blank; never formatted over.
+    img[40] ^= 0xFF;
+    img[BS + 40] ^= 0xFF;
+    let dev = SimRam::new(&mut img, BS, 1).unwrap();
+    let mut mem = Mem::new(BS, 16, 64);
+    match Volume::<_, 16>::mount_or_format(dev, &opts(3), mem.bufs()) {
+        Err(Error::Corrupt(_)) => {}
+        Err(e) => panic!("want Corrupt, got {e:?}"),
+        Ok(_) => panic!("formatted over a damaged volume"),
+    }
 }
