@@ -280,6 +280,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// other problem is returned, never formatted over: a corrupt volume
     /// ([`Error::Corrupt`]), one of another format version or geometry. The firmware's entry
     /// point: a cut at any point of the format it may run leaves a device this call handles.
+    /// The device needs at least 16 blocks (64 KiB of 4 KiB flash sectors: a 4-block log, 5
+    /// data blocks, [`Error::InvalidGeometry`] below that); the device is consumed either way.
     pub fn mount_or_format(
         mut dev: D,
         opts: &FormatOptions,
