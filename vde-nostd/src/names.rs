@@ -183,7 +183,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let blk = self.scratch_block()?;
         let mut found = None;
         for (d, e) in fmt::dir_entries(blk, root).enumerate() {
-            if d == 0 || e.sep <= key {
+            if d == 0 || fmt::key_cmp(e.sep, key).is_le() {
                 found = Some((d, e.leaf));
             } else {
                 break;
@@ -230,11 +230,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let p = self.place(key)?;
         let leaf = self.read_leaf(p.leaf)?;
         let blk = self.scratch_block()?;
-        // Keys are in ascending order: stop at the first one past `key`. The last byte is
-        // compared first (keys often share a long prefix), the whole key only where it matches.
-        let last = key.last();
+        // Keys are in ascending order: stop at the first one not below `key`.
         let hit = fmt::leaf_entries(blk, leaf)
-            .find(|e| (e.key.last() == last && e.key == key) || e.key > key)
+            .find(|e| fmt::key_cmp(e.key, key).is_ge())
             .filter(|e| e.key == key);
         Ok(hit.map(|e| Handle::from_raw(e.handle)))
     }

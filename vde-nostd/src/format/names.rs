@@ -188,6 +188,27 @@ pub fn check_root(b: &[u8], region_blocks: u64) -> Result<Root, DecodeError> {
     Ok(Root { leaves, end: at })
 }
 
+/// Key order (the order of byte strings: bytewise, a prefix first), eight bytes at a time: a
+/// lookup compares its key with up to a few hundred separators and keys, most of them 8 to 16
+/// bytes long, where a call to `memcmp` per comparison costs more than the comparison.
+pub fn key_cmp(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+    let n = a.len().min(b.len());
+    let (mut x, mut y) = (
+        a.get(..n).unwrap_or(&[]).chunks_exact(8),
+        b.get(..n).unwrap_or(&[]).chunks_exact(8),
+    );
+    for (p, q) in x.by_ref().zip(y.by_ref()) {
+        let word = |c: &[u8]| c.try_into().map(u64::from_be_bytes).unwrap_or(0);
+        let (p, q) = (word(p), word(q));
+        if p != q {
+            return p.cmp(&q);
+        }
+    }
+    x.remainder()
+        .cmp(y.remainder())
+        .then_with(|| a.len().cmp(&b.len()))
+}
+
 /// What a root that [`check_root`] accepted before holds, read again without the checks (for a
 /// block known unchanged since); `None` if its fields do not even fit the block.
 pub fn root_summary(b: &[u8]) -> Option<Root> {
@@ -333,6 +354,52 @@ pub fn set_counts(b: &mut [u8], count: usize, end: Option<usize>) -> Option<()> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn key_cmp_is_byte_string_order() {
+        let keys: [&[u8]; 12] = [
+            b"",
+            b"\0",
+            b"a",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefgi",
+            b"abcdefghij",
+            b"b",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"zzzzzzzzzzzzzzzzz",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+        // Keys of 0..=20 bytes over a small alphabet, so that long common prefixes, differences
+        // in every 8-byte word and in the tail, and prefixes of each other all occur.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut fill = |k: &mut [u8; 20]| {
+            let r = next();
+            let n = (r % 21) as usize;
+            for (i, b) in k.iter_mut().enumerate().take(n) {
+                *b = [0u8, 1, 0xFF][((r >> (i * 2 + 5)) % 3) as usize];
+            }
+            n
+        };
+        for _ in 0..20_000 {
+            let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
+            let (na, nb) = (fill(&mut a), fill(&mut b));
+            let (a, b) = (&a[..na], &b[..nb]);
+            assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} {b:?}");
+        }
+    }
     use super::*;
 
     #[test]
