@@ -301,18 +301,37 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn formatted(dev: &mut D, bufs: &mut Buffers<'_>) -> Result<bool, Error<D::Error>> {
         let bs = dev.block_size();
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = match pick_superblock(dev, scratch) {
-            Ok(x) => x,
+        let sb = match pick_superblock(dev, scratch) {
+            Ok((sb, _)) => sb,
             Err(Error::NotFormatted) => return Ok(false),
             Err(e) => return Err(e),
         };
         if sb.flags & FLAG_FORMATTING == 0 {
             return Ok(true);
         }
-        repair_superblock_copy(dev, scratch)?;
-        Wal::open(dev, &layout, sb.wal_salt(), Some(SB_MIRROR), page, scratch)?;
-        let (sb2, _) = pick_superblock(dev, scratch)?;
+        let (sb2, ..) = Self::recover(dev, scratch, page)?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
+    }
+
+    /// Picks the newest valid superblock, repairs the other copy, replays the log (which may
+    /// rewrite the superblocks) and picks again; returns that superblock, the layout, the log
+    /// and what recovery found. `page` becomes the log's buffer.
+    fn recover<'x>(
+        dev: &mut D,
+        scratch: &mut [u8],
+        page: &'x mut [u8],
+    ) -> Result<(Superblock, Layout, Wal<'x>, RecoveryReport), Error<D::Error>> {
+        let (sb, layout) = pick_superblock(dev, scratch)?;
+        // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
+        repair_superblock_copy(dev, scratch)?;
+        let salt = sb.wal_salt();
+        let (wal, report) = Wal::open(dev, &layout, salt, Some(SB_MIRROR), page, scratch)?;
+        // Recovery may have rewritten the superblock: read it again.
+        let (sb2, layout2) = pick_superblock(dev, scratch)?;
+        if layout2 != layout || sb2.wal_salt() != salt {
+            return Err(Error::Corrupt(Structure::Superblock));
+        }
+        Ok((sb2, layout, wal, report))
     }
 
     /// [`Volume::mount`]; `formatting` accepts a superblock with [`FLAG_FORMATTING`] (the
@@ -321,16 +340,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = dev.block_size();
         check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = pick_superblock(&mut dev, scratch)?;
-        // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
-        repair_superblock_copy(&mut dev, scratch)?;
-        let salt = sb.wal_salt();
-        let (wal, report) = Wal::open(&mut dev, &layout, salt, Some(SB_MIRROR), page, scratch)?;
-        // Recovery may have rewritten the superblock: read it again.
-        let (sb2, layout2) = pick_superblock(&mut dev, scratch)?;
-        if layout2 != layout || sb2.wal_salt() != sb.wal_salt() {
-            return Err(Error::Corrupt(Structure::Superblock));
-        }
+        let (sb2, layout, wal, report) = Self::recover(&mut dev, scratch, page)?;
         if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
             return Err(Error::NotFormatted);
         }

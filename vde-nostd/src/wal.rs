@@ -581,36 +581,43 @@ impl<'b> Wal<'b> {
     /// Whether `tx`, with `more` blocks still to stage, fits in the log at all: each block at
     /// its largest right after a checkpoint (a whole-block record; a block staged fresh as its
     /// staged ranges over zeros when that record is the smaller — it is then exactly that or
-    /// less), each block still to come whole, the longest counter delta, padded to the append
-    /// unit. A small log (a 64 KiB flash) takes transactions whose new blocks are mostly zeros.
+    /// less), each block still to come whole. A small log (a 64 KiB flash) takes transactions
+    /// whose new blocks are mostly zeros.
     pub fn tx_fits<const K: usize>(&self, tx: &TxBuf<'_, K>, more: usize) -> bool {
-        let whole = (self.bs + RECORD_OVERHEAD) as u64;
-        let frame = (BEGIN_LEN + COMMIT_MAX) as u64 + self.unit as u64 - 1;
-        let mut n = frame.saturating_add(whole.saturating_mul(more as u64));
+        let (mut whole, mut partial) = (more, 0u64);
         for b in tx.blocks() {
-            let mut per = whole;
+            let (mut count, mut bytes) = (0usize, 0usize);
             if tx.is_fresh(b) {
-                let (mut count, mut bytes) = (0usize, 0usize);
                 tx.ranges(b, &mut |s, e| {
                     count += 1;
                     bytes += e - s;
                 });
-                // What `whole` chooses: the nonzero runs of the new content lie inside the
-                // staged ranges, and merging runs never lengthens the record.
-                if count > 0 && self.worth_ranges(count, bytes) {
-                    per = (RECORD_OVERHEAD + count * RANGE_ENTRY + bytes) as u64;
-                }
             }
-            n = n.saturating_add(per);
+            // What `whole` chooses: the nonzero runs of the new content lie inside the staged
+            // ranges, and merging runs never lengthens the record.
+            if count > 0 && self.worth_ranges(count, bytes) {
+                partial =
+                    partial.saturating_add((RECORD_OVERHEAD + count * RANGE_ENTRY + bytes) as u64);
+            } else {
+                whole += 1;
+            }
         }
-        tx.len().saturating_add(more) <= MAX_DIRTY && n <= self.cap_all
+        self.fits_records(tx.len().saturating_add(more), whole, partial)
     }
 
     /// Whether a transaction of `records` block updates fits in the log at all: at its
     /// largest (whole-block records, the longest counter delta), padded to the append unit.
     pub fn fits(&self, records: usize) -> bool {
+        self.fits_records(records, records, 0)
+    }
+
+    /// Whether `records` block updates fit, `whole` of them as whole-block records and the
+    /// others in `partial` bytes of records, with the longest counter delta and the padding to
+    /// the append unit.
+    fn fits_records(&self, records: usize, whole: usize, partial: u64) -> bool {
         records <= MAX_DIRTY
-            && worst_txn_bytes(records as u64, self.bs as u64)
+            && worst_txn_bytes(whole as u64, self.bs as u64)
+                .and_then(|n| n.checked_add(partial))
                 .and_then(|n| n.checked_add(self.unit as u64 - 1))
                 .is_some_and(|n| n <= self.cap_all)
     }

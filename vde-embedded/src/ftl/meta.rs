@@ -98,11 +98,7 @@ fn put(b: &mut [u8], at: usize, v: &[u8]) {
 /// Checksum of sector `k` (`data`) of page `idx` of logical block `lba`'s version `seq`; never
 /// `0xFFFF_FFFF` (an erased sum).
 pub fn sector_sum(data: &[u8], lba: u32, seq: u64, idx: u8, k: usize) -> u32 {
-    let seed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(lba).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-        ^ u64::from(idx)
-        ^ ((k as u64 + 1) << 40);
-    let s = xxh64(data, seed) as u32;
+    let s = xxh64(data, page_seed(lba, seq, idx) ^ ((k as u64 + 1) << 40)) as u32;
     if s == u32::MAX {
         u32::MAX - 1
     } else {
@@ -119,10 +115,15 @@ impl Meta {
 
 /// Checksum of a page's data for logical block `lba`, version `seq`, page `idx`.
 pub fn data_sum(data: &[u8], lba: u32, seq: u64, idx: u8) -> u32 {
-    let seed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    xxh64(data, page_seed(lba, seq, idx)) as u32
+}
+
+/// The checksum seed of page `idx` of logical block `lba`'s version `seq` (a sector's adds its
+/// index above bit 40).
+fn page_seed(lba: u32, seq: u64, idx: u8) -> u64 {
+    seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ u64::from(lba).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-        ^ u64::from(idx);
-    xxh64(data, seed) as u32
+        ^ u64::from(idx)
 }
 
 #[cfg(test)]

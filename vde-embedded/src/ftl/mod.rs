@@ -989,12 +989,7 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                         first.lba == meta.lba && first.seq == meta.seq && first.pages == meta.pages
                     }
                 };
-                let intact = if meta.sectored() {
-                    i > 0 || check_sectors(data, sp, &meta) & 1 != 0
-                } else {
-                    data_sum(data, meta.lba, meta.seq, meta.idx) == meta.data_sum
-                };
-                if !same || u32::from(meta.idx) != i || !intact {
+                if !same || u32::from(meta.idx) != i || !page_intact(data, sp, &meta) {
                     ok = false;
                 }
                 if slot.is_none() {
@@ -1099,25 +1094,9 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                         });
                         return Ok(());
                     }
-                    Err(Prog::BlockFailed) => {
-                        // Its versions move out; the appends go into a new version below.
-                        self.stats.program_failures += 1;
-                        self.open = None;
-                        self.retire(o.block)?;
-                    }
-                    Err(Prog::Refused { bad }) => {
-                        self.stats.program_refusals += 1;
-                        self.close_head();
-                        if bad {
-                            self.set_state(o.block, BAD);
-                            self.grown_bad += 1;
-                        }
-                    }
-                    Err(Prog::Source(e)) | Err(Prog::Err(e)) => {
-                        // Never program the rest of this block in this session.
-                        self.close_head();
-                        return Err(e);
-                    }
+                    // A failed or refused block is left (the appends go into a new version
+                    // below); any other error stops.
+                    Err(e) => self.after_failed_program(o.block, e)?,
                 }
             }
         }
@@ -1153,31 +1132,46 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                     self.remap(lba, b, s);
                     return Ok((b, s, seq));
                 }
-                Err(Prog::BlockFailed) => {
-                    self.stats.program_failures += 1;
-                    self.retire(b)?;
-                }
-                Err(Prog::Refused { bad }) => {
-                    // Content the scan did not expect (or a marker it missed): never trust the
-                    // rest of this block in this session.
-                    self.stats.program_refusals += 1;
-                    refusals += 1;
-                    self.close_head();
-                    if bad {
-                        self.set_state(b, BAD);
-                        self.grown_bad += 1;
-                    }
-                    if refusals > self.layout.erase_blocks {
-                        return Err(FtlError::NoSpace);
+                Err(e) => {
+                    let refused = matches!(e, Prog::Refused { .. });
+                    self.after_failed_program(b, e)?;
+                    if refused {
+                        refusals += 1;
+                        if refusals > self.layout.erase_blocks {
+                            return Err(FtlError::NoSpace);
+                        }
                     }
                 }
-                Err(Prog::Source(e)) => return Err(e),
-                Err(Prog::Err(e)) => {
-                    // Never program the rest of this block in this session: the failed page
-                    // may be partly programmed.
-                    self.close_head();
-                    return Err(e);
+            }
+        }
+    }
+
+    /// Handles a program of block `b` that did not complete: a failed block is retired (its
+    /// versions relocated) and a refused one left, `Ok` for the caller to program elsewhere;
+    /// any other error is returned, after closing the head where the program may have touched
+    /// a page (nothing more is programmed in that block this session).
+    fn after_failed_program(&mut self, b: u32, e: Prog<N::Error>) -> Res<(), N> {
+        match e {
+            Prog::BlockFailed => {
+                self.stats.program_failures += 1;
+                self.retire(b)
+            }
+            Prog::Refused { bad } => {
+                // Content the scan did not expect (or a marker it missed): never trust the
+                // rest of this block in this session.
+                self.stats.program_refusals += 1;
+                self.close_head();
+                if bad {
+                    self.set_state(b, BAD);
+                    self.grown_bad += 1;
                 }
+                Ok(())
+            }
+            Prog::Source(e) => Err(e),
+            Prog::Err(e) => {
+                // The failed page may be partly programmed.
+                self.close_head();
+                Err(e)
             }
         }
     }
@@ -1646,26 +1640,25 @@ fn read_checked<N: NandFlash>(
         .filter(|m| u32::from(m.idx) == i);
     let this = |m: &Meta, f: &Meta| m.lba == f.lba && m.seq == f.seq && m.pages == f.pages;
     match (first, meta) {
-        (None, Some(m)) if !m.sectored() => (data_sum(data, m.lba, m.seq, m.idx) == m.data_sum)
-            .then_some(m)
-            .ok_or(corrupt),
-        (None, Some(m)) => (sectors > 0 && check_sectors(data, sp, &m) & 1 != 0)
-            .then_some(m)
-            .ok_or(corrupt),
-        (Some(f), Some(m)) if this(&m, &f) && !m.sectored() => {
-            (data_sum(data, m.lba, m.seq, m.idx) == m.data_sum)
-                .then_some(f)
-                .ok_or(corrupt)
-        }
-        (Some(f), Some(m)) if this(&m, &f) => {
-            check_sectors(data, sp, &m);
-            Ok(f)
-        }
+        (None, Some(m)) => page_intact(data, sp, &m).then_some(m).ok_or(corrupt),
+        (Some(f), Some(m)) if this(&m, &f) => page_intact(data, sp, &m).then_some(f).ok_or(corrupt),
         (Some(f), None) if f.sectored() => {
             data.fill(0xFF);
             Ok(f)
         }
         _ => Err(corrupt),
+    }
+}
+
+/// Whether page `data` (read with spare bytes `sp`, record `m`) is intact: a whole page's data
+/// checksum holds; a sectored page has the sectors whose sums fail erased in `data`, and is
+/// intact unless it is its version's first page and sector 0 fails (the version's first program
+/// wrote it).
+fn page_intact(data: &mut [u8], sp: &[u8], m: &Meta) -> bool {
+    if m.sectored() {
+        check_sectors(data, sp, m) & 1 != 0 || m.idx > 0
+    } else {
+        data_sum(data, m.lba, m.seq, m.idx) == m.data_sum
     }
 }
 
