@@ -1,0 +1,241 @@
+//! Format, mount and recovery: how a device becomes a mounted [`Volume`]. A format writes every
+//! structure through the log with the superblock's formatting flag set and clears it last, so a
+//! format cut at any point mounts as `NotFormatted`; a mount picks the superblock
+//! ([`super::superblock_choice`]), replays the log, then checks the regions and metadata
+//! allocation ([`super::checks`]) before anything is changed.
+
+use super::*;
+
+/// Options for [`Volume::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FormatOptions {
+    /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256; a quarter, at least 4,
+    /// of a volume under 32 blocks).
+    pub wal_blocks: Option<u64>,
+    /// Volume identity (any bytes; a random value is best).
+    pub volume_id: [u8; 16],
+    /// Creation time from the caller's clock (no_std has none).
+    pub now: u64,
+    /// Modules to add right after formatting (each in its own transaction).
+    pub modules: ModuleSet,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            wal_blocks: None,
+            volume_id: [0; 16],
+            now: 0,
+            modules: ModuleSet::OBJECTS,
+        }
+    }
+}
+
+impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
+    /// Formats `dev` as an empty volume and mounts it.
+    pub fn format(
+        mut dev: D,
+        opts: &FormatOptions,
+        bufs: Buffers<'b>,
+    ) -> Result<Self, Error<D::Error>> {
+        let bs = dev.block_size();
+        let n = dev.block_count();
+        check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
+        let wal_blocks = opts
+            .wal_blocks
+            .unwrap_or_else(|| Layout::default_wal_blocks(n));
+        let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
+        // Until the last step clears it, the flag makes the volume read as not formatted.
+        let sb = Superblock {
+            block_size: layout.block_size,
+            block_count: n,
+            sequence: 1,
+            checkpoint_seq: 0,
+            manifest: 0,
+            free_blocks: n - layout.data_start,
+            inode_size: modules::BASE_INODE_SIZE,
+            flags: FLAG_FORMATTING,
+            created: opts.now,
+            modified: opts.now,
+            wal_blocks,
+            volume_id: opts.volume_id,
+        };
+        let blk = block_of(bufs.scratch, bs)?;
+        // An earlier volume's superblocks go first: from here until the flag is cleared, a cut
+        // leaves a device that reads as not formatted, never an old superblock over new
+        // structures.
+        blk.fill(0);
+        dev.write_block(SB_PRIMARY, blk)?;
+        dev.write_block(SB_MIRROR, blk)?;
+        dev.flush()?;
+        // Bitmap: metadata blocks and the tail past the last block are allocated.
+        let bpb = layout.bits_per_block();
+        for i in 0..layout.bitmap_blocks {
+            blk.fill(0);
+            let base = i.saturating_mul(bpb);
+            let bits = bitmap_block::bits_mut(blk);
+            let meta_end = layout.data_start.saturating_sub(base).min(bpb);
+            bitmap::set_range(bits, 0, meta_end, true).ok_or(Error::InvalidGeometry)?;
+            let valid = n.saturating_sub(base).min(bpb);
+            bitmap::set_range(bits, valid, bpb - valid, true).ok_or(Error::InvalidGeometry)?;
+            let idx = u32::try_from(i).map_err(|_| Error::InvalidGeometry)?;
+            bitmap_block::seal(blk, idx).ok_or(Error::InvalidGeometry)?;
+            dev.write_block(BlockNo(layout.bitmap_start + i), blk)?;
+        }
+        regions::dir_init(blk).ok_or(Error::InvalidGeometry)?;
+        dev.write_block(BlockNo(layout.regdir), blk)?;
+        regions::rpt_init(blk).ok_or(Error::InvalidGeometry)?;
+        dev.write_block(BlockNo(layout.rpt), blk)?;
+        Wal::format(&mut dev, &layout, blk)?;
+        dev.flush()?;
+        sb.encode(blk).ok_or(Error::InvalidGeometry)?;
+        dev.write_block(SB_PRIMARY, blk)?;
+        dev.flush()?;
+        dev.write_block(SB_MIRROR, blk)?;
+        dev.flush()?;
+        let mut vol = Self::open(dev, bufs, true)?;
+        for m in modules::CATALOGUE {
+            if opts.modules.contains(m.flag()) {
+                vol.add_module_regions(m, opts.now)?;
+            }
+        }
+        vol.finish_format(opts.now)?;
+        Ok(vol)
+    }
+
+    /// The format's last step: a transaction that rewrites both superblocks without
+    /// [`FLAG_FORMATTING`].
+    pub(super) fn finish_format(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+        self.abort_tx();
+        let mut sb = self.sb;
+        sb.flags &= !FLAG_FORMATTING;
+        sb.free_blocks = self.free_blocks;
+        sb.checkpoint_seq = self.wal.last_seq().next().0;
+        sb.modified = now;
+        sb.sequence = sb.sequence.saturating_add(1);
+        self.stage_superblocks(&sb)?;
+        self.commit_tx()?;
+        self.sb = sb;
+        Ok(())
+    }
+
+    /// Stages both superblock copies as `sb` in the open transaction.
+    pub(super) fn stage_superblocks(&mut self, sb: &Superblock) -> Result<(), Error<D::Error>> {
+        for b in [SB_PRIMARY, SB_MIRROR] {
+            let buf = self.view(b, true)?;
+            sb.encode(buf).ok_or(Error::InvalidGeometry)?;
+            self.stage_new_view(b)?;
+        }
+        Ok(())
+    }
+
+    /// Mounts the volume on `dev`: picks the newest valid superblock, replays the WAL, checks the
+    /// region directory and pointer table, and counts free space. A volume whose format did not
+    /// finish is [`Error::NotFormatted`].
+    pub fn mount(dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
+        Self::open(dev, bufs, false)
+    }
+
+    /// Mounts the volume on `dev`, or formats it with `opts` if it holds none: no valid
+    /// superblock (a blank or erased device), or a format that a cut or a failure interrupted
+    /// (found after the log is recovered, so a format that finished is never redone). Any
+    /// other problem is returned, never formatted over: a corrupt volume
+    /// ([`Error::Corrupt`]), one of another format version or geometry. The firmware's entry
+    /// point: a cut at any point of the format it may run leaves a device this call handles.
+    /// The device needs at least 16 blocks (64 KiB of 4 KiB flash sectors: a 4-block log, 5
+    /// data blocks, [`Error::InvalidGeometry`] below that); the device is consumed either way.
+    pub fn mount_or_format(
+        mut dev: D,
+        opts: &FormatOptions,
+        mut bufs: Buffers<'b>,
+    ) -> Result<Self, Error<D::Error>> {
+        check_buffers::<D::Error>(dev.block_size(), dev.reads_partial(), &bufs)?;
+        if Self::formatted(&mut dev, &mut bufs)? {
+            Self::mount(dev, bufs)
+        } else {
+            Self::format(dev, opts, bufs)
+        }
+    }
+
+    /// Whether `dev` holds a volume whose format finished: a valid superblock without
+    /// [`FLAG_FORMATTING`], or with it until the log's recovery (run here as a mount would run
+    /// it) clears it. `Ok(false)` for no valid superblock at all.
+    pub(super) fn formatted(dev: &mut D, bufs: &mut Buffers<'_>) -> Result<bool, Error<D::Error>> {
+        let bs = dev.block_size();
+        let (scratch, page) = bufs.scratch.split_at_mut(bs);
+        let sb = match pick_superblock(dev, scratch) {
+            Ok((sb, _)) => sb,
+            Err(Error::NotFormatted) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if sb.flags & FLAG_FORMATTING == 0 {
+            return Ok(true);
+        }
+        let (sb2, ..) = Self::recover(dev, scratch, page)?;
+        Ok(sb2.flags & FLAG_FORMATTING == 0)
+    }
+
+    /// Picks the newest valid superblock, repairs the other copy, replays the log (which may
+    /// rewrite the superblocks) and picks again; returns that superblock, the layout, the log
+    /// and what recovery found. `page` becomes the log's buffer.
+    pub(super) fn recover<'x>(
+        dev: &mut D,
+        scratch: &mut [u8],
+        page: &'x mut [u8],
+    ) -> Result<(Superblock, Layout, Wal<'x>, RecoveryReport), Error<D::Error>> {
+        let (sb, layout) = pick_superblock(dev, scratch)?;
+        // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
+        repair_superblock_copy(dev, scratch)?;
+        let salt = sb.wal_salt();
+        let (wal, report) = Wal::open(dev, &layout, salt, Some(SB_MIRROR), page, scratch)?;
+        // Recovery may have rewritten the superblock: read it again.
+        let (sb2, layout2) = pick_superblock(dev, scratch)?;
+        if layout2 != layout || sb2.wal_salt() != salt {
+            return Err(Error::Corrupt(Structure::Superblock));
+        }
+        Ok((sb2, layout, wal, report))
+    }
+
+    /// [`Volume::mount`]; `formatting` accepts a superblock with [`FLAG_FORMATTING`] (the
+    /// format's own mount).
+    pub(super) fn open(
+        mut dev: D,
+        bufs: Buffers<'b>,
+        formatting: bool,
+    ) -> Result<Self, Error<D::Error>> {
+        let bs = dev.block_size();
+        check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
+        let (scratch, page) = bufs.scratch.split_at_mut(bs);
+        let (sb2, layout, wal, report) = Self::recover(&mut dev, scratch, page)?;
+        if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
+            return Err(Error::NotFormatted);
+        }
+        let mut vol = Volume {
+            dev,
+            layout,
+            sb: sb2,
+            wal,
+            tx: TxBuf::new(bufs.txn, bs),
+            scratch,
+            free_blocks: 0,
+            tx_free_delta: 0,
+            index: bufs.index,
+            objects: None,
+            names: None,
+            summaries: None,
+            report,
+            spans: heapless::Vec::new(),
+            tx_freed: Some(heapless::Vec::new()),
+            tx_reallocated: false,
+            idx_touched: Some(heapless::Vec::new()),
+            tx_sets_counters: false,
+        };
+        vol.check_regions()?;
+        vol.check_metadata_allocated()?;
+        vol.free_blocks = vol.count_free()?;
+        vol.load_objects()?;
+        vol.load_names()?;
+        Ok(vol)
+    }
+}

@@ -1,0 +1,90 @@
+//! Superblock selection: of the two copies, the newest valid one consistent with the device, and
+//! the repair of a damaged or older copy before recovery may rewrite the superblock (so the log
+//! never overwrites the only valid copy).
+
+use super::*;
+
+/// Reads both superblock copies and returns the newest one that is valid and consistent with
+/// the device, with its layout.
+pub(super) fn pick_superblock<D: BlockDevice>(
+    dev: &mut D,
+    scratch: &mut [u8],
+) -> Result<(Superblock, Layout), Error<D::Error>> {
+    let bs = dev.block_size();
+    let a = block_of(scratch, bs)?;
+    dev.read_block(SB_PRIMARY, a)?;
+    let ra = Superblock::decode(a);
+    dev.read_block(SB_MIRROR, a)?;
+    let rb = Superblock::decode(a);
+    let mut best: Option<(Superblock, Layout)> = None;
+    let mut first_err: Option<Error<D::Error>> = None;
+    for r in [ra, rb] {
+        match r
+            .map_err(map_decode)
+            .and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l)))
+        {
+            Ok((sb, l)) => {
+                if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
+                    best = Some((sb, l));
+                }
+            }
+            Err(e) => {
+                if first_err.is_none() || !matches!(e, Error::NotFormatted) {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match (best, first_err) {
+        (Some(x), _) => Ok(x),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::NotFormatted),
+    }
+}
+
+/// If exactly one superblock copy is valid, rewrites the other from it and flushes, so that a
+/// replay that rewrites the primary and then the mirror always has one whole copy behind it.
+pub(super) fn repair_superblock_copy<D: BlockDevice>(
+    dev: &mut D,
+    scratch: &mut [u8],
+) -> Result<(), Error<D::Error>> {
+    let bs = dev.block_size();
+    let a = block_of(scratch, bs)?;
+    dev.read_block(SB_PRIMARY, a)?;
+    let ok_a = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
+    dev.read_block(SB_MIRROR, a)?;
+    let ok_b = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
+    // `a` holds the mirror.
+    match (ok_a, ok_b) {
+        (true, false) => {
+            dev.read_block(SB_PRIMARY, a)?;
+            dev.write_block(SB_MIRROR, a)?
+        }
+        (false, true) => dev.write_block(SB_PRIMARY, a)?,
+        _ => return Ok(()),
+    }
+    dev.flush()?;
+    Ok(())
+}
+
+pub(super) fn map_decode<E>(e: DecodeError) -> Error<E> {
+    match e {
+        DecodeError::BadMagic => Error::NotFormatted,
+        DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
+        _ => Error::Corrupt(Structure::Superblock),
+    }
+}
+
+pub(super) fn validate_sb<D: BlockDevice>(
+    sb: &Superblock,
+    dev: &D,
+) -> Result<Layout, Error<D::Error>> {
+    if sb.block_size as usize != dev.block_size() || sb.block_count != dev.block_count() {
+        return Err(Error::InvalidGeometry);
+    }
+    if sb.flags & !FLAG_FORMATTING != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
+        return Err(Error::Corrupt(Structure::Superblock));
+    }
+    Layout::compute(sb.block_size as usize, sb.block_count, sb.wal_blocks)
+        .ok_or(Error::Corrupt(Structure::Superblock))
+}
