@@ -23,6 +23,10 @@
 //! the WAL, by stack painting ([`stack_peak`]), and prints
 //! `  peak stack: put (one commit) N bytes, mount with recovery M bytes; put whose commit
 //! checkpoints first C bytes`.
+//!
+//! The last check runs the job of the nRF52840 example firmware (`examples/nrf52840`, which cannot
+//! run here) on a simulated nRF52840 flash, with vde and with sequential-storage's map, and
+//! prints the peak stack of each ([`check_firmware_job_stack`]).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -52,6 +56,10 @@ const CHECKS: &[Check] = &[
     (
         "peak stack: put (one commit) and mount with recovery",
         check_peak_stack,
+    ),
+    (
+        "firmware job: peak stack, vde beside sequential-storage",
+        check_firmware_job_stack,
     ),
 ];
 
@@ -637,6 +645,308 @@ fn check_peak_stack() -> Result<(), &'static str> {
         put,
         remount,
         put_checkpoint
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The nRF52840 example's job (examples/nrf52840): vde beside sequential-storage.
+
+use embassy_embedded_hal::adapter::BlockingAsync;
+use embassy_futures::block_on;
+use embedded_storage::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
+use sequential_storage::cache::Cache;
+use sequential_storage::map::{MapConfig, MapStorage};
+use vde_embedded::sim::parts::{Nrf52840, NRF52840};
+use vde_embedded::sim::{FlashPart, SimError};
+
+/// The example's storage range: 64 KiB, 16 pages of 4 KiB.
+const JOB_BYTES: usize = 64 * 1024;
+const JOB_PAGES: usize = JOB_BYTES / FLASH_BS;
+/// The items the job stores, reads back and (the second) deletes.
+const JOB_SIZES: [usize; 3] = [16, 64, 200];
+const JOB_MAX: usize = 200;
+/// sequential-storage's data buffer: a `u8` key and the largest value, rounded up to the word.
+const SS_BUF: usize = (1 + JOB_MAX).div_ceil(4) * 4;
+
+/// The nRF52840's internal flash as the simulator models it (word programs, 4 KiB pages), with a
+/// word programmable again between erases (the part allows two programs per word):
+/// sequential-storage's `remove_item` needs `MultiwriteNorFlash`. vde never programs a word
+/// twice. Both engines run on this same flash, blank at the start of the first boot.
+struct JobFlash<'m>(Nrf52840<'m>);
+
+impl<'m> JobFlash<'m> {
+    fn blank(image: &'m mut [u8], wear: &'m mut [u32]) -> Result<Self, &'static str> {
+        image.fill(0xFF);
+        wear.fill(0);
+        JobFlash::again(image, wear)
+    }
+
+    /// The flash as the last boot left it.
+    fn again(image: &'m mut [u8], wear: &'m mut [u32]) -> Result<Self, &'static str> {
+        let part = FlashPart {
+            multi_write: true,
+            ..NRF52840
+        };
+        Nrf52840::from_part(image, wear, &part, 7)
+            .map(JobFlash)
+            .map_err(|_| "SimFlash setup refused")
+    }
+}
+
+impl ErrorType for JobFlash<'_> {
+    type Error = SimError;
+}
+
+impl ReadNorFlash for JobFlash<'_> {
+    const READ_SIZE: usize = <Nrf52840<'static> as ReadNorFlash>::READ_SIZE;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
+        self.0.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl NorFlash for JobFlash<'_> {
+    const WRITE_SIZE: usize = <Nrf52840<'static> as NorFlash>::WRITE_SIZE;
+    const ERASE_SIZE: usize = <Nrf52840<'static> as NorFlash>::ERASE_SIZE;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
+        self.0.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
+        self.0.write(offset, bytes)
+    }
+}
+
+impl MultiwriteNorFlash for JobFlash<'_> {}
+
+/// Peak stack of one boot's job: the whole job and each kind of operation (the largest of its
+/// calls).
+#[derive(Clone, Copy)]
+struct JobStack {
+    whole: StackPeak,
+    open: StackPeak,
+    store: StackPeak,
+    read: StackPeak,
+    delete: StackPeak,
+}
+
+impl JobStack {
+    fn max(self, o: JobStack) -> JobStack {
+        let m = |a: StackPeak, b: StackPeak| if b.bytes > a.bytes { b } else { a };
+        JobStack {
+            whole: m(self.whole, o.whole),
+            open: m(self.open, o.open),
+            store: m(self.store, o.store),
+            read: m(self.read, o.read),
+            delete: m(self.delete, o.delete),
+        }
+    }
+}
+
+/// The kinds of operation a job measures: open (mount_or_format), store, read, delete.
+const OP_KINDS: usize = 4;
+
+/// How a job runs its operations: [`Straight`] calls them (the whole job is measured from
+/// outside, laid out as the example's `main`), [`PerOp`] measures each with [`stack_peak`].
+trait Meter {
+    fn op<R>(&mut self, kind: usize, f: impl FnOnce() -> R) -> Result<R, &'static str>;
+}
+
+struct Straight;
+
+impl Meter for Straight {
+    #[inline(always)]
+    fn op<R>(&mut self, _kind: usize, f: impl FnOnce() -> R) -> Result<R, &'static str> {
+        Ok(f())
+    }
+}
+
+/// The largest peak of each kind of operation.
+struct PerOp([Option<StackPeak>; OP_KINDS]);
+
+impl Meter for PerOp {
+    fn op<R>(&mut self, kind: usize, f: impl FnOnce() -> R) -> Result<R, &'static str> {
+        let (r, peak) = stack_peak(f)?;
+        if let Some(slot) = self.0.get_mut(kind) {
+            if slot.is_none_or(|p| peak.bytes > p.bytes) {
+                *slot = Some(peak);
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// One engine's job, with the memory the example keeps in statics.
+trait Job {
+    fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str>;
+}
+
+/// The vde bin's job: mount the 64 KiB range (formatting it if blank), put the items, get them
+/// back and compare, delete the second. The buffers (`EngineMem`, the example's static) come from
+/// outside; the `Volume`, the items and the handles are the job's own.
+struct VdeJob<'a>(&'a mut EngineMem);
+
+impl Job for VdeJob<'_> {
+    fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str> {
+        let dev = NorFlashDevice::new(f, FLASH_BS, 0, Some(JOB_PAGES as u64))
+            .map_err(|_| "NorFlashDevice refused the geometry")?;
+        let opts = FormatOptions {
+            volume_id: *b"vde-nrf52840-ex1",
+            ..FormatOptions::default()
+        };
+        let bufs = self.0.bufs();
+        let mut vol = m
+            .op(0, || Volume::<_, TX_K>::mount_or_format(dev, &opts, bufs))?
+            .map_err(|_| "mount_or_format failed")?;
+        let mut item = [0u8; JOB_MAX];
+        let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
+        for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            *h = m
+                .op(1, || vol.put(&item[..len]))?
+                .map_err(|_| "put failed")?;
+        }
+        let mut back = [0u8; JOB_MAX];
+        for (i, (&len, &h)) in JOB_SIZES.iter().zip(handles.iter()).enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            let n = m
+                .op(2, || vol.get(h, &mut back))?
+                .map_err(|_| "get failed")?;
+            ensure(back[..n] == item[..len], "object reads back wrong")?;
+        }
+        m.op(3, || vol.delete(handles[1]))?
+            .map_err(|_| "delete failed")
+    }
+}
+
+/// The seqstore bin's job: the same items under keys 0, 1, 2 in a map on the same range, fetched
+/// back and compared, key 1 removed. The data buffer (the example's static) comes from outside;
+/// the map and the item are the job's own.
+struct SsJob<'a>(&'a mut [u8; SS_BUF]);
+
+impl Job for SsJob<'_> {
+    fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str> {
+        let buf = &mut *self.0;
+        // Opening a map reads nothing: its first operation finds its state on the flash.
+        let mut map = m.op(0, || {
+            MapStorage::<u8, _, _>::new(
+                BlockingAsync::new(f),
+                MapConfig::new(0..JOB_BYTES as u32),
+                Cache::new_uncached(),
+            )
+        })?;
+        let mut item = [0u8; JOB_MAX];
+        for (i, &len) in JOB_SIZES.iter().enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            m.op(1, || {
+                block_on(map.store_item(buf, &(i as u8), &&item[..len]))
+            })?
+            .map_err(|_| "store_item failed")?;
+        }
+        for (i, &len) in JOB_SIZES.iter().enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            let same = m.op(2, || {
+                matches!(block_on(map.fetch_item::<&[u8]>(buf, &(i as u8))),
+                    Ok(Some(v)) if v == &item[..len])
+            })?;
+            ensure(same, "fetch_item failed or read back wrong")?;
+        }
+        m.op(3, || block_on(map.remove_item(buf, &1)))?
+            .map_err(|_| "remove_item failed")?;
+        ensure(
+            matches!(block_on(map.fetch_item::<&[u8]>(buf, &1)), Ok(None)),
+            "removed item still there",
+        )
+    }
+}
+
+/// One boot of `job` on the flash in `image`, run twice from the same flash content: once with
+/// each operation under its own [`stack_peak`] (on a copy of the flash), once whole under
+/// [`stack_peak`]. Leaves in `image` the flash as the whole run left it, for the next boot.
+fn job_boot(
+    image: &mut [u8],
+    wear: &mut [u32],
+    snapshot: &mut [u8],
+    job: &mut impl Job,
+) -> Result<JobStack, &'static str> {
+    snapshot.copy_from_slice(image);
+    let mut ops = PerOp([None; OP_KINDS]);
+    {
+        let mut f = JobFlash::again(snapshot, wear)?;
+        job.run(&mut f, &mut ops)?;
+    }
+    let mut f = JobFlash::again(image, wear)?;
+    let (r, whole) = stack_peak(|| job.run(&mut f, &mut Straight))?;
+    r?;
+    let get = |k: usize| {
+        ops.0
+            .get(k)
+            .copied()
+            .flatten()
+            .ok_or("operation not measured")
+    };
+    Ok(JobStack {
+        whole,
+        open: get(0)?,
+        store: get(1)?,
+        read: get(2)?,
+        delete: get(3)?,
+    })
+}
+
+/// The nRF52840 example's job under [`stack_peak`], vde beside sequential-storage, each on a blank
+/// simulated nRF52840 flash of 64 KiB (4-byte programs, 4 KiB pages), for two boots: the first
+/// finds the flash blank (vde formats), the second finds what the first left (vde mounts and
+/// replays the log, since the firmware never unmounts). The figures are the larger of the two.
+///
+/// Memory convention, as in the example: the buffers the nRF bins keep in statics (vde's scratch,
+/// txn and slot index; sequential-storage's data buffer) are declared outside the measured
+/// closure; everything the nRF bins keep on `main`'s stack (the `Volume` or the map, the item
+/// buffers, the handles) is declared inside it, so it counts as stack. Built for thumbv7m at
+/// opt-level "s" (this crate's profile), not thumbv7em at "z" as the example: an approximation of
+/// the nRF52840 figure, made the same way for both engines.
+fn check_firmware_job_stack() -> Result<(), &'static str> {
+    let mut image = [0xFFu8; JOB_BYTES];
+    let mut snapshot = [0xFFu8; JOB_BYTES];
+    let mut wear = [0u32; JOB_PAGES];
+
+    let mut mem = EngineMem::new();
+    JobFlash::blank(black_box(&mut image), &mut wear)?;
+    let vde1 = job_boot(&mut image, &mut wear, &mut snapshot, &mut VdeJob(&mut mem))?;
+    let vde2 = job_boot(&mut image, &mut wear, &mut snapshot, &mut VdeJob(&mut mem))?;
+    let vde = vde1.max(vde2);
+
+    let mut buf = [0u8; SS_BUF];
+    JobFlash::blank(black_box(&mut image), &mut wear)?;
+    let ss1 = job_boot(&mut image, &mut wear, &mut snapshot, &mut SsJob(&mut buf))?;
+    let ss2 = job_boot(&mut image, &mut wear, &mut snapshot, &mut SsJob(&mut buf))?;
+    let ss = ss1.max(ss2);
+
+    hprintln!(
+        "  firmware job peak stack: vde {} (mount_or_format {}, put {}, get {}, delete {}), sequential-storage {}",
+        vde.whole,
+        vde.open,
+        vde.store,
+        vde.read,
+        vde.delete,
+        ss.whole
+    );
+    hprintln!(
+        "  sequential-storage per operation: store_item {}, fetch_item {}, remove_item {}",
+        ss.store,
+        ss.read,
+        ss.delete
+    );
+    hprintln!(
+        "  by boot (blank flash, then as the first boot left it): vde {} then {} (mount_or_format: formats {}, mounts and replays the log {}); sequential-storage {} then {}",
+        vde1.whole,
+        vde2.whole,
+        vde1.open,
+        vde2.open,
+        ss1.whole,
+        ss2.whole
     );
     Ok(())
 }
