@@ -1,9 +1,9 @@
 //! The job with vde on nRF52840: mount the 64 KiB storage range, or format it on first boot;
 //! store 16-, 64- and 200-byte objects, read them back and compare, delete one.
 //!
-//! Memory: the volume's buffers (scratch, transaction memory, slot index: 6,784 bytes) are one
-//! static, taken once with `ConstStaticCell` (no `unsafe`), so they count as static RAM (.bss);
-//! the `Volume` itself and the item buffers live on `main`'s stack.
+//! Memory: the volume's buffers (scratch, transaction memory, slot index: the smallest the API
+//! allows) are one static, taken once with `ConstStaticCell` (no `unsafe`), so they count as
+//! static RAM (.bss); the `Volume` itself and the item buffers live on `main`'s stack.
 //!
 //! Each boot mounts the volume and stores three more objects (deleting one): a real firmware
 //! would keep the handles it got, or use the `names` module to store under keys.
