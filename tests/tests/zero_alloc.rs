@@ -30,7 +30,7 @@ static GLOBAL: Counting = Counting;
 fn core_operations_allocate_nothing() {
     const BS: usize = 4096;
     let mut img = vec![0u8; BS * 512];
-    let mut scratch = vec![0u8; BS * vde_nostd::Buffers::SCRATCH_BLOCKS];
+    let mut scratch = vec![0u8; vde_nostd::Buffers::scratch_min(BS, false)];
     let mut txn = vec![0u8; BS * 16];
     let mut index = vec![0u8; 64 * 16];
     let mut out = vec![0u8; 20000];

@@ -262,7 +262,10 @@ pub fn section(base: &Path, commits: u64, rounds: u64) {
         .tempdir_in(base)
         .expect("temporary directory");
     let disk = DiskFlushes::for_dir(dir.path());
-    let (mut scratch, mut txn) = (vec![0u8; BS * Buffers::SCRATCH_BLOCKS], vec![0u8; BS * 16]);
+    let (mut scratch, mut txn) = (
+        vec![0u8; Buffers::scratch_min(BS, false)],
+        vec![0u8; BS * 16],
+    );
     let mut vde = Vde::new(dir.path(), &mut scratch, &mut txn);
     let mut redb = Redb::new(dir.path());
     let mut sqlite = Sqlite::new(dir.path());

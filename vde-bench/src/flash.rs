@@ -389,7 +389,7 @@ fn vde_ftl(bs: usize, n: u64, batch: usize, updates: u64) -> (Cost, Cost) {
     let l = FtlLayout::compute(&nand.geometry(), &config).expect("ftl layout");
     let mut ram = OwnedFtlMemory::new(&l);
     let ftl = Ftl::format(nand, ram.mem(), &config).expect("ftl format");
-    let mut scratch = vec![0u8; bs * Buffers::SCRATCH_BLOCKS];
+    let mut scratch = vec![0u8; Buffers::scratch_min(bs, false)];
     let mut txn = vec![0u8; bs * FTL_K];
     let mut index = vec![0u8; 16 * 256];
     let opts = FormatOptions {

@@ -45,7 +45,7 @@ impl BlockDevice for Counting<'_> {
 pub fn section(commits: u64) {
     const BS: usize = 4096;
     let mut img = vec![0u8; BS * 8192];
-    let mut scratch = vec![0u8; BS * vde_nostd::Buffers::SCRATCH_BLOCKS];
+    let mut scratch = vec![0u8; vde_nostd::Buffers::scratch_min(BS, false)];
     let mut txn = vec![0u8; BS * 16];
     let mut index = vec![0u8; 16 * 4096];
     let dev = Counting {

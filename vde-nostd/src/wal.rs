@@ -129,7 +129,7 @@ pub enum Durability {
 /// its top bit, and the touched pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct Dirty([u8; 19]);
+struct Dirty([u8; DIRTY_ENTRY]);
 
 /// The in-place flag in [`Dirty`]'s chain byte.
 const IN_PLACE: u8 = 0x80;
@@ -137,7 +137,7 @@ const IN_PLACE: u8 = 0x80;
 impl Dirty {
     /// An entry; `touched` is `Some(pieces)` for an in-place chain.
     fn with(b: BlockNo, head: u32, chain: u8, touched: Option<u64>) -> Dirty {
-        let mut d = [0u8; 19];
+        let mut d = [0u8; DIRTY_ENTRY];
         let (blk, rest) = d.split_at_mut(6);
         blk.copy_from_slice(&b.0.to_le_bytes()[..6]);
         let (h, rest) = rest.split_at_mut(4);
@@ -172,6 +172,73 @@ impl Dirty {
     }
 }
 
+/// Bytes of caller memory the dirty-block table takes: [`MAX_DIRTY`] entries of
+/// [`DIRTY_ENTRY`] bytes (carved from the volume's scratch, so that the volume's own state stays
+/// small and cheap to move).
+pub const DIRTY_TABLE_BYTES: usize = MAX_DIRTY * DIRTY_ENTRY;
+/// Bytes per dirty-block table entry.
+const DIRTY_ENTRY: usize = 19;
+
+/// The dirty-block table: up to [`MAX_DIRTY`] [`Dirty`] entries, in caller memory.
+struct DirtyTable<'b> {
+    mem: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> DirtyTable<'b> {
+    /// An empty table over `mem` (at least [`DIRTY_TABLE_BYTES`]).
+    fn new<E>(mem: &'b mut [u8]) -> Result<Self, Error<E>> {
+        let mem = mem
+            .get_mut(..DIRTY_TABLE_BYTES)
+            .ok_or(Error::BufferTooSmall {
+                need: DIRTY_TABLE_BYTES,
+            })?;
+        Ok(DirtyTable { mem, len: 0 })
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+    fn get(&self, i: usize) -> Option<Dirty> {
+        if i >= self.len {
+            return None;
+        }
+        let e = self.mem.get(i * DIRTY_ENTRY..(i + 1) * DIRTY_ENTRY)?;
+        let mut d = [0u8; DIRTY_ENTRY];
+        d.copy_from_slice(e);
+        Some(Dirty(d))
+    }
+    /// Replaces entry `i`; false if there is none.
+    fn set(&mut self, i: usize, d: Dirty) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        match self.mem.get_mut(i * DIRTY_ENTRY..(i + 1) * DIRTY_ENTRY) {
+            Some(e) => {
+                e.copy_from_slice(&d.0);
+                true
+            }
+            None => false,
+        }
+    }
+    /// Appends `d`; false if the table is full.
+    fn push(&mut self, d: Dirty) -> bool {
+        if self.len >= MAX_DIRTY {
+            return false;
+        }
+        self.len += 1;
+        self.set(self.len - 1, d)
+    }
+    fn iter(&self) -> impl Iterator<Item = Dirty> + '_ {
+        (0..self.len).filter_map(|i| self.get(i))
+    }
+}
+
 /// Bytes the log appender gathers before one device append: a NOR page; appends never cross a
 /// multiple of it, so each is one page program.
 const APPEND_CHUNK: usize = 256;
@@ -185,8 +252,10 @@ const RESCUE_BLOCKS: u64 = 2;
 /// The smallest log read buffer (on a device that reads part of a block).
 pub const MIN_LOG_PAGE: usize = 128;
 
-/// A dirty block's records (log position and kind), newest first, and how many.
-type Chain = ([(u32, RecordKind); MAX_CHAIN + 1], usize);
+/// A dirty block's records' log positions, newest first (how many: [`Wal::chain`]'s result).
+/// Positions only, 4 bytes each: the kinds are read again when the chain is applied, from the
+/// log window the record's bytes are read through anyway.
+type Chain = [u32; MAX_CHAIN + 1];
 /// The overhead of a record: header and hash.
 const RECORD_OVERHEAD: usize = RECORD_HEADER + RECORD_SUFFIX;
 
@@ -226,7 +295,7 @@ pub struct Wal<'b> {
     unit: usize,
     durability: Durability,
     counters: Counters,
-    dirty: heapless::Vec<Dirty, MAX_DIRTY>,
+    dirty: DirtyTable<'b>,
     page: &'b mut [u8],
     page_at: Option<u64>,
     page_off: usize,
@@ -281,7 +350,10 @@ impl<'b> Wal<'b> {
         programs: bool,
     ) -> Result<Wal<'b>, Error<E>> {
         let bs = layout.bs();
-        // One block for the log's reads; whole blocks past it cache committed blocks.
+        // The dirty-block table first, then one block for the log's reads; whole blocks past it
+        // cache committed blocks.
+        let (dmem, page) = page.split_at_mut(page.len().min(DIRTY_TABLE_BYTES));
+        let dirty = DirtyTable::new(dmem)?;
         let (page, rest) = if page.len() >= bs {
             page.split_at_mut(bs)
         } else {
@@ -342,7 +414,7 @@ impl<'b> Wal<'b> {
             unit,
             durability: Durability::Durable,
             counters: Counters::default(),
-            dirty: heapless::Vec::new(),
+            dirty,
             page,
             page_at: None,
             page_off: 0,
@@ -641,7 +713,7 @@ impl<'b> Wal<'b> {
 
     /// The table entry of block `b`, if it is dirty.
     fn entry(&self, b: BlockNo) -> Option<Dirty> {
-        self.dirty.iter().find(|d| d.block() == b).copied()
+        self.dirty.iter().find(|d| d.block() == b)
     }
 
     /// Reads block `b` as committed: its home copy, or, if it changed since the last
@@ -701,11 +773,15 @@ impl<'b> Wal<'b> {
         Ok(partial)
     }
 
-    /// The records of dirty block `d`'s chain (log position and kind), newest first, and how
-    /// many: each header is read once.
-    fn chain<D: BlockDevice>(&mut self, dev: &mut D, d: Dirty) -> Result<Chain, Error<D::Error>> {
+    /// Fills `chain` with the log positions of dirty block `d`'s records, newest first, and
+    /// returns how many.
+    fn chain<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        d: Dirty,
+        chain: &mut Chain,
+    ) -> Result<usize, Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
-        let mut chain = [(0u32, RecordKind::Image); MAX_CHAIN + 1];
         let mut n = 0usize;
         let mut pos = d.head();
         loop {
@@ -713,7 +789,7 @@ impl<'b> Wal<'b> {
             if h.target != d.block().0 {
                 return Err(corrupt());
             }
-            *chain.get_mut(n).ok_or_else(corrupt)? = (pos, h.kind);
+            *chain.get_mut(n).ok_or_else(corrupt)? = pos;
             n += 1;
             match h.kind {
                 RecordKind::Image | RecordKind::Sparse { .. } => break,
@@ -723,7 +799,7 @@ impl<'b> Wal<'b> {
                 RecordKind::Ranges { .. } => return Err(corrupt()),
             }
         }
-        Ok((chain, n))
+        Ok(n)
     }
 
     /// Rebuilds bytes `offset..offset + out.len()` of dirty block `d` from its chain of records:
@@ -741,14 +817,15 @@ impl<'b> Wal<'b> {
             let (copy, _) = self.rescue_blocks();
             return self.read_window(dev, copy, offset, out);
         }
-        let (chain, n) = self.chain(dev, d)?;
+        let mut chain = [0u32; MAX_CHAIN + 1];
+        let n = self.chain(dev, d, &mut chain)?;
         if d.in_place().is_some() {
             // The home copy under the chain's ranges.
             self.read_window(dev, d.block(), offset, out)?;
         }
-        for &(p, kind) in chain.get(..n).unwrap_or(&[]).iter().rev() {
+        for &p in chain.get(..n).unwrap_or(&[]).iter().rev() {
             let at = u64::from(p).saturating_add(RECORD_HEADER as u64);
-            let (count, bytes) = match kind {
+            let (count, bytes) = match self.record_header(dev, u64::from(p))?.kind {
                 RecordKind::Image => {
                     if !self.read_log(dev, at + offset as u64, out)? {
                         return Err(corrupt());
@@ -1042,8 +1119,7 @@ impl<'b> Wal<'b> {
                     && d.block() != SB_MIRROR
                     && Some(d.block()) != self.mirror
             })
-            .min_by_key(|(_, d)| d.head())
-            .map(|(i, d)| (i, *d));
+            .min_by_key(|(_, d)| d.head());
         let Some((i, d)) = cold else {
             return Ok(());
         };
@@ -1054,9 +1130,7 @@ impl<'b> Wal<'b> {
         dev.write_block(d.block(), blk)?;
         // It stays in the table, so no unlogged write lands on it while its records are in
         // the log (a recovery would replay them over it).
-        if let Some(x) = self.dirty.get_mut(i) {
-            *x = Dirty::with(d.block(), NO_PREV, 0, None);
-        }
+        self.dirty.set(i, Dirty::with(d.block(), NO_PREV, 0, None));
         self.stats.home_writes_ahead += 1;
         Ok(())
     }
@@ -1244,11 +1318,13 @@ impl<'b> Wal<'b> {
             let d = Dirty::with(b, head, chain, touched);
             match self.find(b) {
                 Some(i) => {
-                    if let Some(x) = self.dirty.get_mut(i) {
-                        *x = d;
+                    self.dirty.set(i, d);
+                }
+                None => {
+                    if !self.dirty.push(d) {
+                        return Err(Error::TxTooLarge);
                     }
                 }
-                None => self.dirty.push(d).map_err(|_| Error::TxTooLarge)?,
             }
         }
         // The cached copies of the blocks it changed take its ranges.
@@ -1437,7 +1513,7 @@ impl<'b> Wal<'b> {
             let mut last = None;
             let mut first_in_place = None;
             for i in 0..self.dirty.len() {
-                let Some(d) = self.dirty.get(i).copied() else {
+                let Some(d) = self.dirty.get(i) else {
                     break;
                 };
                 let Some(touched) = d.in_place() else {
@@ -1468,7 +1544,7 @@ impl<'b> Wal<'b> {
                 dev.flush()?;
             }
             for i in 0..self.dirty.len() {
-                let Some(d) = self.dirty.get(i).copied() else {
+                let Some(d) = self.dirty.get(i) else {
                     break;
                 };
                 if (Some(d.block()) == self.mirror) != mirror_pass
@@ -1774,18 +1850,22 @@ impl<'b> Wal<'b> {
                         return Err(corrupt());
                     }
                     let touched = (!whole).then_some(mask);
-                    self.dirty
-                        .push(Dirty::with(b, here, 0, touched))
-                        .map_err(|_| corrupt())?;
+                    if !self.dirty.push(Dirty::with(b, here, 0, touched)) {
+                        return Err(corrupt());
+                    }
                 }
                 Some(i) if h.prev == NO_PREV => {
                     // A new chain: the writer wrote the block home (and flushed) since its
                     // last record, so the earlier records no longer count for it.
-                    let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
-                    *d = Dirty::with(b, here, 0, (!whole).then_some(mask));
+                    if !self
+                        .dirty
+                        .set(i, Dirty::with(b, here, 0, (!whole).then_some(mask)))
+                    {
+                        return Err(corrupt());
+                    }
                 }
                 Some(i) => {
-                    let d = self.dirty.get_mut(i).ok_or_else(corrupt)?;
+                    let d = self.dirty.get(i).ok_or_else(corrupt)?;
                     if h.prev != d.head() {
                         return Err(corrupt());
                     }
@@ -1797,7 +1877,7 @@ impl<'b> Wal<'b> {
                     if usize::from(chain) > MAX_CHAIN {
                         return Err(corrupt());
                     }
-                    *d = Dirty::with(b, here, chain, touched);
+                    self.dirty.set(i, Dirty::with(b, here, chain, touched));
                 }
             }
             at = at.saturating_add(record_len(h.data_len(self.bs)) as u64);

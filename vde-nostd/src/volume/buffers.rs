@@ -50,12 +50,14 @@ impl Buffers<'_> {
     /// ([`crate::BlockDevice::reads_partial`]), one block and a log read buffer of
     /// [`crate::wal::MIN_LOG_PAGE`] bytes (the log reads through what is left after the
     /// block, up to a block).
+    /// Either way, plus the log's dirty-block table ([`crate::wal::DIRTY_TABLE_BYTES`]).
     pub const fn scratch_min(block_size: usize, partial: bool) -> usize {
-        if partial {
+        let blocks = if partial {
             block_size + crate::wal::MIN_LOG_PAGE
         } else {
             Self::SCRATCH_BLOCKS * block_size
-        }
+        };
+        blocks + crate::wal::DIRTY_TABLE_BYTES
     }
 
     /// A `scratch` for blocks of `block_size` bytes that also caches `cached` committed blocks
@@ -65,7 +67,7 @@ impl Buffers<'_> {
     /// NAND, where every page read costs 25 µs or more, 4 cached blocks take a durable put from
     /// 22 page reads to 0.4 on average (vde-bench's NAND row).
     pub const fn scratch_with_cache(block_size: usize, cached: usize) -> usize {
-        (Self::SCRATCH_BLOCKS + cached) * block_size
+        (Self::SCRATCH_BLOCKS + cached) * block_size + crate::wal::DIRTY_TABLE_BYTES
     }
 
     /// The smallest `txn` for blocks of `block_size` bytes: room for the put of the largest

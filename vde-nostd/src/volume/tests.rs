@@ -26,7 +26,7 @@ struct Mem {
 impl Mem {
     fn new() -> Mem {
         Mem {
-            scratch: vec![0; BS * Buffers::SCRATCH_BLOCKS],
+            scratch: vec![0; Buffers::scratch_min(BS, false)],
             txn: vec![0; (BS + crate::tx_buffer::RANGE_OVERHEAD) * 8],
             index: vec![0; 4096],
         }
