@@ -60,17 +60,23 @@ fi
 #    runs from inside that directory; a RUSTFLAGS meant for the host must not leak into it.
 cd "$ex"
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
-echo "firmware-size: building examples/nrf52840 (bare, vde, seqstore)" >&2
+echo "firmware-size: building examples/nrf52840 (bare, vde, seqstore; vde_minimal)" >&2
 cargo build --release --bins --quiet "$@" >&2
 out_dir="${CARGO_TARGET_DIR:-$ex/target}/$target/release"
+# vde's minimal feature set: built without the example's (and so vde-nostd's) objects feature,
+# into a directory of its own so that the build above stays as it is.
+min_dir="${CARGO_TARGET_DIR:-$ex/target}/minimal"
+cargo build --release --bin vde_minimal --no-default-features --target-dir "$min_dir" \
+    --quiet "$@" >&2
 
 # berkeley BIN -> "text data bss" (decimal).
 berkeley() {
-    "${size_tool[@]}" -B "$out_dir/$1" | awk 'NR == 2 { print $1, $2, $3 }'
+    "${size_tool[@]}" -B "${2:-$out_dir}/$1" | awk 'NR == 2 { print $1, $2, $3 }'
 }
 read -r bare_text bare_data bare_bss <<<"$(berkeley bare)"
 read -r vde_text vde_data vde_bss <<<"$(berkeley vde)"
 read -r ss_text ss_data ss_bss <<<"$(berkeley seqstore)"
+read -r min_text min_data min_bss <<<"$(berkeley vde_minimal "$min_dir/$target/release")"
 
 bare_flash=$((bare_text + bare_data))
 bare_ram=$((bare_data + bare_bss))
@@ -78,6 +84,8 @@ vde_flash_added=$((vde_text + vde_data - bare_flash))
 ss_flash_added=$((ss_text + ss_data - bare_flash))
 vde_static_ram=$((vde_data + vde_bss - bare_ram))
 ss_static_ram=$((ss_data + ss_bss - bare_ram))
+vde_minimal_flash_added=$((min_text + min_data - bare_flash))
+vde_minimal_static_ram=$((min_data + min_bss - bare_ram))
 
 # group N -> N with thousands separators (independent of the locale).
 group() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
@@ -92,6 +100,7 @@ printf '|%s|%s|%s|%s|\n' ------------ ---------: -------: -------:
 printf '| %-10s | %8d | %6d | %6d |\n' bare "$bare_text" "$bare_data" "$bare_bss"
 printf '| %-10s | %8d | %6d | %6d |\n' vde "$vde_text" "$vde_data" "$vde_bss"
 printf '| %-10s | %8d | %6d | %6d |\n' seqstore "$ss_text" "$ss_data" "$ss_bss"
+printf '| %-10s | %8d | %6d | %6d |\n' vde_minimal "$min_text" "$min_data" "$min_bss"
 echo
 printf '| %-36s | %-20s | %-20s | %-9s |\n' "" vde sequential-storage "vde / ss"
 printf '|%s|%s|%s|%s|\n' -------------------------------------- ---------------------: \
@@ -104,6 +113,10 @@ printf '| %-36s | %20s | %20s | %9s |\n' "static RAM over bare (data+bss)" \
     "$(group "$vde_static_ram") B" "$(group "$ss_static_ram") B" \
     "$(ratio "$vde_static_ram" "$ss_static_ram")"
 echo
+echo "vde's minimal feature set (vde_minimal: one block transaction, no objects): flash added" \
+    "$(group "$vde_minimal_flash_added") B ($(kb "$vde_minimal_flash_added")), static RAM" \
+    "$(group "$vde_minimal_static_ram") B"
+echo
 
 # 4. The budget: vde's figures must not exceed it.
 if [ ! -f "$budget_file" ]; then
@@ -115,7 +128,7 @@ budget() {
         $1 == k && $2 ~ /^[0-9]+$/ { v = $2 } END { print v }' "$budget_file"
 }
 status=0
-for key in vde_flash_added vde_static_ram; do
+for key in vde_flash_added vde_static_ram vde_minimal_flash_added; do
     limit="$(budget "$key")"
     value="${!key}"
     if [ -z "$limit" ]; then

@@ -230,8 +230,8 @@ impl<'a> RamDevice<'a> {
 }
 
 /// Whether `bs` is a block size the engine supports.
-pub fn valid_block_size(bs: usize) -> bool {
-    bs.is_power_of_two() && (crate::MIN_BLOCK_SIZE..=crate::MAX_BLOCK_SIZE).contains(&bs)
+pub const fn valid_block_size(bs: usize) -> bool {
+    bs.is_power_of_two() && bs >= crate::MIN_BLOCK_SIZE && bs <= crate::MAX_BLOCK_SIZE
 }
 
 impl BlockDevice for RamDevice<'_> {

@@ -1,9 +1,11 @@
 //! The one error type of the core. Every variant names something a caller can act on; the
 //! device's own error is carried unchanged in [`Error::Device`].
 
-/// What went wrong. `E` is the block device's error type.
+/// What went wrong. `E` is the block device's error type. New variants may come in a minor
+/// release (`#[non_exhaustive]`): match the ones you act on and keep a catch-all arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error<E> {
     /// The block device reported an error.
     Device(E),
@@ -65,11 +67,15 @@ pub enum Error<E> {
     NameNotFound,
     /// The name table has no room for another key (its region is full).
     NamesFull,
+    /// The operation needs code this build left out (a cargo feature of `vde-nostd`: `objects`
+    /// or `names` to add those modules).
+    NotCompiled,
 }
 
 /// Which on-disk structure was found corrupt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Structure {
     /// Both superblock copies are damaged, or the chosen copy is inconsistent.
     Superblock,
@@ -129,6 +135,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
             Error::KeyInvalid => f.write_str("a key must be 1 to 64 bytes"),
             Error::NameNotFound => f.write_str("no object has that name"),
             Error::NamesFull => f.write_str("the name table is full"),
+            Error::NotCompiled => f.write_str(
+                "this build of vde-nostd leaves out the code this needs (a cargo feature)",
+            ),
         }
     }
 }

@@ -13,6 +13,25 @@
 //! encoders and decoders for it live in [`format`], apart from the logic that uses them. Why the
 //! design is as it is: `DESIGN.md` beside it.
 //!
+//! # Cargo features
+//!
+//! An application links what it uses. The default is everything; with `default-features =
+//! false` the core keeps block transactions through the log ([`Transaction`]), allocation and
+//! the free-space scanner, and these add:
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `objects` | [`Volume::put`], `get`, `delete`, batches, packing of small objects |
+//! | `names` | named objects: `store`, `fetch`, `remove`, listing by key (implies `objects`) |
+//! | `summaries` | [`Volume::attach_summaries`]: first fit reads one bitmap block |
+//! | `verify` | [`Volume::verify`], the whole-volume check (mount's own checks are always in) |
+//! | `module-addition` | [`Volume::add_module_regions`] and `can_add_module` after format |
+//! | `defmt` | `defmt::Format` on the public types |
+//!
+//! A volume written by any build mounts in any other; an operation that needs left-out code
+//! (adding the objects module to a volume in a build without `objects`) fails with
+//! [`Error::NotCompiled`].
+//!
 //! # Seed concepts
 //!
 //! The original plans named these parts; each name is a `doc(alias)` on the item that carries it
@@ -33,6 +52,18 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+// A build without every feature leaves helpers only the left-out code calls: the full build
+// (the default, which CI lints) keeps every lint.
+#![cfg_attr(
+    not(all(
+        feature = "objects",
+        feature = "names",
+        feature = "summaries",
+        feature = "verify",
+        feature = "module-addition"
+    )),
+    allow(dead_code, unused_imports, unused_variables)
+)]
 
 pub mod bitmap;
 pub mod block_cache;
@@ -42,8 +73,11 @@ pub mod device;
 pub mod error;
 pub mod format;
 pub mod handle;
+pub mod memory;
 pub mod modules;
+#[cfg(feature = "names")]
 pub mod names;
+#[cfg(feature = "objects")]
 pub mod objects;
 pub mod scanner;
 pub mod subblock;
@@ -55,7 +89,9 @@ pub mod wal;
 pub use device::{BlockDevice, RamDevice};
 pub use error::{Error, Structure};
 pub use handle::Handle;
+pub use memory::{Memory, MemoryPlan};
 pub use modules::{Module, ModuleSet};
+#[cfg(feature = "objects")]
 pub use objects::{Batch, ObjectInfo, ObjectStats};
 pub use types::{BlockNo, Epoch, Extent, Seq};
 pub use volume::{Buffers, FormatOptions, Transaction, Volume};

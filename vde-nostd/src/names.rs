@@ -542,7 +542,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Needs the `objects` module.
     pub fn enable_names(&mut self, now: u64) -> Result<(), Error<D::Error>> {
         let m = crate::modules::by_bit(8).ok_or(Error::UnknownModule)?;
-        self.add_module_regions(m, now).map(|_| ())
+        self.add_module(m, now).map(|_| ())
     }
 
     /// Whether the `names` module is present.

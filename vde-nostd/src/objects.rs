@@ -549,6 +549,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Deletes the object named by `h` (and its name, if it has one). One WAL transaction.
     pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
         self.object_tx(|v| {
+            #[cfg(feature = "names")]
             v.unname_in_tx(h)?;
             v.delete_in_tx(h)
         })
@@ -1429,7 +1430,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// The `objects` module is present by default; this adds it to a volume formatted without.
     pub fn enable_objects(&mut self, now: u64) -> Result<(), Error<D::Error>> {
         let m = modules::by_bit(0).ok_or(Error::UnknownModule)?;
-        self.add_module_regions(m, now).map(|_| ())
+        self.add_module(m, now).map(|_| ())
     }
 }
 
@@ -1466,17 +1467,20 @@ impl<D: BlockDevice, const K: usize> Batch<'_, '_, D, K> {
     /// Adds a delete (of the object and its name, if it has one).
     pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
         self.run(|v| {
+            #[cfg(feature = "names")]
             v.unname_in_tx(h)?;
             v.delete_in_tx(h)
         })
     }
 
     /// Adds a [`Volume::store`]: `data` as a new object named `key`, the key's old object freed.
+    #[cfg(feature = "names")]
     pub fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
         self.run(|v| v.store_in_tx(key, data))
     }
 
     /// Adds a [`Volume::remove`]: the object named `key` and the name deleted.
+    #[cfg(feature = "names")]
     pub fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
         self.run(|v| v.remove_in_tx(key))
     }

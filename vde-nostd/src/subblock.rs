@@ -25,7 +25,7 @@ pub fn class_size(class: u8) -> Option<usize> {
 }
 
 /// Bytes of slot bitmap for a block size.
-pub fn bitmap_bytes(block_size: usize) -> usize {
+pub const fn bitmap_bytes(block_size: usize) -> usize {
     (block_size / UNIT).div_ceil(8)
 }
 

@@ -173,7 +173,7 @@ impl Dirty {
 }
 
 /// Bytes of caller memory the dirty-block table takes: [`MAX_DIRTY`] entries of
-/// [`DIRTY_ENTRY`] bytes (carved from the volume's scratch, so that the volume's own state stays
+/// 19 bytes (carved from the volume's scratch, so that the volume's own state stays
 /// small and cheap to move).
 pub const DIRTY_TABLE_BYTES: usize = MAX_DIRTY * DIRTY_ENTRY;
 /// Bytes per dirty-block table entry.
@@ -460,19 +460,19 @@ impl<'b> Wal<'b> {
         }
     }
 
-    /// Opens the log: picks the newest valid header, rebuilds the dirty-block table from every
-    /// committed transaction, and checkpoints. `page` (one block; on a device that reads part
-    /// of a block, at least [`MIN_LOG_PAGE`] bytes) becomes the log's own buffer for as long as
-    /// the volume is mounted; `scratch` must hold one block.
-    pub fn open<D: BlockDevice>(
-        dev: &mut D,
+    /// A log for `layout` with nothing read yet: [`Wal::recover`] brings it to the device's
+    /// state. `page` (the dirty-block table's [`DIRTY_TABLE_BYTES`], then one block; on a device
+    /// that reads part of a block, at least [`MIN_LOG_PAGE`] bytes after the table) becomes the
+    /// log's own memory for as long as the volume is mounted; whole blocks past that cache
+    /// committed blocks.
+    pub fn new<D: BlockDevice>(
+        dev: &D,
         layout: &Layout,
         salt: u64,
         mirror: Option<BlockNo>,
         page: &'b mut [u8],
-        scratch: &mut [u8],
-    ) -> Result<(Wal<'b>, RecoveryReport), Error<D::Error>> {
-        let mut w = Wal::blank(
+    ) -> Result<Wal<'b>, Error<D::Error>> {
+        Wal::blank(
             layout,
             salt,
             mirror,
@@ -480,7 +480,19 @@ impl<'b> Wal<'b> {
             dev.append_unit(),
             dev.reads_partial(),
             dev.programs_in_place(),
-        )?;
+        )
+    }
+
+    /// Recovery, in place on a log from [`Wal::new`]: picks the newest valid header, rebuilds
+    /// the dirty-block table from every committed transaction, and checkpoints unless the log
+    /// is clean. `scratch` must hold one block.
+    pub fn recover<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        layout: &Layout,
+        scratch: &mut [u8],
+    ) -> Result<RecoveryReport, Error<D::Error>> {
+        let w = self;
         let a = block_of(scratch, w.bs)?;
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
         let hb = read_header(dev, WAL_HDR_B, a, layout)?;
@@ -587,7 +599,7 @@ impl<'b> Wal<'b> {
             }
             w.force_checkpoint(dev, a)?;
         }
-        Ok((w, report))
+        Ok(report)
     }
 
     /// Sequence number of the last committed transaction.

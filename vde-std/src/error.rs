@@ -101,6 +101,7 @@ pub fn structure_name(s: Structure) -> &'static str {
         Structure::SlotIndex => "slot index",
         Structure::Extent => "object extent header",
         Structure::Names => "name table",
+        _ => "on-disk structure",
     }
 }
 
@@ -141,6 +142,8 @@ pub fn engine_message(e: &CoreError) -> String {
         E::KeyInvalid => "a name must be 1 to 64 bytes".into(),
         E::NameNotFound => "no object has that name".into(),
         E::NamesFull => "the name table is full (its region has no room for another leaf)".into(),
+        E::NotCompiled => "this build leaves out the code this needs (a cargo feature)".into(),
+        _ => format!("{e}"),
     }
 }
 

@@ -97,7 +97,7 @@ pub fn extent_bit(block_size: usize, b: u64) -> ExtentBit {
 }
 
 /// Bytes per entry for a block size: the block number, the slot bitmap and the dead bitmap.
-pub fn entry_size(block_size: usize) -> usize {
+pub const fn entry_size(block_size: usize) -> usize {
     8 + 2 * subblock::bitmap_bytes(block_size)
 }
 

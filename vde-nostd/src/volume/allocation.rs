@@ -92,6 +92,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// `layout().bitmap_blocks` entries) and builds them. From then on every allocation and free
     /// keeps them current and first-fit allocation reads only the bitmap block that holds the
     /// answer.
+    #[cfg(feature = "summaries")]
     pub fn attach_summaries(&mut self, sums: &'b mut [Summary]) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let n = usize::try_from(self.layout.bitmap_blocks).map_err(|_| Error::InvalidGeometry)?;
@@ -108,6 +109,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// First fit through the summaries (refreshing any unknown ones first), or the plain scan.
     pub(super) fn find_free(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+        #[cfg(not(feature = "summaries"))]
+        {
+            let (mut src, buf) = self.bitmap_source();
+            scanner::first_fit(&mut src, n, buf)
+        }
+        #[cfg(feature = "summaries")]
+        self.find_free_summarized(n)
+    }
+
+    #[cfg(feature = "summaries")]
+    fn find_free_summarized(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
         let Some(sums) = self.summaries.take() else {
             let (mut src, buf) = self.bitmap_source();
             return scanner::first_fit(&mut src, n, buf);
@@ -195,14 +207,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let blk_no = BlockNo(self.layout.bitmap_start + idx);
             let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
             self.set_bits(blk_no, idx32, within, n, value, Structure::Bitmap)?;
-            let bits = bitmap_block::bits(self.scratch.get(..self.layout.bs()).unwrap_or(&[]));
-            let summary = scanner::summarize(bits, total.saturating_sub(idx * bpb).min(bpb));
+            // The block's summary, if summaries are attached, is what the block now holds.
+            #[cfg(feature = "summaries")]
             if let Some(s) = self
                 .summaries
                 .as_deref_mut()
                 .and_then(|s| s.get_mut(idx as usize))
             {
-                *s = summary;
+                let bits = bitmap_block::bits(self.scratch.get(..self.layout.bs()).unwrap_or(&[]));
+                *s = scanner::summarize(bits, total.saturating_sub(idx * bpb).min(bpb));
             }
             at += n;
         }

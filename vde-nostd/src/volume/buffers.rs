@@ -35,7 +35,8 @@ pub struct Buffers<'b> {
     /// [`Buffers::txn_min`]). A put of `n` bytes stages about `n + 100`; a whole-block write
     /// ([`Transaction::write`]) stages the block ([`Buffers::txn_for_blocks`]).
     pub txn: &'b mut [u8],
-    /// The in-RAM slot index: `8 + block_size / 512` bytes per shared block it can track. May be
+    /// The in-RAM slot index: `8 + block_size / 256` bytes
+    /// ([`crate::format::slot_index::entry_size`]) per shared block it can track. May be
     /// empty if no objects are packed.
     pub index: &'b mut [u8],
 }

@@ -2,12 +2,14 @@
 //! and each other, fixed metadata allocated in the bitmap, and [`Volume::verify`] over the whole
 //! volume. Mount runs the region and metadata checks before anything is written.
 
+use super::superblock_choice::validate_sb;
 use super::*;
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Verifies the whole volume without changing it: both superblock copies, both WAL headers,
     /// every bitmap block, the free count, the region directory and pointer table, and the slot
     /// index with its counters. Returns the first problem found.
+    #[cfg(feature = "verify")]
     pub fn verify(&mut self) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let bs = self.layout.bs();
@@ -32,8 +34,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         self.check_regions()?;
         self.check_metadata_allocated()?;
+        #[cfg(feature = "objects")]
         self.verify_objects()?;
-        self.verify_names().map(|_| ())
+        #[cfg(feature = "names")]
+        self.verify_names()?;
+        Ok(())
     }
 
     /// Validates the region directory and pointer table against each other, the geometry and

@@ -20,14 +20,16 @@ use crate::bitmap;
 use crate::device::{valid_block_size, BlockDevice};
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
-use crate::format::counters::Counters;
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
 use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
 use crate::format::superblock::{Superblock, FLAG_FORMATTING};
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
+#[cfg(feature = "objects")]
 use crate::objects::ObjState;
-use crate::scanner::{self, BitmapSource, Summary};
+#[cfg(feature = "summaries")]
+use crate::scanner::Summary;
+use crate::scanner::{self, BitmapSource};
 use crate::tx_buffer::TxBuf;
 use crate::types::{BlockNo, Extent, Seq};
 use crate::wal::{block_of, Durability, RecoveryReport, Wal, WalStats};
@@ -46,7 +48,7 @@ pub use region_addition::ModulePlan;
 pub use transaction::Transaction;
 
 use buffers::check_buffers;
-use superblock_choice::{pick_superblock, repair_superblock_copy, validate_sb};
+use superblock_choice::{pick_superblock, repair_superblock_copy};
 
 /// Usage figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +72,14 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     pub(crate) scratch: &'b mut [u8],
     pub(crate) free_blocks: u64,
     pub(crate) tx_free_delta: i64,
+    #[cfg(feature = "objects")]
     pub(crate) index: &'b mut [u8],
+    #[cfg(feature = "objects")]
     pub(crate) objects: Option<ObjState>,
     /// The `names` module's region, when present.
+    #[cfg(feature = "names")]
     pub(crate) names: Option<Extent>,
+    #[cfg(feature = "summaries")]
     summaries: Option<&'b mut [Summary]>,
     report: RecoveryReport,
     /// The byte ranges of the loaded view ([`Volume::view`]) that were changed.
@@ -84,9 +90,11 @@ pub struct Volume<'b, D: BlockDevice, const K: usize> {
     /// so its frees are not discarded.
     tx_reallocated: bool,
     /// Slot-index entries the open transaction changed (or `None`: more than fit).
+    #[cfg(feature = "objects")]
     pub(crate) idx_touched: Option<heapless::Vec<usize, 12>>,
     /// Whether the open transaction set the object counters outright
     /// ([`Transaction::set_object_counters`]): the object state is reloaded after it.
+    #[cfg(feature = "objects")]
     tx_sets_counters: bool,
 }
 
@@ -206,6 +214,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     fn clear_tx(&mut self, committed: bool) {
+        #[cfg(feature = "summaries")]
         if !committed {
             if let Some(sums) = self.summaries.as_deref_mut() {
                 // Staged bitmap blocks had their summaries updated; they are void now.
@@ -223,7 +232,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.tx_free_delta = 0;
         self.tx_freed = Some(heapless::Vec::new());
         self.tx_reallocated = false;
-        self.idx_touched = Some(heapless::Vec::new());
+        #[cfg(feature = "objects")]
+        {
+            self.idx_touched = Some(heapless::Vec::new());
+        }
+        #[cfg(feature = "objects")]
         if self.tx_sets_counters {
             self.tx_sets_counters = false;
             // The object code reloads its state (and the counters) before its next use.
@@ -348,11 +361,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub(crate) fn commit_tx(&mut self) -> Result<Seq, Error<D::Error>> {
         // The counters the transaction leaves: as the object code keeps them (unless its state
         // is stale and they were not set outright), or unchanged.
-        let set = self.tx_sets_counters;
-        let counters = self
-            .objects
-            .filter(|o| !o.stale || set)
-            .map_or(self.wal.counters(), |o| o.counters);
+        #[cfg(feature = "objects")]
+        let counters = {
+            let set = self.tx_sets_counters;
+            self.objects
+                .filter(|o| !o.stale || set)
+                .map_or(self.wal.counters(), |o| o.counters)
+        };
+        #[cfg(not(feature = "objects"))]
+        let counters = self.wal.counters();
         let Volume {
             wal,
             dev,

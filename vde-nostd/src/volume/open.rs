@@ -97,7 +97,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let mut vol = Self::open(dev, bufs, true)?;
         for m in modules::CATALOGUE {
             if opts.modules.contains(m.flag()) {
-                vol.add_module_regions(m, opts.now)?;
+                vol.add_module(m, opts.now)?;
             }
         }
         vol.finish_format(opts.now)?;
@@ -172,29 +172,39 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if sb.flags & FLAG_FORMATTING == 0 {
             return Ok(true);
         }
-        let (sb2, ..) = Self::recover(dev, scratch, page)?;
+        let (sb, layout) = Self::pick_and_repair(dev, scratch)?;
+        let mut wal = Wal::new(dev, &layout, sb.wal_salt(), Some(SB_MIRROR), page)?;
+        let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt())?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
     }
 
-    /// Picks the newest valid superblock, repairs the other copy, replays the log (which may
-    /// rewrite the superblocks) and picks again; returns that superblock, the layout, the log
-    /// and what recovery found. `page` becomes the log's buffer.
-    pub(super) fn recover<'x>(
+    /// The first step of a mount: picks the newest valid superblock and repairs the other copy
+    /// (recovery may rewrite the superblock; it must never overwrite the only valid copy).
+    fn pick_and_repair(
         dev: &mut D,
         scratch: &mut [u8],
-        page: &'x mut [u8],
-    ) -> Result<(Superblock, Layout, Wal<'x>, RecoveryReport), Error<D::Error>> {
-        let (sb, layout) = pick_superblock(dev, scratch)?;
-        // Recovery may rewrite the superblock; never let it overwrite the only valid copy.
+    ) -> Result<(Superblock, Layout), Error<D::Error>> {
+        let picked = pick_superblock(dev, scratch)?;
         repair_superblock_copy(dev, scratch)?;
-        let salt = sb.wal_salt();
-        let (wal, report) = Wal::open(dev, &layout, salt, Some(SB_MIRROR), page, scratch)?;
-        // Recovery may have rewritten the superblock: read it again.
+        Ok(picked)
+    }
+
+    /// The second: recovers `wal` (new, for `layout` and `salt`) in place, then picks the
+    /// superblock again (recovery may have rewritten it), which must be the same volume's.
+    /// Returns that superblock and what recovery found.
+    fn replay(
+        dev: &mut D,
+        scratch: &mut [u8],
+        wal: &mut Wal<'_>,
+        layout: &Layout,
+        salt: u64,
+    ) -> Result<(Superblock, RecoveryReport), Error<D::Error>> {
+        let report = wal.recover(dev, layout, scratch)?;
         let (sb2, layout2) = pick_superblock(dev, scratch)?;
-        if layout2 != layout || sb2.wal_salt() != salt {
+        if layout2 != *layout || sb2.wal_salt() != salt {
             return Err(Error::Corrupt(Structure::Superblock));
         }
-        Ok((sb2, layout, wal, report))
+        Ok((sb2, report))
     }
 
     /// [`Volume::mount`]; `formatting` accepts a superblock with [`FLAG_FORMATTING`] (the
@@ -207,34 +217,55 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = dev.block_size();
         check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb2, layout, wal, report) = Self::recover(&mut dev, scratch, page)?;
-        if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
-            return Err(Error::NotFormatted);
-        }
+        let (sb, layout) = Self::pick_and_repair(&mut dev, scratch)?;
+        let salt = sb.wal_salt();
+        // The log is recovered where it lives, inside the volume: the state is built once.
+        let wal = Wal::new(&dev, &layout, salt, Some(SB_MIRROR), page)?;
         let mut vol = Volume {
             dev,
             layout,
-            sb: sb2,
+            sb,
             wal,
             tx: TxBuf::new(bufs.txn, bs),
             scratch,
             free_blocks: 0,
             tx_free_delta: 0,
+            #[cfg(feature = "objects")]
             index: bufs.index,
+            #[cfg(feature = "objects")]
             objects: None,
+            #[cfg(feature = "names")]
             names: None,
+            #[cfg(feature = "summaries")]
             summaries: None,
-            report,
+            report: RecoveryReport::default(),
             spans: heapless::Vec::new(),
             tx_freed: Some(heapless::Vec::new()),
             tx_reallocated: false,
+            #[cfg(feature = "objects")]
             idx_touched: Some(heapless::Vec::new()),
+            #[cfg(feature = "objects")]
             tx_sets_counters: false,
         };
+        let Volume {
+            dev,
+            wal,
+            scratch,
+            layout,
+            ..
+        } = &mut vol;
+        let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt)?;
+        if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
+            return Err(Error::NotFormatted);
+        }
+        vol.sb = sb2;
+        vol.report = report;
         vol.check_regions()?;
         vol.check_metadata_allocated()?;
         vol.free_blocks = vol.count_free()?;
+        #[cfg(feature = "objects")]
         vol.load_objects()?;
+        #[cfg(feature = "names")]
         vol.load_names()?;
         Ok(vol)
     }

@@ -86,6 +86,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Pre-flight for [`Volume::add_module_regions`]: where the module's regions would go. Writes
     /// nothing.
+    #[cfg(feature = "module-addition")]
     pub fn can_add_module(&mut self, m: &'static Module) -> Result<ModulePlan, Error<D::Error>> {
         self.abort_tx();
         let r = self.plan_module(m);
@@ -96,7 +97,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Adds module `m` online: allocates its regions and updates bitmap, region directory,
     /// pointer table and both superblocks in one WAL transaction. `now` is the caller's clock.
     #[doc(alias = "OnlineRegionAddition")]
+    #[cfg(feature = "module-addition")]
     pub fn add_module_regions(
+        &mut self,
+        m: &'static Module,
+        now: u64,
+    ) -> Result<ModulePlan, Error<D::Error>> {
+        self.add_module(m, now)
+    }
+
+    /// [`Volume::add_module_regions`], which format and the modules' own `enable_*` use
+    /// whatever the features.
+    pub(crate) fn add_module(
         &mut self,
         m: &'static Module,
         now: u64,
@@ -201,29 +213,39 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         plan: &ModulePlan,
     ) -> Result<(), Error<D::Error>> {
         if m.flag() == ModuleSet::OBJECTS {
+            #[cfg(feature = "objects")]
             if let Some(r) = plan.regions.first() {
                 self.init_index(*r)?;
             }
+            #[cfg(not(feature = "objects"))]
+            return Err(Error::NotCompiled);
         }
         if m.flag() == ModuleSet::NAMES {
             if !self.modules().contains(ModuleSet::OBJECTS) {
                 return Err(Error::ModuleMissing);
             }
+            #[cfg(feature = "names")]
             if let Some(r) = plan.regions.first() {
                 self.init_names(*r)?;
             }
+            #[cfg(not(feature = "names"))]
+            return Err(Error::NotCompiled);
         }
+        let _ = plan;
         Ok(())
     }
 
     /// Module-specific state loaded after a module is added.
     pub(super) fn on_module_added(&mut self, m: &'static Module) -> Result<(), Error<D::Error>> {
+        #[cfg(feature = "objects")]
         if m.flag() == ModuleSet::OBJECTS {
             self.load_objects()?;
         }
+        #[cfg(feature = "names")]
         if m.flag() == ModuleSet::NAMES {
             self.load_names()?;
         }
+        let _ = m;
         Ok(())
     }
 }

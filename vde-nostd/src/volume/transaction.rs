@@ -77,7 +77,11 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
     /// index: the engine keeps them itself for every object operation, and mount refuses
     /// counters that disagree with the index.
     /// Fails with [`Error::ModuleMissing`] on a volume without the objects module.
-    pub fn set_object_counters(&mut self, c: Counters) -> Result<(), Error<D::Error>> {
+    #[cfg(feature = "objects")]
+    pub fn set_object_counters(
+        &mut self,
+        c: crate::format::counters::Counters,
+    ) -> Result<(), Error<D::Error>> {
         let o = self.vol.objects.as_mut().ok_or(Error::ModuleMissing)?;
         o.counters = c;
         self.vol.tx_sets_counters = true;

@@ -1,9 +1,9 @@
 //! The job with vde on nRF52840: mount the 64 KiB storage range, or format it on first boot;
 //! store 16-, 64- and 200-byte objects, read them back and compare, delete one.
 //!
-//! Memory: the volume's buffers (scratch, transaction memory, slot index: the smallest the API
-//! allows) are one static, taken once with `ConstStaticCell` (no `unsafe`), so they count as
-//! static RAM (.bss); the `Volume` itself and the item buffers live on `main`'s stack.
+//! Memory: the volume's buffers (scratch, transaction memory, slot index), sized at compile time
+//! by a `MemoryPlan`, are one static, taken once with `ConstStaticCell` (no `unsafe`), so they
+//! count as static RAM (.bss); the `Volume` itself and the item buffers live on `main`'s stack.
 //!
 //! Each boot mounts the volume and stores three more objects (deleting one): a real firmware
 //! would keep the handles it got, or use the `names` module to store under keys.
@@ -18,28 +18,17 @@ use vde_embedded::NorFlashDevice;
 use vde_example_nrf52840::{
     finish, flash, item_bytes, ITEM_SIZES, MAX_ITEM, OK, PAGE, PAGES, RANGE_START,
 };
-use vde_nostd::{Buffers, FormatOptions, Handle, Volume};
+use vde_nostd::{FormatOptions, Handle, Memory, MemoryPlan, Volume};
 
 /// Block updates one transaction may hold (a put changes a few blocks).
 const TX_K: usize = 8;
-/// One block and a 128-byte log page: the NOR adapter reads parts of blocks.
-const SCRATCH: usize = Buffers::scratch_min(PAGE, true);
-/// Room for the put of the largest packed object.
-const TXN: usize = Buffers::txn_min(PAGE);
-/// Slot index: `8 + block_size / 512` bytes for each of up to 16 shared blocks.
-const INDEX: usize = 16 * (8 + PAGE / 512);
+/// What the volume needs, sized at compile time: 4 KiB blocks on a flash that reads part of a
+/// block (one block of scratch, a 128-byte log page and the log's dirty-block table), the
+/// smallest transaction room (the put of the largest packed object), and the slot index of up
+/// to 16 shared blocks. A plan that cannot work does not compile.
+const PLAN: MemoryPlan = MemoryPlan::new(PAGE).partial_reads().shared_blocks(16);
 
-struct Mem {
-    scratch: [u8; SCRATCH],
-    txn: [u8; TXN],
-    index: [u8; INDEX],
-}
-
-static MEM: ConstStaticCell<Mem> = ConstStaticCell::new(Mem {
-    scratch: [0; SCRATCH],
-    txn: [0; TXN],
-    index: [0; INDEX],
-});
+static MEM: ConstStaticCell<vde_nostd::Memory!(PLAN)> = ConstStaticCell::new(Memory::new());
 
 #[entry]
 fn main() -> ! {
@@ -52,12 +41,7 @@ fn main() -> ! {
         volume_id: *b"vde-nrf52840-ex1",
         ..FormatOptions::default()
     };
-    let bufs = Buffers {
-        scratch: &mut mem.scratch,
-        txn: &mut mem.txn,
-        index: &mut mem.index,
-    };
-    let Ok(mut vol) = Volume::<_, TX_K>::mount_or_format(dev, &opts, bufs) else {
+    let Ok(mut vol) = Volume::<_, TX_K>::mount_or_format(dev, &opts, mem.buffers()) else {
         finish(2)
     };
 
