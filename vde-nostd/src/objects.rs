@@ -859,7 +859,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let total = (data.len() as u64)
             .checked_add(EXTENT_HDR as u64)
             .ok_or(Error::ObjectTooLarge)?;
-        let blocks = total.div_ceil(bs as u64);
+        let blocks = crate::types::pow2_div_ceil(total, bs as u64);
         if blocks > self.layout.block_count {
             return Err(Error::ObjectTooLarge);
         }
@@ -1040,7 +1040,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let blocks = hdr
             .len
             .checked_add(EXTENT_HDR as u64)
-            .map(|t| t.div_ceil(bs as u64))
+            .map(|t| crate::types::pow2_div_ceil(t, bs as u64))
             .ok_or(Error::ObjectChecksum { handle: raw })?;
         if !self.extent_allocated(Extent { start, len: blocks })? {
             return Err(Error::ObjectChecksum { handle: raw });

@@ -91,7 +91,7 @@ fn for_each_words<S: BitmapSource>(
     if bpb == 0 || !bpb.is_multiple_of(64) {
         return Ok(true);
     }
-    let blocks = total.div_ceil(bpb);
+    let blocks = crate::types::div_ceil(total, bpb);
     for idx in 0..blocks {
         let base = idx.saturating_mul(bpb);
         let nbits = (total - base).min(bpb);
@@ -982,7 +982,7 @@ pub fn first_fit_summarized<S: BitmapSource>(
     if bpb == 0 {
         return Ok(None);
     }
-    let blocks = total.div_ceil(bpb);
+    let blocks = crate::types::div_ceil(total, bpb);
     let mut carry = 0u64; // free bits running into the current block from earlier blocks
     for idx in 0..blocks {
         let base = idx.saturating_mul(bpb);

@@ -66,7 +66,7 @@ use crate::format::wal_record::{
     COMMIT_MAGIC, COMMIT_MAX, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY,
     RECORD_HEADER, RECORD_SUFFIX,
 };
-use crate::types::{BlockNo, Epoch, Extent, Seq};
+use crate::types::{pow2_div, pow2_rem, BlockNo, Epoch, Extent, Seq};
 use xxhash_rust::xxh64::Xxh64;
 
 pub use crate::tx_buffer::TxBuf;
@@ -616,7 +616,7 @@ impl<'b> Wal<'b> {
     }
     /// Log blocks in use since the last checkpoint.
     pub fn used_blocks(&self) -> u64 {
-        self.head.div_ceil(self.bs as u64)
+        crate::types::pow2_div_ceil(self.head, self.bs as u64)
     }
     /// Log bytes in use since the last checkpoint.
     pub fn used_bytes(&self) -> u64 {
@@ -1011,8 +1011,8 @@ impl<'b> Wal<'b> {
         }
         let bs = self.bs as u64;
         while len > 0 {
-            let off = (pos % bs) as usize;
-            let at = self.load(dev, pos / bs, off)?;
+            let off = pow2_rem(pos, bs) as usize;
+            let at = self.load(dev, pow2_div(pos, bs), off)?;
             let within = off - at;
             let n = (self.page.len() - within).min(len);
             if n == 0 {
@@ -2135,8 +2135,8 @@ impl Appender {
         }
         // A chunk never crosses a block: blocks are multiples of APPEND_CHUNK.
         let bs = self.bs as u64;
-        let blk = self.pos / bs;
-        let off = (self.pos % bs) as usize;
+        let blk = pow2_div(self.pos, bs);
+        let off = pow2_rem(self.pos, bs) as usize;
         if *page_at == Some(blk) {
             *page_at = None;
         }
@@ -2162,7 +2162,8 @@ impl Appender {
         let mut m = [0u8; COMMIT_MAX];
         let n = Commit::encode_head(0, delta, &mut m).ok_or(Error::TxTooLarge)?;
         let len = self.position() - self.first + (n + 8) as u64;
-        let span = len.next_multiple_of(unit as u64);
+        // `unit` is a power of two (checked at open).
+        let span = crate::types::pow2_div_ceil(len, unit as u64).saturating_mul(unit as u64);
         let span32 = u32::try_from(span).map_err(|_| Error::TxTooLarge)?;
         if let Some(s) = m.get_mut(4..8) {
             s.copy_from_slice(&span32.to_le_bytes());

@@ -68,7 +68,7 @@ impl Layout {
             return None;
         }
         let bpb = bits_per_bitmap_block(block_size);
-        let bitmap_blocks = block_count.div_ceil(bpb);
+        let bitmap_blocks = crate::types::div_ceil(block_count, bpb);
         let bitmap_start = WAL_START.checked_add(wal_blocks)?;
         let regdir = bitmap_start.checked_add(bitmap_blocks)?;
         let rpt = regdir.checked_add(1)?;

@@ -57,7 +57,7 @@ pub fn extent_map_tag(i: u64) -> u32 {
 
 /// Blocks of the extent map of a volume of `block_count` blocks (one bit per block).
 pub fn extent_map_blocks(block_size: usize, block_count: u64) -> u64 {
-    block_count.div_ceil(bits_per_bitmap_block(block_size).max(1))
+    crate::types::div_ceil(block_count, bits_per_bitmap_block(block_size).max(1))
 }
 
 /// Slot index blocks of an objects region of `region_len` blocks (the extent map takes the
@@ -89,11 +89,8 @@ impl ExtentBit {
 
 /// Where block `b`'s extent map bit is.
 pub fn extent_bit(block_size: usize, b: u64) -> ExtentBit {
-    let per = bits_per_bitmap_block(block_size).max(1);
-    ExtentBit {
-        map_block: b / per,
-        bit: b % per,
-    }
+    let (map_block, bit) = crate::types::div_rem(b, bits_per_bitmap_block(block_size).max(1));
+    ExtentBit { map_block, bit }
 }
 
 /// Bytes per entry for a block size: the block number, the slot bitmap and the dead bitmap.

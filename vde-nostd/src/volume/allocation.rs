@@ -68,10 +68,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::OutOfRange);
         }
         let bpb = self.layout.bits_per_block();
-        let idx = b.0 / bpb;
+        let (idx, within) = div_rem(b.0, bpb);
         let (mut src, buf) = self.bitmap_source();
         let bits = src.block(idx, buf)?;
-        Ok(bitmap::get(bits, b.0 % bpb))
+        Ok(bitmap::get(bits, within))
     }
 
     pub(super) fn bitmap_source(&mut self) -> (VolBitmap<'_, 'b, D, K>, &mut [u8]) {
@@ -149,14 +149,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(freed.iter().any(|e| e.contains(b)));
         }
         let bpb = self.layout.bits_per_block();
-        let idx = b.0 / bpb;
+        let (idx, within) = div_rem(b.0, bpb);
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         self.wal
             .read(&mut self.dev, BlockNo(self.layout.bitmap_start + idx), buf)?;
         let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
-        Ok(bitmap::get(bitmap_block::bits(buf), b.0 % bpb))
+        Ok(bitmap::get(bitmap_block::bits(buf), within))
     }
 
     /// Sets bits `within..within + n` of `blk_no`, a block in the allocation bitmap's block
@@ -201,8 +201,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let total = self.layout.block_count;
         let mut at = e.start.0;
         while at < end {
-            let idx = at / bpb;
-            let within = at % bpb;
+            let (idx, within) = div_rem(at, bpb);
             let n = (bpb - within).min(end - at);
             let blk_no = BlockNo(self.layout.bitmap_start + idx);
             let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;

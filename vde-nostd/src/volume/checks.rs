@@ -140,8 +140,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bpb = self.layout.bits_per_block();
         let mut at = e.start.0;
         while at < end {
-            let idx = at / bpb;
-            let within = at % bpb;
+            let (idx, within) = div_rem(at, bpb);
             let n = (bpb - within).min(end - at);
             let (mut src, buf) = self.bitmap_source();
             let bits = src.block(idx, buf)?;

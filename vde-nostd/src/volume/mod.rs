@@ -31,7 +31,7 @@ use crate::objects::ObjState;
 use crate::scanner::Summary;
 use crate::scanner::{self, BitmapSource};
 use crate::tx_buffer::TxBuf;
-use crate::types::{BlockNo, Extent, Seq};
+use crate::types::{div_rem, BlockNo, Extent, Seq};
 use crate::wal::{block_of, Durability, RecoveryReport, Wal, WalStats};
 
 pub mod allocation;

@@ -33,7 +33,8 @@ impl Default for FormatOptions {
 }
 
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
-    /// Formats `dev` as an empty volume and mounts it.
+    /// Formats `dev` as an empty volume and mounts it. To keep the device if this fails, pass
+    /// `&mut device` (see [`Volume::mount_or_format`]).
     pub fn format(
         mut dev: D,
         opts: &FormatOptions,
@@ -144,7 +145,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// ([`Error::Corrupt`]), one of another format version or geometry. The firmware's entry
     /// point: a cut at any point of the format it may run leaves a device this call handles.
     /// The device needs at least 16 blocks (64 KiB of 4 KiB flash sectors: a 4-block log, 5
-    /// data blocks, [`Error::InvalidGeometry`] below that); the device is consumed either way.
+    /// data blocks, [`Error::InvalidGeometry`] below that).
+    ///
+    /// Keeping the device and memory on an error: pass `&mut device` (a `&mut` of any
+    /// [`BlockDevice`] is one) and buffers borrowed from memory the caller keeps (such as
+    /// [`crate::Memory::buffers`]); when the call fails, both are the caller's again (to erase
+    /// the range, report, or retry), and the volume borrows them when it succeeds. The same holds
+    /// for [`Volume::mount`] and [`Volume::format`]. (An error type carrying an owned device
+    /// back could not convert into [`Error`] with `From`, which the device's own errors use.)
     pub fn mount_or_format(
         mut dev: D,
         opts: &FormatOptions,

@@ -801,3 +801,45 @@ fn block_cache_forgets_a_block_written_around_the_log() {
         vol.verify().unwrap();
     }
 }
+
+/// A firmware keeps its device and memory through a failed `mount_or_format` by lending them:
+/// the device by `&mut`, the buffers from a `Memory` it owns. Here the first attempt fails
+/// (a corrupt superblock pair is refused, never formatted over); the caller erases the range
+/// with the device it still holds and the next call formats it.
+#[test]
+fn a_lent_device_and_memory_survive_a_failed_mount_or_format() {
+    const PLAN: crate::MemoryPlan = crate::MemoryPlan::new(BS)
+        .whole_block_writes(8)
+        .shared_blocks(32);
+    let mut mem = <crate::Memory!(PLAN)>::new();
+    let mut img = vec![0u8; BS * 256];
+    let mut dev = RamDevice::new(&mut img, BS).unwrap();
+    {
+        let vol =
+            Volume::<_, 8>::format(&mut dev, &opts(ModuleSet::OBJECTS), mem.buffers()).unwrap();
+        drop(vol);
+    }
+    // Both superblock copies damaged the same way: a corrupt volume.
+    for b in [
+        crate::format::layout::SB_PRIMARY,
+        crate::format::layout::SB_MIRROR,
+    ] {
+        let mut blk = vec![0u8; BS];
+        dev.read_block(b, &mut blk).unwrap();
+        blk[40] ^= 0xFF;
+        dev.write_block(b, &blk).unwrap();
+    }
+    let r = Volume::<_, 8>::mount_or_format(&mut dev, &opts(ModuleSet::OBJECTS), mem.buffers());
+    assert!(matches!(r, Err(Error::Corrupt(Structure::Superblock))));
+    // The device and the memory are the caller's again.
+    let zeros = vec![0u8; BS];
+    for b in 0..dev.block_count() {
+        dev.write_block(BlockNo(b), &zeros).unwrap();
+    }
+    let mut vol =
+        Volume::<_, 8>::mount_or_format(&mut dev, &opts(ModuleSet::OBJECTS), mem.buffers())
+            .unwrap();
+    let h = vol.put(b"kept").unwrap();
+    let mut out = [0u8; 8];
+    assert_eq!(vol.get(h, &mut out).unwrap(), 4);
+}
