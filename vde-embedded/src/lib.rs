@@ -11,10 +11,15 @@
 //!   counts reads, programs and erases (and wear per erase sector), turns the counts into busy
 //!   time at datasheet timings ([`sim::parts`]), and cuts power at the K-th operation, tearing a
 //!   program or an erase in the middle. [`SimRam`] is the same for a RAM disk of whole blocks (a
-//!   cut tears the write in progress at 512-byte sector granularity). [`sim::McuFlash`] holds
-//!   any NOR flash to a microcontroller's program rules (each `WRITE_SIZE` unit programmed once,
-//!   or twice on nRF52, between erases whatever its bytes; a per-row program limit), with
-//!   presets in [`sim::McuRules`].
+//!   cut tears the write in progress at 512-byte sector granularity): a plain RAM image inside a
+//!   [`FaultInjector`]. [`sim::McuFlash`] holds any NOR flash to a microcontroller's program
+//!   rules (each `WRITE_SIZE` unit programmed once, or twice on nRF52, between erases whatever
+//!   its bytes; a per-row program limit), with presets in [`sim::McuRules`].
+//! - [`fault`]: [`FaultInjector`], power-cut injection around any
+//!   [`BlockDevice`](vde_nostd::BlockDevice) (a file, a RAM disk, a user's own driver): it counts
+//!   reads and writes, cuts the power at the K-th, tears the write in progress at 512-byte sector
+//!   granularity over the device's old content (composed in one block of caller memory), fails a
+//!   cut read, and fails everything after the cut with [`FaultError::PowerLost`] until a reboot.
 //! - [`nand`]: the [`nand::NandFlash`] trait (pages with spare, program once per erase, erase
 //!   blocks, bad-block status), `SimNand` with real part presets, factory and grown bad blocks,
 //!   and a NOR-as-NAND adapter.
@@ -47,6 +52,7 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod fault;
 pub mod ftl;
 #[cfg(feature = "std")]
 pub mod harness;
@@ -54,6 +60,7 @@ pub mod nand;
 pub mod nor;
 pub mod sim;
 
+pub use fault::{FaultError, FaultInjector};
 pub use nor::{GeometryError, NorError, NorFlashDevice, MIN_BLOCKS};
 pub use sim::{
     FlashPart, FlashStats, FlashTiming, OpKind, SimConfig, SimError, SimFlash, SimRam,

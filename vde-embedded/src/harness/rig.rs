@@ -28,6 +28,7 @@ use vde_nostd::{BlockDevice, Volume};
 
 use super::unflushed::{read_all, Unflushed, Window};
 use super::{judge, name, Config, Mem, Report, Workload, TX_BLOCKS};
+use crate::fault::FaultInjector;
 use crate::ftl::{Ftl, FtlConfig, FtlLayout, OwnedFtlMemory};
 use crate::nand::nor::{NorNand, NorNandLayout};
 use crate::nand::{NandFlash, NandPart, SimNand, SimNandBlock, SimNandConfig, Timebomb};
@@ -113,6 +114,28 @@ impl CutMedium for SimRam<'_> {
     }
     fn reset_stats(&mut self) {
         SimRam::reset_stats(self);
+    }
+}
+
+/// Any device under a [`FaultInjector`] is a medium the driver can cut.
+impl<D: BlockDevice, C> CutMedium for FaultInjector<'_, D, C> {
+    fn op_count(&self) -> u64 {
+        FaultInjector::op_count(self)
+    }
+    fn arm_power_cut(&mut self, after: u64) {
+        FaultInjector::arm_power_cut(self, after);
+    }
+    fn power_lost(&self) -> bool {
+        FaultInjector::power_lost(self)
+    }
+    fn cut_kind(&self) -> Option<OpKind> {
+        FaultInjector::cut_kind(self)
+    }
+    fn stats(&self) -> FlashStats {
+        FaultInjector::stats(self)
+    }
+    fn reset_stats(&mut self) {
+        FaultInjector::reset_stats(self);
     }
 }
 

@@ -40,6 +40,7 @@ mod ram;
 mod rng;
 
 pub(crate) use power::PowerSwitch;
+pub(crate) use rng::mix;
 
 pub use mcu::{McuError, McuFlash, McuRules, McuSetupError};
 pub use parts::{FlashPart, FlashTiming};
