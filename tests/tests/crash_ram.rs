@@ -1,7 +1,8 @@
 //! Crash consistency on a RAM disk with a volatile write cache: the `vde_embedded::harness`
 //! power-cut harness over [`SimRam`] (512-byte blocks, a 24-block WAL so checkpoints come often,
-//! 16-block transactions) for the three standard workloads, and the regression tests of the
-//! extent crash bug.
+//! 16-block transactions) for the three standard workloads, the regression tests of the
+//! extent crash bug, and the same runner over the core's `RamDevice` inside the library's
+//! [`FaultInjector`] (any device can be cut so; same cut points and crash states as [`SimRam`]).
 //!
 //! The harness cuts the power at every device operation (a read fails, a write tears at sector
 //! granularity, once as a prefix of its sectors and once scattered) and then, besides the state
@@ -14,12 +15,12 @@
 //!
 //! Each harness test prints `power-cut points: N, crash states: S, violations: 0`.
 
-use vde_embedded::harness::rig::run_ram;
+use vde_embedded::harness::rig::{run_ram, run_rig, Rig};
 use vde_embedded::harness::unflushed::{read_all, Choice, CrashState, Unflushed};
 use vde_embedded::harness::{
     AddModules, Config, Names, Objects, RandomTransactions, Report, TearPlan,
 };
-use vde_embedded::SimRam;
+use vde_embedded::{FaultInjector, SimRam, TearMode};
 use vde_nostd::format::layout::WAL_START;
 use vde_nostd::{BlockDevice, FormatOptions, Handle, ModuleSet, Volume};
 use vde_tests::Mem;
@@ -356,4 +357,73 @@ fn an_extent_put_flushes_its_payload_before_the_commit() {
     );
     // The extent's payload (4 blocks of 512 B) is written, then flushed, before any log write.
     assert!(extent.starts_with("wwwwF"), "{extent}");
+}
+
+/// The core's fault-free [`RamDevice`](vde_nostd::RamDevice) inside the library's
+/// [`FaultInjector`] (a block of scratch composing the torn writes), as a [`Rig`]: what any
+/// device under the wrapper needs to run under the same power-cut runner as the simulators.
+struct InjectedRam<'m> {
+    dev: FaultInjector<'m, vde_nostd::RamDevice<'m>>,
+}
+
+impl<'m> Rig for InjectedRam<'m> {
+    type Medium = FaultInjector<'m, vde_nostd::RamDevice<'m>>;
+    type Dev<'r>
+        = &'r mut FaultInjector<'m, vde_nostd::RamDevice<'m>>
+    where
+        Self: 'r;
+    fn power_up(&mut self, seed: u64, tear: TearMode, _op_count: u64) {
+        self.dev.reboot();
+        self.dev.set_faults(seed, tear);
+    }
+    fn reboot(&mut self) {
+        self.dev.reboot();
+    }
+    fn image(&self) -> &[u8] {
+        self.dev.inner().bytes()
+    }
+    fn image_mut(&mut self) -> &mut [u8] {
+        self.dev.inner_mut().bytes_mut()
+    }
+    fn medium(&mut self) -> &mut Self::Medium {
+        &mut self.dev
+    }
+    fn open(&mut self) -> Result<Self::Dev<'_>, String> {
+        Ok(&mut self.dev)
+    }
+    fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium {
+        dev
+    }
+}
+
+#[test]
+fn the_runner_cuts_any_device_under_the_fault_injector_as_it_cuts_sim_ram() {
+    let w = RandomTransactions {
+        seed: 0x5EED,
+        transactions: 20,
+        max_alloc: 4,
+        max_live: 24,
+    };
+    let cfg = config();
+    let sim = run(&cfg, BLOCKS, &w);
+    let mut img = vec![0u8; BLOCKS * BS];
+    let mut scratch = vec![0u8; BS];
+    let ram = vde_nostd::RamDevice::new(&mut img, BS).unwrap();
+    let dev = FaultInjector::new(ram, &mut scratch, cfg.seed).unwrap();
+    let r = run_rig(&cfg, &mut InjectedRam { dev }, &w).expect("harness setup");
+    println!("{r}");
+    assert_clean(&r, 100);
+    let key = |r: &Report| {
+        (
+            r.ops,
+            r.points,
+            r.cut_reads,
+            r.cut_programs,
+            r.replaying_recoveries,
+            r.second_points,
+            r.states,
+        )
+    };
+    assert_eq!(key(&r), key(&sim), "{r}\n{sim}");
+    assert_eq!(r.reference, sim.reference);
 }
