@@ -3,10 +3,11 @@
 //! A small on-disk format plus the code that allocates space in it ([`scanner`], [`bitmap`]),
 //! changes it atomically through a write-ahead log ([`wal`]), grows it online ([`volume`] with the
 //! [`modules`] catalogue), packs small objects densely ([`subblock`], [`objects`]) and finds
-//! them by name ([`names`]).
+//! them by name ([`names`]). The rules a valid image keeps are checked by [`verifier`], which
+//! mount and the `vde check` tool share.
 //!
 //! The crate is `#![no_std]`, never allocates, and contains no `unsafe`. Every buffer comes from
-//! the caller: block-sized scratch slices and const-generic capacities. Nothing read from a device
+//! the caller, sized at compile time by a [`MemoryPlan`] ([`memory`]). Nothing read from a device
 //! can make it panic: corrupt or hostile content yields an [`Error`].
 //!
 //! The on-disk format is described byte by byte in `FORMAT.md` at the repository root; the
@@ -83,6 +84,7 @@ pub mod scanner;
 pub mod subblock;
 pub mod tx_buffer;
 pub mod types;
+pub mod verifier;
 pub mod volume;
 pub mod wal;
 

@@ -16,13 +16,14 @@ use std::io;
 use vde_nostd::format::bitmap_block;
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
 use vde_nostd::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
-use vde_nostd::format::regions::{self, RegionEntry, RPT_SLOTS};
+use vde_nostd::format::regions::{self, RegionEntry};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
 use vde_nostd::format::wal_header::{self, WalHeader};
 use vde_nostd::format::DecodeError;
 use vde_nostd::subblock::{self, UNIT};
-use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle, ModuleSet};
+use vde_nostd::verifier::{self, Finding as Finding0, Flow};
+use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle};
 use xxhash_rust::xxh64::Xxh64;
 
 /// One problem found in an image.
@@ -191,22 +192,10 @@ pub fn superblock_problem(
         Err(DecodeError::BadChecksum) => Some("bad checksum".into()),
         Err(DecodeError::BadField) => Some("malformed".into()),
         Ok(sb) => {
-            if sb.block_size as usize != block_size || sb.block_count != block_count {
-                Some(format!(
-                    "geometry {} x {} does not match the image ({} x {})",
-                    sb.block_count, sb.block_size, block_count, block_size
-                ))
-            } else if sb.flags == vde_nostd::format::superblock::FLAG_FORMATTING {
-                Some("written by a format that did not finish".into())
-            } else if sb.flags != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
-                Some("unknown flags or module bits".into())
-            } else if Layout::compute(block_size, block_count, sb.wal_blocks)
-                .is_none_or(|l| l.wal_blocks > l.block_count / 2)
-            {
-                Some(format!("impossible WAL size {}", sb.wal_blocks))
-            } else {
-                None
-            }
+            // The rules are the core's (`vde_nostd::verifier`); the first broken one is told.
+            let mut first = verifier::First::default();
+            verifier::superblock(sb, block_size, block_count, false, &mut first.sink());
+            first.0.map(|f| f.to_string())
         }
     }
 }
@@ -405,42 +394,39 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
     let dir = cx.buf.clone();
     cx.read(l.rpt)?;
     let rpt = cx.buf.clone();
-    let count = match regions::dir_check(&dir) {
-        Ok(c) => c,
-        Err(e) => {
-            let m = format!("region directory (block {}): {}", l.regdir, decode_msg(e));
-            cx.find("regions", m);
-            return Ok(());
-        }
+    // The rules are the core's (`vde_nostd::verifier`), every broken one reported.
+    let mut found = Vec::new();
+    let mut sink = |f: Finding0| {
+        found.push(f);
+        Flow::Continue
     };
-    let mut all = Vec::new();
-    for i in 0..count {
-        match regions::dir_entry(&dir, i) {
-            Ok(e) => all.push((i, e)),
-            Err(e) => cx.find("regions", format!("directory entry {i}: {}", decode_msg(e))),
-        }
+    let table = verifier::pointer_table(&rpt, &mut sink);
+    let count = verifier::regions(&dir, table.as_ref(), l, manifest, &mut sink);
+    for f in found {
+        let m = match f {
+            Finding0::PointerTable(e) => {
+                format!("region pointer table (block {}): {}", l.rpt, decode_msg(e))
+            }
+            Finding0::Directory(e) => {
+                format!("region directory (block {}): {}", l.regdir, decode_msg(e))
+            }
+            _ => f.to_string(),
+        };
+        cx.find("regions", m);
     }
-    for (i, e) in &all {
+    // The regions that lie in the data area: their blocks must be allocated.
+    for i in 0..count.unwrap_or(0) {
+        let Ok(e) = regions::dir_entry(&dir, i) else {
+            continue;
+        };
         let name = modules::by_bit(e.module).map_or("?", |m| m.name);
-        let end = e.extent.end();
-        if modules::by_bit(e.module).is_none() {
-            cx.find(
-                "regions",
-                format!("entry {i}: unknown module bit {}", e.module),
-            );
-        }
-        if e.extent.len == 0
-            || e.extent.start.0 < l.data_start
-            || end.is_none_or(|x| x > l.block_count)
-        {
-            let m = format!(
-                "entry {i} ({name}): blocks {}+{} lie outside the data area",
-                e.extent.start.0, e.extent.len
-            );
-            cx.find("regions", m);
+        let Some(end) = e.extent.end() else {
+            continue;
+        };
+        if e.extent.len == 0 || e.extent.start.0 < l.data_start || end > l.block_count {
             continue;
         }
-        let unalloc = (e.extent.start.0..end.unwrap_or(0))
+        let unalloc = (e.extent.start.0..end)
             .filter(|b| cx.out.bitmap.allocated(*b) == Some(false))
             .count();
         if unalloc > 0 {
@@ -450,64 +436,7 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
             );
             cx.find("bitmap", m);
         }
-        cx.out.regions.push(*e);
-    }
-    for (a, ea) in all.iter().enumerate() {
-        for eb in all.iter().skip(a + 1) {
-            if ea.1.extent.overlaps(&eb.1.extent) {
-                cx.find("regions", format!("entries {} and {} overlap", ea.0, eb.0));
-            }
-        }
-    }
-    if let Err(e) = regions::rpt_check(&rpt) {
-        let m = format!("region pointer table (block {}): {}", l.rpt, decode_msg(e));
-        cx.find("regions", m);
-        return Ok(());
-    }
-    let mut referenced = 0usize;
-    for bit in 0..RPT_SLOTS {
-        let Ok((first, cnt)) = regions::rpt_get(&rpt, bit) else {
-            continue;
-        };
-        let present = manifest & (1u64 << bit) != 0;
-        let module = modules::by_bit(bit as u8);
-        let name = module.map_or("?", |m| m.name);
-        match (present, module) {
-            (false, _) if cnt == 0 => continue,
-            (false, _) => {
-                let m = format!("module bit {bit} has {cnt} region(s) but is not in the manifest");
-                cx.find("regions", m);
-            }
-            (true, Some(m)) if usize::from(cnt) == m.regions.len() => {}
-            (true, _) => {
-                let m = format!("module {name} has {cnt} region(s) in the pointer table");
-                cx.find("regions", m);
-            }
-        }
-        for k in 0..cnt {
-            let idx = usize::from(first) + usize::from(k);
-            match all.iter().find(|(i, _)| *i == idx) {
-                Some((_, e)) if usize::from(e.module) == bit && e.index == k => {}
-                _ => {
-                    let m = format!("pointer of module {name} names a wrong directory entry {idx}");
-                    cx.find("regions", m);
-                }
-            }
-        }
-        referenced += usize::from(cnt);
-    }
-    if referenced != count {
-        let m =
-            format!("{count} directory entries but {referenced} referenced by the pointer table");
-        cx.find("regions", m);
-    }
-    for m in modules::CATALOGUE {
-        if manifest & m.flag().bits() != 0 && !cx.out.regions.iter().any(|r| r.module == m.bit) {
-            cx.find(
-                "regions",
-                format!("module {} is in the manifest but has no region", m.name),
-            );
-        }
+        cx.out.regions.push(e);
     }
     Ok(())
 }

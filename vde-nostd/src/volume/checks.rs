@@ -45,65 +45,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// the bitmap.
     pub(super) fn check_regions(&mut self) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
-        let n_blocks = self.layout.block_count;
-        let data_start = self.layout.data_start;
         let manifest = self.sb.manifest;
-        let rd = Structure::RegionDirectory;
-        let rp = Structure::RegionPointerTable;
+        let corrupt = |first: verifier::First| {
+            Error::Corrupt(
+                first
+                    .0
+                    .map_or(Structure::RegionDirectory, |f| f.structure()),
+            )
+        };
         let buf = block_of(self.scratch, bs)?;
         self.wal
             .read(&mut self.dev, BlockNo(self.layout.rpt), buf)?;
-        regions::rpt_check(buf).map_err(|_| Error::Corrupt(rp))?;
-        let mut table = [(0u16, 0u16); RPT_SLOTS];
-        for (bit, t) in table.iter_mut().enumerate() {
-            *t = regions::rpt_get(buf, bit).map_err(|_| Error::Corrupt(rp))?;
-        }
+        let mut first = verifier::First::default();
+        let Some(table) = verifier::pointer_table(buf, &mut first.sink()) else {
+            return Err(corrupt(first));
+        };
         self.wal
             .read(&mut self.dev, BlockNo(self.layout.regdir), buf)?;
-        let dir = &*buf;
-        let n = regions::dir_check(dir).map_err(|_| Error::Corrupt(rd))?;
-        for i in 0..n {
-            let e = regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?;
-            let end = e.extent.end().ok_or(Error::Corrupt(rd))?;
-            if e.extent.len == 0 || e.extent.start.0 < data_start || end > n_blocks {
-                return Err(Error::Corrupt(rd));
-            }
-            if modules::by_bit(e.module).is_none() {
-                return Err(Error::Corrupt(rd));
-            }
-            for j in 0..i {
-                let o = regions::dir_entry(dir, j).map_err(|_| Error::Corrupt(rd))?;
-                if o.extent.overlaps(&e.extent) {
-                    return Err(Error::Corrupt(rd));
-                }
-            }
-        }
-        let mut referenced = 0usize;
-        for (bit, &(first, count)) in table.iter().enumerate() {
-            let present = manifest & (1u64 << bit) != 0;
-            let module = modules::by_bit(bit as u8);
-            match (present, module) {
-                (false, _) if count == 0 => continue,
-                (true, Some(m)) if usize::from(count) == m.regions.len() => {}
-                _ => return Err(Error::Corrupt(rp)),
-            }
-            for k in 0..count {
-                let idx = usize::from(first) + usize::from(k);
-                if idx >= n {
-                    return Err(Error::Corrupt(rp));
-                }
-                let e = regions::dir_entry(dir, idx).map_err(|_| Error::Corrupt(rd))?;
-                if usize::from(e.module) != bit || e.index != k {
-                    return Err(Error::Corrupt(rp));
-                }
-            }
-            referenced += usize::from(count);
-        }
-        // Each entry is owned by the one pointer of its module, so equal counts mean every
-        // entry is referenced exactly once: no orphan, duplicate or cycle.
-        if referenced != n {
-            return Err(Error::Corrupt(rp));
-        }
+        let Some(n) =
+            verifier::regions(buf, Some(&table), &self.layout, manifest, &mut first.sink())
+        else {
+            return Err(corrupt(first));
+        };
+        let rd = Structure::RegionDirectory;
         for i in 0..n {
             let e = {
                 let dir = block_of::<D::Error>(self.scratch, bs)?;

@@ -21,7 +21,7 @@ use crate::device::{valid_block_size, BlockDevice};
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
-use crate::format::regions::{self, RegionEntry, RPT_SLOTS};
+use crate::format::regions::{self, RegionEntry};
 use crate::format::superblock::{Superblock, FLAG_FORMATTING};
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
@@ -32,6 +32,7 @@ use crate::scanner::Summary;
 use crate::scanner::{self, BitmapSource};
 use crate::tx_buffer::TxBuf;
 use crate::types::{div_rem, BlockNo, Extent, Seq};
+use crate::verifier;
 use crate::wal::{block_of, Durability, RecoveryReport, Wal, WalStats};
 
 pub mod allocation;

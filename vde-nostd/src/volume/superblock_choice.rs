@@ -79,12 +79,17 @@ pub(super) fn validate_sb<D: BlockDevice>(
     sb: &Superblock,
     dev: &D,
 ) -> Result<Layout, Error<D::Error>> {
-    if sb.block_size as usize != dev.block_size() || sb.block_count != dev.block_count() {
-        return Err(Error::InvalidGeometry);
-    }
-    if sb.flags & !FLAG_FORMATTING != 0 || ModuleSet::from_bits(sb.manifest).is_none() {
-        return Err(Error::Corrupt(Structure::Superblock));
-    }
-    Layout::compute(sb.block_size as usize, sb.block_count, sb.wal_blocks)
-        .ok_or(Error::Corrupt(Structure::Superblock))
+    // A copy with the formatting flag is valid here: the mount reads it as not formatted.
+    let mut first = verifier::First::default();
+    let layout = verifier::superblock(
+        sb,
+        dev.block_size(),
+        dev.block_count(),
+        true,
+        &mut first.sink(),
+    );
+    layout.ok_or(match first.0 {
+        Some(verifier::Finding::SuperblockGeometry { .. }) => Error::InvalidGeometry,
+        f => Error::Corrupt(f.map_or(Structure::Superblock, |f| f.structure())),
+    })
 }
