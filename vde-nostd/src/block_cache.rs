@@ -14,8 +14,10 @@
 //! home, so they leave copies as they are.
 //!
 //! A copy may also be marked *checked* by a reader that verified its structure (a name-table
-//! block's checksum and order): the mark lasts until the copy changes, so an unchanged block is
-//! verified once, not on every read.
+//! block's checksum and order), with a small note of what the check found (a name-table block's
+//! entry size, when its entries share one): the mark lasts until the copy changes, so an
+//! unchanged block is verified once, not on every read, and a checked copy may be read where it
+//! lies ([`BlockCache::checked_copy`]) instead of copied out.
 
 use crate::types::BlockNo;
 
@@ -35,6 +37,8 @@ pub struct BlockCache<'b> {
     used: [u32; MAX_CACHED],
     /// Bit `i`: copy `i` was checked since it last changed.
     checked: u8,
+    /// Copy `i`'s note from its check (meaningful while bit `i` of `checked` is set).
+    notes: [u16; MAX_CACHED],
     clock: u32,
     hits: u64,
 }
@@ -60,6 +64,7 @@ impl<'b> BlockCache<'b> {
             tags: [EMPTY; MAX_CACHED],
             used: [0; MAX_CACHED],
             checked: 0,
+            notes: [0; MAX_CACHED],
             clock: 0,
             hits: 0,
         }
@@ -151,9 +156,32 @@ impl<'b> BlockCache<'b> {
 
     /// Marks block `b`'s copy (if cached) as checked: its reader verified it.
     pub fn mark_checked(&mut self, b: BlockNo) {
+        self.mark_checked_with(b, 0);
+    }
+
+    /// Marks block `b`'s copy (if cached) as checked, with `note`: what the check found, given
+    /// back with the copy by [`BlockCache::checked_copy`] while the copy is unchanged.
+    pub fn mark_checked_with(&mut self, b: BlockNo, note: u16) {
         if let Some(i) = self.find(b) {
             self.checked |= 1 << i;
+            if let Some(n) = self.notes.get_mut(i) {
+                *n = note;
+            }
         }
+    }
+
+    /// Block `b`'s copy where it lies, and the note of its check, if the block is cached and
+    /// its copy was marked checked since it last changed (a read: it counts as a hit and
+    /// makes the copy the most recently used). `None` otherwise: read it with
+    /// [`BlockCache::read`] or from its home and check it.
+    pub fn checked_copy(&mut self, b: BlockNo) -> Option<(&[u8], u16)> {
+        let i = self.find(b).filter(|&i| self.checked & (1 << i) != 0)?;
+        let note = self.notes.get(i).copied().unwrap_or(0);
+        self.touch(i);
+        self.hits += 1;
+        let at = i.checked_mul(self.bs)?;
+        let c = self.mem.get(at..at.checked_add(self.bs)?)?;
+        Some((c, note))
     }
 
     /// Changes block `b`'s copy, if it is cached, by `f`: a commit's ranges over it.
@@ -248,6 +276,48 @@ mod tests {
         c.forget(BlockNo(2));
         c.insert(BlockNo(7), &[7; 32]); // takes the freed slot
         assert!(!c.is_checked(BlockNo(7)));
+    }
+
+    #[test]
+    fn a_checked_copy_is_lent_until_it_changes() {
+        let mut mem = [0u8; 64];
+        let mut c = BlockCache::new(&mut mem, 32);
+        c.insert(BlockNo(1), &[1; 32]);
+        assert!(c.checked_copy(BlockNo(1)).is_none(), "not checked yet");
+        assert!(c.checked_copy(BlockNo(2)).is_none(), "not cached");
+        c.mark_checked_with(BlockNo(1), 17);
+        let hits = c.hits();
+        assert_eq!(c.checked_copy(BlockNo(1)), Some((&[1u8; 32][..], 17)));
+        assert_eq!(c.hits(), hits + 1);
+        // A commit's change ends the loan until the new content is checked again.
+        c.update(BlockNo(1), |d| d[0] = 5);
+        assert!(c.checked_copy(BlockNo(1)).is_none());
+        let mut out = [0u8; 32];
+        assert!(c.read(BlockNo(1), 0, &mut out) && out[0] == 5);
+        c.mark_checked(BlockNo(1));
+        let (copy, note) = c.checked_copy(BlockNo(1)).unwrap();
+        assert_eq!(
+            (copy[0], copy[1], note),
+            (5, 1, 0),
+            "the new content, a new note"
+        );
+        // New content, a forgotten copy, a cleared cache: none lent.
+        c.insert(BlockNo(1), &[2; 32]);
+        assert!(c.checked_copy(BlockNo(1)).is_none());
+        c.mark_checked_with(BlockNo(1), 3);
+        c.forget(BlockNo(1));
+        assert!(c.checked_copy(BlockNo(1)).is_none());
+        c.insert(BlockNo(1), &[2; 32]);
+        c.mark_checked_with(BlockNo(1), 3);
+        c.clear();
+        assert!(c.checked_copy(BlockNo(1)).is_none());
+        // The lent copy counts as a use: the other one is evicted first.
+        c.insert(BlockNo(1), &[1; 32]);
+        c.insert(BlockNo(2), &[2; 32]);
+        c.mark_checked(BlockNo(1));
+        assert!(c.checked_copy(BlockNo(1)).is_some());
+        c.insert(BlockNo(3), &[3; 32]);
+        assert!(c.read(BlockNo(1), 0, &mut out) && !c.read(BlockNo(2), 0, &mut out));
     }
 
     #[test]

@@ -103,7 +103,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(r);
         }
         let r = fmt::check_root(blk, region.len).map_err(|_| corrupt())?;
-        self.checked(b);
+        let note = fmt::root_stride(blk, r);
+        self.checked(b, note);
         Ok(r)
     }
 
@@ -116,7 +117,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(l);
         }
         let l = fmt::check_leaf(blk).map_err(|_| corrupt())?;
-        self.checked(leaf);
+        let note = fmt::leaf_stride(blk, l);
+        self.checked(leaf, note);
         Ok(l)
     }
 
@@ -126,11 +128,21 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         !self.tx.contains(b) && self.wal.is_checked(b)
     }
 
-    /// Block `b` passed its checks: if it is its committed content, the cache remembers.
-    fn checked(&mut self, b: BlockNo) {
+    /// Block `b` passed its checks, which found `note` (its entries' shared size, or 0): if it
+    /// is its committed content, the cache remembers.
+    fn checked(&mut self, b: BlockNo, note: u16) {
         if !self.tx.contains(b) {
-            self.wal.mark_checked(b);
+            self.wal.mark_checked_with(b, note);
         }
+    }
+
+    /// Block `b` where the block cache holds it, with its check's note, if it is
+    /// [`Self::trusted`]: read in place, neither copied nor checked again.
+    fn trusted_block(&mut self, b: BlockNo) -> Option<(&[u8], u16)> {
+        if self.tx.contains(b) {
+            return None;
+        }
+        self.wal.checked_block(b)
     }
 
     /// Loads the root (block `b`) into the scratch block reading only what a valid one holds:
@@ -227,9 +239,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if !fmt::key_ok(key) {
             return Err(Error::KeyInvalid);
         }
-        let p = self.place(key)?;
-        let leaf = self.read_leaf(p.leaf)?;
+        let probe = fmt::Probe::new(key);
+        // A root and a leaf the block cache holds checked are searched where they lie (a binary
+        // search where their entries share a size); the others are read into the scratch block
+        // and checked, which lets the next lookup search them in place.
+        let region = self.names_region()?;
+        let found = self
+            .trusted_block(region.start)
+            .and_then(|(blk, note)| fmt::root_find(blk, note, &probe));
+        let leaf_no = match found {
+            Some(leaf) => BlockNo(region.start.0 + u64::from(leaf)),
+            None => self.place(key)?.leaf,
+        };
+        if let Some(hit) = self
+            .trusted_block(leaf_no)
+            .and_then(|(blk, note)| fmt::leaf_find(blk, note, &probe))
+        {
+            return Ok(hit.map(Handle::from_raw));
+        }
+        let leaf = self.read_leaf(leaf_no)?;
         let blk = self.scratch_block()?;
+        if let Some(hit) = fmt::leaf_find(blk, 0, &probe) {
+            return Ok(hit.map(Handle::from_raw));
+        }
         // Keys are in ascending order: stop at the first one not below `key`.
         let hit = fmt::leaf_entries(blk, leaf)
             .find(|e| fmt::key_cmp(e.key, key).is_ge())
@@ -593,5 +625,114 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             self.name_remove(k.get())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use crate::device::RamDevice;
+    use crate::format::names as fmt;
+    use crate::{Buffers, FormatOptions, ModuleSet, Volume};
+    use std::collections::BTreeMap;
+    use std::vec;
+    use std::vec::Vec;
+
+    const BS: usize = 512;
+
+    /// The handles a checked leaf lent by the block cache names, by key.
+    fn lent_leaf(blk: &[u8]) -> BTreeMap<Vec<u8>, u64> {
+        let leaf = fmt::check_leaf(blk).unwrap();
+        fmt::leaf_entries(blk, leaf)
+            .map(|e| (e.key.to_vec(), e.handle))
+            .collect()
+    }
+
+    /// Lookups search the root and leaves the block cache holds checked where they lie; a block
+    /// a commit changes is not lent again until a lookup has read and checked its new content,
+    /// and what is lent is the committed content (the keys and handles the model holds).
+    #[test]
+    fn lookups_search_checked_blocks_in_place_and_never_stale() {
+        for cached in [0usize, 2, 4] {
+            let mut img = vec![0u8; BS * 1024];
+            let mut scratch = vec![0u8; Buffers::scratch_with_cache(BS, cached)];
+            let mut txn = vec![0u8; (BS + crate::tx_buffer::RANGE_OVERHEAD) * 8];
+            let mut index = vec![0u8; 4096];
+            let bufs = Buffers {
+                scratch: &mut scratch,
+                txn: &mut txn,
+                index: &mut index,
+            };
+            let dev = RamDevice::new(&mut img, BS).unwrap();
+            let opts = FormatOptions {
+                wal_blocks: Some(16),
+                volume_id: [7; 16],
+                now: 100,
+                modules: ModuleSet::OBJECTS | ModuleSet::NAMES,
+            };
+            let mut vol = Volume::<_, 8>::format(dev, &opts, bufs).unwrap();
+            let root = vol.names.unwrap().start;
+            let mut model: BTreeMap<Vec<u8>, crate::Handle> = BTreeMap::new();
+            // Keys of one length (leaves searched by halves), then of mixed lengths, replaced
+            // and removed as they go.
+            let key = |i: u32| -> Vec<u8> {
+                if i < 120 {
+                    (i * 7919 % 1000).to_be_bytes().to_vec()
+                } else {
+                    let mut k = vec![b'k'; 1 + (i as usize % 11)];
+                    k.extend_from_slice(&(i % 150).to_le_bytes());
+                    k
+                }
+            };
+            for i in 0..300u32 {
+                let k = key(i);
+                if i % 7 == 3 {
+                    let h = vol.remove(&k);
+                    assert_eq!(h.ok(), model.remove(&k));
+                } else {
+                    let h = vol.store(&k, &i.to_le_bytes()).unwrap();
+                    model.insert(k.clone(), h);
+                }
+                // The changed blocks are not lent until read again.
+                let p = vol.place(&k).unwrap();
+                vol.abort_tx();
+                if cached == 0 {
+                    assert!(vol.wal.checked_block(p.leaf).is_none());
+                    assert!(vol.wal.checked_block(root).is_none());
+                }
+                for j in [i, i / 2, i.saturating_sub(5), i + 1] {
+                    let k = key(j);
+                    assert_eq!(vol.lookup(&k).unwrap(), model.get(&k).copied(), "{k:?}");
+                }
+                if cached >= 2 {
+                    let p = vol.place(&k).unwrap();
+                    let lent = vol.wal.checked_block(p.leaf).map(|(b, _)| lent_leaf(b));
+                    if let Some(lent) = lent {
+                        for (k, h) in &lent {
+                            assert_eq!(model.get(k).map(|h| h.raw()), Some(*h));
+                        }
+                        assert_eq!(lent.contains_key(&k), model.contains_key(&k));
+                    }
+                }
+            }
+            if cached >= 2 {
+                // A store into a leaf that is lent: not lent after the commit, and the next
+                // lookup finds the new handle.
+                let k = key(0);
+                assert!(vol.lookup(&k).unwrap().is_some());
+                let leaf = vol.place(&k).unwrap().leaf;
+                assert!(vol.wal.checked_block(leaf).is_some());
+                let h = vol.store(&k, b"new").unwrap();
+                assert!(vol.wal.checked_block(leaf).is_none(), "changed: not lent");
+                assert_eq!(vol.lookup(&k).unwrap(), Some(h));
+                let (blk, _) = vol.wal.checked_block(leaf).expect("checked again");
+                assert_eq!(lent_leaf(blk).get(&k), Some(&h.raw()));
+                model.insert(k, h);
+            }
+            for (k, h) in &model {
+                assert_eq!(vol.lookup(k).unwrap(), Some(*h));
+            }
+            vol.verify().unwrap();
+        }
     }
 }

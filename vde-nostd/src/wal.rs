@@ -888,6 +888,19 @@ impl<'b> Wal<'b> {
         self.cache.mark_checked(b);
     }
 
+    /// Marks block `b`'s cached committed content (if cached) as verified by its reader, with
+    /// `note` (what the check found), given back by [`Wal::checked_block`].
+    pub fn mark_checked_with(&mut self, b: BlockNo, note: u16) {
+        self.cache.mark_checked_with(b, note);
+    }
+
+    /// Block `b`'s committed content where the block cache holds it, and the note of its check,
+    /// if it is cached and was marked checked since it last changed; `None` otherwise (read it
+    /// with [`Wal::read`] and check it). Its staged changes, if any, are not in it.
+    pub fn checked_block(&mut self, b: BlockNo) -> Option<(&[u8], u16)> {
+        self.cache.checked_copy(b)
+    }
+
     /// Dirty block `d`'s committed content: its cached copy, or rebuilt from its chain.
     fn committed<D: BlockDevice>(
         &mut self,

@@ -209,6 +209,179 @@ pub fn key_cmp(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
         .then_with(|| a.len().cmp(&b.len()))
 }
 
+/// A key being looked up, with its first eight bytes as a big-endian word (zero past the key's
+/// end): two keys whose words differ are in the order of their words, so most comparisons in a
+/// block are one load and one compare of a word, and only equal words compare the whole keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe<'k> {
+    key: &'k [u8],
+    word: u64,
+}
+
+impl<'k> Probe<'k> {
+    /// The probe for `key`.
+    pub fn new(key: &'k [u8]) -> Self {
+        let mut w = [0u8; 8];
+        let n = key.len().min(8);
+        if let (Some(d), Some(s)) = (w.get_mut(..n), key.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        Probe {
+            key,
+            word: u64::from_be_bytes(w),
+        }
+    }
+
+    /// The order of the `len`-byte key at `at` of block `b` against the probe's key (`None` if
+    /// the key does not end by `limit`, or if eight bytes from `at` pass the block's end, which
+    /// in a checked block they never do: a handle or the checksum follows every key).
+    fn cmp_at(&self, b: &[u8], at: usize, len: usize, limit: usize) -> Option<core::cmp::Ordering> {
+        if at.checked_add(len)? > limit {
+            return None;
+        }
+        let s = b.get(at..at.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        let w = u64::from_be_bytes(a);
+        let w = if len >= 8 {
+            w
+        } else {
+            w & !(u64::MAX >> (8 * len))
+        };
+        Some(match w.cmp(&self.word) {
+            core::cmp::Ordering::Equal => key_cmp(b.get(at..at + len)?, self.key),
+            o => o,
+        })
+    }
+}
+
+/// The size every root entry past the first shares, if they all have one (0 if they differ,
+/// or if the root has one entry): a note for [`root_find`], taken when [`check_root`] accepts
+/// the root.
+pub fn root_stride(b: &[u8], root: Root) -> u16 {
+    let mut sizes = dir_entries(b, root).skip(1).map(|e| e.size());
+    let first = sizes.next().unwrap_or(0);
+    if first > 0 && sizes.all(|s| s == first) {
+        u16::try_from(first).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// The size every leaf entry shares, if they all have one (0 if they differ, or if the leaf is
+/// empty): a note for [`leaf_find`], taken when [`check_leaf`] accepts the leaf.
+pub fn leaf_stride(b: &[u8], leaf: Leaf) -> u16 {
+    let mut sizes = leaf_entries(b, leaf).map(|e| e.size());
+    let first = sizes.next().unwrap_or(0);
+    if first > 0 && sizes.all(|s| s == first) {
+        u16::try_from(first).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// In a root [`check_root`] accepted (and unchanged since), the leaf (region block index) of the
+/// entry that covers the probe's key: the last entry whose separator is not above the key
+/// (entry 0 covers every key below the first separator). `stride` is the root's
+/// [`root_stride`]: if the entries past the first share a size, a binary search over them;
+/// otherwise a walk. `None` where the block does not read as a checked root does (the caller
+/// then reads the table the checked way).
+pub fn root_find(b: &[u8], stride: u16, probe: &Probe<'_>) -> Option<u16> {
+    let trailer = b.len().checked_sub(SEAL)?;
+    let leaves = usize::from(get_u16(b, COUNT.0)?);
+    let first = get_u16(b, HEAD)?;
+    if leaves == 0 || *b.get(HEAD + 2)? != 0 {
+        return None;
+    }
+    let stride = usize::from(stride);
+    if stride > 3 && leaves > 1 {
+        // Entries 1.. at `base + i * stride`, `i = d - 1`, each with a `stride - 3`-byte
+        // separator; the first `lo` of them are not above the key.
+        let (base, len, n) = (HEAD + 3, stride - 3, leaves - 1);
+        if base.checked_add(n.checked_mul(stride)?)? > trailer {
+            return None;
+        }
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = base + mid * stride;
+            if usize::from(*b.get(at + 2)?) != len {
+                return None;
+            }
+            if probe.cmp_at(b, at + 3, len, trailer)?.is_le() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return match lo {
+            0 => Some(first),
+            _ => get_u16(b, base + (lo - 1) * stride),
+        };
+    }
+    let mut found = first;
+    let mut at = HEAD + 3;
+    for _ in 1..leaves {
+        let leaf = get_u16(b, at)?;
+        let len = usize::from(*b.get(at + 2)?);
+        if probe.cmp_at(b, at + 3, len, trailer)?.is_gt() {
+            break;
+        }
+        found = leaf;
+        at += 3 + len;
+    }
+    Some(found)
+}
+
+/// In a leaf [`check_leaf`] accepted (and unchanged since), the handle the probe's key names
+/// (`Some(None)`: none). `stride` is the leaf's [`leaf_stride`]: if its entries share a size, a
+/// binary search; otherwise a walk that stops at the first key not below the probe's. `None`
+/// where the block does not read as a checked leaf does (the caller then reads the leaf the
+/// checked way).
+pub fn leaf_find(b: &[u8], stride: u16, probe: &Probe<'_>) -> Option<Option<u64>> {
+    let trailer = b.len().checked_sub(SEAL)?;
+    let count = usize::from(get_u16(b, COUNT.0)?);
+    let end = HEAD + usize::from(get_u16(b, USED.0)?);
+    if end > trailer {
+        return None;
+    }
+    let stride = usize::from(stride);
+    if stride > leaf_entry_size(0) {
+        let len = stride - leaf_entry_size(0);
+        if count.checked_mul(stride)? != end - HEAD {
+            return None;
+        }
+        let (mut lo, mut hi) = (0usize, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = HEAD + mid * stride;
+            if usize::from(*b.get(at)?) != len {
+                return None;
+            }
+            match probe.cmp_at(b, at + 1, len, end)? {
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+                core::cmp::Ordering::Equal => return get_u64(b, at + 1 + len).map(Some),
+            }
+        }
+        return Some(None);
+    }
+    let mut at = HEAD;
+    for _ in 0..count {
+        let len = usize::from(*b.get(at)?);
+        let ord = probe.cmp_at(b, at + 1, len, end)?;
+        if ord.is_ge() {
+            return match ord.is_eq() {
+                true if at + leaf_entry_size(len) <= end => get_u64(b, at + 1 + len).map(Some),
+                true => None,
+                false => Some(None),
+            };
+        }
+        at += leaf_entry_size(len);
+    }
+    Some(None)
+}
+
 /// What a root that [`check_root`] accepted before holds, read again without the checks (for a
 /// block known unchanged since); `None` if its fields do not even fit the block.
 pub fn root_summary(b: &[u8]) -> Option<Root> {
@@ -354,6 +527,7 @@ pub fn set_counts(b: &mut [u8], count: usize, end: Option<usize>) -> Option<()> 
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
 
     #[test]
     fn key_cmp_is_byte_string_order() {
@@ -467,6 +641,169 @@ mod tests {
         let mut head = [0u8; HEAD];
         new_leaf_head(&mut head, 3, at - HEAD).unwrap();
         assert_eq!(leaf_sum(&head, &l[HEAD..at], 512).to_le_bytes(), l[504..]);
+    }
+
+    /// A leaf of `keys` (ascending) in a block of `bs` bytes; handle `i` for key `i`.
+    fn leaf_of(keys: &[std::vec::Vec<u8>], bs: usize) -> std::vec::Vec<u8> {
+        let mut l = std::vec![0u8; bs];
+        encode_leaf(&mut l).unwrap();
+        let mut at = HEAD;
+        for (i, k) in keys.iter().enumerate() {
+            put_leaf_entry(&mut l, at, k, 1000 + i as u64).unwrap();
+            at += leaf_entry_size(k.len());
+        }
+        set_counts(&mut l, keys.len(), Some(at)).unwrap();
+        seal(&mut l).unwrap();
+        l
+    }
+
+    /// A root whose entry `d` names leaf `d + 1` with separator `seps[d - 1]`.
+    fn root_of(seps: &[std::vec::Vec<u8>], bs: usize) -> std::vec::Vec<u8> {
+        let mut r = std::vec![0u8; bs];
+        encode_root(&mut r, 1).unwrap();
+        let mut at = HEAD + 3;
+        for (d, sep) in seps.iter().enumerate() {
+            put_dir_entry(&mut r, at, d as u16 + 2, sep).unwrap();
+            at += root_entry_size(sep.len());
+        }
+        set_counts(&mut r, seps.len() + 1, None).unwrap();
+        seal(&mut r).unwrap();
+        r
+    }
+
+    /// What the walk over a checked leaf finds (the lookup's reference).
+    fn leaf_ref(b: &[u8], key: &[u8]) -> Option<u64> {
+        let leaf = check_leaf(b).unwrap();
+        leaf_entries(b, leaf)
+            .find(|e| e.key >= key)
+            .filter(|e| e.key == key)
+            .map(|e| e.handle)
+    }
+
+    /// What the walk over a checked root finds (the lookup's reference).
+    fn root_ref(b: &[u8], key: &[u8]) -> u16 {
+        let root = check_root(b, 1 << 15).unwrap();
+        dir_entries(b, root)
+            .enumerate()
+            .filter(|(d, e)| *d == 0 || e.sep <= key)
+            .last()
+            .unwrap()
+            .1
+            .leaf
+    }
+
+    #[test]
+    fn in_place_search_finds_what_the_walk_finds() {
+        let mut x = 0x0DDB_1A5E_5BAD_5EEDu64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Keys over a small alphabet (long shared prefixes, prefixes of each other), all of one
+        // length (a stride) or of mixed lengths.
+        let key = |len: usize, next: &mut dyn FnMut() -> u64| -> std::vec::Vec<u8> {
+            (0..len)
+                .map(|_| [0u8, 1, 0x7F, 0xFF][(next() % 4) as usize])
+                .collect()
+        };
+        for round in 0..400 {
+            let bs = [512usize, 4096][round % 2];
+            let fixed = round % 3 != 0;
+            let flen = 1 + (next() % 20) as usize;
+            let mut keys = std::collections::BTreeSet::new();
+            // (There are only 4^len keys of `len` bytes.)
+            let n = ((next() % 60) as usize).min(if fixed {
+                4usize.pow(flen.min(3) as u32)
+            } else {
+                60
+            });
+            while keys.len() < n {
+                let len = if fixed {
+                    flen
+                } else {
+                    1 + (next() % 20) as usize
+                };
+                keys.insert(key(len, &mut next));
+            }
+            let keys: std::vec::Vec<_> = keys.into_iter().collect();
+            let fits = |k: &[std::vec::Vec<u8>], e: fn(usize) -> usize| {
+                k.iter().map(|k| e(k.len())).sum::<usize>() <= room(bs)
+            };
+            let uniform = !keys.is_empty() && keys.iter().all(|k| k.len() == keys[0].len());
+            let mut probes: std::vec::Vec<std::vec::Vec<u8>> = keys.clone();
+            for _ in 0..40 {
+                let len = if fixed && next() % 2 == 0 {
+                    flen
+                } else {
+                    1 + (next() % 22) as usize
+                };
+                probes.push(key(len, &mut next));
+            }
+            if fits(&keys, leaf_entry_size) {
+                let l = leaf_of(&keys, bs);
+                let stride = leaf_stride(&l, check_leaf(&l).unwrap());
+                assert_eq!(stride != 0, uniform);
+                for p in &probes {
+                    let want = leaf_ref(&l, p);
+                    assert_eq!(leaf_find(&l, stride, &Probe::new(p)), Some(want), "{p:?}");
+                    assert_eq!(leaf_find(&l, 0, &Probe::new(p)), Some(want), "{p:?}");
+                }
+            }
+            if fits(&keys, root_entry_size) {
+                let r = root_of(&keys, bs);
+                let stride = root_stride(&r, check_root(&r, 1 << 15).unwrap());
+                assert_eq!(stride != 0, uniform);
+                for p in &probes {
+                    let want = root_ref(&r, p);
+                    assert_eq!(root_find(&r, stride, &Probe::new(p)), Some(want), "{p:?}");
+                    assert_eq!(root_find(&r, 0, &Probe::new(p)), Some(want), "{p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_search_of_any_bytes_or_a_wrong_note_does_not_panic() {
+        let mut x = 0x005E_ED0F_F00D_u64;
+        let mut b = [0u8; 512];
+        let probes: [&[u8]; 4] = [
+            b"\0",
+            b"\x01\x02",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"abc",
+        ];
+        for round in 0..4000u32 {
+            for v in b.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = if round % 2 == 0 {
+                    x as u8
+                } else {
+                    (x as u8) & 3
+                };
+            }
+            // Plausible counts and sizes now and then.
+            if round % 4 == 1 {
+                b[12..16].copy_from_slice(&[(x >> 8) as u8 & 63, 0, (x >> 16) as u8, 1]);
+            }
+            for stride in [0u16, 1, 3, 4, 9, 10, 11, 17, (x >> 40) as u16] {
+                for p in probes {
+                    let _ = leaf_find(&b, stride, &Probe::new(p));
+                    let _ = root_find(&b, stride, &Probe::new(p));
+                    let _ = leaf_find(&b[..20], stride, &Probe::new(p));
+                    let _ = root_find(&b[..9], stride, &Probe::new(p));
+                }
+            }
+        }
+        // A note that does not fit the block (its entries' sizes differ): no wrong answer is
+        // given where the sizes are read, and nothing panics.
+        let l = leaf_of(&[b"a".to_vec(), b"bb".to_vec(), b"c".to_vec()], 512);
+        for stride in [10u16, 11] {
+            assert_eq!(leaf_find(&l, stride, &Probe::new(b"bb")), None);
+        }
     }
 
     #[test]
