@@ -2,6 +2,7 @@
 //! derive would be wrong or impossible: each prints a short summary, never buffer contents.
 
 use crate::device::{BlockDevice, RamDevice};
+#[cfg(feature = "objects")]
 use crate::objects::Batch;
 use crate::scanner::SliceBitmap;
 use crate::subblock::{SlotBitmap, SlotBitmapRef};
@@ -49,6 +50,7 @@ impl<D: BlockDevice, const K: usize> defmt::Format for Transaction<'_, '_, D, K>
     }
 }
 
+#[cfg(feature = "objects")]
 impl<D: BlockDevice, const K: usize> defmt::Format for Batch<'_, '_, D, K> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Batch")

@@ -260,9 +260,13 @@ pub fn superblock(
 /// The region pointer table decoded: `(first entry, region count)` per module bit.
 pub type PointerTable = [(u16, u16); RPT_SLOTS];
 
-/// Decodes the region pointer table block `rpt` (checksum, reserved fields, every slot).
-pub fn pointer_table(rpt: &[u8], sink: &mut impl FnMut(Finding) -> Flow) -> Option<PointerTable> {
-    let mut table = [(0u16, 0u16); RPT_SLOTS];
+/// Decodes the region pointer table block `rpt` (checksum, reserved fields, every slot) into
+/// `table`; false (and a finding) if it does not decode.
+pub fn pointer_table(
+    rpt: &[u8],
+    table: &mut PointerTable,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
     let decoded = regions::rpt_check(rpt).and_then(|()| {
         for (bit, t) in table.iter_mut().enumerate() {
             *t = regions::rpt_get(rpt, bit)?;
@@ -270,10 +274,10 @@ pub fn pointer_table(rpt: &[u8], sink: &mut impl FnMut(Finding) -> Flow) -> Opti
         Ok(())
     });
     match decoded {
-        Ok(()) => Some(table),
+        Ok(()) => true,
         Err(e) => {
             let _ = stop(sink, Finding::PointerTable(e));
-            None
+            false
         }
     }
 }

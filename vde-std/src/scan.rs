@@ -400,8 +400,9 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
         found.push(f);
         Flow::Continue
     };
-    let table = verifier::pointer_table(&rpt, &mut sink);
-    let count = verifier::regions(&dir, table.as_ref(), l, manifest, &mut sink);
+    let mut table = [(0u16, 0u16); regions::RPT_SLOTS];
+    let decoded = verifier::pointer_table(&rpt, &mut table, &mut sink);
+    let count = verifier::regions(&dir, decoded.then_some(&table), l, manifest, &mut sink);
     for f in found {
         let m = match f {
             Finding0::PointerTable(e) => {

@@ -57,9 +57,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.wal
             .read(&mut self.dev, BlockNo(self.layout.rpt), buf)?;
         let mut first = verifier::First::default();
-        let Some(table) = verifier::pointer_table(buf, &mut first.sink()) else {
+        let mut table = [(0u16, 0u16); regions::RPT_SLOTS];
+        if !verifier::pointer_table(buf, &mut table, &mut first.sink()) {
             return Err(corrupt(first));
-        };
+        }
         self.wal
             .read(&mut self.dev, BlockNo(self.layout.regdir), buf)?;
         let Some(n) =

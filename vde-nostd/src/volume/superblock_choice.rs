@@ -12,14 +12,12 @@ pub(super) fn pick_superblock<D: BlockDevice>(
 ) -> Result<(Superblock, Layout), Error<D::Error>> {
     let bs = dev.block_size();
     let a = block_of(scratch, bs)?;
-    dev.read_block(SB_PRIMARY, a)?;
-    let ra = Superblock::decode(a);
-    dev.read_block(SB_MIRROR, a)?;
-    let rb = Superblock::decode(a);
     let mut best: Option<(Superblock, Layout)> = None;
     let mut first_err: Option<Error<D::Error>> = None;
-    for r in [ra, rb] {
-        match r
+    // One copy decoded at a time: a mount's stack holds one superblock besides the best.
+    for b in [SB_PRIMARY, SB_MIRROR] {
+        dev.read_block(b, a)?;
+        match Superblock::decode(a)
             .map_err(map_decode)
             .and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l)))
         {
