@@ -28,6 +28,10 @@ use crate::device::valid_block_size;
 use crate::format::slot_index;
 use crate::volume::Buffers;
 
+/// The transaction capacity a plan gives unless told otherwise: enough for any object
+/// operation (a put changes at most a few blocks) and a small batch.
+pub const DEFAULT_TX_BLOCKS: usize = 8;
+
 /// What a volume's memory must hold, computed at compile time. Start from
 /// [`MemoryPlan::new`] and add what the application uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,7 @@ pub struct MemoryPlan {
     cached: usize,
     shared_blocks: usize,
     txn: usize,
+    tx_blocks: usize,
 }
 
 impl MemoryPlan {
@@ -56,6 +61,7 @@ impl MemoryPlan {
             cached: 0,
             shared_blocks: 0,
             txn: Buffers::txn_min(block_size),
+            tx_blocks: DEFAULT_TX_BLOCKS,
         }
     }
 
@@ -88,7 +94,25 @@ impl MemoryPlan {
         if t > self.txn {
             self.txn = t;
         }
+        if n > self.tx_blocks {
+            self.tx_blocks = n;
+        }
         self
+    }
+
+    /// Lets one transaction change up to `n` distinct blocks (the volume's `K`; default
+    /// [`DEFAULT_TX_BLOCKS`], at least what [`MemoryPlan::whole_block_writes`] asked for).
+    /// Panics (a compile error in a `const`) past 64, the most one transaction may change.
+    pub const fn transaction_blocks(mut self, n: usize) -> MemoryPlan {
+        assert!(n >= 1 && n <= 64, "a transaction changes 1 to 64 blocks");
+        self.tx_blocks = n;
+        self
+    }
+
+    /// The volume's transaction capacity `K` for this plan: write the volume's type as
+    /// `Volume<'_, D, { PLAN.tx_blocks() }>`, so one plan sizes both the memory and `K`.
+    pub const fn tx_blocks(&self) -> usize {
+        self.tx_blocks
     }
 
     /// The block size.
@@ -206,6 +230,9 @@ mod tests {
         let cached = MemoryPlan::new(512).cache_blocks(3).whole_block_writes(4);
         assert_eq!(cached.scratch(), Buffers::scratch_with_cache(512, 3));
         assert_eq!(cached.txn(), Buffers::txn_for_blocks(512, 4));
+        assert_eq!(PLAN.tx_blocks(), DEFAULT_TX_BLOCKS);
+        assert_eq!(MemoryPlan::new(512).whole_block_writes(16).tx_blocks(), 16);
+        assert_eq!(MemoryPlan::new(512).transaction_blocks(3).tx_blocks(), 3);
         let mut mem = <Memory!(PLAN)>::new();
         let b = mem.buffers();
         assert_eq!(

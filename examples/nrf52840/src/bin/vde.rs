@@ -20,8 +20,6 @@ use vde_example_nrf52840::{
 };
 use vde_nostd::{FormatOptions, Handle, Memory, MemoryPlan, Volume};
 
-/// Block updates one transaction may hold (a put changes a few blocks).
-const TX_K: usize = 8;
 /// What the volume needs, sized at compile time: 4 KiB blocks on a flash that reads part of a
 /// block (one block of scratch, a 128-byte log page and the log's dirty-block table), the
 /// smallest transaction room (the put of the largest packed object), and the slot index of up
@@ -41,7 +39,8 @@ fn main() -> ! {
         volume_id: *b"vde-nrf52840-ex1",
         ..FormatOptions::default()
     };
-    let Ok(mut vol) = Volume::<_, TX_K>::mount_or_format(dev, &opts, mem.buffers()) else {
+    let Ok(mut vol) = Volume::<_, { PLAN.tx_blocks() }>::mount_or_format(dev, &opts, mem.buffers())
+    else {
         finish(2)
     };
 

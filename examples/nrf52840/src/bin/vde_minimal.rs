@@ -16,8 +16,6 @@ use vde_embedded::NorFlashDevice;
 use vde_example_nrf52840::{finish, flash, item_bytes, OK, PAGE, PAGES, RANGE_START};
 use vde_nostd::{FormatOptions, Memory, MemoryPlan, ModuleSet, Volume};
 
-/// Block updates one transaction may hold.
-const TX_K: usize = 4;
 /// One block, a 128-byte log page and the log's dirty-block table; room for one whole-block
 /// write.
 const PLAN: MemoryPlan = MemoryPlan::new(PAGE).partial_reads().whole_block_writes(1);
@@ -36,7 +34,8 @@ fn main() -> ! {
         modules: ModuleSet::empty(),
         ..FormatOptions::default()
     };
-    let Ok(mut vol) = Volume::<_, TX_K>::mount_or_format(dev, &opts, mem.buffers()) else {
+    let Ok(mut vol) = Volume::<_, { PLAN.tx_blocks() }>::mount_or_format(dev, &opts, mem.buffers())
+    else {
         finish(2)
     };
     let block = BLOCK.take();
