@@ -416,6 +416,7 @@ impl First {
 mod tests {
     extern crate std;
     use super::*;
+    use std::vec;
     use std::vec::Vec;
 
     fn sb() -> Superblock {
@@ -470,6 +471,83 @@ mod tests {
         assert!(superblock(&formatting, 512, 1024, true, &mut count).is_some());
         assert!(superblock(&formatting, 512, 1024, false, &mut count).is_none());
         assert_eq!(n, 1);
+    }
+
+    /// A directory with an entry of an unknown module, two overlapping entries and one in the
+    /// metadata, under a pointer table that gives the objects module one region: every broken
+    /// rule is reported when the sink goes on, the first only when it stops.
+    #[test]
+    fn regions_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::format::regions::{RegionEntry, RegionKind};
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1024, 16).unwrap();
+        let entry = |module: u8, start: u64, len: u64| RegionEntry {
+            module,
+            kind: RegionKind::Small,
+            index: 0,
+            extent: Extent {
+                start: BlockNo(start),
+                len,
+            },
+        };
+        let ds = layout.data_start;
+        let mut dir = vec![0u8; 512];
+        regions::dir_init(&mut dir).unwrap();
+        regions::dir_push(&mut dir, &entry(0, ds, 10)).unwrap();
+        regions::dir_push(&mut dir, &entry(63, ds + 20, 5)).unwrap();
+        regions::dir_push(&mut dir, &entry(1, ds + 5, 10)).unwrap();
+        regions::dir_push(&mut dir, &entry(2, 1, 2)).unwrap();
+        let mut rpt = vec![0u8; 512];
+        regions::rpt_init(&mut rpt).unwrap();
+        regions::rpt_set(&mut rpt, 0, 0, 1).unwrap();
+        let mut table = [(0u16, 0u16); RPT_SLOTS];
+        assert!(pointer_table(&rpt, &mut table, &mut |_| Flow::Stop));
+        let manifest = ModuleSet::OBJECTS.bits();
+        let mut all = Vec::new();
+        let n = regions(&dir, Some(&table), &layout, manifest, &mut |f| {
+            all.push(f);
+            Flow::Continue
+        });
+        assert_eq!(n, Some(4));
+        assert_eq!(
+            all,
+            [
+                Finding::EntryUnknownModule { entry: 1, bit: 63 },
+                Finding::EntriesOverlap { a: 0, b: 2 },
+                Finding::EntryOutsideData {
+                    entry: 3,
+                    extent: Extent {
+                        start: BlockNo(1),
+                        len: 2
+                    }
+                },
+                Finding::Unreferenced {
+                    entries: 4,
+                    referenced: 1
+                },
+            ]
+        );
+        let mut first = First::default();
+        assert_eq!(
+            regions(&dir, Some(&table), &layout, manifest, &mut first.sink()),
+            None
+        );
+        assert_eq!(first.0, all.first().copied());
+        // A pointer table that does not decode: one finding, and the directory alone is
+        // checked by a caller that goes on.
+        rpt[100] ^= 1;
+        let mut bad = Vec::new();
+        assert!(!pointer_table(&rpt, &mut table, &mut |f| {
+            bad.push(f);
+            Flow::Continue
+        }));
+        assert!(matches!(bad.as_slice(), [Finding::PointerTable(_)]));
+        let mut dir_only = Vec::new();
+        regions(&dir, None, &layout, manifest, &mut |f| {
+            dir_only.push(f);
+            Flow::Continue
+        });
+        assert_eq!(dir_only, all[..3]);
     }
 
     #[test]
