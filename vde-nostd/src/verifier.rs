@@ -4,7 +4,8 @@
 //! [`Error::Corrupt`](crate::Error::Corrupt) ([`Finding::structure`]); the `vde check` tool
 //! collects them all and prints each ([`Finding`]'s `Display`).
 //!
-//! Covered here: a superblock copy against the device ([`superblock`]); the region directory
+//! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
+//! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the region directory
 //! and pointer table against the layout, the module catalogue, the manifest and each other
 //! ([`regions`]). The allocation of what they name is the caller's to check (against the
 //! bitmap it reads), as are the object structures.
@@ -13,6 +14,7 @@
 //! entry or pointer it concerns.
 
 use crate::error::Structure;
+use crate::format::bitmap_block as bitmap_fmt;
 use crate::format::layout::Layout;
 use crate::format::regions::{self, RPT_SLOTS};
 use crate::format::superblock::{Superblock, FLAG_FORMATTING};
@@ -50,6 +52,18 @@ pub enum Finding {
     SuperblockWalSize {
         /// Its log size in blocks.
         wal_blocks: u64,
+    },
+    /// An allocation bitmap block does not decode (checksum, index, reserved field).
+    BitmapBlock {
+        /// Its index among the bitmap blocks.
+        index: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// Bits past the volume's last block are clear (they must read as allocated).
+    BitmapTail {
+        /// How many.
+        clear: u64,
     },
     /// The region pointer table does not decode.
     PointerTable(DecodeError),
@@ -121,6 +135,7 @@ impl Finding {
             | Finding::SuperblockFormatting
             | Finding::SuperblockUnknownBits
             | Finding::SuperblockWalSize { .. } => Structure::Superblock,
+            Finding::BitmapBlock { .. } | Finding::BitmapTail { .. } => Structure::Bitmap,
             Finding::Directory(_)
             | Finding::DirectoryEntry { .. }
             | Finding::EntryUnknownModule { .. }
@@ -162,6 +177,12 @@ impl core::fmt::Display for Finding {
             Finding::SuperblockUnknownBits => f.write_str("unknown flags or module bits"),
             Finding::SuperblockWalSize { wal_blocks } => {
                 write!(f, "impossible WAL size {wal_blocks}")
+            }
+            Finding::BitmapBlock { index, error } => {
+                write!(f, "bitmap block {index}: {}", decode_text(error))
+            }
+            Finding::BitmapTail { clear } => {
+                write!(f, "{clear} bit(s) past the last block are clear")
             }
             Finding::PointerTable(e) => write!(f, "region pointer table: {}", decode_text(e)),
             Finding::Directory(e) => write!(f, "region directory: {}", decode_text(e)),
@@ -255,6 +276,60 @@ pub fn superblock(
     } else {
         None
     }
+}
+
+/// Checks that allocation bitmap block `index` (the whole block `buf`) decodes: checksum,
+/// index, reserved field. True if it does.
+pub fn bitmap_block(buf: &[u8], index: u64, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
+    let decoded = u32::try_from(index)
+        .map_err(|_| DecodeError::BadField)
+        .and_then(|i| bitmap_fmt::check(buf, i));
+    match decoded {
+        Ok(()) => true,
+        Err(error) => {
+            let _ = stop(sink, Finding::BitmapBlock { index, error });
+            false
+        }
+    }
+}
+
+/// Checks the last allocation bitmap block of `layout` (the whole, decoded block `buf`): every
+/// bit past the volume's last block is set. True if so.
+pub fn bitmap_tail(buf: &[u8], layout: &Layout, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
+    let bpb = layout.bits_per_block();
+    let bits = bitmap_fmt::bits(buf);
+    let end = bpb.min(bits.len() as u64 * 8);
+    let last = layout.bitmap_blocks.saturating_sub(1);
+    let from = layout
+        .block_count
+        .saturating_sub(last.saturating_mul(bpb))
+        .min(end);
+    let clear = count_clear(bits, from, end);
+    if clear > 0 {
+        let _ = stop(sink, Finding::BitmapTail { clear });
+        return false;
+    }
+    true
+}
+
+/// Clear bits in `from..to` (whole bytes at a time; bits past `bits` read as set).
+fn count_clear(bits: &[u8], from: u64, to: u64) -> u64 {
+    let mut n = 0u64;
+    let mut i = from;
+    while i < to && !i.is_multiple_of(8) {
+        n += u64::from(!crate::bitmap::get(bits, i));
+        i += 1;
+    }
+    while i + 8 <= to {
+        let byte = usize::try_from(i / 8).ok().and_then(|k| bits.get(k));
+        n += u64::from(byte.map_or(0, |b| b.count_zeros()));
+        i += 8;
+    }
+    while i < to {
+        n += u64::from(!crate::bitmap::get(bits, i));
+        i += 1;
+    }
+    n
 }
 
 /// The region pointer table decoded: `(first entry, region count)` per module bit.
@@ -548,6 +623,37 @@ mod tests {
             Flow::Continue
         });
         assert_eq!(dir_only, all[..3]);
+    }
+
+    /// 1000 blocks of 512 bytes: one bitmap block of 3,968 bits, so bits 1000.. are the tail.
+    #[test]
+    fn the_bitmap_tail_must_be_set_and_a_block_must_decode() {
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        assert_eq!(layout.bitmap_blocks, 1);
+        let mut blk = vec![0u8; 512];
+        crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut blk), 1000, 3968 - 1000, true).unwrap();
+        bitmap_fmt::seal(&mut blk, 0).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(bitmap_block(&blk, 0, &mut sink));
+        assert!(bitmap_tail(&blk, &layout, &mut sink));
+        assert!(!bitmap_block(&blk, 1, &mut sink), "another block's index");
+        for b in [1000u64, 1001, 1017, 3967] {
+            crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut blk), b, 1, false).unwrap();
+        }
+        assert!(!bitmap_tail(&blk, &layout, &mut sink));
+        assert!(matches!(all[0], Finding::BitmapBlock { index: 1, .. }));
+        assert_eq!(all[1], Finding::BitmapTail { clear: 4 });
+        assert_eq!(all[1].structure(), Structure::Bitmap);
+        assert_eq!(count_clear(&[0xF0, 0x00], 2, 13), 2 + 5);
+        assert_eq!(
+            count_clear(&[0xFF], 0, 64),
+            0,
+            "bits past the slice read as set"
+        );
     }
 
     #[test]

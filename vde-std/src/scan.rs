@@ -317,17 +317,25 @@ fn read_bitmap<D: BlockDevice<Error = io::Error>>(
     for i in 0..l.bitmap_blocks {
         let b = l.bitmap_start + i;
         cx.read(b)?;
-        let ok = match u32::try_from(i) {
-            Ok(i32) => match bitmap_block::check(&cx.buf, i32) {
-                Ok(()) => true,
-                Err(e) => {
-                    let m = format!("bitmap block {i} (block {b}): {}", decode_msg(e));
-                    cx.find("bitmap", m);
-                    false
-                }
-            },
-            Err(_) => false,
+        let mut found = Vec::new();
+        let mut sink = |f| {
+            found.push(f);
+            Flow::Continue
         };
+        let ok = verifier::bitmap_block(&cx.buf, i, &mut sink);
+        // The rule for the bits past the last block, on the last block as read.
+        if ok && i + 1 == l.bitmap_blocks {
+            verifier::bitmap_tail(&cx.buf, l, &mut sink);
+        }
+        for f in found {
+            let m = match f {
+                Finding0::BitmapBlock { error, .. } => {
+                    format!("bitmap block {i} (block {b}): {}", decode_msg(error))
+                }
+                _ => f.to_string(),
+            };
+            cx.find("bitmap", m);
+        }
         if ok {
             let at = i as usize * bytes_per;
             if let (Some(dst), Some(src)) = (
@@ -352,25 +360,6 @@ fn read_bitmap<D: BlockDevice<Error = io::Error>>(
     if meta_free > 0 {
         let m = format!("{meta_free} metadata block(s) marked free");
         cx.find("bitmap", m);
-    }
-    // Bits past the last block must read as allocated.
-    let last = l.bitmap_blocks.saturating_sub(1);
-    if cx
-        .out
-        .bitmap
-        .valid
-        .get(last as usize)
-        .copied()
-        .unwrap_or(false)
-    {
-        let end = (l.bitmap_blocks * bpb).min(cx.out.bitmap.bits.len() as u64 * 8);
-        let tail_free = (l.block_count..end)
-            .filter(|b| !bitmap::get(&cx.out.bitmap.bits, *b))
-            .count();
-        if tail_free > 0 {
-            let m = format!("{tail_free} bit(s) past the last block are clear");
-            cx.find("bitmap", m);
-        }
     }
     let (mut free, mut unknown) = (0u64, 0u64);
     for b in 0..l.block_count {

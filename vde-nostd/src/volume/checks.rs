@@ -83,17 +83,25 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    /// Every fixed metadata block (`0..data_start`) must be marked allocated.
+    /// Every fixed metadata block (`0..data_start`) must be marked allocated, and every bit past
+    /// the volume's last block set ([`verifier::bitmap_tail`]).
     pub(super) fn check_metadata_allocated(&mut self) -> Result<(), Error<D::Error>> {
         let meta = Extent {
             start: BlockNo(0),
             len: self.layout.data_start,
         };
-        if self.extent_allocated(meta)? {
-            Ok(())
-        } else {
-            Err(Error::Corrupt(Structure::Bitmap))
+        if !self.extent_allocated(meta)? {
+            return Err(Error::Corrupt(Structure::Bitmap));
         }
+        let last = self.layout.bitmap_blocks.saturating_sub(1);
+        let layout = self.layout;
+        let (mut src, buf) = self.bitmap_source();
+        // Reads the block whole into `buf` (and checks it decodes).
+        src.block(last, buf)?;
+        if !verifier::bitmap_tail(buf, &layout, &mut |_| verifier::Flow::Stop) {
+            return Err(Error::Corrupt(Structure::Bitmap));
+        }
+        Ok(())
     }
 
     /// Whether every block of `e` is allocated (committed bitmap plus open transaction).
