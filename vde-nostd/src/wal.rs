@@ -430,11 +430,31 @@ impl<'b> Wal<'b> {
     ) -> Result<(), Error<D::Error>> {
         let bs = layout.bs();
         let blk = block_of(scratch, bs)?;
+        // An earlier volume's log may remain in the area, and a volume formatted with the same
+        // identity and time has the same salt: its transactions would validate again from
+        // position 0 on (a factory reset would bring the old objects back). The new log starts
+        // in an epoch above every epoch the old one may hold: vde writes a log only in its
+        // newest header's epoch or one above, so two above the old headers' (and the old log's
+        // first begin header's, as recovery counts it) is clear of all of it.
+        let mut base = 0u64;
+        for at in [WAL_HDR_A, WAL_HDR_B, BlockNo(layout.wal_start)] {
+            dev.read_block(at, blk)?;
+            let epoch = if at == BlockNo(layout.wal_start) {
+                blk.get(..BEGIN_LEN)
+                    .and_then(|b| TxIdent::decode_begin(b).ok())
+                    .map(|i| i.epoch)
+            } else {
+                WalHeader::decode(blk).ok().map(|h| h.epoch)
+            };
+            if let Some(e) = epoch.filter(|&e| e < EPOCH_CEILING / 2) {
+                base = base.max(e);
+            }
+        }
         blk.fill(0);
         dev.write_block(BlockNo(layout.wal_start), blk)?;
         let mut h = WalHeader {
             generation: 0,
-            epoch: 0,
+            epoch: base + 1,
             checkpoint_seq: 0,
             wal_start: layout.wal_start,
             wal_blocks: layout.wal_blocks,
@@ -443,7 +463,7 @@ impl<'b> Wal<'b> {
         encode_header(&h, blk)?;
         dev.write_block(WAL_HDR_B, blk)?;
         h.generation = 1;
-        h.epoch = 1;
+        h.epoch = base + 2;
         encode_header(&h, blk)?;
         dev.write_block(WAL_HDR_A, blk)?;
         Ok(())

@@ -6,29 +6,43 @@
 
 use super::*;
 
-/// Options for [`Volume::format`].
+/// Options for [`Volume::format`] and [`Volume::mount_or_format`]. A firmware can make them a
+/// `const`: `const OPTS: FormatOptions = FormatOptions::new(*b"my-device-store1");`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FormatOptions {
     /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256; a quarter, at least 4,
     /// of a volume under 32 blocks).
     pub wal_blocks: Option<u64>,
-    /// Volume identity (any bytes; a random value is best).
+    /// Volume identity, kept in the superblock and mixed into the log's checksums, so that a
+    /// stale log of an earlier volume in the same flash never validates. Any 16 bytes; distinct
+    /// per format is best: a random value, or a chip's unique ID with a counter. A fixed value
+    /// is safe (a format starts its log in an epoch above any earlier volume's), only less
+    /// distinctive.
     pub volume_id: [u8; 16],
-    /// Creation time from the caller's clock (no_std has none).
+    /// Creation time from the caller's clock, in any unit (no_std has none). Recorded, and with
+    /// the identity it seeds the log's checksums; 0 is fine on a device without a clock.
     pub now: u64,
     /// Modules to add right after formatting (each in its own transaction).
     pub modules: ModuleSet,
 }
 
-impl Default for FormatOptions {
-    fn default() -> Self {
+impl FormatOptions {
+    /// The defaults ([`FormatOptions::default`]) with this volume identity, in a `const`.
+    pub const fn new(volume_id: [u8; 16]) -> FormatOptions {
         FormatOptions {
             wal_blocks: None,
-            volume_id: [0; 16],
+            volume_id,
             now: 0,
             modules: ModuleSet::OBJECTS,
         }
+    }
+}
+
+impl Default for FormatOptions {
+    /// The default log size, the `objects` module, a zero identity and time.
+    fn default() -> Self {
+        FormatOptions::new([0; 16])
     }
 }
 
