@@ -332,6 +332,11 @@ fn count_clear(bits: &[u8], from: u64, to: u64) -> u64 {
     n
 }
 
+/// Whether `e` is a non-empty run of the data area (a region's blocks must be).
+pub fn in_data_area(e: &Extent, layout: &Layout) -> bool {
+    e.len > 0 && e.start.0 >= layout.data_start && e.end().is_some_and(|x| x <= layout.block_count)
+}
+
 /// The region pointer table decoded: `(first entry, region count)` per module bit.
 pub type PointerTable = [(u16, u16); RPT_SLOTS];
 
@@ -399,10 +404,7 @@ pub fn regions(
                 return None;
             }
         }
-        let inside = e.extent.len > 0
-            && e.extent.start.0 >= layout.data_start
-            && e.extent.end().is_some_and(|x| x <= layout.block_count);
-        if !inside {
+        if !in_data_area(&e.extent, layout) {
             let f = Finding::EntryOutsideData {
                 entry: i,
                 extent: e.extent,

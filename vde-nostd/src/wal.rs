@@ -437,19 +437,21 @@ impl<'b> Wal<'b> {
         // newest header's epoch or one above, so two above the old headers' (and the old log's
         // first begin header's, as recovery counts it) is clear of all of it.
         let mut base = 0u64;
-        for at in [WAL_HDR_A, WAL_HDR_B, BlockNo(layout.wal_start)] {
-            dev.read_block(at, blk)?;
-            let epoch = if at == BlockNo(layout.wal_start) {
-                blk.get(..BEGIN_LEN)
-                    .and_then(|b| TxIdent::decode_begin(b).ok())
-                    .map(|i| i.epoch)
-            } else {
-                WalHeader::decode(blk).ok().map(|h| h.epoch)
-            };
+        let mut seen = |epoch: Option<u64>| {
             if let Some(e) = epoch.filter(|&e| e < EPOCH_CEILING / 2) {
                 base = base.max(e);
             }
+        };
+        for at in [WAL_HDR_A, WAL_HDR_B] {
+            dev.read_block(at, blk)?;
+            seen(WalHeader::decode(blk).ok().map(|h| h.epoch));
         }
+        dev.read_block(BlockNo(layout.wal_start), blk)?;
+        seen(
+            blk.get(..BEGIN_LEN)
+                .and_then(|b| TxIdent::decode_begin(b).ok())
+                .map(|i| i.epoch),
+        );
         blk.fill(0);
         dev.write_block(BlockNo(layout.wal_start), blk)?;
         let mut h = WalHeader {
@@ -898,14 +900,9 @@ impl<'b> Wal<'b> {
     }
 
     /// Whether block `b`'s committed content is cached and was marked checked since it last
-    /// changed ([`Wal::mark_checked`]).
+    /// changed ([`Wal::mark_checked_with`]).
     pub fn is_checked(&self, b: BlockNo) -> bool {
         self.cache.is_checked(b)
-    }
-
-    /// Marks block `b`'s cached committed content (if cached) as verified by its reader.
-    pub fn mark_checked(&mut self, b: BlockNo) {
-        self.cache.mark_checked(b);
     }
 
     /// Marks block `b`'s cached committed content (if cached) as verified by its reader, with

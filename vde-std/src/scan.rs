@@ -410,12 +410,13 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
             continue;
         };
         let name = modules::by_bit(e.module).map_or("?", |m| m.name);
-        let Some(end) = e.extent.end() else {
+        let Some(end) = e
+            .extent
+            .end()
+            .filter(|_| verifier::in_data_area(&e.extent, l))
+        else {
             continue;
         };
-        if e.extent.len == 0 || e.extent.start.0 < l.data_start || end > l.block_count {
-            continue;
-        }
         let unalloc = (e.extent.start.0..end)
             .filter(|b| cx.out.bitmap.allocated(*b) == Some(false))
             .count();

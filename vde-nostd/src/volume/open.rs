@@ -186,15 +186,16 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub(super) fn formatted(dev: &mut D, bufs: &mut Buffers<'_>) -> Result<bool, Error<D::Error>> {
         let bs = dev.block_size();
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let sb = match pick_superblock(dev, scratch) {
-            Ok((sb, _)) => sb,
+        let (sb, layout) = match pick_superblock(dev, scratch) {
+            Ok(picked) => picked,
             Err(Error::NotFormatted) => return Ok(false),
             Err(e) => return Err(e),
         };
         if sb.flags & FLAG_FORMATTING == 0 {
             return Ok(true);
         }
-        let (sb, layout) = Self::pick_and_repair(dev, scratch)?;
+        // As a mount would go on from the copy it picked (`pick_and_repair`).
+        repair_superblock_copy(dev, scratch)?;
         let mut wal = Wal::new(dev, &layout, sb.wal_salt(), Some(SB_MIRROR), page)?;
         let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt())?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
