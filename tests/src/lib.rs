@@ -30,7 +30,7 @@ impl Mem {
         }
     }
     /// Borrows them as [`Buffers`].
-    pub fn bufs(&mut self) -> Buffers<'_> {
+    pub fn bufs<const K: usize>(&mut self) -> Buffers<'_, K> {
         Buffers {
             scratch: &mut self.scratch,
             txn: &mut self.txn,

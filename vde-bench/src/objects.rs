@@ -57,7 +57,7 @@ fn key(i: u64) -> [u8; 8] {
 }
 
 impl<'b> Vde<'b> {
-    fn new(path: &Path, batch: u64, named: bool, bufs: Buffers<'b>) -> Self {
+    fn new(path: &Path, batch: u64, named: bool, bufs: Buffers<'b, 64>) -> Self {
         let dev = FileDev::create(path, BS, VOL_BLOCKS).expect("vde image");
         let io = Arc::clone(&dev.io);
         let opts = FormatOptions {

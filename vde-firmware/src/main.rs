@@ -225,7 +225,7 @@ impl EngineMem {
             index: [0; INDEX_BYTES],
         }
     }
-    fn bufs(&mut self) -> Buffers<'_> {
+    fn bufs(&mut self) -> Buffers<'_, TX_K> {
         Buffers {
             scratch: &mut self.scratch,
             txn: &mut self.txn,
@@ -798,7 +798,7 @@ impl Job for VdeJob<'_> {
         };
         let bufs = self.0.bufs();
         let mut vol = m
-            .op(0, || Volume::<_, TX_K>::mount_or_format(dev, &opts, bufs))?
+            .op(0, || Volume::mount_or_format(dev, &opts, bufs))?
             .map_err(|_| "mount_or_format failed")?;
         let mut item = [0u8; JOB_MAX];
         let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];

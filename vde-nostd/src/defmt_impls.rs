@@ -20,7 +20,7 @@ impl defmt::Format for RamDevice<'_> {
     }
 }
 
-impl defmt::Format for Buffers<'_> {
+impl<const K: usize> defmt::Format for Buffers<'_, K> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(
             f,

@@ -102,6 +102,9 @@ impl MemoryPlan {
 
     /// Lets one transaction change up to `n` distinct blocks (the volume's `K`; default
     /// [`DEFAULT_TX_BLOCKS`], at least what [`MemoryPlan::whole_block_writes`] asked for).
+    /// A format (or an online addition) of the objects or names module changes 7 blocks at
+    /// once, so below 7 only volumes without modules can be formatted: such a format fails
+    /// with [`crate::Error::TxCapacity`] and leaves no volume behind.
     /// Panics (a compile error in a `const`) past 64, the most one transaction may change.
     pub const fn transaction_blocks(mut self, n: usize) -> MemoryPlan {
         assert!(n >= 1 && n <= 64, "a transaction changes 1 to 64 blocks");
@@ -109,8 +112,9 @@ impl MemoryPlan {
         self
     }
 
-    /// The volume's transaction capacity `K` for this plan: write the volume's type as
-    /// `Volume<'_, D, { PLAN.tx_blocks() }>`, so one plan sizes both the memory and `K`.
+    /// The volume's transaction capacity `K` for this plan. [`Memory::buffers`] carries it to
+    /// the volume, so a volume mounted on them has it without a type argument; a type that
+    /// names the volume writes `Volume<'_, D, { PLAN.tx_blocks() }>`.
     pub const fn tx_blocks(&self) -> usize {
         self.tx_blocks
     }
@@ -148,14 +152,25 @@ impl MemoryPlan {
 /// A volume's buffers as arrays, for a `static` (or the stack): `SCRATCH`, `TXN` and `INDEX`
 /// bytes for blocks of `BS` bytes. Name the type from a [`MemoryPlan`] with the
 /// [`Memory!`](crate::Memory!) macro rather than by hand.
-pub struct Memory<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize> {
+pub struct Memory<
+    const SCRATCH: usize,
+    const TXN: usize,
+    const INDEX: usize,
+    const BS: usize,
+    const K: usize = DEFAULT_TX_BLOCKS,
+> {
     scratch: [u8; SCRATCH],
     txn: [u8; TXN],
     index: [u8; INDEX],
 }
 
-impl<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize>
-    Memory<SCRATCH, TXN, INDEX, BS>
+impl<
+        const SCRATCH: usize,
+        const TXN: usize,
+        const INDEX: usize,
+        const BS: usize,
+        const K: usize,
+    > Memory<SCRATCH, TXN, INDEX, BS, K>
 {
     /// Zeroed memory. Fails to compile if the sizes cannot carry a volume of `BS`-byte blocks
     /// (on a device that reads part of a block, the least any device needs).
@@ -173,6 +188,10 @@ impl<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize
                 TXN >= Buffers::txn_min(BS),
                 "transaction room below Buffers::txn_min for this block size"
             );
+            assert!(
+                K >= 1 && K <= crate::format::wal_record::MAX_DIRTY,
+                "a transaction changes 1 to 64 blocks"
+            );
         };
         Memory {
             scratch: [0; SCRATCH],
@@ -184,7 +203,9 @@ impl<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize
     /// The buffers for [`crate::Volume::mount`], [`crate::Volume::format`] or
     /// [`crate::Volume::mount_or_format`]. The volume borrows them; once it is dropped they
     /// can be handed out again (to mount again after an error, say).
-    pub fn buffers(&mut self) -> Buffers<'_> {
+    /// The transaction capacity `K` (the plan's [`MemoryPlan::tx_blocks`]) comes with them, so
+    /// the volume's type needs no argument.
+    pub fn buffers(&mut self) -> Buffers<'_, K> {
         Buffers {
             scratch: &mut self.scratch,
             txn: &mut self.txn,
@@ -193,8 +214,13 @@ impl<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize
     }
 }
 
-impl<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize> Default
-    for Memory<SCRATCH, TXN, INDEX, BS>
+impl<
+        const SCRATCH: usize,
+        const TXN: usize,
+        const INDEX: usize,
+        const BS: usize,
+        const K: usize,
+    > Default for Memory<SCRATCH, TXN, INDEX, BS, K>
 {
     fn default() -> Self {
         Self::new()
@@ -203,7 +229,7 @@ impl<const SCRATCH: usize, const TXN: usize, const INDEX: usize, const BS: usize
 
 /// The [`Memory`] type a [`MemoryPlan`] constant sizes:
 /// `Memory!(PLAN)` is `Memory<{ PLAN.scratch() }, { PLAN.txn() }, { PLAN.index() },
-/// { PLAN.block_size() }>`.
+/// { PLAN.block_size() }, { PLAN.tx_blocks() }>`.
 #[macro_export]
 macro_rules! Memory {
     ($plan:expr) => {
@@ -212,6 +238,7 @@ macro_rules! Memory {
             { $plan.txn() },
             { $plan.index() },
             { $plan.block_size() },
+            { $plan.tx_blocks() },
         >
     };
 }
@@ -239,6 +266,39 @@ mod tests {
             (b.scratch.len(), b.txn.len(), b.index.len()),
             (PLAN.scratch(), PLAN.txn(), PLAN.index())
         );
+    }
+
+    #[test]
+    fn the_buffers_carry_the_plans_transaction_capacity_to_the_volume() {
+        const SMALL: MemoryPlan = MemoryPlan::new(512)
+            .whole_block_writes(3)
+            .transaction_blocks(3);
+        const WIDE: MemoryPlan = MemoryPlan::new(512).whole_block_writes(12);
+        let mut image = [0u8; 512 * 64];
+        let mut small = <Memory!(SMALL)>::new();
+        let dev = crate::RamDevice::new(&mut image, 512).unwrap();
+        let mut opts = crate::FormatOptions::new([7; 16]);
+        // Adding the objects module takes a 7-block transaction (two superblocks, directory,
+        // pointer table, bitmap, the slot index's first blocks): 3 cannot, and the format that
+        // failed leaves no volume behind.
+        let r = crate::Volume::mount_or_format(dev, &opts, small.buffers());
+        assert!(matches!(r, Err(crate::Error::TxCapacity)));
+        drop(r);
+        let dev = crate::RamDevice::new(&mut image, 512).unwrap();
+        assert!(matches!(
+            crate::Volume::mount(dev, small.buffers()),
+            Err(crate::Error::NotFormatted)
+        ));
+        // No type argument: K comes from the memory's type.
+        opts.modules = crate::ModuleSet::empty();
+        let dev = crate::RamDevice::new(&mut image, 512).unwrap();
+        let vol = crate::Volume::mount_or_format(dev, &opts, small.buffers()).unwrap();
+        assert_eq!(vol.tx_capacity(), 3);
+        drop(vol);
+        let mut wide = <Memory!(WIDE)>::new();
+        let dev = crate::RamDevice::new(&mut image, 512).unwrap();
+        let vol = crate::Volume::mount(dev, wide.buffers()).unwrap();
+        assert_eq!(vol.tx_capacity(), 12);
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl OwnedBuffers {
     }
 
     /// Borrows them as the core's [`Buffers`].
-    pub fn bufs(&mut self) -> Buffers<'_> {
+    pub fn bufs<const K: usize>(&mut self) -> Buffers<'_, K> {
         Buffers {
             scratch: &mut self.scratch,
             txn: &mut self.txn,

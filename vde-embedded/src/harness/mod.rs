@@ -295,7 +295,7 @@ impl Mem {
 
     /// The buffers; with `small_log_page` (and a device that reads part of a block), the
     /// smallest scratch the device allows (no cache).
-    fn bufs(&mut self, partial: bool) -> Buffers<'_> {
+    fn bufs<const K: usize>(&mut self, partial: bool) -> Buffers<'_, K> {
         let n = if partial && self.small_log_page {
             Buffers::scratch_min(self.bs, true).min(self.scratch.len())
         } else {

@@ -3,10 +3,10 @@
 
 use super::*;
 
-pub(super) fn check_buffers<E>(
+pub(super) fn check_buffers<E, const K: usize>(
     bs: usize,
     partial: bool,
-    bufs: &Buffers<'_>,
+    bufs: &Buffers<'_, K>,
 ) -> Result<(), Error<E>> {
     if !valid_block_size(bs) {
         return Err(Error::InvalidGeometry);
@@ -23,8 +23,13 @@ pub(super) fn check_buffers<E>(
     Ok(())
 }
 
-/// Memory the caller hands to a volume.
-pub struct Buffers<'b> {
+/// Memory the caller hands to a volume, and the transaction capacity `K` it is sized for
+/// (distinct blocks one transaction may change; at most 64). `K` is the volume's: a
+/// [`crate::Memory`] built from a [`crate::MemoryPlan`] hands out buffers of the plan's
+/// capacity, so [`Volume::mount_or_format`]`(dev, &opts, mem.buffers())` needs no type
+/// argument. Built by hand, `K` is inferred from the volume type it is given to, or is
+/// [`crate::memory::DEFAULT_TX_BLOCKS`] where a type names none.
+pub struct Buffers<'b, const K: usize = { crate::memory::DEFAULT_TX_BLOCKS }> {
     /// Scratch for reads, commits and checkpoints, plus the log's own read buffer: at least
     /// [`Buffers::scratch_min`] bytes. Whole blocks past the first
     /// [`Buffers::SCRATCH_BLOCKS`] cache committed blocks (up to

@@ -63,8 +63,10 @@ pub struct Usage {
     pub free_blocks: u64,
 }
 
-/// A mounted volume over device `D` with transactions of up to `K` block updates.
-pub struct Volume<'b, D: BlockDevice, const K: usize> {
+/// A mounted volume over device `D` with transactions of up to `K` block updates (the
+/// capacity of the [`Buffers`] it was given; [`crate::memory::DEFAULT_TX_BLOCKS`] where a type
+/// names none).
+pub struct Volume<'b, D: BlockDevice, const K: usize = { crate::memory::DEFAULT_TX_BLOCKS }> {
     pub(crate) dev: D,
     pub(crate) layout: Layout,
     pub(crate) sb: Superblock,

@@ -52,11 +52,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub fn format(
         mut dev: D,
         opts: &FormatOptions,
-        bufs: Buffers<'b>,
+        bufs: Buffers<'b, K>,
     ) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
         let n = dev.block_count();
-        check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
+        check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
         let wal_blocks = opts
             .wal_blocks
             .unwrap_or_else(|| Layout::default_wal_blocks(n));
@@ -148,7 +148,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Mounts the volume on `dev`: picks the newest valid superblock, replays the WAL, checks the
     /// region directory and pointer table, and counts free space. A volume whose format did not
     /// finish is [`Error::NotFormatted`].
-    pub fn mount(dev: D, bufs: Buffers<'b>) -> Result<Self, Error<D::Error>> {
+    pub fn mount(dev: D, bufs: Buffers<'b, K>) -> Result<Self, Error<D::Error>> {
         Self::open(dev, bufs, false)
     }
 
@@ -170,9 +170,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     pub fn mount_or_format(
         mut dev: D,
         opts: &FormatOptions,
-        mut bufs: Buffers<'b>,
+        mut bufs: Buffers<'b, K>,
     ) -> Result<Self, Error<D::Error>> {
-        check_buffers::<D::Error>(dev.block_size(), dev.reads_partial(), &bufs)?;
+        check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
         if Self::formatted(&mut dev, &mut bufs)? {
             Self::mount(dev, bufs)
         } else {
@@ -183,7 +183,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Whether `dev` holds a volume whose format finished: a valid superblock without
     /// [`FLAG_FORMATTING`], or with it until the log's recovery (run here as a mount would run
     /// it) clears it. `Ok(false)` for no valid superblock at all.
-    pub(super) fn formatted(dev: &mut D, bufs: &mut Buffers<'_>) -> Result<bool, Error<D::Error>> {
+    pub(super) fn formatted(
+        dev: &mut D,
+        bufs: &mut Buffers<'_, K>,
+    ) -> Result<bool, Error<D::Error>> {
         let bs = dev.block_size();
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
         let (sb, layout) = match pick_superblock(dev, scratch) {
@@ -234,11 +237,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// format's own mount).
     pub(super) fn open(
         mut dev: D,
-        bufs: Buffers<'b>,
+        bufs: Buffers<'b, K>,
         formatting: bool,
     ) -> Result<Self, Error<D::Error>> {
         let bs = dev.block_size();
-        check_buffers::<D::Error>(bs, dev.reads_partial(), &bufs)?;
+        check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
         let (sb, layout) = Self::pick_and_repair(&mut dev, scratch)?;
         let salt = sb.wal_salt();

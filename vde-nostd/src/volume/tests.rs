@@ -31,7 +31,7 @@ impl Mem {
             index: vec![0; 4096],
         }
     }
-    fn bufs(&mut self) -> Buffers<'_> {
+    fn bufs<const K: usize>(&mut self) -> Buffers<'_, K> {
         Buffers {
             scratch: &mut self.scratch,
             txn: &mut self.txn,

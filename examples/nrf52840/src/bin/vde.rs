@@ -39,8 +39,7 @@ fn main() -> ! {
         volume_id: *b"vde-nrf52840-ex1",
         ..FormatOptions::default()
     };
-    let Ok(mut vol) = Volume::<_, { PLAN.tx_blocks() }>::mount_or_format(dev, &opts, mem.buffers())
-    else {
+    let Ok(mut vol) = Volume::mount_or_format(dev, &opts, mem.buffers()) else {
         finish(2)
     };
 

@@ -34,8 +34,7 @@ fn main() -> ! {
         modules: ModuleSet::empty(),
         ..FormatOptions::default()
     };
-    let Ok(mut vol) = Volume::<_, { PLAN.tx_blocks() }>::mount_or_format(dev, &opts, mem.buffers())
-    else {
+    let Ok(mut vol) = Volume::mount_or_format(dev, &opts, mem.buffers()) else {
         finish(2)
     };
     let block = BLOCK.take();
