@@ -797,9 +797,13 @@ impl Job for VdeJob<'_> {
             ..FormatOptions::default()
         };
         let bufs = self.0.bufs();
-        let mut vol = m
-            .op(0, || Volume::mount_or_format(dev, &opts, bufs))?
-            .map_err(|_| "mount_or_format failed")?;
+        let mut slot = None;
+        let vol = m
+            .op(0, || {
+                Volume::mount_or_format_in(&mut slot, dev, &opts, bufs).map(|_| ())
+            })?
+            .map_err(|_| "mount_or_format failed")
+            .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
         let mut item = [0u8; JOB_MAX];
         let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
         for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {

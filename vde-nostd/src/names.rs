@@ -65,6 +65,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Loads the `names` module's region (mount and after module addition) and checks the root.
+    #[inline(never)]
     pub(crate) fn load_names(&mut self) -> Result<(), Error<D::Error>> {
         let Some(region) = self.module_region(8)? else {
             self.names = None;

@@ -241,6 +241,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Loads the objects module's state if present (mount and after module addition).
+    #[inline(never)]
     pub(crate) fn load_objects(&mut self) -> Result<(), Error<D::Error>> {
         let Some(region) = self.module_region(0)? else {
             self.objects = None;
@@ -536,6 +537,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Stores `data` and returns its handle: packed into a slot if `data.len() + 8` fits in half
     /// a block, else in a run of whole blocks. One WAL transaction.
     #[doc(alias = "SubBlockPacker")]
+    #[inline(never)]
     pub fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
         self.object_tx(|v| v.put_in_tx(data, false))
     }
@@ -547,6 +549,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Deletes the object named by `h` (and its name, if it has one). One WAL transaction.
+    #[inline(never)]
     pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
         self.object_tx(|v| {
             #[cfg(feature = "names")]
@@ -1059,6 +1062,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads the object named by `h` into `buf`, verifying its checksum; returns its length.
+    #[inline(never)]
     pub fn get(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
         self.ensure_index()?;
         self.abort_tx();

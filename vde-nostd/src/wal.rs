@@ -487,6 +487,7 @@ impl<'b> Wal<'b> {
     /// that reads part of a block, at least [`MIN_LOG_PAGE`] bytes after the table) becomes the
     /// log's own memory for as long as the volume is mounted; whole blocks past that cache
     /// committed blocks.
+    #[inline(never)]
     pub fn new<D: BlockDevice>(
         dev: &D,
         layout: &Layout,
@@ -508,6 +509,7 @@ impl<'b> Wal<'b> {
     /// Recovery, in place on a log from [`Wal::new`]: picks the newest valid header, rebuilds
     /// the dirty-block table from every committed transaction, and checkpoints unless the log
     /// is clean. `scratch` must hold one block.
+    #[inline(never)]
     pub fn recover<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -1773,6 +1775,7 @@ impl<'b> Wal<'b> {
     }
 
     /// Checks the transaction at log position `pos`: shape, every hash, commit marker.
+    #[inline(never)]
     fn validate_at<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -1861,6 +1864,7 @@ impl<'b> Wal<'b> {
 
     /// Adds the records of the (validated) transaction at `pos` to the dirty-block table. Their
     /// chains must be exactly what a writer makes, or the log is refused.
+    #[inline(never)]
     fn index_at<D: BlockDevice>(&mut self, dev: &mut D, pos: u64) -> Result<(), Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::WalRecord);
         let mut begin = [0u8; BEGIN_LEN];

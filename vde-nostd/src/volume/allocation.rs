@@ -57,6 +57,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Counts free blocks by scanning the bitmap.
+    #[inline(never)]
     pub fn count_free(&mut self) -> Result<u64, Error<D::Error>> {
         let (mut src, buf) = self.bitmap_source();
         scanner::count_free(&mut src, buf)

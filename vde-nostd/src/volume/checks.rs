@@ -43,6 +43,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Validates the region directory and pointer table against each other, the geometry and
     /// the bitmap.
+    #[inline(never)]
     pub(super) fn check_regions(&mut self) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let manifest = self.sb.manifest;
@@ -85,6 +86,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Every fixed metadata block (`0..data_start`) must be marked allocated, and every bit past
     /// the volume's last block set ([`verifier::bitmap_tail`]).
+    #[inline(never)]
     pub(super) fn check_metadata_allocated(&mut self) -> Result<(), Error<D::Error>> {
         let meta = Extent {
             start: BlockNo(0),

@@ -50,10 +50,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Formats `dev` as an empty volume and mounts it. To keep the device if this fails, pass
     /// `&mut device` (see [`Volume::mount_or_format`]).
     pub fn format(
-        mut dev: D,
+        dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<Self, Error<D::Error>> {
+        let mut slot = None;
+        Self::format_into(&mut slot, dev, opts, bufs)?;
+        slot.ok_or(Error::NotFormatted)
+    }
+
+    /// [`Volume::format`] into `slot` (`Some` when it succeeds).
+    #[inline(never)]
+    fn format_into(
+        slot: &mut Option<Self>,
+        mut dev: D,
+        opts: &FormatOptions,
+        bufs: Buffers<'b, K>,
+    ) -> Result<(), Error<D::Error>> {
         let bs = dev.block_size();
         let n = dev.block_count();
         check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
@@ -76,7 +89,27 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             wal_blocks,
             volume_id: opts.volume_id,
         };
-        let blk = block_of(bufs.scratch, bs)?;
+        Self::write_image(&mut dev, &layout, &sb, bufs.scratch)?;
+        Self::open_into(slot, dev, bufs, true)?;
+        match slot {
+            Some(vol) => vol.format_modules(opts),
+            None => Err(Error::NotFormatted),
+        }
+    }
+
+    /// The format's writes before its mount: superblocks zeroed, bitmap, region directory,
+    /// pointer table, log, then both superblocks (still flagged [`FLAG_FORMATTING`]). Apart from
+    /// [`Volume::format`] so that its locals are not on the stack while the volume is mounted.
+    #[inline(never)]
+    fn write_image(
+        dev: &mut D,
+        layout: &Layout,
+        sb: &Superblock,
+        scratch: &mut [u8],
+    ) -> Result<(), Error<D::Error>> {
+        let bs = layout.bs();
+        let n = sb.block_count;
+        let blk = block_of(scratch, bs)?;
         // An earlier volume's superblocks go first: from here until the flag is cleared, a cut
         // leaves a device that reads as not formatted, never an old superblock over new
         // structures.
@@ -102,21 +135,26 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev.write_block(BlockNo(layout.regdir), blk)?;
         regions::rpt_init(blk).ok_or(Error::InvalidGeometry)?;
         dev.write_block(BlockNo(layout.rpt), blk)?;
-        Wal::format(&mut dev, &layout, blk)?;
+        Wal::format(dev, layout, blk)?;
         dev.flush()?;
         sb.encode(blk).ok_or(Error::InvalidGeometry)?;
         dev.write_block(SB_PRIMARY, blk)?;
         dev.flush()?;
         dev.write_block(SB_MIRROR, blk)?;
         dev.flush()?;
-        let mut vol = Self::open(dev, bufs, true)?;
+        Ok(())
+    }
+
+    /// The format's steps on the mounted volume: the modules `opts` asks for, then the last
+    /// step ([`Volume::finish_format`]).
+    #[inline(never)]
+    fn format_modules(&mut self, opts: &FormatOptions) -> Result<(), Error<D::Error>> {
         for m in modules::CATALOGUE {
             if opts.modules.contains(m.flag()) {
-                vol.add_module(m, opts.now)?;
+                self.add_module(m, opts.now)?;
             }
         }
-        vol.finish_format(opts.now)?;
-        Ok(vol)
+        self.finish_format(opts.now)
     }
 
     /// The format's last step: a transaction that rewrites both superblocks without
@@ -149,7 +187,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// region directory and pointer table, and counts free space. A volume whose format did not
     /// finish is [`Error::NotFormatted`].
     pub fn mount(dev: D, bufs: Buffers<'b, K>) -> Result<Self, Error<D::Error>> {
-        Self::open(dev, bufs, false)
+        let mut slot = None;
+        Self::open_into(&mut slot, dev, bufs, false)?;
+        slot.ok_or(Error::NotFormatted)
     }
 
     /// Mounts the volume on `dev`, or formats it with `opts` if it holds none: no valid
@@ -167,22 +207,72 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// the range, report, or retry), and the volume borrows them when it succeeds. The same holds
     /// for [`Volume::mount`] and [`Volume::format`]. (An error type carrying an owned device
     /// back could not convert into [`Error`] with `From`, which the device's own errors use.)
+    ///
+    /// The volume is returned by value; on a small stack, [`Volume::mount_or_format_in`] puts it
+    /// in a place the caller gives instead, so that it is never copied.
     pub fn mount_or_format(
+        dev: D,
+        opts: &FormatOptions,
+        bufs: Buffers<'b, K>,
+    ) -> Result<Self, Error<D::Error>> {
+        let mut slot = None;
+        Self::mount_or_format_into(&mut slot, dev, opts, bufs)?;
+        slot.ok_or(Error::NotFormatted)
+    }
+
+    /// [`Volume::mount_or_format`] with the volume built where `slot` is and never moved: a
+    /// volume is about a kilobyte, and each move of a returned value can take that much stack
+    /// again. Returns the volume in `slot`; on an error `slot` is `None` (any volume it held
+    /// before is dropped first, in every case). A device or memory lent with `&mut` is the
+    /// caller's again once that slot is no longer used (its type holds the borrow): retry into
+    /// a new slot.
+    ///
+    /// ```
+    /// # use vde_nostd::{FormatOptions, Memory, MemoryPlan, RamDevice, Volume};
+    /// const PLAN: MemoryPlan = MemoryPlan::new(512);
+    /// let mut mem = <vde_nostd::Memory!(PLAN)>::new();
+    /// let mut image = [0u8; 512 * 64];
+    /// let dev = RamDevice::new(&mut image, 512).unwrap();
+    /// let mut slot = None;
+    /// let vol = Volume::mount_or_format_in(&mut slot, dev, &FormatOptions::new([1; 16]), mem.buffers())?;
+    /// assert!(vol.usage().free_blocks > 0);
+    /// # Ok::<(), vde_nostd::Error<vde_nostd::device::RamError>>(())
+    /// ```
+    pub fn mount_or_format_in<'s>(
+        slot: &'s mut Option<Self>,
+        dev: D,
+        opts: &FormatOptions,
+        bufs: Buffers<'b, K>,
+    ) -> Result<&'s mut Self, Error<D::Error>> {
+        *slot = None;
+        if let Err(e) = Self::mount_or_format_into(slot, dev, opts, bufs) {
+            *slot = None;
+            return Err(e);
+        }
+        // `Some` after a success (the `None` arm is not reached).
+        slot.as_mut().ok_or(Error::NotFormatted)
+    }
+
+    /// [`Volume::mount_or_format`] into `slot`, which it leaves `Some` when it succeeds.
+    #[inline(never)]
+    fn mount_or_format_into(
+        slot: &mut Option<Self>,
         mut dev: D,
         opts: &FormatOptions,
         mut bufs: Buffers<'b, K>,
-    ) -> Result<Self, Error<D::Error>> {
+    ) -> Result<(), Error<D::Error>> {
         check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
         if Self::formatted(&mut dev, &mut bufs)? {
-            Self::mount(dev, bufs)
+            Self::open_into(slot, dev, bufs, false)
         } else {
-            Self::format(dev, opts, bufs)
+            Self::format_into(slot, dev, opts, bufs)
         }
     }
 
     /// Whether `dev` holds a volume whose format finished: a valid superblock without
     /// [`FLAG_FORMATTING`], or with it until the log's recovery (run here as a mount would run
     /// it) clears it. `Ok(false)` for no valid superblock at all.
+    #[inline(never)]
     pub(super) fn formatted(
         dev: &mut D,
         bufs: &mut Buffers<'_, K>,
@@ -206,6 +296,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// The first step of a mount: picks the newest valid superblock and repairs the other copy
     /// (recovery may rewrite the superblock; it must never overwrite the only valid copy).
+    #[inline(never)]
     fn pick_and_repair(
         dev: &mut D,
         scratch: &mut [u8],
@@ -218,6 +309,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// The second: recovers `wal` (new, for `layout` and `salt`) in place, then picks the
     /// superblock again (recovery may have rewritten it), which must be the same volume's.
     /// Returns that superblock and what recovery found.
+    #[inline(never)]
     fn replay(
         dev: &mut D,
         scratch: &mut [u8],
@@ -235,11 +327,16 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// [`Volume::mount`]; `formatting` accepts a superblock with [`FLAG_FORMATTING`] (the
     /// format's own mount).
-    pub(super) fn open(
+    /// Builds the volume in `slot` (so it is not copied on its way out) and leaves it there
+    /// when every step succeeds; `slot` may hold a volume that failed a step when it does not
+    /// (the public callers drop it).
+    #[inline(never)]
+    pub(super) fn open_into(
+        slot: &mut Option<Self>,
         mut dev: D,
         bufs: Buffers<'b, K>,
         formatting: bool,
-    ) -> Result<Self, Error<D::Error>> {
+    ) -> Result<(), Error<D::Error>> {
         let bs = dev.block_size();
         check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
@@ -247,7 +344,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let salt = sb.wal_salt();
         // The log is recovered where it lives, inside the volume: the state is built once.
         let wal = Wal::new(&dev, &layout, salt, Some(SB_MIRROR), page)?;
-        let mut vol = Volume {
+        *slot = Some(Volume {
             dev,
             layout,
             sb,
@@ -272,6 +369,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             idx_touched: Some(heapless::Vec::new()),
             #[cfg(feature = "objects")]
             tx_sets_counters: false,
+        });
+        // Built in place (not moved through `Option::insert`); `Some` just above.
+        let Some(vol) = slot.as_mut() else {
+            return Err(Error::NotFormatted);
         };
         let Volume {
             dev,
@@ -279,7 +380,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             scratch,
             layout,
             ..
-        } = &mut vol;
+        } = vol;
         let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt)?;
         if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
             return Err(Error::NotFormatted);
@@ -293,6 +394,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         vol.load_objects()?;
         #[cfg(feature = "names")]
         vol.load_names()?;
-        Ok(vol)
+        Ok(())
     }
 }

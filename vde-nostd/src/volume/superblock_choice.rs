@@ -6,6 +6,7 @@ use super::*;
 
 /// Reads both superblock copies and returns the newest one that is valid and consistent with
 /// the device, with its layout.
+#[inline(never)]
 pub(super) fn pick_superblock<D: BlockDevice>(
     dev: &mut D,
     scratch: &mut [u8],

@@ -843,3 +843,47 @@ fn a_lent_device_and_memory_survive_a_failed_mount_or_format() {
     let mut out = [0u8; 8];
     assert_eq!(vol.get(h, &mut out).unwrap(), 4);
 }
+
+#[test]
+fn mount_or_format_in_builds_in_the_slot_and_empties_it_on_an_error() {
+    const PLAN: crate::MemoryPlan = crate::MemoryPlan::new(BS)
+        .whole_block_writes(8)
+        .shared_blocks(32);
+    let mut mem = <crate::Memory!(PLAN)>::new();
+    let mut img = vec![0u8; BS * 256];
+    let mut dev = RamDevice::new(&mut img, BS).unwrap();
+    let o = opts(ModuleSet::OBJECTS);
+    let regdir = {
+        let mut slot = None;
+        let vol = Volume::mount_or_format_in(&mut slot, &mut dev, &o, mem.buffers()).unwrap();
+        vol.put(b"first").unwrap();
+        // Everything home, so that the damage below is what the next mount reads.
+        vol.checkpoint().unwrap();
+        let regdir = vol.layout.regdir;
+        assert!(slot.is_some());
+        regdir
+    };
+    // A region directory that fails its checksum: the mount gets as far as the region check,
+    // with the volume already in the slot, and fails there.
+    let mut blk = vec![0u8; BS];
+    dev.read_block(BlockNo(regdir), &mut blk).unwrap();
+    blk[3] ^= 0x55;
+    dev.write_block(BlockNo(regdir), &blk).unwrap();
+    let mut failed = None;
+    let r = Volume::mount_or_format_in(&mut failed, &mut dev, &o, mem.buffers());
+    assert!(matches!(r, Err(Error::Corrupt(Structure::RegionDirectory))));
+    assert!(failed.is_none(), "a failed mount left a volume in the slot");
+    // The device and the memory are the caller's again once that slot is no longer used (its
+    // type holds the borrow); the next call, into a new slot, formats afresh.
+    let zeros = vec![0u8; BS];
+    for b in 0..dev.block_count() {
+        dev.write_block(BlockNo(b), &zeros).unwrap();
+    }
+    let mut slot = None;
+    let vol = Volume::mount_or_format_in(&mut slot, &mut dev, &o, mem.buffers()).unwrap();
+    assert_eq!(vol.object_stats().unwrap().counters.objects, 0);
+    let h = vol.put(b"second").unwrap();
+    let mut out = [0u8; 8];
+    assert_eq!(vol.get(h, &mut out).unwrap(), 6);
+    assert!(slot.is_some());
+}

@@ -39,7 +39,9 @@ fn main() -> ! {
         volume_id: *b"vde-nrf52840-ex1",
         ..FormatOptions::default()
     };
-    let Ok(mut vol) = Volume::mount_or_format(dev, &opts, mem.buffers()) else {
+    // The volume is built in `slot` and used through the `&mut` it returns: never moved.
+    let mut slot = None;
+    let Ok(vol) = Volume::mount_or_format_in(&mut slot, dev, &opts, mem.buffers()) else {
         finish(2)
     };
 

@@ -34,7 +34,8 @@ fn main() -> ! {
         modules: ModuleSet::empty(),
         ..FormatOptions::default()
     };
-    let Ok(mut vol) = Volume::mount_or_format(dev, &opts, mem.buffers()) else {
+    let mut slot = None;
+    let Ok(vol) = Volume::mount_or_format_in(&mut slot, dev, &opts, mem.buffers()) else {
         finish(2)
     };
     let block = BLOCK.take();
