@@ -90,6 +90,15 @@ pub enum GeometryError {
     },
 }
 
+/// A geometry the flash cannot give is the core's [`Error::InvalidGeometry`](vde_nostd::Error),
+/// so a firmware's set-up can use `?` on [`NorFlashDevice::new`] and on the volume's calls alike
+/// (the details are lost: match [`GeometryError`] first to report them).
+impl<E> From<GeometryError> for vde_nostd::Error<E> {
+    fn from(_: GeometryError) -> Self {
+        vde_nostd::Error::InvalidGeometry
+    }
+}
+
 impl fmt::Display for GeometryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -1,5 +1,9 @@
 //! The one error type of the core. Every variant names something a caller can act on; the
 //! device's own error is carried unchanged in [`Error::Device`].
+//!
+//! There is no `From<E>` for a device error `E`: such a blanket impl would forbid every other
+//! `From` into [`Error`] (for the adapters' set-up errors, such as vde-embedded's geometry
+//! error), so the core wraps device errors itself (`map_err(Error::Device)`).
 
 /// What went wrong. `E` is the block device's error type. New variants may come in a minor
 /// release (`#[non_exhaustive]`): match the ones you act on and keep a catch-all arm.
@@ -95,12 +99,6 @@ pub enum Structure {
     Extent,
     /// The name table failed its checksum or is inconsistent.
     Names,
-}
-
-impl<E> From<E> for Error<E> {
-    fn from(e: E) -> Self {
-        Error::Device(e)
-    }
 }
 
 impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {

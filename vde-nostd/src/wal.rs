@@ -443,17 +443,19 @@ impl<'b> Wal<'b> {
             }
         };
         for at in [WAL_HDR_A, WAL_HDR_B] {
-            dev.read_block(at, blk)?;
+            dev.read_block(at, blk).map_err(Error::Device)?;
             seen(WalHeader::decode(blk).ok().map(|h| h.epoch));
         }
-        dev.read_block(BlockNo(layout.wal_start), blk)?;
+        dev.read_block(BlockNo(layout.wal_start), blk)
+            .map_err(Error::Device)?;
         seen(
             blk.get(..BEGIN_LEN)
                 .and_then(|b| TxIdent::decode_begin(b).ok())
                 .map(|i| i.epoch),
         );
         blk.fill(0);
-        dev.write_block(BlockNo(layout.wal_start), blk)?;
+        dev.write_block(BlockNo(layout.wal_start), blk)
+            .map_err(Error::Device)?;
         let mut h = WalHeader {
             generation: 0,
             epoch: base + 1,
@@ -463,11 +465,11 @@ impl<'b> Wal<'b> {
             counters: Counters::default(),
         };
         encode_header(&h, blk)?;
-        dev.write_block(WAL_HDR_B, blk)?;
+        dev.write_block(WAL_HDR_B, blk).map_err(Error::Device)?;
         h.generation = 1;
         h.epoch = base + 2;
         encode_header(&h, blk)?;
-        dev.write_block(WAL_HDR_A, blk)?;
+        dev.write_block(WAL_HDR_A, blk).map_err(Error::Device)?;
         Ok(())
     }
 
@@ -615,10 +617,11 @@ impl<'b> Wal<'b> {
                 let mut at = 0;
                 while at < n {
                     let k = (n - at).min(APPEND_CHUNK);
-                    dev.append(BlockNo(w.start), at, zeros.get(..k).unwrap_or(&[]))?;
+                    dev.append(BlockNo(w.start), at, zeros.get(..k).unwrap_or(&[]))
+                        .map_err(Error::Device)?;
                     at += k;
                 }
-                dev.flush()?;
+                dev.flush().map_err(Error::Device)?;
                 w.page_at = None;
             }
             w.force_checkpoint(dev, a)?;
@@ -768,7 +771,7 @@ impl<'b> Wal<'b> {
         }
         match self.current(b) {
             Some(d) => self.rebuild(dev, d, out)?,
-            None => dev.read_block(b, out)?,
+            None => dev.read_block(b, out).map_err(Error::Device)?,
         }
         self.cache.insert(b, out);
         Ok(())
@@ -889,9 +892,9 @@ impl<'b> Wal<'b> {
         out: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         if offset == 0 && out.len() == self.bs {
-            dev.read_block(b, out)?;
+            dev.read_block(b, out).map_err(Error::Device)?;
         } else {
-            dev.read_at(b, offset, out)?;
+            dev.read_at(b, offset, out).map_err(Error::Device)?;
         }
         Ok(())
     }
@@ -1018,9 +1021,9 @@ impl<'b> Wal<'b> {
         self.page_at = None;
         let b = BlockNo(self.start.saturating_add(i));
         if p >= self.bs {
-            dev.read_block(b, self.page)?;
+            dev.read_block(b, self.page).map_err(Error::Device)?;
         } else {
-            dev.read_at(b, at, self.page)?;
+            dev.read_at(b, at, self.page).map_err(Error::Device)?;
         }
         self.page_at = Some(i);
         self.page_off = at;
@@ -1171,7 +1174,7 @@ impl<'b> Wal<'b> {
         self.committed(dev, d, blk)?;
         // Owed from before the write: a failed write may still have landed.
         self.owed = true;
-        dev.write_block(d.block(), blk)?;
+        dev.write_block(d.block(), blk).map_err(Error::Device)?;
         // It stays in the table, so no unlogged write lands on it while its records are in
         // the log (a recovery would replay them over it).
         self.dirty.set(i, Dirty::with(d.block(), NO_PREV, 0, None));
@@ -1350,7 +1353,7 @@ impl<'b> Wal<'b> {
         }
         let span = ap.finish(dev, &mut self.page_at, self.unit, delta)?;
         if self.durability == Durability::Durable {
-            dev.flush()?;
+            dev.flush().map_err(Error::Device)?;
             self.unsynced = false;
         } else {
             self.unsynced = true;
@@ -1410,7 +1413,7 @@ impl<'b> Wal<'b> {
     /// Makes every commit so far durable (one flush if any is outstanding).
     pub fn sync<D: BlockDevice>(&mut self, dev: &mut D) -> Result<(), Error<D::Error>> {
         if self.unsynced || self.owed {
-            dev.flush()?;
+            dev.flush().map_err(Error::Device)?;
             self.unsynced = false;
             self.owed = false;
         }
@@ -1433,7 +1436,7 @@ impl<'b> Wal<'b> {
     /// Flushes if an unlogged write or a completion marker is unflushed.
     fn settle<D: BlockDevice>(&mut self, dev: &mut D) -> Result<(), Error<D::Error>> {
         if self.owed {
-            dev.flush()?;
+            dev.flush().map_err(Error::Device)?;
             self.owed = false;
             self.unsynced = false;
         }
@@ -1482,7 +1485,7 @@ impl<'b> Wal<'b> {
         // Set before the write: a failed write may still have landed.
         self.owed = true;
         self.cache.forget(b);
-        dev.write_block(b, data)?;
+        dev.write_block(b, data).map_err(Error::Device)?;
         Ok(())
     }
 
@@ -1515,7 +1518,7 @@ impl<'b> Wal<'b> {
         // recovery replays what is already home (idempotent), and the next commit flushes
         // before its first log write reuses the log space.
         self.owed = true;
-        dev.write_block(target, blk)?;
+        dev.write_block(target, blk).map_err(Error::Device)?;
         self.generation = next.generation;
         self.epoch = Epoch(next.epoch);
         self.checkpoint_seq = self.last_seq;
@@ -1541,8 +1544,8 @@ impl<'b> Wal<'b> {
         let first = self.rescued;
         if let Some(d) = first.and_then(|b| self.entry(b)) {
             self.rebuild(dev, d, blk)?;
-            dev.write_block(d.block(), blk)?;
-            dev.flush()?;
+            dev.write_block(d.block(), blk).map_err(Error::Device)?;
+            dev.flush().map_err(Error::Device)?;
             self.stats.home_writes += 1;
         }
         // After a cut (or a failure) in a checkpoint, an in-place block may hold a torn
@@ -1585,7 +1588,7 @@ impl<'b> Wal<'b> {
         // its twin, so one whole copy always stands.
         for mirror_pass in [false, true] {
             if mirror_pass && self.mirror.is_some_and(|m| self.is_dirty(m)) {
-                dev.flush()?;
+                dev.flush().map_err(Error::Device)?;
             }
             for i in 0..self.dirty.len() {
                 let Some(d) = self.dirty.get(i) else {
@@ -1600,7 +1603,7 @@ impl<'b> Wal<'b> {
                 self.committed(dev, d, blk)?;
                 match d.in_place() {
                     None => {
-                        dev.write_block(d.block(), blk)?;
+                        dev.write_block(d.block(), blk).map_err(Error::Device)?;
                         self.stats.home_writes += 1;
                     }
                     Some(touched) => {
@@ -1612,8 +1615,8 @@ impl<'b> Wal<'b> {
                             self.stats.home_programs += 1;
                         } else {
                             self.rescue(dev, d.block(), blk)?;
-                            dev.write_block(d.block(), blk)?;
-                            dev.flush()?;
+                            dev.write_block(d.block(), blk).map_err(Error::Device)?;
+                            dev.flush().map_err(Error::Device)?;
                             self.stats.home_writes += 1;
                         }
                     }
@@ -1621,7 +1624,7 @@ impl<'b> Wal<'b> {
             }
         }
         if !self.dirty.is_empty() {
-            dev.flush()?;
+            dev.flush().map_err(Error::Device)?;
         }
         Ok(())
     }
@@ -1638,7 +1641,7 @@ impl<'b> Wal<'b> {
         for (lo, hi) in runs(mask) {
             let (s, e) = (lo * self.piece, hi * self.piece);
             let part = buf.get_mut(s..e).ok_or(Error::BufferTooSmall { need: e })?;
-            dev.read_at(b, s, part)?;
+            dev.read_at(b, s, part).map_err(Error::Device)?;
             if part.iter().any(|&x| x != 0) {
                 return Ok(false);
             }
@@ -1669,7 +1672,7 @@ impl<'b> Wal<'b> {
                     .page
                     .get_mut(..n)
                     .ok_or(Error::BufferTooSmall { need: n })?;
-                dev.read_at(b, at, home)?;
+                dev.read_at(b, at, home).map_err(Error::Device)?;
                 // Runs of units to program: erased at home, nonzero in the new content, and
                 // the erased-and-staying-so units between them (programming those is a no-op).
                 let mut run: Option<usize> = None;
@@ -1686,7 +1689,7 @@ impl<'b> Wal<'b> {
                     } else {
                         if let Some(s) = run.take() {
                             let data = new.get(s..at + u).unwrap_or(&[]);
-                            dev.program(b, s, data)?;
+                            dev.program(b, s, data).map_err(Error::Device)?;
                         }
                         if !h.is_empty() && !erased {
                             return Ok(false);
@@ -1715,9 +1718,9 @@ impl<'b> Wal<'b> {
         blk: &mut [u8],
     ) -> Result<(), Error<D::Error>> {
         let (copy, desc) = self.rescue_blocks();
-        dev.write_block(copy, blk)?;
+        dev.write_block(copy, blk).map_err(Error::Device)?;
         let sum = crate::format::xxh64(blk, 0);
-        dev.flush()?;
+        dev.flush().map_err(Error::Device)?;
         let r = Rescue {
             epoch: self.epoch.0,
             last_seq: self.last_seq.0,
@@ -1727,11 +1730,11 @@ impl<'b> Wal<'b> {
         blk.fill(0);
         r.encode(blk)
             .ok_or(Error::BufferTooSmall { need: RESCUE_LEN })?;
-        dev.write_block(desc, blk)?;
-        dev.flush()?;
+        dev.write_block(desc, blk).map_err(Error::Device)?;
+        dev.flush().map_err(Error::Device)?;
         self.rescued = Some(b);
         self.stats.rescues += 1;
-        dev.read_block(copy, blk)?;
+        dev.read_block(copy, blk).map_err(Error::Device)?;
         Ok(())
     }
 
@@ -1756,7 +1759,7 @@ impl<'b> Wal<'b> {
             return Ok(());
         }
         let (copy, desc) = self.rescue_blocks();
-        dev.read_block(desc, buf)?;
+        dev.read_block(desc, buf).map_err(Error::Device)?;
         let Some(r) = Rescue::decode(buf) else {
             return Ok(());
         };
@@ -1767,7 +1770,7 @@ impl<'b> Wal<'b> {
         {
             return Ok(());
         }
-        dev.read_block(copy, buf)?;
+        dev.read_block(copy, buf).map_err(Error::Device)?;
         if crate::format::xxh64(buf, 0) == r.copy_sum {
             self.rescued = Some(b);
         }
@@ -2178,7 +2181,8 @@ impl Appender {
             self.blocks_started += 1;
         }
         let data = self.buf.get(..self.len).unwrap_or(&[]);
-        dev.append(BlockNo(self.start.saturating_add(blk)), off, data)?;
+        dev.append(BlockNo(self.start.saturating_add(blk)), off, data)
+            .map_err(Error::Device)?;
         self.pos = self.pos.saturating_add(self.len as u64);
         self.len = 0;
         Ok(())
@@ -2231,7 +2235,7 @@ fn read_header<D: BlockDevice>(
     buf: &mut [u8],
     layout: &Layout,
 ) -> Result<Option<WalHeader>, Error<D::Error>> {
-    dev.read_block(at, buf)?;
+    dev.read_block(at, buf).map_err(Error::Device)?;
     Ok(WalHeader::decode(buf)
         .ok()
         .filter(|h| h.usable(layout.wal_start, layout.wal_blocks)))

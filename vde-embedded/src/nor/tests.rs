@@ -396,3 +396,43 @@ impl<const R: usize> NorFlash for FaultyFlash<R> {
         Err(self.fail)
     }
 }
+
+/// A firmware's set-up in one function with one error type: `?` on the device's constructor
+/// (its geometry error) and on the volume's calls (the flash's own errors) alike.
+fn set_up(
+    flash: Nrf52840<'_>,
+    blocks: u64,
+    mem: &mut [u8],
+) -> Result<u64, vde_nostd::Error<NorError>> {
+    const PLAN: vde_nostd::MemoryPlan = vde_nostd::MemoryPlan::new(4096).partial_reads();
+    let dev = NorFlashDevice::new(flash, 4096, 0, Some(blocks))?;
+    let (scratch, rest) = mem.split_at_mut(PLAN.scratch());
+    let (txn, _) = rest.split_at_mut(PLAN.txn());
+    let bufs = vde_nostd::Buffers::<'_, 8> {
+        scratch,
+        txn,
+        index: &mut [],
+    };
+    let opts = vde_nostd::FormatOptions {
+        modules: vde_nostd::ModuleSet::empty(),
+        ..vde_nostd::FormatOptions::new([3; 16])
+    };
+    let vol = vde_nostd::Volume::mount_or_format(dev, &opts, bufs)?;
+    Ok(vol.usage().free_blocks)
+}
+
+#[test]
+fn a_geometry_error_and_the_volumes_errors_meet_in_one_error_type_with_from() {
+    let mut mem = vec![ERASED; 16 * 4096];
+    let mut wear = vec![0u32; 16];
+    let mut bufs = vec![0u8; 16 * 1024];
+    // 17 blocks of a 16-sector flash: the constructor's error, through `?`.
+    let flash = Nrf52840::from_part(&mut mem, &mut wear, &NRF52840, 1).unwrap();
+    assert_eq!(
+        set_up(flash, 17, &mut bufs),
+        Err(vde_nostd::Error::InvalidGeometry)
+    );
+    // 16 blocks: formatted, with free blocks.
+    let flash = Nrf52840::from_part(&mut mem, &mut wear, &NRF52840, 1).unwrap();
+    assert!(set_up(flash, 16, &mut bufs).unwrap() > 0);
+}

@@ -25,7 +25,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             crate::format::layout::WAL_HDR_A,
             crate::format::layout::WAL_HDR_B,
         ] {
-            self.dev.read_block(b, a)?;
+            self.dev.read_block(b, a).map_err(Error::Device)?;
             crate::format::wal_header::WalHeader::decode(a)
                 .map_err(|_| Error::Corrupt(Structure::WalHeader))?;
         }

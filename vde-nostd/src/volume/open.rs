@@ -114,9 +114,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // leaves a device that reads as not formatted, never an old superblock over new
         // structures.
         blk.fill(0);
-        dev.write_block(SB_PRIMARY, blk)?;
-        dev.write_block(SB_MIRROR, blk)?;
-        dev.flush()?;
+        dev.write_block(SB_PRIMARY, blk).map_err(Error::Device)?;
+        dev.write_block(SB_MIRROR, blk).map_err(Error::Device)?;
+        dev.flush().map_err(Error::Device)?;
         // Bitmap: metadata blocks and the tail past the last block are allocated.
         let bpb = layout.bits_per_block();
         for i in 0..layout.bitmap_blocks {
@@ -129,19 +129,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             bitmap::set_range(bits, valid, bpb - valid, true).ok_or(Error::InvalidGeometry)?;
             let idx = u32::try_from(i).map_err(|_| Error::InvalidGeometry)?;
             bitmap_block::seal(blk, idx).ok_or(Error::InvalidGeometry)?;
-            dev.write_block(BlockNo(layout.bitmap_start + i), blk)?;
+            dev.write_block(BlockNo(layout.bitmap_start + i), blk)
+                .map_err(Error::Device)?;
         }
         regions::dir_init(blk).ok_or(Error::InvalidGeometry)?;
-        dev.write_block(BlockNo(layout.regdir), blk)?;
+        dev.write_block(BlockNo(layout.regdir), blk)
+            .map_err(Error::Device)?;
         regions::rpt_init(blk).ok_or(Error::InvalidGeometry)?;
-        dev.write_block(BlockNo(layout.rpt), blk)?;
+        dev.write_block(BlockNo(layout.rpt), blk)
+            .map_err(Error::Device)?;
         Wal::format(dev, layout, blk)?;
-        dev.flush()?;
+        dev.flush().map_err(Error::Device)?;
         sb.encode(blk).ok_or(Error::InvalidGeometry)?;
-        dev.write_block(SB_PRIMARY, blk)?;
-        dev.flush()?;
-        dev.write_block(SB_MIRROR, blk)?;
-        dev.flush()?;
+        dev.write_block(SB_PRIMARY, blk).map_err(Error::Device)?;
+        dev.flush().map_err(Error::Device)?;
+        dev.write_block(SB_MIRROR, blk).map_err(Error::Device)?;
+        dev.flush().map_err(Error::Device)?;
         Ok(())
     }
 

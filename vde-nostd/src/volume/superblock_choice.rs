@@ -17,7 +17,7 @@ pub(super) fn pick_superblock<D: BlockDevice>(
     let mut first_err: Option<Error<D::Error>> = None;
     // One copy decoded at a time: a mount's stack holds one superblock besides the best.
     for b in [SB_PRIMARY, SB_MIRROR] {
-        dev.read_block(b, a)?;
+        dev.read_block(b, a).map_err(Error::Device)?;
         match Superblock::decode(a)
             .map_err(map_decode)
             .and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l)))
@@ -49,20 +49,20 @@ pub(super) fn repair_superblock_copy<D: BlockDevice>(
 ) -> Result<(), Error<D::Error>> {
     let bs = dev.block_size();
     let a = block_of(scratch, bs)?;
-    dev.read_block(SB_PRIMARY, a)?;
+    dev.read_block(SB_PRIMARY, a).map_err(Error::Device)?;
     let ok_a = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
-    dev.read_block(SB_MIRROR, a)?;
+    dev.read_block(SB_MIRROR, a).map_err(Error::Device)?;
     let ok_b = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
     // `a` holds the mirror.
     match (ok_a, ok_b) {
         (true, false) => {
-            dev.read_block(SB_PRIMARY, a)?;
-            dev.write_block(SB_MIRROR, a)?
+            dev.read_block(SB_PRIMARY, a).map_err(Error::Device)?;
+            dev.write_block(SB_MIRROR, a).map_err(Error::Device)?
         }
-        (false, true) => dev.write_block(SB_PRIMARY, a)?,
+        (false, true) => dev.write_block(SB_PRIMARY, a).map_err(Error::Device)?,
         _ => return Ok(()),
     }
-    dev.flush()?;
+    dev.flush().map_err(Error::Device)?;
     Ok(())
 }
 
