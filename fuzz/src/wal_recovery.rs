@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use vde_nostd::format::layout::Layout;
 use vde_nostd::format::wal_header::WalHeader;
 use vde_nostd::modules::by_bit;
-use vde_nostd::{BlockNo, Error, FormatOptions, ModuleSet, Structure, Volume};
+use vde_nostd::{BlockNo, FormatOptions, ModuleSet, Structure, Volume};
 
 const BS: usize = 512;
 const BLOCKS: usize = 128;
@@ -348,7 +348,7 @@ pub fn run(data: &[u8]) {
                 // A forged transaction is refused, whatever lies before it, and recovery
                 // validates the whole log before it writes: nothing past the forgery (and, in
                 // format 2, nothing at all) is applied.
-                if e == Error::Corrupt(Structure::WalRecord) {
+                if e == vde_nostd::MountError::Corrupt(Structure::WalRecord) {
                     assert!(
                         prefixes.iter().any(|p| *p <= t),
                         "refused, but applied past the forgery"

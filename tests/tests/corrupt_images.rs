@@ -3,7 +3,7 @@
 //! errors or a fallback to the mirror, never a panic or wrong data.
 
 use vde_nostd::device::RamDevice;
-use vde_nostd::{BlockNo, Error, Handle, Structure, Volume};
+use vde_nostd::{BlockNo, Error, Handle, MountError, Structure, Volume};
 use vde_tests::{fresh_image, Mem};
 
 const BS: usize = 512;
@@ -93,7 +93,7 @@ fn wal_header_flip_falls_back_to_the_other_copy() {
     c[3 * BS + 30] ^= 0x10;
     let mut mem = Mem::new(BS, 16, 256);
     let r = Volume::<_, 16>::mount(RamDevice::new(&mut c, BS).unwrap(), mem.bufs());
-    assert!(matches!(r, Err(Error::Corrupt(Structure::WalHeader))));
+    assert!(matches!(r, Err(MountError::Corrupt(Structure::WalHeader))));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn bitmap_flip_is_a_bitmap_error() {
     img[l.bitmap_start as usize * BS + 100] ^= 0x80;
     let r = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs());
     assert!(
-        matches!(r, Err(Error::Corrupt(Structure::Bitmap))),
+        matches!(r, Err(MountError::Corrupt(Structure::Bitmap))),
         "{:?}",
         r.err()
     );

@@ -6,7 +6,7 @@
 
 use vde_embedded::sim::parts::{W25q16jv, W25Q16JV};
 use vde_embedded::{NorFlashDevice, SimRam};
-use vde_nostd::{BlockDevice, Error, FormatOptions, ModuleSet, Volume};
+use vde_nostd::{BlockDevice, FormatOptions, ModuleSet, MountError, Volume};
 use vde_tests::Mem;
 
 const BS: usize = 4096;
@@ -46,7 +46,7 @@ where
                 "complete"
             }
         }
-        Err(Error::NotFormatted) => "not formatted",
+        Err(MountError::NotFormatted) => "not formatted",
         Err(e) => panic!("a cut format must mount or be NotFormatted, got {e:?}"),
     }
 }
@@ -171,7 +171,7 @@ fn mount_or_format_formats_only_what_holds_no_volume() {
     let dev = SimRam::new(&mut img, BS, 1).unwrap();
     let mut mem = Mem::new(BS, 16, 64);
     match Volume::<_, 16>::mount_or_format(dev, &opts(3), mem.bufs()) {
-        Err(Error::Corrupt(_)) => {}
+        Err(MountError::Corrupt(_)) => {}
         Err(e) => panic!("want Corrupt, got {e:?}"),
         Ok(_) => panic!("formatted over a damaged volume"),
     }

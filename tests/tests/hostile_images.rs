@@ -11,7 +11,7 @@ use vde_nostd::format::wal_header::WalHeader;
 use vde_nostd::format::wal_record::seed;
 use vde_nostd::format::xxh64;
 use vde_nostd::wal::RecoveryReport;
-use vde_nostd::{Error, FormatOptions, Handle, ModuleSet, Structure, Volume};
+use vde_nostd::{Error, FormatOptions, Handle, ModuleSet, MountError, Structure, Volume};
 use vde_tests::{fresh_image, Mem};
 
 const BS: usize = 512;
@@ -44,6 +44,7 @@ fn mount(img: &mut [u8]) -> Result<RecoveryReport, E> {
     let mut mem = Mem::new(BS, 16, 256);
     Volume::<_, 16>::mount(RamDevice::new(img, BS).unwrap(), mem.bufs())
         .map(|v| v.recovery_report())
+        .map_err(E::from)
 }
 
 /// Mounts and verifies.
@@ -468,7 +469,7 @@ fn bitmap_that_frees_the_metadata_never_lets_data_over_it() {
     let before = img[..meta].to_vec();
     let mut mem = Mem::new(BS, 16, 256);
     match Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()) {
-        Err(e) => assert_eq!(e, Error::Corrupt(Structure::Bitmap)),
+        Err(e) => assert_eq!(e, MountError::Corrupt(Structure::Bitmap)),
         Ok(mut v) => {
             for len in [10usize, 2000] {
                 let r = v.put(&vec![1u8; len]);
@@ -1023,7 +1024,7 @@ fn slot_index_count_beyond_capacity_and_wrong_geometry() {
     let mut c = img.clone();
     let mut mem = Mem::new(BS, 16, 1);
     let r = Volume::<_, 16>::mount(RamDevice::new(&mut c, BS).unwrap(), mem.bufs()).map(drop);
-    assert!(matches!(r, Err(Error::BufferTooSmall { .. })), "{r:?}");
+    assert!(matches!(r, Err(MountError::BufferTooSmall { .. })), "{r:?}");
 }
 
 #[test]
@@ -1039,7 +1040,7 @@ fn slot_bitmap_and_counters_that_disagree_are_caught_by_verify() {
     let mut mem = Mem::new(BS, 16, 256);
     let mut v = match Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()) {
         Err(e) => {
-            assert_eq!(e, Error::Corrupt(Structure::SlotIndex));
+            assert_eq!(e, MountError::Corrupt(Structure::SlotIndex));
             return;
         }
         Ok(v) => v,

@@ -8,7 +8,7 @@ use vde_nostd::format::layout::{WAL_HDR_A, WAL_HDR_B};
 use vde_nostd::format::slot_index;
 use vde_nostd::format::wal_header::WalHeader;
 use vde_nostd::format::xxh64;
-use vde_nostd::{BlockNo, Error, Structure, Volume};
+use vde_nostd::{BlockNo, Error, MountError, Structure, Volume};
 use vde_tests::{fresh_image, Mem};
 
 const BS: usize = 512;
@@ -49,7 +49,7 @@ fn slot_index_per_class_counters_overflow_in_verify() {
     let mut mem = Mem::new(BS, 16, 256);
     match Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs()) {
         // The counters are cross-checked when the index loads...
-        Err(e) => assert_eq!(e, Error::Corrupt(Structure::SlotIndex)),
+        Err(e) => assert_eq!(e, MountError::Corrupt(Structure::SlotIndex)),
         // ...and by verify.
         Ok(mut vol) => assert_eq!(vol.verify(), Err(Error::Corrupt(Structure::SlotIndex))),
     }
@@ -71,7 +71,7 @@ fn slot_index_object_counter_overflow_in_put() {
     let r = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs());
     let mut vol = match r {
         Err(e) => {
-            assert_eq!(e, Error::Corrupt(Structure::SlotIndex));
+            assert_eq!(e, MountError::Corrupt(Structure::SlotIndex));
             return;
         }
         Ok(v) => v,
@@ -272,6 +272,7 @@ fn verify_notices_metadata_marked_free() {
     reseal_trailer(b);
     let mut mem = Mem::new(BS, 16, 256);
     let r = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs())
+        .map_err(Error::from)
         .and_then(|mut v| v.verify());
     assert_eq!(r, Err(Error::Corrupt(Structure::Bitmap)));
 }
@@ -400,6 +401,7 @@ fn extent_block_counter_beyond_the_allocated_blocks_is_refused() {
     );
     let mut mem = Mem::new(BS, 16, 256);
     let r = Volume::<_, 16>::mount(RamDevice::new(&mut img, BS).unwrap(), mem.bufs())
+        .map_err(Error::from)
         .and_then(|mut v| v.verify());
     assert_eq!(r, Err(Error::Corrupt(Structure::SlotIndex)));
 }

@@ -1,5 +1,7 @@
-//! The one error type of the core. Every variant names something a caller can act on; the
-//! device's own error is carried unchanged in [`Error::Device`].
+//! The core's errors: [`Error`], the umbrella every operation's error converts into, and
+//! [`MountError`], the narrower one of the entry point (mount and format), whose few cases a
+//! firmware tells apart at boot. Every variant names something a caller can act on; the device's
+//! own error is carried unchanged in `Device`.
 //!
 //! There is no `From<E>` for a device error `E`: such a blanket impl would forbid every other
 //! `From` into [`Error`] (for the adapters' set-up errors, such as vde-embedded's geometry
@@ -101,6 +103,118 @@ pub enum Structure {
     Names,
 }
 
+/// Why [`crate::Volume::mount`], [`crate::Volume::format`], [`crate::Volume::mount_or_format`] or
+/// [`crate::Volume::mount_or_format_in`] failed. A firmware's boot tells these apart: a blank or
+/// half-formatted device ([`MountError::NotFormatted`]: format it), a damaged volume
+/// ([`MountError::Corrupt`]: keep it for a report or a repair), memory or geometry that does not
+/// fit (a build problem), the device's own failure. Converts into [`Error`] with `From`, so `?`
+/// works in a function that returns the umbrella error. New variants may come in a minor release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum MountError<E> {
+    /// The block device reported an error.
+    Device(E),
+    /// No valid superblock (a blank or erased device), or a format that did not finish.
+    NotFormatted,
+    /// An on-disk structure failed its checksum or its consistency checks.
+    Corrupt(Structure),
+    /// The image was written by an unsupported format version.
+    UnsupportedVersion {
+        /// The version found on the device.
+        found: u32,
+    },
+    /// The device's geometry is unusable (see [`Error::InvalidGeometry`]), or is not the one
+    /// the superblock records.
+    InvalidGeometry,
+    /// A buffer is below its minimum ([`crate::Buffers::scratch_min`],
+    /// [`crate::Buffers::txn_min`]): `need` bytes.
+    BufferTooSmall {
+        /// Bytes required.
+        need: usize,
+    },
+    /// The slot-index memory ([`crate::Buffers::index`]) cannot hold the volume's shared
+    /// blocks: give it more (a larger [`crate::MemoryPlan::shared_blocks`]).
+    IndexFull,
+    /// A format: the transaction capacity is below what adding a module takes (7 blocks for
+    /// `objects` or `names`).
+    TxCapacity,
+    /// A format: the device, or its log, has no room for the modules asked for.
+    TooSmall,
+    /// The volume or the format needs a module this build left out (a cargo feature).
+    NotCompiled,
+    /// An error no mount or format is expected to meet, kept whole for a report.
+    Other(Error<E>),
+}
+
+impl<E> From<Error<E>> for MountError<E> {
+    fn from(e: Error<E>) -> Self {
+        match e {
+            Error::Device(e) => MountError::Device(e),
+            Error::NotFormatted => MountError::NotFormatted,
+            Error::Corrupt(s) => MountError::Corrupt(s),
+            Error::UnsupportedVersion { found } => MountError::UnsupportedVersion { found },
+            Error::InvalidGeometry => MountError::InvalidGeometry,
+            Error::BufferTooSmall { need } => MountError::BufferTooSmall { need },
+            Error::IndexFull => MountError::IndexFull,
+            Error::TxCapacity => MountError::TxCapacity,
+            Error::TxTooLarge | Error::NoSpace | Error::DirectoryFull => MountError::TooSmall,
+            Error::NotCompiled => MountError::NotCompiled,
+            other => MountError::Other(other),
+        }
+    }
+}
+
+impl<E> From<MountError<E>> for Error<E> {
+    fn from(e: MountError<E>) -> Self {
+        match e {
+            MountError::Device(e) => Error::Device(e),
+            MountError::NotFormatted => Error::NotFormatted,
+            MountError::Corrupt(s) => Error::Corrupt(s),
+            MountError::UnsupportedVersion { found } => Error::UnsupportedVersion { found },
+            MountError::InvalidGeometry => Error::InvalidGeometry,
+            MountError::BufferTooSmall { need } => Error::BufferTooSmall { need },
+            MountError::IndexFull => Error::IndexFull,
+            MountError::TxCapacity => Error::TxCapacity,
+            MountError::TooSmall => Error::NoSpace,
+            MountError::NotCompiled => Error::NotCompiled,
+            MountError::Other(e) => e,
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for MountError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MountError::NotFormatted => {
+                f.write_str("not a vde image (no valid superblock, or an unfinished format)")
+            }
+            MountError::TooSmall => {
+                f.write_str("the device or its log has no room for the modules asked for")
+            }
+            MountError::Device(e) => write!(f, "device error: {e:?}"),
+            MountError::Corrupt(s) => write!(f, "corrupt metadata: {s:?}"),
+            MountError::UnsupportedVersion { found } => {
+                write!(f, "unsupported format version {found}")
+            }
+            MountError::InvalidGeometry => f.write_str("invalid geometry"),
+            MountError::BufferTooSmall { need } => {
+                write!(f, "buffer too small: {need} bytes needed")
+            }
+            MountError::IndexFull => {
+                f.write_str("the slot-index memory cannot hold the volume's shared blocks")
+            }
+            MountError::TxCapacity => {
+                f.write_str("transaction capacity below what adding a module takes")
+            }
+            MountError::NotCompiled => f.write_str(
+                "this build of vde-nostd leaves out the code this needs (a cargo feature)",
+            ),
+            MountError::Other(e) => e.fmt(f),
+        }
+    }
+}
+
 impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -136,6 +250,48 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
             Error::NotCompiled => f.write_str(
                 "this build of vde-nostd leaves out the code this needs (a cargo feature)",
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{RamDevice, RamError};
+
+    /// A firmware-style boot: `?` from the mount's error into the umbrella one.
+    fn boot(img: &mut [u8]) -> Result<u64, Error<RamError>> {
+        const PLAN: crate::MemoryPlan = crate::MemoryPlan::new(512);
+        let mut mem = <crate::Memory!(PLAN)>::new();
+        let dev = RamDevice::new(img, 512).ok_or(Error::InvalidGeometry)?;
+        let vol = crate::Volume::mount(dev, mem.buffers())?;
+        Ok(vol.usage().free_blocks)
+    }
+
+    #[test]
+    fn a_mount_error_converts_into_the_umbrella_error_and_back() {
+        let mut img = [0u8; 512 * 64];
+        assert_eq!(boot(&mut img), Err(Error::NotFormatted));
+        for (m, e) in [
+            (
+                MountError::Device(RamError::OutOfRange),
+                Error::Device(RamError::OutOfRange),
+            ),
+            (
+                MountError::Corrupt(Structure::Bitmap),
+                Error::Corrupt(Structure::Bitmap),
+            ),
+            (MountError::IndexFull, Error::IndexFull),
+            (MountError::TxCapacity, Error::TxCapacity),
+            (MountError::NotCompiled, Error::NotCompiled),
+            (MountError::Other(Error::KeyInvalid), Error::KeyInvalid),
+        ] {
+            assert_eq!(Error::from(m), e);
+            assert_eq!(MountError::from(e), m);
+        }
+        // The format's "no room" errors are one case for a caller.
+        for e in [Error::NoSpace, Error::TxTooLarge, Error::DirectoryFull] {
+            assert_eq!(MountError::<RamError>::from(e), MountError::TooSmall);
         }
     }
 }

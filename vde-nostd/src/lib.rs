@@ -89,7 +89,7 @@ pub mod volume;
 pub mod wal;
 
 pub use device::{BlockDevice, RamDevice};
-pub use error::{Error, Structure};
+pub use error::{Error, MountError, Structure};
 pub use handle::Handle;
 pub use memory::{Memory, MemoryPlan};
 pub use modules::{Module, ModuleSet};

@@ -6,7 +6,7 @@
 //! when it is a `const`, as does a [`Memory`] too small for its block size.
 //!
 //! ```
-//! use vde_nostd::{Memory, MemoryPlan};
+//! use vde_nostd::{MountError, Memory, MemoryPlan};
 //!
 //! // 4 KiB NOR sectors read in part, 16 shared blocks of small objects indexed in RAM.
 //! const PLAN: MemoryPlan = MemoryPlan::new(4096).partial_reads().shared_blocks(16);
@@ -282,12 +282,12 @@ mod tests {
         // pointer table, bitmap, the slot index's first blocks): 3 cannot, and the format that
         // failed leaves no volume behind.
         let r = crate::Volume::mount_or_format(dev, &opts, small.buffers());
-        assert!(matches!(r, Err(crate::Error::TxCapacity)));
+        assert!(matches!(r, Err(crate::MountError::TxCapacity)));
         drop(r);
         let dev = crate::RamDevice::new(&mut image, 512).unwrap();
         assert!(matches!(
             crate::Volume::mount(dev, small.buffers()),
-            Err(crate::Error::NotFormatted)
+            Err(crate::MountError::NotFormatted)
         ));
         // No type argument: K comes from the memory's type.
         opts.modules = crate::ModuleSet::empty();

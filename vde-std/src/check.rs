@@ -159,7 +159,7 @@ pub fn check_device<D: BlockDevice<Error = io::Error>>(
             Err(e) => {
                 r.findings.push(Finding::new(
                     "mount",
-                    format!("the volume does not mount: {}", engine_message(&e)),
+                    format!("the volume does not mount: {}", engine_message(&e.into())),
                 ));
             }
         }
@@ -266,7 +266,7 @@ fn repair_device(dev: &mut FileDevice, wal_damaged: bool, actions: &mut Vec<Stri
             Err(e) => {
                 actions.push(format!(
                     "nothing repaired: the volume does not mount ({})",
-                    engine_message(&e)
+                    engine_message(&e.into())
                 ));
                 return Ok(());
             }

@@ -79,6 +79,13 @@ impl From<CoreError> for Error {
     }
 }
 
+/// A mount's or a format's error, as the core's umbrella error is.
+impl From<vde_nostd::MountError<io::Error>> for Error {
+    fn from(e: vde_nostd::MountError<io::Error>) -> Self {
+        CoreError::from(e).into()
+    }
+}
+
 impl Error {
     /// The core error, if this is one.
     pub fn engine(&self) -> Option<&CoreError> {

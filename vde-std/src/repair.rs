@@ -287,7 +287,7 @@ pub fn apply<D: BlockDevice<Error = io::Error>>(
         Err(e) => {
             actions.push(format!(
                 "objects not repaired: the volume does not mount ({})",
-                engine_message(&e)
+                engine_message(&e.into())
             ));
             return Ok(());
         }

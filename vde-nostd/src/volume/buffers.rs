@@ -25,7 +25,7 @@ pub(super) fn check_buffers<E, const K: usize>(
 
 /// Memory the caller hands to a volume, and the transaction capacity `K` it is sized for
 /// (distinct blocks one transaction may change; at most 64). `K` is the volume's: a
-/// [`crate::Memory`] built from a [`crate::MemoryPlan`] hands out buffers of the plan's
+/// [`crate::memory::Memory`] built from a [`crate::MemoryPlan`] hands out buffers of the plan's
 /// capacity, so [`Volume::mount_or_format`]`(dev, &opts, mem.buffers())` needs no type
 /// argument. Built by hand, `K` is inferred from the volume type it is given to, or is
 /// [`crate::memory::DEFAULT_TX_BLOCKS`] where a type names none.

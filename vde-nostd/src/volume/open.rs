@@ -5,6 +5,7 @@
 //! allocation ([`super::checks`]) before anything is changed.
 
 use super::*;
+use crate::error::MountError;
 
 /// Options for [`Volume::format`] and [`Volume::mount_or_format`]. A firmware can make them a
 /// `const`: `const OPTS: FormatOptions = FormatOptions::new(*b"my-device-store1");`.
@@ -53,10 +54,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
-    ) -> Result<Self, Error<D::Error>> {
+    ) -> Result<Self, MountError<D::Error>> {
         let mut slot = None;
         Self::format_into(&mut slot, dev, opts, bufs)?;
-        slot.ok_or(Error::NotFormatted)
+        slot.ok_or(MountError::NotFormatted)
     }
 
     /// [`Volume::format`] into `slot` (`Some` when it succeeds).
@@ -188,28 +189,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Mounts the volume on `dev`: picks the newest valid superblock, replays the WAL, checks the
     /// region directory and pointer table, and counts free space. A volume whose format did not
-    /// finish is [`Error::NotFormatted`].
-    pub fn mount(dev: D, bufs: Buffers<'b, K>) -> Result<Self, Error<D::Error>> {
+    /// finish is [`MountError::NotFormatted`].
+    pub fn mount(dev: D, bufs: Buffers<'b, K>) -> Result<Self, MountError<D::Error>> {
         let mut slot = None;
         Self::open_into(&mut slot, dev, bufs, false)?;
-        slot.ok_or(Error::NotFormatted)
+        slot.ok_or(MountError::NotFormatted)
     }
 
     /// Mounts the volume on `dev`, or formats it with `opts` if it holds none: no valid
     /// superblock (a blank or erased device), or a format that a cut or a failure interrupted
     /// (found after the log is recovered, so a format that finished is never redone). Any
     /// other problem is returned, never formatted over: a corrupt volume
-    /// ([`Error::Corrupt`]), one of another format version or geometry. The firmware's entry
+    /// ([`MountError::Corrupt`]), one of another format version or geometry. The firmware's entry
     /// point: a cut at any point of the format it may run leaves a device this call handles.
     /// The device needs at least 16 blocks (64 KiB of 4 KiB flash sectors: a 4-block log, 5
-    /// data blocks, [`Error::InvalidGeometry`] below that).
+    /// data blocks, [`MountError::InvalidGeometry`] below that).
     ///
     /// Keeping the device and memory on an error: pass `&mut device` (a `&mut` of any
     /// [`BlockDevice`] is one) and buffers borrowed from memory the caller keeps (such as
     /// [`crate::Memory::buffers`]); when the call fails, both are the caller's again (to erase
     /// the range, report, or retry), and the volume borrows them when it succeeds. The same holds
-    /// for [`Volume::mount`] and [`Volume::format`]. (An error type carrying an owned device
-    /// back could not convert into [`Error`] with `From`, which the device's own errors use.)
+    /// for [`Volume::mount`] and [`Volume::format`]. (An error carrying the device back would
+    /// tie the error type to the device's, and could not convert into [`Error`] with `From`
+    /// for every device; [`MountError`] does.)
     ///
     /// The volume is returned by value; on a small stack, [`Volume::mount_or_format_in`] puts it
     /// in a place the caller gives instead, so that it is never copied.
@@ -217,10 +219,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
-    ) -> Result<Self, Error<D::Error>> {
+    ) -> Result<Self, MountError<D::Error>> {
         let mut slot = None;
         Self::mount_or_format_into(&mut slot, dev, opts, bufs)?;
-        slot.ok_or(Error::NotFormatted)
+        slot.ok_or(MountError::NotFormatted)
     }
 
     /// [`Volume::mount_or_format`] with the volume built where `slot` is and never moved: a
@@ -246,14 +248,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
-    ) -> Result<&'s mut Self, Error<D::Error>> {
+    ) -> Result<&'s mut Self, MountError<D::Error>> {
         *slot = None;
         if let Err(e) = Self::mount_or_format_into(slot, dev, opts, bufs) {
             *slot = None;
-            return Err(e);
+            return Err(e.into());
         }
         // `Some` after a success (the `None` arm is not reached).
-        slot.as_mut().ok_or(Error::NotFormatted)
+        slot.as_mut().ok_or(MountError::NotFormatted)
     }
 
     /// [`Volume::mount_or_format`] into `slot`, which it leaves `Some` when it succeeds.

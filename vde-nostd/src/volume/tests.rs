@@ -1,6 +1,7 @@
 extern crate std;
 use super::*;
 use crate::device::RamDevice;
+use crate::error::MountError;
 use crate::handle::Handle;
 use crate::modules::by_name;
 use std::vec;
@@ -162,14 +163,14 @@ fn not_formatted_and_wrong_geometry() {
     let dev = RamDevice::new(&mut img, BS).unwrap();
     assert!(matches!(
         Volume::<_, 8>::mount(dev, m.bufs()),
-        Err(Error::NotFormatted)
+        Err(MountError::NotFormatted)
     ));
     let dev = RamDevice::new(&mut img, BS).unwrap();
     drop(Volume::<_, 8>::format(dev, &opts(ModuleSet::empty()), m.bufs()).unwrap());
     let dev = RamDevice::new(&mut img[..BS * 200], BS).unwrap();
     assert!(matches!(
         Volume::<_, 8>::mount(dev, m.bufs()),
-        Err(Error::InvalidGeometry)
+        Err(MountError::InvalidGeometry)
     ));
     let mut small = Mem {
         scratch: vec![0; BS],
@@ -179,7 +180,7 @@ fn not_formatted_and_wrong_geometry() {
     let dev = RamDevice::new(&mut img, BS).unwrap();
     assert!(matches!(
         Volume::<_, 8>::mount(dev, small.bufs()),
-        Err(Error::BufferTooSmall { .. })
+        Err(MountError::BufferTooSmall { .. })
     ));
 }
 
@@ -205,7 +206,7 @@ fn superblock_mirror_fallback() {
     let dev = RamDevice::new(&mut img, BS).unwrap();
     assert!(matches!(
         Volume::<_, 8>::mount(dev, m.bufs()),
-        Err(Error::Corrupt(Structure::Superblock))
+        Err(MountError::Corrupt(Structure::Superblock))
     ));
 }
 
@@ -463,7 +464,7 @@ fn a_commit_can_set_the_counters_alone() {
     let dev = RamDevice::new(&mut img, BS).unwrap();
     assert!(matches!(
         Volume::<_, 8>::mount(dev, m.bufs()).err(),
-        Some(Error::Corrupt(Structure::SlotIndex))
+        Some(MountError::Corrupt(Structure::SlotIndex))
     ));
 }
 
@@ -830,7 +831,7 @@ fn a_lent_device_and_memory_survive_a_failed_mount_or_format() {
         dev.write_block(b, &blk).unwrap();
     }
     let r = Volume::<_, 8>::mount_or_format(&mut dev, &opts(ModuleSet::OBJECTS), mem.buffers());
-    assert!(matches!(r, Err(Error::Corrupt(Structure::Superblock))));
+    assert!(matches!(r, Err(MountError::Corrupt(Structure::Superblock))));
     // The device and the memory are the caller's again.
     let zeros = vec![0u8; BS];
     for b in 0..dev.block_count() {
@@ -871,7 +872,10 @@ fn mount_or_format_in_builds_in_the_slot_and_empties_it_on_an_error() {
     dev.write_block(BlockNo(regdir), &blk).unwrap();
     let mut failed = None;
     let r = Volume::mount_or_format_in(&mut failed, &mut dev, &o, mem.buffers());
-    assert!(matches!(r, Err(Error::Corrupt(Structure::RegionDirectory))));
+    assert!(matches!(
+        r,
+        Err(MountError::Corrupt(Structure::RegionDirectory))
+    ));
     assert!(failed.is_none(), "a failed mount left a volume in the slot");
     // The device and the memory are the caller's again once that slot is no longer used (its
     // type holds the borrow); the next call, into a new slot, formats afresh.

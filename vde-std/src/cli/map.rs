@@ -540,7 +540,7 @@ pub fn map(image: &Path, output: &Path, wait: LockWait) -> CliResult {
             errln!(
                 "vde: warning: {}: {}; drawing the image as it is",
                 image.display(),
-                engine_message(&e)
+                engine_message(&e.into())
             );
         }
     }

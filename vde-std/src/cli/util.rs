@@ -27,9 +27,9 @@ pub fn img_err(image: &Path) -> impl Fn(Error) -> CliError + '_ {
     }
 }
 
-/// Turns a core error about `image` into an error line.
-pub fn core_err(image: &Path) -> impl Fn(CoreError) -> CliError + '_ {
-    move |e| img_err(image)(Error::from(e))
+/// Turns a core error about `image` (the umbrella one, or a mount's) into an error line.
+pub fn core_err<T: Into<CoreError>>(image: &Path) -> impl Fn(T) -> CliError + '_ {
+    move |e| img_err(image)(Error::from(e.into()))
 }
 
 /// What a command does when another process holds the image's lock.
