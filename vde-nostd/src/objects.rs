@@ -36,6 +36,7 @@ use crate::handle::{Handle, MAX_BLOCK};
 use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
+use crate::verifier::{self, Finding};
 use crate::volume::Volume;
 use xxhash_rust::xxh64::Xxh64;
 
@@ -258,13 +259,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.reload_index()
     }
 
-    /// Reads the on-disk slot index into RAM and validates it.
+    /// Reads the on-disk slot index into RAM and validates it: each block and entry, and
+    /// where each shared block lies, by the rules of [`verifier`] (the first broken one is the
+    /// error), then the object counters against it ([`Self::check_counters`]).
     pub(crate) fn reload_index(&mut self) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let mut o = self.obj()?;
         let bs = self.layout.bs();
         let es = self.es();
         let si = || Error::Corrupt(Structure::SlotIndex);
+        let corrupt = |found: Option<Finding>| match found {
+            Some(Finding::SlotIndexBlock {
+                error: DecodeError::BadVersion(found),
+                ..
+            }) => Error::UnsupportedVersion { found },
+            f => Error::Corrupt(f.map_or(Structure::SlotIndex, |f| f.structure())),
+        };
+        let mut first = verifier::First::default();
         let mut loaded = 0usize;
         let mut count = 0usize;
         let mut blk_i = 0u64;
@@ -280,29 +291,25 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::BufferTooSmall { need: bs })?;
             self.wal
                 .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
-            let n = slot_index::check(buf, blk_i, map_blocks).map_err(|e| match e {
-                DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
-                _ => Error::Corrupt(Structure::SlotIndex),
-            })?;
             if blk_i == 0 {
-                count = n as usize;
-                let cap_ram = self.index.len() / es;
-                if count as u64 > slot_index::capacity(bs, index_blocks) {
-                    return Err(si());
-                }
-                if count > cap_ram {
+                let head =
+                    verifier::slot_index_head(buf, index_blocks, map_blocks, &mut first.sink());
+                count = head.ok_or(corrupt(first.0))?;
+                if count > self.index.len() / es {
                     return Err(Error::BufferTooSmall {
                         need: count.saturating_mul(es),
                     });
                 }
+            } else if !verifier::slot_index_block(buf, blk_i, map_blocks, &mut first.sink()) {
+                return Err(corrupt(first.0));
             }
-            let (first, room) = slot_index::block_span(bs, blk_i);
-            let take = room.min(count.saturating_sub(first));
+            let (first_entry, room) = slot_index::block_span(bs, blk_i);
+            let take = room.min(count.saturating_sub(first_entry));
             let off = slot_index::entries_offset(blk_i);
             let src = buf.get(off..off + take * es).ok_or_else(si)?;
             let dst = self
                 .index
-                .get_mut(first * es..(first + take) * es)
+                .get_mut(first_entry * es..(first_entry + take) * es)
                 .ok_or_else(si)?;
             dst.copy_from_slice(src);
             loaded += take;
@@ -314,24 +321,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         o.open = 0;
         self.objects = Some(o);
         self.check_counters()?;
-        // Cross-checks: every shared block is an allocated data block outside every region, and
-        // appears once.
         for i in 0..count {
-            let (b, live) = self.entry(i).ok_or_else(si)?;
-            let dead = self.entry_dead(i).ok_or_else(si)?;
-            if (0..self.layout.bs() / UNIT).any(|u| live.occupied(u) && dead.occupied(u)) {
-                return Err(si());
-            }
-            if b.0 < self.layout.data_start || b.0 >= self.layout.block_count || b.0 > MAX_BLOCK {
-                return Err(si());
-            }
-            for j in 0..i {
-                if self.entry(j).is_some_and(|(x, _)| x == b) {
-                    return Err(si());
-                }
-            }
-            if !self.is_allocated(b)? || self.in_region(b)? {
-                return Err(si());
+            let bytes = self.index.get(i * es..(i + 1) * es).ok_or_else(si)?;
+            let Some(b) =
+                verifier::slot_entry(bytes, i, &self.layout, &mut first.sink()).map(|e| e.block)
+            else {
+                return Err(corrupt(first.0));
+            };
+            let key = b.0.to_le_bytes();
+            let earlier = (0..i).find(|j| self.index.get(j * es..j * es + 8) == Some(&key[..]));
+            let place = verifier::SharedPlace {
+                earlier,
+                region: self.region_of(b)?,
+                allocated: Some(self.is_allocated(b)?),
+            };
+            if !verifier::shared_place(i, b, &place, &mut first.sink()) {
+                return Err(corrupt(first.0));
             }
         }
         // The extent map is read when an extent is located; `verify_objects` checks its
@@ -340,9 +345,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    fn in_region(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
-        let mut hit = false;
-        self.for_each_region(|e| hit |= e.extent.contains(b))?;
+    /// The module bit of the region that holds block `b`, if one does.
+    fn region_of(&mut self, b: BlockNo) -> Result<Option<u8>, Error<D::Error>> {
+        let mut hit = None;
+        self.for_each_region(|e| {
+            if e.extent.contains(b) {
+                hit.get_or_insert(e.module);
+            }
+        })?;
         Ok(hit)
     }
 

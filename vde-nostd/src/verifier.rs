@@ -7,8 +7,10 @@
 //! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
 //! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the region directory
 //! and pointer table against the layout, the module catalogue, the manifest and each other
-//! ([`regions`]). The allocation of what they name is the caller's to check (against the
-//! bitmap it reads), as are the object structures.
+//! ([`regions`]); with the `objects` module, the slot index's blocks ([`slot_index_head`],
+//! [`slot_index_block`]), each entry ([`slot_entry`]) and where its shared block lies
+//! ([`shared_place`], from what the caller found in the bitmap and the directory). The
+//! allocation of what the regions name is the caller's to check (against the bitmap it reads).
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
 //! entry or pointer it concerns.
@@ -21,6 +23,13 @@ use crate::format::superblock::{Superblock, FLAG_FORMATTING};
 use crate::format::DecodeError;
 use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
+#[cfg(feature = "objects")]
+use crate::{
+    format::slot_index,
+    handle::MAX_BLOCK,
+    subblock::{self, SlotBitmapRef, UNIT},
+    types::BlockNo,
+};
 
 /// Whether a check should go on after a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +134,73 @@ pub enum Finding {
         /// Entries the pointers reference.
         referenced: usize,
     },
+    /// A slot index block does not decode (magic, version, checksum, its index, reserved
+    /// fields; block 0 also its block size, entry size and extent map size).
+    #[cfg(feature = "objects")]
+    SlotIndexBlock {
+        /// Its index within the `objects` region.
+        index: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// The slot index counts more entries than its blocks hold.
+    #[cfg(feature = "objects")]
+    SlotIndexCount {
+        /// The entry count of its block 0.
+        count: u64,
+        /// Entries its blocks hold.
+        capacity: u64,
+    },
+    /// A slot index entry does not split into a block number, a slot bitmap and a dead bitmap.
+    #[cfg(feature = "objects")]
+    SharedEntrySize {
+        /// The entry.
+        entry: usize,
+    },
+    /// A shared block lies outside the data area (or past the blocks a handle can name).
+    #[cfg(feature = "objects")]
+    SharedOutsideData {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+    },
+    /// A unit of a shared block is both live and dead.
+    #[cfg(feature = "objects")]
+    SharedLiveAndDead {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+    },
+    /// A shared block is listed by two slot index entries.
+    #[cfg(feature = "objects")]
+    SharedTwice {
+        /// The later entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+        /// The earlier entry.
+        first: usize,
+    },
+    /// A shared block lies inside a module region.
+    #[cfg(feature = "objects")]
+    SharedInRegion {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+        /// The region's module bit.
+        module: u8,
+    },
+    /// A shared block is marked free in the allocation bitmap.
+    #[cfg(feature = "objects")]
+    SharedFree {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+    },
 }
 
 impl Finding {
@@ -146,6 +222,15 @@ impl Finding {
             | Finding::PointerWrongCount { .. }
             | Finding::PointerWrongEntry { .. }
             | Finding::Unreferenced { .. } => Structure::RegionPointerTable,
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexBlock { .. }
+            | Finding::SlotIndexCount { .. }
+            | Finding::SharedEntrySize { .. }
+            | Finding::SharedOutsideData { .. }
+            | Finding::SharedLiveAndDead { .. }
+            | Finding::SharedTwice { .. }
+            | Finding::SharedInRegion { .. }
+            | Finding::SharedFree { .. } => Structure::SlotIndex,
         }
     }
 }
@@ -219,6 +304,42 @@ impl core::fmt::Display for Finding {
                 f,
                 "{entries} directory entries but {referenced} referenced by the pointer table"
             ),
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexBlock { index: 0, error } => {
+                write!(f, "slot index head block: {}", decode_text(error))
+            }
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexBlock { index, error } => {
+                write!(f, "index block {index}: {}", decode_text(error))
+            }
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexCount { count, capacity } => {
+                write!(f, "{count} entries but room for {capacity}")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedEntrySize { entry } => {
+                write!(f, "slot index entry {entry}: slot bitmap of the wrong size")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedOutsideData { block, .. } => {
+                write!(f, "shared block {block}: outside the data area")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedLiveAndDead { block, .. } => {
+                write!(f, "shared block {block}: a unit both live and dead")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedTwice { block, .. } => write!(f, "shared block {block}: listed twice"),
+            #[cfg(feature = "objects")]
+            Finding::SharedInRegion { block, module, .. } => write!(
+                f,
+                "shared block {block}: inside the {} region",
+                module_name(*module)
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SharedFree { block, .. } => {
+                write!(f, "shared block {block}: marked free in the bitmap")
+            }
         }
     }
 }
@@ -475,6 +596,172 @@ pub fn regions(
     Some(n)
 }
 
+/// Checks block 0 of the slot index (the whole block `buf`; FORMAT.md, "Slot index"): it
+/// decodes (magic, version, checksum, reserved fields, the block and entry sizes, and
+/// `map_blocks` as the extent map's size), and its entry count fits in the region's
+/// `index_blocks` slot index blocks. Returns the entry count if so.
+#[cfg(feature = "objects")]
+pub fn slot_index_head(
+    buf: &[u8],
+    index_blocks: u64,
+    map_blocks: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<usize> {
+    let count = match slot_index::check(buf, 0, map_blocks) {
+        Ok(n) => n,
+        Err(error) => {
+            let _ = stop(sink, Finding::SlotIndexBlock { index: 0, error });
+            return None;
+        }
+    };
+    let capacity = slot_index::capacity(buf.len(), index_blocks);
+    if u64::from(count) > capacity {
+        let f = Finding::SlotIndexCount {
+            count: u64::from(count),
+            capacity,
+        };
+        let _ = stop(sink, f);
+        return None;
+    }
+    usize::try_from(count).ok()
+}
+
+/// Checks slot index block `index` (1 or more; the whole block `buf`) decodes: magic,
+/// checksum, its index, the reserved field (`map_blocks` is the extent map's size, which only
+/// block 0 states). True if it does.
+#[cfg(feature = "objects")]
+pub fn slot_index_block(
+    buf: &[u8],
+    index: u64,
+    map_blocks: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    match slot_index::check(buf, index, map_blocks) {
+        Ok(_) => true,
+        Err(error) => {
+            let _ = stop(sink, Finding::SlotIndexBlock { index, error });
+            false
+        }
+    }
+}
+
+/// A slot index entry, decoded by [`slot_entry`].
+#[cfg(feature = "objects")]
+#[derive(Clone, Copy)]
+pub struct SlotEntry<'a> {
+    /// The shared block.
+    pub block: BlockNo,
+    /// Its slot bitmap (units of live slots).
+    pub live: SlotBitmapRef<'a>,
+    /// Its dead bitmap (units of deleted slots whose bytes are still in the block).
+    pub dead: SlotBitmapRef<'a>,
+}
+
+/// Checks slot index entry `entry` (its bytes `bytes`) on its own (FORMAT.md, "Slot index",
+/// checks on load): it splits into a block number and two bitmaps of the block size of
+/// `layout`; its block lies in the data area (and a packed handle can name it); no unit is
+/// both live and dead. Returns the entry if it breaks no rule. Where the block lies among the
+/// other structures is [`shared_place`]'s.
+#[cfg(feature = "objects")]
+pub fn slot_entry<'a>(
+    bytes: &'a [u8],
+    entry: usize,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<SlotEntry<'a>> {
+    let bs = layout.bs();
+    let bm = subblock::bitmap_bytes(bs);
+    let split = (bytes.len() == slot_index::entry_size(bs))
+        .then(|| {
+            let (num, maps) = bytes.split_at_checked(8)?;
+            let (live, dead) = maps.split_at_checked(bm)?;
+            let block = u64::from_le_bytes(num.try_into().ok()?);
+            Some((
+                block,
+                SlotBitmapRef::new(live, bs)?,
+                SlotBitmapRef::new(dead, bs)?,
+            ))
+        })
+        .flatten();
+    let Some((block, live, dead)) = split else {
+        let _ = stop(sink, Finding::SharedEntrySize { entry });
+        return None;
+    };
+    let mut ok = true;
+    if block < layout.data_start || block >= layout.block_count || block > MAX_BLOCK {
+        ok = false;
+        if stop(sink, Finding::SharedOutsideData { entry, block }) {
+            return None;
+        }
+    }
+    if (0..bs / UNIT).any(|u| live.occupied(u) && dead.occupied(u)) {
+        ok = false;
+        let _ = stop(sink, Finding::SharedLiveAndDead { entry, block });
+    }
+    ok.then_some(SlotEntry {
+        block: BlockNo(block),
+        live,
+        dead,
+    })
+}
+
+/// What the caller found of a shared block among the other structures, for [`shared_place`].
+#[cfg(feature = "objects")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedPlace {
+    /// An earlier slot index entry that lists the same block.
+    pub earlier: Option<usize>,
+    /// The module bit of a region that holds the block.
+    pub region: Option<u8>,
+    /// Whether the allocation bitmap marks the block allocated (`None`: not known, its bitmap
+    /// block being damaged).
+    pub allocated: Option<bool>,
+}
+
+/// Checks where the shared block `block` of slot index entry `entry` lies (FORMAT.md, "Slot
+/// index", checks on load): listed once, outside every region, allocated. True if so.
+#[cfg(feature = "objects")]
+pub fn shared_place(
+    entry: usize,
+    block: BlockNo,
+    place: &SharedPlace,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    let block = block.0;
+    let mut ok = true;
+    if let Some(first) = place.earlier {
+        ok = false;
+        if stop(
+            sink,
+            Finding::SharedTwice {
+                entry,
+                block,
+                first,
+            },
+        ) {
+            return false;
+        }
+    }
+    if let Some(module) = place.region {
+        ok = false;
+        if stop(
+            sink,
+            Finding::SharedInRegion {
+                entry,
+                block,
+                module,
+            },
+        ) {
+            return false;
+        }
+    }
+    if place.allocated == Some(false) {
+        ok = false;
+        let _ = stop(sink, Finding::SharedFree { entry, block });
+    }
+    ok
+}
+
 /// A sink that keeps the first finding and stops: what a mount uses.
 #[derive(Debug, Default)]
 pub struct First(pub Option<Finding>);
@@ -625,6 +912,115 @@ mod tests {
             Flow::Continue
         });
         assert_eq!(dir_only, all[..3]);
+    }
+
+    /// A head block and entries of a volume of 1024 blocks of 512 bytes (entries of 10 bytes:
+    /// a block number and two one-byte bitmaps; 37 fit in block 0).
+    #[cfg(feature = "objects")]
+    #[test]
+    fn the_slot_index_reports_every_broken_rule_or_stops_at_the_first() {
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1024, 16).unwrap();
+        let ds = layout.data_start;
+        let mut head = vec![0u8; 512];
+        slot_index::encode_head(&mut head, 0, 3, 1).unwrap();
+        slot_index::seal(&mut head).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert_eq!(slot_index_head(&head, 1, 1, &mut sink), Some(3));
+        assert_eq!(slot_index_head(&head, 1, 2, &mut sink), None, "map size");
+        let mut full = head.clone();
+        slot_index::encode_head(&mut full, 0, 38, 1).unwrap();
+        slot_index::seal(&mut full).unwrap();
+        assert_eq!(slot_index_head(&full, 1, 1, &mut sink), None);
+        assert_eq!(slot_index_head(&full, 2, 1, &mut sink), Some(38));
+        assert!(
+            !slot_index_block(&head, 1, 1, &mut sink),
+            "a head is no block 1"
+        );
+        let entry = |block: u64, live: u8, dead: u8| {
+            let mut e = block.to_le_bytes().to_vec();
+            e.extend([live, dead]);
+            e
+        };
+        // Outside the data area, and a unit both live and dead: both told.
+        let bad = entry(5, 0b11, 0b10);
+        assert!(slot_entry(&bad, 0, &layout, &mut sink).is_none());
+        assert!(slot_entry(&bad[..9], 1, &layout, &mut sink).is_none());
+        let good = entry(ds, 0b11, 0b1100);
+        let e = slot_entry(&good, 2, &layout, &mut sink).unwrap();
+        assert_eq!(
+            (e.block, e.live.free_units(), e.dead.free_units()),
+            (BlockNo(ds), 6, 6)
+        );
+        let past = entry(crate::handle::MAX_BLOCK + 1, 0, 0);
+        let huge = Layout::compute(512, 1 << 40, 256).unwrap();
+        assert!(
+            slot_entry(&past, 3, &huge, &mut sink).is_none(),
+            "no handle names it"
+        );
+        let place = SharedPlace {
+            earlier: Some(1),
+            region: Some(0),
+            allocated: Some(false),
+        };
+        assert!(!shared_place(4, BlockNo(ds), &place, &mut sink));
+        assert!(shared_place(
+            5,
+            BlockNo(ds),
+            &SharedPlace::default(),
+            &mut sink
+        ));
+        let block = ds;
+        assert_eq!(
+            all,
+            [
+                Finding::SlotIndexBlock {
+                    index: 0,
+                    error: DecodeError::BadField
+                },
+                Finding::SlotIndexCount {
+                    count: 38,
+                    capacity: 37
+                },
+                Finding::SlotIndexBlock {
+                    index: 1,
+                    error: DecodeError::BadMagic
+                },
+                Finding::SharedOutsideData { entry: 0, block: 5 },
+                Finding::SharedLiveAndDead { entry: 0, block: 5 },
+                Finding::SharedEntrySize { entry: 1 },
+                Finding::SharedOutsideData {
+                    entry: 3,
+                    block: crate::handle::MAX_BLOCK + 1
+                },
+                Finding::SharedTwice {
+                    entry: 4,
+                    block,
+                    first: 1
+                },
+                Finding::SharedInRegion {
+                    entry: 4,
+                    block,
+                    module: 0
+                },
+                Finding::SharedFree { entry: 4, block },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::SlotIndex));
+        assert_eq!(
+            std::string::ToString::to_string(&all[8]),
+            std::format!("shared block {block}: inside the objects region")
+        );
+        let mut first = First::default();
+        assert!(slot_entry(&bad, 0, &layout, &mut first.sink()).is_none());
+        assert_eq!(first.0, Some(all[3]));
+        let mut first = First::default();
+        assert!(!shared_place(4, BlockNo(ds), &place, &mut first.sink()));
+        assert_eq!(first.0, Some(all[7]));
     }
 
     /// 1000 blocks of 512 bytes: one bitmap block of 3,968 bits, so bits 1000.. are the tail.

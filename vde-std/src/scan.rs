@@ -10,7 +10,7 @@
 //! allocated, name their first block and match their payload checksum; the object counters
 //! equal what was found.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use vde_nostd::format::bitmap_block;
@@ -432,12 +432,6 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
     Ok(())
 }
 
-struct IndexEntry {
-    block: u64,
-    bits: Vec<u8>,
-    dead: Vec<u8>,
-}
-
 fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     cx: &mut Ctx<'_, D>,
     l: &Layout,
@@ -454,20 +448,15 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     cx.out.index_region = Some(region.extent);
     let bs = cx.bs;
     let es = slot_index::entry_size(bs);
-    let bm = subblock::bitmap_bytes(bs);
     let start = region.extent.start.0;
+    // The rules are the core's (`vde_nostd::verifier`), every broken one reported.
+    let mut found = Vec::new();
     cx.read(start)?;
     let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
-    let count = match slot_index::check(&cx.buf, 0, map_blocks) {
-        Ok(x) => x,
-        Err(e) => {
-            cx.find(
-                "slot-index",
-                format!("head block {start}: {}", decode_msg(e)),
-            );
-            return Ok(());
-        }
-    };
+    let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
+    let head =
+        verifier::slot_index_head(&cx.buf, index_blocks, map_blocks, &mut collect(&mut found));
+    report_index(cx, start, std::mem::take(&mut found));
     // The counters are the checkpoint's, in the WAL header mount would use (the scan runs
     // after recovery, so no committed transaction is left in the log).
     let mut headers = [None, None];
@@ -487,94 +476,100 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             return Ok(());
         }
     }
-    cx.read(start)?;
-    let count = count as usize;
-    let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
-    let cap = slot_index::capacity(bs, index_blocks);
-    if count as u64 > cap {
-        cx.find("slot-index", format!("{count} entries but room for {cap}"));
+    let Some(count) = head else {
         return Ok(());
-    }
-    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count);
+    };
+    cx.read(start)?;
+    // The entries, dense (entry `i` at `i * es`), as the core keeps them.
+    let mut index: Vec<u8> = Vec::with_capacity(count.saturating_mul(es));
     let mut blk = 0u64;
-    while entries.len() < count && blk < index_blocks {
+    while index.len() < count * es && blk < index_blocks {
         if blk > 0 {
             cx.read(start + blk)?;
-            if let Err(e) = slot_index::check(&cx.buf, blk, map_blocks) {
-                let m = format!(
-                    "index block {} (block {}): {}",
-                    blk,
-                    start + blk,
-                    decode_msg(e)
-                );
-                cx.find("slot-index", m);
+            if !verifier::slot_index_block(&cx.buf, blk, map_blocks, &mut collect(&mut found)) {
+                report_index(cx, start, found);
                 return Ok(());
             }
         }
         let (first, room) = slot_index::block_span(bs, blk);
         let take = room.min(count.saturating_sub(first));
         let off = slot_index::entries_offset(blk);
-        for k in 0..take {
-            let at = off + k * es;
-            let Some(e) = cx.buf.get(at..at + es) else {
-                break;
-            };
-            let mut num = [0u8; 8];
-            num.copy_from_slice(e.get(..8).unwrap_or(&[0; 8]));
-            entries.push(IndexEntry {
-                block: u64::from_le_bytes(num),
-                bits: e.get(8..8 + bm).unwrap_or(&[]).to_vec(),
-                dead: e.get(8 + bm..).unwrap_or(&[]).to_vec(),
-            });
+        if let Some(e) = cx.buf.get(off..off + take * es) {
+            index.extend_from_slice(e);
         }
         blk += 1;
     }
-    cx.out.index_complete = entries.len() == count && read_extent_map(cx, l, start + index_blocks)?;
-    let mut seen = HashSet::new();
-    for e in entries {
-        let b = e.block;
-        let mut bad = None;
-        if b < l.data_start || b >= l.block_count {
-            bad = Some("outside the data area".to_string());
-        } else if !seen.insert(b) {
-            bad = Some("listed twice".into());
-        } else if let Some(r) = cx
-            .out
-            .regions
-            .iter()
-            .find(|r| r.extent.contains(BlockNo(b)))
-        {
-            let name = modules::by_bit(r.module).map_or("?", |m| m.name);
-            bad = Some(format!("inside the {name} region"));
-        } else if cx.out.bitmap.allocated(b) == Some(false) {
-            bad = Some("marked free in the bitmap".into());
-        }
-        let view = subblock::SlotBitmapRef::new(&e.bits, bs);
-        let dead = subblock::SlotBitmapRef::new(&e.dead, bs);
-        match (view, dead) {
-            (Some(v), Some(d)) => {
-                if (0..bs / UNIT).any(|u| v.occupied(u) && d.occupied(u)) {
-                    bad = Some("a unit both live and dead".into());
-                }
-            }
-            _ => bad = Some("slot bitmap of the wrong size".into()),
-        }
-        let (None, Some(view)) = (bad.as_ref(), view) else {
-            let why = bad.unwrap_or_default();
-            cx.find("slot-index", format!("shared block {b}: {why}"));
-            continue;
+    let entries = index.len() / es;
+    cx.out.index_complete = entries == count && read_extent_map(cx, l, start + index_blocks)?;
+    let units = bs / UNIT;
+    let mut listed: HashMap<u64, usize> = HashMap::new();
+    for (i, bytes) in index.chunks_exact(es).enumerate() {
+        let mut found = Vec::new();
+        let raw = bytes
+            .first_chunk::<8>()
+            .map_or(0, |n| u64::from_le_bytes(*n));
+        let earlier = listed.get(&raw).copied();
+        listed.entry(raw).or_insert(i);
+        let placed = {
+            let mut sink = collect(&mut found);
+            verifier::slot_entry(bytes, i, l, &mut sink).filter(|e| {
+                let place = verifier::SharedPlace {
+                    earlier,
+                    region: cx
+                        .out
+                        .regions
+                        .iter()
+                        .find(|r| r.extent.contains(e.block))
+                        .map(|r| r.module),
+                    allocated: cx.out.bitmap.allocated(e.block.0),
+                };
+                verifier::shared_place(i, e.block, &place, &mut sink)
+            })
         };
-        let units = bs / UNIT;
-        cx.out.shared.push(SharedBlock {
-            block: b,
-            units,
-            used_units: units - view.free_units(),
-            good_slots: Vec::new(),
-            bad_slots: Vec::new(),
-        });
-        cx.shared_bits.push((e.bits, e.dead));
+        if let Some(e) = placed {
+            cx.out.shared.push(SharedBlock {
+                block: e.block.0,
+                units,
+                used_units: units - e.live.free_units(),
+                good_slots: Vec::new(),
+                bad_slots: Vec::new(),
+            });
+            cx.shared_bits
+                .push((e.live.bytes().to_vec(), e.dead.bytes().to_vec()));
+        }
+        report_index(cx, start, found);
     }
     Ok(())
+}
+
+/// A sink that keeps every finding.
+fn collect(found: &mut Vec<Finding0>) -> impl FnMut(Finding0) -> Flow + '_ {
+    |f| {
+        found.push(f);
+        Flow::Continue
+    }
+}
+
+/// Records the findings of the slot index rules (its first block `start`).
+fn report_index<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    start: u64,
+    found: Vec<Finding0>,
+) {
+    for f in found {
+        let m = match f {
+            Finding0::SlotIndexBlock { index: 0, error } => {
+                format!("head block {start}: {}", decode_msg(error))
+            }
+            Finding0::SlotIndexBlock { index, error } => format!(
+                "index block {index} (block {}): {}",
+                start + index,
+                decode_msg(error)
+            ),
+            _ => f.to_string(),
+        };
+        cx.find("slot-index", m);
+    }
 }
 
 /// Reads the extent map (its `M` blocks from `first`) into `extent_marks`; `false` (with a
