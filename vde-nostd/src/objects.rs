@@ -126,8 +126,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.read_through_scratch(BlockNo(first.0 + j))?;
         let bs = self.layout.bs();
         let buf = self.scratch.get(..bs).unwrap_or(&[]);
-        bitmap_block::check(buf, slot_index::extent_map_tag(j))
-            .map_err(|_| Error::Corrupt(Structure::Extent))
+        if !verifier::extent_map_block(buf, j, &mut |_| verifier::Flow::Stop) {
+            return Err(Error::Corrupt(Structure::Extent));
+        }
+        Ok(())
     }
 
     /// Whether block `b` starts an extent object (its extent map bit; as the open transaction
@@ -1288,9 +1290,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reloads the slot index, which cross-checks it (see [`Self::check_counters`]), then
-    /// checks the extent map: each block's trailer holds and it marks as many blocks as the
-    /// counters count extents. (Each mark's header, the blocks it holds and their overlaps are
-    /// the checker's, `vde check`; `get` checks one extent's.)
+    /// checks the extent map by the rules of [`verifier`]: each block's trailer holds, it marks
+    /// no block outside the data area, and it marks as many blocks as the counters count
+    /// extents. (Each mark's header, the blocks it holds and their overlaps are the checker's,
+    /// `vde check`; `get` checks one extent's.)
     pub(crate) fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
         if self.objects.is_none() {
             return Ok(());
@@ -1298,14 +1301,21 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.reload_index()?;
         let bs = self.layout.bs();
         let (_, m) = self.extent_map()?;
+        let mut first = verifier::First::default();
+        let corrupt =
+            |f: Option<Finding>| Error::Corrupt(f.map_or(Structure::Extent, |f| f.structure()));
         let mut marked = 0u64;
         for j in 0..m {
             self.load_map_block(j)?;
-            let bits = bitmap_block::bits(self.scratch.get(..bs).unwrap_or(&[]));
-            marked += bits.iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
+            let buf = self.scratch.get(..bs).unwrap_or(&[]);
+            let Some(n) = verifier::extent_marks(buf, j, &self.layout, &mut first.sink()) else {
+                return Err(corrupt(first.0));
+            };
+            marked += n;
         }
-        if marked != self.obj()?.counters.extent_objects {
-            return Err(Error::Corrupt(Structure::Extent));
+        let counted = self.obj()?.counters.extent_objects;
+        if !verifier::extent_count(marked, counted, &mut first.sink()) {
+            return Err(corrupt(first.0));
         }
         Ok(())
     }

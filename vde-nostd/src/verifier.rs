@@ -9,7 +9,9 @@
 //! and pointer table against the layout, the module catalogue, the manifest and each other
 //! ([`regions`]); with the `objects` module, the slot index's blocks ([`slot_index_head`],
 //! [`slot_index_block`]), each entry ([`slot_entry`]) and where its shared block lies
-//! ([`shared_place`], from what the caller found in the bitmap and the directory). The
+//! ([`shared_place`], from what the caller found in the bitmap and the directory); the extent
+//! map's blocks ([`extent_map_block`]), their marks ([`extent_marks`]) and their number
+//! ([`extent_count`]). The
 //! allocation of what the regions name is the caller's to check (against the bitmap it reads).
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
@@ -201,6 +203,30 @@ pub enum Finding {
         /// The block.
         block: u64,
     },
+    /// An extent map block does not decode (checksum, trailer index, reserved field).
+    #[cfg(feature = "objects")]
+    ExtentMapBlock {
+        /// Its index within the extent map.
+        index: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// An extent map block marks blocks outside the data area.
+    #[cfg(feature = "objects")]
+    ExtentMarkOutside {
+        /// The first such block.
+        block: u64,
+        /// How many.
+        marks: u64,
+    },
+    /// The extent map marks another number of blocks than the counters count extent objects.
+    #[cfg(feature = "objects")]
+    ExtentMarks {
+        /// Blocks marked.
+        marks: u64,
+        /// The counters' extent objects.
+        extent_objects: u64,
+    },
 }
 
 impl Finding {
@@ -231,6 +257,10 @@ impl Finding {
             | Finding::SharedTwice { .. }
             | Finding::SharedInRegion { .. }
             | Finding::SharedFree { .. } => Structure::SlotIndex,
+            #[cfg(feature = "objects")]
+            Finding::ExtentMapBlock { .. }
+            | Finding::ExtentMarkOutside { .. }
+            | Finding::ExtentMarks { .. } => Structure::Extent,
         }
     }
 }
@@ -340,6 +370,28 @@ impl core::fmt::Display for Finding {
             Finding::SharedFree { block, .. } => {
                 write!(f, "shared block {block}: marked free in the bitmap")
             }
+            #[cfg(feature = "objects")]
+            Finding::ExtentMapBlock { index, error } => {
+                write!(f, "extent map block {index}: {}", decode_text(error))
+            }
+            #[cfg(feature = "objects")]
+            Finding::ExtentMarkOutside { block, marks: 1 } => write!(
+                f,
+                "the extent map marks block {block}, outside the data area"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentMarkOutside { block, marks } => write!(
+                f,
+                "the extent map marks {marks} blocks outside the data area (the first {block})"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentMarks {
+                marks,
+                extent_objects,
+            } => write!(
+                f,
+                "the extent map marks {marks} block(s), the object counters count {extent_objects} extent objects"
+            ),
         }
     }
 }
@@ -762,6 +814,74 @@ pub fn shared_place(
     ok
 }
 
+/// Checks that extent map block `index` (the whole block `buf`) decodes (FORMAT.md, "Slot
+/// index": the allocation bitmap's block format, trailer index
+/// [`slot_index::extent_map_tag`]`(index)`). True if it does.
+#[cfg(feature = "objects")]
+pub fn extent_map_block(buf: &[u8], index: u64, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
+    match bitmap_fmt::check(buf, slot_index::extent_map_tag(index)) {
+        Ok(()) => true,
+        Err(error) => {
+            let _ = stop(sink, Finding::ExtentMapBlock { index, error });
+            false
+        }
+    }
+}
+
+/// Checks extent map block `index` (the whole, decoded block `buf`) of `layout`'s volume
+/// marks no block outside the data area (FORMAT.md, "Slot index": those bits are 0). Returns
+/// the blocks it marks if so.
+#[cfg(feature = "objects")]
+pub fn extent_marks(
+    buf: &[u8],
+    index: u64,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<u64> {
+    let bits = bitmap_fmt::bits(buf);
+    let end = layout.bits_per_block().min(bits.len() as u64 * 8);
+    let base = index.saturating_mul(layout.bits_per_block());
+    // This block's bits of the metadata blocks, and of blocks past the volume's last.
+    let meta = layout.data_start.saturating_sub(base).min(end);
+    let tail = layout.block_count.saturating_sub(base).min(end).max(meta);
+    let set = |from: u64, to: u64| to.saturating_sub(from) - count_clear(bits, from, to);
+    let outside = set(0, meta) + set(tail, end);
+    if outside > 0 {
+        let first = (0..meta)
+            .chain(tail..end)
+            .find(|b| crate::bitmap::get(bits, *b));
+        let f = Finding::ExtentMarkOutside {
+            block: base.saturating_add(first.unwrap_or(0)),
+            marks: outside,
+        };
+        let _ = stop(sink, f);
+        return None;
+    }
+    Some(bits.iter().map(|x| u64::from(x.count_ones())).sum())
+}
+
+/// Checks the extent map's `marks` (from [`extent_marks`], every block) against the object
+/// counters' `extent_objects`: equal (FORMAT.md, "For an independent reader", how extents are
+/// found). True if so.
+#[cfg(feature = "objects")]
+pub fn extent_count(
+    marks: u64,
+    extent_objects: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if marks != extent_objects {
+        let _ = stop(
+            sink,
+            Finding::ExtentMarks {
+                marks,
+                extent_objects,
+            },
+        );
+        return false;
+    }
+    true
+}
+
 /// A sink that keeps the first finding and stops: what a mount uses.
 #[derive(Debug, Default)]
 pub struct First(pub Option<Finding>);
@@ -1021,6 +1141,63 @@ mod tests {
         let mut first = First::default();
         assert!(!shared_place(4, BlockNo(ds), &place, &mut first.sink()));
         assert_eq!(first.0, Some(all[7]));
+    }
+
+    /// An extent map of 1000 blocks of 512 bytes (one map block of 3,968 bits): marks in the
+    /// data area count, marks of metadata blocks or past the last block are a finding, and
+    /// their number must be the counters' extent objects.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn the_extent_map_reports_every_broken_rule_or_stops_at_the_first() {
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let ds = layout.data_start;
+        let mut blk = vec![0u8; 512];
+        for b in [ds, ds + 5, 999] {
+            crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut blk), b, 1, true).unwrap();
+        }
+        bitmap_fmt::seal(&mut blk, slot_index::extent_map_tag(0)).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(extent_map_block(&blk, 0, &mut sink));
+        assert_eq!(extent_marks(&blk, 0, &layout, &mut sink), Some(3));
+        assert!(extent_count(3, 3, &mut sink));
+        assert!(
+            !extent_map_block(&blk, 1, &mut sink),
+            "another map block's index"
+        );
+        let mut stray = blk.clone();
+        for b in [1u64, 1000, 3967] {
+            crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut stray), b, 1, true).unwrap();
+        }
+        assert_eq!(extent_marks(&stray, 0, &layout, &mut sink), None);
+        assert!(!extent_count(3, 2, &mut sink));
+        // Map block 1 of a larger volume: its bit 0 is block 3968, in the data area.
+        let big = Layout::compute(512, 3968 + 10, 16).unwrap();
+        let mut second = vec![0u8; 512];
+        crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut second), 9, 2, true).unwrap();
+        assert_eq!(extent_marks(&second, 1, &big, &mut sink), None);
+        assert!(matches!(all[0], Finding::ExtentMapBlock { index: 1, .. }));
+        assert_eq!(
+            all[1..],
+            [
+                Finding::ExtentMarkOutside { block: 1, marks: 3 },
+                Finding::ExtentMarks {
+                    marks: 3,
+                    extent_objects: 2
+                },
+                Finding::ExtentMarkOutside {
+                    block: 3968 + 10,
+                    marks: 1
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::Extent));
+        let mut first = First::default();
+        assert_eq!(extent_marks(&stray, 0, &layout, &mut first.sink()), None);
+        assert_eq!(first.0, Some(all[1]));
     }
 
     /// 1000 blocks of 512 bytes: one bitmap block of 3,968 bits, so bits 1000.. are the tail.

@@ -572,46 +572,46 @@ fn report_index<D: BlockDevice<Error = io::Error>>(
     }
 }
 
-/// Reads the extent map (its `M` blocks from `first`) into `extent_marks`; `false` (with a
-/// finding) if a block is damaged or marks a block outside the data area.
+/// Reads the extent map (its `M` blocks from `first`) into `extent_marks` (the marks in the
+/// data area); `false` (with a finding) if a block is damaged or marks a block outside the
+/// data area.
 fn read_extent_map<D: BlockDevice<Error = io::Error>>(
     cx: &mut Ctx<'_, D>,
     l: &Layout,
     first: u64,
 ) -> io::Result<bool> {
-    let bs = cx.bs;
     let per = l.bits_per_block();
-    for j in 0..slot_index::extent_map_blocks(bs, l.block_count) {
+    let mut found = Vec::new();
+    let mut whole = true;
+    for j in 0..slot_index::extent_map_blocks(cx.bs, l.block_count) {
         cx.read(first + j)?;
-        let tag = slot_index::extent_map_tag(j);
-        if let Err(e) = bitmap_block::check(&cx.buf, tag) {
-            let m = format!(
-                "extent map block {j} (block {}): {}",
-                first + j,
-                decode_msg(e)
-            );
-            cx.find("slot-index", m);
-            return Ok(false);
+        // The rules are the core's (`vde_nostd::verifier`).
+        if !verifier::extent_map_block(&cx.buf, j, &mut collect(&mut found)) {
+            whole = false;
+            break;
         }
+        whole &= verifier::extent_marks(&cx.buf, j, l, &mut collect(&mut found)).is_some();
         for (k, byte) in bitmap_block::bits(&cx.buf).iter().enumerate() {
             for bit in 0..8u64 {
-                if byte & (1 << bit) != 0 {
-                    cx.out.extent_marks.push(j * per + k as u64 * 8 + bit);
+                let b = j * per + k as u64 * 8 + bit;
+                if byte & (1 << bit) != 0 && b >= l.data_start && b < l.block_count {
+                    cx.out.extent_marks.push(b);
                 }
             }
         }
     }
-    if let Some(b) = cx
-        .out
-        .extent_marks
-        .iter()
-        .find(|b| **b < l.data_start || **b >= l.block_count)
-    {
-        let m = format!("the extent map marks block {b}, outside the data area");
+    for f in found {
+        let m = match f {
+            Finding0::ExtentMapBlock { index, error } => format!(
+                "extent map block {index} (block {}): {}",
+                first + index,
+                decode_msg(error)
+            ),
+            _ => f.to_string(),
+        };
         cx.find("slot-index", m);
-        return Ok(false);
     }
-    Ok(true)
+    Ok(whole)
 }
 
 fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Result<()> {
@@ -867,7 +867,14 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
     let ext = cx.out.extents.len() as u64;
     let ext_blocks: u64 = cx.out.extents.iter().map(|e| e.blocks).sum();
     let ext_bytes: u64 = cx.out.extents.iter().map(|e| e.len).sum();
+    // The rule of the marks' number is the core's (`vde_nostd::verifier`).
+    let mut found = Vec::new();
+    let marks = cx.out.extent_marks.len() as u64;
+    verifier::extent_count(marks, c.extent_objects, &mut collect(&mut found));
     let mut bad = Vec::new();
+    for f in found {
+        cx.find_fixable("objects", f.to_string());
+    }
     if c.per_class != p.per_class {
         bad.push(format!(
             "packed objects per class {:?}, found {:?}",
