@@ -972,21 +972,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .get(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
         let slot = buf.get(unit * UNIT..unit * UNIT + size).ok_or_else(bad)?;
-        let sh = SlotHeader::decode(slot).map_err(|_| bad())?;
-        if sh.tag != tag
-            || sh
-                == (SlotHeader {
-                    len: 0,
-                    tag: 0,
-                    check: 0,
-                })
-        {
+        if SlotHeader::decode(slot).map_err(|_| bad())?.tag != tag {
             return Err(bad());
         }
-        if usize::from(sh.len) > size - SLOT_HDR {
-            return Err(Error::ObjectChecksum { handle: raw });
+        // The slot by the rules of `verifier`: a free one's header means a stale handle, any
+        // other broken rule (or another class than the handle's) a damaged header.
+        let (_, bm) = self.entry(entry).ok_or_else(bad)?;
+        let mut first = verifier::First::default();
+        let read = verifier::slot(buf, block.0, unit, bm, bs, &mut first.sink());
+        match read {
+            Some(s) if s.class == class => Ok((entry, s.header, size)),
+            None if matches!(first.0, Some(Finding::SlotEmpty { .. })) => Err(bad()),
+            _ => Err(Error::ObjectChecksum { handle: raw }),
         }
-        Ok((entry, sh, size))
     }
 
     /// Reads bytes `at..at + len` of block `b` through the open transaction into the same
@@ -1082,14 +1080,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let out = buf
                     .get_mut(..len)
                     .ok_or(Error::BufferTooSmall { need: len })?;
-                let at = usize::from(unit) * UNIT + SLOT_HDR;
-                let src = self
+                let at = usize::from(unit) * UNIT;
+                let slot = self
                     .scratch
-                    .get(at..at + len)
+                    .get(at..)
                     .ok_or(Error::BadHandle { handle: raw })?;
-                if slot_check(src, raw) != sh.check {
+                if !verifier::slot_payload(slot, &sh, h, &mut |_| verifier::Flow::Stop) {
                     return Err(Error::ObjectChecksum { handle: raw });
                 }
+                let src = slot
+                    .get(SLOT_HDR..SLOT_HDR + len)
+                    .ok_or(Error::BadHandle { handle: raw })?;
                 out.copy_from_slice(src);
                 Ok(len)
             }
@@ -1390,28 +1391,27 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     u += 1;
                     continue;
                 }
-                let at = u * UNIT;
-                let hdr = blk
-                    .get(at..at + SLOT_HDR)
-                    .and_then(|b| SlotHeader::decode(b).ok())
-                    .ok_or_else(si)?;
-                let class =
-                    subblock::class_for(usize::from(hdr.len) + SLOT_HDR, bs).ok_or_else(si)?;
-                let per = subblock::class_size(class).ok_or_else(si)? / UNIT;
+                let mut first = verifier::First::default();
+                let Some(slot) = verifier::slot(blk, block.0, u, used, bs, &mut first.sink())
+                else {
+                    return Err(Error::Corrupt(
+                        first.0.map_or(Structure::SlotIndex, |f| f.structure()),
+                    ));
+                };
                 let handle = Handle::Packed {
                     block,
                     unit: u16::try_from(u).map_err(|_| si())?,
-                    class,
-                    tag: hdr.tag,
+                    class: slot.class,
+                    tag: slot.header.tag,
                 };
                 if !f(ObjectInfo {
                     handle,
-                    len: u64::from(hdr.len),
+                    len: u64::from(slot.header.len),
                     packed: true,
                 }) {
                     return Ok(());
                 }
-                u += per.max(1);
+                u += slot.units.max(1);
             }
         }
         let (_, m) = self.extent_map()?;

@@ -11,7 +11,8 @@
 //! [`slot_index_block`]), each entry ([`slot_entry`]) and where its shared block lies
 //! ([`shared_place`], from what the caller found in the bitmap and the directory); the extent
 //! map's blocks ([`extent_map_block`]), their marks ([`extent_marks`]) and their number
-//! ([`extent_count`]). The
+//! ([`extent_count`]); each packed slot of a shared block ([`slot`]) and its payload
+//! ([`slot_payload`]). The
 //! allocation of what the regions name is the caller's to check (against the bitmap it reads).
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
@@ -27,8 +28,9 @@ use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
 #[cfg(feature = "objects")]
 use crate::{
+    format::object::{slot_check, SlotHeader, SLOT_HDR},
     format::slot_index,
-    handle::MAX_BLOCK,
+    handle::{Handle, MAX_BLOCK},
     subblock::{self, SlotBitmapRef, UNIT},
     types::BlockNo,
 };
@@ -227,6 +229,49 @@ pub enum Finding {
         /// The counters' extent objects.
         extent_objects: u64,
     },
+    /// An occupied unit of a shared block holds no slot header (the block is cut short).
+    #[cfg(feature = "objects")]
+    SlotUnreadable {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+    },
+    /// An occupied unit of a shared block starts with an all-zero (free) slot header.
+    #[cfg(feature = "objects")]
+    SlotEmpty {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+    },
+    /// A slot header's payload length gives no slot class of the block size.
+    #[cfg(feature = "objects")]
+    SlotLength {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+        /// The length.
+        len: u16,
+    },
+    /// A slot (the class its length gives) is not aligned to its size or not all occupied in
+    /// the slot bitmap.
+    #[cfg(feature = "objects")]
+    SlotUnheld {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+        /// The slot's bytes.
+        size: usize,
+    },
+    /// A packed object's payload does not match its slot header's checksum.
+    #[cfg(feature = "objects")]
+    SlotChecksum {
+        /// The object.
+        handle: Handle,
+    },
 }
 
 impl Finding {
@@ -256,7 +301,12 @@ impl Finding {
             | Finding::SharedLiveAndDead { .. }
             | Finding::SharedTwice { .. }
             | Finding::SharedInRegion { .. }
-            | Finding::SharedFree { .. } => Structure::SlotIndex,
+            | Finding::SharedFree { .. }
+            | Finding::SlotUnreadable { .. }
+            | Finding::SlotEmpty { .. }
+            | Finding::SlotLength { .. }
+            | Finding::SlotUnheld { .. }
+            | Finding::SlotChecksum { .. } => Structure::SlotIndex,
             #[cfg(feature = "objects")]
             Finding::ExtentMapBlock { .. }
             | Finding::ExtentMarkOutside { .. }
@@ -392,6 +442,27 @@ impl core::fmt::Display for Finding {
                 f,
                 "the extent map marks {marks} block(s), the object counters count {extent_objects} extent objects"
             ),
+            #[cfg(feature = "objects")]
+            Finding::SlotUnreadable { block, unit } => {
+                write!(f, "shared block {block} unit {unit}: unreadable slot header")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SlotEmpty { block, unit } => write!(
+                f,
+                "shared block {block} unit {unit}: occupied in the index but empty"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotLength { block, unit, len } => write!(
+                f,
+                "shared block {block} unit {unit}: impossible length {len}"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotUnheld { block, unit, size } => write!(
+                f,
+                "shared block {block} unit {unit}: a {size}-byte slot that the slot bitmap does not hold"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotChecksum { handle } => write!(f, "object {handle}: checksum mismatch"),
         }
     }
 }
@@ -882,6 +953,91 @@ pub fn extent_count(
     true
 }
 
+/// A packed slot, read by [`slot`].
+#[cfg(feature = "objects")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Its header.
+    pub header: SlotHeader,
+    /// Its class (the one its length gives).
+    pub class: u8,
+    /// The units it takes.
+    pub units: usize,
+}
+
+/// Checks the slot that starts at occupied unit `unit` of shared block `block` (`buf`: the
+/// block's bytes, of which this reads the slot header; `live`: its slot bitmap; FORMAT.md,
+/// "Shared blocks and slots" and "For an independent reader", slot boundaries): its header is
+/// not the all-zero one of a free slot, its payload length gives a class of the block size
+/// (`payload + 8 <= min(2048, B/2)`), and the slot of that class is aligned to its size and
+/// all occupied. Returns the slot if so (the caller goes on after its units, or after `unit`
+/// if not).
+#[cfg(feature = "objects")]
+pub fn slot(
+    buf: &[u8],
+    block: u64,
+    unit: usize,
+    live: SlotBitmapRef<'_>,
+    block_size: usize,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<Slot> {
+    let at = unit.saturating_mul(UNIT);
+    let Some(header) = buf
+        .get(at..at.saturating_add(SLOT_HDR))
+        .and_then(|b| SlotHeader::decode(b).ok())
+    else {
+        let _ = stop(sink, Finding::SlotUnreadable { block, unit });
+        return None;
+    };
+    let empty = SlotHeader {
+        len: 0,
+        tag: 0,
+        check: 0,
+    };
+    if header == empty {
+        let _ = stop(sink, Finding::SlotEmpty { block, unit });
+        return None;
+    }
+    let class = subblock::class_for(usize::from(header.len) + SLOT_HDR, block_size);
+    let Some((class, size)) = class.and_then(|c| Some((c, subblock::class_size(c)?))) else {
+        let f = Finding::SlotLength {
+            block,
+            unit,
+            len: header.len,
+        };
+        let _ = stop(sink, f);
+        return None;
+    };
+    let units = size / UNIT;
+    if !unit.is_multiple_of(units) || !live.range_occupied(unit, units) {
+        let _ = stop(sink, Finding::SlotUnheld { block, unit, size });
+        return None;
+    }
+    Some(Slot {
+        header,
+        class,
+        units,
+    })
+}
+
+/// Checks the payload of the packed object `handle` against its slot header `header`
+/// (`slot`: the slot's bytes from its first; FORMAT.md, "Shared blocks and slots": the low 32
+/// bits of xxh64(payload, seed = handle)). True if it matches.
+#[cfg(feature = "objects")]
+pub fn slot_payload(
+    slot: &[u8],
+    header: &SlotHeader,
+    handle: Handle,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    let payload = slot.get(SLOT_HDR..SLOT_HDR + usize::from(header.len));
+    if payload.is_some_and(|p| slot_check(p, handle.raw()) == header.check) {
+        return true;
+    }
+    let _ = stop(sink, Finding::SlotChecksum { handle });
+    false
+}
+
 /// A sink that keeps the first finding and stops: what a mount uses.
 #[derive(Debug, Default)]
 pub struct First(pub Option<Finding>);
@@ -1197,6 +1353,86 @@ mod tests {
         assert!(all.iter().all(|f| f.structure() == Structure::Extent));
         let mut first = First::default();
         assert_eq!(extent_marks(&stray, 0, &layout, &mut first.sink()), None);
+        assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// A shared block of 512 bytes (8 units) holding a 64-byte slot at unit 0, an empty header
+    /// at unit 2, an impossible length at unit 3, a 128-byte slot at the odd unit 5 and one at
+    /// unit 6.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn packed_slots_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::types::BlockNo;
+        let handle = |unit: u16, class: u8| Handle::Packed {
+            block: BlockNo(30),
+            unit,
+            class,
+            tag: 7,
+        };
+        let mut blk = vec![0u8; 512];
+        let mut put = |unit: usize, len: u16, payload: &[u8], h: Handle| {
+            let at = unit * UNIT;
+            let check = slot_check(payload, h.raw());
+            SlotHeader { len, tag: 7, check }
+                .encode(&mut blk[at..])
+                .unwrap();
+            blk[at + SLOT_HDR..at + SLOT_HDR + payload.len()].copy_from_slice(payload);
+        };
+        put(0, 3, b"abc", handle(0, 0));
+        put(3, 300, &[], handle(3, 0));
+        put(5, 100, &[1; 100], handle(5, 1));
+        put(6, 100, &[2; 100], handle(6, 1));
+        let bits = [0b1110_1101u8];
+        let live = SlotBitmapRef::new(&bits, 512).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        let s0 = slot(&blk, 30, 0, live, 512, &mut sink).unwrap();
+        assert_eq!((s0.class, s0.units, s0.header.len), (0, 1, 3));
+        assert!(slot_payload(&blk, &s0.header, handle(0, 0), &mut sink));
+        for u in [2, 3, 5] {
+            assert!(slot(&blk, 30, u, live, 512, &mut sink).is_none());
+        }
+        let s6 = slot(&blk, 30, 6, live, 512, &mut sink).unwrap();
+        assert_eq!((s6.class, s6.units), (1, 2));
+        assert!(slot_payload(
+            &blk[6 * UNIT..],
+            &s6.header,
+            handle(6, 1),
+            &mut sink
+        ));
+        blk[6 * UNIT + 50] ^= 1;
+        assert!(!slot_payload(
+            &blk[6 * UNIT..],
+            &s6.header,
+            handle(6, 1),
+            &mut sink
+        ));
+        assert!(slot(&blk[..100], 30, 6, live, 512, &mut sink).is_none());
+        assert_eq!(
+            all,
+            [
+                Finding::SlotEmpty { block: 30, unit: 2 },
+                Finding::SlotLength {
+                    block: 30,
+                    unit: 3,
+                    len: 300
+                },
+                Finding::SlotUnheld {
+                    block: 30,
+                    unit: 5,
+                    size: 128
+                },
+                Finding::SlotChecksum {
+                    handle: handle(6, 1)
+                },
+                Finding::SlotUnreadable { block: 30, unit: 6 },
+            ]
+        );
+        let mut first = First::default();
+        assert!(slot(&blk, 30, 3, live, 512, &mut first.sink()).is_none());
         assert_eq!(first.0, Some(all[1]));
     }
 

@@ -15,7 +15,7 @@ use std::io;
 
 use vde_nostd::format::bitmap_block;
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
-use vde_nostd::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
+use vde_nostd::format::object::{ExtentHeader, EXTENT_HDR};
 use vde_nostd::format::regions::{self, RegionEntry};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
@@ -646,61 +646,27 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
                 u += 1;
                 continue;
             }
-            let hdr = match cx.buf.get(at..at + SLOT_HDR).map(SlotHeader::decode) {
-                Some(Ok(h)) => h,
-                _ => {
-                    let m = format!("shared block {block} unit {u}: unreadable slot header");
+            // The rules are the core's (`vde_nostd::verifier`).
+            let mut found = Vec::new();
+            let Some(slot) = verifier::slot(&cx.buf, block, u, view, bs, &mut collect(&mut found))
+            else {
+                for f in found {
+                    let m = f.to_string();
                     cx.find_fixable("objects", m.clone());
                     bad.push((u, 1, m));
-                    u += 1;
-                    continue;
                 }
-            };
-            if hdr
-                == (SlotHeader {
-                    len: 0,
-                    tag: 0,
-                    check: 0,
-                })
-            {
-                let m = format!("shared block {block} unit {u}: occupied in the index but empty");
-                cx.find_fixable("objects", m.clone());
-                bad.push((u, 1, m));
-                u += 1;
-                continue;
-            }
-            let class = subblock::class_for(usize::from(hdr.len) + SLOT_HDR, bs);
-            let size = class.and_then(subblock::class_size);
-            let (Some(class), Some(size)) = (class, size) else {
-                let m = format!(
-                    "shared block {block} unit {u}: impossible length {}",
-                    hdr.len
-                );
-                cx.find_fixable("objects", m.clone());
-                bad.push((u, 1, m));
                 u += 1;
                 continue;
             };
-            let per = size / UNIT;
-            if !u.is_multiple_of(per) || !view.range_occupied(u, per) {
-                let m = format!(
-                    "shared block {block} unit {u}: a {size}-byte slot that the slot bitmap does not hold"
-                );
-                cx.find_fixable("objects", m.clone());
-                bad.push((u, 1, m));
-                u += 1;
-                continue;
-            }
+            let (class, hdr, per) = (slot.class, slot.header, slot.units);
             let h = Handle::Packed {
                 block: BlockNo(block),
                 unit: u as u16,
                 class,
                 tag: hdr.tag,
             };
-            let payload = cx
-                .buf
-                .get(at + SLOT_HDR..at + SLOT_HDR + usize::from(hdr.len));
-            let intact = payload.is_some_and(|p| slot_check(p, h.raw()) == hdr.check);
+            let slot_bytes = cx.buf.get(at..).unwrap_or_default();
+            let intact = verifier::slot_payload(slot_bytes, &hdr, h, &mut collect(&mut found));
             let count = |t: &mut PackedTotals| {
                 t.objects += 1;
                 t.bytes += u64::from(hdr.len);
@@ -712,8 +678,9 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
             if intact {
                 count(&mut cx.out.packed_intact);
                 good.push((u, per));
-            } else {
-                let m = format!("object {h}: checksum mismatch");
+            }
+            for f in found {
+                let m = f.to_string();
                 cx.find_fixable("objects", m.clone());
                 bad.push((u, per, m));
             }
