@@ -38,7 +38,6 @@ use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::verifier::{self, Finding};
 use crate::volume::Volume;
-use xxhash_rust::xxh64::Xxh64;
 
 /// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
 const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
@@ -1019,8 +1018,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         r
     }
 
-    /// Checks an extent handle; returns its header and block count.
-    fn locate_extent(&mut self, h: Handle) -> Result<(ExtentHeader, u64), Error<D::Error>> {
+    /// Checks an extent handle; returns its extent.
+    fn locate_extent(&mut self, h: Handle) -> Result<verifier::ExtentObject, Error<D::Error>> {
         let raw = h.raw();
         let bad = || Error::BadHandle { handle: raw };
         let Handle::Extent { start, .. } = h else {
@@ -1039,23 +1038,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .scratch
             .get(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
-        let hdr = match ExtentHeader::decode(buf) {
-            Ok(x) => x,
+        match ExtentHeader::decode(buf) {
+            Ok(x) if x.handle == raw => {}
             Err(DecodeError::BadChecksum) => return Err(Error::ObjectChecksum { handle: raw }),
-            Err(_) => return Err(bad()),
-        };
-        if hdr.handle != raw {
-            return Err(bad());
+            _ => return Err(bad()),
         }
-        let blocks = hdr
-            .len
-            .checked_add(EXTENT_HDR as u64)
-            .map(|t| crate::types::pow2_div_ceil(t, bs as u64))
-            .ok_or(Error::ObjectChecksum { handle: raw })?;
-        if !self.extent_allocated(Extent { start, len: blocks })? {
-            return Err(Error::ObjectChecksum { handle: raw });
+        // The header is this handle's: any rule of `verifier` it breaks is damage.
+        let damaged = || Error::ObjectChecksum { handle: raw };
+        let stop = &mut |_| verifier::Flow::Stop;
+        let x = verifier::extent(buf, start.0, &self.layout, stop).ok_or_else(damaged)?;
+        let all = self.extent_allocated(Extent {
+            start,
+            len: x.blocks,
+        })?;
+        if !verifier::extent_place(h, x.blocks, u64::from(!all), stop) {
+            return Err(damaged());
         }
-        Ok((hdr, blocks))
+        Ok(x)
     }
 
     /// Payload length of the object named by `h`.
@@ -1064,7 +1063,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.abort_tx();
         match h {
             Handle::Packed { .. } => self.locate_packed(h).map(|(_, sh, _)| u64::from(sh.len)),
-            Handle::Extent { .. } => self.locate_extent(h).map(|(hdr, _)| hdr.len),
+            Handle::Extent { .. } => self.locate_extent(h).map(|x| x.header.len),
         }
     }
 
@@ -1095,30 +1094,24 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 Ok(len)
             }
             Handle::Extent { start, .. } => {
-                let (hdr, blocks) = self.locate_extent(h)?;
-                let len = usize::try_from(hdr.len)
+                let x = self.locate_extent(h)?;
+                let len = usize::try_from(x.header.len)
                     .map_err(|_| Error::BufferTooSmall { need: usize::MAX })?;
                 let out = buf
                     .get_mut(..len)
                     .ok_or(Error::BufferTooSmall { need: len })?;
                 let bs = self.layout.bs();
-                let mut hasher = Xxh64::new(raw);
+                let mut payload = verifier::ExtentPayload::new(&x.header);
                 let mut off = 0usize;
-                for k in 0..blocks {
+                for k in 0..x.blocks {
                     self.read_through_scratch(BlockNo(start.0 + k))?;
-                    let at = if k == 0 { EXTENT_HDR } else { 0 };
-                    let n = (bs - at).min(len - off);
-                    let src = self
-                        .scratch
-                        .get(at..at + n)
-                        .ok_or(Error::ObjectChecksum { handle: raw })?;
-                    hasher.update(src);
-                    out.get_mut(off..off + n)
+                    let src = payload.block(k, self.scratch.get(..bs).unwrap_or_default());
+                    out.get_mut(off..off + src.len())
                         .ok_or(Error::ObjectChecksum { handle: raw })?
                         .copy_from_slice(src);
-                    off += n;
+                    off += src.len();
                 }
-                if hasher.digest() != hdr.payload_hash {
+                if !verifier::extent_payload(payload, &x, &mut |_| verifier::Flow::Stop) {
                     return Err(Error::ObjectChecksum { handle: raw });
                 }
                 Ok(len)
@@ -1217,7 +1210,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 Ok(())
             }
             Handle::Extent { start, .. } => {
-                let (hdr, blocks) = self.locate_extent(h)?;
+                let x = self.locate_extent(h)?;
+                let (hdr, blocks) = (x.header, x.blocks);
                 self.mark(Extent { start, len: blocks }, false)?;
                 // Wipe the header so the stale handle can never validate again.
                 let blk = self.view(start, false)?;
@@ -1427,12 +1421,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let Some(b) = next else { break };
                 bit = b + 1;
                 let start = BlockNo(j * per_map + b);
+                let layout = self.layout;
                 let blk = self.load_scratch(start)?;
-                let hdr =
-                    ExtentHeader::decode(blk).map_err(|_| Error::Corrupt(Structure::Extent))?;
+                let mut first = verifier::First::default();
+                let Some(x) = verifier::extent(blk, start.0, &layout, &mut first.sink()) else {
+                    return Err(Error::Corrupt(
+                        first.0.map_or(Structure::Extent, |f| f.structure()),
+                    ));
+                };
                 if !f(ObjectInfo {
-                    handle: Handle::from_raw(hdr.handle),
-                    len: hdr.len,
+                    handle: x.handle,
+                    len: x.header.len,
                     packed: false,
                 }) {
                     return Ok(());

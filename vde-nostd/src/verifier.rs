@@ -12,7 +12,8 @@
 //! ([`shared_place`], from what the caller found in the bitmap and the directory); the extent
 //! map's blocks ([`extent_map_block`]), their marks ([`extent_marks`]) and their number
 //! ([`extent_count`]); each packed slot of a shared block ([`slot`]) and its payload
-//! ([`slot_payload`]). The
+//! ([`slot_payload`]); each extent the map marks ([`extent`]), where its blocks lie
+//! ([`extent_place`]) and its payload ([`extent_payload`]). The
 //! allocation of what the regions name is the caller's to check (against the bitmap it reads).
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
@@ -28,7 +29,7 @@ use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
 #[cfg(feature = "objects")]
 use crate::{
-    format::object::{slot_check, SlotHeader, SLOT_HDR},
+    format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR},
     format::slot_index,
     handle::{Handle, MAX_BLOCK},
     subblock::{self, SlotBitmapRef, UNIT},
@@ -272,6 +273,55 @@ pub enum Finding {
         /// The object.
         handle: Handle,
     },
+    /// A block the extent map marks holds no extent header that decodes.
+    #[cfg(feature = "objects")]
+    ExtentHeader {
+        /// The block.
+        block: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// A block the extent map marks holds the extent header of another handle than an
+    /// extent's starting there.
+    #[cfg(feature = "objects")]
+    ExtentNamesOther {
+        /// The block.
+        block: u64,
+        /// The handle its header names.
+        handle: Handle,
+    },
+    /// An extent header's payload length gives no block count.
+    #[cfg(feature = "objects")]
+    ExtentLength {
+        /// The object.
+        handle: Handle,
+        /// The length.
+        len: u64,
+    },
+    /// An extent runs past the volume's last block.
+    #[cfg(feature = "objects")]
+    ExtentPastEnd {
+        /// The object.
+        handle: Handle,
+        /// Its payload length.
+        len: u64,
+    },
+    /// Blocks of an extent are free in the bitmap or used by something else.
+    #[cfg(feature = "objects")]
+    ExtentBlocks {
+        /// The object.
+        handle: Handle,
+        /// How many (at least: a caller may stop counting at the first).
+        unheld: u64,
+        /// Its blocks.
+        blocks: u64,
+    },
+    /// An extent object's payload does not match its header's checksum.
+    #[cfg(feature = "objects")]
+    ExtentChecksum {
+        /// The object.
+        handle: Handle,
+    },
 }
 
 impl Finding {
@@ -310,7 +360,13 @@ impl Finding {
             #[cfg(feature = "objects")]
             Finding::ExtentMapBlock { .. }
             | Finding::ExtentMarkOutside { .. }
-            | Finding::ExtentMarks { .. } => Structure::Extent,
+            | Finding::ExtentMarks { .. }
+            | Finding::ExtentHeader { .. }
+            | Finding::ExtentNamesOther { .. }
+            | Finding::ExtentLength { .. }
+            | Finding::ExtentPastEnd { .. }
+            | Finding::ExtentBlocks { .. }
+            | Finding::ExtentChecksum { .. } => Structure::Extent,
         }
     }
 }
@@ -463,6 +519,39 @@ impl core::fmt::Display for Finding {
             ),
             #[cfg(feature = "objects")]
             Finding::SlotChecksum { handle } => write!(f, "object {handle}: checksum mismatch"),
+            #[cfg(feature = "objects")]
+            Finding::ExtentHeader { block, error } => write!(
+                f,
+                "block {block}: marked as an extent's first block, its header is damaged ({})",
+                decode_text(error)
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentNamesOther { block, handle } => write!(
+                f,
+                "block {block}: marked as an extent's first block, its header names object {handle}"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentLength { handle, len } => {
+                write!(f, "object {handle}: impossible length {len}")
+            }
+            #[cfg(feature = "objects")]
+            Finding::ExtentPastEnd { handle, len } => write!(
+                f,
+                "object {handle}: {len} bytes run past the end of the image"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentBlocks {
+                handle,
+                unheld,
+                blocks,
+            } => write!(
+                f,
+                "object {handle}: {unheld} of its {blocks} block(s) are free or used by something else"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentChecksum { handle } => {
+                write!(f, "object {handle}: payload checksum mismatch")
+            }
         }
     }
 }
@@ -1038,6 +1127,143 @@ pub fn slot_payload(
     false
 }
 
+/// An extent object, read by [`extent`].
+#[cfg(feature = "objects")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentObject {
+    /// Its header.
+    pub header: ExtentHeader,
+    /// Its handle (the header's).
+    pub handle: Handle,
+    /// The blocks it takes, from its first.
+    pub blocks: u64,
+}
+
+/// Checks the extent that starts at block `block`, which the extent map marks (`buf`: the
+/// block's bytes; FORMAT.md, "Extents" and "For an independent reader", how extents are
+/// found): its header decodes (magic, checksum, reserved field), its handle is an extent
+/// handle naming `block`, and its `ceil((48 + length) / B)` blocks end within the volume of
+/// `layout`. Returns the extent if so. Where its blocks lie is [`extent_place`]'s, its payload
+/// [`extent_payload`]'s.
+#[cfg(feature = "objects")]
+pub fn extent(
+    buf: &[u8],
+    block: u64,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<ExtentObject> {
+    let header = match ExtentHeader::decode(buf) {
+        Ok(h) => h,
+        Err(error) => {
+            let _ = stop(sink, Finding::ExtentHeader { block, error });
+            return None;
+        }
+    };
+    let handle = Handle::from_raw(header.handle);
+    if !matches!(handle, Handle::Extent { start, .. } if start.0 == block) {
+        let _ = stop(sink, Finding::ExtentNamesOther { block, handle });
+        return None;
+    }
+    let len = header.len;
+    let blocks = len
+        .checked_add(EXTENT_HDR as u64)
+        .map(|t| t.div_ceil(layout.bs() as u64));
+    let Some((blocks, end)) = blocks.and_then(|k| Some((k, block.checked_add(k)?))) else {
+        let _ = stop(sink, Finding::ExtentLength { handle, len });
+        return None;
+    };
+    if end > layout.block_count {
+        let _ = stop(sink, Finding::ExtentPastEnd { handle, len });
+        return None;
+    }
+    Some(ExtentObject {
+        header,
+        handle,
+        blocks,
+    })
+}
+
+/// Checks where the blocks of extent `handle` (`blocks` of them) lie: `unheld` is how many
+/// the caller found free in the allocation bitmap or used by a region, a shared block or
+/// another extent (FORMAT.md, "For an independent reader", how extents are found: none). True
+/// if none.
+#[cfg(feature = "objects")]
+pub fn extent_place(
+    handle: Handle,
+    blocks: u64,
+    unheld: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if unheld > 0 {
+        let f = Finding::ExtentBlocks {
+            handle,
+            unheld,
+            blocks,
+        };
+        let _ = stop(sink, f);
+        return false;
+    }
+    true
+}
+
+/// The payload of an extent object as its blocks are read, for [`extent_payload`].
+#[cfg(feature = "objects")]
+pub struct ExtentPayload {
+    hasher: xxhash_rust::xxh64::Xxh64,
+    left: u64,
+}
+
+#[cfg(feature = "objects")]
+impl ExtentPayload {
+    /// The payload of the extent with header `header`.
+    pub fn new(header: &ExtentHeader) -> ExtentPayload {
+        ExtentPayload {
+            hasher: xxhash_rust::xxh64::Xxh64::new(header.handle),
+            left: header.len,
+        }
+    }
+
+    /// Takes block `k` of the extent (its bytes `buf`) and returns the payload it holds: after
+    /// the header in block 0, up to the payload's length (FORMAT.md, "Extents").
+    pub fn block<'a>(&mut self, k: u64, buf: &'a [u8]) -> &'a [u8] {
+        let from = if k == 0 { EXTENT_HDR } else { 0 };
+        let room = buf.len().saturating_sub(from);
+        let take = room.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let part = buf.get(from..from + take).unwrap_or_default();
+        self.hasher.update(part);
+        self.left -= part.len() as u64;
+        part
+    }
+}
+
+#[cfg(feature = "objects")]
+impl core::fmt::Debug for ExtentPayload {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExtentPayload")
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the payload of extent `object` (every block given to `payload`) against its
+/// header's checksum (xxh64(payload, seed = handle)). True if the whole payload was given
+/// and matches.
+#[cfg(feature = "objects")]
+pub fn extent_payload(
+    payload: ExtentPayload,
+    object: &ExtentObject,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if payload.left == 0 && payload.hasher.digest() == object.header.payload_hash {
+        return true;
+    }
+    let f = Finding::ExtentChecksum {
+        handle: object.handle,
+    };
+    let _ = stop(sink, f);
+    false
+}
+
 /// A sink that keeps the first finding and stops: what a mount uses.
 #[derive(Debug, Default)]
 pub struct First(pub Option<Finding>);
@@ -1433,6 +1659,97 @@ mod tests {
         );
         let mut first = First::default();
         assert!(slot(&blk, 30, 3, live, 512, &mut first.sink()).is_none());
+        assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// Extents of a volume of 1000 blocks of 512 bytes: one of 1000 bytes (3 blocks) whose
+    /// payload is checked block by block, and headers that are damaged, name another block,
+    /// give no block count or run past the last block.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn extents_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let b = layout.data_start + 10;
+        let at = |start: u64| Handle::Extent {
+            start: BlockNo(start),
+            tag: 3,
+        };
+        let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let header = |h: Handle, len: u64| {
+            let mut blk = vec![0u8; 512];
+            ExtentHeader {
+                handle: h.raw(),
+                len,
+                payload_hash: crate::format::xxh64(&payload, h.raw()),
+            }
+            .encode(&mut blk)
+            .unwrap();
+            blk
+        };
+        let mut blocks = vec![header(at(b), 1000), vec![0; 512], vec![0; 512]];
+        let mut flat = Vec::new();
+        for (k, blk) in blocks.iter_mut().enumerate() {
+            let from = if k == 0 { EXTENT_HDR } else { 0 };
+            let n = (512 - from).min(1000 - flat.len());
+            blk[from..from + n].copy_from_slice(&payload[flat.len()..flat.len() + n]);
+            flat.extend_from_slice(&blk[from..from + n]);
+        }
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        let x = extent(&blocks[0], b, &layout, &mut sink).unwrap();
+        assert_eq!((x.handle, x.blocks, x.header.len), (at(b), 3, 1000));
+        assert!(extent_place(x.handle, 3, 0, &mut sink));
+        let check = |blocks: &[Vec<u8>], sink: &mut dyn FnMut(Finding) -> Flow| {
+            let mut p = ExtentPayload::new(&x.header);
+            let got: Vec<u8> = (0..3u64)
+                .flat_map(|k| p.block(k, &blocks[k as usize]).to_vec())
+                .collect();
+            (got, extent_payload(p, &x, &mut |f| sink(f)))
+        };
+        assert_eq!(check(&blocks, &mut sink), (payload.clone(), true));
+        blocks[2][0] ^= 1;
+        assert!(!check(&blocks, &mut sink).1);
+        let mut torn = header(at(b), 1000);
+        torn[20] ^= 1;
+        assert!(extent(&torn, b, &layout, &mut sink).is_none());
+        assert!(extent(&header(at(b + 1), 1000), b, &layout, &mut sink).is_none());
+        assert!(extent(&header(at(b), u64::MAX), b, &layout, &mut sink).is_none());
+        assert!(extent(&header(at(998), 1000), 998, &layout, &mut sink).is_none());
+        assert!(!extent_place(x.handle, 3, 2, &mut sink));
+        assert_eq!(
+            all,
+            [
+                Finding::ExtentChecksum { handle: at(b) },
+                Finding::ExtentHeader {
+                    block: b,
+                    error: DecodeError::BadChecksum
+                },
+                Finding::ExtentNamesOther {
+                    block: b,
+                    handle: at(b + 1)
+                },
+                Finding::ExtentLength {
+                    handle: at(b),
+                    len: u64::MAX
+                },
+                Finding::ExtentPastEnd {
+                    handle: at(998),
+                    len: 1000
+                },
+                Finding::ExtentBlocks {
+                    handle: at(b),
+                    unheld: 2,
+                    blocks: 3
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::Extent));
+        let mut first = First::default();
+        assert!(extent(&torn, b, &layout, &mut first.sink()).is_none());
         assert_eq!(first.0, Some(all[1]));
     }
 

@@ -15,7 +15,6 @@ use std::io;
 
 use vde_nostd::format::bitmap_block;
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
-use vde_nostd::format::object::{ExtentHeader, EXTENT_HDR};
 use vde_nostd::format::regions::{self, RegionEntry};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
@@ -24,7 +23,6 @@ use vde_nostd::format::DecodeError;
 use vde_nostd::subblock::{self, UNIT};
 use vde_nostd::verifier::{self, Finding as Finding0, Flow};
 use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle};
-use xxhash_rust::xxh64::Xxh64;
 
 /// One problem found in an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -705,7 +703,6 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
     depth: Depth,
     progress: &mut dyn FnMut(u64, u64),
 ) -> io::Result<()> {
-    let bs = cx.bs as u64;
     let n = l.block_count;
     let shared: HashSet<u64> = cx.out.shared.iter().map(|s| s.block).collect();
     let regions: Vec<_> = cx.out.regions.iter().map(|r| r.extent).collect();
@@ -721,82 +718,51 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
             );
             continue;
         }
-        let marked = |why: String| format!("block {b}: marked as an extent's first block, {why}");
         cx.read(b)?;
-        let hdr = match ExtentHeader::decode(&cx.buf) {
-            Ok(h) => h,
-            Err(e) => {
-                cx.find_fixable(
-                    "objects",
-                    marked(format!("its header is damaged ({})", decode_msg(e))),
-                );
-                continue;
+        // The rules are the core's (`vde_nostd::verifier`).
+        let mut found = Vec::new();
+        let Some(x) = verifier::extent(&cx.buf, b, l, &mut collect(&mut found)) else {
+            for f in found {
+                let m = match f {
+                    Finding0::ExtentHeader { block, error } => format!(
+                        "block {block}: marked as an extent's first block, its header is damaged ({})",
+                        decode_msg(error)
+                    ),
+                    _ => f.to_string(),
+                };
+                cx.find_fixable("objects", m);
             }
-        };
-        let h = Handle::from_raw(hdr.handle);
-        if !matches!(h, Handle::Extent { start, .. } if start.0 == b) {
-            cx.find_fixable("objects", marked(format!("its header names object {h}")));
-            continue;
-        }
-        let blocks = hdr
-            .len
-            .checked_add(EXTENT_HDR as u64)
-            .map(|t| t.div_ceil(bs));
-        let end = blocks.and_then(|k| b.checked_add(k));
-        let (Some(blocks), Some(end)) = (blocks, end) else {
-            cx.find_fixable(
-                "objects",
-                format!("object {h}: impossible length {}", hdr.len),
-            );
             continue;
         };
-        if end > n {
-            cx.find_fixable(
-                "objects",
-                format!(
-                    "object {h}: {} bytes run past the end of the image",
-                    hdr.len
-                ),
-            );
-            continue;
-        }
-        let mut damage = None;
-        let bad_alloc = (b..end)
+        let (h, blocks, end) = (x.handle, x.blocks, b + x.blocks);
+        let unheld = (b..end)
             .filter(|x| {
                 cx.out.bitmap.allocated(*x) == Some(false) || claimed(*x) || held.contains(x)
             })
             .count();
-        if bad_alloc > 0 {
-            let m = format!("object {h}: {bad_alloc} of its {blocks} block(s) are free or used by something else");
-            cx.find_fixable("objects", m.clone());
-            damage = Some(m);
-        }
+        verifier::extent_place(h, blocks, unheld as u64, &mut collect(&mut found));
         if depth == Depth::Payloads {
-            let mut hasher = Xxh64::new(hdr.handle);
-            let mut left = hdr.len;
+            let mut payload = verifier::ExtentPayload::new(&x.header);
             for k in 0..blocks {
                 if k > 0 {
                     cx.read(b + k)?;
                 }
-                let from = if k == 0 { EXTENT_HDR } else { 0 };
-                let take = (cx.bs - from).min(usize::try_from(left).unwrap_or(usize::MAX));
-                if let Some(p) = cx.buf.get(from..from + take) {
-                    hasher.update(p);
-                }
-                left -= take as u64;
+                payload.block(k, &cx.buf);
             }
-            if hasher.digest() != hdr.payload_hash {
-                let m = format!("object {h}: payload checksum mismatch");
-                cx.find_fixable("objects", m.clone());
-                damage.get_or_insert(m);
-            }
+            verifier::extent_payload(payload, &x, &mut collect(&mut found));
+        }
+        let mut damage = None;
+        for f in found {
+            let m = f.to_string();
+            cx.find_fixable("objects", m.clone());
+            damage.get_or_insert(m);
         }
         held.extend(b..end);
         cx.out.extents.push(ExtentObject {
             handle: h,
             start: b,
             blocks,
-            len: hdr.len,
+            len: x.header.len,
             damage,
         });
     }
