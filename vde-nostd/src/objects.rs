@@ -1315,10 +1315,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    /// Cross-checks the object counters against the slot index: the units occupied in shared
-    /// blocks must equal the units of the packed objects counted per class, and the object
-    /// count must equal packed plus extent objects; extent blocks fit in the allocated data
-    /// blocks that are not shared blocks, and number at least the extent objects.
+    /// Cross-checks the object counters against the slot index by the rules of
+    /// [`verifier::counters`]: the units occupied in shared blocks must equal the units of the
+    /// packed objects counted per class, and the object count must equal packed plus extent
+    /// objects; extent blocks fit in the allocated data blocks that are not shared blocks, and
+    /// number at least the extent objects.
     fn check_counters(&self) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let units = (self.layout.bs() / UNIT) as u64;
@@ -1328,31 +1329,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 occupied = occupied.saturating_add(units.saturating_sub(bm.free_units() as u64));
             }
         }
-        let mut expect = Some(0u64);
-        let mut packed = Some(0u64);
-        for (n, c) in o.counters.per_class.iter().zip(subblock::CLASSES.iter()) {
-            expect = expect.and_then(|e| e.checked_add(n.checked_mul((c / UNIT) as u64)?));
-            packed = packed.and_then(|p| p.checked_add(*n));
-        }
-        let total = packed.and_then(|p| p.checked_add(o.counters.extent_objects));
-        // Extent blocks are allocated data blocks that are neither shared blocks nor region
-        // blocks, and every extent holds at least one block.
+        // Extent blocks are allocated data blocks that are not shared blocks.
         let extent_room = self
             .layout
             .block_count
             .saturating_sub(self.layout.data_start)
             .saturating_sub(self.free_blocks)
             .saturating_sub(o.count as u64);
-        if expect != Some(occupied)
-            || total != Some(o.counters.objects)
-            || o.counters.bytes
-                > o.counters
-                    .objects
-                    .saturating_mul(MAX_BLOCK.saturating_mul(65536))
-            || o.counters.extent_objects > o.counters.extent_blocks
-            || o.counters.extent_blocks > extent_room
-        {
-            return Err(Error::Corrupt(Structure::SlotIndex));
+        let mut first = verifier::First::default();
+        if !verifier::counters(&o.counters, occupied, extent_room, &mut first.sink()) {
+            return Err(Error::Corrupt(
+                first.0.map_or(Structure::SlotIndex, |f| f.structure()),
+            ));
         }
         Ok(())
     }

@@ -13,7 +13,8 @@
 //! map's blocks ([`extent_map_block`]), their marks ([`extent_marks`]) and their number
 //! ([`extent_count`]); each packed slot of a shared block ([`slot`]) and its payload
 //! ([`slot_payload`]); each extent the map marks ([`extent`]), where its blocks lie
-//! ([`extent_place`]) and its payload ([`extent_payload`]). The
+//! ([`extent_place`]) and its payload ([`extent_payload`]); the object counters against the
+//! slot index ([`counters`]). The
 //! allocation of what the regions name is the caller's to check (against the bitmap it reads).
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
@@ -29,6 +30,7 @@ use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
 #[cfg(feature = "objects")]
 use crate::{
+    format::counters::Counters,
     format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR},
     format::slot_index,
     handle::{Handle, MAX_BLOCK},
@@ -322,6 +324,48 @@ pub enum Finding {
         /// The object.
         handle: Handle,
     },
+    /// The units of the packed objects the counters count per class are not the units
+    /// occupied in the shared blocks.
+    #[cfg(feature = "objects")]
+    CountersUnits {
+        /// The counters' units (`None`: past 2^64).
+        counted: Option<u64>,
+        /// Units occupied in the slot index.
+        occupied: u64,
+    },
+    /// The counters' live objects are not their packed plus extent objects.
+    #[cfg(feature = "objects")]
+    CountersObjects {
+        /// Live objects.
+        objects: u64,
+        /// Packed plus extent objects (`None`: past 2^64).
+        sum: Option<u64>,
+    },
+    /// The counters' payload bytes are more than their objects can hold.
+    #[cfg(feature = "objects")]
+    CountersBytes {
+        /// Payload bytes.
+        bytes: u64,
+        /// Live objects.
+        objects: u64,
+    },
+    /// The counters count fewer extent blocks than extent objects.
+    #[cfg(feature = "objects")]
+    CountersExtentBlocks {
+        /// Extent objects.
+        extent_objects: u64,
+        /// Extent blocks.
+        extent_blocks: u64,
+    },
+    /// The counters' extent blocks are more than the allocated data blocks that are not shared
+    /// blocks.
+    #[cfg(feature = "objects")]
+    CountersExtentRoom {
+        /// Extent blocks.
+        extent_blocks: u64,
+        /// Allocated data blocks that are not shared blocks.
+        room: u64,
+    },
 }
 
 impl Finding {
@@ -356,7 +400,12 @@ impl Finding {
             | Finding::SlotEmpty { .. }
             | Finding::SlotLength { .. }
             | Finding::SlotUnheld { .. }
-            | Finding::SlotChecksum { .. } => Structure::SlotIndex,
+            | Finding::SlotChecksum { .. }
+            | Finding::CountersUnits { .. }
+            | Finding::CountersObjects { .. }
+            | Finding::CountersBytes { .. }
+            | Finding::CountersExtentBlocks { .. }
+            | Finding::CountersExtentRoom { .. } => Structure::SlotIndex,
             #[cfg(feature = "objects")]
             Finding::ExtentMapBlock { .. }
             | Finding::ExtentMarkOutside { .. }
@@ -552,6 +601,54 @@ impl core::fmt::Display for Finding {
             Finding::ExtentChecksum { handle } => {
                 write!(f, "object {handle}: payload checksum mismatch")
             }
+            #[cfg(feature = "objects")]
+            Finding::CountersUnits {
+                counted: Some(counted),
+                occupied,
+            } => write!(
+                f,
+                "the object counters count {counted} units of packed objects, the slot index {occupied} occupied ones"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersUnits {
+                counted: None,
+                occupied,
+            } => write!(
+                f,
+                "the object counters count more than 2^64 units of packed objects, the slot index {occupied} occupied ones"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersObjects { objects, sum } => match sum {
+                Some(sum) => write!(
+                    f,
+                    "the object counters say {objects} objects, {sum} packed and extent ones"
+                ),
+                None => write!(
+                    f,
+                    "the object counters say {objects} objects, more than 2^64 packed and extent ones"
+                ),
+            },
+            #[cfg(feature = "objects")]
+            Finding::CountersBytes { bytes, objects } => write!(
+                f,
+                "the object counters say {bytes} payload bytes, more than {objects} objects hold"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersExtentBlocks {
+                extent_objects,
+                extent_blocks,
+            } => write!(
+                f,
+                "the object counters say {extent_objects} extent objects in {extent_blocks} blocks"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersExtentRoom {
+                extent_blocks,
+                room,
+            } => write!(
+                f,
+                "the object counters say {extent_blocks} extent blocks, more than the {room} allocated data blocks that are not shared blocks"
+            ),
         }
     }
 }
@@ -1264,6 +1361,74 @@ pub fn extent_payload(
     false
 }
 
+/// Checks the object counters `c` against the slot index (FORMAT.md, "Slot index", checks on
+/// load, and "Object counters"): the units of the packed objects they count per class are the
+/// `occupied_units` of the shared blocks; live objects are the packed plus the extent ones;
+/// the payload bytes fit in the objects; extent objects are at most extent blocks, which are
+/// at most the `extent_room` (the allocated data blocks that are not shared blocks). True if
+/// so.
+#[cfg(feature = "objects")]
+pub fn counters(
+    c: &Counters,
+    occupied_units: u64,
+    extent_room: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    let mut counted = Some(0u64);
+    let mut packed = Some(0u64);
+    for (n, size) in c.per_class.iter().zip(subblock::CLASSES) {
+        counted = counted.and_then(|e| e.checked_add(n.checked_mul((size / UNIT) as u64)?));
+        packed = packed.and_then(|p| p.checked_add(*n));
+    }
+    let mut ok = true;
+    let mut report = |f: Finding| {
+        ok = false;
+        stop(sink, f)
+    };
+    if counted != Some(occupied_units)
+        && report(Finding::CountersUnits {
+            counted,
+            occupied: occupied_units,
+        })
+    {
+        return false;
+    }
+    let sum = packed.and_then(|p| p.checked_add(c.extent_objects));
+    if sum != Some(c.objects)
+        && report(Finding::CountersObjects {
+            objects: c.objects,
+            sum,
+        })
+    {
+        return false;
+    }
+    // The largest object: every block a handle can name, of the largest block size.
+    let most = c.objects.saturating_mul(MAX_BLOCK.saturating_mul(65536));
+    if c.bytes > most
+        && report(Finding::CountersBytes {
+            bytes: c.bytes,
+            objects: c.objects,
+        })
+    {
+        return false;
+    }
+    if c.extent_objects > c.extent_blocks
+        && report(Finding::CountersExtentBlocks {
+            extent_objects: c.extent_objects,
+            extent_blocks: c.extent_blocks,
+        })
+    {
+        return false;
+    }
+    if c.extent_blocks > extent_room {
+        let _ = report(Finding::CountersExtentRoom {
+            extent_blocks: c.extent_blocks,
+            room: extent_room,
+        });
+    }
+    ok
+}
+
 /// A sink that keeps the first finding and stops: what a mount uses.
 #[derive(Debug, Default)]
 pub struct First(pub Option<Finding>);
@@ -1751,6 +1916,69 @@ mod tests {
         let mut first = First::default();
         assert!(extent(&torn, b, &layout, &mut first.sink()).is_none());
         assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// Counters of 2 packed objects of 64 and 1 of 128 bytes (4 units) and 2 extents in 5
+    /// blocks, then each rule broken.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn the_counters_report_every_broken_rule_or_stop_at_the_first() {
+        let good = Counters {
+            objects: 5,
+            bytes: 9000,
+            extent_objects: 2,
+            extent_blocks: 5,
+            per_class: [2, 1, 0, 0, 0, 0],
+        };
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(counters(&good, 4, 5, &mut sink));
+        let bad = Counters {
+            objects: 1,
+            bytes: u64::MAX,
+            extent_objects: 6,
+            extent_blocks: 5,
+            per_class: [2, 1, 0, 0, 0, u64::MAX],
+        };
+        assert!(!counters(&bad, 4, 4, &mut sink));
+        assert_eq!(
+            all,
+            [
+                Finding::CountersUnits {
+                    counted: None,
+                    occupied: 4
+                },
+                Finding::CountersObjects {
+                    objects: 1,
+                    sum: None
+                },
+                Finding::CountersBytes {
+                    bytes: u64::MAX,
+                    objects: 1
+                },
+                Finding::CountersExtentBlocks {
+                    extent_objects: 6,
+                    extent_blocks: 5
+                },
+                Finding::CountersExtentRoom {
+                    extent_blocks: 5,
+                    room: 4
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::SlotIndex));
+        let mut first = First::default();
+        assert!(!counters(&good, 3, 5, &mut first.sink()));
+        assert_eq!(
+            first.0,
+            Some(Finding::CountersUnits {
+                counted: Some(4),
+                occupied: 3
+            })
+        );
     }
 
     /// 1000 blocks of 512 bytes: one bitmap block of 3,968 bits, so bits 1000.. are the tail.

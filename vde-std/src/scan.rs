@@ -249,6 +249,8 @@ struct Ctx<'a, D> {
     /// Slot bitmaps of `out.shared`, in the same order.
     /// Each shared block's slot bitmap and dead bitmap.
     shared_bits: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Entries the slot index holds (accepted or not).
+    index_entries: usize,
     out: Scan,
 }
 
@@ -282,6 +284,7 @@ pub fn scan<D: BlockDevice<Error = io::Error>>(
         bs,
         buf: vec![0u8; bs],
         shared_bits: Vec::new(),
+        index_entries: 0,
         out: Scan::default(),
     };
     let Some((sb, layout)) = best_superblock(&copies, bs, n) else {
@@ -498,6 +501,7 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
         blk += 1;
     }
     let entries = index.len() / es;
+    cx.index_entries = entries;
     cx.out.index_complete = entries == count && read_extent_map(cx, l, start + index_blocks)?;
     let units = bs / UNIT;
     let mut listed: HashMap<u64, usize> = HashMap::new();
@@ -800,10 +804,20 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
     let ext = cx.out.extents.len() as u64;
     let ext_blocks: u64 = cx.out.extents.iter().map(|e| e.blocks).sum();
     let ext_bytes: u64 = cx.out.extents.iter().map(|e| e.len).sum();
-    // The rule of the marks' number is the core's (`vde_nostd::verifier`).
+    // The rules of the marks' number and of the counters against the slot index are the
+    // core's (`vde_nostd::verifier`); the second only when every entry was accepted.
     let mut found = Vec::new();
     let marks = cx.out.extent_marks.len() as u64;
     verifier::extent_count(marks, c.extent_objects, &mut collect(&mut found));
+    if let (Some(l), true) = (cx.out.layout, cx.index_entries == cx.out.shared.len()) {
+        let occupied: u64 = cx.out.shared.iter().map(|s| s.used_units as u64).sum();
+        let room = l
+            .block_count
+            .saturating_sub(l.data_start)
+            .saturating_sub(cx.out.free_blocks)
+            .saturating_sub(cx.out.shared.len() as u64);
+        verifier::counters(&c, occupied, room, &mut collect(&mut found));
+    }
     let mut bad = Vec::new();
     for f in found {
         cx.find_fixable("objects", f.to_string());
