@@ -5,17 +5,20 @@
 //! collects them all and prints each ([`Finding`]'s `Display`).
 //!
 //! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
-//! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the region directory
-//! and pointer table against the layout, the module catalogue, the manifest and each other
-//! ([`regions`]); with the `objects` module, the slot index's blocks ([`slot_index_head`],
+//! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the
+//! region directory and pointer table against the layout, the module catalogue, the manifest
+//! and each other ([`regions()`]). The allocation of what the regions name is the caller's to
+//! check (against the bitmap it reads).
+//!
+//! With the `objects` module: the slot index's blocks ([`slot_index_head`],
 //! [`slot_index_block`]), each entry ([`slot_entry`]) and where its shared block lies
-//! ([`shared_place`], from what the caller found in the bitmap and the directory); the extent
-//! map's blocks ([`extent_map_block`]), their marks ([`extent_marks`]) and their number
-//! ([`extent_count`]); each packed slot of a shared block ([`slot`]) and its payload
-//! ([`slot_payload`]); each extent the map marks ([`extent`]), where its blocks lie
-//! ([`extent_place`]) and its payload ([`extent_payload`]); the object counters against the
-//! slot index ([`counters`]). The
-//! allocation of what the regions name is the caller's to check (against the bitmap it reads).
+//! ([`shared_place`]); the extent map's blocks ([`extent_map_block`]), their marks
+//! ([`extent_marks`]) and their number ([`extent_count`]); each packed slot of a shared block
+//! ([`slot`]) and its payload ([`slot_payload`]); each extent the map marks ([`extent`]),
+//! where its blocks lie ([`extent_place`]) and its payload ([`extent_payload`]); the object
+//! counters against the slot index ([`counters`]). What a rule needs from elsewhere (whether a
+//! block is allocated, in a region, held twice; a payload's hash over several blocks) the
+//! caller finds and hands in.
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
 //! entry or pointer it concerns.

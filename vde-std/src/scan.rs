@@ -9,6 +9,13 @@
 //! checksum; extent objects (found through the extent map, never by scanning for headers) are
 //! allocated, name their first block and match their payload checksum; the object counters
 //! equal what was found.
+//!
+//! The rules themselves are the core's, written once in [`vde_nostd::verifier`] (the ones a
+//! mount checks too); this walk reads the blocks, finds what a rule needs from elsewhere (the
+//! bitmap, the regions, the other entries and extents) and turns every finding into a
+//! [`Finding`] of an area. Its own are only what needs the whole image at once: the metadata
+//! and regions allocated, a mark inside another extent, and the counters equal to what was
+//! found.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
