@@ -1020,6 +1020,7 @@ pub fn slot_entry<'a>(
 /// What the caller found of a shared block among the other structures, for [`shared_place`].
 #[cfg(feature = "objects")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SharedPlace {
     /// An earlier slot index entry that lists the same block.
     pub earlier: Option<usize>,
@@ -1145,6 +1146,7 @@ pub fn extent_count(
 /// A packed slot, read by [`slot`].
 #[cfg(feature = "objects")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Slot {
     /// Its header.
     pub header: SlotHeader,
@@ -1230,6 +1232,7 @@ pub fn slot_payload(
 /// An extent object, read by [`extent`].
 #[cfg(feature = "objects")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ExtentObject {
     /// Its header.
     pub header: ExtentHeader,
