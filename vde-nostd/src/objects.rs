@@ -125,7 +125,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.read_through_scratch(BlockNo(first.0 + j))?;
         let bs = self.layout.bs();
         let buf = self.scratch.get(..bs).unwrap_or(&[]);
-        if !verifier::extent_map_block(buf, j, &mut |_| verifier::Flow::Stop) {
+        if !verifier::extent_map_block(buf, j, &mut verifier::First::default().sink()) {
             return Err(Error::Corrupt(Structure::Extent));
         }
         Ok(())
@@ -268,14 +268,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let mut o = self.obj()?;
         let bs = self.layout.bs();
         let es = self.es();
+        // Every finding of the slot index rules is the slot index's (`Finding::structure`).
         let si = || Error::Corrupt(Structure::SlotIndex);
-        let corrupt = |found: Option<Finding>| match found {
-            Some(Finding::SlotIndexBlock {
-                error: DecodeError::BadVersion(found),
-                ..
-            }) => Error::UnsupportedVersion { found },
-            f => Error::Corrupt(f.map_or(Structure::SlotIndex, |f| f.structure())),
-        };
         let mut first = verifier::First::default();
         let mut loaded = 0usize;
         let mut count = 0usize;
@@ -292,17 +286,24 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::BufferTooSmall { need: bs })?;
             self.wal
                 .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
+            let read =
+                verifier::slot_index_block(buf, blk_i, index_blocks, map_blocks, &mut first.sink());
+            let Some(n) = read else {
+                return Err(match first.0 {
+                    Some(Finding::SlotIndexBlock {
+                        error: DecodeError::BadVersion(found),
+                        ..
+                    }) => Error::UnsupportedVersion { found },
+                    _ => si(),
+                });
+            };
             if blk_i == 0 {
-                let head =
-                    verifier::slot_index_head(buf, index_blocks, map_blocks, &mut first.sink());
-                count = head.ok_or(corrupt(first.0))?;
+                count = n;
                 if count > self.index.len() / es {
                     return Err(Error::BufferTooSmall {
                         need: count.saturating_mul(es),
                     });
                 }
-            } else if !verifier::slot_index_block(buf, blk_i, map_blocks, &mut first.sink()) {
-                return Err(corrupt(first.0));
             }
             let (first_entry, room) = slot_index::block_span(bs, blk_i);
             let take = room.min(count.saturating_sub(first_entry));
@@ -327,7 +328,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let Some(b) =
                 verifier::slot_entry(bytes, i, &self.layout, &mut first.sink()).map(|e| e.block)
             else {
-                return Err(corrupt(first.0));
+                return Err(si());
             };
             let key = b.0.to_le_bytes();
             let earlier = (0..i).find(|j| self.index.get(j * es..j * es + 8) == Some(&key[..]));
@@ -337,7 +338,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 allocated: Some(self.is_allocated(b)?),
             };
             if !verifier::shared_place(i, b, &place, &mut first.sink()) {
-                return Err(corrupt(first.0));
+                return Err(si());
             }
         }
         // The extent map is read when an extent is located; `verify_objects` checks its
@@ -1038,20 +1039,32 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .scratch
             .get(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
-        match ExtentHeader::decode(buf) {
-            Ok(x) if x.handle == raw => {}
-            Err(DecodeError::BadChecksum) => return Err(Error::ObjectChecksum { handle: raw }),
-            _ => return Err(bad()),
-        }
-        // The header is this handle's: any rule of `verifier` it breaks is damage.
+        // The extent by the rules of `verifier`: a header that does not decode but for its
+        // checksum, or that is another object's, means a stale handle; any other broken rule
+        // means damage.
         let damaged = || Error::ObjectChecksum { handle: raw };
-        let stop = &mut |_| verifier::Flow::Stop;
-        let x = verifier::extent(buf, start.0, &self.layout, stop).ok_or_else(damaged)?;
+        let mut first = verifier::First::default();
+        let read = verifier::extent(buf, start.0, &self.layout, &mut first.sink());
+        let x = match (read, first.0) {
+            (Some(x), _) if x.handle == h => x,
+            (
+                None,
+                Some(
+                    Finding::ExtentLength { .. }
+                    | Finding::ExtentPastEnd { .. }
+                    | Finding::ExtentHeader {
+                        error: DecodeError::BadChecksum,
+                        ..
+                    },
+                ),
+            ) => return Err(damaged()),
+            _ => return Err(bad()),
+        };
         let all = self.extent_allocated(Extent {
             start,
             len: x.blocks,
         })?;
-        if !verifier::extent_place(h, x.blocks, u64::from(!all), stop) {
+        if !verifier::extent_place(h, x.blocks, u64::from(!all), &mut first.sink()) {
             return Err(damaged());
         }
         Ok(x)
@@ -1084,7 +1097,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     .scratch
                     .get(at..)
                     .ok_or(Error::BadHandle { handle: raw })?;
-                if !verifier::slot_payload(slot, &sh, h, &mut |_| verifier::Flow::Stop) {
+                let mut first = verifier::First::default();
+                if !verifier::slot_payload(slot, &sh, h, &mut first.sink()) {
                     return Err(Error::ObjectChecksum { handle: raw });
                 }
                 let src = slot
@@ -1111,7 +1125,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                         .copy_from_slice(src);
                     off += src.len();
                 }
-                if !verifier::extent_payload(payload, &x, &mut |_| verifier::Flow::Stop) {
+                let mut first = verifier::First::default();
+                if !verifier::extent_payload(payload, &x, &mut first.sink()) {
                     return Err(Error::ObjectChecksum { handle: raw });
                 }
                 Ok(len)

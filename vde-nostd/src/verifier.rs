@@ -10,8 +10,8 @@
 //! and each other ([`regions()`]). The allocation of what the regions name is the caller's to
 //! check (against the bitmap it reads).
 //!
-//! With the `objects` module: the slot index's blocks ([`slot_index_head`],
-//! [`slot_index_block`]), each entry ([`slot_entry`]) and where its shared block lies
+//! With the `objects` module: the slot index's blocks ([`slot_index_block`]), each entry
+//! ([`slot_entry`]) and where its shared block lies
 //! ([`shared_place`]); the extent map's blocks ([`extent_map_block`]), their marks
 //! ([`extent_marks`]) and their number ([`extent_count`]); each packed slot of a shared block
 //! ([`slot`]) and its payload ([`slot_payload`]); each extent the map marks ([`extent`]),
@@ -908,21 +908,23 @@ pub fn regions(
     Some(n)
 }
 
-/// Checks block 0 of the slot index (the whole block `buf`; FORMAT.md, "Slot index"): it
-/// decodes (magic, version, checksum, reserved fields, the block and entry sizes, and
-/// `map_blocks` as the extent map's size), and its entry count fits in the region's
-/// `index_blocks` slot index blocks. Returns the entry count if so.
+/// Checks slot index block `index` (the whole block `buf`; FORMAT.md, "Slot index") of an
+/// index of `index_blocks` blocks whose extent map has `map_blocks` blocks: it decodes (magic,
+/// checksum, its index, reserved fields; block 0 also its version, block and entry sizes, and
+/// `map_blocks` as the extent map's size), and block 0's entry count fits in the index blocks.
+/// Returns the entry count block 0 states (0 for the others) if so.
 #[cfg(feature = "objects")]
-pub fn slot_index_head(
+pub fn slot_index_block(
     buf: &[u8],
+    index: u64,
     index_blocks: u64,
     map_blocks: u64,
     sink: &mut impl FnMut(Finding) -> Flow,
 ) -> Option<usize> {
-    let count = match slot_index::check(buf, 0, map_blocks) {
+    let count = match slot_index::check(buf, index, map_blocks) {
         Ok(n) => n,
         Err(error) => {
-            let _ = stop(sink, Finding::SlotIndexBlock { index: 0, error });
+            let _ = stop(sink, Finding::SlotIndexBlock { index, error });
             return None;
         }
     };
@@ -936,25 +938,6 @@ pub fn slot_index_head(
         return None;
     }
     usize::try_from(count).ok()
-}
-
-/// Checks slot index block `index` (1 or more; the whole block `buf`) decodes: magic,
-/// checksum, its index, the reserved field (`map_blocks` is the extent map's size, which only
-/// block 0 states). True if it does.
-#[cfg(feature = "objects")]
-pub fn slot_index_block(
-    buf: &[u8],
-    index: u64,
-    map_blocks: u64,
-    sink: &mut impl FnMut(Finding) -> Flow,
-) -> bool {
-    match slot_index::check(buf, index, map_blocks) {
-        Ok(_) => true,
-        Err(error) => {
-            let _ = stop(sink, Finding::SlotIndexBlock { index, error });
-            false
-        }
-    }
 }
 
 /// A slot index entry, decoded by [`slot_entry`].
@@ -983,18 +966,15 @@ pub fn slot_entry<'a>(
 ) -> Option<SlotEntry<'a>> {
     let bs = layout.bs();
     let bm = subblock::bitmap_bytes(bs);
-    let split = (bytes.len() == slot_index::entry_size(bs))
-        .then(|| {
-            let (num, maps) = bytes.split_at_checked(8)?;
-            let (live, dead) = maps.split_at_checked(bm)?;
-            let block = u64::from_le_bytes(num.try_into().ok()?);
-            Some((
-                block,
-                SlotBitmapRef::new(live, bs)?,
-                SlotBitmapRef::new(dead, bs)?,
-            ))
-        })
-        .flatten();
+    // A bitmap view takes exactly its bytes: the entry is 8 + 2 bitmaps long.
+    let split = bytes.split_first_chunk::<8>().and_then(|(num, maps)| {
+        let (live, dead) = maps.split_at_checked(bm)?;
+        Some((
+            u64::from_le_bytes(*num),
+            SlotBitmapRef::new(live, bs)?,
+            SlotBitmapRef::new(dead, bs)?,
+        ))
+    });
     let Some((block, live, dead)) = split else {
         let _ = stop(sink, Finding::SharedEntrySize { entry });
         return None;
@@ -1270,7 +1250,7 @@ pub fn extent(
     let len = header.len;
     let blocks = len
         .checked_add(EXTENT_HDR as u64)
-        .map(|t| t.div_ceil(layout.bs() as u64));
+        .map(|t| crate::types::pow2_div_ceil(t, layout.bs() as u64));
     let Some((blocks, end)) = blocks.and_then(|k| Some((k, block.checked_add(k)?))) else {
         let _ = stop(sink, Finding::ExtentLength { handle, len });
         return None;
@@ -1382,7 +1362,7 @@ pub fn counters(
 ) -> bool {
     let mut counted = Some(0u64);
     let mut packed = Some(0u64);
-    for (n, size) in c.per_class.iter().zip(subblock::CLASSES) {
+    for (n, size) in c.per_class.iter().zip(subblock::CLASSES.iter()) {
         counted = counted.and_then(|e| e.checked_add(n.checked_mul((size / UNIT) as u64)?));
         packed = packed.and_then(|p| p.checked_add(*n));
     }
@@ -1603,17 +1583,23 @@ mod tests {
             all.push(f);
             Flow::Continue
         };
-        assert_eq!(slot_index_head(&head, 1, 1, &mut sink), Some(3));
-        assert_eq!(slot_index_head(&head, 1, 2, &mut sink), None, "map size");
+        assert_eq!(slot_index_block(&head, 0, 1, 1, &mut sink), Some(3));
+        assert_eq!(
+            slot_index_block(&head, 0, 1, 2, &mut sink),
+            None,
+            "map size"
+        );
         let mut full = head.clone();
         slot_index::encode_head(&mut full, 0, 38, 1).unwrap();
         slot_index::seal(&mut full).unwrap();
-        assert_eq!(slot_index_head(&full, 1, 1, &mut sink), None);
-        assert_eq!(slot_index_head(&full, 2, 1, &mut sink), Some(38));
-        assert!(
-            !slot_index_block(&head, 1, 1, &mut sink),
-            "a head is no block 1"
-        );
+        assert_eq!(slot_index_block(&full, 0, 1, 1, &mut sink), None);
+        assert_eq!(slot_index_block(&full, 0, 2, 1, &mut sink), Some(38));
+        let none = slot_index_block(&head, 1, 2, 1, &mut sink);
+        assert_eq!(none, None, "a head is no block 1");
+        let mut next = vec![0u8; 512];
+        slot_index::encode_head(&mut next, 1, 0, 1).unwrap();
+        slot_index::seal(&mut next).unwrap();
+        assert_eq!(slot_index_block(&next, 1, 2, 1, &mut sink), Some(0));
         let entry = |block: u64, live: u8, dead: u8| {
             let mut e = block.to_le_bytes().to_vec();
             e.extend([live, dead]);

@@ -462,8 +462,13 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     cx.read(start)?;
     let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
     let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
-    let head =
-        verifier::slot_index_head(&cx.buf, index_blocks, map_blocks, &mut collect(&mut found));
+    let head = verifier::slot_index_block(
+        &cx.buf,
+        0,
+        index_blocks,
+        map_blocks,
+        &mut collect(&mut found),
+    );
     report_index(cx, start, std::mem::take(&mut found));
     // The counters are the checkpoint's, in the WAL header mount would use (the scan runs
     // after recovery, so no committed transaction is left in the log).
@@ -494,7 +499,11 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     while index.len() < count * es && blk < index_blocks {
         if blk > 0 {
             cx.read(start + blk)?;
-            if !verifier::slot_index_block(&cx.buf, blk, map_blocks, &mut collect(&mut found)) {
+            let read = {
+                let sink = &mut collect(&mut found);
+                verifier::slot_index_block(&cx.buf, blk, index_blocks, map_blocks, sink)
+            };
+            if read.is_none() {
                 report_index(cx, start, found);
                 return Ok(());
             }
