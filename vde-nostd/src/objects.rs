@@ -36,8 +36,8 @@ use crate::handle::{Handle, MAX_BLOCK};
 use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
+use crate::verifier::{self, Finding};
 use crate::volume::Volume;
-use xxhash_rust::xxh64::Xxh64;
 
 /// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
 const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
@@ -125,8 +125,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.read_through_scratch(BlockNo(first.0 + j))?;
         let bs = self.layout.bs();
         let buf = self.scratch.get(..bs).unwrap_or(&[]);
-        bitmap_block::check(buf, slot_index::extent_map_tag(j))
-            .map_err(|_| Error::Corrupt(Structure::Extent))
+        if !verifier::extent_map_block(buf, j, &mut verifier::First::default().sink()) {
+            return Err(Error::Corrupt(Structure::Extent));
+        }
+        Ok(())
     }
 
     /// Whether block `b` starts an extent object (its extent map bit; as the open transaction
@@ -259,13 +261,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.reload_index()
     }
 
-    /// Reads the on-disk slot index into RAM and validates it.
+    /// Reads the on-disk slot index into RAM and validates it: each block and entry, and
+    /// where each shared block lies, by the rules of [`verifier`] (the first broken one is the
+    /// error), then the object counters against it ([`Self::check_counters`]).
     pub(crate) fn reload_index(&mut self) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let mut o = self.obj()?;
         let bs = self.layout.bs();
         let es = self.es();
+        // Every finding of the slot index rules is the slot index's (`Finding::structure`).
         let si = || Error::Corrupt(Structure::SlotIndex);
+        let mut first = verifier::First::default();
         let mut loaded = 0usize;
         let mut count = 0usize;
         let mut blk_i = 0u64;
@@ -281,29 +287,32 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .ok_or(Error::BufferTooSmall { need: bs })?;
             self.wal
                 .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
-            let n = slot_index::check(buf, blk_i, map_blocks).map_err(|e| match e {
-                DecodeError::BadVersion(found) => Error::UnsupportedVersion { found },
-                _ => Error::Corrupt(Structure::SlotIndex),
-            })?;
+            let read =
+                verifier::slot_index_block(buf, blk_i, index_blocks, map_blocks, &mut first.sink());
+            let Some(n) = read else {
+                return Err(match first.0 {
+                    Some(Finding::SlotIndexBlock {
+                        error: DecodeError::BadVersion(found),
+                        ..
+                    }) => Error::UnsupportedVersion { found },
+                    _ => si(),
+                });
+            };
             if blk_i == 0 {
-                count = n as usize;
-                let cap_ram = self.index.len() / es;
-                if count as u64 > slot_index::capacity(bs, index_blocks) {
-                    return Err(si());
-                }
-                if count > cap_ram {
+                count = n;
+                if count > self.index.len() / es {
                     return Err(Error::BufferTooSmall {
                         need: count.saturating_mul(es),
                     });
                 }
             }
-            let (first, room) = slot_index::block_span(bs, blk_i);
-            let take = room.min(count.saturating_sub(first));
+            let (first_entry, room) = slot_index::block_span(bs, blk_i);
+            let take = room.min(count.saturating_sub(first_entry));
             let off = slot_index::entries_offset(blk_i);
             let src = buf.get(off..off + take * es).ok_or_else(si)?;
             let dst = self
                 .index
-                .get_mut(first * es..(first + take) * es)
+                .get_mut(first_entry * es..(first_entry + take) * es)
                 .ok_or_else(si)?;
             dst.copy_from_slice(src);
             loaded += take;
@@ -315,23 +324,21 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         o.open = 0;
         self.objects = Some(o);
         self.check_counters()?;
-        // Cross-checks: every shared block is an allocated data block outside every region, and
-        // appears once.
         for i in 0..count {
-            let (b, live) = self.entry(i).ok_or_else(si)?;
-            let dead = self.entry_dead(i).ok_or_else(si)?;
-            if (0..self.layout.bs() / UNIT).any(|u| live.occupied(u) && dead.occupied(u)) {
+            let bytes = self.index.get(i * es..(i + 1) * es).ok_or_else(si)?;
+            let Some(b) =
+                verifier::slot_entry(bytes, i, &self.layout, &mut first.sink()).map(|e| e.block)
+            else {
                 return Err(si());
-            }
-            if b.0 < self.layout.data_start || b.0 >= self.layout.block_count || b.0 > MAX_BLOCK {
-                return Err(si());
-            }
-            for j in 0..i {
-                if self.entry(j).is_some_and(|(x, _)| x == b) {
-                    return Err(si());
-                }
-            }
-            if !self.is_allocated(b)? || self.in_region(b)? {
+            };
+            let key = b.0.to_le_bytes();
+            let earlier = (0..i).find(|j| self.index.get(j * es..j * es + 8) == Some(&key[..]));
+            let place = verifier::SharedPlace {
+                earlier,
+                region: self.region_of(b)?,
+                allocated: Some(self.is_allocated(b)?),
+            };
+            if !verifier::shared_place(i, b, &place, &mut first.sink()) {
                 return Err(si());
             }
         }
@@ -341,9 +348,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(())
     }
 
-    fn in_region(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
-        let mut hit = false;
-        self.for_each_region(|e| hit |= e.extent.contains(b))?;
+    /// The module bit of the region that holds block `b`, if one does.
+    fn region_of(&mut self, b: BlockNo) -> Result<Option<u8>, Error<D::Error>> {
+        let mut hit = None;
+        self.for_each_region(|e| {
+            if e.extent.contains(b) {
+                hit.get_or_insert(e.module);
+            }
+        })?;
         Ok(hit)
     }
 
@@ -963,21 +975,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .get(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
         let slot = buf.get(unit * UNIT..unit * UNIT + size).ok_or_else(bad)?;
-        let sh = SlotHeader::decode(slot).map_err(|_| bad())?;
-        if sh.tag != tag
-            || sh
-                == (SlotHeader {
-                    len: 0,
-                    tag: 0,
-                    check: 0,
-                })
-        {
+        if SlotHeader::decode(slot).map_err(|_| bad())?.tag != tag {
             return Err(bad());
         }
-        if usize::from(sh.len) > size - SLOT_HDR {
-            return Err(Error::ObjectChecksum { handle: raw });
+        // The slot by the rules of `verifier`: a free one's header means a stale handle, any
+        // other broken rule (or another class than the handle's) a damaged header.
+        let (_, bm) = self.entry(entry).ok_or_else(bad)?;
+        let mut first = verifier::First::default();
+        let read = verifier::slot(buf, block.0, unit, bm, bs, &mut first.sink());
+        match read {
+            Some(s) if s.class == class => Ok((entry, s.header, size)),
+            None if matches!(first.0, Some(Finding::SlotEmpty { .. })) => Err(bad()),
+            _ => Err(Error::ObjectChecksum { handle: raw }),
         }
-        Ok((entry, sh, size))
     }
 
     /// Reads bytes `at..at + len` of block `b` through the open transaction into the same
@@ -1012,8 +1022,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         r
     }
 
-    /// Checks an extent handle; returns its header and block count.
-    fn locate_extent(&mut self, h: Handle) -> Result<(ExtentHeader, u64), Error<D::Error>> {
+    /// Checks an extent handle; returns its extent.
+    fn locate_extent(&mut self, h: Handle) -> Result<verifier::ExtentObject, Error<D::Error>> {
         let raw = h.raw();
         let bad = || Error::BadHandle { handle: raw };
         let Handle::Extent { start, .. } = h else {
@@ -1032,23 +1042,35 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .scratch
             .get(..bs)
             .ok_or(Error::BufferTooSmall { need: bs })?;
-        let hdr = match ExtentHeader::decode(buf) {
-            Ok(x) => x,
-            Err(DecodeError::BadChecksum) => return Err(Error::ObjectChecksum { handle: raw }),
-            Err(_) => return Err(bad()),
+        // The extent by the rules of `verifier`: a header that does not decode but for its
+        // checksum, or that is another object's, means a stale handle; any other broken rule
+        // means damage.
+        let damaged = || Error::ObjectChecksum { handle: raw };
+        let mut first = verifier::First::default();
+        let read = verifier::extent(buf, start.0, &self.layout, &mut first.sink());
+        let x = match (read, first.0) {
+            (Some(x), _) if x.handle == h => x,
+            (
+                None,
+                Some(
+                    Finding::ExtentLength { .. }
+                    | Finding::ExtentPastEnd { .. }
+                    | Finding::ExtentHeader {
+                        error: DecodeError::BadChecksum,
+                        ..
+                    },
+                ),
+            ) => return Err(damaged()),
+            _ => return Err(bad()),
         };
-        if hdr.handle != raw {
-            return Err(bad());
+        let all = self.extent_allocated(Extent {
+            start,
+            len: x.blocks,
+        })?;
+        if !verifier::extent_place(h, x.blocks, u64::from(!all), &mut first.sink()) {
+            return Err(damaged());
         }
-        let blocks = hdr
-            .len
-            .checked_add(EXTENT_HDR as u64)
-            .map(|t| crate::types::pow2_div_ceil(t, bs as u64))
-            .ok_or(Error::ObjectChecksum { handle: raw })?;
-        if !self.extent_allocated(Extent { start, len: blocks })? {
-            return Err(Error::ObjectChecksum { handle: raw });
-        }
-        Ok((hdr, blocks))
+        Ok(x)
     }
 
     /// Payload length of the object named by `h`.
@@ -1057,7 +1079,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.abort_tx();
         match h {
             Handle::Packed { .. } => self.locate_packed(h).map(|(_, sh, _)| u64::from(sh.len)),
-            Handle::Extent { .. } => self.locate_extent(h).map(|(hdr, _)| hdr.len),
+            Handle::Extent { .. } => self.locate_extent(h).map(|x| x.header.len),
         }
     }
 
@@ -1074,42 +1096,41 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let out = buf
                     .get_mut(..len)
                     .ok_or(Error::BufferTooSmall { need: len })?;
-                let at = usize::from(unit) * UNIT + SLOT_HDR;
-                let src = self
+                let at = usize::from(unit) * UNIT;
+                let slot = self
                     .scratch
-                    .get(at..at + len)
+                    .get(at..)
                     .ok_or(Error::BadHandle { handle: raw })?;
-                if slot_check(src, raw) != sh.check {
+                let mut first = verifier::First::default();
+                if !verifier::slot_payload(slot, &sh, h, &mut first.sink()) {
                     return Err(Error::ObjectChecksum { handle: raw });
                 }
+                let src = slot
+                    .get(SLOT_HDR..SLOT_HDR + len)
+                    .ok_or(Error::BadHandle { handle: raw })?;
                 out.copy_from_slice(src);
                 Ok(len)
             }
             Handle::Extent { start, .. } => {
-                let (hdr, blocks) = self.locate_extent(h)?;
-                let len = usize::try_from(hdr.len)
+                let x = self.locate_extent(h)?;
+                let len = usize::try_from(x.header.len)
                     .map_err(|_| Error::BufferTooSmall { need: usize::MAX })?;
                 let out = buf
                     .get_mut(..len)
                     .ok_or(Error::BufferTooSmall { need: len })?;
                 let bs = self.layout.bs();
-                let mut hasher = Xxh64::new(raw);
+                let mut payload = verifier::ExtentPayload::new(&x.header);
                 let mut off = 0usize;
-                for k in 0..blocks {
+                for k in 0..x.blocks {
                     self.read_through_scratch(BlockNo(start.0 + k))?;
-                    let at = if k == 0 { EXTENT_HDR } else { 0 };
-                    let n = (bs - at).min(len - off);
-                    let src = self
-                        .scratch
-                        .get(at..at + n)
-                        .ok_or(Error::ObjectChecksum { handle: raw })?;
-                    hasher.update(src);
-                    out.get_mut(off..off + n)
+                    let src = payload.block(k, self.scratch.get(..bs).unwrap_or_default());
+                    out.get_mut(off..off + src.len())
                         .ok_or(Error::ObjectChecksum { handle: raw })?
                         .copy_from_slice(src);
-                    off += n;
+                    off += src.len();
                 }
-                if hasher.digest() != hdr.payload_hash {
+                let mut first = verifier::First::default();
+                if !verifier::extent_payload(payload, &x, &mut first.sink()) {
                     return Err(Error::ObjectChecksum { handle: raw });
                 }
                 Ok(len)
@@ -1208,7 +1229,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 Ok(())
             }
             Handle::Extent { start, .. } => {
-                let (hdr, blocks) = self.locate_extent(h)?;
+                let x = self.locate_extent(h)?;
+                let (hdr, blocks) = (x.header, x.blocks);
                 self.mark(Extent { start, len: blocks }, false)?;
                 // Wipe the header so the stale handle can never validate again.
                 let blk = self.view(start, false)?;
@@ -1282,9 +1304,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reloads the slot index, which cross-checks it (see [`Self::check_counters`]), then
-    /// checks the extent map: each block's trailer holds and it marks as many blocks as the
-    /// counters count extents. (Each mark's header, the blocks it holds and their overlaps are
-    /// the checker's, `vde check`; `get` checks one extent's.)
+    /// checks the extent map by the rules of [`verifier`]: each block's trailer holds, it marks
+    /// no block outside the data area, and it marks as many blocks as the counters count
+    /// extents. (Each mark's header, the blocks it holds and their overlaps are the checker's,
+    /// `vde check`; `get` checks one extent's.)
     pub(crate) fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
         if self.objects.is_none() {
             return Ok(());
@@ -1292,22 +1315,30 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.reload_index()?;
         let bs = self.layout.bs();
         let (_, m) = self.extent_map()?;
+        let mut first = verifier::First::default();
+        let corrupt =
+            |f: Option<Finding>| Error::Corrupt(f.map_or(Structure::Extent, |f| f.structure()));
         let mut marked = 0u64;
         for j in 0..m {
             self.load_map_block(j)?;
-            let bits = bitmap_block::bits(self.scratch.get(..bs).unwrap_or(&[]));
-            marked += bits.iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
+            let buf = self.scratch.get(..bs).unwrap_or(&[]);
+            let Some(n) = verifier::extent_marks(buf, j, &self.layout, &mut first.sink()) else {
+                return Err(corrupt(first.0));
+            };
+            marked += n;
         }
-        if marked != self.obj()?.counters.extent_objects {
-            return Err(Error::Corrupt(Structure::Extent));
+        let counted = self.obj()?.counters.extent_objects;
+        if !verifier::extent_count(marked, counted, &mut first.sink()) {
+            return Err(corrupt(first.0));
         }
         Ok(())
     }
 
-    /// Cross-checks the object counters against the slot index: the units occupied in shared
-    /// blocks must equal the units of the packed objects counted per class, and the object
-    /// count must equal packed plus extent objects; extent blocks fit in the allocated data
-    /// blocks that are not shared blocks, and number at least the extent objects.
+    /// Cross-checks the object counters against the slot index by the rules of
+    /// [`verifier::counters`]: the units occupied in shared blocks must equal the units of the
+    /// packed objects counted per class, and the object count must equal packed plus extent
+    /// objects; extent blocks fit in the allocated data blocks that are not shared blocks, and
+    /// number at least the extent objects.
     fn check_counters(&self) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let units = (self.layout.bs() / UNIT) as u64;
@@ -1317,31 +1348,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 occupied = occupied.saturating_add(units.saturating_sub(bm.free_units() as u64));
             }
         }
-        let mut expect = Some(0u64);
-        let mut packed = Some(0u64);
-        for (n, c) in o.counters.per_class.iter().zip(subblock::CLASSES.iter()) {
-            expect = expect.and_then(|e| e.checked_add(n.checked_mul((c / UNIT) as u64)?));
-            packed = packed.and_then(|p| p.checked_add(*n));
-        }
-        let total = packed.and_then(|p| p.checked_add(o.counters.extent_objects));
-        // Extent blocks are allocated data blocks that are neither shared blocks nor region
-        // blocks, and every extent holds at least one block.
+        // Extent blocks are allocated data blocks that are not shared blocks.
         let extent_room = self
             .layout
             .block_count
             .saturating_sub(self.layout.data_start)
             .saturating_sub(self.free_blocks)
             .saturating_sub(o.count as u64);
-        if expect != Some(occupied)
-            || total != Some(o.counters.objects)
-            || o.counters.bytes
-                > o.counters
-                    .objects
-                    .saturating_mul(MAX_BLOCK.saturating_mul(65536))
-            || o.counters.extent_objects > o.counters.extent_blocks
-            || o.counters.extent_blocks > extent_room
-        {
-            return Err(Error::Corrupt(Structure::SlotIndex));
+        let mut first = verifier::First::default();
+        if !verifier::counters(&o.counters, occupied, extent_room, &mut first.sink()) {
+            return Err(Error::Corrupt(
+                first.0.map_or(Structure::SlotIndex, |f| f.structure()),
+            ));
         }
         Ok(())
     }
@@ -1374,28 +1392,27 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     u += 1;
                     continue;
                 }
-                let at = u * UNIT;
-                let hdr = blk
-                    .get(at..at + SLOT_HDR)
-                    .and_then(|b| SlotHeader::decode(b).ok())
-                    .ok_or_else(si)?;
-                let class =
-                    subblock::class_for(usize::from(hdr.len) + SLOT_HDR, bs).ok_or_else(si)?;
-                let per = subblock::class_size(class).ok_or_else(si)? / UNIT;
+                let mut first = verifier::First::default();
+                let Some(slot) = verifier::slot(blk, block.0, u, used, bs, &mut first.sink())
+                else {
+                    return Err(Error::Corrupt(
+                        first.0.map_or(Structure::SlotIndex, |f| f.structure()),
+                    ));
+                };
                 let handle = Handle::Packed {
                     block,
                     unit: u16::try_from(u).map_err(|_| si())?,
-                    class,
-                    tag: hdr.tag,
+                    class: slot.class,
+                    tag: slot.header.tag,
                 };
                 if !f(ObjectInfo {
                     handle,
-                    len: u64::from(hdr.len),
+                    len: u64::from(slot.header.len),
                     packed: true,
                 }) {
                     return Ok(());
                 }
-                u += per.max(1);
+                u += slot.units.max(1);
             }
         }
         let (_, m) = self.extent_map()?;
@@ -1411,12 +1428,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let Some(b) = next else { break };
                 bit = b + 1;
                 let start = BlockNo(j * per_map + b);
+                let layout = self.layout;
                 let blk = self.load_scratch(start)?;
-                let hdr =
-                    ExtentHeader::decode(blk).map_err(|_| Error::Corrupt(Structure::Extent))?;
+                let mut first = verifier::First::default();
+                let Some(x) = verifier::extent(blk, start.0, &layout, &mut first.sink()) else {
+                    return Err(Error::Corrupt(
+                        first.0.map_or(Structure::Extent, |f| f.structure()),
+                    ));
+                };
                 if !f(ObjectInfo {
-                    handle: Handle::from_raw(hdr.handle),
-                    len: hdr.len,
+                    handle: x.handle,
+                    len: x.header.len,
                     packed: false,
                 }) {
                     return Ok(());

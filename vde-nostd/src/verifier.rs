@@ -5,10 +5,20 @@
 //! collects them all and prints each ([`Finding`]'s `Display`).
 //!
 //! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
-//! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the region directory
-//! and pointer table against the layout, the module catalogue, the manifest and each other
-//! ([`regions`]). The allocation of what they name is the caller's to check (against the
-//! bitmap it reads), as are the object structures.
+//! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the
+//! region directory and pointer table against the layout, the module catalogue, the manifest
+//! and each other ([`regions()`]). The allocation of what the regions name is the caller's to
+//! check (against the bitmap it reads).
+//!
+//! With the `objects` module: the slot index's blocks ([`slot_index_block`]), each entry
+//! ([`slot_entry`]) and where its shared block lies
+//! ([`shared_place`]); the extent map's blocks ([`extent_map_block`]), their marks
+//! ([`extent_marks`]) and their number ([`extent_count`]); each packed slot of a shared block
+//! ([`slot`]) and its payload ([`slot_payload`]); each extent the map marks ([`extent`]),
+//! where its blocks lie ([`extent_place`]) and its payload ([`extent_payload`]); the object
+//! counters against the slot index ([`counters`]). What a rule needs from elsewhere (whether a
+//! block is allocated, in a region, held twice; a payload's hash over several blocks) the
+//! caller finds and hands in.
 //!
 //! Invariant: a check never panics on any bytes, and reports a broken rule at most once per
 //! entry or pointer it concerns.
@@ -21,6 +31,15 @@ use crate::format::superblock::{Superblock, FLAG_FORMATTING};
 use crate::format::DecodeError;
 use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
+#[cfg(feature = "objects")]
+use crate::{
+    format::counters::Counters,
+    format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR},
+    format::slot_index,
+    handle::{Handle, MAX_BLOCK},
+    subblock::{self, SlotBitmapRef, UNIT},
+    types::BlockNo,
+};
 
 /// Whether a check should go on after a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +144,231 @@ pub enum Finding {
         /// Entries the pointers reference.
         referenced: usize,
     },
+    /// A slot index block does not decode (magic, version, checksum, its index, reserved
+    /// fields; block 0 also its block size, entry size and extent map size).
+    #[cfg(feature = "objects")]
+    SlotIndexBlock {
+        /// Its index within the `objects` region.
+        index: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// The slot index counts more entries than its blocks hold.
+    #[cfg(feature = "objects")]
+    SlotIndexCount {
+        /// The entry count of its block 0.
+        count: u64,
+        /// Entries its blocks hold.
+        capacity: u64,
+    },
+    /// A slot index entry does not split into a block number, a slot bitmap and a dead bitmap.
+    #[cfg(feature = "objects")]
+    SharedEntrySize {
+        /// The entry.
+        entry: usize,
+    },
+    /// A shared block lies outside the data area (or past the blocks a handle can name).
+    #[cfg(feature = "objects")]
+    SharedOutsideData {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+    },
+    /// A unit of a shared block is both live and dead.
+    #[cfg(feature = "objects")]
+    SharedLiveAndDead {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+    },
+    /// A shared block is listed by two slot index entries.
+    #[cfg(feature = "objects")]
+    SharedTwice {
+        /// The later entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+        /// The earlier entry.
+        first: usize,
+    },
+    /// A shared block lies inside a module region.
+    #[cfg(feature = "objects")]
+    SharedInRegion {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+        /// The region's module bit.
+        module: u8,
+    },
+    /// A shared block is marked free in the allocation bitmap.
+    #[cfg(feature = "objects")]
+    SharedFree {
+        /// Its slot index entry.
+        entry: usize,
+        /// The block.
+        block: u64,
+    },
+    /// An extent map block does not decode (checksum, trailer index, reserved field).
+    #[cfg(feature = "objects")]
+    ExtentMapBlock {
+        /// Its index within the extent map.
+        index: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// An extent map block marks blocks outside the data area.
+    #[cfg(feature = "objects")]
+    ExtentMarkOutside {
+        /// The first such block.
+        block: u64,
+        /// How many.
+        marks: u64,
+    },
+    /// The extent map marks another number of blocks than the counters count extent objects.
+    #[cfg(feature = "objects")]
+    ExtentMarks {
+        /// Blocks marked.
+        marks: u64,
+        /// The counters' extent objects.
+        extent_objects: u64,
+    },
+    /// An occupied unit of a shared block holds no slot header (the block is cut short).
+    #[cfg(feature = "objects")]
+    SlotUnreadable {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+    },
+    /// An occupied unit of a shared block starts with an all-zero (free) slot header.
+    #[cfg(feature = "objects")]
+    SlotEmpty {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+    },
+    /// A slot header's payload length gives no slot class of the block size.
+    #[cfg(feature = "objects")]
+    SlotLength {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+        /// The length.
+        len: u16,
+    },
+    /// A slot (the class its length gives) is not aligned to its size or not all occupied in
+    /// the slot bitmap.
+    #[cfg(feature = "objects")]
+    SlotUnheld {
+        /// The shared block.
+        block: u64,
+        /// The unit.
+        unit: usize,
+        /// The slot's bytes.
+        size: usize,
+    },
+    /// A packed object's payload does not match its slot header's checksum.
+    #[cfg(feature = "objects")]
+    SlotChecksum {
+        /// The object.
+        handle: Handle,
+    },
+    /// A block the extent map marks holds no extent header that decodes.
+    #[cfg(feature = "objects")]
+    ExtentHeader {
+        /// The block.
+        block: u64,
+        /// Why.
+        error: DecodeError,
+    },
+    /// A block the extent map marks holds the extent header of another handle than an
+    /// extent's starting there.
+    #[cfg(feature = "objects")]
+    ExtentNamesOther {
+        /// The block.
+        block: u64,
+        /// The handle its header names.
+        handle: Handle,
+    },
+    /// An extent header's payload length gives no block count.
+    #[cfg(feature = "objects")]
+    ExtentLength {
+        /// The object.
+        handle: Handle,
+        /// The length.
+        len: u64,
+    },
+    /// An extent runs past the volume's last block.
+    #[cfg(feature = "objects")]
+    ExtentPastEnd {
+        /// The object.
+        handle: Handle,
+        /// Its payload length.
+        len: u64,
+    },
+    /// Blocks of an extent are free in the bitmap or used by something else.
+    #[cfg(feature = "objects")]
+    ExtentBlocks {
+        /// The object.
+        handle: Handle,
+        /// How many (at least: a caller may stop counting at the first).
+        unheld: u64,
+        /// Its blocks.
+        blocks: u64,
+    },
+    /// An extent object's payload does not match its header's checksum.
+    #[cfg(feature = "objects")]
+    ExtentChecksum {
+        /// The object.
+        handle: Handle,
+    },
+    /// The units of the packed objects the counters count per class are not the units
+    /// occupied in the shared blocks.
+    #[cfg(feature = "objects")]
+    CountersUnits {
+        /// The counters' units (`None`: past 2^64).
+        counted: Option<u64>,
+        /// Units occupied in the slot index.
+        occupied: u64,
+    },
+    /// The counters' live objects are not their packed plus extent objects.
+    #[cfg(feature = "objects")]
+    CountersObjects {
+        /// Live objects.
+        objects: u64,
+        /// Packed plus extent objects (`None`: past 2^64).
+        sum: Option<u64>,
+    },
+    /// The counters' payload bytes are more than their objects can hold.
+    #[cfg(feature = "objects")]
+    CountersBytes {
+        /// Payload bytes.
+        bytes: u64,
+        /// Live objects.
+        objects: u64,
+    },
+    /// The counters count fewer extent blocks than extent objects.
+    #[cfg(feature = "objects")]
+    CountersExtentBlocks {
+        /// Extent objects.
+        extent_objects: u64,
+        /// Extent blocks.
+        extent_blocks: u64,
+    },
+    /// The counters' extent blocks are more than the allocated data blocks that are not shared
+    /// blocks.
+    #[cfg(feature = "objects")]
+    CountersExtentRoom {
+        /// Extent blocks.
+        extent_blocks: u64,
+        /// Allocated data blocks that are not shared blocks.
+        room: u64,
+    },
 }
 
 impl Finding {
@@ -146,6 +390,35 @@ impl Finding {
             | Finding::PointerWrongCount { .. }
             | Finding::PointerWrongEntry { .. }
             | Finding::Unreferenced { .. } => Structure::RegionPointerTable,
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexBlock { .. }
+            | Finding::SlotIndexCount { .. }
+            | Finding::SharedEntrySize { .. }
+            | Finding::SharedOutsideData { .. }
+            | Finding::SharedLiveAndDead { .. }
+            | Finding::SharedTwice { .. }
+            | Finding::SharedInRegion { .. }
+            | Finding::SharedFree { .. }
+            | Finding::SlotUnreadable { .. }
+            | Finding::SlotEmpty { .. }
+            | Finding::SlotLength { .. }
+            | Finding::SlotUnheld { .. }
+            | Finding::SlotChecksum { .. }
+            | Finding::CountersUnits { .. }
+            | Finding::CountersObjects { .. }
+            | Finding::CountersBytes { .. }
+            | Finding::CountersExtentBlocks { .. }
+            | Finding::CountersExtentRoom { .. } => Structure::SlotIndex,
+            #[cfg(feature = "objects")]
+            Finding::ExtentMapBlock { .. }
+            | Finding::ExtentMarkOutside { .. }
+            | Finding::ExtentMarks { .. }
+            | Finding::ExtentHeader { .. }
+            | Finding::ExtentNamesOther { .. }
+            | Finding::ExtentLength { .. }
+            | Finding::ExtentPastEnd { .. }
+            | Finding::ExtentBlocks { .. }
+            | Finding::ExtentChecksum { .. } => Structure::Extent,
         }
     }
 }
@@ -218,6 +491,166 @@ impl core::fmt::Display for Finding {
             } => write!(
                 f,
                 "{entries} directory entries but {referenced} referenced by the pointer table"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexBlock { index: 0, error } => {
+                write!(f, "slot index head block: {}", decode_text(error))
+            }
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexBlock { index, error } => {
+                write!(f, "index block {index}: {}", decode_text(error))
+            }
+            #[cfg(feature = "objects")]
+            Finding::SlotIndexCount { count, capacity } => {
+                write!(f, "{count} entries but room for {capacity}")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedEntrySize { entry } => {
+                write!(f, "slot index entry {entry}: slot bitmap of the wrong size")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedOutsideData { block, .. } => {
+                write!(f, "shared block {block}: outside the data area")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedLiveAndDead { block, .. } => {
+                write!(f, "shared block {block}: a unit both live and dead")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SharedTwice { block, .. } => write!(f, "shared block {block}: listed twice"),
+            #[cfg(feature = "objects")]
+            Finding::SharedInRegion { block, module, .. } => write!(
+                f,
+                "shared block {block}: inside the {} region",
+                module_name(*module)
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SharedFree { block, .. } => {
+                write!(f, "shared block {block}: marked free in the bitmap")
+            }
+            #[cfg(feature = "objects")]
+            Finding::ExtentMapBlock { index, error } => {
+                write!(f, "extent map block {index}: {}", decode_text(error))
+            }
+            #[cfg(feature = "objects")]
+            Finding::ExtentMarkOutside { block, marks: 1 } => write!(
+                f,
+                "the extent map marks block {block}, outside the data area"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentMarkOutside { block, marks } => write!(
+                f,
+                "the extent map marks {marks} blocks outside the data area (the first {block})"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentMarks {
+                marks,
+                extent_objects,
+            } => write!(
+                f,
+                "the extent map marks {marks} block(s), the object counters count {extent_objects} extent objects"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotUnreadable { block, unit } => {
+                write!(f, "shared block {block} unit {unit}: unreadable slot header")
+            }
+            #[cfg(feature = "objects")]
+            Finding::SlotEmpty { block, unit } => write!(
+                f,
+                "shared block {block} unit {unit}: occupied in the index but empty"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotLength { block, unit, len } => write!(
+                f,
+                "shared block {block} unit {unit}: impossible length {len}"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotUnheld { block, unit, size } => write!(
+                f,
+                "shared block {block} unit {unit}: a {size}-byte slot that the slot bitmap does not hold"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::SlotChecksum { handle } => write!(f, "object {handle}: checksum mismatch"),
+            #[cfg(feature = "objects")]
+            Finding::ExtentHeader { block, error } => write!(
+                f,
+                "block {block}: marked as an extent's first block, its header is damaged ({})",
+                decode_text(error)
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentNamesOther { block, handle } => write!(
+                f,
+                "block {block}: marked as an extent's first block, its header names object {handle}"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentLength { handle, len } => {
+                write!(f, "object {handle}: impossible length {len}")
+            }
+            #[cfg(feature = "objects")]
+            Finding::ExtentPastEnd { handle, len } => write!(
+                f,
+                "object {handle}: {len} bytes run past the end of the image"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentBlocks {
+                handle,
+                unheld,
+                blocks,
+            } => write!(
+                f,
+                "object {handle}: {unheld} of its {blocks} block(s) are free or used by something else"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::ExtentChecksum { handle } => {
+                write!(f, "object {handle}: payload checksum mismatch")
+            }
+            #[cfg(feature = "objects")]
+            Finding::CountersUnits {
+                counted: Some(counted),
+                occupied,
+            } => write!(
+                f,
+                "the object counters count {counted} units of packed objects, the slot index {occupied} occupied ones"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersUnits {
+                counted: None,
+                occupied,
+            } => write!(
+                f,
+                "the object counters count more than 2^64 units of packed objects, the slot index {occupied} occupied ones"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersObjects { objects, sum } => match sum {
+                Some(sum) => write!(
+                    f,
+                    "the object counters say {objects} objects, {sum} packed and extent ones"
+                ),
+                None => write!(
+                    f,
+                    "the object counters say {objects} objects, more than 2^64 packed and extent ones"
+                ),
+            },
+            #[cfg(feature = "objects")]
+            Finding::CountersBytes { bytes, objects } => write!(
+                f,
+                "the object counters say {bytes} payload bytes, more than {objects} objects hold"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersExtentBlocks {
+                extent_objects,
+                extent_blocks,
+            } => write!(
+                f,
+                "the object counters say {extent_objects} extent objects in {extent_blocks} blocks"
+            ),
+            #[cfg(feature = "objects")]
+            Finding::CountersExtentRoom {
+                extent_blocks,
+                room,
+            } => write!(
+                f,
+                "the object counters say {extent_blocks} extent blocks, more than the {room} allocated data blocks that are not shared blocks"
             ),
         }
     }
@@ -475,6 +908,513 @@ pub fn regions(
     Some(n)
 }
 
+/// Checks slot index block `index` (the whole block `buf`; FORMAT.md, "Slot index") of an
+/// index of `index_blocks` blocks whose extent map has `map_blocks` blocks: it decodes (magic,
+/// checksum, its index, reserved fields; block 0 also its version, block and entry sizes, and
+/// `map_blocks` as the extent map's size), and block 0's entry count fits in the index blocks.
+/// Returns the entry count block 0 states (0 for the others) if so.
+#[cfg(feature = "objects")]
+pub fn slot_index_block(
+    buf: &[u8],
+    index: u64,
+    index_blocks: u64,
+    map_blocks: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<usize> {
+    let count = match slot_index::check(buf, index, map_blocks) {
+        Ok(n) => n,
+        Err(error) => {
+            let _ = stop(sink, Finding::SlotIndexBlock { index, error });
+            return None;
+        }
+    };
+    let capacity = slot_index::capacity(buf.len(), index_blocks);
+    if u64::from(count) > capacity {
+        let f = Finding::SlotIndexCount {
+            count: u64::from(count),
+            capacity,
+        };
+        let _ = stop(sink, f);
+        return None;
+    }
+    usize::try_from(count).ok()
+}
+
+/// A slot index entry, decoded by [`slot_entry`].
+#[cfg(feature = "objects")]
+#[derive(Clone, Copy)]
+pub struct SlotEntry<'a> {
+    /// The shared block.
+    pub block: BlockNo,
+    /// Its slot bitmap (units of live slots).
+    pub live: SlotBitmapRef<'a>,
+    /// Its dead bitmap (units of deleted slots whose bytes are still in the block).
+    pub dead: SlotBitmapRef<'a>,
+}
+
+/// Checks slot index entry `entry` (its bytes `bytes`) on its own (FORMAT.md, "Slot index",
+/// checks on load): it splits into a block number and two bitmaps of the block size of
+/// `layout`; its block lies in the data area (and a packed handle can name it); no unit is
+/// both live and dead. Returns the entry if it breaks no rule. Where the block lies among the
+/// other structures is [`shared_place`]'s.
+#[cfg(feature = "objects")]
+pub fn slot_entry<'a>(
+    bytes: &'a [u8],
+    entry: usize,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<SlotEntry<'a>> {
+    let bs = layout.bs();
+    let bm = subblock::bitmap_bytes(bs);
+    // A bitmap view takes exactly its bytes: the entry is 8 + 2 bitmaps long.
+    let split = bytes.split_first_chunk::<8>().and_then(|(num, maps)| {
+        let (live, dead) = maps.split_at_checked(bm)?;
+        Some((
+            u64::from_le_bytes(*num),
+            SlotBitmapRef::new(live, bs)?,
+            SlotBitmapRef::new(dead, bs)?,
+        ))
+    });
+    let Some((block, live, dead)) = split else {
+        let _ = stop(sink, Finding::SharedEntrySize { entry });
+        return None;
+    };
+    let mut ok = true;
+    if block < layout.data_start || block >= layout.block_count || block > MAX_BLOCK {
+        ok = false;
+        if stop(sink, Finding::SharedOutsideData { entry, block }) {
+            return None;
+        }
+    }
+    if (0..bs / UNIT).any(|u| live.occupied(u) && dead.occupied(u)) {
+        ok = false;
+        let _ = stop(sink, Finding::SharedLiveAndDead { entry, block });
+    }
+    ok.then_some(SlotEntry {
+        block: BlockNo(block),
+        live,
+        dead,
+    })
+}
+
+/// What the caller found of a shared block among the other structures, for [`shared_place`].
+#[cfg(feature = "objects")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SharedPlace {
+    /// An earlier slot index entry that lists the same block.
+    pub earlier: Option<usize>,
+    /// The module bit of a region that holds the block.
+    pub region: Option<u8>,
+    /// Whether the allocation bitmap marks the block allocated (`None`: not known, its bitmap
+    /// block being damaged).
+    pub allocated: Option<bool>,
+}
+
+/// Checks where the shared block `block` of slot index entry `entry` lies (FORMAT.md, "Slot
+/// index", checks on load): listed once, outside every region, allocated. True if so.
+#[cfg(feature = "objects")]
+pub fn shared_place(
+    entry: usize,
+    block: BlockNo,
+    place: &SharedPlace,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    let block = block.0;
+    let mut ok = true;
+    if let Some(first) = place.earlier {
+        ok = false;
+        if stop(
+            sink,
+            Finding::SharedTwice {
+                entry,
+                block,
+                first,
+            },
+        ) {
+            return false;
+        }
+    }
+    if let Some(module) = place.region {
+        ok = false;
+        if stop(
+            sink,
+            Finding::SharedInRegion {
+                entry,
+                block,
+                module,
+            },
+        ) {
+            return false;
+        }
+    }
+    if place.allocated == Some(false) {
+        ok = false;
+        let _ = stop(sink, Finding::SharedFree { entry, block });
+    }
+    ok
+}
+
+/// Checks that extent map block `index` (the whole block `buf`) decodes (FORMAT.md, "Slot
+/// index": the allocation bitmap's block format, trailer index
+/// [`slot_index::extent_map_tag`]`(index)`). True if it does.
+#[cfg(feature = "objects")]
+pub fn extent_map_block(buf: &[u8], index: u64, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
+    match bitmap_fmt::check(buf, slot_index::extent_map_tag(index)) {
+        Ok(()) => true,
+        Err(error) => {
+            let _ = stop(sink, Finding::ExtentMapBlock { index, error });
+            false
+        }
+    }
+}
+
+/// Checks extent map block `index` (the whole, decoded block `buf`) of `layout`'s volume
+/// marks no block outside the data area (FORMAT.md, "Slot index": those bits are 0). Returns
+/// the blocks it marks if so.
+#[cfg(feature = "objects")]
+pub fn extent_marks(
+    buf: &[u8],
+    index: u64,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<u64> {
+    let bits = bitmap_fmt::bits(buf);
+    let end = layout.bits_per_block().min(bits.len() as u64 * 8);
+    let base = index.saturating_mul(layout.bits_per_block());
+    // This block's bits of the metadata blocks, and of blocks past the volume's last.
+    let meta = layout.data_start.saturating_sub(base).min(end);
+    let tail = layout.block_count.saturating_sub(base).min(end).max(meta);
+    let set = |from: u64, to: u64| to.saturating_sub(from) - count_clear(bits, from, to);
+    let outside = set(0, meta) + set(tail, end);
+    if outside > 0 {
+        let first = (0..meta)
+            .chain(tail..end)
+            .find(|b| crate::bitmap::get(bits, *b));
+        let f = Finding::ExtentMarkOutside {
+            block: base.saturating_add(first.unwrap_or(0)),
+            marks: outside,
+        };
+        let _ = stop(sink, f);
+        return None;
+    }
+    Some(bits.iter().map(|x| u64::from(x.count_ones())).sum())
+}
+
+/// Checks the extent map's `marks` (from [`extent_marks`], every block) against the object
+/// counters' `extent_objects`: equal (FORMAT.md, "For an independent reader", how extents are
+/// found). True if so.
+#[cfg(feature = "objects")]
+pub fn extent_count(
+    marks: u64,
+    extent_objects: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if marks != extent_objects {
+        let _ = stop(
+            sink,
+            Finding::ExtentMarks {
+                marks,
+                extent_objects,
+            },
+        );
+        return false;
+    }
+    true
+}
+
+/// A packed slot, read by [`slot`].
+#[cfg(feature = "objects")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Slot {
+    /// Its header.
+    pub header: SlotHeader,
+    /// Its class (the one its length gives).
+    pub class: u8,
+    /// The units it takes.
+    pub units: usize,
+}
+
+/// Checks the slot that starts at occupied unit `unit` of shared block `block` (`buf`: the
+/// block's bytes, of which this reads the slot header; `live`: its slot bitmap; FORMAT.md,
+/// "Shared blocks and slots" and "For an independent reader", slot boundaries): its header is
+/// not the all-zero one of a free slot, its payload length gives a class of the block size
+/// (`payload + 8 <= min(2048, B/2)`), and the slot of that class is aligned to its size and
+/// all occupied. Returns the slot if so (the caller goes on after its units, or after `unit`
+/// if not).
+#[cfg(feature = "objects")]
+pub fn slot(
+    buf: &[u8],
+    block: u64,
+    unit: usize,
+    live: SlotBitmapRef<'_>,
+    block_size: usize,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<Slot> {
+    let at = unit.saturating_mul(UNIT);
+    let Some(header) = buf
+        .get(at..at.saturating_add(SLOT_HDR))
+        .and_then(|b| SlotHeader::decode(b).ok())
+    else {
+        let _ = stop(sink, Finding::SlotUnreadable { block, unit });
+        return None;
+    };
+    let empty = SlotHeader {
+        len: 0,
+        tag: 0,
+        check: 0,
+    };
+    if header == empty {
+        let _ = stop(sink, Finding::SlotEmpty { block, unit });
+        return None;
+    }
+    let class = subblock::class_for(usize::from(header.len) + SLOT_HDR, block_size);
+    let Some((class, size)) = class.and_then(|c| Some((c, subblock::class_size(c)?))) else {
+        let f = Finding::SlotLength {
+            block,
+            unit,
+            len: header.len,
+        };
+        let _ = stop(sink, f);
+        return None;
+    };
+    let units = size / UNIT;
+    if !unit.is_multiple_of(units) || !live.range_occupied(unit, units) {
+        let _ = stop(sink, Finding::SlotUnheld { block, unit, size });
+        return None;
+    }
+    Some(Slot {
+        header,
+        class,
+        units,
+    })
+}
+
+/// Checks the payload of the packed object `handle` against its slot header `header`
+/// (`slot`: the slot's bytes from its first; FORMAT.md, "Shared blocks and slots": the low 32
+/// bits of xxh64(payload, seed = handle)). True if it matches.
+#[cfg(feature = "objects")]
+pub fn slot_payload(
+    slot: &[u8],
+    header: &SlotHeader,
+    handle: Handle,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    let payload = slot.get(SLOT_HDR..SLOT_HDR + usize::from(header.len));
+    if payload.is_some_and(|p| slot_check(p, handle.raw()) == header.check) {
+        return true;
+    }
+    let _ = stop(sink, Finding::SlotChecksum { handle });
+    false
+}
+
+/// An extent object, read by [`extent`].
+#[cfg(feature = "objects")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ExtentObject {
+    /// Its header.
+    pub header: ExtentHeader,
+    /// Its handle (the header's).
+    pub handle: Handle,
+    /// The blocks it takes, from its first.
+    pub blocks: u64,
+}
+
+/// Checks the extent that starts at block `block`, which the extent map marks (`buf`: the
+/// block's bytes; FORMAT.md, "Extents" and "For an independent reader", how extents are
+/// found): its header decodes (magic, checksum, reserved field), its handle is an extent
+/// handle naming `block`, and its `ceil((48 + length) / B)` blocks end within the volume of
+/// `layout`. Returns the extent if so. Where its blocks lie is [`extent_place`]'s, its payload
+/// [`extent_payload`]'s.
+#[cfg(feature = "objects")]
+pub fn extent(
+    buf: &[u8],
+    block: u64,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<ExtentObject> {
+    let header = match ExtentHeader::decode(buf) {
+        Ok(h) => h,
+        Err(error) => {
+            let _ = stop(sink, Finding::ExtentHeader { block, error });
+            return None;
+        }
+    };
+    let handle = Handle::from_raw(header.handle);
+    if !matches!(handle, Handle::Extent { start, .. } if start.0 == block) {
+        let _ = stop(sink, Finding::ExtentNamesOther { block, handle });
+        return None;
+    }
+    let len = header.len;
+    let blocks = len
+        .checked_add(EXTENT_HDR as u64)
+        .map(|t| crate::types::pow2_div_ceil(t, layout.bs() as u64));
+    let Some((blocks, end)) = blocks.and_then(|k| Some((k, block.checked_add(k)?))) else {
+        let _ = stop(sink, Finding::ExtentLength { handle, len });
+        return None;
+    };
+    if end > layout.block_count {
+        let _ = stop(sink, Finding::ExtentPastEnd { handle, len });
+        return None;
+    }
+    Some(ExtentObject {
+        header,
+        handle,
+        blocks,
+    })
+}
+
+/// Checks where the blocks of extent `handle` (`blocks` of them) lie: `unheld` is how many
+/// the caller found free in the allocation bitmap or used by a region, a shared block or
+/// another extent (FORMAT.md, "For an independent reader", how extents are found: none). True
+/// if none.
+#[cfg(feature = "objects")]
+pub fn extent_place(
+    handle: Handle,
+    blocks: u64,
+    unheld: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if unheld > 0 {
+        let f = Finding::ExtentBlocks {
+            handle,
+            unheld,
+            blocks,
+        };
+        let _ = stop(sink, f);
+        return false;
+    }
+    true
+}
+
+/// The payload of an extent object as its blocks are read, for [`extent_payload`].
+#[cfg(feature = "objects")]
+pub struct ExtentPayload {
+    hasher: xxhash_rust::xxh64::Xxh64,
+    left: u64,
+}
+
+#[cfg(feature = "objects")]
+impl ExtentPayload {
+    /// The payload of the extent with header `header`.
+    pub fn new(header: &ExtentHeader) -> ExtentPayload {
+        ExtentPayload {
+            hasher: xxhash_rust::xxh64::Xxh64::new(header.handle),
+            left: header.len,
+        }
+    }
+
+    /// Takes block `k` of the extent (its bytes `buf`) and returns the payload it holds: after
+    /// the header in block 0, up to the payload's length (FORMAT.md, "Extents").
+    pub fn block<'a>(&mut self, k: u64, buf: &'a [u8]) -> &'a [u8] {
+        let from = if k == 0 { EXTENT_HDR } else { 0 };
+        let room = buf.len().saturating_sub(from);
+        let take = room.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let part = buf.get(from..from + take).unwrap_or_default();
+        self.hasher.update(part);
+        self.left -= part.len() as u64;
+        part
+    }
+}
+
+#[cfg(feature = "objects")]
+impl core::fmt::Debug for ExtentPayload {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExtentPayload")
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the payload of extent `object` (every block given to `payload`) against its
+/// header's checksum (xxh64(payload, seed = handle)). True if the whole payload was given
+/// and matches.
+#[cfg(feature = "objects")]
+pub fn extent_payload(
+    payload: ExtentPayload,
+    object: &ExtentObject,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if payload.left == 0 && payload.hasher.digest() == object.header.payload_hash {
+        return true;
+    }
+    let f = Finding::ExtentChecksum {
+        handle: object.handle,
+    };
+    let _ = stop(sink, f);
+    false
+}
+
+/// Checks the object counters `c` against the slot index (FORMAT.md, "Slot index", checks on
+/// load, and "Object counters"): the units of the packed objects they count per class are the
+/// `occupied_units` of the shared blocks; live objects are the packed plus the extent ones;
+/// the payload bytes fit in the objects; extent objects are at most extent blocks, which are
+/// at most the `extent_room` (the allocated data blocks that are not shared blocks). True if
+/// so.
+#[cfg(feature = "objects")]
+pub fn counters(
+    c: &Counters,
+    occupied_units: u64,
+    extent_room: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    let mut counted = Some(0u64);
+    let mut packed = Some(0u64);
+    for (n, size) in c.per_class.iter().zip(subblock::CLASSES.iter()) {
+        counted = counted.and_then(|e| e.checked_add(n.checked_mul((size / UNIT) as u64)?));
+        packed = packed.and_then(|p| p.checked_add(*n));
+    }
+    let mut ok = true;
+    let mut report = |f: Finding| {
+        ok = false;
+        stop(sink, f)
+    };
+    if counted != Some(occupied_units)
+        && report(Finding::CountersUnits {
+            counted,
+            occupied: occupied_units,
+        })
+    {
+        return false;
+    }
+    let sum = packed.and_then(|p| p.checked_add(c.extent_objects));
+    if sum != Some(c.objects)
+        && report(Finding::CountersObjects {
+            objects: c.objects,
+            sum,
+        })
+    {
+        return false;
+    }
+    // The largest object: every block a handle can name, of the largest block size.
+    let most = c.objects.saturating_mul(MAX_BLOCK.saturating_mul(65536));
+    if c.bytes > most
+        && report(Finding::CountersBytes {
+            bytes: c.bytes,
+            objects: c.objects,
+        })
+    {
+        return false;
+    }
+    if c.extent_objects > c.extent_blocks
+        && report(Finding::CountersExtentBlocks {
+            extent_objects: c.extent_objects,
+            extent_blocks: c.extent_blocks,
+        })
+    {
+        return false;
+    }
+    if c.extent_blocks > extent_room {
+        let _ = report(Finding::CountersExtentRoom {
+            extent_blocks: c.extent_blocks,
+            room: extent_room,
+        });
+    }
+    ok
+}
+
 /// A sink that keeps the first finding and stops: what a mount uses.
 #[derive(Debug, Default)]
 pub struct First(pub Option<Finding>);
@@ -625,6 +1565,412 @@ mod tests {
             Flow::Continue
         });
         assert_eq!(dir_only, all[..3]);
+    }
+
+    /// A head block and entries of a volume of 1024 blocks of 512 bytes (entries of 10 bytes:
+    /// a block number and two one-byte bitmaps; 37 fit in block 0).
+    #[cfg(feature = "objects")]
+    #[test]
+    fn the_slot_index_reports_every_broken_rule_or_stops_at_the_first() {
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1024, 16).unwrap();
+        let ds = layout.data_start;
+        let mut head = vec![0u8; 512];
+        slot_index::encode_head(&mut head, 0, 3, 1).unwrap();
+        slot_index::seal(&mut head).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert_eq!(slot_index_block(&head, 0, 1, 1, &mut sink), Some(3));
+        assert_eq!(
+            slot_index_block(&head, 0, 1, 2, &mut sink),
+            None,
+            "map size"
+        );
+        let mut full = head.clone();
+        slot_index::encode_head(&mut full, 0, 38, 1).unwrap();
+        slot_index::seal(&mut full).unwrap();
+        assert_eq!(slot_index_block(&full, 0, 1, 1, &mut sink), None);
+        assert_eq!(slot_index_block(&full, 0, 2, 1, &mut sink), Some(38));
+        let none = slot_index_block(&head, 1, 2, 1, &mut sink);
+        assert_eq!(none, None, "a head is no block 1");
+        let mut next = vec![0u8; 512];
+        slot_index::encode_head(&mut next, 1, 0, 1).unwrap();
+        slot_index::seal(&mut next).unwrap();
+        assert_eq!(slot_index_block(&next, 1, 2, 1, &mut sink), Some(0));
+        let entry = |block: u64, live: u8, dead: u8| {
+            let mut e = block.to_le_bytes().to_vec();
+            e.extend([live, dead]);
+            e
+        };
+        // Outside the data area, and a unit both live and dead: both told.
+        let bad = entry(5, 0b11, 0b10);
+        assert!(slot_entry(&bad, 0, &layout, &mut sink).is_none());
+        assert!(slot_entry(&bad[..9], 1, &layout, &mut sink).is_none());
+        let good = entry(ds, 0b11, 0b1100);
+        let e = slot_entry(&good, 2, &layout, &mut sink).unwrap();
+        assert_eq!(
+            (e.block, e.live.free_units(), e.dead.free_units()),
+            (BlockNo(ds), 6, 6)
+        );
+        let past = entry(crate::handle::MAX_BLOCK + 1, 0, 0);
+        let huge = Layout::compute(512, 1 << 40, 256).unwrap();
+        assert!(
+            slot_entry(&past, 3, &huge, &mut sink).is_none(),
+            "no handle names it"
+        );
+        let place = SharedPlace {
+            earlier: Some(1),
+            region: Some(0),
+            allocated: Some(false),
+        };
+        assert!(!shared_place(4, BlockNo(ds), &place, &mut sink));
+        assert!(shared_place(
+            5,
+            BlockNo(ds),
+            &SharedPlace::default(),
+            &mut sink
+        ));
+        let block = ds;
+        assert_eq!(
+            all,
+            [
+                Finding::SlotIndexBlock {
+                    index: 0,
+                    error: DecodeError::BadField
+                },
+                Finding::SlotIndexCount {
+                    count: 38,
+                    capacity: 37
+                },
+                Finding::SlotIndexBlock {
+                    index: 1,
+                    error: DecodeError::BadMagic
+                },
+                Finding::SharedOutsideData { entry: 0, block: 5 },
+                Finding::SharedLiveAndDead { entry: 0, block: 5 },
+                Finding::SharedEntrySize { entry: 1 },
+                Finding::SharedOutsideData {
+                    entry: 3,
+                    block: crate::handle::MAX_BLOCK + 1
+                },
+                Finding::SharedTwice {
+                    entry: 4,
+                    block,
+                    first: 1
+                },
+                Finding::SharedInRegion {
+                    entry: 4,
+                    block,
+                    module: 0
+                },
+                Finding::SharedFree { entry: 4, block },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::SlotIndex));
+        assert_eq!(
+            std::string::ToString::to_string(&all[8]),
+            std::format!("shared block {block}: inside the objects region")
+        );
+        let mut first = First::default();
+        assert!(slot_entry(&bad, 0, &layout, &mut first.sink()).is_none());
+        assert_eq!(first.0, Some(all[3]));
+        let mut first = First::default();
+        assert!(!shared_place(4, BlockNo(ds), &place, &mut first.sink()));
+        assert_eq!(first.0, Some(all[7]));
+    }
+
+    /// An extent map of 1000 blocks of 512 bytes (one map block of 3,968 bits): marks in the
+    /// data area count, marks of metadata blocks or past the last block are a finding, and
+    /// their number must be the counters' extent objects.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn the_extent_map_reports_every_broken_rule_or_stops_at_the_first() {
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let ds = layout.data_start;
+        let mut blk = vec![0u8; 512];
+        for b in [ds, ds + 5, 999] {
+            crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut blk), b, 1, true).unwrap();
+        }
+        bitmap_fmt::seal(&mut blk, slot_index::extent_map_tag(0)).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(extent_map_block(&blk, 0, &mut sink));
+        assert_eq!(extent_marks(&blk, 0, &layout, &mut sink), Some(3));
+        assert!(extent_count(3, 3, &mut sink));
+        assert!(
+            !extent_map_block(&blk, 1, &mut sink),
+            "another map block's index"
+        );
+        let mut stray = blk.clone();
+        for b in [1u64, 1000, 3967] {
+            crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut stray), b, 1, true).unwrap();
+        }
+        assert_eq!(extent_marks(&stray, 0, &layout, &mut sink), None);
+        assert!(!extent_count(3, 2, &mut sink));
+        // Map block 1 of a larger volume: its bit 0 is block 3968, in the data area.
+        let big = Layout::compute(512, 3968 + 10, 16).unwrap();
+        let mut second = vec![0u8; 512];
+        crate::bitmap::set_range(bitmap_fmt::bits_mut(&mut second), 9, 2, true).unwrap();
+        assert_eq!(extent_marks(&second, 1, &big, &mut sink), None);
+        assert!(matches!(all[0], Finding::ExtentMapBlock { index: 1, .. }));
+        assert_eq!(
+            all[1..],
+            [
+                Finding::ExtentMarkOutside { block: 1, marks: 3 },
+                Finding::ExtentMarks {
+                    marks: 3,
+                    extent_objects: 2
+                },
+                Finding::ExtentMarkOutside {
+                    block: 3968 + 10,
+                    marks: 1
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::Extent));
+        let mut first = First::default();
+        assert_eq!(extent_marks(&stray, 0, &layout, &mut first.sink()), None);
+        assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// A shared block of 512 bytes (8 units) holding a 64-byte slot at unit 0, an empty header
+    /// at unit 2, an impossible length at unit 3, a 128-byte slot at the odd unit 5 and one at
+    /// unit 6.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn packed_slots_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::types::BlockNo;
+        let handle = |unit: u16, class: u8| Handle::Packed {
+            block: BlockNo(30),
+            unit,
+            class,
+            tag: 7,
+        };
+        let mut blk = vec![0u8; 512];
+        let mut put = |unit: usize, len: u16, payload: &[u8], h: Handle| {
+            let at = unit * UNIT;
+            let check = slot_check(payload, h.raw());
+            SlotHeader { len, tag: 7, check }
+                .encode(&mut blk[at..])
+                .unwrap();
+            blk[at + SLOT_HDR..at + SLOT_HDR + payload.len()].copy_from_slice(payload);
+        };
+        put(0, 3, b"abc", handle(0, 0));
+        put(3, 300, &[], handle(3, 0));
+        put(5, 100, &[1; 100], handle(5, 1));
+        put(6, 100, &[2; 100], handle(6, 1));
+        let bits = [0b1110_1101u8];
+        let live = SlotBitmapRef::new(&bits, 512).unwrap();
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        let s0 = slot(&blk, 30, 0, live, 512, &mut sink).unwrap();
+        assert_eq!((s0.class, s0.units, s0.header.len), (0, 1, 3));
+        assert!(slot_payload(&blk, &s0.header, handle(0, 0), &mut sink));
+        for u in [2, 3, 5] {
+            assert!(slot(&blk, 30, u, live, 512, &mut sink).is_none());
+        }
+        let s6 = slot(&blk, 30, 6, live, 512, &mut sink).unwrap();
+        assert_eq!((s6.class, s6.units), (1, 2));
+        assert!(slot_payload(
+            &blk[6 * UNIT..],
+            &s6.header,
+            handle(6, 1),
+            &mut sink
+        ));
+        blk[6 * UNIT + 50] ^= 1;
+        assert!(!slot_payload(
+            &blk[6 * UNIT..],
+            &s6.header,
+            handle(6, 1),
+            &mut sink
+        ));
+        assert!(slot(&blk[..100], 30, 6, live, 512, &mut sink).is_none());
+        assert_eq!(
+            all,
+            [
+                Finding::SlotEmpty { block: 30, unit: 2 },
+                Finding::SlotLength {
+                    block: 30,
+                    unit: 3,
+                    len: 300
+                },
+                Finding::SlotUnheld {
+                    block: 30,
+                    unit: 5,
+                    size: 128
+                },
+                Finding::SlotChecksum {
+                    handle: handle(6, 1)
+                },
+                Finding::SlotUnreadable { block: 30, unit: 6 },
+            ]
+        );
+        let mut first = First::default();
+        assert!(slot(&blk, 30, 3, live, 512, &mut first.sink()).is_none());
+        assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// Extents of a volume of 1000 blocks of 512 bytes: one of 1000 bytes (3 blocks) whose
+    /// payload is checked block by block, and headers that are damaged, name another block,
+    /// give no block count or run past the last block.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn extents_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let b = layout.data_start + 10;
+        let at = |start: u64| Handle::Extent {
+            start: BlockNo(start),
+            tag: 3,
+        };
+        let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let header = |h: Handle, len: u64| {
+            let mut blk = vec![0u8; 512];
+            ExtentHeader {
+                handle: h.raw(),
+                len,
+                payload_hash: crate::format::xxh64(&payload, h.raw()),
+            }
+            .encode(&mut blk)
+            .unwrap();
+            blk
+        };
+        let mut blocks = vec![header(at(b), 1000), vec![0; 512], vec![0; 512]];
+        let mut flat = Vec::new();
+        for (k, blk) in blocks.iter_mut().enumerate() {
+            let from = if k == 0 { EXTENT_HDR } else { 0 };
+            let n = (512 - from).min(1000 - flat.len());
+            blk[from..from + n].copy_from_slice(&payload[flat.len()..flat.len() + n]);
+            flat.extend_from_slice(&blk[from..from + n]);
+        }
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        let x = extent(&blocks[0], b, &layout, &mut sink).unwrap();
+        assert_eq!((x.handle, x.blocks, x.header.len), (at(b), 3, 1000));
+        assert!(extent_place(x.handle, 3, 0, &mut sink));
+        let check = |blocks: &[Vec<u8>], sink: &mut dyn FnMut(Finding) -> Flow| {
+            let mut p = ExtentPayload::new(&x.header);
+            let got: Vec<u8> = (0..3u64)
+                .flat_map(|k| p.block(k, &blocks[k as usize]).to_vec())
+                .collect();
+            (got, extent_payload(p, &x, &mut |f| sink(f)))
+        };
+        assert_eq!(check(&blocks, &mut sink), (payload.clone(), true));
+        blocks[2][0] ^= 1;
+        assert!(!check(&blocks, &mut sink).1);
+        let mut torn = header(at(b), 1000);
+        torn[20] ^= 1;
+        assert!(extent(&torn, b, &layout, &mut sink).is_none());
+        assert!(extent(&header(at(b + 1), 1000), b, &layout, &mut sink).is_none());
+        assert!(extent(&header(at(b), u64::MAX), b, &layout, &mut sink).is_none());
+        assert!(extent(&header(at(998), 1000), 998, &layout, &mut sink).is_none());
+        assert!(!extent_place(x.handle, 3, 2, &mut sink));
+        assert_eq!(
+            all,
+            [
+                Finding::ExtentChecksum { handle: at(b) },
+                Finding::ExtentHeader {
+                    block: b,
+                    error: DecodeError::BadChecksum
+                },
+                Finding::ExtentNamesOther {
+                    block: b,
+                    handle: at(b + 1)
+                },
+                Finding::ExtentLength {
+                    handle: at(b),
+                    len: u64::MAX
+                },
+                Finding::ExtentPastEnd {
+                    handle: at(998),
+                    len: 1000
+                },
+                Finding::ExtentBlocks {
+                    handle: at(b),
+                    unheld: 2,
+                    blocks: 3
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::Extent));
+        let mut first = First::default();
+        assert!(extent(&torn, b, &layout, &mut first.sink()).is_none());
+        assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// Counters of 2 packed objects of 64 and 1 of 128 bytes (4 units) and 2 extents in 5
+    /// blocks, then each rule broken.
+    #[cfg(feature = "objects")]
+    #[test]
+    fn the_counters_report_every_broken_rule_or_stop_at_the_first() {
+        let good = Counters {
+            objects: 5,
+            bytes: 9000,
+            extent_objects: 2,
+            extent_blocks: 5,
+            per_class: [2, 1, 0, 0, 0, 0],
+        };
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(counters(&good, 4, 5, &mut sink));
+        let bad = Counters {
+            objects: 1,
+            bytes: u64::MAX,
+            extent_objects: 6,
+            extent_blocks: 5,
+            per_class: [2, 1, 0, 0, 0, u64::MAX],
+        };
+        assert!(!counters(&bad, 4, 4, &mut sink));
+        assert_eq!(
+            all,
+            [
+                Finding::CountersUnits {
+                    counted: None,
+                    occupied: 4
+                },
+                Finding::CountersObjects {
+                    objects: 1,
+                    sum: None
+                },
+                Finding::CountersBytes {
+                    bytes: u64::MAX,
+                    objects: 1
+                },
+                Finding::CountersExtentBlocks {
+                    extent_objects: 6,
+                    extent_blocks: 5
+                },
+                Finding::CountersExtentRoom {
+                    extent_blocks: 5,
+                    room: 4
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::SlotIndex));
+        let mut first = First::default();
+        assert!(!counters(&good, 3, 5, &mut first.sink()));
+        assert_eq!(
+            first.0,
+            Some(Finding::CountersUnits {
+                counted: Some(4),
+                occupied: 3
+            })
+        );
     }
 
     /// 1000 blocks of 512 bytes: one bitmap block of 3,968 bits, so bits 1000.. are the tail.

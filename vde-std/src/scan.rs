@@ -9,13 +9,19 @@
 //! checksum; extent objects (found through the extent map, never by scanning for headers) are
 //! allocated, name their first block and match their payload checksum; the object counters
 //! equal what was found.
+//!
+//! The rules themselves are the core's, written once in [`vde_nostd::verifier`] (the ones a
+//! mount checks too); this walk reads the blocks, finds what a rule needs from elsewhere (the
+//! bitmap, the regions, the other entries and extents) and turns every finding into a
+//! [`Finding`] of an area. Its own are only what needs the whole image at once: the metadata
+//! and regions allocated, a mark inside another extent, and the counters equal to what was
+//! found.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use vde_nostd::format::bitmap_block;
 use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
-use vde_nostd::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
 use vde_nostd::format::regions::{self, RegionEntry};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
@@ -24,7 +30,6 @@ use vde_nostd::format::DecodeError;
 use vde_nostd::subblock::{self, UNIT};
 use vde_nostd::verifier::{self, Finding as Finding0, Flow};
 use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle};
-use xxhash_rust::xxh64::Xxh64;
 
 /// One problem found in an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +256,8 @@ struct Ctx<'a, D> {
     /// Slot bitmaps of `out.shared`, in the same order.
     /// Each shared block's slot bitmap and dead bitmap.
     shared_bits: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Entries the slot index holds (accepted or not).
+    index_entries: usize,
     out: Scan,
 }
 
@@ -284,6 +291,7 @@ pub fn scan<D: BlockDevice<Error = io::Error>>(
         bs,
         buf: vec![0u8; bs],
         shared_bits: Vec::new(),
+        index_entries: 0,
         out: Scan::default(),
     };
     let Some((sb, layout)) = best_superblock(&copies, bs, n) else {
@@ -432,12 +440,6 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
     Ok(())
 }
 
-struct IndexEntry {
-    block: u64,
-    bits: Vec<u8>,
-    dead: Vec<u8>,
-}
-
 fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     cx: &mut Ctx<'_, D>,
     l: &Layout,
@@ -454,20 +456,20 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     cx.out.index_region = Some(region.extent);
     let bs = cx.bs;
     let es = slot_index::entry_size(bs);
-    let bm = subblock::bitmap_bytes(bs);
     let start = region.extent.start.0;
+    // The rules are the core's (`vde_nostd::verifier`), every broken one reported.
+    let mut found = Vec::new();
     cx.read(start)?;
     let map_blocks = slot_index::extent_map_blocks(bs, l.block_count);
-    let count = match slot_index::check(&cx.buf, 0, map_blocks) {
-        Ok(x) => x,
-        Err(e) => {
-            cx.find(
-                "slot-index",
-                format!("head block {start}: {}", decode_msg(e)),
-            );
-            return Ok(());
-        }
-    };
+    let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
+    let head = verifier::slot_index_block(
+        &cx.buf,
+        0,
+        index_blocks,
+        map_blocks,
+        &mut collect(&mut found),
+    );
+    report_index(cx, start, std::mem::take(&mut found));
     // The counters are the checkpoint's, in the WAL header mount would use (the scan runs
     // after recovery, so no committed transaction is left in the log).
     let mut headers = [None, None];
@@ -487,136 +489,147 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
             return Ok(());
         }
     }
-    cx.read(start)?;
-    let count = count as usize;
-    let index_blocks = slot_index::index_blocks(bs, region.extent.len, l.block_count);
-    let cap = slot_index::capacity(bs, index_blocks);
-    if count as u64 > cap {
-        cx.find("slot-index", format!("{count} entries but room for {cap}"));
+    let Some(count) = head else {
         return Ok(());
-    }
-    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count);
+    };
+    cx.read(start)?;
+    // The entries, dense (entry `i` at `i * es`), as the core keeps them.
+    let mut index: Vec<u8> = Vec::with_capacity(count.saturating_mul(es));
     let mut blk = 0u64;
-    while entries.len() < count && blk < index_blocks {
+    while index.len() < count * es && blk < index_blocks {
         if blk > 0 {
             cx.read(start + blk)?;
-            if let Err(e) = slot_index::check(&cx.buf, blk, map_blocks) {
-                let m = format!(
-                    "index block {} (block {}): {}",
-                    blk,
-                    start + blk,
-                    decode_msg(e)
-                );
-                cx.find("slot-index", m);
+            let read = {
+                let sink = &mut collect(&mut found);
+                verifier::slot_index_block(&cx.buf, blk, index_blocks, map_blocks, sink)
+            };
+            if read.is_none() {
+                report_index(cx, start, found);
                 return Ok(());
             }
         }
         let (first, room) = slot_index::block_span(bs, blk);
         let take = room.min(count.saturating_sub(first));
         let off = slot_index::entries_offset(blk);
-        for k in 0..take {
-            let at = off + k * es;
-            let Some(e) = cx.buf.get(at..at + es) else {
-                break;
-            };
-            let mut num = [0u8; 8];
-            num.copy_from_slice(e.get(..8).unwrap_or(&[0; 8]));
-            entries.push(IndexEntry {
-                block: u64::from_le_bytes(num),
-                bits: e.get(8..8 + bm).unwrap_or(&[]).to_vec(),
-                dead: e.get(8 + bm..).unwrap_or(&[]).to_vec(),
-            });
+        if let Some(e) = cx.buf.get(off..off + take * es) {
+            index.extend_from_slice(e);
         }
         blk += 1;
     }
-    cx.out.index_complete = entries.len() == count && read_extent_map(cx, l, start + index_blocks)?;
-    let mut seen = HashSet::new();
-    for e in entries {
-        let b = e.block;
-        let mut bad = None;
-        if b < l.data_start || b >= l.block_count {
-            bad = Some("outside the data area".to_string());
-        } else if !seen.insert(b) {
-            bad = Some("listed twice".into());
-        } else if let Some(r) = cx
-            .out
-            .regions
-            .iter()
-            .find(|r| r.extent.contains(BlockNo(b)))
-        {
-            let name = modules::by_bit(r.module).map_or("?", |m| m.name);
-            bad = Some(format!("inside the {name} region"));
-        } else if cx.out.bitmap.allocated(b) == Some(false) {
-            bad = Some("marked free in the bitmap".into());
-        }
-        let view = subblock::SlotBitmapRef::new(&e.bits, bs);
-        let dead = subblock::SlotBitmapRef::new(&e.dead, bs);
-        match (view, dead) {
-            (Some(v), Some(d)) => {
-                if (0..bs / UNIT).any(|u| v.occupied(u) && d.occupied(u)) {
-                    bad = Some("a unit both live and dead".into());
-                }
-            }
-            _ => bad = Some("slot bitmap of the wrong size".into()),
-        }
-        let (None, Some(view)) = (bad.as_ref(), view) else {
-            let why = bad.unwrap_or_default();
-            cx.find("slot-index", format!("shared block {b}: {why}"));
-            continue;
+    let entries = index.len() / es;
+    cx.index_entries = entries;
+    cx.out.index_complete = entries == count && read_extent_map(cx, l, start + index_blocks)?;
+    let units = bs / UNIT;
+    let mut listed: HashMap<u64, usize> = HashMap::new();
+    for (i, bytes) in index.chunks_exact(es).enumerate() {
+        let mut found = Vec::new();
+        let raw = bytes
+            .first_chunk::<8>()
+            .map_or(0, |n| u64::from_le_bytes(*n));
+        let earlier = listed.get(&raw).copied();
+        listed.entry(raw).or_insert(i);
+        let placed = {
+            let mut sink = collect(&mut found);
+            verifier::slot_entry(bytes, i, l, &mut sink).filter(|e| {
+                let place = verifier::SharedPlace {
+                    earlier,
+                    region: cx
+                        .out
+                        .regions
+                        .iter()
+                        .find(|r| r.extent.contains(e.block))
+                        .map(|r| r.module),
+                    allocated: cx.out.bitmap.allocated(e.block.0),
+                };
+                verifier::shared_place(i, e.block, &place, &mut sink)
+            })
         };
-        let units = bs / UNIT;
-        cx.out.shared.push(SharedBlock {
-            block: b,
-            units,
-            used_units: units - view.free_units(),
-            good_slots: Vec::new(),
-            bad_slots: Vec::new(),
-        });
-        cx.shared_bits.push((e.bits, e.dead));
+        if let Some(e) = placed {
+            cx.out.shared.push(SharedBlock {
+                block: e.block.0,
+                units,
+                used_units: units - e.live.free_units(),
+                good_slots: Vec::new(),
+                bad_slots: Vec::new(),
+            });
+            cx.shared_bits
+                .push((e.live.bytes().to_vec(), e.dead.bytes().to_vec()));
+        }
+        report_index(cx, start, found);
     }
     Ok(())
 }
 
-/// Reads the extent map (its `M` blocks from `first`) into `extent_marks`; `false` (with a
-/// finding) if a block is damaged or marks a block outside the data area.
+/// A sink that keeps every finding.
+fn collect(found: &mut Vec<Finding0>) -> impl FnMut(Finding0) -> Flow + '_ {
+    |f| {
+        found.push(f);
+        Flow::Continue
+    }
+}
+
+/// Records the findings of the slot index rules (its first block `start`).
+fn report_index<D: BlockDevice<Error = io::Error>>(
+    cx: &mut Ctx<'_, D>,
+    start: u64,
+    found: Vec<Finding0>,
+) {
+    for f in found {
+        let m = match f {
+            Finding0::SlotIndexBlock { index: 0, error } => {
+                format!("head block {start}: {}", decode_msg(error))
+            }
+            Finding0::SlotIndexBlock { index, error } => format!(
+                "index block {index} (block {}): {}",
+                start + index,
+                decode_msg(error)
+            ),
+            _ => f.to_string(),
+        };
+        cx.find("slot-index", m);
+    }
+}
+
+/// Reads the extent map (its `M` blocks from `first`) into `extent_marks` (the marks in the
+/// data area); `false` (with a finding) if a block is damaged or marks a block outside the
+/// data area.
 fn read_extent_map<D: BlockDevice<Error = io::Error>>(
     cx: &mut Ctx<'_, D>,
     l: &Layout,
     first: u64,
 ) -> io::Result<bool> {
-    let bs = cx.bs;
     let per = l.bits_per_block();
-    for j in 0..slot_index::extent_map_blocks(bs, l.block_count) {
+    let mut found = Vec::new();
+    let mut whole = true;
+    for j in 0..slot_index::extent_map_blocks(cx.bs, l.block_count) {
         cx.read(first + j)?;
-        let tag = slot_index::extent_map_tag(j);
-        if let Err(e) = bitmap_block::check(&cx.buf, tag) {
-            let m = format!(
-                "extent map block {j} (block {}): {}",
-                first + j,
-                decode_msg(e)
-            );
-            cx.find("slot-index", m);
-            return Ok(false);
+        // The rules are the core's (`vde_nostd::verifier`).
+        if !verifier::extent_map_block(&cx.buf, j, &mut collect(&mut found)) {
+            whole = false;
+            break;
         }
+        whole &= verifier::extent_marks(&cx.buf, j, l, &mut collect(&mut found)).is_some();
         for (k, byte) in bitmap_block::bits(&cx.buf).iter().enumerate() {
             for bit in 0..8u64 {
-                if byte & (1 << bit) != 0 {
-                    cx.out.extent_marks.push(j * per + k as u64 * 8 + bit);
+                let b = j * per + k as u64 * 8 + bit;
+                if byte & (1 << bit) != 0 && b >= l.data_start && b < l.block_count {
+                    cx.out.extent_marks.push(b);
                 }
             }
         }
     }
-    if let Some(b) = cx
-        .out
-        .extent_marks
-        .iter()
-        .find(|b| **b < l.data_start || **b >= l.block_count)
-    {
-        let m = format!("the extent map marks block {b}, outside the data area");
+    for f in found {
+        let m = match f {
+            Finding0::ExtentMapBlock { index, error } => format!(
+                "extent map block {index} (block {}): {}",
+                first + index,
+                decode_msg(error)
+            ),
+            _ => f.to_string(),
+        };
         cx.find("slot-index", m);
-        return Ok(false);
     }
-    Ok(true)
+    Ok(whole)
 }
 
 fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Result<()> {
@@ -651,61 +664,27 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
                 u += 1;
                 continue;
             }
-            let hdr = match cx.buf.get(at..at + SLOT_HDR).map(SlotHeader::decode) {
-                Some(Ok(h)) => h,
-                _ => {
-                    let m = format!("shared block {block} unit {u}: unreadable slot header");
+            // The rules are the core's (`vde_nostd::verifier`).
+            let mut found = Vec::new();
+            let Some(slot) = verifier::slot(&cx.buf, block, u, view, bs, &mut collect(&mut found))
+            else {
+                for f in found {
+                    let m = f.to_string();
                     cx.find_fixable("objects", m.clone());
                     bad.push((u, 1, m));
-                    u += 1;
-                    continue;
                 }
-            };
-            if hdr
-                == (SlotHeader {
-                    len: 0,
-                    tag: 0,
-                    check: 0,
-                })
-            {
-                let m = format!("shared block {block} unit {u}: occupied in the index but empty");
-                cx.find_fixable("objects", m.clone());
-                bad.push((u, 1, m));
-                u += 1;
-                continue;
-            }
-            let class = subblock::class_for(usize::from(hdr.len) + SLOT_HDR, bs);
-            let size = class.and_then(subblock::class_size);
-            let (Some(class), Some(size)) = (class, size) else {
-                let m = format!(
-                    "shared block {block} unit {u}: impossible length {}",
-                    hdr.len
-                );
-                cx.find_fixable("objects", m.clone());
-                bad.push((u, 1, m));
                 u += 1;
                 continue;
             };
-            let per = size / UNIT;
-            if !u.is_multiple_of(per) || !view.range_occupied(u, per) {
-                let m = format!(
-                    "shared block {block} unit {u}: a {size}-byte slot that the slot bitmap does not hold"
-                );
-                cx.find_fixable("objects", m.clone());
-                bad.push((u, 1, m));
-                u += 1;
-                continue;
-            }
+            let (class, hdr, per) = (slot.class, slot.header, slot.units);
             let h = Handle::Packed {
                 block: BlockNo(block),
                 unit: u as u16,
                 class,
                 tag: hdr.tag,
             };
-            let payload = cx
-                .buf
-                .get(at + SLOT_HDR..at + SLOT_HDR + usize::from(hdr.len));
-            let intact = payload.is_some_and(|p| slot_check(p, h.raw()) == hdr.check);
+            let slot_bytes = cx.buf.get(at..).unwrap_or_default();
+            let intact = verifier::slot_payload(slot_bytes, &hdr, h, &mut collect(&mut found));
             let count = |t: &mut PackedTotals| {
                 t.objects += 1;
                 t.bytes += u64::from(hdr.len);
@@ -717,8 +696,9 @@ fn walk_shared<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) -> io::Re
             if intact {
                 count(&mut cx.out.packed_intact);
                 good.push((u, per));
-            } else {
-                let m = format!("object {h}: checksum mismatch");
+            }
+            for f in found {
+                let m = f.to_string();
                 cx.find_fixable("objects", m.clone());
                 bad.push((u, per, m));
             }
@@ -743,7 +723,6 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
     depth: Depth,
     progress: &mut dyn FnMut(u64, u64),
 ) -> io::Result<()> {
-    let bs = cx.bs as u64;
     let n = l.block_count;
     let shared: HashSet<u64> = cx.out.shared.iter().map(|s| s.block).collect();
     let regions: Vec<_> = cx.out.regions.iter().map(|r| r.extent).collect();
@@ -759,82 +738,51 @@ fn walk_extents<D: BlockDevice<Error = io::Error>>(
             );
             continue;
         }
-        let marked = |why: String| format!("block {b}: marked as an extent's first block, {why}");
         cx.read(b)?;
-        let hdr = match ExtentHeader::decode(&cx.buf) {
-            Ok(h) => h,
-            Err(e) => {
-                cx.find_fixable(
-                    "objects",
-                    marked(format!("its header is damaged ({})", decode_msg(e))),
-                );
-                continue;
+        // The rules are the core's (`vde_nostd::verifier`).
+        let mut found = Vec::new();
+        let Some(x) = verifier::extent(&cx.buf, b, l, &mut collect(&mut found)) else {
+            for f in found {
+                let m = match f {
+                    Finding0::ExtentHeader { block, error } => format!(
+                        "block {block}: marked as an extent's first block, its header is damaged ({})",
+                        decode_msg(error)
+                    ),
+                    _ => f.to_string(),
+                };
+                cx.find_fixable("objects", m);
             }
-        };
-        let h = Handle::from_raw(hdr.handle);
-        if !matches!(h, Handle::Extent { start, .. } if start.0 == b) {
-            cx.find_fixable("objects", marked(format!("its header names object {h}")));
-            continue;
-        }
-        let blocks = hdr
-            .len
-            .checked_add(EXTENT_HDR as u64)
-            .map(|t| t.div_ceil(bs));
-        let end = blocks.and_then(|k| b.checked_add(k));
-        let (Some(blocks), Some(end)) = (blocks, end) else {
-            cx.find_fixable(
-                "objects",
-                format!("object {h}: impossible length {}", hdr.len),
-            );
             continue;
         };
-        if end > n {
-            cx.find_fixable(
-                "objects",
-                format!(
-                    "object {h}: {} bytes run past the end of the image",
-                    hdr.len
-                ),
-            );
-            continue;
-        }
-        let mut damage = None;
-        let bad_alloc = (b..end)
+        let (h, blocks, end) = (x.handle, x.blocks, b + x.blocks);
+        let unheld = (b..end)
             .filter(|x| {
                 cx.out.bitmap.allocated(*x) == Some(false) || claimed(*x) || held.contains(x)
             })
             .count();
-        if bad_alloc > 0 {
-            let m = format!("object {h}: {bad_alloc} of its {blocks} block(s) are free or used by something else");
-            cx.find_fixable("objects", m.clone());
-            damage = Some(m);
-        }
+        verifier::extent_place(h, blocks, unheld as u64, &mut collect(&mut found));
         if depth == Depth::Payloads {
-            let mut hasher = Xxh64::new(hdr.handle);
-            let mut left = hdr.len;
+            let mut payload = verifier::ExtentPayload::new(&x.header);
             for k in 0..blocks {
                 if k > 0 {
                     cx.read(b + k)?;
                 }
-                let from = if k == 0 { EXTENT_HDR } else { 0 };
-                let take = (cx.bs - from).min(usize::try_from(left).unwrap_or(usize::MAX));
-                if let Some(p) = cx.buf.get(from..from + take) {
-                    hasher.update(p);
-                }
-                left -= take as u64;
+                payload.block(k, &cx.buf);
             }
-            if hasher.digest() != hdr.payload_hash {
-                let m = format!("object {h}: payload checksum mismatch");
-                cx.find_fixable("objects", m.clone());
-                damage.get_or_insert(m);
-            }
+            verifier::extent_payload(payload, &x, &mut collect(&mut found));
+        }
+        let mut damage = None;
+        for f in found {
+            let m = f.to_string();
+            cx.find_fixable("objects", m.clone());
+            damage.get_or_insert(m);
         }
         held.extend(b..end);
         cx.out.extents.push(ExtentObject {
             handle: h,
             start: b,
             blocks,
-            len: hdr.len,
+            len: x.header.len,
             damage,
         });
     }
@@ -872,7 +820,24 @@ fn compare_counters<D: BlockDevice<Error = io::Error>>(cx: &mut Ctx<'_, D>) {
     let ext = cx.out.extents.len() as u64;
     let ext_blocks: u64 = cx.out.extents.iter().map(|e| e.blocks).sum();
     let ext_bytes: u64 = cx.out.extents.iter().map(|e| e.len).sum();
+    // The rules of the marks' number and of the counters against the slot index are the
+    // core's (`vde_nostd::verifier`); the second only when every entry was accepted.
+    let mut found = Vec::new();
+    let marks = cx.out.extent_marks.len() as u64;
+    verifier::extent_count(marks, c.extent_objects, &mut collect(&mut found));
+    if let (Some(l), true) = (cx.out.layout, cx.index_entries == cx.out.shared.len()) {
+        let occupied: u64 = cx.out.shared.iter().map(|s| s.used_units as u64).sum();
+        let room = l
+            .block_count
+            .saturating_sub(l.data_start)
+            .saturating_sub(cx.out.free_blocks)
+            .saturating_sub(cx.out.shared.len() as u64);
+        verifier::counters(&c, occupied, room, &mut collect(&mut found));
+    }
     let mut bad = Vec::new();
+    for f in found {
+        cx.find_fixable("objects", f.to_string());
+    }
     if c.per_class != p.per_class {
         bad.push(format!(
             "packed objects per class {:?}, found {:?}",
