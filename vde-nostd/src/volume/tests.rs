@@ -803,16 +803,18 @@ fn block_cache_forgets_a_block_written_around_the_log() {
     }
 }
 
+/// The memory of the tests of a lent device (a firmware's `Memory` in miniature).
+const LENT_PLAN: crate::MemoryPlan = crate::MemoryPlan::new(BS)
+    .whole_block_writes(8)
+    .shared_blocks(32);
+
 /// A firmware keeps its device and memory through a failed `mount_or_format` by lending them:
 /// the device by `&mut`, the buffers from a `Memory` it owns. Here the first attempt fails
 /// (a corrupt superblock pair is refused, never formatted over); the caller erases the range
 /// with the device it still holds and the next call formats it.
 #[test]
 fn a_lent_device_and_memory_survive_a_failed_mount_or_format() {
-    const PLAN: crate::MemoryPlan = crate::MemoryPlan::new(BS)
-        .whole_block_writes(8)
-        .shared_blocks(32);
-    let mut mem = <crate::Memory!(PLAN)>::new();
+    let mut mem = <crate::Memory!(LENT_PLAN)>::new();
     let mut img = vec![0u8; BS * 256];
     let mut dev = RamDevice::new(&mut img, BS).unwrap();
     {
@@ -847,10 +849,7 @@ fn a_lent_device_and_memory_survive_a_failed_mount_or_format() {
 
 #[test]
 fn mount_or_format_in_builds_in_the_slot_and_empties_it_on_an_error() {
-    const PLAN: crate::MemoryPlan = crate::MemoryPlan::new(BS)
-        .whole_block_writes(8)
-        .shared_blocks(32);
-    let mut mem = <crate::Memory!(PLAN)>::new();
+    let mut mem = <crate::Memory!(LENT_PLAN)>::new();
     let mut img = vec![0u8; BS * 256];
     let mut dev = RamDevice::new(&mut img, BS).unwrap();
     let o = opts(ModuleSet::OBJECTS);
