@@ -242,6 +242,9 @@ impl<'b> DirtyTable<'b> {
 /// Bytes the log appender gathers before one device append: a NOR page; appends never cross a
 /// multiple of it, so each is one page program.
 const APPEND_CHUNK: usize = 256;
+
+/// Zeros to pad the log with, in read-only memory rather than on the stack.
+static ZERO_CHUNK: [u8; APPEND_CHUNK] = [0; APPEND_CHUNK];
 /// The largest append unit ([`BlockDevice::append_unit`]): a NAND ECC sector.
 pub const MAX_APPEND_UNIT: usize = 512;
 /// Unchanged bytes no longer than a range entry between two changed runs are logged with them
@@ -612,12 +615,11 @@ impl<'b> Wal<'b> {
                 // damaged or forged) may be the epoch this checkpoint moves to: its log must
                 // never validate under the new header. Start the first log block afresh, durably,
                 // before the header is written.
-                let zeros = [0u8; APPEND_CHUNK];
                 let n = BEGIN_LEN.next_multiple_of(w.unit);
                 let mut at = 0;
                 while at < n {
                     let k = (n - at).min(APPEND_CHUNK);
-                    dev.append(BlockNo(w.start), at, zeros.get(..k).unwrap_or(&[]))
+                    dev.append(BlockNo(w.start), at, ZERO_CHUNK.get(..k).unwrap_or(&[]))
                         .map_err(Error::Device)?;
                     at += k;
                 }
@@ -2211,11 +2213,10 @@ impl Appender {
         let sum = self.hasher.digest().to_le_bytes();
         self.put(dev, page_at, head, false)?;
         self.put(dev, page_at, &sum, false)?;
-        let zeros = [0u8; APPEND_CHUNK];
         let mut pad = (span - len) as usize;
         while pad > 0 {
             let k = pad.min(APPEND_CHUNK);
-            self.put(dev, page_at, zeros.get(..k).unwrap_or(&[]), false)?;
+            self.put(dev, page_at, ZERO_CHUNK.get(..k).unwrap_or(&[]), false)?;
             pad -= k;
         }
         self.drain(dev, page_at)?;
