@@ -7,8 +7,9 @@
 //! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
 //! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the
 //! region directory and pointer table against the layout, the module catalogue, the manifest
-//! and each other ([`regions()`]). The allocation of what the regions name is the caller's to
-//! check (against the bitmap it reads).
+//! and each other ([`regions()`]); the fixed metadata ([`metadata_allocated`]) and each region
+//! ([`region_allocated`]) allocated in the bitmap, the caller counting the free blocks in the
+//! bitmap it reads.
 //!
 //! With the `objects` module: the slot index's blocks ([`slot_index_block`]), each entry
 //! ([`slot_entry`]) and where its shared block lies
@@ -83,6 +84,22 @@ pub enum Finding {
     BitmapTail {
         /// How many.
         clear: u64,
+    },
+    /// Fixed metadata blocks (`0..data_start`) are marked free in the allocation bitmap.
+    MetadataFree {
+        /// How many (at least: a caller may stop counting at the first).
+        free: u64,
+    },
+    /// Blocks of a region are marked free in the allocation bitmap.
+    RegionFree {
+        /// Its module bit.
+        module: u8,
+        /// Its index among the module's regions.
+        index: u16,
+        /// Its blocks.
+        extent: Extent,
+        /// How many are free (at least: a caller may stop counting at the first).
+        free: u64,
     },
     /// The region pointer table does not decode.
     PointerTable(DecodeError),
@@ -379,7 +396,10 @@ impl Finding {
             | Finding::SuperblockFormatting
             | Finding::SuperblockUnknownBits
             | Finding::SuperblockWalSize { .. } => Structure::Superblock,
-            Finding::BitmapBlock { .. } | Finding::BitmapTail { .. } => Structure::Bitmap,
+            Finding::BitmapBlock { .. }
+            | Finding::BitmapTail { .. }
+            | Finding::MetadataFree { .. }
+            | Finding::RegionFree { .. } => Structure::Bitmap,
             Finding::Directory(_)
             | Finding::DirectoryEntry { .. }
             | Finding::EntryUnknownModule { .. }
@@ -457,6 +477,19 @@ impl core::fmt::Display for Finding {
             Finding::BitmapTail { clear } => {
                 write!(f, "{clear} bit(s) past the last block are clear")
             }
+            Finding::MetadataFree { free } => write!(f, "{free} metadata block(s) marked free"),
+            Finding::RegionFree {
+                module,
+                index,
+                extent,
+                free,
+            } => write!(
+                f,
+                "region {} #{index} (blocks {}+{}): {free} block(s) marked free in the bitmap",
+                module_name(*module),
+                extent.start.0,
+                extent.len
+            ),
             Finding::PointerTable(e) => write!(f, "region pointer table: {}", decode_text(e)),
             Finding::Directory(e) => write!(f, "region directory: {}", decode_text(e)),
             Finding::DirectoryEntry { entry, error } => {
@@ -763,6 +796,49 @@ fn count_clear(bits: &[u8], from: u64, to: u64) -> u64 {
         i += 1;
     }
     n
+}
+
+/// The fixed metadata blocks of `layout` (`0..data_start`: superblocks, WAL headers and area,
+/// bitmap, region directory and pointer table), which the allocation bitmap must mark allocated
+/// ([`metadata_allocated`]).
+pub fn metadata(layout: &Layout) -> Extent {
+    Extent {
+        start: crate::types::BlockNo(0),
+        len: layout.data_start,
+    }
+}
+
+/// The rule that the allocation bitmap marks every fixed metadata block ([`metadata`])
+/// allocated (FORMAT.md, "Allocation bitmap": metadata blocks are 1). `free` is how many of them
+/// the caller found marked free (a caller that stops at the first may pass 1). True if none.
+pub fn metadata_allocated(free: u64, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
+    if free > 0 {
+        let _ = stop(sink, Finding::MetadataFree { free });
+        return false;
+    }
+    true
+}
+
+/// The rule that the allocation bitmap marks every block of region `e` allocated (FORMAT.md,
+/// "Region directory", mount checks: every block allocated in the bitmap). `free` is how many
+/// of its blocks the caller found marked free (a caller that stops at the first may pass 1).
+/// True if none.
+pub fn region_allocated(
+    e: &regions::RegionEntry,
+    free: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if free > 0 {
+        let f = Finding::RegionFree {
+            module: e.module,
+            index: e.index,
+            extent: e.extent,
+            free,
+        };
+        let _ = stop(sink, f);
+        return false;
+    }
+    true
 }
 
 /// Whether `e` is a non-empty run of the data area (a region's blocks must be).
@@ -2001,6 +2077,67 @@ mod tests {
             count_clear(&[0xFF], 0, 64),
             0,
             "bits past the slice read as set"
+        );
+    }
+
+    /// The metadata of 1000 blocks of 512 bytes must be allocated, and so must a region's
+    /// blocks: every free block is counted, a mount stops at the first.
+    #[test]
+    fn metadata_and_regions_must_be_allocated() {
+        use crate::format::regions::{RegionEntry, RegionKind};
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let meta = metadata(&layout);
+        assert_eq!((meta.start.0, meta.len), (0, layout.data_start));
+        let region = RegionEntry {
+            module: 0,
+            kind: RegionKind::Small,
+            index: 0,
+            extent: Extent {
+                start: BlockNo(layout.data_start),
+                len: 8,
+            },
+        };
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(metadata_allocated(0, &mut sink));
+        assert!(region_allocated(&region, 0, &mut sink));
+        assert!(!metadata_allocated(3, &mut sink));
+        assert!(!region_allocated(&region, 8, &mut sink));
+        assert_eq!(
+            all,
+            [
+                Finding::MetadataFree { free: 3 },
+                Finding::RegionFree {
+                    module: 0,
+                    index: 0,
+                    extent: region.extent,
+                    free: 8
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::Bitmap));
+        assert_eq!(
+            std::string::ToString::to_string(&all[1]),
+            std::format!(
+                "region objects #0 (blocks {}+8): 8 block(s) marked free in the bitmap",
+                layout.data_start
+            )
+        );
+        let mut first = First::default();
+        assert!(!region_allocated(&region, 1, &mut first.sink()));
+        assert!(!metadata_allocated(1, &mut first.sink()));
+        assert_eq!(
+            first.0,
+            Some(Finding::RegionFree {
+                module: 0,
+                index: 0,
+                extent: region.extent,
+                free: 1
+            })
         );
     }
 
