@@ -4,7 +4,8 @@
 //! [`Error::Corrupt`](crate::Error::Corrupt) ([`Finding::structure`]); the `vde check` tool
 //! collects them all and prints each ([`Finding`]'s `Display`).
 //!
-//! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
+//! Covered here: a superblock copy against the device ([`superblock`]); a WAL header copy against
+//! the layout ([`wal_header`]) and the choice of the copy mount uses ([`wal_choice`]); an allocation bitmap
 //! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the
 //! region directory and pointer table against the layout, the module catalogue, the manifest
 //! and each other ([`regions()`]); the fixed metadata ([`metadata_allocated`]) and each region
@@ -29,6 +30,7 @@ use crate::format::bitmap_block as bitmap_fmt;
 use crate::format::layout::Layout;
 use crate::format::regions::{self, RPT_SLOTS};
 use crate::format::superblock::{Superblock, FLAG_FORMATTING};
+use crate::format::wal_header::WalHeader;
 use crate::format::DecodeError;
 use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
@@ -73,6 +75,31 @@ pub enum Finding {
         /// Its log size in blocks.
         wal_blocks: u64,
     },
+    /// A WAL header copy does not decode (magic, version, checksum, reserved field, zero tail).
+    WalHeaderDecode {
+        /// Whether it is copy B (block 3; else A, block 2).
+        b: bool,
+        /// Why.
+        error: DecodeError,
+    },
+    /// A WAL header copy describes another log area than the superblock's layout.
+    WalHeaderArea {
+        /// Whether it is copy B (block 3; else A, block 2).
+        b: bool,
+        /// The first block of its log area.
+        wal_start: u64,
+        /// Its log area's length in blocks.
+        wal_blocks: u64,
+    },
+    /// A WAL header copy's epoch is 2^63 or above.
+    WalHeaderEpoch {
+        /// Whether it is copy B (block 3; else A, block 2).
+        b: bool,
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// Neither WAL header copy is usable.
+    NoWalHeader,
     /// An allocation bitmap block does not decode (checksum, index, reserved field).
     BitmapBlock {
         /// Its index among the bitmap blocks.
@@ -396,6 +423,10 @@ impl Finding {
             | Finding::SuperblockFormatting
             | Finding::SuperblockUnknownBits
             | Finding::SuperblockWalSize { .. } => Structure::Superblock,
+            Finding::WalHeaderDecode { .. }
+            | Finding::WalHeaderArea { .. }
+            | Finding::WalHeaderEpoch { .. }
+            | Finding::NoWalHeader => Structure::WalHeader,
             Finding::BitmapBlock { .. }
             | Finding::BitmapTail { .. }
             | Finding::MetadataFree { .. }
@@ -447,6 +478,14 @@ fn module_name(bit: u8) -> &'static str {
     modules::by_bit(bit).map_or("?", |m| m.name)
 }
 
+fn wal_copy(b: bool) -> &'static str {
+    if b {
+        "WAL header B (block 3)"
+    } else {
+        "WAL header A (block 2)"
+    }
+}
+
 fn decode_text(e: &DecodeError) -> &'static str {
     match e {
         DecodeError::BadMagic => "bad magic",
@@ -471,6 +510,16 @@ impl core::fmt::Display for Finding {
             Finding::SuperblockWalSize { wal_blocks } => {
                 write!(f, "impossible WAL size {wal_blocks}")
             }
+            Finding::WalHeaderDecode { b, error } => {
+                write!(f, "{}: {}", wal_copy(*b), decode_text(error))
+            }
+            Finding::WalHeaderArea { b, .. } => {
+                write!(f, "{}: describes another log area", wal_copy(*b))
+            }
+            Finding::WalHeaderEpoch { b, epoch } => {
+                write!(f, "{}: epoch {epoch} is 2^63 or above", wal_copy(*b))
+            }
+            Finding::NoWalHeader => f.write_str("neither WAL header copy is usable"),
             Finding::BitmapBlock { index, error } => {
                 write!(f, "bitmap block {index}: {}", decode_text(error))
             }
@@ -741,6 +790,64 @@ pub fn superblock(
         layout
     } else {
         None
+    }
+}
+
+/// Checks WAL header copy B (`b`; else copy A), the whole block `buf`, against `layout`
+/// (FORMAT.md, "WAL header (blocks 2 and 3)"): it decodes (magic, version, checksum, reserved
+/// field, zero tail), describes the layout's log area, and its epoch is below 2^63 (FORMAT.md,
+/// "WAL area", recovery: a header with an epoch at or above 2^63 is invalid). Returns the header
+/// if mount may use it.
+pub fn wal_header(
+    buf: &[u8],
+    b: bool,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<WalHeader> {
+    let h = match WalHeader::decode(buf) {
+        Ok(h) => h,
+        Err(error) => {
+            let _ = stop(sink, Finding::WalHeaderDecode { b, error });
+            return None;
+        }
+    };
+    let mut ok = true;
+    if h.wal_start != layout.wal_start || h.wal_blocks != layout.wal_blocks {
+        ok = false;
+        let f = Finding::WalHeaderArea {
+            b,
+            wal_start: h.wal_start,
+            wal_blocks: h.wal_blocks,
+        };
+        if stop(sink, f) {
+            return None;
+        }
+    }
+    if h.epoch >= 1 << 63 {
+        ok = false;
+        let _ = stop(sink, Finding::WalHeaderEpoch { b, epoch: h.epoch });
+    }
+    ok.then_some(h)
+}
+
+/// The copy mount uses of the two WAL header copies (A, then B, each from [`wal_header`]: `None`
+/// for one it may not use) and whether it is B: the one with the higher `(generation, epoch)`,
+/// A on a tie (FORMAT.md, "WAL header (blocks 2 and 3)": the valid copy with the highest
+/// generation wins; the epoch breaks a tie should a hostile header have pinned the generation at
+/// its ceiling). `None` (and a finding) if neither is usable.
+pub fn wal_choice(
+    a: Option<WalHeader>,
+    b: Option<WalHeader>,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<(WalHeader, bool)> {
+    match (a, b) {
+        (Some(x), Some(y)) if (y.generation, y.epoch) > (x.generation, x.epoch) => Some((y, true)),
+        (Some(x), _) => Some((x, false)),
+        (None, Some(y)) => Some((y, true)),
+        (None, None) => {
+            let _ = stop(sink, Finding::NoWalHeader);
+            None
+        }
     }
 }
 
@@ -2078,6 +2185,98 @@ mod tests {
             0,
             "bits past the slice read as set"
         );
+    }
+
+    /// WAL header copies of a volume of 1000 blocks of 512 bytes (log area 4+16): damaged,
+    /// of another log area, of an epoch at 2^63, and the choice between two.
+    #[test]
+    fn wal_headers_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::format::wal_header::WalHeader;
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let good = WalHeader {
+            generation: 7,
+            epoch: 3,
+            checkpoint_seq: 9,
+            wal_start: layout.wal_start,
+            wal_blocks: layout.wal_blocks,
+            counters: Default::default(),
+        };
+        let block = |h: &WalHeader| {
+            let mut b = vec![0u8; 512];
+            h.encode(&mut b).unwrap();
+            b
+        };
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert_eq!(
+            wal_header(&block(&good), false, &layout, &mut sink),
+            Some(good)
+        );
+        let mut torn = block(&good);
+        torn[20] ^= 1;
+        assert_eq!(wal_header(&torn, true, &layout, &mut sink), None);
+        let bad = WalHeader {
+            wal_blocks: 17,
+            epoch: 1 << 63,
+            ..good
+        };
+        assert_eq!(wal_header(&block(&bad), false, &layout, &mut sink), None);
+        assert_eq!(wal_choice(None, None, &mut sink), None);
+        let newer = WalHeader {
+            generation: 8,
+            ..good
+        };
+        let tie = WalHeader { epoch: 4, ..good };
+        assert_eq!(
+            wal_choice(Some(good), Some(newer), &mut sink),
+            Some((newer, true))
+        );
+        assert_eq!(
+            wal_choice(Some(newer), Some(good), &mut sink),
+            Some((newer, false))
+        );
+        assert_eq!(
+            wal_choice(Some(good), Some(tie), &mut sink),
+            Some((tie, true))
+        );
+        assert_eq!(
+            wal_choice(Some(good), Some(good), &mut sink),
+            Some((good, false))
+        );
+        assert_eq!(wal_choice(None, Some(good), &mut sink), Some((good, true)));
+        assert_eq!(
+            all,
+            [
+                Finding::WalHeaderDecode {
+                    b: true,
+                    error: DecodeError::BadChecksum
+                },
+                Finding::WalHeaderArea {
+                    b: false,
+                    wal_start: layout.wal_start,
+                    wal_blocks: 17
+                },
+                Finding::WalHeaderEpoch {
+                    b: false,
+                    epoch: 1 << 63
+                },
+                Finding::NoWalHeader,
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::WalHeader));
+        assert_eq!(
+            std::string::ToString::to_string(&all[0]),
+            "WAL header B (block 3): bad checksum"
+        );
+        let mut first = First::default();
+        assert_eq!(
+            wal_header(&block(&bad), false, &layout, &mut first.sink()),
+            None
+        );
+        assert_eq!(first.0, Some(all[1]));
     }
 
     /// The metadata of 1000 blocks of 512 bytes must be allocated, and so must a region's

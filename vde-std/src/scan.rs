@@ -24,7 +24,6 @@ use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HD
 use vde_nostd::format::regions::{self, RegionEntry};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
-use vde_nostd::format::wal_header::{self, WalHeader};
 use vde_nostd::format::DecodeError;
 use vde_nostd::subblock::{self, UNIT};
 use vde_nostd::verifier::{self, Finding as Finding0, Flow};
@@ -470,20 +469,23 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     report_index(cx, start, std::mem::take(&mut found));
     // The counters are the checkpoint's, in the WAL header mount would use (the scan runs
     // after recovery, so no committed transaction is left in the log).
+    // The rules are the core's (`vde_nostd::verifier`); a damaged copy is the check's to report
+    // (as it is on disk, before recovery), neither usable here.
     let mut headers = [None, None];
-    for (h, b) in headers.iter_mut().zip([WAL_HDR_A, WAL_HDR_B]) {
+    for (h, (b, is_b)) in headers
+        .iter_mut()
+        .zip([(WAL_HDR_A, false), (WAL_HDR_B, true)])
+    {
         cx.read(b.0)?;
-        *h = WalHeader::decode(&cx.buf)
-            .ok()
-            .filter(|h| h.usable(l.wal_start, l.wal_blocks));
+        *h = verifier::wal_header(&cx.buf, is_b, l, &mut |_| Flow::Continue);
     }
-    match wal_header::newest(headers[0], headers[1]) {
+    let chosen = verifier::wal_choice(headers[0], headers[1], &mut collect(&mut found));
+    match chosen {
         Some((h, _)) => cx.out.counters = Some(h.counters),
         None => {
-            cx.find(
-                "wal",
-                "neither WAL header copy is usable: no object counters",
-            );
+            for f in std::mem::take(&mut found) {
+                cx.find("wal", format!("{f}: no object counters"));
+            }
             return Ok(());
         }
     }

@@ -21,13 +21,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Err(Error::Corrupt(Structure::Superblock));
             }
         }
-        for b in [
-            crate::format::layout::WAL_HDR_A,
-            crate::format::layout::WAL_HDR_B,
+        for (b, is_b) in [
+            (crate::format::layout::WAL_HDR_A, false),
+            (crate::format::layout::WAL_HDR_B, true),
         ] {
+            // Both copies, as recovery and every checkpoint leave them: usable.
             self.dev.read_block(b, a).map_err(Error::Device)?;
-            crate::format::wal_header::WalHeader::decode(a)
-                .map_err(|_| Error::Corrupt(Structure::WalHeader))?;
+            let mut first = verifier::First::default();
+            verifier::wal_header(a, is_b, &self.layout, &mut first.sink())
+                .ok_or(Error::Corrupt(Structure::WalHeader))?;
         }
         if self.count_free()? != self.free_blocks {
             return Err(Error::Corrupt(Structure::Bitmap));
