@@ -4,7 +4,8 @@
 //! [`Error::Corrupt`](crate::Error::Corrupt) ([`Finding::structure`]); the `vde check` tool
 //! collects them all and prints each ([`Finding`]'s `Display`).
 //!
-//! Covered here: a superblock copy against the device ([`superblock`]); a WAL header copy against
+//! Covered here: a superblock copy against the device ([`superblock`]) and the choice of the copy
+//! mount uses ([`superblock_newer`]); a WAL header copy against
 //! the layout ([`wal_header`]) and the choice of the copy mount uses ([`wal_choice`]); an allocation bitmap
 //! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the
 //! region directory and pointer table against the layout, the module catalogue, the manifest
@@ -791,6 +792,14 @@ pub fn superblock(
     } else {
         None
     }
+}
+
+/// Whether superblock copy `sb`, valid ([`superblock`]), replaces `best`, the copy chosen so far
+/// of those read before it (primary, then mirror), as the copy mount uses (FORMAT.md,
+/// "Superblock (blocks 0 and 1)": the valid copy with the highest sequence wins; the primary
+/// on a tie).
+pub fn superblock_newer(sb: &Superblock, best: Option<&Superblock>) -> bool {
+    best.is_none_or(|x| sb.sequence > x.sequence)
 }
 
 /// Checks WAL header copy B (`b`; else copy A), the whole block `buf`, against `layout`
@@ -2184,6 +2193,19 @@ mod tests {
             count_clear(&[0xFF], 0, 64),
             0,
             "bits past the slice read as set"
+        );
+    }
+
+    #[test]
+    fn the_newest_valid_superblock_wins_the_primary_on_a_tie() {
+        let a = sb();
+        let b = Superblock { sequence: 2, ..a };
+        assert!(superblock_newer(&a, None));
+        assert!(superblock_newer(&b, Some(&a)));
+        assert!(!superblock_newer(&a, Some(&b)));
+        assert!(
+            !superblock_newer(&a, Some(&a)),
+            "the primary, read first, on a tie"
         );
     }
 

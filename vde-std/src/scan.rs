@@ -229,18 +229,16 @@ pub fn best_superblock(
     block_size: usize,
     block_count: u64,
 ) -> Option<(Superblock, Layout)> {
+    // The rules are the core's (`vde_nostd::verifier`); a copy of a format that did not finish
+    // is not usable here (mount reads it as not formatted).
     let mut best: Option<(Superblock, Layout)> = None;
-    for c in copies {
-        if let Ok(sb) = c {
-            if superblock_problem(c, block_size, block_count).is_some() {
-                continue;
-            }
-            let Some(l) = Layout::compute(block_size, block_count, sb.wal_blocks) else {
-                continue;
-            };
-            if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
-                best = Some((*sb, l));
-            }
+    for sb in copies.iter().flatten() {
+        let mut no = |_| Flow::Stop;
+        let Some(l) = verifier::superblock(sb, block_size, block_count, false, &mut no) else {
+            continue;
+        };
+        if verifier::superblock_newer(sb, best.as_ref().map(|(x, _)| x)) {
+            best = Some((*sb, l));
         }
     }
     best
