@@ -4,11 +4,14 @@
 //! [`Error::Corrupt`](crate::Error::Corrupt) ([`Finding::structure`]); the `vde check` tool
 //! collects them all and prints each ([`Finding`]'s `Display`).
 //!
-//! Covered here: a superblock copy against the device ([`superblock`]); an allocation bitmap
+//! Covered here: a superblock copy against the device ([`superblock`]) and the choice of the copy
+//! mount uses ([`superblock_newer`]); a WAL header copy against
+//! the layout ([`wal_header`]) and the choice of the copy mount uses ([`wal_choice`]); an allocation bitmap
 //! block ([`bitmap_block`]) and the bits past the volume's last block ([`bitmap_tail`]); the
 //! region directory and pointer table against the layout, the module catalogue, the manifest
-//! and each other ([`regions()`]). The allocation of what the regions name is the caller's to
-//! check (against the bitmap it reads).
+//! and each other ([`regions()`]); the fixed metadata ([`metadata_allocated`]) and each region
+//! ([`region_allocated`]) allocated in the bitmap, the caller counting the free blocks in the
+//! bitmap it reads.
 //!
 //! With the `objects` module: the slot index's blocks ([`slot_index_block`]), each entry
 //! ([`slot_entry`]) and where its shared block lies
@@ -28,6 +31,7 @@ use crate::format::bitmap_block as bitmap_fmt;
 use crate::format::layout::Layout;
 use crate::format::regions::{self, RPT_SLOTS};
 use crate::format::superblock::{Superblock, FLAG_FORMATTING};
+use crate::format::wal_header::WalHeader;
 use crate::format::DecodeError;
 use crate::modules::{self, ModuleSet};
 use crate::types::Extent;
@@ -72,6 +76,31 @@ pub enum Finding {
         /// Its log size in blocks.
         wal_blocks: u64,
     },
+    /// A WAL header copy does not decode (magic, version, checksum, reserved field, zero tail).
+    WalHeaderDecode {
+        /// Whether it is copy B (block 3; else A, block 2).
+        b: bool,
+        /// Why.
+        error: DecodeError,
+    },
+    /// A WAL header copy describes another log area than the superblock's layout.
+    WalHeaderArea {
+        /// Whether it is copy B (block 3; else A, block 2).
+        b: bool,
+        /// The first block of its log area.
+        wal_start: u64,
+        /// Its log area's length in blocks.
+        wal_blocks: u64,
+    },
+    /// A WAL header copy's epoch is 2^63 or above.
+    WalHeaderEpoch {
+        /// Whether it is copy B (block 3; else A, block 2).
+        b: bool,
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// Neither WAL header copy is usable.
+    NoWalHeader,
     /// An allocation bitmap block does not decode (checksum, index, reserved field).
     BitmapBlock {
         /// Its index among the bitmap blocks.
@@ -83,6 +112,22 @@ pub enum Finding {
     BitmapTail {
         /// How many.
         clear: u64,
+    },
+    /// Fixed metadata blocks (`0..data_start`) are marked free in the allocation bitmap.
+    MetadataFree {
+        /// How many (at least: a caller may stop counting at the first).
+        free: u64,
+    },
+    /// Blocks of a region are marked free in the allocation bitmap.
+    RegionFree {
+        /// Its module bit.
+        module: u8,
+        /// Its index among the module's regions.
+        index: u16,
+        /// Its blocks.
+        extent: Extent,
+        /// How many are free (at least: a caller may stop counting at the first).
+        free: u64,
     },
     /// The region pointer table does not decode.
     PointerTable(DecodeError),
@@ -379,7 +424,14 @@ impl Finding {
             | Finding::SuperblockFormatting
             | Finding::SuperblockUnknownBits
             | Finding::SuperblockWalSize { .. } => Structure::Superblock,
-            Finding::BitmapBlock { .. } | Finding::BitmapTail { .. } => Structure::Bitmap,
+            Finding::WalHeaderDecode { .. }
+            | Finding::WalHeaderArea { .. }
+            | Finding::WalHeaderEpoch { .. }
+            | Finding::NoWalHeader => Structure::WalHeader,
+            Finding::BitmapBlock { .. }
+            | Finding::BitmapTail { .. }
+            | Finding::MetadataFree { .. }
+            | Finding::RegionFree { .. } => Structure::Bitmap,
             Finding::Directory(_)
             | Finding::DirectoryEntry { .. }
             | Finding::EntryUnknownModule { .. }
@@ -427,6 +479,14 @@ fn module_name(bit: u8) -> &'static str {
     modules::by_bit(bit).map_or("?", |m| m.name)
 }
 
+fn wal_copy(b: bool) -> &'static str {
+    if b {
+        "WAL header B (block 3)"
+    } else {
+        "WAL header A (block 2)"
+    }
+}
+
 fn decode_text(e: &DecodeError) -> &'static str {
     match e {
         DecodeError::BadMagic => "bad magic",
@@ -451,12 +511,35 @@ impl core::fmt::Display for Finding {
             Finding::SuperblockWalSize { wal_blocks } => {
                 write!(f, "impossible WAL size {wal_blocks}")
             }
+            Finding::WalHeaderDecode { b, error } => {
+                write!(f, "{}: {}", wal_copy(*b), decode_text(error))
+            }
+            Finding::WalHeaderArea { b, .. } => {
+                write!(f, "{}: describes another log area", wal_copy(*b))
+            }
+            Finding::WalHeaderEpoch { b, epoch } => {
+                write!(f, "{}: epoch {epoch} is 2^63 or above", wal_copy(*b))
+            }
+            Finding::NoWalHeader => f.write_str("neither WAL header copy is usable"),
             Finding::BitmapBlock { index, error } => {
                 write!(f, "bitmap block {index}: {}", decode_text(error))
             }
             Finding::BitmapTail { clear } => {
                 write!(f, "{clear} bit(s) past the last block are clear")
             }
+            Finding::MetadataFree { free } => write!(f, "{free} metadata block(s) marked free"),
+            Finding::RegionFree {
+                module,
+                index,
+                extent,
+                free,
+            } => write!(
+                f,
+                "region {} #{index} (blocks {}+{}): {free} block(s) marked free in the bitmap",
+                module_name(*module),
+                extent.start.0,
+                extent.len
+            ),
             Finding::PointerTable(e) => write!(f, "region pointer table: {}", decode_text(e)),
             Finding::Directory(e) => write!(f, "region directory: {}", decode_text(e)),
             Finding::DirectoryEntry { entry, error } => {
@@ -711,6 +794,72 @@ pub fn superblock(
     }
 }
 
+/// Whether superblock copy `sb`, valid ([`superblock`]), replaces `best`, the copy chosen so far
+/// of those read before it (primary, then mirror), as the copy mount uses (FORMAT.md,
+/// "Superblock (blocks 0 and 1)": the valid copy with the highest sequence wins; the primary
+/// on a tie).
+pub fn superblock_newer(sb: &Superblock, best: Option<&Superblock>) -> bool {
+    best.is_none_or(|x| sb.sequence > x.sequence)
+}
+
+/// Checks WAL header copy B (`b`; else copy A), the whole block `buf`, against `layout`
+/// (FORMAT.md, "WAL header (blocks 2 and 3)"): it decodes (magic, version, checksum, reserved
+/// field, zero tail), describes the layout's log area, and its epoch is below 2^63 (FORMAT.md,
+/// "WAL area", recovery: a header with an epoch at or above 2^63 is invalid). Returns the header
+/// if mount may use it.
+pub fn wal_header(
+    buf: &[u8],
+    b: bool,
+    layout: &Layout,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<WalHeader> {
+    let h = match WalHeader::decode(buf) {
+        Ok(h) => h,
+        Err(error) => {
+            let _ = stop(sink, Finding::WalHeaderDecode { b, error });
+            return None;
+        }
+    };
+    let mut ok = true;
+    if h.wal_start != layout.wal_start || h.wal_blocks != layout.wal_blocks {
+        ok = false;
+        let f = Finding::WalHeaderArea {
+            b,
+            wal_start: h.wal_start,
+            wal_blocks: h.wal_blocks,
+        };
+        if stop(sink, f) {
+            return None;
+        }
+    }
+    if h.epoch >= 1 << 63 {
+        ok = false;
+        let _ = stop(sink, Finding::WalHeaderEpoch { b, epoch: h.epoch });
+    }
+    ok.then_some(h)
+}
+
+/// The copy mount uses of the two WAL header copies (A, then B, each from [`wal_header`]: `None`
+/// for one it may not use) and whether it is B: the one with the higher `(generation, epoch)`,
+/// A on a tie (FORMAT.md, "WAL header (blocks 2 and 3)": the valid copy with the highest
+/// generation wins; the epoch breaks a tie should a hostile header have pinned the generation at
+/// its ceiling). `None` (and a finding) if neither is usable.
+pub fn wal_choice(
+    a: Option<WalHeader>,
+    b: Option<WalHeader>,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> Option<(WalHeader, bool)> {
+    match (a, b) {
+        (Some(x), Some(y)) if (y.generation, y.epoch) > (x.generation, x.epoch) => Some((y, true)),
+        (Some(x), _) => Some((x, false)),
+        (None, Some(y)) => Some((y, true)),
+        (None, None) => {
+            let _ = stop(sink, Finding::NoWalHeader);
+            None
+        }
+    }
+}
+
 /// Checks that allocation bitmap block `index` (the whole block `buf`) decodes: checksum,
 /// index, reserved field. True if it does.
 pub fn bitmap_block(buf: &[u8], index: u64, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
@@ -763,6 +912,49 @@ fn count_clear(bits: &[u8], from: u64, to: u64) -> u64 {
         i += 1;
     }
     n
+}
+
+/// The fixed metadata blocks of `layout` (`0..data_start`: superblocks, WAL headers and area,
+/// bitmap, region directory and pointer table), which the allocation bitmap must mark allocated
+/// ([`metadata_allocated`]).
+pub fn metadata(layout: &Layout) -> Extent {
+    Extent {
+        start: crate::types::BlockNo(0),
+        len: layout.data_start,
+    }
+}
+
+/// The rule that the allocation bitmap marks every fixed metadata block ([`metadata`])
+/// allocated (FORMAT.md, "Allocation bitmap": metadata blocks are 1). `free` is how many of them
+/// the caller found marked free (a caller that stops at the first may pass 1). True if none.
+pub fn metadata_allocated(free: u64, sink: &mut impl FnMut(Finding) -> Flow) -> bool {
+    if free > 0 {
+        let _ = stop(sink, Finding::MetadataFree { free });
+        return false;
+    }
+    true
+}
+
+/// The rule that the allocation bitmap marks every block of region `e` allocated (FORMAT.md,
+/// "Region directory", mount checks: every block allocated in the bitmap). `free` is how many
+/// of its blocks the caller found marked free (a caller that stops at the first may pass 1).
+/// True if none.
+pub fn region_allocated(
+    e: &regions::RegionEntry,
+    free: u64,
+    sink: &mut impl FnMut(Finding) -> Flow,
+) -> bool {
+    if free > 0 {
+        let f = Finding::RegionFree {
+            module: e.module,
+            index: e.index,
+            extent: e.extent,
+            free,
+        };
+        let _ = stop(sink, f);
+        return false;
+    }
+    true
 }
 
 /// Whether `e` is a non-empty run of the data area (a region's blocks must be).
@@ -2001,6 +2193,172 @@ mod tests {
             count_clear(&[0xFF], 0, 64),
             0,
             "bits past the slice read as set"
+        );
+    }
+
+    #[test]
+    fn the_newest_valid_superblock_wins_the_primary_on_a_tie() {
+        let a = sb();
+        let b = Superblock { sequence: 2, ..a };
+        assert!(superblock_newer(&a, None));
+        assert!(superblock_newer(&b, Some(&a)));
+        assert!(!superblock_newer(&a, Some(&b)));
+        assert!(
+            !superblock_newer(&a, Some(&a)),
+            "the primary, read first, on a tie"
+        );
+    }
+
+    /// WAL header copies of a volume of 1000 blocks of 512 bytes (log area 4+16): damaged,
+    /// of another log area, of an epoch at 2^63, and the choice between two.
+    #[test]
+    fn wal_headers_report_every_broken_rule_or_stop_at_the_first() {
+        use crate::format::wal_header::WalHeader;
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let good = WalHeader {
+            generation: 7,
+            epoch: 3,
+            checkpoint_seq: 9,
+            wal_start: layout.wal_start,
+            wal_blocks: layout.wal_blocks,
+            counters: Default::default(),
+        };
+        let block = |h: &WalHeader| {
+            let mut b = vec![0u8; 512];
+            h.encode(&mut b).unwrap();
+            b
+        };
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert_eq!(
+            wal_header(&block(&good), false, &layout, &mut sink),
+            Some(good)
+        );
+        let mut torn = block(&good);
+        torn[20] ^= 1;
+        assert_eq!(wal_header(&torn, true, &layout, &mut sink), None);
+        let bad = WalHeader {
+            wal_blocks: 17,
+            epoch: 1 << 63,
+            ..good
+        };
+        assert_eq!(wal_header(&block(&bad), false, &layout, &mut sink), None);
+        assert_eq!(wal_choice(None, None, &mut sink), None);
+        let newer = WalHeader {
+            generation: 8,
+            ..good
+        };
+        let tie = WalHeader { epoch: 4, ..good };
+        assert_eq!(
+            wal_choice(Some(good), Some(newer), &mut sink),
+            Some((newer, true))
+        );
+        assert_eq!(
+            wal_choice(Some(newer), Some(good), &mut sink),
+            Some((newer, false))
+        );
+        assert_eq!(
+            wal_choice(Some(good), Some(tie), &mut sink),
+            Some((tie, true))
+        );
+        assert_eq!(
+            wal_choice(Some(good), Some(good), &mut sink),
+            Some((good, false))
+        );
+        assert_eq!(wal_choice(None, Some(good), &mut sink), Some((good, true)));
+        assert_eq!(
+            all,
+            [
+                Finding::WalHeaderDecode {
+                    b: true,
+                    error: DecodeError::BadChecksum
+                },
+                Finding::WalHeaderArea {
+                    b: false,
+                    wal_start: layout.wal_start,
+                    wal_blocks: 17
+                },
+                Finding::WalHeaderEpoch {
+                    b: false,
+                    epoch: 1 << 63
+                },
+                Finding::NoWalHeader,
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::WalHeader));
+        assert_eq!(
+            std::string::ToString::to_string(&all[0]),
+            "WAL header B (block 3): bad checksum"
+        );
+        let mut first = First::default();
+        assert_eq!(
+            wal_header(&block(&bad), false, &layout, &mut first.sink()),
+            None
+        );
+        assert_eq!(first.0, Some(all[1]));
+    }
+
+    /// The metadata of 1000 blocks of 512 bytes must be allocated, and so must a region's
+    /// blocks: every free block is counted, a mount stops at the first.
+    #[test]
+    fn metadata_and_regions_must_be_allocated() {
+        use crate::format::regions::{RegionEntry, RegionKind};
+        use crate::types::BlockNo;
+        let layout = Layout::compute(512, 1000, 16).unwrap();
+        let meta = metadata(&layout);
+        assert_eq!((meta.start.0, meta.len), (0, layout.data_start));
+        let region = RegionEntry {
+            module: 0,
+            kind: RegionKind::Small,
+            index: 0,
+            extent: Extent {
+                start: BlockNo(layout.data_start),
+                len: 8,
+            },
+        };
+        let mut all = Vec::new();
+        let mut sink = |f| {
+            all.push(f);
+            Flow::Continue
+        };
+        assert!(metadata_allocated(0, &mut sink));
+        assert!(region_allocated(&region, 0, &mut sink));
+        assert!(!metadata_allocated(3, &mut sink));
+        assert!(!region_allocated(&region, 8, &mut sink));
+        assert_eq!(
+            all,
+            [
+                Finding::MetadataFree { free: 3 },
+                Finding::RegionFree {
+                    module: 0,
+                    index: 0,
+                    extent: region.extent,
+                    free: 8
+                },
+            ]
+        );
+        assert!(all.iter().all(|f| f.structure() == Structure::Bitmap));
+        assert_eq!(
+            std::string::ToString::to_string(&all[1]),
+            std::format!(
+                "region objects #0 (blocks {}+8): 8 block(s) marked free in the bitmap",
+                layout.data_start
+            )
+        );
+        let mut first = First::default();
+        assert!(!region_allocated(&region, 1, &mut first.sink()));
+        assert!(!metadata_allocated(1, &mut first.sink()));
+        assert_eq!(
+            first.0,
+            Some(Finding::RegionFree {
+                module: 0,
+                index: 0,
+                extent: region.extent,
+                free: 1
+            })
         );
     }
 

@@ -60,13 +60,14 @@ use crate::error::{Error, Structure};
 use crate::format::counters::{Counters, Delta};
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HDR_B};
 use crate::format::rescue::{Rescue, LEN as RESCUE_LEN};
-use crate::format::wal_header::{self, WalHeader};
+use crate::format::wal_header::WalHeader;
 use crate::format::wal_record::{
     record_len, seed, worst_txn_bytes, Commit, Range, RecordHeader, RecordKind, TxIdent, BEGIN_LEN,
     COMMIT_MAGIC, COMMIT_MAX, MAX_CHAIN, MAX_DIRTY, MAX_TARGET, NO_PREV, RANGE_ENTRY,
     RECORD_HEADER, RECORD_SUFFIX,
 };
 use crate::types::{pow2_div, pow2_rem, BlockNo, Epoch, Extent, Seq};
+use crate::verifier;
 use xxhash_rust::xxh64::Xxh64;
 
 pub use crate::tx_buffer::TxBuf;
@@ -525,7 +526,8 @@ impl<'b> Wal<'b> {
         let a = block_of(scratch, w.bs)?;
         let ha = read_header(dev, WAL_HDR_A, a, layout)?;
         let hb = read_header(dev, WAL_HDR_B, a, layout)?;
-        let (h, is_b) = wal_header::newest(ha, hb).ok_or(Error::Corrupt(Structure::WalHeader))?;
+        let (h, is_b) = verifier::wal_choice(ha, hb, &mut verifier::First::default().sink())
+            .ok_or(Error::Corrupt(Structure::WalHeader))?;
         w.generation = h.generation;
         w.epoch = Epoch(h.epoch);
         w.checkpoint_seq = Seq(h.checkpoint_seq);
@@ -2237,9 +2239,10 @@ fn read_header<D: BlockDevice>(
     layout: &Layout,
 ) -> Result<Option<WalHeader>, Error<D::Error>> {
     dev.read_block(at, buf).map_err(Error::Device)?;
-    Ok(WalHeader::decode(buf)
-        .ok()
-        .filter(|h| h.usable(layout.wal_start, layout.wal_blocks)))
+    // The rules are the verifier's; a copy mount may not use is no error on its own.
+    let mut first = verifier::First::default();
+    let h = verifier::wal_header(buf, at == WAL_HDR_B, layout, &mut first.sink());
+    Ok(h)
 }
 
 /// The highest epoch a session may start in (2^62). Each checkpoint adds one, and headers are

@@ -17,7 +17,7 @@ use std::io;
 use std::path::Path;
 
 use vde_nostd::format::layout::{WAL_HDR_A, WAL_HDR_B};
-use vde_nostd::format::wal_header::WalHeader;
+use vde_nostd::verifier::{self, Flow};
 use vde_nostd::wal::RecoveryReport;
 use vde_nostd::{BlockDevice, Volume};
 
@@ -88,35 +88,27 @@ pub fn check_device<D: BlockDevice<Error = io::Error>>(
         }
     }
     if let Some((_, layout)) = best {
+        // The rules are the core's (`vde_nostd::verifier`), every broken one reported; a copy
+        // mount may not use is repairable while the other one is usable. Neither usable is
+        // told by the mount.
         let mut buf = vec![0u8; bs];
-        let mut ok = [false; 2];
-        for (i, (blk, name)) in [(WAL_HDR_A, "A"), (WAL_HDR_B, "B")].into_iter().enumerate() {
+        let mut found = Vec::new();
+        let mut usable = [None, None];
+        for (h, (blk, b)) in usable
+            .iter_mut()
+            .zip([(WAL_HDR_A, false), (WAL_HDR_B, true)])
+        {
             dev.read_block(blk, &mut buf)?;
-            let why = match WalHeader::decode(&buf) {
-                Ok(h) if h.wal_start == layout.wal_start && h.wal_blocks == layout.wal_blocks => {
-                    None
-                }
-                Ok(_) => Some("describes another log area".to_string()),
-                Err(vde_nostd::format::DecodeError::BadMagic) => Some("bad magic".into()),
-                Err(vde_nostd::format::DecodeError::BadChecksum) => Some("bad checksum".into()),
-                Err(_) => Some("malformed".into()),
-            };
-            match why {
-                None => {
-                    if let Some(x) = ok.get_mut(i) {
-                        *x = true;
-                    }
-                }
-                Some(w) => r.findings.push(Finding::new(
-                    "wal",
-                    format!("WAL header {name} (block {}): {w}", blk.0),
-                )),
-            }
+            *h = verifier::wal_header(&buf, b, &layout, &mut |f| {
+                found.push(f);
+                Flow::Continue
+            });
         }
-        if ok.iter().any(|x| *x) {
-            for f in r.findings.iter_mut().filter(|f| f.area == "wal") {
-                f.repairable = true;
-            }
+        let chosen = verifier::wal_choice(usable[0], usable[1], &mut |_| Flow::Continue);
+        for f in found {
+            let f = Finding::new("wal", f.to_string());
+            r.findings
+                .push(if chosen.is_some() { f.repairable() } else { f });
         }
     }
     // 2. Mount: WAL recovery into `dev`, and the engine's own validation.

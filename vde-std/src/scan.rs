@@ -13,9 +13,8 @@
 //! The rules themselves are the core's, written once in [`vde_nostd::verifier`] (the ones a
 //! mount checks too); this walk reads the blocks, finds what a rule needs from elsewhere (the
 //! bitmap, the regions, the other entries and extents) and turns every finding into a
-//! [`Finding`] of an area. Its own are only what needs the whole image at once: the metadata
-//! and regions allocated, a mark inside another extent, and the counters equal to what was
-//! found.
+//! [`Finding`] of an area. Its own are only what needs the whole image at once: a mark inside
+//! another extent, and the counters equal to what was found.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -25,11 +24,10 @@ use vde_nostd::format::layout::{Layout, SB_MIRROR, SB_PRIMARY, WAL_HDR_A, WAL_HD
 use vde_nostd::format::regions::{self, RegionEntry};
 use vde_nostd::format::slot_index::{self, Counters};
 use vde_nostd::format::superblock::Superblock;
-use vde_nostd::format::wal_header::{self, WalHeader};
 use vde_nostd::format::DecodeError;
 use vde_nostd::subblock::{self, UNIT};
 use vde_nostd::verifier::{self, Finding as Finding0, Flow};
-use vde_nostd::{bitmap, modules, BlockDevice, BlockNo, Handle};
+use vde_nostd::{bitmap, BlockDevice, BlockNo, Handle};
 
 /// One problem found in an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +116,14 @@ impl BitmapView {
             return None;
         }
         Some(bitmap::get(&self.bits, b))
+    }
+    /// How many blocks of `e` are marked free (blocks whose bitmap block is damaged, or past the
+    /// end, are not counted).
+    pub fn free_in(&self, e: vde_nostd::Extent) -> u64 {
+        let end = e.end().unwrap_or(u64::MAX).min(self.blocks);
+        (e.start.0..end)
+            .filter(|b| self.allocated(*b) == Some(false))
+            .count() as u64
     }
     /// Whether every bitmap block passed its checks.
     pub fn all_valid(&self) -> bool {
@@ -223,18 +229,16 @@ pub fn best_superblock(
     block_size: usize,
     block_count: u64,
 ) -> Option<(Superblock, Layout)> {
+    // The rules are the core's (`vde_nostd::verifier`); a copy of a format that did not finish
+    // is not usable here (mount reads it as not formatted).
     let mut best: Option<(Superblock, Layout)> = None;
-    for c in copies {
-        if let Ok(sb) = c {
-            if superblock_problem(c, block_size, block_count).is_some() {
-                continue;
-            }
-            let Some(l) = Layout::compute(block_size, block_count, sb.wal_blocks) else {
-                continue;
-            };
-            if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
-                best = Some((*sb, l));
-            }
+    for sb in copies.iter().flatten() {
+        let mut no = |_| Flow::Stop;
+        let Some(l) = verifier::superblock(sb, block_size, block_count, false, &mut no) else {
+            continue;
+        };
+        if verifier::superblock_newer(sb, best.as_ref().map(|(x, _)| x)) {
+            best = Some((*sb, l));
         }
     }
     best
@@ -361,13 +365,13 @@ fn read_bitmap<D: BlockDevice<Error = io::Error>>(
         valid,
         blocks: l.block_count,
     };
-    let bm = &cx.out.bitmap;
-    let meta_free = (0..l.data_start)
-        .filter(|b| bm.allocated(*b) == Some(false))
-        .count();
-    if meta_free > 0 {
-        let m = format!("{meta_free} metadata block(s) marked free");
-        cx.find("bitmap", m);
+    // The rule is the core's (`vde_nostd::verifier`); the blocks of damaged bitmap blocks are
+    // not counted (their allocation is unknown).
+    let meta_free = cx.out.bitmap.free_in(verifier::metadata(l));
+    let mut found = Vec::new();
+    verifier::metadata_allocated(meta_free, &mut collect(&mut found));
+    for f in found {
+        cx.find("bitmap", f.to_string());
     }
     let (mut free, mut unknown) = (0u64, 0u64);
     for b in 0..l.block_count {
@@ -412,28 +416,19 @@ fn read_regions<D: BlockDevice<Error = io::Error>>(
         };
         cx.find("regions", m);
     }
-    // The regions that lie in the data area: their blocks must be allocated.
+    // The regions that lie in the data area: their blocks must be allocated (the core's rule).
     for i in 0..count.unwrap_or(0) {
         let Ok(e) = regions::dir_entry(&dir, i) else {
             continue;
         };
-        let name = modules::by_bit(e.module).map_or("?", |m| m.name);
-        let Some(end) = e
-            .extent
-            .end()
-            .filter(|_| verifier::in_data_area(&e.extent, l))
-        else {
+        if !verifier::in_data_area(&e.extent, l) {
             continue;
-        };
-        let unalloc = (e.extent.start.0..end)
-            .filter(|b| cx.out.bitmap.allocated(*b) == Some(false))
-            .count();
-        if unalloc > 0 {
-            let m = format!(
-                "region {name} #{} (blocks {}+{}): {unalloc} block(s) marked free in the bitmap",
-                e.index, e.extent.start.0, e.extent.len
-            );
-            cx.find("bitmap", m);
+        }
+        let mut found = Vec::new();
+        let free = cx.out.bitmap.free_in(e.extent);
+        verifier::region_allocated(&e, free, &mut collect(&mut found));
+        for f in found {
+            cx.find("bitmap", f.to_string());
         }
         cx.out.regions.push(e);
     }
@@ -472,20 +467,23 @@ fn read_slot_index<D: BlockDevice<Error = io::Error>>(
     report_index(cx, start, std::mem::take(&mut found));
     // The counters are the checkpoint's, in the WAL header mount would use (the scan runs
     // after recovery, so no committed transaction is left in the log).
+    // The rules are the core's (`vde_nostd::verifier`); a damaged copy is the check's to report
+    // (as it is on disk, before recovery), neither usable here.
     let mut headers = [None, None];
-    for (h, b) in headers.iter_mut().zip([WAL_HDR_A, WAL_HDR_B]) {
+    for (h, (b, is_b)) in headers
+        .iter_mut()
+        .zip([(WAL_HDR_A, false), (WAL_HDR_B, true)])
+    {
         cx.read(b.0)?;
-        *h = WalHeader::decode(&cx.buf)
-            .ok()
-            .filter(|h| h.usable(l.wal_start, l.wal_blocks));
+        *h = verifier::wal_header(&cx.buf, is_b, l, &mut |_| Flow::Continue);
     }
-    match wal_header::newest(headers[0], headers[1]) {
+    let chosen = verifier::wal_choice(headers[0], headers[1], &mut collect(&mut found));
+    match chosen {
         Some((h, _)) => cx.out.counters = Some(h.counters),
         None => {
-            cx.find(
-                "wal",
-                "neither WAL header copy is usable: no object counters",
-            );
+            for f in std::mem::take(&mut found) {
+                cx.find("wal", format!("{f}: no object counters"));
+            }
             return Ok(());
         }
     }

@@ -472,3 +472,39 @@ fn a_damaged_extent_map_is_reported_not_guessed() {
         Err(vde_nostd::Error::Corrupt(vde_nostd::Structure::Extent))
     ));
 }
+
+/// A WAL header copy whose epoch is 2^63, re-sealed: mount may not use it (FORMAT.md, recovery),
+/// so `vde check` reports it (it once took any copy of the right log area) as repairable, and
+/// the repair's mount rewrites it.
+#[test]
+fn a_wal_header_of_an_impossible_epoch_is_reported_and_rewritten() {
+    use vde_nostd::format::wal_header::WalHeader;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.img");
+    image(&path, &[100]);
+    let mut img = std::fs::read(&path).unwrap();
+    let b = &mut img[3 * BS..4 * BS];
+    let mut h = WalHeader::decode(b).unwrap();
+    h.epoch = 1 << 63;
+    h.encode(b).unwrap();
+    std::fs::write(&path, &img).unwrap();
+    let r = check_path(&path, &mut |_, _| {}).unwrap();
+    let m = format!(
+        "WAL header B (block 3): epoch {} is 2^63 or above",
+        1u64 << 63
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.area == "wal" && f.message == m && f.repairable),
+        "{:?}",
+        r.findings
+    );
+    let actions = repair_clean(&path);
+    assert!(
+        actions
+            .iter()
+            .any(|a| a == "rewrote the damaged WAL header copy"),
+        "{actions:?}"
+    );
+}

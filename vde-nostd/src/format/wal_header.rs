@@ -1,6 +1,6 @@
 //! The WAL header: two copies (blocks 2 and 3) written alternately, each followed by a flush, so
 //! rewriting one can never lose the other. Mount takes the valid copy with the highest
-//! `generation`.
+//! `generation` (the rules: [`crate::verifier::wal_header`], [`crate::verifier::wal_choice`]).
 //!
 //! Byte layout (little-endian), rest of the block zero:
 //! ```text
@@ -82,29 +82,6 @@ impl WalHeader {
             wal_blocks: get_u64(b, 48).ok_or(f)?,
             counters: Counters::decode_at(b, COUNTERS_AT).ok_or(f)?,
         })
-    }
-}
-
-impl WalHeader {
-    /// Whether mount may use this (decoded) copy on a volume whose log area is `wal_start`,
-    /// `wal_blocks` long: it describes that area, and its epoch is below 2^63 (no device lives
-    /// to see 2^63 checkpoints: an epoch that high is forged, and would leave no room to move
-    /// on without reuse).
-    pub fn usable(&self, wal_start: u64, wal_blocks: u64) -> bool {
-        self.wal_start == wal_start && self.wal_blocks == wal_blocks && self.epoch < 1 << 63
-    }
-}
-
-/// The copy mount uses of the two header copies (A, then B; `None` for an invalid one) and
-/// whether it is B: the one with the higher `(generation, epoch)`, A on a tie.
-pub fn newest(a: Option<WalHeader>, b: Option<WalHeader>) -> Option<(WalHeader, bool)> {
-    match (a, b) {
-        // The epoch breaks a tie should a hostile header have pinned the generation at its
-        // ceiling.
-        (Some(x), Some(y)) if (y.generation, y.epoch) > (x.generation, x.epoch) => Some((y, true)),
-        (Some(x), _) => Some((x, false)),
-        (None, Some(y)) => Some((y, true)),
-        (None, None) => None,
     }
 }
 

@@ -21,13 +21,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Err(Error::Corrupt(Structure::Superblock));
             }
         }
-        for b in [
-            crate::format::layout::WAL_HDR_A,
-            crate::format::layout::WAL_HDR_B,
+        for (b, is_b) in [
+            (crate::format::layout::WAL_HDR_A, false),
+            (crate::format::layout::WAL_HDR_B, true),
         ] {
+            // Both copies, as recovery and every checkpoint leave them: usable.
             self.dev.read_block(b, a).map_err(Error::Device)?;
-            crate::format::wal_header::WalHeader::decode(a)
-                .map_err(|_| Error::Corrupt(Structure::WalHeader))?;
+            let mut first = verifier::First::default();
+            verifier::wal_header(a, is_b, &self.layout, &mut first.sink())
+                .ok_or(Error::Corrupt(Structure::WalHeader))?;
         }
         if self.count_free()? != self.free_blocks {
             return Err(Error::Corrupt(Structure::Bitmap));
@@ -77,22 +79,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     .read(&mut self.dev, BlockNo(self.layout.regdir), dir)?;
                 regions::dir_entry(dir, i).map_err(|_| Error::Corrupt(rd))?
             };
-            if !self.extent_allocated(e.extent)? {
-                return Err(Error::Corrupt(Structure::Bitmap));
+            // Stops at the first free block: one is enough to break the rule.
+            let free = u64::from(!self.extent_allocated(e.extent)?);
+            if !verifier::region_allocated(&e, free, &mut first.sink()) {
+                return Err(corrupt(first));
             }
         }
         Ok(())
     }
 
-    /// Every fixed metadata block (`0..data_start`) must be marked allocated, and every bit past
-    /// the volume's last block set ([`verifier::bitmap_tail`]).
+    /// Every fixed metadata block must be marked allocated ([`verifier::metadata_allocated`]),
+    /// and every bit past the volume's last block set ([`verifier::bitmap_tail`]).
     #[inline(never)]
     pub(super) fn check_metadata_allocated(&mut self) -> Result<(), Error<D::Error>> {
-        let meta = Extent {
-            start: BlockNo(0),
-            len: self.layout.data_start,
-        };
-        if !self.extent_allocated(meta)? {
+        // Stops at the first free block: one is enough to break the rule.
+        let free = u64::from(!self.extent_allocated(verifier::metadata(&self.layout))?);
+        if !verifier::metadata_allocated(free, &mut verifier::First::default().sink()) {
             return Err(Error::Corrupt(Structure::Bitmap));
         }
         let last = self.layout.bitmap_blocks.saturating_sub(1);
@@ -100,7 +102,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let (mut src, buf) = self.bitmap_source();
         // Reads the block whole into `buf` (and checks it decodes).
         src.block(last, buf)?;
-        if !verifier::bitmap_tail(buf, &layout, &mut |_| verifier::Flow::Stop) {
+        if !verifier::bitmap_tail(buf, &layout, &mut verifier::First::default().sink()) {
             return Err(Error::Corrupt(Structure::Bitmap));
         }
         Ok(())

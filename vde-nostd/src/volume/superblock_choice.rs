@@ -23,7 +23,7 @@ pub(super) fn pick_superblock<D: BlockDevice>(
             .and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l)))
         {
             Ok((sb, l)) => {
-                if best.is_none_or(|(x, _)| sb.sequence > x.sequence) {
+                if verifier::superblock_newer(&sb, best.as_ref().map(|(x, _)| x)) {
                     best = Some((sb, l));
                 }
             }

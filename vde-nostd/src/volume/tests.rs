@@ -374,7 +374,7 @@ fn extents_are_reachable_only_through_the_extent_map() {
 #[test]
 fn object_counters_ride_in_commit_markers_and_the_wal_header() {
     use crate::format::layout::{WAL_HDR_A, WAL_HDR_B};
-    use crate::format::wal_header::{self, WalHeader};
+    use crate::format::wal_header::WalHeader;
     let mut img = vec![0u8; BS * 1024];
     let mut m = Mem::new();
     let dev = RamDevice::new(&mut img, BS).unwrap();
@@ -425,7 +425,8 @@ fn object_counters_ride_in_commit_markers_and_the_wal_header() {
 
     // After a checkpoint the WAL header mount uses holds them, and the log is empty.
     let header = |b: BlockNo| WalHeader::decode(&img[b.0 as usize * BS..][..BS]).ok();
-    let (h, _) = wal_header::newest(header(WAL_HDR_A), header(WAL_HDR_B)).unwrap();
+    let mut none = |_| verifier::Flow::Continue;
+    let (h, _) = verifier::wal_choice(header(WAL_HDR_A), header(WAL_HDR_B), &mut none).unwrap();
     assert_eq!(h.counters, after);
     let dev = RamDevice::new(&mut img, BS).unwrap();
     let mut vol = Volume::<_, 8>::mount(dev, m.bufs()).unwrap();
