@@ -344,6 +344,67 @@ enum Plan {
 }
 
 impl<'b> Wal<'b> {
+    /// A log over `mem` with nothing set up yet ([`Wal::set_up`] gives it its geometry), so that
+    /// a volume can build its log where it keeps it: a `Wal` is about half a kilobyte, and each
+    /// move of a returned one can take that much stack again.
+    pub(crate) fn unset(mem: &'b mut [u8]) -> Wal<'b> {
+        Wal {
+            start: 0,
+            blocks: 0,
+            cap: 0,
+            cap_all: 0,
+            rescued: None,
+            redo: false,
+            in_place: false,
+            piece: 1,
+            bs: 1,
+            block_count: 0,
+            salt: 0,
+            mirror: None,
+            epoch: Epoch(1),
+            checkpoint_seq: Seq(0),
+            last_seq: Seq(0),
+            head: 0,
+            generation: 1,
+            active_is_b: false,
+            stats: WalStats::default(),
+            owed: false,
+            unsynced: false,
+            broken: false,
+            unit: 1,
+            durability: Durability::Durable,
+            counters: Counters::default(),
+            dirty: DirtyTable {
+                mem: &mut [],
+                len: 0,
+            },
+            page: mem,
+            page_at: None,
+            page_off: 0,
+            cache: BlockCache::new(&mut [], 1),
+        }
+    }
+
+    /// [`Wal::new`] in place, on a log from [`Wal::unset`]: the geometry from `layout` and the
+    /// device, the memory split into the dirty-block table, the log's read page and the cache.
+    #[inline(never)]
+    pub(crate) fn set_up<D: BlockDevice>(
+        &mut self,
+        dev: &D,
+        layout: &Layout,
+        salt: u64,
+        mirror: Option<BlockNo>,
+    ) -> Result<(), Error<D::Error>> {
+        self.configure(
+            layout,
+            salt,
+            mirror,
+            dev.append_unit(),
+            dev.reads_partial(),
+            dev.programs_in_place(),
+        )
+    }
+
     fn blank<E>(
         layout: &Layout,
         salt: u64,
@@ -353,10 +414,26 @@ impl<'b> Wal<'b> {
         partial: bool,
         programs: bool,
     ) -> Result<Wal<'b>, Error<E>> {
+        let mut w = Wal::unset(page);
+        w.configure(layout, salt, mirror, unit, partial, programs)?;
+        Ok(w)
+    }
+
+    /// Sets up a log from [`Wal::unset`] (its memory is in `page`), field by field.
+    fn configure<E>(
+        &mut self,
+        layout: &Layout,
+        salt: u64,
+        mirror: Option<BlockNo>,
+        unit: usize,
+        partial: bool,
+        programs: bool,
+    ) -> Result<(), Error<E>> {
         let bs = layout.bs();
+        let mem = core::mem::take(&mut self.page);
         // The dirty-block table first, then one block for the log's reads; whole blocks past it
         // cache committed blocks.
-        let (dmem, page) = page.split_at_mut(page.len().min(DIRTY_TABLE_BYTES));
+        let (dmem, page) = mem.split_at_mut(mem.len().min(DIRTY_TABLE_BYTES));
         let dirty = DirtyTable::new(dmem)?;
         let (page, rest) = if page.len() >= bs {
             page.split_at_mut(bs)
@@ -364,7 +441,6 @@ impl<'b> Wal<'b> {
             (page, &mut [][..])
         };
         let page = page_of(page, bs, partial)?;
-        let cache = BlockCache::new(rest, bs);
         let unit = unit.max(1);
         if !unit.is_power_of_two()
             || unit > MAX_APPEND_UNIT
@@ -392,38 +468,21 @@ impl<'b> Wal<'b> {
         } else {
             cap_all
         };
-        Ok(Wal {
-            start: layout.wal_start,
-            blocks: layout.wal_blocks,
-            cap,
-            cap_all,
-            rescued: None,
-            redo: false,
-            in_place,
-            piece,
-            bs,
-            block_count: layout.block_count,
-            salt,
-            mirror,
-            epoch: Epoch(1),
-            checkpoint_seq: Seq(0),
-            last_seq: Seq(0),
-            head: 0,
-            generation: 1,
-            active_is_b: false,
-            stats: WalStats::default(),
-            owed: false,
-            unsynced: false,
-            broken: false,
-            unit,
-            durability: Durability::Durable,
-            counters: Counters::default(),
-            dirty,
-            page,
-            page_at: None,
-            page_off: 0,
-            cache,
-        })
+        self.start = layout.wal_start;
+        self.blocks = layout.wal_blocks;
+        self.cap = cap;
+        self.cap_all = cap_all;
+        self.in_place = in_place;
+        self.piece = piece;
+        self.bs = bs;
+        self.block_count = layout.block_count;
+        self.salt = salt;
+        self.mirror = mirror;
+        self.unit = unit;
+        self.dirty = dirty;
+        self.page = page;
+        self.cache = BlockCache::new(rest, bs);
+        Ok(())
     }
 
     /// Writes fresh WAL headers (both copies) and clears the first log block. The caller flushes.

@@ -294,7 +294,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         // As a mount would go on from the copy it picked (`pick_and_repair`).
         repair_superblock_copy(dev, scratch)?;
-        let mut wal = Wal::new(dev, &layout, sb.wal_salt(), Some(SB_MIRROR), page)?;
+        let mut wal = Wal::unset(page);
+        wal.set_up(dev, &layout, sb.wal_salt(), Some(SB_MIRROR))?;
         let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt())?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
     }
@@ -347,13 +348,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
         let (sb, layout) = Self::pick_and_repair(&mut dev, scratch)?;
         let salt = sb.wal_salt();
-        // The log is recovered where it lives, inside the volume: the state is built once.
-        let wal = Wal::new(&dev, &layout, salt, Some(SB_MIRROR), page)?;
+        // The log is set up and recovered where it lives, inside the volume in the slot: the
+        // state is built once and never moved.
         *slot = Some(Volume {
             dev,
             layout,
             sb,
-            wal,
+            wal: Wal::unset(page),
             tx: TxBuf::new(bufs.txn, bs),
             scratch,
             free_blocks: 0,
@@ -386,6 +387,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             layout,
             ..
         } = vol;
+        wal.set_up(dev, layout, salt, Some(SB_MIRROR))?;
         let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt)?;
         if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
             return Err(Error::NotFormatted);
