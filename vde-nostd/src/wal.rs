@@ -385,8 +385,9 @@ impl<'b> Wal<'b> {
         }
     }
 
-    /// [`Wal::new`] in place, on a log from [`Wal::unset`]: the geometry from `layout` and the
-    /// device, the memory split into the dirty-block table, the log's read page and the cache.
+    /// [`Wal::new`] in place, on a log from [`Wal::unset`], field by field: the geometry from
+    /// `layout` and the device, the memory split into the dirty-block table, the log's read page
+    /// and the cache.
     #[inline(never)]
     pub(crate) fn set_up<D: BlockDevice>(
         &mut self,
@@ -395,40 +396,11 @@ impl<'b> Wal<'b> {
         salt: u64,
         mirror: Option<BlockNo>,
     ) -> Result<(), Error<D::Error>> {
-        self.configure(
-            layout,
-            salt,
-            mirror,
+        let (unit, partial, programs) = (
             dev.append_unit(),
             dev.reads_partial(),
             dev.programs_in_place(),
-        )
-    }
-
-    fn blank<E>(
-        layout: &Layout,
-        salt: u64,
-        mirror: Option<BlockNo>,
-        page: &'b mut [u8],
-        unit: usize,
-        partial: bool,
-        programs: bool,
-    ) -> Result<Wal<'b>, Error<E>> {
-        let mut w = Wal::unset(page);
-        w.configure(layout, salt, mirror, unit, partial, programs)?;
-        Ok(w)
-    }
-
-    /// Sets up a log from [`Wal::unset`] (its memory is in `page`), field by field.
-    fn configure<E>(
-        &mut self,
-        layout: &Layout,
-        salt: u64,
-        mirror: Option<BlockNo>,
-        unit: usize,
-        partial: bool,
-        programs: bool,
-    ) -> Result<(), Error<E>> {
+        );
         let bs = layout.bs();
         let mem = core::mem::take(&mut self.page);
         // The dirty-block table first, then one block for the log's reads; whole blocks past it
@@ -552,7 +524,6 @@ impl<'b> Wal<'b> {
     /// that reads part of a block, at least [`MIN_LOG_PAGE`] bytes after the table) becomes the
     /// log's own memory for as long as the volume is mounted; whole blocks past that cache
     /// committed blocks.
-    #[inline(never)]
     pub fn new<D: BlockDevice>(
         dev: &D,
         layout: &Layout,
@@ -560,15 +531,9 @@ impl<'b> Wal<'b> {
         mirror: Option<BlockNo>,
         page: &'b mut [u8],
     ) -> Result<Wal<'b>, Error<D::Error>> {
-        Wal::blank(
-            layout,
-            salt,
-            mirror,
-            page,
-            dev.append_unit(),
-            dev.reads_partial(),
-            dev.programs_in_place(),
-        )
+        let mut w = Wal::unset(page);
+        w.set_up(dev, layout, salt, mirror)?;
+        Ok(w)
     }
 
     /// Recovery, in place on a log from [`Wal::new`]: picks the newest valid header, rebuilds

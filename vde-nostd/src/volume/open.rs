@@ -350,7 +350,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let salt = sb.wal_salt();
         // The log is set up and recovered where it lives, inside the volume in the slot: the
         // state is built once and never moved.
-        *slot = Some(Volume {
+        let vol = slot.insert(Volume {
             dev,
             layout,
             sb,
@@ -376,10 +376,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             #[cfg(feature = "objects")]
             tx_sets_counters: false,
         });
-        // Built in place (not moved through `Option::insert`); `Some` just above.
-        let Some(vol) = slot.as_mut() else {
-            return Err(Error::NotFormatted);
-        };
         let Volume {
             dev,
             wal,
