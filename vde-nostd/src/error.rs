@@ -185,6 +185,8 @@ impl<E> From<MountError<E>> for Error<E> {
 
 impl<E: core::fmt::Debug> core::fmt::Display for MountError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The cases the umbrella error has too read as it says them.
+        let same = |e: Error<&E>, f: &mut core::fmt::Formatter<'_>| e.fmt(f);
         match self {
             MountError::NotFormatted => {
                 f.write_str("not a vde image (no valid superblock, or an unfinished format)")
@@ -192,24 +194,20 @@ impl<E: core::fmt::Debug> core::fmt::Display for MountError<E> {
             MountError::TooSmall => {
                 f.write_str("the device or its log has no room for the modules asked for")
             }
-            MountError::Device(e) => write!(f, "device error: {e:?}"),
-            MountError::Corrupt(s) => write!(f, "corrupt metadata: {s:?}"),
-            MountError::UnsupportedVersion { found } => {
-                write!(f, "unsupported format version {found}")
-            }
-            MountError::InvalidGeometry => f.write_str("invalid geometry"),
-            MountError::BufferTooSmall { need } => {
-                write!(f, "buffer too small: {need} bytes needed")
-            }
             MountError::IndexFull => {
                 f.write_str("the slot-index memory cannot hold the volume's shared blocks")
             }
             MountError::TxCapacity => {
                 f.write_str("transaction capacity below what adding a module takes")
             }
-            MountError::NotCompiled => f.write_str(
-                "this build of vde-nostd leaves out the code this needs (a cargo feature)",
-            ),
+            MountError::Device(e) => same(Error::Device(e), f),
+            MountError::Corrupt(s) => same(Error::Corrupt(*s), f),
+            MountError::UnsupportedVersion { found } => {
+                same(Error::UnsupportedVersion { found: *found }, f)
+            }
+            MountError::InvalidGeometry => same(Error::InvalidGeometry, f),
+            MountError::BufferTooSmall { need } => same(Error::BufferTooSmall { need: *need }, f),
+            MountError::NotCompiled => same(Error::NotCompiled, f),
             MountError::Other(e) => e.fmt(f),
         }
     }
@@ -288,6 +286,15 @@ mod tests {
         ] {
             assert_eq!(Error::from(m), e);
             assert_eq!(MountError::from(e), m);
+        }
+        // The cases both have read the same.
+        {
+            extern crate std;
+            use std::string::ToString;
+            let m = MountError::<RamError>::Corrupt(Structure::Bitmap);
+            assert_eq!(m.to_string(), Error::from(m).to_string());
+            let d = MountError::Device(RamError::OutOfRange);
+            assert_eq!(d.to_string(), Error::from(d).to_string());
         }
         // The format's "no room" errors are one case for a caller.
         for e in [Error::NoSpace, Error::TxTooLarge, Error::DirectoryFull] {
