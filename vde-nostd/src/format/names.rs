@@ -644,6 +644,27 @@ mod tests {
     }
 
     /// A leaf of `keys` (ascending) in a block of `bs` bytes; handle `i` for key `i`.
+    /// The next value of the tests' xorshift generator.
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Fills `b` with noise from `x`: any bytes on even rounds, bytes of 0..=3 (many zeros,
+    /// small counts) on odd ones.
+    fn noise(b: &mut [u8], x: &mut u64, round: u32) {
+        for v in b.iter_mut() {
+            let r = xorshift(x);
+            *v = if round.is_multiple_of(2) {
+                r as u8
+            } else {
+                (r as u8) & 3
+            };
+        }
+    }
+
     fn leaf_of(keys: &[std::vec::Vec<u8>], bs: usize) -> std::vec::Vec<u8> {
         let mut l = std::vec![0u8; bs];
         encode_leaf(&mut l).unwrap();
@@ -695,12 +716,7 @@ mod tests {
     #[test]
     fn in_place_search_finds_what_the_walk_finds() {
         let mut x = 0x0DDB_1A5E_5BAD_5EEDu64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = move || xorshift(&mut x);
         // Keys over a small alphabet (long shared prefixes, prefixes of each other), all of one
         // length (a stride) or of mixed lengths.
         let key = |len: usize, next: &mut dyn FnMut() -> u64| -> std::vec::Vec<u8> {
@@ -775,16 +791,7 @@ mod tests {
             b"abc",
         ];
         for round in 0..4000u32 {
-            for v in b.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *v = if round % 2 == 0 {
-                    x as u8
-                } else {
-                    (x as u8) & 3
-                };
-            }
+            noise(&mut b, &mut x, round);
             // Plausible counts and sizes now and then.
             if round % 4 == 1 {
                 b[12..16].copy_from_slice(&[(x >> 8) as u8 & 63, 0, (x >> 16) as u8, 1]);
@@ -810,17 +817,8 @@ mod tests {
     fn any_bytes_decode_without_panicking() {
         let mut x = 0x1234_5678u64;
         let mut b = [0u8; 512];
-        for round in 0..2000 {
-            for v in b.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *v = if round % 2 == 0 {
-                    x as u8
-                } else {
-                    (x as u8) & 3
-                };
-            }
+        for round in 0..2000u32 {
+            noise(&mut b, &mut x, round);
             b[..8].copy_from_slice(if round % 3 == 0 {
                 ROOT_MAGIC
             } else {
