@@ -67,6 +67,10 @@ pub enum Error<E> {
     HandleSyntax,
     /// An earlier operation of this batch failed, so the whole batch was rolled back.
     BatchAborted,
+    /// An operation of the async engine ([`crate::asynch`]) was dropped half-way (a timeout, a
+    /// `select`) while this transaction or batch was open: the volume recovered as from a power
+    /// cut there, and what the transaction staged is gone. Begin it again.
+    Interrupted,
     /// A key is empty or longer than 64 bytes.
     KeyInvalid,
     /// No object has that name.
@@ -242,6 +246,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
             }
             Error::HandleSyntax => f.write_str("malformed handle text"),
             Error::BatchAborted => f.write_str("batch rolled back after an earlier error"),
+            Error::Interrupted => f.write_str(
+                "transaction lost: an operation was dropped half-way and the volume recovered",
+            ),
             Error::KeyInvalid => f.write_str("a key must be 1 to 64 bytes"),
             Error::NameNotFound => f.write_str("no object has that name"),
             Error::NamesFull => f.write_str("the name table is full"),

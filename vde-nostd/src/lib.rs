@@ -68,25 +68,94 @@
 
 pub mod bitmap;
 pub mod block_cache;
-#[cfg(feature = "defmt")]
-mod defmt_impls;
-pub mod device;
 pub mod error;
 pub mod format;
 pub mod handle;
 pub mod memory;
 pub mod modules;
-#[cfg(feature = "names")]
-pub mod names;
-#[cfg(feature = "objects")]
-pub mod objects;
-pub mod scanner;
 pub mod subblock;
 pub mod tx_buffer;
 pub mod types;
 pub mod verifier;
-pub mod volume;
-pub mod wal;
+
+// The modules that reach the device are written once, as `async fn` with `.await` (see
+// `vde-bisync`), and compiled twice: here without `async` (the blocking engine, whose modules the
+// crate root re-exports) and in [`asynch`] as written. Each copy brings its own `#[bisync]`,
+// `if_blocking!`, `if_async!` and `use_mode!` (a `use` of the same copy's items) into scope.
+// Clippy's `duplicate_mod` is the point here: the same files, compiled twice.
+#[allow(clippy::duplicate_mod)]
+#[path = "."]
+mod blocking {
+    pub(crate) use vde_bisync::strip_async as bisync;
+    /// The items, in the blocking build only.
+    macro_rules! if_blocking {
+        ($($t:tt)*) => { $($t)* };
+    }
+    /// The items, in the async build only.
+    macro_rules! if_async {
+        ($($t:tt)*) => {};
+    }
+    /// `use` of items of this build's copy of the I/O modules.
+    macro_rules! use_mode {
+        ($($t:tt)*) => { use crate::blocking::$($t)*; };
+    }
+
+    #[cfg(feature = "defmt")]
+    mod defmt_impls;
+    pub mod device;
+    #[cfg(feature = "names")]
+    pub mod names;
+    #[cfg(feature = "objects")]
+    pub mod objects;
+    pub mod scanner;
+    pub mod volume;
+    pub mod wal;
+}
+
+/// The async engine: the same code as the blocking one at the crate root, over an async device
+/// ([`asynch::BlockDevice`], whose reads and writes are `async fn`). Each operation of
+/// [`asynch::Volume`] is the blocking one's `async` twin with the same guarantees; an
+/// operation dropped before it finishes (a timeout, a `select`) leaves the volume as a power
+/// cut there would, and the next operation recovers it first (see [`asynch::Volume`]).
+#[allow(clippy::duplicate_mod)]
+#[path = "."]
+pub mod asynch {
+    pub(crate) use vde_bisync::keep_async as bisync;
+    /// The items, in the blocking build only.
+    macro_rules! if_blocking {
+        ($($t:tt)*) => {};
+    }
+    /// The items, in the async build only.
+    macro_rules! if_async {
+        ($($t:tt)*) => { $($t)* };
+    }
+    /// `use` of items of this build's copy of the I/O modules.
+    macro_rules! use_mode {
+        ($($t:tt)*) => { use crate::asynch::$($t)*; };
+    }
+
+    #[cfg(feature = "defmt")]
+    mod defmt_impls;
+    pub mod device;
+    #[cfg(feature = "names")]
+    pub mod names;
+    #[cfg(feature = "objects")]
+    pub mod objects;
+    pub mod scanner;
+    pub mod volume;
+    pub mod wal;
+
+    pub use device::BlockDevice;
+    #[cfg(feature = "objects")]
+    pub use objects::Batch;
+    pub use volume::{Transaction, Volume};
+}
+
+#[cfg(feature = "names")]
+pub use blocking::names;
+#[cfg(feature = "objects")]
+pub use blocking::objects;
+pub use blocking::{device, scanner, volume, wal};
 
 pub use device::{BlockDevice, RamDevice};
 pub use error::{Error, MountError, Structure};

@@ -17,8 +17,9 @@ use crate::error::{Error, Structure};
 use crate::format::names::{self as fmt, DirEntry, KEY_MAX};
 use crate::handle::Handle;
 use crate::types::{BlockNo, Extent};
-use crate::volume::Volume;
-use crate::BlockDevice;
+use_mode!(bisync);
+use_mode!(device::BlockDevice);
+use_mode!(volume::Volume);
 
 /// A key copied out of a block (the scratch block is reused between steps).
 #[derive(Clone, Copy)]
@@ -58,6 +59,7 @@ fn corrupt<E>() -> Error<E> {
     Error::Corrupt(Structure::Names)
 }
 
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// The name table's region, or `ModuleMissing`.
     fn names_region(&self) -> Result<Extent, Error<D::Error>> {
@@ -66,8 +68,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Loads the `names` module's region (mount and after module addition) and checks the root.
     #[inline(never)]
-    pub(crate) fn load_names(&mut self) -> Result<(), Error<D::Error>> {
-        let Some(region) = self.module_region(8)? else {
+    pub(crate) async fn load_names(&mut self) -> Result<(), Error<D::Error>> {
+        let Some(region) = self.module_region(8).await? else {
             self.names = None;
             return Ok(());
         };
@@ -75,30 +77,30 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(corrupt());
         }
         self.names = Some(region);
-        self.read_root().map(|_| ())
+        self.read_root().await.map(|_| ())
     }
 
     /// Writes an empty name table into `region` (in the open transaction).
-    pub(crate) fn init_names(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn init_names(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
         if region.len < 2 {
             return Err(Error::NoSpace);
         }
-        let blk = self.view(region.start, true)?;
+        let blk = self.view(region.start, true).await?;
         fmt::encode_root(blk, 1).ok_or_else(corrupt)?;
         self.stage_new_view(region.start)?;
         let leaf = BlockNo(region.start.0 + 1);
-        let blk = self.view(leaf, true)?;
+        let blk = self.view(leaf, true).await?;
         fmt::encode_leaf(blk).ok_or_else(corrupt)?;
         self.stage_new_view(leaf)
     }
 
     /// Reads and checks the root into the scratch block. A root the block cache holds
     /// unchanged since it was last checked is not checked again.
-    fn read_root(&mut self) -> Result<fmt::Root, Error<D::Error>> {
+    async fn read_root(&mut self) -> Result<fmt::Root, Error<D::Error>> {
         let region = self.names_region()?;
         let b = region.start;
         let trusted = self.trusted(b);
-        self.load_root(b)?;
+        self.load_root(b).await?;
         let blk = self.scratch_block()?;
         if let Some(r) = trusted.then(|| fmt::root_summary(blk)).flatten() {
             return Ok(r);
@@ -111,9 +113,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Reads and checks leaf `leaf` into the scratch block (not checked again while the block
     /// cache holds it unchanged since its last check).
-    fn read_leaf(&mut self, leaf: BlockNo) -> Result<fmt::Leaf, Error<D::Error>> {
+    async fn read_leaf(&mut self, leaf: BlockNo) -> Result<fmt::Leaf, Error<D::Error>> {
         let trusted = self.trusted(leaf);
-        let blk = self.load_scratch(leaf)?;
+        let blk = self.load_scratch(leaf).await?;
         if let Some(l) = trusted.then(|| fmt::leaf_summary(blk)).flatten() {
             return Ok(l);
         }
@@ -152,20 +154,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// block (and fail if it is not zero there). Falls back to reading the whole block where a
     /// partial read is not possible, or where a block cache will keep the whole block. (Leaves are
     /// read whole: they are mostly full.)
-    fn load_root(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
+    async fn load_root(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         const W: usize = crate::device::PARTIAL_READ_UNIT;
         let bs = self.layout.bs();
         let mut head = [0u8; W];
         // With a block cache the root is read whole once and stays in RAM (checked once).
-        if bs < 4 * W || self.wal.caches() || !self.read_through_part(b, 0, &mut head)? {
-            self.load_scratch(b)?;
+        if bs < 4 * W || self.wal.caches() || !self.read_through_part(b, 0, &mut head).await? {
+            self.load_scratch(b).await?;
             return Ok(());
         }
         let count = crate::format::codec::get_u16(&head, fmt::COUNT.0).unwrap_or(u16::MAX);
         let end = fmt::HEAD + usize::from(count) * fmt::root_entry_size(KEY_MAX);
         let end = end.next_multiple_of(W).clamp(W, bs - W);
         let scratch = core::mem::take(&mut self.scratch);
-        let r = (|| {
+        // A try block (the taken buffer goes back whatever the result), async in the async build.
+        #[allow(clippy::redundant_closure_call)]
+        let r = (async || {
             let blk = scratch
                 .get_mut(..bs)
                 .ok_or(Error::BufferTooSmall { need: bs })?;
@@ -175,24 +179,25 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             let mut ok = true;
             if let Some(mid) = blk.get_mut(W..end) {
-                ok &= mid.is_empty() || self.read_through_part(b, W, mid)?;
+                ok &= mid.is_empty() || self.read_through_part(b, W, mid).await?;
             }
             if let Some(tail) = blk.get_mut(bs - W..) {
-                ok &= self.read_through_part(b, bs - W, tail)?;
+                ok &= self.read_through_part(b, bs - W, tail).await?;
             }
             Ok::<bool, Error<D::Error>>(ok)
-        })();
+        })()
+        .await;
         self.scratch = scratch;
         if !r? {
-            self.load_scratch(b)?;
+            self.load_scratch(b).await?;
         }
         Ok(())
     }
 
     /// Finds the leaf that covers `key`.
-    fn place(&mut self, key: &[u8]) -> Result<Place, Error<D::Error>> {
+    async fn place(&mut self, key: &[u8]) -> Result<Place, Error<D::Error>> {
         let region = self.names_region()?;
-        let root = self.read_root()?;
+        let root = self.read_root().await?;
         let blk = self.scratch_block()?;
         let mut found = None;
         for (d, e) in fmt::dir_entries(blk, root).enumerate() {
@@ -212,9 +217,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// A free leaf: the lowest region block the root does not name (`None`: the region is full).
-    fn free_leaf(&mut self) -> Result<Option<u16>, Error<D::Error>> {
+    async fn free_leaf(&mut self) -> Result<Option<u16>, Error<D::Error>> {
         let region = self.names_region()?;
-        let root = self.read_root()?;
+        let root = self.read_root().await?;
         let blk = self.scratch_block()?;
         Ok((1..region.len)
             .filter_map(|c| u16::try_from(c).ok())
@@ -223,9 +228,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Root entry `d`: its leaf's block and its separator (`None` past the last entry). The
     /// root is read again for each call: the scratch block holds one table block at a time.
-    fn dir_at(&mut self, d: usize) -> Result<Option<(BlockNo, KeyBuf)>, Error<D::Error>> {
+    async fn dir_at(&mut self, d: usize) -> Result<Option<(BlockNo, KeyBuf)>, Error<D::Error>> {
         let region = self.names_region()?;
-        let root = self.read_root()?;
+        let root = self.read_root().await?;
         let blk = self.scratch_block()?;
         Ok(fmt::dir_entries(blk, root).nth(d).map(|e| {
             (
@@ -236,7 +241,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// The handle `key` names, if any.
-    pub(crate) fn name_lookup(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
+    pub(crate) async fn name_lookup(
+        &mut self,
+        key: &[u8],
+    ) -> Result<Option<Handle>, Error<D::Error>> {
         if !fmt::key_ok(key) {
             return Err(Error::KeyInvalid);
         }
@@ -250,7 +258,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .and_then(|(blk, note)| fmt::root_find(blk, note, &probe));
         let leaf_no = match found {
             Some(leaf) => BlockNo(region.start.0 + u64::from(leaf)),
-            None => self.place(key)?.leaf,
+            None => self.place(key).await?.leaf,
         };
         if let Some(hit) = self
             .trusted_block(leaf_no)
@@ -258,7 +266,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         {
             return Ok(hit.map(Handle::from_raw));
         }
-        let leaf = self.read_leaf(leaf_no)?;
+        let leaf = self.read_leaf(leaf_no).await?;
         let blk = self.scratch_block()?;
         if let Some(hit) = fmt::leaf_find(blk, 0, &probe) {
             return Ok(hit.map(Handle::from_raw));
@@ -271,7 +279,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Points `key` at `h` in the open transaction; returns the handle it named before.
-    pub(crate) fn name_set(
+    pub(crate) async fn name_set(
         &mut self,
         key: &[u8],
         h: Handle,
@@ -281,9 +289,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         // At most two rounds: after a split the key's leaf has room.
         for _ in 0..2 {
-            let p = self.place(key)?;
+            let p = self.place(key).await?;
             let bs = self.layout.bs();
-            let blk = self.view(p.leaf, false)?;
+            let blk = self.view(p.leaf, false).await?;
             let leaf = fmt::check_leaf(blk).map_err(|_| corrupt())?;
             // The key's entry (handle offset, handle), or where it goes.
             let mut pos = leaf.end;
@@ -335,14 +343,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     .find(|e| e.at >= cut)
                     .map_or(key, |e| e.key),
             );
-            self.split(p, leaf, cut, moved, sep.get())?;
+            self.split(p, leaf, cut, moved, sep.get()).await?;
         }
         Err(corrupt())
     }
 
     /// Splits leaf `p.leaf` (checked as `leaf`): the entries from byte `cut` (`moved` of them)
     /// go to a free leaf, named in the root after `p.d` with separator `sep`.
-    fn split(
+    async fn split(
         &mut self,
         p: Place,
         leaf: fmt::Leaf,
@@ -352,14 +360,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let region = self.names_region()?;
-        let free = self.free_leaf()?.ok_or(Error::NamesFull)?;
+        let free = self.free_leaf().await?.ok_or(Error::NamesFull)?;
         if p.root_end + fmt::root_entry_size(sep.len()) > bs - fmt::SEAL {
             return Err(Error::NamesFull);
         }
         let nb = BlockNo(region.start.0 + u64::from(free));
         // The new leaf is staged straight from the old one's upper part (in the scratch block):
         // its header, those entries and its checksum, over a fresh (zero) block.
-        self.view(p.leaf, false)?;
+        self.view(p.leaf, false).await?;
         self.log_room_for(nb)?;
         let mut head = [0u8; fmt::HEAD];
         fmt::new_leaf_head(&mut head, moved, leaf.end - cut).ok_or_else(corrupt)?;
@@ -384,7 +392,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             self.stage_view(p.leaf)?;
         }
         // The root names the new leaf after the old one.
-        let blk = self.view(region.start, false)?;
+        let blk = self.view(region.start, false).await?;
         let root = fmt::check_root(blk, region.len).map_err(|_| corrupt())?;
         let at = fmt::dir_entries(blk, root)
             .nth(p.d + 1)
@@ -401,13 +409,16 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Removes `key` in the open transaction; returns the handle it named (`None`: no such key).
-    pub(crate) fn name_remove(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
+    pub(crate) async fn name_remove(
+        &mut self,
+        key: &[u8],
+    ) -> Result<Option<Handle>, Error<D::Error>> {
         if !fmt::key_ok(key) {
             return Err(Error::KeyInvalid);
         }
-        let p = self.place(key)?;
+        let p = self.place(key).await?;
         let bs = self.layout.bs();
-        let blk = self.view(p.leaf, false)?;
+        let blk = self.view(p.leaf, false).await?;
         let leaf = fmt::check_leaf(blk).map_err(|_| corrupt())?;
         let Some(e) = fmt::leaf_entries(blk, leaf).find(|e| e.key == key) else {
             return Ok(None);
@@ -424,16 +435,16 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.touched(bs - fmt::SEAL, fmt::SEAL);
         self.stage_view(p.leaf)?;
         if leaf.count == 1 && p.leaves > 1 {
-            self.drop_leaf(p.d)?;
+            self.drop_leaf(p.d).await?;
         }
         Ok(Some(h))
     }
 
     /// Removes root entry `d` (its leaf emptied); the new first entry's separator becomes empty.
-    fn drop_leaf(&mut self, d: usize) -> Result<(), Error<D::Error>> {
+    async fn drop_leaf(&mut self, d: usize) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let region = self.names_region()?;
-        let blk = self.view(region.start, false)?;
+        let blk = self.view(region.start, false).await?;
         let root = fmt::check_root(blk, region.len).map_err(|_| corrupt())?;
         let e = fmt::dir_entries(blk, root).nth(d).ok_or_else(corrupt)?;
         let (at, size) = (e.at, e.size());
@@ -458,21 +469,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Calls `f(key, handle)` for every name starting with `prefix`, in key order, until `f`
     /// returns `false`. The keys are read through the open transaction, if any.
-    pub fn for_each_name(
+    pub async fn for_each_name(
         &mut self,
         prefix: &[u8],
         mut f: impl FnMut(&[u8], Handle) -> bool,
     ) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         if prefix.len() > KEY_MAX {
             return Ok(());
         }
-        let mut d = self.place(prefix).map(|p| p.d)?;
-        while let Some((leaf_no, sep)) = self.dir_at(d)? {
+        let mut d = self.place(prefix).await.map(|p| p.d)?;
+        while let Some((leaf_no, sep)) = self.dir_at(d).await? {
             let sep = sep.get();
             if !sep.is_empty() && !sep.starts_with(prefix) && sep > prefix {
                 return Ok(());
             }
-            let leaf = self.read_leaf(leaf_no)?;
+            let leaf = self.read_leaf(leaf_no).await?;
             let blk = self.scratch_block()?;
             for e in fmt::leaf_entries(blk, leaf) {
                 if e.key.starts_with(prefix) {
@@ -492,13 +504,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// too): the root and every leaf it names (each checked alone), no two entries naming one
     /// leaf, every leaf's keys within its separators, and every named object live. Returns the
     /// number of names (0 without the `names` module).
-    pub fn verify_names(&mut self) -> Result<u64, Error<D::Error>> {
+    pub async fn verify_names(&mut self) -> Result<u64, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let mut names = 0u64;
         self.abort_tx();
         if self.names.is_none() {
             return Ok(0);
         }
-        let root = self.read_root()?;
+        let root = self.read_root().await?;
         // No two entries name one leaf.
         let blk = self.scratch_block()?;
         if fmt::dir_entries(blk, root).enumerate().any(|(d, e)| {
@@ -511,9 +524,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // Each leaf holds only keys within its separators (the separators ascend and each
         // leaf's keys ascend, so all keys ascend).
         for d in 0..root.leaves {
-            let (leaf_no, lo) = self.dir_at(d)?.ok_or_else(corrupt)?;
-            let hi = self.dir_at(d + 1)?.map(|n| n.1);
-            let leaf = self.read_leaf(leaf_no)?;
+            let (leaf_no, lo) = self.dir_at(d).await?.ok_or_else(corrupt)?;
+            let hi = self.dir_at(d + 1).await?.map(|n| n.1);
+            let leaf = self.read_leaf(leaf_no).await?;
             let blk = self.scratch_block()?;
             if fmt::leaf_entries(blk, leaf)
                 .any(|x| x.key < lo.get() || hi.is_some_and(|h| x.key >= h.get()))
@@ -522,11 +535,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             // Every named object is live (the leaf is read again after each object check).
             for i in 0..leaf.count {
-                let leaf = self.read_leaf(leaf_no)?;
+                let leaf = self.read_leaf(leaf_no).await?;
                 let blk = self.scratch_block()?;
                 let x = fmt::leaf_entries(blk, leaf).nth(i).ok_or_else(corrupt)?;
                 let h = Handle::from_raw(x.handle);
-                self.object_len(h).map_err(|e| match e {
+                self.object_len(h).await.map_err(|e| match e {
                     Error::BadHandle { .. } | Error::ObjectChecksum { .. } => corrupt(),
                     e => e,
                 })?;
@@ -538,44 +551,52 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 }
 
 /// Named objects: the operations a caller uses (each one WAL transaction, like `put`).
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Stores `data` as a new object named `key` (1..=64 bytes) and frees the object the key
     /// named before, all in one transaction: after a power cut the key names the old value or
     /// the new one. Returns the new object's handle.
-    pub fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.object_tx(|v| v.store_in_tx(key, data))
+    pub async fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.object_tx(async |v| v.store_in_tx(key, data).await)
+            .await
     }
 
     /// Reads the object named `key` into `buf`; returns its length ([`Error::NameNotFound`] if
     /// no object has that name).
-    pub fn fetch(&mut self, key: &[u8], buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
-        let h = self.lookup(key)?.ok_or(Error::NameNotFound)?;
-        self.get(h, buf)
+    pub async fn fetch(&mut self, key: &[u8], buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        let h = self.lookup(key).await?.ok_or(Error::NameNotFound)?;
+        self.get(h, buf).await
     }
 
     /// The handle of the object named `key`, if any.
-    pub fn lookup(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
-        self.ensure_index()?;
+    pub async fn lookup(&mut self, key: &[u8]) -> Result<Option<Handle>, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         self.abort_tx();
-        self.name_lookup(key)
+        self.name_lookup(key).await
     }
 
     /// Whether an object is named `key`.
-    pub fn contains(&mut self, key: &[u8]) -> Result<bool, Error<D::Error>> {
-        self.lookup(key).map(|h| h.is_some())
+    pub async fn contains(&mut self, key: &[u8]) -> Result<bool, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.lookup(key).await.map(|h| h.is_some())
     }
 
     /// Deletes the object named `key` and the name, in one transaction; returns the deleted
     /// object's handle ([`Error::NameNotFound`] if no object has that name).
-    pub fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.object_tx(|v| v.remove_in_tx(key))
+    pub async fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.object_tx(async |v| v.remove_in_tx(key).await).await
     }
 
     /// The `names` module is not present by default; this adds it (online, one transaction).
     /// Needs the `objects` module.
-    pub fn enable_names(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+    pub async fn enable_names(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let m = crate::modules::by_bit(8).ok_or(Error::UnknownModule)?;
-        self.add_module(m, now).map(|_| ())
+        self.add_module(m, now).await.map(|_| ())
     }
 
     /// Whether the `names` module is present.
@@ -583,7 +604,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.names.is_some()
     }
 
-    pub(crate) fn store_in_tx(
+    pub(crate) async fn store_in_tx(
         &mut self,
         key: &[u8],
         data: &[u8],
@@ -592,29 +613,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::KeyInvalid);
         }
         self.names_region()?;
-        let h = self.put_in_tx(data, false)?;
-        if let Some(old) = self.name_set(key, h)? {
-            self.delete_in_tx(old)?;
+        let h = self.put_in_tx(data, false).await?;
+        if let Some(old) = self.name_set(key, h).await? {
+            self.delete_in_tx(old).await?;
         }
         Ok(h)
     }
 
-    pub(crate) fn remove_in_tx(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
-        let old = self.name_remove(key)?.ok_or(Error::NameNotFound)?;
-        self.delete_in_tx(old)?;
+    pub(crate) async fn remove_in_tx(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
+        let old = self.name_remove(key).await?.ok_or(Error::NameNotFound)?;
+        self.delete_in_tx(old).await?;
         Ok(old)
     }
 
     /// Drops the name of object `h`, if it has one (a delete by handle of a named object), in
     /// the open transaction. One pass over the leaves.
-    pub(crate) fn unname_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn unname_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
         if self.names.is_none() {
             return Ok(());
         }
         let mut found = None;
         let mut d = 0;
-        while let Some((leaf_no, _)) = self.dir_at(d)? {
-            let leaf = self.read_leaf(leaf_no)?;
+        while let Some((leaf_no, _)) = self.dir_at(d).await? {
+            let leaf = self.read_leaf(leaf_no).await?;
             let blk = self.scratch_block()?;
             if let Some(e) = fmt::leaf_entries(blk, leaf).find(|e| e.handle == h.raw()) {
                 found = Some(KeyBuf::new(e.key));
@@ -623,117 +644,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             d += 1;
         }
         if let Some(k) = found {
-            self.name_remove(k.get())?;
+            self.name_remove(k.get()).await?;
         }
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    extern crate std;
-    use crate::device::RamDevice;
-    use crate::format::names as fmt;
-    use crate::{Buffers, FormatOptions, ModuleSet, Volume};
-    use std::collections::BTreeMap;
-    use std::vec;
-    use std::vec::Vec;
-
-    const BS: usize = 512;
-
-    /// The handles a checked leaf lent by the block cache names, by key.
-    fn lent_leaf(blk: &[u8]) -> BTreeMap<Vec<u8>, u64> {
-        let leaf = fmt::check_leaf(blk).unwrap();
-        fmt::leaf_entries(blk, leaf)
-            .map(|e| (e.key.to_vec(), e.handle))
-            .collect()
-    }
-
-    /// Lookups search the root and leaves the block cache holds checked where they lie; a block
-    /// a commit changes is not lent again until a lookup has read and checked its new content,
-    /// and what is lent is the committed content (the keys and handles the model holds).
-    #[test]
-    fn lookups_search_checked_blocks_in_place_and_never_stale() {
-        for cached in [0usize, 2, 4] {
-            let mut img = vec![0u8; BS * 1024];
-            let mut scratch = vec![0u8; Buffers::scratch_with_cache(BS, cached)];
-            let mut txn = vec![0u8; (BS + crate::tx_buffer::RANGE_OVERHEAD) * 8];
-            let mut index = vec![0u8; 4096];
-            let bufs = Buffers {
-                scratch: &mut scratch,
-                txn: &mut txn,
-                index: &mut index,
-            };
-            let dev = RamDevice::new(&mut img, BS).unwrap();
-            let opts = FormatOptions {
-                wal_blocks: Some(16),
-                volume_id: [7; 16],
-                now: 100,
-                modules: ModuleSet::OBJECTS | ModuleSet::NAMES,
-            };
-            let mut vol = Volume::<_, 8>::format(dev, &opts, bufs).unwrap();
-            let root = vol.names.unwrap().start;
-            let mut model: BTreeMap<Vec<u8>, crate::Handle> = BTreeMap::new();
-            // Keys of one length (leaves searched by halves), then of mixed lengths, replaced
-            // and removed as they go.
-            let key = |i: u32| -> Vec<u8> {
-                if i < 120 {
-                    (i * 7919 % 1000).to_be_bytes().to_vec()
-                } else {
-                    let mut k = vec![b'k'; 1 + (i as usize % 11)];
-                    k.extend_from_slice(&(i % 150).to_le_bytes());
-                    k
-                }
-            };
-            for i in 0..300u32 {
-                let k = key(i);
-                if i % 7 == 3 {
-                    let h = vol.remove(&k);
-                    assert_eq!(h.ok(), model.remove(&k));
-                } else {
-                    let h = vol.store(&k, &i.to_le_bytes()).unwrap();
-                    model.insert(k.clone(), h);
-                }
-                // The changed blocks are not lent until read again.
-                let p = vol.place(&k).unwrap();
-                vol.abort_tx();
-                if cached == 0 {
-                    assert!(vol.wal.checked_block(p.leaf).is_none());
-                    assert!(vol.wal.checked_block(root).is_none());
-                }
-                for j in [i, i / 2, i.saturating_sub(5), i + 1] {
-                    let k = key(j);
-                    assert_eq!(vol.lookup(&k).unwrap(), model.get(&k).copied(), "{k:?}");
-                }
-                if cached >= 2 {
-                    let p = vol.place(&k).unwrap();
-                    let lent = vol.wal.checked_block(p.leaf).map(|(b, _)| lent_leaf(b));
-                    if let Some(lent) = lent {
-                        for (k, h) in &lent {
-                            assert_eq!(model.get(k).map(|h| h.raw()), Some(*h));
-                        }
-                        assert_eq!(lent.contains_key(&k), model.contains_key(&k));
-                    }
-                }
-            }
-            if cached >= 2 {
-                // A store into a leaf that is lent: not lent after the commit, and the next
-                // lookup finds the new handle.
-                let k = key(0);
-                assert!(vol.lookup(&k).unwrap().is_some());
-                let leaf = vol.place(&k).unwrap().leaf;
-                assert!(vol.wal.checked_block(leaf).is_some());
-                let h = vol.store(&k, b"new").unwrap();
-                assert!(vol.wal.checked_block(leaf).is_none(), "changed: not lent");
-                assert_eq!(vol.lookup(&k).unwrap(), Some(h));
-                let (blk, _) = vol.wal.checked_block(leaf).expect("checked again");
-                assert_eq!(lent_leaf(blk).get(&k), Some(&h.raw()));
-                model.insert(k, h);
-            }
-            for (k, h) in &model {
-                assert_eq!(vol.lookup(k).unwrap(), Some(*h));
-            }
-            vol.verify().unwrap();
-        }
-    }
+if_blocking! {
+    #[cfg(test)]
+    mod tests;
 }

@@ -26,7 +26,8 @@
 //! failed or rolled-back operation it is marked stale and reloaded before the next one. A unit
 //! is never both live and dead; free units are zero in the committed content.
 
-use crate::device::BlockDevice;
+use_mode!(bisync);
+use_mode!(device::{self, BlockDevice});
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
 use crate::format::object::{slot_check, ExtentHeader, SlotHeader, EXTENT_HDR, SLOT_HDR};
@@ -37,40 +38,46 @@ use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::verifier::{self, Finding};
-use crate::volume::Volume;
+use_mode!(volume::Volume);
 
 /// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
 const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
 
-/// Object statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ObjectStats {
-    /// The object counters (as of the last commit).
-    pub counters: Counters,
-    /// Shared blocks in use.
-    pub shared_blocks: u64,
-    /// Free 64-byte units across shared blocks (neither live nor dead).
-    pub free_units: u64,
-    /// Dead 64-byte units across shared blocks: deleted slots whose bytes stay until their
-    /// block is compacted ([`Volume::gc`]). Only on a device that writes home in place.
-    pub dead_units: u64,
-    /// Units per shared block.
-    pub units_per_block: u64,
-    /// Shared blocks the index can still take (RAM and region bound).
-    pub index_room: u64,
-}
+// Shared by the blocking and async builds: defined once, in the blocking one.
+if_blocking! {
+    /// Object statistics.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub struct ObjectStats {
+        /// The object counters (as of the last commit).
+        pub counters: Counters,
+        /// Shared blocks in use.
+        pub shared_blocks: u64,
+        /// Free 64-byte units across shared blocks (neither live nor dead).
+        pub free_units: u64,
+        /// Dead 64-byte units across shared blocks: deleted slots whose bytes stay until their
+        /// block is compacted ([`Volume::gc`]). Only on a device that writes home in place.
+        pub dead_units: u64,
+        /// Units per shared block.
+        pub units_per_block: u64,
+        /// Shared blocks the index can still take (RAM and region bound).
+        pub index_room: u64,
+    }
 
-/// One live object, as [`Volume::for_each_object`] reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ObjectInfo {
-    /// Its handle.
-    pub handle: Handle,
-    /// Payload bytes.
-    pub len: u64,
-    /// Packed in a shared block (else a run of whole blocks).
-    pub packed: bool,
+    /// One live object, as [`Volume::for_each_object`] reports it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub struct ObjectInfo {
+        /// Its handle.
+        pub handle: Handle,
+        /// Payload bytes.
+        pub len: u64,
+        /// Packed in a shared block (else a run of whole blocks).
+        pub packed: bool,
+    }
+}
+if_async! {
+    pub use crate::objects::{ObjectStats, ObjectInfo};
 }
 
 /// State of the objects module while mounted.
@@ -94,6 +101,7 @@ pub(crate) struct ObjState {
     pub compactions: u64,
 }
 
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     fn es(&self) -> usize {
         slot_index::entry_size(self.layout.bs())
@@ -120,9 +128,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads extent map block `j` into the scratch block and checks its trailer.
-    fn load_map_block(&mut self, j: u64) -> Result<(), Error<D::Error>> {
+    async fn load_map_block(&mut self, j: u64) -> Result<(), Error<D::Error>> {
         let (first, _) = self.extent_map()?;
-        self.read_through_scratch(BlockNo(first.0 + j))?;
+        self.read_through_scratch(BlockNo(first.0 + j)).await?;
         let bs = self.layout.bs();
         let buf = self.scratch.get(..bs).unwrap_or(&[]);
         if !verifier::extent_map_block(buf, j, &mut verifier::First::default().sink()) {
@@ -133,9 +141,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Whether block `b` starts an extent object (its extent map bit; as the open transaction
     /// leaves it).
-    fn starts_extent(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+    async fn starts_extent(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
         let at = slot_index::extent_bit(self.layout.bs(), b.0);
-        self.load_map_block(at.map_block)?;
+        self.load_map_block(at.map_block).await?;
         Ok(self
             .scratch
             .get(at.byte())
@@ -144,7 +152,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Sets (`on`) or clears block `b`'s extent map bit in the open transaction; the bit must
     /// be in the other state.
-    fn set_extent_bit(&mut self, b: BlockNo, on: bool) -> Result<(), Error<D::Error>> {
+    async fn set_extent_bit(&mut self, b: BlockNo, on: bool) -> Result<(), Error<D::Error>> {
         let (first, _) = self.extent_map()?;
         let at = slot_index::extent_bit(self.layout.bs(), b.0);
         self.set_bits(
@@ -155,6 +163,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             on,
             Structure::Extent,
         )
+        .await
     }
 
     /// Entry `i`'s shared block and slot bitmap (its live slots' units).
@@ -244,8 +253,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Loads the objects module's state if present (mount and after module addition).
     #[inline(never)]
-    pub(crate) fn load_objects(&mut self) -> Result<(), Error<D::Error>> {
-        let Some(region) = self.module_region(0)? else {
+    pub(crate) async fn load_objects(&mut self) -> Result<(), Error<D::Error>> {
+        let Some(region) = self.module_region(0).await? else {
             self.objects = None;
             return Ok(());
         };
@@ -258,13 +267,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             open: 0,
             compactions: 0,
         });
-        self.reload_index()
+        self.reload_index().await
     }
 
     /// Reads the on-disk slot index into RAM and validates it: each block and entry, and
     /// where each shared block lies, by the rules of [`verifier`] (the first broken one is the
     /// error), then the object counters against it ([`Self::check_counters`]).
-    pub(crate) fn reload_index(&mut self) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn reload_index(&mut self) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let mut o = self.obj()?;
         let bs = self.layout.bs();
@@ -286,7 +295,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .get_mut(..bs)
                 .ok_or(Error::BufferTooSmall { need: bs })?;
             self.wal
-                .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)?;
+                .read(&mut self.dev, BlockNo(o.region.start.0 + blk_i), buf)
+                .await?;
             let read =
                 verifier::slot_index_block(buf, blk_i, index_blocks, map_blocks, &mut first.sink());
             let Some(n) = read else {
@@ -335,8 +345,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let earlier = (0..i).find(|j| self.index.get(j * es..j * es + 8) == Some(&key[..]));
             let place = verifier::SharedPlace {
                 earlier,
-                region: self.region_of(b)?,
-                allocated: Some(self.is_allocated(b)?),
+                region: self.region_of(b).await?,
+                allocated: Some(self.is_allocated(b).await?),
             };
             if !verifier::shared_place(i, b, &place, &mut first.sink()) {
                 return Err(si());
@@ -349,19 +359,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// The module bit of the region that holds block `b`, if one does.
-    fn region_of(&mut self, b: BlockNo) -> Result<Option<u8>, Error<D::Error>> {
+    async fn region_of(&mut self, b: BlockNo) -> Result<Option<u8>, Error<D::Error>> {
         let mut hit = None;
         self.for_each_region(|e| {
             if e.extent.contains(b) {
                 hit.get_or_insert(e.module);
             }
-        })?;
+        })
+        .await?;
         Ok(hit)
     }
 
     /// Writes an empty index into the first block of the `objects` region and an empty extent
     /// map into its last blocks (inside the open transaction).
-    pub(crate) fn init_index(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn init_index(&mut self, region: Extent) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let map = slot_index::extent_map_blocks(bs, self.layout.block_count);
         let index_blocks = self.index_blocks(region);
@@ -369,14 +380,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::NoSpace);
         }
         let m = u32::try_from(map).map_err(|_| Error::NoSpace)?;
-        let blk = self.view(region.start, true)?;
+        let blk = self.view(region.start, true).await?;
         slot_index::encode_head(blk, 0, 0, m)
             .and_then(|_| slot_index::seal(blk))
             .ok_or(Error::Corrupt(Structure::SlotIndex))?;
         self.stage_new_view(region.start)?;
         for j in 0..m {
             let b = BlockNo(region.start.0 + index_blocks + u64::from(j));
-            let blk = self.view(b, true)?;
+            let blk = self.view(b, true).await?;
             bitmap_block::seal(blk, slot_index::extent_map_tag(u64::from(j)))
                 .ok_or(Error::Corrupt(Structure::Extent))?;
             self.stage_new_view(b)?;
@@ -396,7 +407,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Re-encodes every index region block the open transaction staged, from RAM (an object
     /// transaction's last step before its commit).
-    fn encode_staged_index(&mut self) -> Result<(), Error<D::Error>> {
+    async fn encode_staged_index(&mut self) -> Result<(), Error<D::Error>> {
         let Some(o) = self.objects else {
             return Ok(());
         };
@@ -405,7 +416,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let Some(b) = self.tx.block(k) else { break };
             let i = b.0.wrapping_sub(o.region.start.0);
             if i < index_blocks {
-                self.encode_index_block(i)?;
+                self.encode_index_block(i).await?;
             }
         }
         Ok(())
@@ -414,7 +425,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Encodes index region block `i` from RAM into the open transaction: its head, the
     /// entries the transaction changed (all of them if it changed more than it tracks) and its
     /// checksum; only the bytes that differ are staged.
-    fn encode_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
+    async fn encode_index_block(&mut self, i: u64) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         let bs = self.layout.bs();
         let es = self.es();
@@ -429,7 +440,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let b = BlockNo(o.region.start.0 + i);
         let off = slot_index::entries_offset(i);
         let corrupt = || Error::Corrupt(Structure::SlotIndex);
-        self.view(b, false)?;
+        self.view(b, false).await?;
         let mut spans = heapless::Vec::<(usize, usize), 14>::new();
         let Volume {
             scratch,
@@ -514,10 +525,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.restage_index_block(blk)
     }
 
-    pub(crate) fn ensure_index(&mut self) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn ensure_index(&mut self) -> Result<(), Error<D::Error>> {
         let o = self.obj()?;
         if o.stale {
-            self.reload_index()?;
+            self.reload_index().await?;
         }
         Ok(())
     }
@@ -530,16 +541,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Runs `f` as one transaction over the object index, committing on success.
-    pub(crate) fn object_tx<T>(
+    pub(crate) async fn object_tx<T>(
         &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, Error<D::Error>>,
+        f: impl AsyncFnOnce(&mut Self) -> Result<T, Error<D::Error>>,
     ) -> Result<T, Error<D::Error>> {
-        self.ensure_index()?;
+        self.ensure_index().await?;
         self.abort_tx();
-        let r = f(self).and_then(|v| {
-            self.encode_staged_index()?;
-            self.commit_tx().map(|_| v)
-        });
+        let r = match f(self).await {
+            Ok(v) => match self.encode_staged_index().await {
+                Ok(()) => self.commit_tx().await.map(|_| v),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         if r.is_err() {
             self.mark_stale();
         }
@@ -550,24 +564,33 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// a block, else in a run of whole blocks. One WAL transaction.
     #[doc(alias = "SubBlockPacker")]
     #[inline(never)]
-    pub fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.object_tx(|v| v.put_in_tx(data, false))
+    pub async fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.object_tx(async |v| v.put_in_tx(data, false).await)
+            .await
     }
 
     /// Packs `data` into a slot of a shared block; objects that do not fit half a block (with
     /// the 8-byte slot header) are refused with [`Error::ObjectTooLarge`].
-    pub fn pack(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.object_tx(|v| v.put_in_tx(data, true))
+    pub async fn pack(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.object_tx(async |v| v.put_in_tx(data, true).await)
+            .await
     }
 
     /// Deletes the object named by `h` (and its name, if it has one). One WAL transaction.
     #[inline(never)]
-    pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
-        self.object_tx(|v| {
-            #[cfg(feature = "names")]
-            v.unname_in_tx(h)?;
-            v.delete_in_tx(h)
+    pub async fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.object_tx(async |v| {
+            {
+                #[cfg(feature = "names")]
+                v.unname_in_tx(h).await?;
+                v.delete_in_tx(h)
+            }
+            .await
         })
+        .await
     }
 
     /// Compacts one shared block: the one with the most dead units (the units of deleted
@@ -581,28 +604,33 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// A put compacts on its own only when it finds no free unit, and then only when the block
     /// it would compact is at least three quarters dead, when dead units outnumber live ones
     /// two to one, or when no new shared block can be had.
-    pub fn gc(&mut self) -> Result<u64, Error<D::Error>> {
-        self.object_tx(|v| match v.compaction_victim(None)? {
+    pub async fn gc(&mut self) -> Result<u64, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.object_tx(async |v| match v.compaction_victim(None)? {
             Some((i, dead)) => {
-                v.compact_entry(i)?;
+                v.compact_entry(i).await?;
                 Ok(dead as u64)
             }
             None => Ok(0),
         })
+        .await
     }
 
     /// Starts a batch: several puts and deletes committed as one transaction.
-    pub fn batch(&mut self) -> Result<Batch<'_, 'b, D, K>, Error<D::Error>> {
-        self.ensure_index()?;
+    pub async fn batch(&mut self) -> Result<Batch<'_, 'b, D, K>, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         self.abort_tx();
+        let generation = device::generation(&self.dev);
         Ok(Batch {
             vol: self,
             failed: false,
             done: false,
+            generation,
         })
     }
 
-    pub(crate) fn put_in_tx(
+    pub(crate) async fn put_in_tx(
         &mut self,
         data: &[u8],
         packed_only: bool,
@@ -614,13 +642,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .checked_add(SLOT_HDR)
             .ok_or(Error::ObjectTooLarge)?;
         match subblock::class_for(stored, bs) {
-            Some(class) => self.put_packed(data, class, seq),
+            Some(class) => self.put_packed(data, class, seq).await,
             None if packed_only => Err(Error::ObjectTooLarge),
-            None => self.put_extent(data, seq),
+            None => self.put_extent(data, seq).await,
         }
     }
 
-    fn put_packed(&mut self, data: &[u8], class: u8, seq: u64) -> Result<Handle, Error<D::Error>> {
+    async fn put_packed(
+        &mut self,
+        data: &[u8],
+        class: u8,
+        seq: u64,
+    ) -> Result<Handle, Error<D::Error>> {
         let mut o = self.obj()?;
         let per = subblock::class_size(class).ok_or(Error::ObjectTooLarge)? / UNIT;
         // Best fit: the shared block with the fewest free units that still has a slot. The
@@ -656,10 +689,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             Some((i, _)) => i,
             None => match self.compaction_victim(Some(class))? {
                 Some((i, dead)) if self.compact_first(dead)? => {
-                    self.compact_entry(i)?;
+                    self.compact_entry(i).await?;
                     i
                 }
-                victim => self.new_shared_block(victim)?,
+                victim => self.new_shared_block(victim).await?,
             },
         };
         let unit = {
@@ -676,7 +709,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 .set_range(at, per, true);
             at
         };
-        self.finish_put_packed(entry, unit, data, class, seq)
+        self.finish_put_packed(entry, unit, data, class, seq).await
     }
 
     /// The shared block with the most dead units that, compacted, would take a slot of
@@ -723,7 +756,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Takes a new shared block (entry at the end of the index) for a put; when the index or
     /// the volume has no room, compacts `victim` instead. Returns the entry.
-    fn new_shared_block(
+    async fn new_shared_block(
         &mut self,
         victim: Option<(usize, usize)>,
     ) -> Result<usize, Error<D::Error>> {
@@ -731,7 +764,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let room = if o.count >= self.index_cap() {
             Err(Error::IndexFull)
         } else {
-            self.alloc(1).and_then(|e| {
+            self.alloc(1).await.and_then(|e| {
                 if e.start.0 > MAX_BLOCK {
                     Err(Error::NoSpace)
                 } else {
@@ -742,7 +775,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let e = match (room, victim) {
             (Ok(e), _) => e,
             (Err(Error::IndexFull | Error::NoSpace), Some((i, _))) => {
-                self.compact_entry(i)?;
+                self.compact_entry(i).await?;
                 return Ok(i);
             }
             (Err(x), _) => return Err(x),
@@ -771,7 +804,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Compacts the shared block of entry `e` in the open transaction: its dead units are
     /// zeroed and become free. Its live slots stay where they are, so handles stay valid; the
     /// log takes the block whole (its home copy is erased and rewritten at the checkpoint).
-    fn compact_entry(&mut self, e: usize) -> Result<(), Error<D::Error>> {
+    async fn compact_entry(&mut self, e: usize) -> Result<(), Error<D::Error>> {
         let corrupt = || Error::Corrupt(Structure::SlotIndex);
         let (block, _) = self.entry(e).ok_or_else(corrupt)?;
         let units = self.layout.bs() / UNIT;
@@ -787,7 +820,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         };
         let dead = SlotBitmapRef::new(bits.get(..n).ok_or_else(corrupt)?, self.layout.bs())
             .ok_or_else(corrupt)?;
-        let blk = self.view(block, false)?;
+        let blk = self.view(block, false).await?;
         for u in (0..units).filter(|&u| dead.occupied(u)) {
             blk.get_mut(u * UNIT..(u + 1) * UNIT)
                 .ok_or_else(corrupt)?
@@ -818,7 +851,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Writes a packed object into unit `unit` (already taken in the slot bitmap) of entry
     /// `entry`'s shared block, in the open transaction.
-    fn finish_put_packed(
+    async fn finish_put_packed(
         &mut self,
         entry: usize,
         unit: usize,
@@ -841,7 +874,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             tag: Handle::packed_tag(seq),
             check: slot_check(data, h.raw()),
         };
-        let blk = self.view(block, false)?;
+        let blk = self.view(block, false).await?;
         let at = unit * UNIT;
         let slot = blk
             .get_mut(at..at + size)
@@ -869,7 +902,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         Ok(h)
     }
 
-    fn put_extent(&mut self, data: &[u8], seq: u64) -> Result<Handle, Error<D::Error>> {
+    async fn put_extent(&mut self, data: &[u8], seq: u64) -> Result<Handle, Error<D::Error>> {
         let bs = self.layout.bs();
         let total = (data.len() as u64)
             .checked_add(EXTENT_HDR as u64)
@@ -878,7 +911,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if blocks > self.layout.block_count {
             return Err(Error::ObjectTooLarge);
         }
-        let e = self.alloc(blocks)?;
+        let e = self.alloc(blocks).await?;
         if e.start.0 > MAX_BLOCK {
             return Err(Error::NoSpace);
         }
@@ -891,7 +924,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let Volume {
                 wal, dev, scratch, ..
             } = self;
-            wal.prepare_unlogged(dev, e, scratch)?;
+            wal.prepare_unlogged(dev, e, scratch).await?;
         }
         let hdr = ExtentHeader {
             handle: h.raw(),
@@ -905,7 +938,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let mut off = 0usize;
         for k in 0..blocks {
             let b = BlockNo(e.start.0 + k);
-            let via_log = self.tx.contains(b) || self.committed_allocated(b)?;
+            let via_log = self.tx.contains(b) || self.committed_allocated(b).await?;
             if via_log {
                 self.log_room_for(b)?;
             }
@@ -933,10 +966,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 tx.stage::<D::Error>(b, true)?;
                 tx.write::<D::Error>(b, 0, buf)?;
             } else {
-                wal.write_unlogged(dev, b, buf)?;
+                wal.write_unlogged(dev, b, buf).await?;
             }
         }
-        self.set_extent_bit(e.start, true)?;
+        self.set_extent_bit(e.start, true).await?;
         let mut o = self.obj()?;
         o.counters.objects = o.counters.objects.saturating_add(1);
         o.counters.bytes = o.counters.bytes.saturating_add(data.len() as u64);
@@ -948,7 +981,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Checks a packed handle against the index and the slot header; returns the entry index,
     /// the header and the class size.
-    fn locate_packed(&mut self, h: Handle) -> Result<(usize, SlotHeader, usize), Error<D::Error>> {
+    async fn locate_packed(
+        &mut self,
+        h: Handle,
+    ) -> Result<(usize, SlotHeader, usize), Error<D::Error>> {
         let raw = h.raw();
         let bad = || Error::BadHandle { handle: raw };
         let Handle::Packed {
@@ -969,7 +1005,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(bad());
         }
         let bs = self.layout.bs();
-        self.read_range_through_scratch(block, unit * UNIT, size)?;
+        self.read_range_through_scratch(block, unit * UNIT, size)
+            .await?;
         let buf = self
             .scratch
             .get(..bs)
@@ -993,7 +1030,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Reads bytes `at..at + len` of block `b` through the open transaction into the same
     /// place of the scratch (the rest of the scratch is not meaningful afterwards): one partial
     /// device read where [`Volume::read_through_part`] can, the whole block otherwise.
-    fn read_range_through_scratch(
+    async fn read_range_through_scratch(
         &mut self,
         b: BlockNo,
         at: usize,
@@ -1001,21 +1038,21 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<(), Error<D::Error>> {
         let scratch = core::mem::take(&mut self.scratch);
         let r = match scratch.get_mut(at..at.saturating_add(len)) {
-            Some(part) => self.read_through_part(b, at, part),
+            Some(part) => self.read_through_part(b, at, part).await,
             None => Err(Error::OutOfRange),
         };
         self.scratch = scratch;
         if !r? {
-            self.read_through_scratch(b)?;
+            self.read_through_scratch(b).await?;
         }
         Ok(())
     }
 
-    fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
+    async fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
         let scratch = core::mem::take(&mut self.scratch);
         let r = match scratch.get_mut(..bs) {
-            Some(buf) => self.read_through(b, buf),
+            Some(buf) => self.read_through(b, buf).await,
             None => Err(Error::BufferTooSmall { need: bs }),
         };
         self.scratch = scratch;
@@ -1023,7 +1060,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Checks an extent handle; returns its extent.
-    fn locate_extent(&mut self, h: Handle) -> Result<verifier::ExtentObject, Error<D::Error>> {
+    async fn locate_extent(
+        &mut self,
+        h: Handle,
+    ) -> Result<verifier::ExtentObject, Error<D::Error>> {
         let raw = h.raw();
         let bad = || Error::BadHandle { handle: raw };
         let Handle::Extent { start, .. } = h else {
@@ -1033,10 +1073,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(bad());
         }
         // Allocated and marked in the extent map: an unmarked block is never read as an object.
-        if !self.extent_allocated(Extent { start, len: 1 })? || !self.starts_extent(start)? {
+        if !self.extent_allocated(Extent { start, len: 1 }).await?
+            || !self.starts_extent(start).await?
+        {
             return Err(bad());
         }
-        self.read_through_scratch(start)?;
+        self.read_through_scratch(start).await?;
         let bs = self.layout.bs();
         let buf = self
             .scratch
@@ -1063,10 +1105,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             ) => return Err(damaged()),
             _ => return Err(bad()),
         };
-        let all = self.extent_allocated(Extent {
-            start,
-            len: x.blocks,
-        })?;
+        let all = self
+            .extent_allocated(Extent {
+                start,
+                len: x.blocks,
+            })
+            .await?;
         if !verifier::extent_place(h, x.blocks, u64::from(!all), &mut first.sink()) {
             return Err(damaged());
         }
@@ -1074,24 +1118,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Payload length of the object named by `h`.
-    pub fn object_len(&mut self, h: Handle) -> Result<u64, Error<D::Error>> {
-        self.ensure_index()?;
+    pub async fn object_len(&mut self, h: Handle) -> Result<u64, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         self.abort_tx();
         match h {
-            Handle::Packed { .. } => self.locate_packed(h).map(|(_, sh, _)| u64::from(sh.len)),
-            Handle::Extent { .. } => self.locate_extent(h).map(|x| x.header.len),
+            Handle::Packed { .. } => self
+                .locate_packed(h)
+                .await
+                .map(|(_, sh, _)| u64::from(sh.len)),
+            Handle::Extent { .. } => self.locate_extent(h).await.map(|x| x.header.len),
         }
     }
 
     /// Reads the object named by `h` into `buf`, verifying its checksum; returns its length.
     #[inline(never)]
-    pub fn get(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
-        self.ensure_index()?;
+    pub async fn get(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         self.abort_tx();
         let raw = h.raw();
         match h {
             Handle::Packed { unit, .. } => {
-                let (_, sh, _) = self.locate_packed(h)?;
+                let (_, sh, _) = self.locate_packed(h).await?;
                 let len = usize::from(sh.len);
                 let out = buf
                     .get_mut(..len)
@@ -1112,7 +1161,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 Ok(len)
             }
             Handle::Extent { start, .. } => {
-                let x = self.locate_extent(h)?;
+                let x = self.locate_extent(h).await?;
                 let len = usize::try_from(x.header.len)
                     .map_err(|_| Error::BufferTooSmall { need: usize::MAX })?;
                 let out = buf
@@ -1122,7 +1171,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let mut payload = verifier::ExtentPayload::new(&x.header);
                 let mut off = 0usize;
                 for k in 0..x.blocks {
-                    self.read_through_scratch(BlockNo(start.0 + k))?;
+                    self.read_through_scratch(BlockNo(start.0 + k)).await?;
                     let src = payload.block(k, self.scratch.get(..bs).unwrap_or_default());
                     out.get_mut(off..off + src.len())
                         .ok_or(Error::ObjectChecksum { handle: raw })?
@@ -1139,19 +1188,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads a packed object (same as [`Volume::get`] for a packed handle).
-    pub fn unpack(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+    pub async fn unpack(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         match h {
-            Handle::Packed { .. } => self.get(h, buf),
+            Handle::Packed { .. } => self.get(h, buf).await,
             Handle::Extent { .. } => Err(Error::BadHandle { handle: h.raw() }),
         }
     }
 
-    pub(crate) fn delete_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn delete_in_tx(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
         match h {
             Handle::Packed {
                 block, unit, class, ..
             } => {
-                let (entry, sh, size) = self.locate_packed(h)?;
+                let (entry, sh, size) = self.locate_packed(h).await?;
                 let freed_all = {
                     let mut bm = self
                         .entry_bits_mut(entry)
@@ -1178,7 +1228,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                             len: 1,
                         },
                         false,
-                    )?;
+                    )
+                    .await?;
                     let es = self.es();
                     let last = o.count - 1;
                     if entry < last {
@@ -1215,7 +1266,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                     self.restage_entry(entry)?;
                 } else {
                     self.objects = Some(o);
-                    let blk = self.view(block, false)?;
+                    let blk = self.view(block, false).await?;
                     let at = usize::from(unit) * UNIT;
                     let slot = blk
                         .get_mut(at..at + size)
@@ -1229,17 +1280,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 Ok(())
             }
             Handle::Extent { start, .. } => {
-                let x = self.locate_extent(h)?;
+                let x = self.locate_extent(h).await?;
                 let (hdr, blocks) = (x.header, x.blocks);
-                self.mark(Extent { start, len: blocks }, false)?;
+                self.mark(Extent { start, len: blocks }, false).await?;
                 // Wipe the header so the stale handle can never validate again.
-                let blk = self.view(start, false)?;
+                let blk = self.view(start, false).await?;
                 blk.get_mut(..EXTENT_HDR)
                     .ok_or(Error::Corrupt(Structure::SlotIndex))?
                     .fill(0);
                 self.touched(0, EXTENT_HDR);
                 self.stage_view(start)?;
-                self.set_extent_bit(start, false)?;
+                self.set_extent_bit(start, false).await?;
                 let mut o = self.obj()?;
                 o.counters.objects = o.counters.objects.saturating_sub(1);
                 o.counters.bytes = o.counters.bytes.saturating_sub(hdr.len);
@@ -1252,9 +1303,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Frees a packed object (same as [`Volume::delete`] for a packed handle).
-    pub fn free(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+    pub async fn free(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         match h {
-            Handle::Packed { .. } => self.delete(h),
+            Handle::Packed { .. } => self.delete(h).await,
             Handle::Extent { .. } => Err(Error::BadHandle { handle: h.raw() }),
         }
     }
@@ -1266,8 +1318,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Object statistics.
-    pub fn object_stats(&mut self) -> Result<ObjectStats, Error<D::Error>> {
-        self.ensure_index()?;
+    pub async fn object_stats(&mut self) -> Result<ObjectStats, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         let o = self.obj()?;
         let (mut free_units, mut dead_units) = (0u64, 0u64);
         let units = self.layout.bs() / UNIT;
@@ -1289,11 +1342,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Calls `f(block, slot bitmap)` for every shared block (for maps and checkers).
-    pub fn for_each_shared_block(
+    pub async fn for_each_shared_block(
         &mut self,
         mut f: impl FnMut(BlockNo, SlotBitmapRef<'_>),
     ) -> Result<(), Error<D::Error>> {
-        self.ensure_index()?;
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         let o = self.obj()?;
         for i in 0..o.count {
             if let Some((b, bm)) = self.entry(i) {
@@ -1308,11 +1362,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// no block outside the data area, and it marks as many blocks as the counters count
     /// extents. (Each mark's header, the blocks it holds and their overlaps are the checker's,
     /// `vde check`; `get` checks one extent's.)
-    pub(crate) fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn verify_objects(&mut self) -> Result<(), Error<D::Error>> {
         if self.objects.is_none() {
             return Ok(());
         }
-        self.reload_index()?;
+        self.reload_index().await?;
         let bs = self.layout.bs();
         let (_, m) = self.extent_map()?;
         let mut first = verifier::First::default();
@@ -1320,7 +1374,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             |f: Option<Finding>| Error::Corrupt(f.map_or(Structure::Extent, |f| f.structure()));
         let mut marked = 0u64;
         for j in 0..m {
-            self.load_map_block(j)?;
+            self.load_map_block(j).await?;
             let buf = self.scratch.get(..bs).unwrap_or(&[]);
             let Some(n) = verifier::extent_marks(buf, j, &self.layout, &mut first.sink()) else {
                 return Err(corrupt(first.0));
@@ -1368,11 +1422,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// by shared block (from the slot index: each used slot's header gives its length and
     /// class), then the extent objects in block order (from the extent map: each marked block's
     /// extent header). Nothing is found by scanning the data area.
-    pub fn for_each_object(
+    pub async fn for_each_object(
         &mut self,
         mut f: impl FnMut(ObjectInfo) -> bool,
     ) -> Result<(), Error<D::Error>> {
-        self.ensure_index()?;
+        if_async! { self.settle().await?; }
+        self.ensure_index().await?;
         self.abort_tx();
         let bs = self.layout.bs();
         let units = bs / UNIT;
@@ -1385,7 +1440,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let copy = bits.get_mut(..live.bytes().len()).ok_or_else(si)?;
             copy.copy_from_slice(live.bytes());
             let used = SlotBitmapRef::new(copy, bs).ok_or_else(si)?;
-            let blk = self.load_scratch(block)?;
+            let blk = self.load_scratch(block).await?;
             let mut u = 0usize;
             while u < units {
                 if !used.occupied(u) {
@@ -1422,14 +1477,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             loop {
                 // The next marked block of this map block (the map is read again after each
                 // header: they share the scratch block).
-                self.load_map_block(j)?;
+                self.load_map_block(j).await?;
                 let bits = bitmap_block::bits(self.scratch.get(..bs).unwrap_or(&[]));
                 let next = (bit..per_map).find(|b| crate::bitmap::get(bits, *b));
                 let Some(b) = next else { break };
                 bit = b + 1;
                 let start = BlockNo(j * per_map + b);
                 let layout = self.layout;
-                let blk = self.load_scratch(start)?;
+                let blk = self.load_scratch(start).await?;
                 let mut first = verifier::First::default();
                 let Some(x) = verifier::extent(blk, start.0, &layout, &mut first.sink()) else {
                     return Err(Error::Corrupt(
@@ -1454,9 +1509,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// The `objects` module is present by default; this adds it to a volume formatted without.
-    pub fn enable_objects(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+    pub async fn enable_objects(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let m = modules::by_bit(0).ok_or(Error::UnknownModule)?;
-        self.add_module(m, now).map(|_| ())
+        self.add_module(m, now).await.map(|_| ())
     }
 }
 
@@ -1467,17 +1523,37 @@ pub struct Batch<'v, 'b, D: BlockDevice, const K: usize> {
     vol: &'v mut Volume<'b, D, K>,
     failed: bool,
     done: bool,
+    /// As [`crate::Transaction`]'s: a recovery since the batch began means its staged
+    /// operations are gone.
+    #[allow(dead_code)] // read by the async build only
+    generation: u32,
 }
 
+#[bisync]
 impl<D: BlockDevice, const K: usize> Batch<'_, '_, D, K> {
-    fn run<T>(
+    if_async! {
+        /// Recovers the volume first if an operation was dropped half-way; if a recovery since
+        /// [`Volume::batch`] dropped the batch's staged operations, the batch fails
+        /// ([`Error::Interrupted`], then [`Error::BatchAborted`]).
+        async fn settle(&mut self) -> Result<(), Error<D::Error>> {
+            let r = self.vol.settle().await;
+            if r.is_err() || device::generation(&self.vol.dev) != self.generation {
+                self.failed = true;
+                return r.and(Err(Error::Interrupted));
+            }
+            Ok(())
+        }
+    }
+
+    async fn run<T>(
         &mut self,
-        f: impl FnOnce(&mut Volume<'_, D, K>) -> Result<T, Error<D::Error>>,
+        f: impl AsyncFnOnce(&mut Volume<'_, D, K>) -> Result<T, Error<D::Error>>,
     ) -> Result<T, Error<D::Error>> {
         if self.failed {
             return Err(Error::BatchAborted);
         }
-        let r = f(self.vol);
+        if_async! { self.settle().await?; }
+        let r = f(self.vol).await;
         if r.is_err() {
             self.failed = true;
             self.vol.mark_stale();
@@ -1486,41 +1562,46 @@ impl<D: BlockDevice, const K: usize> Batch<'_, '_, D, K> {
     }
 
     /// Adds a put; the handle is valid once the batch commits.
-    pub fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.run(|v| v.put_in_tx(data, false))
+    pub async fn put(&mut self, data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.run(async |v| v.put_in_tx(data, false).await).await
     }
 
     /// Adds a delete (of the object and its name, if it has one).
-    pub fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
-        self.run(|v| {
-            #[cfg(feature = "names")]
-            v.unname_in_tx(h)?;
-            v.delete_in_tx(h)
+    pub async fn delete(&mut self, h: Handle) -> Result<(), Error<D::Error>> {
+        self.run(async |v| {
+            {
+                #[cfg(feature = "names")]
+                v.unname_in_tx(h).await?;
+                v.delete_in_tx(h)
+            }
+            .await
         })
+        .await
     }
 
     /// Adds a [`Volume::store`]: `data` as a new object named `key`, the key's old object freed.
     #[cfg(feature = "names")]
-    pub fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.run(|v| v.store_in_tx(key, data))
+    pub async fn store(&mut self, key: &[u8], data: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.run(async |v| v.store_in_tx(key, data).await).await
     }
 
     /// Adds a [`Volume::remove`]: the object named `key` and the name deleted.
     #[cfg(feature = "names")]
-    pub fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
-        self.run(|v| v.remove_in_tx(key))
+    pub async fn remove(&mut self, key: &[u8]) -> Result<Handle, Error<D::Error>> {
+        self.run(async |v| v.remove_in_tx(key).await).await
     }
 
     /// Commits every operation of the batch at once.
-    pub fn commit(mut self) -> Result<Seq, Error<D::Error>> {
+    pub async fn commit(mut self) -> Result<Seq, Error<D::Error>> {
         if self.failed {
             return Err(Error::BatchAborted);
         }
+        if_async! { self.settle().await?; }
         self.done = true;
-        let r = self
-            .vol
-            .encode_staged_index()
-            .and_then(|()| self.vol.commit_tx());
+        let r = match self.vol.encode_staged_index().await {
+            Ok(()) => self.vol.commit_tx().await,
+            Err(e) => Err(e),
+        };
         if r.is_err() {
             self.vol.mark_stale();
         }

@@ -191,60 +191,36 @@ impl<'b, const K: usize> TxBuf<'b, K> {
         }
     }
     /// Calls `f(start, end)` for each maximal run of bytes of block `b` that some staged range
-    /// covers, in ascending order (runs that touch are one).
+    /// covers, in ascending order (runs that touch are one): [`TxBuf::next_range`] from 0 on.
     pub fn ranges(&self, b: BlockNo, f: &mut dyn FnMut(usize, usize)) {
-        let Some(idx) = self.index(b) else { return };
-        // Staged in ascending order of offset (a batch filling a shared block slot after slot,
-        // index entries restaged in order): one pass merges them.
-        let mut prev = 0usize;
-        if self.entries().filter(|e| e.idx == idx).all(|e| {
-            let sorted = e.off >= prev;
-            prev = e.off;
-            sorted
-        }) {
-            let mut run: Option<(usize, usize)> = None;
-            for e in self.entries().filter(|e| e.idx == idx) {
-                run = match run {
-                    Some((s, t)) if e.off <= t => Some((s, t.max(e.end()))),
-                    Some((s, t)) => {
-                        f(s, t);
-                        Some((e.off, e.end()))
-                    }
-                    None => Some((e.off, e.end())),
-                };
-            }
-            if let Some((s, t)) = run {
-                f(s, t);
-            }
-            return;
+        let mut from = 0;
+        while let Some((s, e)) = self.next_range(b, from) {
+            f(s, e);
+            from = e;
         }
-        // Otherwise: the lowest run beyond the last one, again and again.
-        let mut cur = 0usize;
-        loop {
-            // The range that starts lowest among those reaching past `cur` (every range that
-            // starts at or before `cur` was merged into an earlier run).
-            let Some(first) = self
-                .entries()
-                .filter(|e| e.idx == idx && e.end() > cur)
-                .min_by_key(|e| e.off)
-            else {
-                return;
-            };
-            let mut end = first.end();
-            loop {
-                let next = self
-                    .entries()
-                    .filter(|e| e.idx == idx && e.off <= end && e.end() > end)
-                    .map(|e| e.end())
-                    .max();
-                match next {
-                    Some(n) => end = n,
-                    None => break,
-                }
-            }
-            f(first.off, end);
-            cur = end;
+    }
+    /// The lowest maximal run of bytes of block `b` that staged ranges cover and that reaches
+    /// past byte `from` (every range starting at or before `from` belongs to an earlier run when
+    /// `from` is the end of one); `None` past the last. Called again from the run's end, it
+    /// gives the next: an iterator the async log can `.await` inside.
+    pub fn next_range(&self, b: BlockNo, from: usize) -> Option<(usize, usize)> {
+        let idx = self.index(b)?;
+        // The range that starts lowest among those reaching past `from`, then every range that
+        // overlaps or touches the run so far.
+        let first = self
+            .entries()
+            .filter(|e| e.idx == idx && e.end() > from)
+            .min_by_key(|e| e.off)?;
+        let mut end = first.end();
+        while let Some(n) = self
+            .entries()
+            .filter(|e| e.idx == idx && e.off <= end && e.end() > end)
+            .map(|e| e.end())
+            .max()
+        {
+            end = n;
         }
+        Some((first.off, end))
     }
     /// Drops every range of block index `idx`, compacting the memory.
     fn drop_ranges(&mut self, idx: usize) {

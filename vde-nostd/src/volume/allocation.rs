@@ -6,12 +6,13 @@
 use super::*;
 
 pub(super) struct VolBitmap<'x, 'b, D: BlockDevice, const K: usize> {
-    dev: &'x mut D,
+    dev: &'x mut Held<D>,
     wal: &'x mut Wal<'b>,
     tx: &'x TxBuf<'b, K>,
     layout: &'x Layout,
 }
 
+#[bisync]
 impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
     type Error = Error<D::Error>;
     fn bits_per_block(&self) -> u64 {
@@ -20,13 +21,13 @@ impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
     fn total_bits(&self) -> u64 {
         self.layout.block_count
     }
-    fn block<'s>(&'s mut self, idx: u64, buf: &'s mut [u8]) -> Result<&'s [u8], Self::Error> {
+    async fn block<'s>(&'s mut self, idx: u64, buf: &'s mut [u8]) -> Result<&'s [u8], Self::Error> {
         let b = BlockNo(self.layout.bitmap_start.saturating_add(idx));
         if idx >= self.layout.bitmap_blocks {
             return Err(Error::Corrupt(Structure::Bitmap));
         }
         let staged = self.tx.contains(b);
-        read_staged(self.tx, self.wal, self.dev, b, buf)?;
+        read_staged(self.tx, self.wal, self.dev, b, buf).await?;
         if staged {
             // Checked when the transaction first changed it.
             return Ok(bitmap_block::bits(buf));
@@ -37,41 +38,46 @@ impl<D: BlockDevice, const K: usize> BitmapSource for VolBitmap<'_, '_, D, K> {
     }
 }
 
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Free-space queries through the committed bitmap.
-    pub fn first_fit(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+    pub async fn first_fit(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         self.abort_tx();
         let (mut src, buf) = self.bitmap_source();
-        scanner::first_fit(&mut src, n, buf)
+        scanner::first_fit(&mut src, n, buf).await
     }
 
     /// Calls `f` with every free run of at least `m` blocks until it returns `false`.
-    pub fn free_runs(
+    pub async fn free_runs(
         &mut self,
         m: u64,
         f: impl FnMut(Extent) -> bool,
     ) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         self.abort_tx();
         let (mut src, buf) = self.bitmap_source();
-        scanner::free_runs(&mut src, m, buf, f)
+        scanner::free_runs(&mut src, m, buf, f).await
     }
 
     /// Counts free blocks by scanning the bitmap.
     #[inline(never)]
-    pub fn count_free(&mut self) -> Result<u64, Error<D::Error>> {
+    pub async fn count_free(&mut self) -> Result<u64, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let (mut src, buf) = self.bitmap_source();
-        scanner::count_free(&mut src, buf)
+        scanner::count_free(&mut src, buf).await
     }
 
     /// Whether block `b` is allocated in the committed bitmap (plus the open transaction).
-    pub fn is_allocated(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+    pub async fn is_allocated(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         if b.0 >= self.layout.block_count {
             return Err(Error::OutOfRange);
         }
         let bpb = self.layout.bits_per_block();
         let (idx, within) = div_rem(b.0, bpb);
         let (mut src, buf) = self.bitmap_source();
-        let bits = src.block(idx, buf)?;
+        let bits = src.block(idx, buf).await?;
         Ok(bitmap::get(bits, within))
     }
 
@@ -94,7 +100,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// keeps them current and first-fit allocation reads only the bitmap block that holds the
     /// answer.
     #[cfg(feature = "summaries")]
-    pub fn attach_summaries(&mut self, sums: &'b mut [Summary]) -> Result<(), Error<D::Error>> {
+    pub async fn attach_summaries(
+        &mut self,
+        sums: &'b mut [Summary],
+    ) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         self.abort_tx();
         let n = usize::try_from(self.layout.bitmap_blocks).map_err(|_| Error::InvalidGeometry)?;
         let sums = sums.get_mut(..n).ok_or(Error::BufferTooSmall {
@@ -102,50 +112,56 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         })?;
         {
             let (mut src, buf) = self.bitmap_source();
-            scanner::summarize_all(&mut src, sums, buf)?;
+            scanner::summarize_all(&mut src, sums, buf).await?;
         }
         self.summaries = Some(sums);
         Ok(())
     }
 
     /// First fit through the summaries (refreshing any unknown ones first), or the plain scan.
-    pub(super) fn find_free(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+    pub(super) async fn find_free(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
         #[cfg(not(feature = "summaries"))]
         {
             let (mut src, buf) = self.bitmap_source();
-            scanner::first_fit(&mut src, n, buf)
+            scanner::first_fit(&mut src, n, buf).await
         }
         #[cfg(feature = "summaries")]
-        self.find_free_summarized(n)
+        self.find_free_summarized(n).await
     }
 
     #[cfg(feature = "summaries")]
-    fn find_free_summarized(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
+    async fn find_free_summarized(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
         let Some(sums) = self.summaries.take() else {
             let (mut src, buf) = self.bitmap_source();
-            return scanner::first_fit(&mut src, n, buf);
+            return scanner::first_fit(&mut src, n, buf).await;
         };
         let bpb = self.layout.bits_per_block();
         let total = self.layout.block_count;
-        let r = (|| {
+        // A try block (the taken buffer goes back whatever the result), async in the async build.
+        #[allow(clippy::redundant_closure_call)]
+        let r = (async || {
             for (i, s) in sums.iter_mut().enumerate() {
                 if *s == Summary::UNKNOWN {
                     let base = (i as u64).saturating_mul(bpb);
                     let (mut src, buf) = self.bitmap_source();
-                    let bits = src.block(i as u64, buf)?;
+                    let bits = src.block(i as u64, buf).await?;
                     *s = scanner::summarize(bits, total.saturating_sub(base).min(bpb));
                 }
             }
             let (mut src, buf) = self.bitmap_source();
-            scanner::first_fit_summarized(&mut src, sums, n, buf)
-        })();
+            scanner::first_fit_summarized(&mut src, sums, n, buf).await
+        })()
+        .await;
         self.summaries = Some(sums);
         r
     }
 
     /// Whether block `b`, free in the open transaction, is allocated in the committed state
     /// (so the transaction freed it and its new content must go through the log).
-    pub(crate) fn committed_allocated(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
+    pub(crate) async fn committed_allocated(
+        &mut self,
+        b: BlockNo,
+    ) -> Result<bool, Error<D::Error>> {
         if let Some(freed) = &self.tx_freed {
             return Ok(freed.iter().any(|e| e.contains(b)));
         }
@@ -154,7 +170,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         self.wal
-            .read(&mut self.dev, BlockNo(self.layout.bitmap_start + idx), buf)?;
+            .read(&mut self.dev, BlockNo(self.layout.bitmap_start + idx), buf)
+            .await?;
         let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         bitmap_block::check(buf, idx32).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
         Ok(bitmap::get(bitmap_block::bits(buf), within))
@@ -163,7 +180,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Sets bits `within..within + n` of `blk_no`, a block in the allocation bitmap's block
     /// format with trailer index `tag`, to `value` in the open transaction; each must hold the
     /// opposite value first (else `Corrupt(what)`). The scratch keeps the block's new content.
-    pub(crate) fn set_bits(
+    pub(crate) async fn set_bits(
         &mut self,
         blk_no: BlockNo,
         tag: u32,
@@ -173,7 +190,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         what: Structure,
     ) -> Result<(), Error<D::Error>> {
         let first_touch = !self.tx.contains(blk_no);
-        let blk = self.view(blk_no, false)?;
+        let blk = self.view(blk_no, false).await?;
         if first_touch && bitmap_block::check(blk, tag).is_err() {
             return Err(Error::Corrupt(what));
         }
@@ -193,7 +210,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// Sets the bitmap bits of `e` to `value` inside the open transaction. Every bit must hold
     /// the opposite value first (so a double free or double allocation is caught).
-    pub(crate) fn mark(&mut self, e: Extent, value: bool) -> Result<(), Error<D::Error>> {
+    pub(crate) async fn mark(&mut self, e: Extent, value: bool) -> Result<(), Error<D::Error>> {
         let end = e.end().ok_or(Error::OutOfRange)?;
         if e.len == 0 || e.start.0 < self.layout.data_start || end > self.layout.block_count {
             return Err(Error::OutOfRange);
@@ -206,7 +223,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let n = (bpb - within).min(end - at);
             let blk_no = BlockNo(self.layout.bitmap_start + idx);
             let idx32 = u32::try_from(idx).map_err(|_| Error::Corrupt(Structure::Bitmap))?;
-            self.set_bits(blk_no, idx32, within, n, value, Structure::Bitmap)?;
+            self.set_bits(blk_no, idx32, within, n, value, Structure::Bitmap)
+                .await?;
             // The block's summary, if summaries are attached, is what the block now holds.
             #[cfg(feature = "summaries")]
             if let Some(s) = self
@@ -240,10 +258,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Allocates the first free run of `n` blocks inside the open transaction.
-    pub(crate) fn alloc(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
-        let start = self.find_free(n)?.ok_or(Error::NoSpace)?;
+    pub(crate) async fn alloc(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
+        let start = self.find_free(n).await?.ok_or(Error::NoSpace)?;
         let e = Extent { start, len: n };
-        self.mark(e, true)?;
+        self.mark(e, true).await?;
         Ok(e)
     }
 }

@@ -2,8 +2,9 @@
 //! a format or mount makes before touching the device.
 
 use super::*;
+use crate::device::valid_block_size;
 
-pub(super) fn check_buffers<E, const K: usize>(
+pub(crate) fn check_buffers<E, const K: usize>(
     bs: usize,
     partial: bool,
     bufs: &Buffers<'_, K>,

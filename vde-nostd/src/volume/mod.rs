@@ -17,7 +17,8 @@
 //! operations (a dropped [`Transaction`] is rolled back without I/O).
 
 use crate::bitmap;
-use crate::device::{valid_block_size, BlockDevice};
+use_mode!(bisync);
+use_mode!(device::{self, BlockDevice, Held});
 use crate::error::{Error, Structure};
 use crate::format::bitmap_block;
 use crate::format::layout::{Layout, SB_MIRROR, SB_PRIMARY};
@@ -26,17 +27,22 @@ use crate::format::superblock::{Superblock, FLAG_FORMATTING};
 use crate::format::DecodeError;
 use crate::modules::{self, Module, ModuleSet};
 #[cfg(feature = "objects")]
-use crate::objects::ObjState;
+use_mode!(objects::ObjState);
 #[cfg(feature = "summaries")]
-use crate::scanner::Summary;
-use crate::scanner::{self, BitmapSource};
+use_mode!(scanner::Summary);
+use_mode!(scanner::{self, BitmapSource});
 use crate::tx_buffer::TxBuf;
 use crate::types::{div_rem, BlockNo, Extent, Seq};
 use crate::verifier;
-use crate::wal::{block_of, Durability, RecoveryReport, Wal, WalStats};
+use_mode!(wal::{block_of, Durability, RecoveryReport, Wal, WalStats});
 
 pub mod allocation;
-pub mod buffers;
+if_blocking! {
+    pub mod buffers;
+}
+if_async! {
+    pub use crate::volume::buffers;
+}
 pub mod checks;
 pub mod open;
 pub mod region_addition;
@@ -51,23 +57,29 @@ pub use transaction::Transaction;
 use buffers::check_buffers;
 use superblock_choice::{pick_superblock, repair_superblock_copy};
 
-/// Usage figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Usage {
-    /// Blocks on the volume.
-    pub total_blocks: u64,
-    /// Blocks taken by fixed metadata (superblocks, WAL, bitmap, directory, pointer table).
-    pub metadata_blocks: u64,
-    /// Free blocks.
-    pub free_blocks: u64,
+// Shared by the blocking and async builds: defined once, in the blocking one.
+if_blocking! {
+    /// Usage figures.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub struct Usage {
+        /// Blocks on the volume.
+        pub total_blocks: u64,
+        /// Blocks taken by fixed metadata (superblocks, WAL, bitmap, directory, pointer table).
+        pub metadata_blocks: u64,
+        /// Free blocks.
+        pub free_blocks: u64,
+    }
+}
+if_async! {
+    pub use crate::volume::{Usage};
 }
 
 /// A mounted volume over device `D` with transactions of up to `K` block updates (the
 /// capacity of the [`Buffers`] it was given; [`crate::memory::DEFAULT_TX_BLOCKS`] where a type
 /// names none).
 pub struct Volume<'b, D: BlockDevice, const K: usize = { crate::memory::DEFAULT_TX_BLOCKS }> {
-    pub(crate) dev: D,
+    pub(crate) dev: Held<D>,
     pub(crate) layout: Layout,
     pub(crate) sb: Superblock,
     pub(crate) wal: Wal<'b>,
@@ -104,31 +116,35 @@ pub struct Volume<'b, D: BlockDevice, const K: usize = { crate::memory::DEFAULT_
 /// Changed ranges a view remembers; past that they merge into one.
 const MAX_SPANS: usize = 16;
 
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Checkpoints and returns the device.
-    pub fn unmount(mut self) -> Result<D, Error<D::Error>> {
-        self.checkpoint()?;
-        Ok(self.dev)
+    pub async fn unmount(mut self) -> Result<D, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.checkpoint().await?;
+        Ok(device::release(self.dev))
     }
 
     /// Returns the device without a checkpoint (as a power cut would leave it, less the cut).
     pub fn into_device(self) -> D {
-        self.dev
+        device::release(self.dev)
     }
 
     /// Makes every committed transaction durable in place and empties the log.
-    pub fn checkpoint(&mut self) -> Result<(), Error<D::Error>> {
+    pub async fn checkpoint(&mut self) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let Volume {
             wal, dev, scratch, ..
         } = self;
-        wal.checkpoint(dev, scratch)
+        wal.checkpoint(dev, scratch).await
     }
 
     /// Makes every commit so far durable: one flush if any is outstanding. Only needed in
     /// [`Durability::Deferred`] mode; in the default mode every commit is durable on return.
-    pub fn sync(&mut self) -> Result<(), Error<D::Error>> {
+    pub async fn sync(&mut self) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let Volume { wal, dev, .. } = self;
-        wal.sync(dev)
+        wal.sync(dev).await
     }
 
     /// Sets when commits become durable: on return (the default), or at the next
@@ -144,7 +160,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// The device, for reads outside the engine (tests, tools).
     pub fn device(&mut self) -> &mut D {
-        &mut self.dev
+        device::held(&mut self.dev)
     }
 
     /// The layout of the fixed structures.
@@ -198,18 +214,23 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads block `b` as committed.
-    pub fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+    pub async fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         if b.0 >= self.layout.block_count || buf.len() != self.layout.bs() {
             return Err(Error::OutOfRange);
         }
         let Volume { wal, dev, .. } = self;
-        wal.read(dev, b, buf)
+        wal.read(dev, b, buf).await
     }
 
     /// Starts a transaction. Dropping it without commit rolls it back (no I/O).
     pub fn begin(&mut self) -> Transaction<'_, 'b, D, K> {
         self.abort_tx();
-        Transaction { vol: self }
+        let generation = device::generation(&self.dev);
+        Transaction {
+            vol: self,
+            generation,
+        }
     }
 
     pub(crate) fn abort_tx(&mut self) {
@@ -265,7 +286,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// bytes changed ([`Self::touched`]), then [`Self::stage_view`] stages them (or, for a
     /// block written whole from zeros, [`Self::stage_new_view`]). Nothing else may use the
     /// scratch in between.
-    pub(crate) fn view(&mut self, b: BlockNo, fresh: bool) -> Result<&mut [u8], Error<D::Error>> {
+    pub(crate) async fn view(
+        &mut self,
+        b: BlockNo,
+        fresh: bool,
+    ) -> Result<&mut [u8], Error<D::Error>> {
         if !self.wal.target_ok(b) {
             return Err(Error::OutOfRange);
         }
@@ -274,7 +299,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             self.tx.stage::<D::Error>(b, true)?;
         }
         self.spans.clear();
-        self.load_scratch(b)
+        self.load_scratch(b).await
     }
 
     /// Notes that bytes `off..off + len` of the view changed (past [`MAX_SPANS`] ranges they
@@ -328,7 +353,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// reading the whole block, if [`Wal::read_part`] can (a block in the log is rebuilt over
     /// the range; a home block needs a device that reads part of a block); returns `false`,
     /// having read nothing, otherwise (read the whole block with [`Volume::read_through`]).
-    pub(crate) fn read_through_part(
+    pub(crate) async fn read_through_part(
         &mut self,
         b: BlockNo,
         at: usize,
@@ -340,7 +365,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let Volume { tx, wal, dev, .. } = self;
         if tx.is_fresh(b) {
             out.fill(0);
-        } else if !wal.read_part(dev, b, at, out)? {
+        } else if !wal.read_part(dev, b, at, out).await? {
             return Ok(false);
         }
         tx.overlay(b, at, out);
@@ -348,7 +373,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads block `b` through the open transaction.
-    pub(crate) fn read_through(
+    pub(crate) async fn read_through(
         &mut self,
         b: BlockNo,
         buf: &mut [u8],
@@ -357,11 +382,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Err(Error::OutOfRange);
         }
         let Volume { tx, wal, dev, .. } = self;
-        read_staged(tx, wal, dev, b, buf)
+        read_staged(tx, wal, dev, b, buf).await
     }
 
     /// Commits the open transaction through the WAL.
-    pub(crate) fn commit_tx(&mut self) -> Result<Seq, Error<D::Error>> {
+    pub(crate) async fn commit_tx(&mut self) -> Result<Seq, Error<D::Error>> {
         // The counters the transaction leaves: as the object code keeps them (unless its state
         // is stale and they were not set outright), or unchanged.
         #[cfg(feature = "objects")]
@@ -381,7 +406,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             ..
         } = self;
         let before = wal.last_seq();
-        let r = wal.commit(dev, tx, scratch, &counters);
+        let r = wal.commit(dev, tx, scratch, &counters).await;
         // A commit may fail after its transaction is durable (a write-back that follows it):
         // the free count follows the log, not the result.
         let committed = self.wal.last_seq() != before;
@@ -399,7 +424,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             if let Some(freed) = self.tx_freed.as_ref() {
                 for e in freed {
                     // A hint: the commit stands whatever the device says.
-                    let _ = self.dev.discard(e.start, e.len);
+                    let _ = self.dev.discard(e.start, e.len).await;
                 }
             }
         }
@@ -408,7 +433,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Reads block `b` through the open transaction into the scratch block and returns it.
-    pub(crate) fn load_scratch(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
+    pub(crate) async fn load_scratch(&mut self, b: BlockNo) -> Result<&mut [u8], Error<D::Error>> {
         if b.0 >= self.layout.block_count {
             return Err(Error::OutOfRange);
         }
@@ -421,7 +446,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             ..
         } = self;
         let buf = block_of(scratch, bs)?;
-        read_staged(tx, wal, dev, b, buf)?;
+        read_staged(tx, wal, dev, b, buf).await?;
         Ok(buf)
     }
 
@@ -434,7 +459,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
 /// Block `b` as the open transaction leaves it, into `buf` (one block): its committed content
 /// (zeros if staged fresh) with the staged ranges over it.
-fn read_staged<D: BlockDevice, const K: usize>(
+#[bisync]
+async fn read_staged<D: BlockDevice, const K: usize>(
     tx: &TxBuf<'_, K>,
     wal: &mut Wal<'_>,
     dev: &mut D,
@@ -444,11 +470,13 @@ fn read_staged<D: BlockDevice, const K: usize>(
     if tx.is_fresh(b) {
         buf.fill(0);
     } else {
-        wal.read(dev, b, buf)?;
+        wal.read(dev, b, buf).await?;
     }
     tx.overlay(b, 0, buf);
     Ok(())
 }
 
-#[cfg(test)]
-mod tests;
+if_blocking! {
+    #[cfg(test)]
+    mod tests;
+}

@@ -7,62 +7,69 @@
 use super::*;
 use crate::error::MountError;
 
-/// Options for [`Volume::format`] and [`Volume::mount_or_format`]. A firmware can make them a
-/// `const`: `const OPTS: FormatOptions = FormatOptions::new(*b"my-device-store1");`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct FormatOptions {
-    /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256; a quarter, at least 4,
-    /// of a volume under 32 blocks).
-    pub wal_blocks: Option<u64>,
-    /// Volume identity, kept in the superblock and mixed into the log's checksums, so that a
-    /// stale log of an earlier volume in the same flash never validates. Any 16 bytes; distinct
-    /// per format is best: a random value, or a chip's unique ID with a counter. A fixed value
-    /// is safe (a format starts its log in an epoch above any earlier volume's), only less
-    /// distinctive.
-    pub volume_id: [u8; 16],
-    /// Creation time from the caller's clock, in any unit (no_std has none). Recorded, and with
-    /// the identity it seeds the log's checksums; 0 is fine on a device without a clock.
-    pub now: u64,
-    /// Modules to add right after formatting (each in its own transaction).
-    pub modules: ModuleSet,
-}
+// Shared by the blocking and async builds: defined once, in the blocking one.
+if_blocking! {
+    /// Options for [`Volume::format`] and [`Volume::mount_or_format`]. A firmware can make them a
+    /// `const`: `const OPTS: FormatOptions = FormatOptions::new(*b"my-device-store1");`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub struct FormatOptions {
+        /// WAL blocks; `None` for the default (1/64 of the volume, 8..=256; a quarter, at least 4,
+        /// of a volume under 32 blocks).
+        pub wal_blocks: Option<u64>,
+        /// Volume identity, kept in the superblock and mixed into the log's checksums, so that a
+        /// stale log of an earlier volume in the same flash never validates. Any 16 bytes; distinct
+        /// per format is best: a random value, or a chip's unique ID with a counter. A fixed value
+        /// is safe (a format starts its log in an epoch above any earlier volume's), only less
+        /// distinctive.
+        pub volume_id: [u8; 16],
+        /// Creation time from the caller's clock, in any unit (no_std has none). Recorded, and with
+        /// the identity it seeds the log's checksums; 0 is fine on a device without a clock.
+        pub now: u64,
+        /// Modules to add right after formatting (each in its own transaction).
+        pub modules: ModuleSet,
+    }
 
-impl FormatOptions {
-    /// The defaults ([`FormatOptions::default`]) with this volume identity, in a `const`.
-    pub const fn new(volume_id: [u8; 16]) -> FormatOptions {
-        FormatOptions {
-            wal_blocks: None,
-            volume_id,
-            now: 0,
-            modules: ModuleSet::OBJECTS,
+    impl FormatOptions {
+        /// The defaults ([`FormatOptions::default`]) with this volume identity, in a `const`.
+        pub const fn new(volume_id: [u8; 16]) -> FormatOptions {
+            FormatOptions {
+                wal_blocks: None,
+                volume_id,
+                now: 0,
+                modules: ModuleSet::OBJECTS,
+            }
+        }
+    }
+
+    impl Default for FormatOptions {
+        /// The default log size, the `objects` module, a zero identity and time.
+        fn default() -> Self {
+            FormatOptions::new([0; 16])
         }
     }
 }
-
-impl Default for FormatOptions {
-    /// The default log size, the `objects` module, a zero identity and time.
-    fn default() -> Self {
-        FormatOptions::new([0; 16])
-    }
+if_async! {
+    pub use crate::volume::open::{FormatOptions};
 }
 
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Formats `dev` as an empty volume and mounts it. To keep the device if this fails, pass
     /// `&mut device` (see [`Volume::mount_or_format`]).
-    pub fn format(
+    pub async fn format(
         dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<Self, MountError<D::Error>> {
         let mut slot = None;
-        Self::format_into(&mut slot, dev, opts, bufs)?;
+        Self::format_into(&mut slot, dev, opts, bufs).await?;
         slot.ok_or(MountError::NotFormatted)
     }
 
     /// [`Volume::format`] into `slot` (`Some` when it succeeds).
     #[inline(never)]
-    fn format_into(
+    async fn format_into(
         slot: &mut Option<Self>,
         mut dev: D,
         opts: &FormatOptions,
@@ -90,10 +97,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             wal_blocks,
             volume_id: opts.volume_id,
         };
-        Self::write_image(&mut dev, &layout, &sb, bufs.scratch)?;
-        Self::open_into(slot, dev, bufs, true)?;
+        Self::write_image(&mut dev, &layout, &sb, bufs.scratch).await?;
+        Self::open_into(slot, dev, bufs, true).await?;
         match slot {
-            Some(vol) => vol.format_modules(opts),
+            Some(vol) => vol.format_modules(opts).await,
             None => Err(Error::NotFormatted),
         }
     }
@@ -102,7 +109,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// pointer table, log, then both superblocks (still flagged [`FLAG_FORMATTING`]). Apart from
     /// [`Volume::format`] so that its locals are not on the stack while the volume is mounted.
     #[inline(never)]
-    fn write_image(
+    async fn write_image(
         dev: &mut D,
         layout: &Layout,
         sb: &Superblock,
@@ -115,9 +122,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // leaves a device that reads as not formatted, never an old superblock over new
         // structures.
         blk.fill(0);
-        dev.write_block(SB_PRIMARY, blk).map_err(Error::Device)?;
-        dev.write_block(SB_MIRROR, blk).map_err(Error::Device)?;
-        dev.flush().map_err(Error::Device)?;
+        dev.write_block(SB_PRIMARY, blk)
+            .await
+            .map_err(Error::Device)?;
+        dev.write_block(SB_MIRROR, blk)
+            .await
+            .map_err(Error::Device)?;
+        dev.flush().await.map_err(Error::Device)?;
         // Bitmap: metadata blocks and the tail past the last block are allocated.
         let bpb = layout.bits_per_block();
         for i in 0..layout.bitmap_blocks {
@@ -131,39 +142,46 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let idx = u32::try_from(i).map_err(|_| Error::InvalidGeometry)?;
             bitmap_block::seal(blk, idx).ok_or(Error::InvalidGeometry)?;
             dev.write_block(BlockNo(layout.bitmap_start + i), blk)
+                .await
                 .map_err(Error::Device)?;
         }
         regions::dir_init(blk).ok_or(Error::InvalidGeometry)?;
         dev.write_block(BlockNo(layout.regdir), blk)
+            .await
             .map_err(Error::Device)?;
         regions::rpt_init(blk).ok_or(Error::InvalidGeometry)?;
         dev.write_block(BlockNo(layout.rpt), blk)
+            .await
             .map_err(Error::Device)?;
-        Wal::format(dev, layout, blk)?;
-        dev.flush().map_err(Error::Device)?;
+        Wal::format(dev, layout, blk).await?;
+        dev.flush().await.map_err(Error::Device)?;
         sb.encode(blk).ok_or(Error::InvalidGeometry)?;
-        dev.write_block(SB_PRIMARY, blk).map_err(Error::Device)?;
-        dev.flush().map_err(Error::Device)?;
-        dev.write_block(SB_MIRROR, blk).map_err(Error::Device)?;
-        dev.flush().map_err(Error::Device)?;
+        dev.write_block(SB_PRIMARY, blk)
+            .await
+            .map_err(Error::Device)?;
+        dev.flush().await.map_err(Error::Device)?;
+        dev.write_block(SB_MIRROR, blk)
+            .await
+            .map_err(Error::Device)?;
+        dev.flush().await.map_err(Error::Device)?;
         Ok(())
     }
 
     /// The format's steps on the mounted volume: the modules `opts` asks for, then the last
     /// step ([`Volume::finish_format`]).
     #[inline(never)]
-    fn format_modules(&mut self, opts: &FormatOptions) -> Result<(), Error<D::Error>> {
+    async fn format_modules(&mut self, opts: &FormatOptions) -> Result<(), Error<D::Error>> {
         for m in modules::CATALOGUE {
             if opts.modules.contains(m.flag()) {
-                self.add_module(m, opts.now)?;
+                self.add_module(m, opts.now).await?;
             }
         }
-        self.finish_format(opts.now)
+        self.finish_format(opts.now).await
     }
 
     /// The format's last step: a transaction that rewrites both superblocks without
     /// [`FLAG_FORMATTING`].
-    pub(super) fn finish_format(&mut self, now: u64) -> Result<(), Error<D::Error>> {
+    pub(super) async fn finish_format(&mut self, now: u64) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let mut sb = self.sb;
         sb.flags &= !FLAG_FORMATTING;
@@ -171,16 +189,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         sb.checkpoint_seq = self.wal.last_seq().next().0;
         sb.modified = now;
         sb.sequence = sb.sequence.saturating_add(1);
-        self.stage_superblocks(&sb)?;
-        self.commit_tx()?;
+        self.stage_superblocks(&sb).await?;
+        self.commit_tx().await?;
         self.sb = sb;
         Ok(())
     }
 
     /// Stages both superblock copies as `sb` in the open transaction.
-    pub(super) fn stage_superblocks(&mut self, sb: &Superblock) -> Result<(), Error<D::Error>> {
+    pub(super) async fn stage_superblocks(
+        &mut self,
+        sb: &Superblock,
+    ) -> Result<(), Error<D::Error>> {
         for b in [SB_PRIMARY, SB_MIRROR] {
-            let buf = self.view(b, true)?;
+            let buf = self.view(b, true).await?;
             sb.encode(buf).ok_or(Error::InvalidGeometry)?;
             self.stage_new_view(b)?;
         }
@@ -190,9 +211,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Mounts the volume on `dev`: picks the newest valid superblock, replays the WAL, checks the
     /// region directory and pointer table, and counts free space. A volume whose format did not
     /// finish is [`MountError::NotFormatted`].
-    pub fn mount(dev: D, bufs: Buffers<'b, K>) -> Result<Self, MountError<D::Error>> {
+    pub async fn mount(dev: D, bufs: Buffers<'b, K>) -> Result<Self, MountError<D::Error>> {
         let mut slot = None;
-        Self::open_into(&mut slot, dev, bufs, false)?;
+        Self::open_into(&mut slot, dev, bufs, false).await?;
         slot.ok_or(MountError::NotFormatted)
     }
 
@@ -215,13 +236,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ///
     /// The volume is returned by value; on a small stack, [`Volume::mount_or_format_in`] puts it
     /// in a place the caller gives instead, so that it is never copied.
-    pub fn mount_or_format(
+    pub async fn mount_or_format(
         dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<Self, MountError<D::Error>> {
         let mut slot = None;
-        Self::mount_or_format_into(&mut slot, dev, opts, bufs)?;
+        Self::mount_or_format_into(&mut slot, dev, opts, bufs).await?;
         slot.ok_or(MountError::NotFormatted)
     }
 
@@ -243,14 +264,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// assert!(vol.usage().free_blocks > 0);
     /// # Ok::<(), vde_nostd::Error<vde_nostd::device::RamError>>(())
     /// ```
-    pub fn mount_or_format_in<'s>(
+    pub async fn mount_or_format_in<'s>(
         slot: &'s mut Option<Self>,
         dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<&'s mut Self, MountError<D::Error>> {
         *slot = None;
-        if let Err(e) = Self::mount_or_format_into(slot, dev, opts, bufs) {
+        if let Err(e) = Self::mount_or_format_into(slot, dev, opts, bufs).await {
             *slot = None;
             return Err(e.into());
         }
@@ -260,17 +281,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// [`Volume::mount_or_format`] into `slot`, which it leaves `Some` when it succeeds.
     #[inline(never)]
-    fn mount_or_format_into(
+    async fn mount_or_format_into(
         slot: &mut Option<Self>,
         mut dev: D,
         opts: &FormatOptions,
         mut bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
         check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
-        if Self::formatted(&mut dev, &mut bufs)? {
-            Self::open_into(slot, dev, bufs, false)
+        if Self::formatted(&mut dev, &mut bufs).await? {
+            Self::open_into(slot, dev, bufs, false).await
         } else {
-            Self::format_into(slot, dev, opts, bufs)
+            Self::format_into(slot, dev, opts, bufs).await
         }
     }
 
@@ -278,13 +299,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// [`FLAG_FORMATTING`], or with it until the log's recovery (run here as a mount would run
     /// it) clears it. `Ok(false)` for no valid superblock at all.
     #[inline(never)]
-    pub(super) fn formatted(
+    pub(super) async fn formatted(
         dev: &mut D,
         bufs: &mut Buffers<'_, K>,
     ) -> Result<bool, Error<D::Error>> {
         let bs = dev.block_size();
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = match pick_superblock(dev, scratch) {
+        let (sb, layout) = match pick_superblock(dev, scratch).await {
             Ok(picked) => picked,
             Err(Error::NotFormatted) => return Ok(false),
             Err(e) => return Err(e),
@@ -293,22 +314,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(true);
         }
         // As a mount would go on from the copy it picked (`pick_and_repair`).
-        repair_superblock_copy(dev, scratch)?;
+        repair_superblock_copy(dev, scratch).await?;
         let mut wal = Wal::unset(page);
         wal.set_up(dev, &layout, sb.wal_salt(), Some(SB_MIRROR))?;
-        let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt())?;
+        let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt()).await?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
     }
 
     /// The first step of a mount: picks the newest valid superblock and repairs the other copy
     /// (recovery may rewrite the superblock; it must never overwrite the only valid copy).
     #[inline(never)]
-    fn pick_and_repair(
-        dev: &mut D,
+    async fn pick_and_repair<T: BlockDevice<Error = D::Error>>(
+        dev: &mut T,
         scratch: &mut [u8],
     ) -> Result<(Superblock, Layout), Error<D::Error>> {
-        let picked = pick_superblock(dev, scratch)?;
-        repair_superblock_copy(dev, scratch)?;
+        let picked = pick_superblock(dev, scratch).await?;
+        repair_superblock_copy(dev, scratch).await?;
         Ok(picked)
     }
 
@@ -316,15 +337,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// superblock again (recovery may have rewritten it), which must be the same volume's.
     /// Returns that superblock and what recovery found.
     #[inline(never)]
-    fn replay(
-        dev: &mut D,
+    async fn replay<T: BlockDevice<Error = D::Error>>(
+        dev: &mut T,
         scratch: &mut [u8],
         wal: &mut Wal<'_>,
         layout: &Layout,
         salt: u64,
     ) -> Result<(Superblock, RecoveryReport), Error<D::Error>> {
-        let report = wal.recover(dev, layout, scratch)?;
-        let (sb2, layout2) = pick_superblock(dev, scratch)?;
+        let report = wal.recover(dev, layout, scratch).await?;
+        let (sb2, layout2) = pick_superblock(dev, scratch).await?;
         if layout2 != *layout || sb2.wal_salt() != salt {
             return Err(Error::Corrupt(Structure::Superblock));
         }
@@ -337,7 +358,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// when every step succeeds; `slot` may hold a volume that failed a step when it does not
     /// (the public callers drop it).
     #[inline(never)]
-    pub(super) fn open_into(
+    pub(super) async fn open_into(
         slot: &mut Option<Self>,
         mut dev: D,
         bufs: Buffers<'b, K>,
@@ -346,12 +367,12 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = dev.block_size();
         check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = Self::pick_and_repair(&mut dev, scratch)?;
+        let (sb, layout) = Self::pick_and_repair(&mut dev, scratch).await?;
         let salt = sb.wal_salt();
         // The log is set up and recovered where it lives, inside the volume in the slot: the
         // state is built once and never moved.
         let vol = slot.insert(Volume {
-            dev,
+            dev: device::hold(dev),
             layout,
             sb,
             wal: Wal::unset(page),
@@ -377,26 +398,91 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             tx_sets_counters: false,
         });
         let Volume {
+            dev, wal, layout, ..
+        } = vol;
+        wal.set_up(dev, layout, salt, Some(SB_MIRROR))?;
+        vol.finish_mount(salt, formatting).await
+    }
+
+    /// The mount's steps once the volume's state is built and its log set up: the log
+    /// recovered, the superblock it leaves, the region and allocation checks, the free count
+    /// and the modules' state.
+    #[inline(never)]
+    async fn finish_mount(&mut self, salt: u64, formatting: bool) -> Result<(), Error<D::Error>> {
+        let Volume {
             dev,
             wal,
             scratch,
             layout,
             ..
-        } = vol;
-        wal.set_up(dev, layout, salt, Some(SB_MIRROR))?;
-        let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt)?;
+        } = self;
+        let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt).await?;
         if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
             return Err(Error::NotFormatted);
         }
-        vol.sb = sb2;
-        vol.report = report;
-        vol.check_regions()?;
-        vol.check_metadata_allocated()?;
-        vol.free_blocks = vol.count_free()?;
+        self.sb = sb2;
+        self.report = report;
+        self.check_regions().await?;
+        self.check_metadata_allocated().await?;
+        self.free_blocks = self.count_free().await?;
         #[cfg(feature = "objects")]
-        vol.load_objects()?;
+        self.load_objects().await?;
         #[cfg(feature = "names")]
-        vol.load_names()?;
+        self.load_names().await?;
         Ok(())
+    }
+
+    // The async build's recovery after an operation dropped half-way.
+    if_async! {
+        /// Recovers the volume before an operation if an earlier one was dropped half-way (or an
+        /// earlier recovery failed): in place, from the device, as a mount after a power cut at
+        /// that point would (see [`Volume::remount`]).
+        #[inline(never)]
+        pub(crate) async fn settle(&mut self) -> Result<(), Error<D::Error>> {
+            if !device::needs_recovery(&self.dev) {
+                return Ok(());
+            }
+            device::recovering(&mut self.dev, true);
+            self.remount().await?;
+            device::recovering(&mut self.dev, false);
+            Ok(())
+        }
+
+        /// Rebuilds the mounted state from the device, in place, with the volume's own device and
+        /// memory: the superblock picked again, the log's knowledge forgotten and the log
+        /// recovered, then every step a mount makes. The open transaction is dropped.
+        #[inline(never)]
+        async fn remount(&mut self) -> Result<(), Error<D::Error>> {
+            self.abort_tx();
+            let (sb, layout) = Self::pick_and_repair(&mut self.dev, self.scratch).await?;
+            if layout != self.layout {
+                return Err(Error::Corrupt(Structure::Superblock));
+            }
+            self.sb = sb;
+            self.wal.forget();
+            self.free_blocks = 0;
+            self.tx_free_delta = 0;
+            #[cfg(feature = "objects")]
+            {
+                self.objects = None;
+            }
+            #[cfg(feature = "names")]
+            {
+                self.names = None;
+            }
+            #[cfg(feature = "summaries")]
+            if let Some(sums) = self.summaries.as_deref_mut() {
+                sums.fill(Summary::UNKNOWN);
+            }
+            self.spans.clear();
+            self.tx_freed = Some(heapless::Vec::new());
+            self.tx_reallocated = false;
+            #[cfg(feature = "objects")]
+            {
+                self.idx_touched = Some(heapless::Vec::new());
+                self.tx_sets_counters = false;
+            }
+            self.finish_mount(sb.wal_salt(), false).await
+        }
     }
 }

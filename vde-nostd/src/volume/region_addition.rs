@@ -4,42 +4,52 @@
 
 use super::*;
 
-/// The regions a module addition would take (from [`Volume::can_add_module`]) or took.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ModulePlan {
-    /// The module.
-    pub module: &'static Module,
-    /// Its regions, in catalogue order.
-    pub regions: heapless::Vec<Extent, 4>,
-    /// Inode size after the addition.
-    pub inode_size: u32,
+// Shared by the blocking and async builds: defined once, in the blocking one.
+if_blocking! {
+    /// The regions a module addition would take (from [`Volume::can_add_module`]) or took.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub struct ModulePlan {
+        /// The module.
+        pub module: &'static Module,
+        /// Its regions, in catalogue order.
+        pub regions: heapless::Vec<Extent, 4>,
+        /// Inode size after the addition.
+        pub inode_size: u32,
+    }
+}
+if_async! {
+    pub use crate::volume::region_addition::{ModulePlan};
 }
 
+#[bisync]
 impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
-    pub(super) fn region_entries(&mut self) -> Result<usize, Error<D::Error>> {
+    pub(super) async fn region_entries(&mut self) -> Result<usize, Error<D::Error>> {
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         let b = BlockNo(self.layout.regdir);
         let Volume { tx, wal, dev, .. } = self;
-        read_staged(tx, wal, dev, b, buf)?;
+        read_staged(tx, wal, dev, b, buf).await?;
         regions::dir_check(buf).map_err(|_| Error::Corrupt(Structure::RegionDirectory))
     }
 
     /// The regions of the module with bit `bit`, from the committed directory.
-    pub fn module_regions(
+    pub async fn module_regions(
         &mut self,
         bit: u8,
     ) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         self.abort_tx();
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         self.wal
-            .read(&mut self.dev, BlockNo(self.layout.rpt), buf)?;
+            .read(&mut self.dev, BlockNo(self.layout.rpt), buf)
+            .await?;
         let c = Structure::RegionPointerTable;
         let (first, count) = regions::rpt_get(buf, bit as usize).map_err(|_| Error::Corrupt(c))?;
         self.wal
-            .read(&mut self.dev, BlockNo(self.layout.regdir), buf)?;
+            .read(&mut self.dev, BlockNo(self.layout.regdir), buf)
+            .await?;
         let dir = &*buf;
         let mut out = heapless::Vec::new();
         for i in 0..count {
@@ -53,14 +63,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     /// The first region of the module with bit `bit`, or `None` if the volume does not have
     /// the module (a module in the manifest without a region is `Corrupt`).
-    pub(crate) fn module_region(&mut self, bit: u8) -> Result<Option<Extent>, Error<D::Error>> {
+    pub(crate) async fn module_region(
+        &mut self,
+        bit: u8,
+    ) -> Result<Option<Extent>, Error<D::Error>> {
         if !self
             .modules()
             .contains(ModuleSet::from_bits_retain(1u64 << (bit & 63)))
         {
             return Ok(None);
         }
-        let regions = self.module_regions(bit)?;
+        let regions = self.module_regions(bit).await?;
         regions
             .first()
             .map(|r| Some(r.extent))
@@ -68,12 +81,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Calls `f` with every region directory entry.
-    pub fn for_each_region(
+    pub async fn for_each_region(
         &mut self,
         mut f: impl FnMut(&RegionEntry),
     ) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         self.abort_tx();
-        let n = self.region_entries()?;
+        let n = self.region_entries().await?;
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
         for i in 0..n {
@@ -87,9 +101,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Pre-flight for [`Volume::add_module_regions`]: where the module's regions would go. Writes
     /// nothing.
     #[cfg(feature = "module-addition")]
-    pub fn can_add_module(&mut self, m: &'static Module) -> Result<ModulePlan, Error<D::Error>> {
+    pub async fn can_add_module(
+        &mut self,
+        m: &'static Module,
+    ) -> Result<ModulePlan, Error<D::Error>> {
+        if_async! { self.settle().await?; }
         self.abort_tx();
-        let r = self.plan_module(m);
+        let r = self.plan_module(m).await;
         self.abort_tx();
         r
     }
@@ -98,28 +116,29 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// pointer table and both superblocks in one WAL transaction. `now` is the caller's clock.
     #[doc(alias = "OnlineRegionAddition")]
     #[cfg(feature = "module-addition")]
-    pub fn add_module_regions(
+    pub async fn add_module_regions(
         &mut self,
         m: &'static Module,
         now: u64,
     ) -> Result<ModulePlan, Error<D::Error>> {
-        self.add_module(m, now)
+        if_async! { self.settle().await?; }
+        self.add_module(m, now).await
     }
 
     /// [`Volume::add_module_regions`], which format and the modules' own `enable_*` use
     /// whatever the features.
-    pub(crate) fn add_module(
+    pub(crate) async fn add_module(
         &mut self,
         m: &'static Module,
         now: u64,
     ) -> Result<ModulePlan, Error<D::Error>> {
         self.abort_tx();
-        let r = self.add_module_tx(m, now);
+        let r = self.add_module_tx(m, now).await;
         self.abort_tx();
         r
     }
 
-    pub(super) fn plan_module(
+    pub(super) async fn plan_module(
         &mut self,
         m: &'static Module,
     ) -> Result<ModulePlan, Error<D::Error>> {
@@ -129,7 +148,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if self.modules().contains(m.flag()) {
             return Err(Error::ModuleAlreadyPresent);
         }
-        let n = self.region_entries()?;
+        let n = self.region_entries().await?;
         if n.saturating_add(m.regions.len()) > regions::dir_capacity(self.layout.bs()) {
             return Err(Error::DirectoryFull);
         }
@@ -141,13 +160,13 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         for i in 0..m.regions.len() {
             let len =
                 modules::module_region_blocks(m, i, self.layout.bs(), self.layout.block_count);
-            let e = self.alloc(len)?;
+            let e = self.alloc(len).await?;
             plan.regions.push(e).map_err(|_| Error::DirectoryFull)?;
         }
         Ok(plan)
     }
 
-    pub(super) fn add_module_tx(
+    pub(super) async fn add_module_tx(
         &mut self,
         m: &'static Module,
         now: u64,
@@ -155,15 +174,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         // The superblocks first, as they are (rewritten last): staged fresh, they count for
         // their few nonzero bytes, not as whole blocks, in a small log's room.
         let sb = self.sb;
-        self.stage_superblocks(&sb)?;
-        let plan = self.plan_module(m)?;
+        self.stage_superblocks(&sb).await?;
+        let plan = self.plan_module(m).await?;
         // The regions' first content next (staged fresh, mostly zeros), before the directory
         // and pointer table, which count whole.
-        self.init_module_regions(m, &plan)?;
+        self.init_module_regions(m, &plan).await?;
         let dir_block = BlockNo(self.layout.regdir);
-        let first = self.region_entries()?;
+        let first = self.region_entries().await?;
         {
-            let dir = self.view(dir_block, false)?;
+            let dir = self.view(dir_block, false).await?;
             for (i, (kind, e)) in m.regions.iter().zip(plan.regions.iter()).enumerate() {
                 let entry = RegionEntry {
                     module: m.bit,
@@ -181,7 +200,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         }
         {
             let rpt_block = BlockNo(self.layout.rpt);
-            let rpt = self.view(rpt_block, false)?;
+            let rpt = self.view(rpt_block, false).await?;
             regions::rpt_check(rpt).map_err(|_| Error::Corrupt(Structure::RegionPointerTable))?;
             let first = u16::try_from(first).map_err(|_| Error::DirectoryFull)?;
             let count = u16::try_from(m.regions.len()).map_err(|_| Error::DirectoryFull)?;
@@ -199,15 +218,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         sb.inode_size = plan.inode_size;
         sb.modified = now;
         sb.sequence = sb.sequence.saturating_add(1);
-        self.stage_superblocks(&sb)?;
-        self.commit_tx()?;
+        self.stage_superblocks(&sb).await?;
+        self.commit_tx().await?;
         self.sb = sb;
-        self.on_module_added(m)?;
+        self.on_module_added(m).await?;
         Ok(plan)
     }
 
     /// Module-specific content written in the same transaction as the regions.
-    pub(super) fn init_module_regions(
+    pub(super) async fn init_module_regions(
         &mut self,
         m: &'static Module,
         plan: &ModulePlan,
@@ -215,7 +234,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         if m.flag() == ModuleSet::OBJECTS {
             #[cfg(feature = "objects")]
             if let Some(r) = plan.regions.first() {
-                self.init_index(*r)?;
+                self.init_index(*r).await?;
             }
             #[cfg(not(feature = "objects"))]
             return Err(Error::NotCompiled);
@@ -226,7 +245,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             }
             #[cfg(feature = "names")]
             if let Some(r) = plan.regions.first() {
-                self.init_names(*r)?;
+                self.init_names(*r).await?;
             }
             #[cfg(not(feature = "names"))]
             return Err(Error::NotCompiled);
@@ -236,14 +255,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     /// Module-specific state loaded after a module is added.
-    pub(super) fn on_module_added(&mut self, m: &'static Module) -> Result<(), Error<D::Error>> {
+    pub(super) async fn on_module_added(
+        &mut self,
+        m: &'static Module,
+    ) -> Result<(), Error<D::Error>> {
         #[cfg(feature = "objects")]
         if m.flag() == ModuleSet::OBJECTS {
-            self.load_objects()?;
+            self.load_objects().await?;
         }
         #[cfg(feature = "names")]
         if m.flag() == ModuleSet::NAMES {
-            self.load_names()?;
+            self.load_names().await?;
         }
         let _ = m;
         Ok(())

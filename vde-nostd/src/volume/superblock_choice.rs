@@ -7,7 +7,8 @@ use super::*;
 /// Reads both superblock copies and returns the newest one that is valid and consistent with
 /// the device, with its layout.
 #[inline(never)]
-pub(super) fn pick_superblock<D: BlockDevice>(
+#[bisync]
+pub(super) async fn pick_superblock<D: BlockDevice>(
     dev: &mut D,
     scratch: &mut [u8],
 ) -> Result<(Superblock, Layout), Error<D::Error>> {
@@ -17,7 +18,7 @@ pub(super) fn pick_superblock<D: BlockDevice>(
     let mut first_err: Option<Error<D::Error>> = None;
     // One copy decoded at a time: a mount's stack holds one superblock besides the best.
     for b in [SB_PRIMARY, SB_MIRROR] {
-        dev.read_block(b, a).map_err(Error::Device)?;
+        dev.read_block(b, a).await.map_err(Error::Device)?;
         match Superblock::decode(a)
             .map_err(map_decode)
             .and_then(|sb| validate_sb(&sb, dev).map(|l| (sb, l)))
@@ -43,26 +44,30 @@ pub(super) fn pick_superblock<D: BlockDevice>(
 
 /// If exactly one superblock copy is valid, rewrites the other from it and flushes, so that a
 /// replay that rewrites the primary and then the mirror always has one whole copy behind it.
-pub(super) fn repair_superblock_copy<D: BlockDevice>(
+#[bisync]
+pub(super) async fn repair_superblock_copy<D: BlockDevice>(
     dev: &mut D,
     scratch: &mut [u8],
 ) -> Result<(), Error<D::Error>> {
     let bs = dev.block_size();
     let a = block_of(scratch, bs)?;
-    dev.read_block(SB_PRIMARY, a).map_err(Error::Device)?;
+    dev.read_block(SB_PRIMARY, a).await.map_err(Error::Device)?;
     let ok_a = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
-    dev.read_block(SB_MIRROR, a).map_err(Error::Device)?;
+    dev.read_block(SB_MIRROR, a).await.map_err(Error::Device)?;
     let ok_b = Superblock::decode(a).is_ok_and(|sb| validate_sb(&sb, dev).is_ok());
     // `a` holds the mirror.
     match (ok_a, ok_b) {
         (true, false) => {
-            dev.read_block(SB_PRIMARY, a).map_err(Error::Device)?;
-            dev.write_block(SB_MIRROR, a).map_err(Error::Device)?
+            dev.read_block(SB_PRIMARY, a).await.map_err(Error::Device)?;
+            dev.write_block(SB_MIRROR, a).await.map_err(Error::Device)?
         }
-        (false, true) => dev.write_block(SB_PRIMARY, a).map_err(Error::Device)?,
+        (false, true) => dev
+            .write_block(SB_PRIMARY, a)
+            .await
+            .map_err(Error::Device)?,
         _ => return Ok(()),
     }
-    dev.flush().map_err(Error::Device)?;
+    dev.flush().await.map_err(Error::Device)?;
     Ok(())
 }
 

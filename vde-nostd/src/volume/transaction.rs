@@ -8,13 +8,32 @@ use super::*;
 #[doc(alias = "WalJournaledRegionWriter")]
 pub struct Transaction<'v, 'b, D: BlockDevice, const K: usize> {
     pub(super) vol: &'v mut Volume<'b, D, K>,
+    /// The volume's recovery generation when the transaction began (async: a recovery since
+    /// means the staged changes are gone).
+    #[allow(dead_code)] // read by the async build only
+    pub(super) generation: u32,
 }
 
+#[bisync]
 impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
+    if_async! {
+        /// Recovers the volume first if an operation was dropped half-way, and fails with
+        /// [`Error::Interrupted`] if a recovery since [`Volume::begin`] dropped what this
+        /// transaction staged.
+        async fn settle(&mut self) -> Result<(), Error<D::Error>> {
+            self.vol.settle().await?;
+            if device::generation(&self.vol.dev) != self.generation {
+                return Err(Error::Interrupted);
+            }
+            Ok(())
+        }
+    }
+
     /// Stages a whole-block write of `data` to data-area block `b` (one block of the `txn`
     /// memory and a range's bookkeeping; on [`Error::TxCapacity`] nothing is staged and the
     /// transaction can still commit what it holds).
-    pub fn write(&mut self, b: BlockNo, data: &[u8]) -> Result<(), Error<D::Error>> {
+    pub async fn write(&mut self, b: BlockNo, data: &[u8]) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
         let l = &self.vol.layout;
         if b.0 < l.data_start || b.0 >= l.block_count {
             return Err(Error::OutOfRange);
@@ -35,7 +54,7 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
         }
         // The log may extend the block's chain: only the bytes that differ from its content.
         let bs = v.layout.bs();
-        v.view(b, false)?;
+        v.view(b, false).await?;
         let Volume { tx, scratch, .. } = v;
         let cur = block_of(scratch, bs)?;
         let mut need = 0usize;
@@ -58,18 +77,21 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
     }
 
     /// Reads block `b` as this transaction would leave it.
-    pub fn read(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
-        self.vol.read_through(b, buf)
+    pub async fn read(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.vol.read_through(b, buf).await
     }
 
     /// Allocates the first free run of `n` blocks.
-    pub fn allocate(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
-        self.vol.alloc(n)
+    pub async fn allocate(&mut self, n: u64) -> Result<Extent, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.vol.alloc(n).await
     }
 
     /// Releases the blocks of `e` (they must be allocated data blocks).
-    pub fn release(&mut self, e: Extent) -> Result<(), Error<D::Error>> {
-        self.vol.mark(e, false)
+    pub async fn release(&mut self, e: Extent) -> Result<(), Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.vol.mark(e, false).await
     }
 
     /// Sets the object counters this transaction leaves (they are logged in its commit marker
@@ -99,8 +121,10 @@ impl<D: BlockDevice, const K: usize> Transaction<'_, '_, D, K> {
     }
 
     /// Commits: durable when this returns `Ok`.
-    pub fn commit(self) -> Result<Seq, Error<D::Error>> {
-        self.vol.commit_tx()
+    #[allow(unused_mut)] // `settle` borrows it mutably in the async build
+    pub async fn commit(mut self) -> Result<Seq, Error<D::Error>> {
+        if_async! { self.settle().await?; }
+        self.vol.commit_tx().await
     }
 
     /// Discards every staged change; the device is untouched.
