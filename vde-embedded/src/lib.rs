@@ -57,8 +57,43 @@ pub mod ftl;
 #[cfg(feature = "std")]
 pub mod harness;
 pub mod nand;
-pub mod nor;
 pub mod sim;
+
+// The NOR adapter is compiled twice from one source, as the core's I/O modules are: blocking
+// (`nor`, over `embedded-storage`) and async ([`asynch::nor`], over `embedded-storage-async`).
+#[allow(clippy::duplicate_mod)]
+#[path = "."]
+mod blocking {
+    /// The items, in the blocking build only.
+    macro_rules! if_blocking {
+        ($($t:tt)*) => { $($t)* };
+    }
+    /// The items, in the async build only.
+    macro_rules! if_async {
+        ($($t:tt)*) => {};
+    }
+    pub mod nor;
+}
+
+/// vde's async engine ([`vde_nostd::asynch`]) on flash: [`asynch::NorFlashDevice`] over any
+/// `embedded-storage-async` [`NorFlash`](embedded_storage_async::nor_flash::NorFlash), the same
+/// code as the blocking [`NorFlashDevice`] with `.await` on the flash.
+#[allow(clippy::duplicate_mod)]
+#[path = "."]
+pub mod asynch {
+    /// The items, in the blocking build only.
+    macro_rules! if_blocking {
+        ($($t:tt)*) => {};
+    }
+    /// The items, in the async build only.
+    macro_rules! if_async {
+        ($($t:tt)*) => { $($t)* };
+    }
+    pub mod nor;
+    pub use nor::NorFlashDevice;
+}
+
+pub use blocking::nor;
 
 pub use fault::{FaultError, FaultInjector};
 pub use nor::{GeometryError, NorError, NorFlashDevice, MIN_BLOCKS};

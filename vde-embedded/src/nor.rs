@@ -24,164 +24,192 @@
 //! erased bytes of its range. Reads and writes go straight to the flash: nothing is cached here,
 //! which is why [`BlockDevice::flush`] has nothing to do.
 
-use core::fmt;
+use vde_nostd::{BlockNo, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
-use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
-use vde_nostd::{BlockDevice, BlockNo, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
-
-/// The fewest blocks a [`NorFlashDevice`] accepts: below this no vde image fits.
-pub const MIN_BLOCKS: u64 = 16;
-
-/// Bytes programmed per `write` call at most: one SPI NOR page, so a page-programming driver
-/// never has to split a call. A flash's `WRITE_SIZE` may not exceed it.
-const PROGRAM_CHUNK: usize = 256;
-
-/// Why a flash cannot be used as a block device of the requested geometry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum GeometryError {
-    /// The block size is not a power of two in `MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE`.
-    BadBlockSize {
-        /// The requested block size.
-        block_size: usize,
-    },
-    /// The block size is not a multiple of the flash's erase size: a block must be whole erase
-    /// sectors.
-    NotEraseMultiple {
-        /// The requested block size.
-        block_size: usize,
-        /// The flash's `ERASE_SIZE`.
-        erase_size: usize,
-    },
-    /// The flash's write size is zero, above 256 bytes or does not divide the block size.
-    WriteSizeMismatch {
-        /// The requested block size.
-        block_size: usize,
-        /// The flash's `WRITE_SIZE`.
-        write_size: usize,
-    },
-    /// The flash's read size is zero or does not divide the block size.
-    ReadSizeMismatch {
-        /// The requested block size.
-        block_size: usize,
-        /// The flash's `READ_SIZE`.
-        read_size: usize,
-    },
-    /// The base offset is not aligned to an erase sector.
-    BaseNotAligned {
-        /// The requested base offset.
-        base_offset: u32,
-        /// The flash's `ERASE_SIZE`.
-        erase_size: usize,
-    },
-    /// Fewer than [`MIN_BLOCKS`] blocks were requested, or fit between the base offset and the
-    /// end of the flash.
-    TooFewBlocks {
-        /// Blocks requested, or available when no count was given.
-        blocks: u64,
-    },
-    /// The requested blocks do not fit between the base offset and the end of the flash (or the
-    /// 4 GiB address space).
-    CapacityTooSmall {
-        /// Blocks requested.
-        requested: u64,
-        /// Blocks that fit.
-        available: u64,
-    },
+// Compiled twice (see the crate root): over `embedded-storage`'s blocking `NorFlash` for the
+// core's blocking engine, and over `embedded-storage-async`'s for its async one.
+if_blocking! {
+    use embedded_storage::nor_flash::NorFlash;
+    use vde_bisync::strip_async as bisync;
+    use vde_nostd::BlockDevice;
+}
+if_async! {
+    use embedded_storage_async::nor_flash::NorFlash;
+    use vde_bisync::keep_async as bisync;
+    use vde_nostd::asynch::BlockDevice;
 }
 
-/// A geometry the flash cannot give is the core's [`Error::InvalidGeometry`](vde_nostd::Error),
-/// so a firmware's set-up can use `?` on [`NorFlashDevice::new`] and on the volume's calls alike
-/// (the details are lost: match [`GeometryError`] first to report them).
-impl<E> From<GeometryError> for vde_nostd::Error<E> {
-    fn from(_: GeometryError) -> Self {
-        vde_nostd::Error::InvalidGeometry
+// Shared by both builds: defined once, in the blocking one.
+if_blocking! {
+    use core::fmt;
+    use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
+
+    /// The fewest blocks a [`NorFlashDevice`] accepts: below this no vde image fits.
+    pub const MIN_BLOCKS: u64 = 16;
+
+    /// Bytes programmed per `write` call at most: one SPI NOR page, so a page-programming driver
+    /// never has to split a call. A flash's `WRITE_SIZE` may not exceed it.
+    pub(crate) const PROGRAM_CHUNK: usize = 256;
+
+    /// Why a flash cannot be used as a block device of the requested geometry.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub enum GeometryError {
+        /// The block size is not a power of two in `MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE`.
+        BadBlockSize {
+            /// The requested block size.
+            block_size: usize,
+        },
+        /// The block size is not a multiple of the flash's erase size: a block must be whole erase
+        /// sectors.
+        NotEraseMultiple {
+            /// The requested block size.
+            block_size: usize,
+            /// The flash's `ERASE_SIZE`.
+            erase_size: usize,
+        },
+        /// The flash's write size is zero, above 256 bytes or does not divide the block size.
+        WriteSizeMismatch {
+            /// The requested block size.
+            block_size: usize,
+            /// The flash's `WRITE_SIZE`.
+            write_size: usize,
+        },
+        /// The flash's read size is zero or does not divide the block size.
+        ReadSizeMismatch {
+            /// The requested block size.
+            block_size: usize,
+            /// The flash's `READ_SIZE`.
+            read_size: usize,
+        },
+        /// The base offset is not aligned to an erase sector.
+        BaseNotAligned {
+            /// The requested base offset.
+            base_offset: u32,
+            /// The flash's `ERASE_SIZE`.
+            erase_size: usize,
+        },
+        /// Fewer than [`MIN_BLOCKS`] blocks were requested, or fit between the base offset and the
+        /// end of the flash.
+        TooFewBlocks {
+            /// Blocks requested, or available when no count was given.
+            blocks: u64,
+        },
+        /// The requested blocks do not fit between the base offset and the end of the flash (or the
+        /// 4 GiB address space).
+        CapacityTooSmall {
+            /// Blocks requested.
+            requested: u64,
+            /// Blocks that fit.
+            available: u64,
+        },
     }
-}
 
-impl fmt::Display for GeometryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            GeometryError::BadBlockSize { block_size } => write!(
-                f,
-                "block size {block_size} is not a power of two in {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE}"
-            ),
-            GeometryError::NotEraseMultiple {
-                block_size,
-                erase_size,
-            } => write!(
-                f,
-                "block size {block_size} is not a multiple of the erase size {erase_size}"
-            ),
-            GeometryError::WriteSizeMismatch {
-                block_size,
-                write_size,
-            } => write!(
-                f,
-                "write size {write_size} does not divide the block size {block_size}"
-            ),
-            GeometryError::ReadSizeMismatch {
-                block_size,
-                read_size,
-            } => write!(
-                f,
-                "read size {read_size} does not divide the block size {block_size}"
-            ),
-            GeometryError::BaseNotAligned {
-                base_offset,
-                erase_size,
-            } => write!(
-                f,
-                "base offset {base_offset:#x} is not aligned to the erase size {erase_size}"
-            ),
-            GeometryError::TooFewBlocks { blocks } => {
-                write!(f, "{blocks} blocks; at least {MIN_BLOCKS} are needed")
+    /// A geometry the flash cannot give is the core's [`Error::InvalidGeometry`](vde_nostd::Error),
+    /// so a firmware's set-up can use `?` on [`NorFlashDevice::new`] and on the volume's calls alike
+    /// (the details are lost: match [`GeometryError`] first to report them).
+    impl<E> From<GeometryError> for vde_nostd::Error<E> {
+        fn from(_: GeometryError) -> Self {
+            vde_nostd::Error::InvalidGeometry
+        }
+    }
+
+    impl fmt::Display for GeometryError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match *self {
+                GeometryError::BadBlockSize { block_size } => write!(
+                    f,
+                    "block size {block_size} is not a power of two in {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE}"
+                ),
+                GeometryError::NotEraseMultiple {
+                    block_size,
+                    erase_size,
+                } => write!(
+                    f,
+                    "block size {block_size} is not a multiple of the erase size {erase_size}"
+                ),
+                GeometryError::WriteSizeMismatch {
+                    block_size,
+                    write_size,
+                } => write!(
+                    f,
+                    "write size {write_size} does not divide the block size {block_size}"
+                ),
+                GeometryError::ReadSizeMismatch {
+                    block_size,
+                    read_size,
+                } => write!(
+                    f,
+                    "read size {read_size} does not divide the block size {block_size}"
+                ),
+                GeometryError::BaseNotAligned {
+                    base_offset,
+                    erase_size,
+                } => write!(
+                    f,
+                    "base offset {base_offset:#x} is not aligned to the erase size {erase_size}"
+                ),
+                GeometryError::TooFewBlocks { blocks } => {
+                    write!(f, "{blocks} blocks; at least {MIN_BLOCKS} are needed")
+                }
+                GeometryError::CapacityTooSmall {
+                    requested,
+                    available,
+                } => write!(
+                    f,
+                    "{requested} blocks requested but only {available} fit in the flash"
+                ),
             }
-            GeometryError::CapacityTooSmall {
-                requested,
-                available,
-            } => write!(
-                f,
-                "{requested} blocks requested but only {available} fit in the flash"
-            ),
+        }
+    }
+
+    #[cfg(feature = "std")]
+    impl std::error::Error for GeometryError {}
+
+    /// The [`BlockDevice::Error`] of a [`NorFlashDevice`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub enum NorError {
+        /// The flash reported an error (its generic kind; a simulator's power loss is `Other`).
+        Flash(NorFlashErrorKind),
+        /// The block number is not below `block_count`.
+        OutOfRange,
+        /// The buffer length is not `block_size`.
+        BadLength,
+    }
+
+    impl NorError {
+        /// The [`NorError`] of a flash error: its generic kind.
+        pub fn from_flash<E: NorFlashError>(e: &E) -> NorError {
+            NorError::Flash(e.kind())
+        }
+    }
+
+    impl fmt::Display for NorError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                NorError::Flash(kind) => write!(f, "flash error: {kind}"),
+                NorError::OutOfRange => f.write_str("block number out of range"),
+                NorError::BadLength => f.write_str("buffer length differs from the block size"),
+            }
+        }
+    }
+
+    #[cfg(feature = "std")]
+    impl std::error::Error for NorError {}
+
+
+    /// Inverts every byte of `buf` (flash content ↔ vde bytes).
+    pub(crate) fn invert(buf: &mut [u8]) {
+        for b in buf {
+            *b = !*b;
         }
     }
 }
-
-#[cfg(feature = "std")]
-impl std::error::Error for GeometryError {}
-
-/// The [`BlockDevice::Error`] of a [`NorFlashDevice`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum NorError {
-    /// The flash reported an error (its generic kind; a simulator's power loss is `Other`).
-    Flash(NorFlashErrorKind),
-    /// The block number is not below `block_count`.
-    OutOfRange,
-    /// The buffer length is not `block_size`.
-    BadLength,
+if_async! {
+    use crate::nor::{invert, PROGRAM_CHUNK};
+    pub use crate::nor::{GeometryError, NorError, MIN_BLOCKS};
 }
-
-impl NorError {
-    /// The [`NorError`] of a flash error: its generic kind.
-    pub fn from_flash<E: NorFlashError>(e: &E) -> NorError {
-        NorError::Flash(e.kind())
-    }
-}
-
-impl fmt::Display for NorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NorError::Flash(kind) => write!(f, "flash error: {kind}"),
-            NorError::OutOfRange => f.write_str("block number out of range"),
-            NorError::BadLength => f.write_str("buffer length differs from the block size"),
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl std::error::Error for NorError {}
 
 /// A [`BlockDevice`] of `block_count` blocks of `block_size` bytes on a NOR flash, starting at
 /// `base_offset`. See the [module docs](self) for the layout and invariants.
@@ -194,6 +222,7 @@ pub struct NorFlashDevice<F: NorFlash> {
     block_count: u64,
 }
 
+#[bisync]
 impl<F: NorFlash> NorFlashDevice<F> {
     /// Uses `flash` from `base_offset` as `block_count` blocks of `block_size` bytes, or, when
     /// `block_count` is `None`, as many whole blocks as fit up to the end of the flash.
@@ -336,7 +365,7 @@ impl<F: NorFlash> NorFlashDevice<F> {
     /// piece on a flash that programs single bytes (where programming `0xFF` changes nothing),
     /// each all-zero write unit on one that programs words (where it would spend the unit's
     /// only program).
-    fn program_inverted(&mut self, at: u32, data: &[u8]) -> Result<(), NorError> {
+    async fn program_inverted(&mut self, at: u32, data: &[u8]) -> Result<(), NorError> {
         let unit = F::WRITE_SIZE.max(1);
         let mut buf = [0u8; PROGRAM_CHUNK];
         let mut addr = at;
@@ -371,6 +400,7 @@ impl<F: NorFlash> NorFlashDevice<F> {
                 // `i` < PROGRAM_CHUNK.
                 self.flash
                     .write(addr.saturating_add(i as u32), dst)
+                    .await
                     .map_err(Self::flash_err)?;
                 i = j;
             }
@@ -381,20 +411,14 @@ impl<F: NorFlash> NorFlashDevice<F> {
     }
 
     /// Erases the sectors of the block at flash address `addr`.
-    fn erase_block(&mut self, addr: u32) -> Result<(), NorError> {
+    async fn erase_block(&mut self, addr: u32) -> Result<(), NorError> {
         let end = u32::try_from(u64::from(addr) + self.block_size as u64)
             .map_err(|_| NorError::OutOfRange)?;
-        self.flash.erase(addr, end).map_err(Self::flash_err)
+        self.flash.erase(addr, end).await.map_err(Self::flash_err)
     }
 }
 
-/// Inverts every byte of `buf` (flash content ↔ vde bytes).
-fn invert(buf: &mut [u8]) {
-    for b in buf {
-        *b = !*b;
-    }
-}
-
+#[bisync]
 impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     type Error = NorError;
 
@@ -407,9 +431,9 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     }
 
     /// One flash read of the whole block (`block_size` is a multiple of `READ_SIZE`).
-    fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), NorError> {
+    async fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), NorError> {
         let addr = self.address(block, buf.len())?;
-        self.flash.read(addr, buf).map_err(Self::flash_err)?;
+        self.flash.read(addr, buf).await.map_err(Self::flash_err)?;
         invert(buf);
         Ok(())
     }
@@ -420,7 +444,12 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     }
 
     /// One flash read of bytes `offset..offset + buf.len()` of the block.
-    fn read_at(&mut self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), NorError> {
+    async fn read_at(
+        &mut self,
+        block: BlockNo,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), NorError> {
         let addr = self.address(block, self.block_size)?;
         if offset
             .checked_add(buf.len())
@@ -432,7 +461,7 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
             .ok()
             .and_then(|o| addr.checked_add(o))
             .ok_or(NorError::OutOfRange)?;
-        self.flash.read(at, buf).map_err(Self::flash_err)?;
+        self.flash.read(at, buf).await.map_err(Self::flash_err)?;
         invert(buf);
         Ok(())
     }
@@ -441,10 +470,10 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     /// skipping zeros (see [`NorFlashDevice::program_inverted`]): the erase already left them so.
     /// A power cut in between leaves the block torn (erased or partly written), which the core
     /// tolerates.
-    fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), NorError> {
+    async fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), NorError> {
         let addr = self.address(block, buf.len())?;
-        self.erase_block(addr)?;
-        self.program_inverted(addr, buf)
+        self.erase_block(addr).await?;
+        self.program_inverted(addr, buf).await
     }
 
     /// The flash's write size: appends are programmed in whole words.
@@ -455,12 +484,12 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     /// `offset == 0` erases the block's sectors first; then programs `data` (inverted, zeros
     /// skipped). The rest of an erased block reads as zeros, so each later append programs only
     /// erased bytes.
-    fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), NorError> {
+    async fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), NorError> {
         let at = self.range_address(block, offset, data.len())?;
         if offset == 0 {
-            self.erase_block(at)?;
+            self.erase_block(at).await?;
         }
-        self.program_inverted(at, data)
+        self.program_inverted(at, data).await
     }
 
     /// Zeros are erased flash: a range of them is programmed in place.
@@ -469,9 +498,14 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     }
 
     /// Programs `data` (inverted, zeros skipped) over the range's erased bytes; no erase.
-    fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), NorError> {
+    async fn program(
+        &mut self,
+        block: BlockNo,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<(), NorError> {
         let at = self.range_address(block, offset, data.len())?;
-        self.program_inverted(at, data)
+        self.program_inverted(at, data).await
     }
 
     /// A no-op. `NorFlash::erase` and `NorFlash::write` are blocking: they return only once the
@@ -479,10 +513,12 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     /// adapter keeps no cache, so by the time `write_block` returns its data is already on the
     /// medium and there is nothing left to make durable. (A flash driver that buffers writes in
     /// RAM behind the `NorFlash` traits breaks this and must be drained by its owner.)
-    fn flush(&mut self) -> Result<(), NorError> {
+    async fn flush(&mut self) -> Result<(), NorError> {
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests;
+if_blocking! {
+    #[cfg(test)]
+    mod tests;
+}

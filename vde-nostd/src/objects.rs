@@ -346,7 +346,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let place = verifier::SharedPlace {
                 earlier,
                 region: self.region_of(b).await?,
-                allocated: Some(self.is_allocated(b).await?),
+                allocated: Some(self.is_allocated_in_op(b).await?),
             };
             if !verifier::shared_place(i, b, &place, &mut first.sink()) {
                 return Err(si());
@@ -361,7 +361,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// The module bit of the region that holds block `b`, if one does.
     async fn region_of(&mut self, b: BlockNo) -> Result<Option<u8>, Error<D::Error>> {
         let mut hit = None;
-        self.for_each_region(|e| {
+        self.for_each_region_in_op(|e| {
             if e.extent.contains(b) {
                 hit.get_or_insert(e.module);
             }

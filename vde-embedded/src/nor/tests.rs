@@ -436,3 +436,123 @@ fn a_geometry_error_and_the_volumes_errors_meet_in_one_error_type_with_from() {
     let flash = Nrf52840::from_part(&mut mem, &mut wear, &NRF52840, 1).unwrap();
     assert!(set_up(flash, 16, &mut bufs).unwrap() > 0);
 }
+
+/// A flash behind `embedded-storage-async`: each call is `Pending` once (as a driver waiting on
+/// its interrupt would be) before it runs on the blocking flash inside.
+struct AsyncFlash<F>(F);
+
+/// A future that is `Pending` on its first poll and ready on the second.
+struct YieldOnce(bool);
+
+impl core::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> core::task::Poll<()> {
+        if self.0 {
+            return core::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        core::task::Poll::Pending
+    }
+}
+
+impl<F: ErrorType> ErrorType for AsyncFlash<F> {
+    type Error = F::Error;
+}
+
+impl<F: ReadNorFlash> embedded_storage_async::nor_flash::ReadNorFlash for AsyncFlash<F> {
+    const READ_SIZE: usize = F::READ_SIZE;
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        YieldOnce(false).await;
+        self.0.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl<F: NorFlash> embedded_storage_async::nor_flash::NorFlash for AsyncFlash<F> {
+    const WRITE_SIZE: usize = F::WRITE_SIZE;
+    const ERASE_SIZE: usize = F::ERASE_SIZE;
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        YieldOnce(false).await;
+        self.0.erase(from, to)
+    }
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        YieldOnce(false).await;
+        self.0.write(offset, bytes)
+    }
+}
+
+/// Runs `fut` to completion on this thread, polling again whenever it is pending.
+fn block_on<T>(fut: impl core::future::Future<Output = T>) -> T {
+    let mut fut = core::pin::pin!(fut);
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    let mut polls = 0u32;
+    loop {
+        if let core::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        polls += 1;
+        assert!(polls < 10_000_000, "a future that never finishes");
+    }
+}
+
+#[test]
+fn the_async_adapter_and_engine_leave_the_same_flash_as_the_blocking_ones() {
+    const PLAN: vde_nostd::MemoryPlan = vde_nostd::MemoryPlan::new(4096)
+        .partial_reads()
+        .shared_blocks(4)
+        .whole_block_writes(3);
+    let opts = vde_nostd::FormatOptions::new([7; 16]);
+    let sizes = [16usize, 64, 200, 3000, 9000];
+    let run_blocking = |mem: &mut Vec<u8>, wear: &mut Vec<u32>| {
+        let flash = Nrf52840::from_part(mem, wear, &NRF52840, 1).unwrap();
+        let dev = NorFlashDevice::whole(flash, 4096).unwrap();
+        let mut m = <vde_nostd::Memory!(PLAN)>::new();
+        let mut vol = vde_nostd::Volume::mount_or_format(dev, &opts, m.buffers()).unwrap();
+        let mut hs = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            hs.push(vol.put(&pattern(i as u8, n)).unwrap());
+        }
+        vol.delete(hs[1]).unwrap();
+        let mut out = vec![0u8; 9000];
+        for (i, &n) in sizes.iter().enumerate().filter(|&(i, _)| i != 1) {
+            assert_eq!(vol.get(hs[i], &mut out).unwrap(), n);
+            assert_eq!(out[..n], pattern(i as u8, n)[..]);
+        }
+        vol.verify().unwrap();
+        (hs, vol.usage(), vol.into_device().into_inner().stats())
+    };
+    let run_async = |mem: &mut Vec<u8>, wear: &mut Vec<u32>| {
+        block_on(async {
+            let flash = Nrf52840::from_part(mem, wear, &NRF52840, 1).unwrap();
+            let dev = crate::asynch::NorFlashDevice::whole(AsyncFlash(flash), 4096).unwrap();
+            let mut m = <vde_nostd::Memory!(PLAN)>::new();
+            let mut vol = vde_nostd::asynch::Volume::mount_or_format(dev, &opts, m.buffers())
+                .await
+                .unwrap();
+            let mut hs = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                hs.push(vol.put(&pattern(i as u8, n)).await.unwrap());
+            }
+            vol.delete(hs[1]).await.unwrap();
+            let mut out = vec![0u8; 9000];
+            for (i, &n) in sizes.iter().enumerate().filter(|&(i, _)| i != 1) {
+                assert_eq!(vol.get(hs[i], &mut out).await.unwrap(), n);
+                assert_eq!(out[..n], pattern(i as u8, n)[..]);
+            }
+            vol.verify().await.unwrap();
+            (hs, vol.usage(), vol.into_device().into_inner().0.stats())
+        })
+    };
+    let (mut mem_b, mut wear_b) = (vec![ERASED; 32 * 4096], vec![0u32; 32]);
+    let (mut mem_a, mut wear_a) = (vec![ERASED; 32 * 4096], vec![0u32; 32]);
+    let blocking = run_blocking(&mut mem_b, &mut wear_b);
+    let asynchronous = run_async(&mut mem_a, &mut wear_a);
+    assert_eq!(blocking.0, asynchronous.0, "handles");
+    assert_eq!(blocking.1, asynchronous.1, "usage");
+    assert_eq!(blocking.2, asynchronous.2, "flash operations");
+    assert!(mem_a == mem_b, "the two flash images differ");
+    assert_eq!(wear_a, wear_b);
+}

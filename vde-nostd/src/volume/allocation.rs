@@ -64,6 +64,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     pub async fn count_free(&mut self) -> Result<u64, Error<D::Error>> {
         if_async! { self.settle().await?; }
+        self.scan_free().await
+    }
+
+    /// [`Volume::count_free`] inside an operation (the mount's own count among them).
+    pub(crate) async fn scan_free(&mut self) -> Result<u64, Error<D::Error>> {
         let (mut src, buf) = self.bitmap_source();
         scanner::count_free(&mut src, buf).await
     }
@@ -71,6 +76,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Whether block `b` is allocated in the committed bitmap (plus the open transaction).
     pub async fn is_allocated(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
         if_async! { self.settle().await?; }
+        self.is_allocated_in_op(b).await
+    }
+
+    /// [`Volume::is_allocated`] inside an operation (no recovery check first).
+    pub(crate) async fn is_allocated_in_op(&mut self, b: BlockNo) -> Result<bool, Error<D::Error>> {
         if b.0 >= self.layout.block_count {
             return Err(Error::OutOfRange);
         }

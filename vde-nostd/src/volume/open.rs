@@ -424,7 +424,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.report = report;
         self.check_regions().await?;
         self.check_metadata_allocated().await?;
-        self.free_blocks = self.count_free().await?;
+        self.free_blocks = self.scan_free().await?;
         #[cfg(feature = "objects")]
         self.load_objects().await?;
         #[cfg(feature = "names")]

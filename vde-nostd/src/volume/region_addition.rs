@@ -39,6 +39,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         bit: u8,
     ) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
         if_async! { self.settle().await?; }
+        self.regions_of(bit).await
+    }
+
+    /// [`Volume::module_regions`] inside an operation (no recovery check first).
+    pub(crate) async fn regions_of(
+        &mut self,
+        bit: u8,
+    ) -> Result<heapless::Vec<RegionEntry, 4>, Error<D::Error>> {
         self.abort_tx();
         let bs = self.layout.bs();
         let buf = block_of(self.scratch, bs)?;
@@ -73,7 +81,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         {
             return Ok(None);
         }
-        let regions = self.module_regions(bit).await?;
+        let regions = self.regions_of(bit).await?;
         regions
             .first()
             .map(|r| Some(r.extent))
@@ -83,9 +91,17 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Calls `f` with every region directory entry.
     pub async fn for_each_region(
         &mut self,
-        mut f: impl FnMut(&RegionEntry),
+        f: impl FnMut(&RegionEntry),
     ) -> Result<(), Error<D::Error>> {
         if_async! { self.settle().await?; }
+        self.for_each_region_in_op(f).await
+    }
+
+    /// [`Volume::for_each_region`] inside an operation (no recovery check first).
+    pub(crate) async fn for_each_region_in_op(
+        &mut self,
+        mut f: impl FnMut(&RegionEntry),
+    ) -> Result<(), Error<D::Error>> {
         self.abort_tx();
         let n = self.region_entries().await?;
         let bs = self.layout.bs();
