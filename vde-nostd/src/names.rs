@@ -19,7 +19,7 @@ use crate::handle::Handle;
 use crate::types::{BlockNo, Extent};
 use_mode!(bisync);
 use_mode!(device::BlockDevice);
-use_mode!(volume::Volume);
+use_mode!(volume::{read_part_staged, Volume});
 
 /// A key copied out of a block (the scratch block is reused between steps).
 #[derive(Clone, Copy)]
@@ -166,29 +166,32 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let count = crate::format::codec::get_u16(&head, fmt::COUNT.0).unwrap_or(u16::MAX);
         let end = fmt::HEAD + usize::from(count) * fmt::root_entry_size(KEY_MAX);
         let end = end.next_multiple_of(W).clamp(W, bs - W);
-        let scratch = core::mem::take(&mut self.scratch);
-        // A try block (the taken buffer goes back whatever the result), async in the async build.
-        #[allow(clippy::redundant_closure_call)]
-        let r = (async || {
-            let blk = scratch
-                .get_mut(..bs)
-                .ok_or(Error::BufferTooSmall { need: bs })?;
-            blk.fill(0);
-            if let Some(h) = blk.get_mut(..W) {
-                h.copy_from_slice(&head);
-            }
-            let mut ok = true;
-            if let Some(mid) = blk.get_mut(W..end) {
-                ok &= mid.is_empty() || self.read_through_part(b, W, mid).await?;
-            }
-            if let Some(tail) = blk.get_mut(bs - W..) {
-                ok &= self.read_through_part(b, bs - W, tail).await?;
-            }
-            Ok::<bool, Error<D::Error>>(ok)
-        })()
-        .await;
-        self.scratch = scratch;
-        if !r? {
+        // The volume's fields apart, so the scratch is read into in place (never taken out of
+        // the volume across an `.await`).
+        let Volume {
+            tx,
+            wal,
+            dev,
+            layout,
+            scratch,
+            ..
+        } = self;
+        let blk = scratch
+            .get_mut(..bs)
+            .ok_or(Error::BufferTooSmall { need: bs })?;
+        blk.fill(0);
+        if let Some(h) = blk.get_mut(..W) {
+            h.copy_from_slice(&head);
+        }
+        let n = layout.block_count;
+        let mut ok = true;
+        if let Some(mid) = blk.get_mut(W..end) {
+            ok &= mid.is_empty() || read_part_staged(tx, wal, dev, n, (b, W), mid).await?;
+        }
+        if let Some(tail) = blk.get_mut(bs - W..) {
+            ok &= read_part_staged(tx, wal, dev, n, (b, bs - W), tail).await?;
+        }
+        if !ok {
             self.load_scratch(b).await?;
         }
         Ok(())

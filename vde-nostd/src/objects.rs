@@ -38,7 +38,7 @@ use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::verifier::{self, Finding};
-use_mode!(volume::Volume);
+use_mode!(volume::{read_part_staged, read_staged, Volume});
 
 /// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
 const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
@@ -1036,13 +1036,18 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         at: usize,
         len: usize,
     ) -> Result<(), Error<D::Error>> {
-        let scratch = core::mem::take(&mut self.scratch);
-        let r = match scratch.get_mut(at..at.saturating_add(len)) {
-            Some(part) => self.read_through_part(b, at, part).await,
-            None => Err(Error::OutOfRange),
-        };
-        self.scratch = scratch;
-        if !r? {
+        let Volume {
+            tx,
+            wal,
+            dev,
+            layout,
+            scratch,
+            ..
+        } = self;
+        let part = scratch
+            .get_mut(at..at.saturating_add(len))
+            .ok_or(Error::OutOfRange)?;
+        if !read_part_staged(tx, wal, dev, layout.block_count, (b, at), part).await? {
             self.read_through_scratch(b).await?;
         }
         Ok(())
@@ -1050,13 +1055,20 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     async fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
         let bs = self.layout.bs();
-        let scratch = core::mem::take(&mut self.scratch);
-        let r = match scratch.get_mut(..bs) {
-            Some(buf) => self.read_through(b, buf).await,
-            None => Err(Error::BufferTooSmall { need: bs }),
-        };
-        self.scratch = scratch;
-        r
+        if b.0 >= self.layout.block_count {
+            return Err(Error::OutOfRange);
+        }
+        let Volume {
+            tx,
+            wal,
+            dev,
+            scratch,
+            ..
+        } = self;
+        let buf = scratch
+            .get_mut(..bs)
+            .ok_or(Error::BufferTooSmall { need: bs })?;
+        read_staged(tx, wal, dev, b, buf).await
     }
 
     /// Checks an extent handle; returns its extent.

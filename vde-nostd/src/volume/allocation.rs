@@ -92,17 +92,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     }
 
     pub(super) fn bitmap_source(&mut self) -> (VolBitmap<'_, 'b, D, K>, &mut [u8]) {
-        let bs = self.layout.bs();
-        let buf = self.scratch.get_mut(..bs).unwrap_or(&mut []);
-        (
-            VolBitmap {
-                dev: &mut self.dev,
-                wal: &mut self.wal,
-                tx: &self.tx,
-                layout: &self.layout,
-            },
-            buf,
-        )
+        let Volume {
+            dev,
+            wal,
+            tx,
+            layout,
+            scratch,
+            ..
+        } = self;
+        bitmap_source_of(dev, wal, tx, layout, scratch)
     }
 
     /// Attaches one [`Summary`] per bitmap block (caller memory, at least
@@ -141,29 +139,33 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 
     #[cfg(feature = "summaries")]
     async fn find_free_summarized(&mut self, n: u64) -> Result<Option<BlockNo>, Error<D::Error>> {
-        let Some(sums) = self.summaries.take() else {
-            let (mut src, buf) = self.bitmap_source();
+        // The volume's fields apart: the summaries are used in place, never taken out of the
+        // volume across an `.await` (a dropped operation would lose them).
+        let Volume {
+            dev,
+            wal,
+            tx,
+            layout,
+            scratch,
+            summaries,
+            ..
+        } = self;
+        let Some(sums) = summaries.as_deref_mut() else {
+            let (mut src, buf) = bitmap_source_of(dev, wal, tx, layout, scratch);
             return scanner::first_fit(&mut src, n, buf).await;
         };
-        let bpb = self.layout.bits_per_block();
-        let total = self.layout.block_count;
-        // A try block (the taken buffer goes back whatever the result), async in the async build.
-        #[allow(clippy::redundant_closure_call)]
-        let r = (async || {
-            for (i, s) in sums.iter_mut().enumerate() {
-                if *s == Summary::UNKNOWN {
-                    let base = (i as u64).saturating_mul(bpb);
-                    let (mut src, buf) = self.bitmap_source();
-                    let bits = src.block(i as u64, buf).await?;
-                    *s = scanner::summarize(bits, total.saturating_sub(base).min(bpb));
-                }
+        let bpb = layout.bits_per_block();
+        let total = layout.block_count;
+        for (i, s) in sums.iter_mut().enumerate() {
+            if *s == Summary::UNKNOWN {
+                let base = (i as u64).saturating_mul(bpb);
+                let (mut src, buf) = bitmap_source_of(dev, wal, tx, layout, scratch);
+                let bits = src.block(i as u64, buf).await?;
+                *s = scanner::summarize(bits, total.saturating_sub(base).min(bpb));
             }
-            let (mut src, buf) = self.bitmap_source();
-            scanner::first_fit_summarized(&mut src, sums, n, buf).await
-        })()
-        .await;
-        self.summaries = Some(sums);
-        r
+        }
+        let (mut src, buf) = bitmap_source_of(dev, wal, tx, layout, scratch);
+        scanner::first_fit_summarized(&mut src, sums, n, buf).await
     }
 
     /// Whether block `b`, free in the open transaction, is allocated in the committed state
@@ -274,4 +276,26 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         self.mark(e, true).await?;
         Ok(e)
     }
+}
+
+/// The committed bitmap as the open transaction leaves it, over the volume's fields passed
+/// apart, and the scratch block to read it through.
+fn bitmap_source_of<'x, 'b, D: BlockDevice, const K: usize>(
+    dev: &'x mut Held<D>,
+    wal: &'x mut Wal<'b>,
+    tx: &'x TxBuf<'b, K>,
+    layout: &'x Layout,
+    scratch: &'x mut [u8],
+) -> (VolBitmap<'x, 'b, D, K>, &'x mut [u8]) {
+    let bs = layout.bs();
+    let buf = scratch.get_mut(..bs).unwrap_or(&mut []);
+    (
+        VolBitmap {
+            dev,
+            wal,
+            tx,
+            layout,
+        },
+        buf,
+    )
 }

@@ -359,17 +359,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         at: usize,
         out: &mut [u8],
     ) -> Result<bool, Error<D::Error>> {
-        if b.0 >= self.layout.block_count {
-            return Err(Error::OutOfRange);
-        }
-        let Volume { tx, wal, dev, .. } = self;
-        if tx.is_fresh(b) {
-            out.fill(0);
-        } else if !wal.read_part(dev, b, at, out).await? {
-            return Ok(false);
-        }
-        tx.overlay(b, at, out);
-        Ok(true)
+        let Volume {
+            tx,
+            wal,
+            dev,
+            layout,
+            ..
+        } = self;
+        read_part_staged(tx, wal, dev, layout.block_count, (b, at), out).await
     }
 
     /// Reads block `b` through the open transaction.
@@ -460,7 +457,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 /// Block `b` as the open transaction leaves it, into `buf` (one block): its committed content
 /// (zeros if staged fresh) with the staged ranges over it.
 #[bisync]
-async fn read_staged<D: BlockDevice, const K: usize>(
+pub(crate) async fn read_staged<D: BlockDevice, const K: usize>(
     tx: &TxBuf<'_, K>,
     wal: &mut Wal<'_>,
     dev: &mut D,
@@ -474,6 +471,32 @@ async fn read_staged<D: BlockDevice, const K: usize>(
     }
     tx.overlay(b, 0, buf);
     Ok(())
+}
+
+/// Bytes `at..at + out.len()` of block `b` (below `block_count`) as the open transaction
+/// leaves them, into `out`, with one partial read; `false` (and `out` unspecified) where the log
+/// cannot read part of the block. The volume's fields are passed apart so that a caller can read
+/// into its own scratch: no buffer is ever taken out of the volume across an `.await` (a
+/// dropped operation would lose it).
+#[bisync]
+pub(crate) async fn read_part_staged<D: BlockDevice, const K: usize>(
+    tx: &TxBuf<'_, K>,
+    wal: &mut Wal<'_>,
+    dev: &mut D,
+    block_count: u64,
+    (b, at): (BlockNo, usize),
+    out: &mut [u8],
+) -> Result<bool, Error<D::Error>> {
+    if b.0 >= block_count {
+        return Err(Error::OutOfRange);
+    }
+    if tx.is_fresh(b) {
+        out.fill(0);
+    } else if !wal.read_part(dev, b, at, out).await? {
+        return Ok(false);
+    }
+    tx.overlay(b, at, out);
+    Ok(true)
 }
 
 if_blocking! {
