@@ -54,8 +54,6 @@ extern crate std;
 
 pub mod fault;
 pub mod ftl;
-#[cfg(feature = "std")]
-pub mod harness;
 pub mod nand;
 pub mod sim;
 
@@ -72,6 +70,8 @@ mod blocking {
     macro_rules! if_async {
         ($($t:tt)*) => {};
     }
+    #[cfg(feature = "std")]
+    pub mod harness;
     pub mod nor;
 }
 
@@ -89,10 +89,14 @@ pub mod asynch {
     macro_rules! if_async {
         ($($t:tt)*) => { $($t)* };
     }
+    #[cfg(feature = "std")]
+    pub mod harness;
     pub mod nor;
     pub use nor::NorFlashDevice;
 }
 
+#[cfg(feature = "std")]
+pub use blocking::harness;
 pub use blocking::nor;
 
 pub use fault::{FaultError, FaultInjector};

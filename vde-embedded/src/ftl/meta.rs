@@ -16,7 +16,8 @@
 //! (an erased spare area) never decodes.
 //!
 //! A *sectored* page (a version the log's appends write a sector program at a time, on a part
-//! that programs partially) has `data_sum` 0 and, after the record, one 4-byte [`sector_sum`]
+//! that programs partially) has in `data_sum` the version's base length on page 0 (the bytes its
+//! first program wrote, which a mount requires intact; 0 in later pages) and, after the record, one 4-byte [`sector_sum`]
 //! per sector of the page (bytes `24 + 4k .. 28 + 4k` for sector `k`), each programmed with its
 //! sector; an erased sum (`0xFFFF_FFFF`, never a sum's value) marks a sector not programmed. The
 //! record itself is programmed with the page's first sector program.

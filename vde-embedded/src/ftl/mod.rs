@@ -943,11 +943,18 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
         let mut prev: Option<u64> = None;
         let mut last = None;
         let sums = self.sums();
+        let ss = self.layout.sector_size.max(1);
         for s in 0..self.slots() {
             let mut slot: Option<Meta> = None;
             let mut ok = true;
             let mut erased = true;
             for i in 0..pps {
+                // The sectors of this page a sectored version's first program wrote (its page-0
+                // record's base length): each must be intact.
+                let base = slot
+                    .filter(|f| f.sectored())
+                    .map_or(0, |f| f.data_sum as usize);
+                let required = sectors_below(base.saturating_sub(i as usize * ps), ps, ss);
                 let addr = self.addr(b, s, i);
                 let mut buf = [0u8; SPARE_BUF];
                 let sp = buf
@@ -968,12 +975,12 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                 // after it may be erased or partly programmed.
                 let sectored = slot.is_some_and(|f| f.sectored());
                 if all_erased(sp) && all_erased(data) {
-                    ok &= sectored;
+                    ok &= sectored && required == 0;
                     continue;
                 }
                 erased = false;
                 let Some(meta) = sp.first_chunk::<META_LEN>().and_then(Meta::decode) else {
-                    ok &= sectored;
+                    ok &= sectored && required == 0;
                     continue;
                 };
                 *max_seq = (*max_seq).max(meta.seq);
@@ -990,6 +997,15 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                     }
                 };
                 if !same || u32::from(meta.idx) != i || !page_intact(data, sp, &meta) {
+                    ok = false;
+                }
+                // Page 0 is where the base is read from: its own sectors are checked here.
+                let required = if i == 0 && meta.sectored() {
+                    sectors_below(meta.data_sum as usize, ps, ss)
+                } else {
+                    required
+                };
+                if meta.sectored() && check_sectors(data, sp, &meta) & required != required {
                     ok = false;
                 }
                 if slot.is_none() {
@@ -1287,13 +1303,18 @@ impl<'r, N: NandFlash> Ftl<'r, N> {
                 .get_mut(..META_LEN + SECTOR_SUM_LEN * spp)
                 .ok_or(Prog::Err(FtlError::BadLength))?;
             if lo == p0 {
+                // The version's first program (page 0 from byte 0) records how many bytes it
+                // writes: a mount takes the version only if all of them are intact, so a cut
+                // while it is written (it copies the block's earlier content) leaves the previous
+                // version, never one that lost that content.
+                let base = if from == 0 && i == 0 { to as u32 } else { 0 };
                 let meta = Meta {
                     lba,
                     seq,
                     idx,
                     pages,
                     erases,
-                    data_sum: 0,
+                    data_sum: base,
                 };
                 if let Some(m) = sp.get_mut(..META_LEN) {
                     m.copy_from_slice(&meta.encode());
@@ -1659,6 +1680,17 @@ fn page_intact(data: &mut [u8], sp: &[u8], m: &Meta) -> bool {
         check_sectors(data, sp, m) & 1 != 0 || m.idx > 0
     } else {
         data_sum(data, m.lba, m.seq, m.idx) == m.data_sum
+    }
+}
+
+/// The mask of a page's sectors (of `ss` bytes in a page of `ps`) that lie below byte `len` of
+/// the page (bit `k`: sector `k`).
+fn sectors_below(len: usize, ps: usize, ss: usize) -> u32 {
+    let n = len.min(ps).div_ceil(ss.max(1)).min(MAX_SECTORS);
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
     }
 }
 

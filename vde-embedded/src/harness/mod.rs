@@ -47,7 +47,31 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use vde_nostd::{BlockDevice, Buffers, Error, FormatOptions, Volume};
+use vde_nostd::{Buffers, Error, FormatOptions};
+
+// Compiled twice, as the engine is: over the blocking volume (`vde_embedded::harness`) and over
+// the async one (`vde_embedded::asynch::harness`, the rig's blocking device under
+// `FromBlocking`). The media, the rigs and the checks are the same code in both.
+if_blocking! {
+    use vde_bisync::strip_async as bisync;
+    use vde_nostd::{BlockDevice, Volume};
+}
+if_async! {
+    use vde_bisync::keep_async as bisync;
+    use vde_nostd::asynch::{BlockDevice, Volume};
+
+    /// Runs an async harness call to completion on this thread (a loop polling with a no-op
+    /// waker: the async harness's devices complete at once).
+    pub fn block_on<F: core::future::Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        loop {
+            if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+}
 
 #[cfg(doc)]
 use crate::nor::NorFlashDevice;
@@ -70,6 +94,8 @@ pub const TX_BLOCKS: usize = 16;
 /// `run` must be deterministic: given the same volume content it makes the same calls, so that
 /// every cut run follows the reference run up to its cut. It logs, as it goes, what was
 /// acknowledged and what is in flight; `check` compares a remounted volume with that log.
+#[bisync]
+#[allow(async_fn_in_trait)]
 pub trait Workload {
     /// What the workload records while it runs (acknowledged and in-flight operations).
     type Log: Default;
@@ -78,7 +104,7 @@ pub trait Workload {
     fn name(&self) -> String;
 
     /// Runs the workload, stopping at the first error, and logs into `log`.
-    fn run<D: BlockDevice, const K: usize>(
+    async fn run<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &mut Self::Log,
@@ -87,7 +113,7 @@ pub trait Workload {
     /// Checks a volume remounted after a cut against `log` (what the cut run acknowledged and had
     /// in flight). `reference` is the log of the uncut run: it tells what the in-flight operation
     /// would have produced (e.g. its handles). May change the volume (to show it is usable).
-    fn check<D: BlockDevice, const K: usize>(
+    async fn check<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &Self::Log,
@@ -338,20 +364,24 @@ fn judge(failed: Option<String>, lost: bool) -> Result<(), String> {
 /// harness cannot set up (bad geometry, the base image cannot be formatted, or the uncut workload
 /// fails or fails its own check); every problem found under power cuts is a violation in the
 /// [`Report`].
-pub fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
+#[bisync]
+pub async fn run<const R: usize, const W: usize, const E: usize, L: Workload>(
     cfg: &Config,
     workload: &L,
 ) -> Result<Report, String> {
-    with_sim_flash::<R, W, E, _>(cfg, |flash| {
-        rig::run_rig(cfg, &mut rig::NorRig::new(flash, cfg.block_size), workload)
+    with_sim_flash::<R, W, E, _>(cfg, async |flash| {
+        let mut rig = rig::NorRig::new(flash, cfg.block_size);
+        rig::run_rig(cfg, &mut rig, workload).await
     })
+    .await
 }
 
 /// Calls `f` with a blank simulated flash of geometry `R`/`W`/`E` and [`Config::capacity`]
 /// bytes, seeded and with weak bits as `cfg` says (its storage lives for the call).
-pub(crate) fn with_sim_flash<const R: usize, const W: usize, const E: usize, T>(
+#[bisync]
+pub(crate) async fn with_sim_flash<const R: usize, const W: usize, const E: usize, T>(
     cfg: &Config,
-    f: impl FnOnce(SimFlash<'_, R, W, E>) -> Result<T, String>,
+    f: impl AsyncFnOnce(SimFlash<'_, R, W, E>) -> Result<T, String>,
 ) -> Result<T, String> {
     let sectors = cfg.capacity.div_ceil(E.max(1)).max(1);
     let mut image = vec![0xFFu8; cfg.capacity];
@@ -362,8 +392,10 @@ pub(crate) fn with_sim_flash<const R: usize, const W: usize, const E: usize, T>(
     };
     let flash =
         SimFlash::<R, W, E>::new(&mut image, &mut wear, sim).map_err(|e| format!("flash: {e}"))?;
-    f(flash)
+    f(flash).await
 }
 
-#[cfg(test)]
-mod tests;
+if_blocking! {
+    #[cfg(test)]
+    mod tests;
+}

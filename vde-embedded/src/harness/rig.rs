@@ -24,7 +24,34 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use vde_nostd::{BlockDevice, Volume};
+use vde_nostd::BlockDevice;
+
+if_blocking! {
+    use vde_bisync::strip_async as bisync;
+    use vde_nostd::Volume;
+    /// The rig's device as the volume gets it: itself.
+    type Wrapped<D> = D;
+    fn wrap<D>(dev: D) -> Wrapped<D> {
+        dev
+    }
+    fn unwrap_mut<D>(dev: &mut Wrapped<D>) -> &mut D {
+        dev
+    }
+}
+if_async! {
+    use vde_bisync::keep_async as bisync;
+    use vde_nostd::asynch::device::FromBlocking;
+    use vde_nostd::asynch::Volume;
+    /// The rig's (blocking) device as the async volume gets it: each call completes at once,
+    /// so every device call of the async path is where a cut lands.
+    type Wrapped<D> = FromBlocking<D>;
+    fn wrap<D>(dev: D) -> Wrapped<D> {
+        FromBlocking(dev)
+    }
+    fn unwrap_mut<D>(dev: &mut Wrapped<D>) -> &mut D {
+        &mut dev.0
+    }
+}
 
 use super::unflushed::{read_all, Unflushed, Window};
 use super::{judge, name, Config, Mem, Report, Workload, TX_BLOCKS};
@@ -188,12 +215,18 @@ pub trait Rig {
     fn medium_of<'a>(dev: &'a mut Self::Dev<'_>) -> &'a mut Self::Medium;
 }
 
-type RVol<'b, 'r, R> = Volume<'b, <R as Rig>::Dev<'r>, TX_BLOCKS>;
+type RVol<'b, 'r, R> = Volume<'b, Wrapped<<R as Rig>::Dev<'r>>, TX_BLOCKS>;
 
-fn mount<'b, 'r, R: Rig>(rig: &'r mut R, mem: &'b mut Mem) -> Result<RVol<'b, 'r, R>, String> {
+#[bisync]
+async fn mount<'b, 'r, R: Rig>(
+    rig: &'r mut R,
+    mem: &'b mut Mem,
+) -> Result<RVol<'b, 'r, R>, String> {
     let dev = rig.open()?;
     let partial = dev.reads_partial();
-    Volume::mount(dev, mem.bufs(partial)).map_err(|e| format!("mount: {e:?}"))
+    Volume::mount(wrap(dev), mem.bufs(partial))
+        .await
+        .map_err(|e| format!("mount: {e:?}"))
 }
 
 /// Every block of the rig's device as it is now (the content at the last flush, for
@@ -205,7 +238,8 @@ fn blocks_of<R: Rig>(rig: &mut R) -> Result<Vec<u8>, String> {
 
 /// Remounts and runs every check; returns the operation count at the start of the mount, the
 /// mount's operations, and whether it replayed a committed transaction.
-fn remount_and_check<L: Workload, R: Rig>(
+#[bisync]
+async fn remount_and_check<L: Workload, R: Rig>(
     workload: &L,
     rig: &mut R,
     mem: &mut Mem,
@@ -213,11 +247,11 @@ fn remount_and_check<L: Workload, R: Rig>(
     reference: &L::Log,
 ) -> Result<(u64, u64, bool), String> {
     let start = rig.medium().op_count();
-    let mut vol = mount(rig, mem)?;
-    let ops = R::medium_of(vol.device()).op_count() - start;
+    let mut vol = mount(rig, mem).await?;
+    let ops = R::medium_of(unwrap_mut(vol.device())).op_count() - start;
     let replayed = vol.recovery_report().replayed > 0;
-    vol.verify().map_err(|e| format!("verify: {e:?}"))?;
-    workload.check(&mut vol, log, reference)?;
+    vol.verify().await.map_err(|e| format!("verify: {e:?}"))?;
+    workload.check(&mut vol, log, reference).await?;
     Ok((start, ops, replayed))
 }
 
@@ -238,7 +272,8 @@ struct Cut<'a, L: Workload> {
 /// outcomes of the unflushed writes in `cut.window`, the first being the medium's own state,
 /// each imposed on the crash image and remounted. Returns what [`remount_and_check`] returned
 /// for the first outcome, if it passed. The rig's image is left as the last check left it.
-fn check_outcomes<L: Workload, R: Rig>(
+#[bisync]
+async fn check_outcomes<L: Workload, R: Rig>(
     cut: &Cut<'_, L>,
     rig: &mut R,
     mem: &mut Mem,
@@ -267,7 +302,7 @@ fn check_outcomes<L: Workload, R: Rig>(
                 continue;
             }
         }
-        match remount_and_check(cut.workload, rig, mem, cut.log, cut.reference) {
+        match remount_and_check(cut.workload, rig, mem, cut.log, cut.reference).await {
             Ok(x) if i == 0 => first = Some(x),
             Ok(_) => {}
             Err(e) => report.violation(keep, format!("{at}: {e}")),
@@ -278,7 +313,8 @@ fn check_outcomes<L: Workload, R: Rig>(
 
 /// Runs `workload` under the harness on `rig` (see [`run`](super::run) for the procedure and
 /// the [module docs](self) for the differences). The rig's current image is the blank medium.
-pub fn run_rig<R: Rig, L: Workload>(
+#[bisync]
+pub async fn run_rig<R: Rig, L: Workload>(
     cfg: &Config,
     rig: &mut R,
     workload: &L,
@@ -305,9 +341,10 @@ pub fn run_rig<R: Rig, L: Workload>(
             ));
         }
         let partial = dev.reads_partial();
-        let vol = Volume::<_, TX_BLOCKS>::format(dev, &cfg.format, mem.bufs(partial))
+        let vol = Volume::<_, TX_BLOCKS>::format(wrap(dev), &cfg.format, mem.bufs(partial))
+            .await
             .map_err(|e| format!("format: {e:?}"))?;
-        vol.unmount().map_err(|e| format!("unmount: {e:?}"))?;
+        vol.unmount().await.map_err(|e| format!("unmount: {e:?}"))?;
     }
     let base = rig.image().to_vec();
     let base_blocks = blocks_of(rig)?;
@@ -320,19 +357,21 @@ pub fn run_rig<R: Rig, L: Workload>(
     let mut reference = L::Log::default();
     rig.power_up(seed(1), TearMode::Prefix, 0);
     {
-        let mut vol = mount(rig, &mut mem)?;
-        let m = R::medium_of(vol.device());
+        let mut vol = mount(rig, &mut mem).await?;
+        let m = R::medium_of(unwrap_mut(vol.device()));
         m.reset_stats();
         let start = m.op_count();
-        workload
-            .run(&mut vol, &mut reference)
-            .and_then(|()| vol.checkpoint())
-            .map_err(|e| format!("the uncut workload failed: {e:?}"))?;
-        let m = R::medium_of(vol.device());
+        let r = match workload.run(&mut vol, &mut reference).await {
+            Ok(()) => vol.checkpoint().await,
+            Err(e) => Err(e),
+        };
+        r.map_err(|e| format!("the uncut workload failed: {e:?}"))?;
+        let m = R::medium_of(unwrap_mut(vol.device()));
         report.ops = m.op_count() - start;
         report.reference = m.stats();
     }
     remount_and_check(workload, rig, &mut mem, &reference, &reference)
+        .await
         .map_err(|e| format!("the uncut workload fails its own check: {e}"))?;
 
     // 3. A cut at every operation, with the outcomes of its unflushed writes; 4. a second cut
@@ -350,16 +389,17 @@ pub fn run_rig<R: Rig, L: Workload>(
                 let mut dev = Unflushed::new(rig.open()?, base_blocks.clone());
                 let failed = {
                     let partial = dev.reads_partial();
-                    let mut vol = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs(partial))
+                    let mut vol = Volume::<_, TX_BLOCKS>::mount(wrap(&mut dev), mem.bufs(partial))
+                        .await
                         .map_err(|e| format!("mount: {e:?}"))?;
-                    R::medium_of(vol.device().inner()).arm_power_cut(k);
+                    R::medium_of(unwrap_mut(vol.device()).inner()).arm_power_cut(k);
                     // The checkpoint after the workload writes every dirty block home: its
                     // write-back is cut at every operation too.
-                    workload
-                        .run(&mut vol, &mut log)
-                        .and_then(|()| vol.checkpoint())
-                        .err()
-                        .map(|e| format!("{e:?}"))
+                    let r = match workload.run(&mut vol, &mut log).await {
+                        Ok(()) => vol.checkpoint().await,
+                        Err(e) => Err(e),
+                    };
+                    r.err().map(|e| format!("{e:?}"))
                 };
                 (failed, dev.window())
             };
@@ -388,7 +428,7 @@ pub fn run_rig<R: Rig, L: Workload>(
                 window: &window,
             };
             let first = check_outcomes(&cut, rig, &mut mem, cfg.crash_states, &mut report, keep);
-            let Some((mount_start, mount_ops, replayed)) = first else {
+            let Some((mount_start, mount_ops, replayed)) = first.await else {
                 continue;
             };
             let nth = if replayed {
@@ -415,9 +455,11 @@ pub fn run_rig<R: Rig, L: Workload>(
                     Ok(dev) => {
                         let mut dev = Unflushed::new(dev, crash_blocks.clone());
                         let partial = dev.reads_partial();
-                        let failed = Volume::<_, TX_BLOCKS>::mount(&mut dev, mem.bufs(partial))
-                            .err()
-                            .map(|e| format!("mount: {e:?}"));
+                        let failed =
+                            Volume::<_, TX_BLOCKS>::mount(wrap(&mut dev), mem.bufs(partial))
+                                .await
+                                .err()
+                                .map(|e| format!("mount: {e:?}"));
                         (failed, dev.window())
                     }
                 };
@@ -445,7 +487,8 @@ pub fn run_rig<R: Rig, L: Workload>(
                     cfg.second_crash_states,
                     &mut report,
                     keep,
-                );
+                )
+                .await;
             }
         }
         k = k.saturating_add(cfg.stride.max(1));
@@ -501,10 +544,15 @@ impl<'m> Rig for RamRig<'m> {
 
 /// A run on a RAM disk of `blocks` blocks of [`Config::block_size`] bytes ([`RamRig`] under
 /// [`run_rig`]).
-pub fn run_ram<L: Workload>(cfg: &Config, blocks: usize, workload: &L) -> Result<Report, String> {
+#[bisync]
+pub async fn run_ram<L: Workload>(
+    cfg: &Config,
+    blocks: usize,
+    workload: &L,
+) -> Result<Report, String> {
     let mut mem = vec![0u8; blocks * cfg.block_size];
     let ram = SimRam::new(&mut mem, cfg.block_size, cfg.seed).map_err(|e| format!("{e:?}"))?;
-    run_rig(cfg, &mut RamRig::new(ram), workload)
+    run_rig(cfg, &mut RamRig::new(ram), workload).await
 }
 
 /// A simulated NOR medium the [`NorRig`] drives: a [`SimFlash`], or one wrapped by
@@ -612,18 +660,19 @@ impl<M: SimNor> Rig for NorRig<M> {
 /// Runs `workload` under the harness on a simulated flash of geometry `R`/`W`/`E` held to
 /// `rules` ([`McuFlash`] in a [`NorRig`]): [`Config::capacity`] bytes, weak bits and tear modes as configured.
 /// Every program the rules refused, in any run, is a violation in the [`Report`].
-pub fn run_mcu<const R: usize, const W: usize, const E: usize, L: Workload>(
+#[bisync]
+pub async fn run_mcu<const R: usize, const W: usize, const E: usize, L: Workload>(
     cfg: &Config,
     rules: McuRules,
     workload: &L,
 ) -> Result<Report, String> {
     let (nu, nr) = rules.counters(cfg.capacity, W);
     let (mut units, mut rows) = (vec![0u8; nu], vec![0u16; nr]);
-    super::with_sim_flash::<R, W, E, _>(cfg, |flash| {
+    super::with_sim_flash::<R, W, E, _>(cfg, async |flash| {
         let mcu = McuFlash::new(flash, rules, &mut units, &mut rows)
             .map_err(|e| format!("rules: {e}"))?;
         let mut rig = NorRig::new(mcu, cfg.block_size);
-        let mut report = run_rig(cfg, &mut rig, workload)?;
+        let mut report = run_rig(cfg, &mut rig, workload).await?;
         let refused = rig.flash().violations();
         if refused > 0 {
             report.violations += refused;
@@ -636,6 +685,7 @@ pub fn run_mcu<const R: usize, const W: usize, const E: usize, L: Workload>(
         }
         Ok(report)
     })
+    .await
 }
 
 /// The translation layer over a [`SimNand`].
@@ -760,7 +810,8 @@ impl<'m, const R: usize, const W: usize, const E: usize> Rig for NorFtlRig<'m, R
 /// A NAND run set up in one call: a simulated `part` of `blocks` blocks with `factory_bad`
 /// seeded bad blocks and the given timebombs, the translation layer configured by `ftl`
 /// (`ftl.block_size` must equal `cfg.block_size`), and `workload` run under [`run_rig`].
-pub fn run_nand<L: Workload>(
+#[bisync]
+pub async fn run_nand<L: Workload>(
     cfg: &Config,
     part: &NandPart,
     blocks: u32,
@@ -780,5 +831,5 @@ pub fn run_nand<L: Workload>(
     }
     let sim = SimNand::new(&mut mem, &mut state, part, conf).map_err(|e| format!("{e}"))?;
     let mut rig = NandRig::new(sim, *ftl)?;
-    run_rig(cfg, &mut rig, workload)
+    run_rig(cfg, &mut rig, workload).await
 }

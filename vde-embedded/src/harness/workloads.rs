@@ -17,7 +17,16 @@ use std::vec::Vec;
 
 use vde_nostd::modules::{self, CATALOGUE};
 use vde_nostd::types::Extent;
-use vde_nostd::{BlockDevice, BlockNo, Error, Handle, ModuleSet, ObjectStats, Volume};
+use vde_nostd::{BlockNo, Error, Handle, ModuleSet, ObjectStats};
+
+if_blocking! {
+    use vde_bisync::strip_async as bisync;
+    use vde_nostd::{BlockDevice, Volume};
+}
+if_async! {
+    use vde_bisync::keep_async as bisync;
+    use vde_nostd::asynch::{BlockDevice, Volume};
+}
 
 use super::Workload;
 use crate::sim::XorShift64;
@@ -51,18 +60,19 @@ pub struct Snapshot {
     pub objects: Option<ObjectStats>,
 }
 
+#[bisync]
 impl Snapshot {
     /// Takes the volume's counters (RAM only after a successful operation).
-    pub fn take<D: BlockDevice, const K: usize>(vol: &mut Volume<'_, D, K>) -> Snapshot {
+    pub async fn take<D: BlockDevice, const K: usize>(vol: &mut Volume<'_, D, K>) -> Snapshot {
         Snapshot {
             free_blocks: vol.usage().free_blocks,
-            objects: vol.object_stats().ok(),
+            objects: vol.object_stats().await.ok(),
         }
     }
 
     /// Checks `vol` against `reference[at]`, the reference run's counters after `at`
     /// acknowledged operations.
-    pub fn expect<D: BlockDevice, const K: usize>(
+    pub async fn expect<D: BlockDevice, const K: usize>(
         vol: &mut Volume<'_, D, K>,
         reference: &[Snapshot],
         at: usize,
@@ -70,11 +80,14 @@ impl Snapshot {
         let want = reference
             .get(at)
             .ok_or_else(|| format!("the reference run has no counters after {at} operations"))?;
-        let got = Snapshot::take(vol);
+        let got = Snapshot::take(vol).await;
         if got == *want {
             return Ok(());
         }
-        let fresh = vol.count_free().map_err(|e| format!("count_free: {e:?}"))?;
+        let fresh = vol
+            .count_free()
+            .await
+            .map_err(|e| format!("count_free: {e:?}"))?;
         Err(format!(
             "counters after {at} operations: {got:?} (bitmap scan: {fresh} free), the reference \
              run had {want:?}"
@@ -163,6 +176,7 @@ fn pick(rng: &mut XorShift64, n: usize) -> usize {
     usize::try_from(rng.below(n as u64)).unwrap_or(0)
 }
 
+#[bisync]
 impl Workload for RandomTransactions {
     type Log = TxLog;
 
@@ -170,7 +184,7 @@ impl Workload for RandomTransactions {
         format!("random transactions ({})", self.transactions)
     }
 
-    fn run<D: BlockDevice, const K: usize>(
+    async fn run<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &mut TxLog,
@@ -180,7 +194,7 @@ impl Workload for RandomTransactions {
         let mut live: BTreeMap<u64, u32> = BTreeMap::new();
         let mut runs: Vec<Extent> = Vec::new();
         log.states.push(live.clone());
-        log.snapshots.push(Snapshot::take(vol));
+        log.snapshots.push(Snapshot::take(vol).await);
         for t in 0..self.transactions {
             let stamp = u32::try_from(t + 1).unwrap_or(u32::MAX);
             let mut next = live.clone();
@@ -188,13 +202,13 @@ impl Workload for RandomTransactions {
             let mut tx = vol.begin();
             if !next_runs.is_empty() && (live.len() >= self.max_live || rng.below(4) == 0) {
                 let e = next_runs.swap_remove(pick(&mut rng, next_runs.len()));
-                tx.release(e)?;
+                tx.release(e).await?;
                 for b in e.start.0..e.start.0 + e.len {
                     next.remove(&b);
                 }
             }
             if next.len() < self.max_live && (next_runs.is_empty() || rng.below(3) != 0) {
-                let e = tx.allocate(1 + rng.below(self.max_alloc.max(1)))?;
+                let e = tx.allocate(1 + rng.below(self.max_alloc.max(1))).await?;
                 next_runs.push(e);
                 for b in e.start.0..e.start.0 + e.len {
                     next.insert(b, stamp);
@@ -209,13 +223,13 @@ impl Workload for RandomTransactions {
             for (&b, &s) in &next {
                 if s == stamp {
                     block_image(b, stamp, &mut buf);
-                    tx.write(BlockNo(b), &buf)?;
+                    tx.write(BlockNo(b), &buf).await?;
                 }
             }
             log.touched.extend(next.keys());
             log.states.push(next.clone());
-            tx.commit()?;
-            log.snapshots.push(Snapshot::take(vol));
+            tx.commit().await?;
+            log.snapshots.push(Snapshot::take(vol).await);
             log.acked += 1;
             live = next;
             runs = next_runs;
@@ -223,7 +237,7 @@ impl Workload for RandomTransactions {
         Ok(())
     }
 
-    fn check<D: BlockDevice, const K: usize>(
+    async fn check<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &TxLog,
@@ -239,17 +253,19 @@ impl Workload for RandomTransactions {
         for &b in &log.touched {
             let allocated = vol
                 .is_allocated(BlockNo(b))
+                .await
                 .map_err(|e| format!("bitmap of block {b}: {e:?}"))?;
             vol.read_block(BlockNo(b), &mut buf)
+                .await
                 .map_err(|e| format!("read block {b}: {e:?}"))?;
             let stamp = stamp_of(b, &buf);
             seen.insert(b, Seen { allocated, stamp });
         }
         if matches_state(&seen, acked) {
-            return Snapshot::expect(vol, &reference.snapshots, log.acked);
+            return Snapshot::expect(vol, &reference.snapshots, log.acked).await;
         }
         if inflight.is_some_and(|s| matches_state(&seen, s)) {
-            return Snapshot::expect(vol, &reference.snapshots, log.acked + 1);
+            return Snapshot::expect(vol, &reference.snapshots, log.acked + 1).await;
         }
         let mut problems = Vec::new();
         for (b, s) in &seen {
@@ -311,6 +327,7 @@ pub struct ModulesLog {
     pub snapshots: Vec<Snapshot>,
 }
 
+#[bisync]
 impl Workload for AddModules {
     type Log = ModulesLog;
 
@@ -318,26 +335,26 @@ impl Workload for AddModules {
         format!("add_module_regions ({})", self.modules.join(", "))
     }
 
-    fn run<D: BlockDevice, const K: usize>(
+    async fn run<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &mut ModulesLog,
     ) -> Result<(), Error<D::Error>> {
         log.start = vol.modules();
         log.acked = log.start;
-        log.snapshots.push(Snapshot::take(vol));
+        log.snapshots.push(Snapshot::take(vol).await);
         for name in self.modules {
             let m = modules::by_name(name).ok_or(Error::UnknownModule)?;
             log.inflight = Some(m.flag());
-            vol.add_module_regions(m, self.now)?;
-            log.snapshots.push(Snapshot::take(vol));
+            vol.add_module_regions(m, self.now).await?;
+            log.snapshots.push(Snapshot::take(vol).await);
             log.acked |= m.flag();
             log.inflight = None;
         }
         Ok(())
     }
 
-    fn check<D: BlockDevice, const K: usize>(
+    async fn check<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &ModulesLog,
@@ -352,7 +369,7 @@ impl Workload for AddModules {
             ));
         }
         let done = log.snapshots.len().saturating_sub(1) + usize::from(got != log.acked);
-        Snapshot::expect(vol, &reference.snapshots, done)?;
+        Snapshot::expect(vol, &reference.snapshots, done).await?;
         let mut problems = Vec::new();
         let total = vol.layout().block_count;
         let bs = vol.layout().bs();
@@ -360,6 +377,7 @@ impl Workload for AddModules {
         for m in CATALOGUE {
             let regions = vol
                 .module_regions(m.bit)
+                .await
                 .map_err(|e| format!("regions of {}: {e:?}", m.name))?;
             region_blocks += regions.iter().map(|r| r.extent.len).sum::<u64>();
             if !got.contains(m.flag()) {
@@ -403,10 +421,12 @@ impl Workload for AddModules {
             let m = modules::by_name(name).ok_or("unknown module")?;
             if !vol.modules().contains(m.flag()) {
                 vol.add_module_regions(m, self.now + 1)
+                    .await
                     .map_err(|e| format!("adding {name} after recovery: {e:?}"))?;
             }
         }
         vol.verify()
+            .await
             .map_err(|e| format!("verify after the remaining additions: {e:?}"))
     }
 }
@@ -491,6 +511,7 @@ impl Objects {
     }
 }
 
+#[bisync]
 impl Workload for Objects {
     type Log = ObjectsLog;
 
@@ -501,13 +522,13 @@ impl Workload for Objects {
         )
     }
 
-    fn run<D: BlockDevice, const K: usize>(
+    async fn run<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &mut ObjectsLog,
     ) -> Result<(), Error<D::Error>> {
         let mut rng = XorShift64::new(self.seed);
-        log.snapshots.push(Snapshot::take(vol));
+        log.snapshots.push(Snapshot::take(vol).await);
         for op in 0..self.operations {
             let live_bytes: usize = log.live.iter().map(|(_, d)| d.len()).sum();
             let choice = match rng.below(8) {
@@ -550,41 +571,41 @@ impl Workload for Objects {
             let mut got = Vec::new();
             match (choice, f.puts.as_slice(), f.deletes.as_slice()) {
                 (3, [], []) => {
-                    vol.gc()?;
+                    vol.gc().await?;
                 }
-                (0, [d], []) => got.push(vol.put(d)?.raw()),
-                (1, [], [h]) => vol.delete(Handle::from_raw(*h))?,
+                (0, [d], []) => got.push(vol.put(d).await?.raw()),
+                (1, [], [h]) => vol.delete(Handle::from_raw(*h)).await?,
                 _ => {
                     if rng.below(2) == 0 {
                         // A batch rolled back first: its extent payload was written unlogged to
                         // blocks the real batch then takes again, and must leave no trace.
-                        let mut b = vol.batch()?;
+                        let mut b = vol.batch().await?;
                         for (j, d) in f.puts.iter().enumerate() {
-                            b.put(&self.payload(op, 128 + j, d.len()))?;
+                            b.put(&self.payload(op, 128 + j, d.len())).await?;
                         }
                         b.rollback();
                     }
-                    let mut b = vol.batch()?;
+                    let mut b = vol.batch().await?;
                     for d in &f.puts {
-                        got.push(b.put(d)?.raw());
+                        got.push(b.put(d).await?.raw());
                     }
                     for h in &f.deletes {
-                        b.delete(Handle::from_raw(*h))?;
+                        b.delete(Handle::from_raw(*h)).await?;
                     }
-                    b.commit()?;
+                    b.commit().await?;
                 }
             }
             log.live.retain(|(h, _)| !f.deletes.contains(h));
             log.dead.extend(&f.deletes);
             log.live.extend(got.iter().copied().zip(f.puts));
             log.handles.push(got);
-            log.snapshots.push(Snapshot::take(vol));
+            log.snapshots.push(Snapshot::take(vol).await);
             log.inflight = None;
         }
         Ok(())
     }
 
-    fn check<D: BlockDevice, const K: usize>(
+    async fn check<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &ObjectsLog,
@@ -607,7 +628,7 @@ impl Workload for Objects {
         // Whether the in-flight operation is applied, as each of its parts says.
         let mut applied: Vec<(bool, String)> = Vec::new();
         for (h, d) in &log.live {
-            let r = vol.get(Handle::from_raw(*h), &mut buf);
+            let r = vol.get(Handle::from_raw(*h), &mut buf).await;
             let exact = matches!(&r, Ok(n) if buf.get(..*n) == Some(d.as_slice()));
             let pending = f.deletes.contains(h);
             match r {
@@ -624,7 +645,7 @@ impl Workload for Objects {
             }
         }
         for (h, d) in put_handles.iter().zip(&f.puts) {
-            let r = vol.get(Handle::from_raw(*h), &mut buf);
+            let r = vol.get(Handle::from_raw(*h), &mut buf).await;
             let exact = matches!(&r, Ok(n) if buf.get(..*n) == Some(d.as_slice()));
             match r {
                 _ if exact => applied.push((true, format!("put {h:016x} there"))),
@@ -644,7 +665,7 @@ impl Workload for Objects {
             ));
         }
         for h in &log.dead {
-            match vol.get(Handle::from_raw(*h), &mut buf) {
+            match vol.get(Handle::from_raw(*h), &mut buf).await {
                 Err(Error::BadHandle { .. }) => {}
                 Ok(n) => problems.push(format!("deleted {h:016x} returned {n} bytes")),
                 Err(e) => problems.push(format!("deleted {h:016x}: {e:?}")),
@@ -662,6 +683,7 @@ impl Workload for Objects {
         }
         let stats = vol
             .object_stats()
+            .await
             .map_err(|e| format!("object_stats: {e:?}"))?;
         if (stats.counters.objects, stats.counters.bytes) != (objects, bytes) {
             problems.push(format!(
@@ -673,8 +695,12 @@ impl Workload for Objects {
         // An in-flight compaction changes no object: only the space counters tell whether it
         // landed, and either state (before it or after it) is whole.
         let compacting = log.inflight.is_some() && f.puts.is_empty() && f.deletes.is_empty();
-        if let Err(e) = Snapshot::expect(vol, &reference.snapshots, done) {
-            if !(compacting && Snapshot::expect(vol, &reference.snapshots, done + 1).is_ok()) {
+        if let Err(e) = Snapshot::expect(vol, &reference.snapshots, done).await {
+            if !(compacting
+                && Snapshot::expect(vol, &reference.snapshots, done + 1)
+                    .await
+                    .is_ok())
+            {
                 problems.push(e);
             }
         }
@@ -685,14 +711,17 @@ impl Workload for Objects {
         let probe = self.payload(usize::MAX >> 8, 255, 100);
         let h = vol
             .put(&probe)
+            .await
             .map_err(|e| format!("put after recovery: {e:?}"))?;
         let n = vol
             .get(h, &mut buf)
+            .await
             .map_err(|e| format!("get after recovery: {e:?}"))?;
         if buf.get(..n) != Some(probe.as_slice()) {
             return Err(String::from("object put after recovery reads back wrong"));
         }
         vol.delete(h)
+            .await
             .map_err(|e| format!("delete after recovery: {e:?}"))
     }
 }
@@ -754,6 +783,7 @@ impl Names {
     }
 }
 
+#[bisync]
 impl Workload for Names {
     type Log = NamesLog;
 
@@ -764,13 +794,13 @@ impl Workload for Names {
         )
     }
 
-    fn run<D: BlockDevice, const K: usize>(
+    async fn run<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &mut NamesLog,
     ) -> Result<(), Error<D::Error>> {
         let mut rng = XorShift64::new(self.seed);
-        log.snapshots.push(Snapshot::take(vol));
+        log.snapshots.push(Snapshot::take(vol).await);
         for op in 0..self.operations {
             let mut changes: Vec<NameChange> = Vec::new();
             let kind = rng.below(6);
@@ -787,18 +817,18 @@ impl Workload for Names {
             }
             log.inflight = Some((op, changes.clone()));
             if kind == 5 {
-                let mut b = vol.batch()?;
+                let mut b = vol.batch().await?;
                 for (k, v) in &changes {
                     match v {
-                        Some(v) => b.store(k, v).map(|_| ())?,
-                        None => b.remove(k).map(|_| ())?,
+                        Some(v) => b.store(k, v).await.map(|_| ())?,
+                        None => b.remove(k).await.map(|_| ())?,
                     }
                 }
-                b.commit()?;
+                b.commit().await?;
             } else if let Some((k, v)) = changes.first() {
                 match v {
-                    Some(v) => vol.store(k, v).map(|_| ())?,
-                    None => vol.remove(k).map(|_| ())?,
+                    Some(v) => vol.store(k, v).await.map(|_| ())?,
+                    None => vol.remove(k).await.map(|_| ())?,
                 }
             }
             for (k, v) in changes {
@@ -809,12 +839,12 @@ impl Workload for Names {
             }
             log.inflight = None;
             log.done += 1;
-            log.snapshots.push(Snapshot::take(vol));
+            log.snapshots.push(Snapshot::take(vol).await);
         }
         Ok(())
     }
 
-    fn check<D: BlockDevice, const K: usize>(
+    async fn check<D: BlockDevice, const K: usize>(
         &self,
         vol: &mut Volume<'_, D, K>,
         log: &NamesLog,
@@ -824,18 +854,19 @@ impl Workload for Names {
         let mut buf = vec![0u8; self.max_len.max(256)];
         let empty = Vec::new();
         let inflight = log.inflight.as_ref().map_or(&empty, |f| &f.1);
-        let mut fetch = |vol: &mut Volume<'_, D, K>, k: &[u8]| match vol.fetch(k, &mut buf) {
-            Ok(n) => Ok(Some(buf.get(..n).unwrap_or(&[]).to_vec())),
-            Err(Error::NameNotFound) => Ok(None),
-            Err(e) => Err(format!("fetch {:?}: {e:?}", String::from_utf8_lossy(k))),
-        };
+        let mut fetch =
+            async |vol: &mut Volume<'_, D, K>, k: &[u8]| match vol.fetch(k, &mut buf).await {
+                Ok(n) => Ok(Some(buf.get(..n).unwrap_or(&[]).to_vec())),
+                Err(Error::NameNotFound) => Ok(None),
+                Err(e) => Err(format!("fetch {:?}: {e:?}", String::from_utf8_lossy(k))),
+            };
         // Keys outside the in-flight operation hold their acknowledged values.
         for i in 0..self.keys as u64 {
             let k = self.key(i);
             if inflight.iter().any(|c| c.0 == k) {
                 continue;
             }
-            match fetch(vol, &k) {
+            match fetch(vol, &k).await {
                 Ok(got) if got.as_ref() == log.map.get(&k) => {}
                 Ok(got) => problems.push(format!(
                     "{:?}: {:?} bytes, acknowledged {:?}",
@@ -850,7 +881,7 @@ impl Workload for Names {
         let mut old = 0;
         let mut new = 0;
         for (k, v) in inflight {
-            match fetch(vol, k) {
+            match fetch(vol, k).await {
                 Ok(got) => {
                     let was = log.map.get(k);
                     if got.as_ref() == v.as_ref() {
@@ -888,10 +919,13 @@ impl Workload for Names {
             }
         }
         let mut listed = Vec::new();
-        if let Err(e) = vol.for_each_name(b"", |k, _| {
-            listed.push(k.to_vec());
-            true
-        }) {
+        if let Err(e) = vol
+            .for_each_name(b"", |k, _| {
+                listed.push(k.to_vec());
+                true
+            })
+            .await
+        {
             problems.push(format!("listing: {e:?}"));
         }
         if listed != want.keys().cloned().collect::<Vec<_>>() {
@@ -901,7 +935,7 @@ impl Workload for Names {
                 want.len()
             ));
         }
-        match vol.object_stats() {
+        match vol.object_stats().await {
             Ok(s) if s.counters.objects == want.len() as u64 => {}
             Ok(s) => problems.push(format!(
                 "{} objects for {} names",
@@ -911,7 +945,7 @@ impl Workload for Names {
             Err(e) => problems.push(format!("object_stats: {e:?}")),
         }
         let done = log.done + usize::from(applied);
-        if let Err(e) = Snapshot::expect(vol, &reference.snapshots, done) {
+        if let Err(e) = Snapshot::expect(vol, &reference.snapshots, done).await {
             problems.push(e);
         }
         if !problems.is_empty() {
@@ -920,12 +954,14 @@ impl Workload for Names {
         // Usable after recovery.
         let key = b"probe/after-recovery";
         vol.store(key, b"ok")
+            .await
             .map_err(|e| format!("store after recovery: {e:?}"))?;
-        match vol.fetch(key, &mut buf) {
+        match vol.fetch(key, &mut buf).await {
             Ok(2) if buf.get(..2) == Some(&b"ok"[..]) => {}
             r => return Err(format!("fetch after recovery: {r:?}")),
         }
         vol.remove(key)
+            .await
             .map(|_| ())
             .map_err(|e| format!("remove after recovery: {e:?}"))
     }
