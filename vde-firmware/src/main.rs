@@ -825,6 +825,58 @@ impl Job for VdeJob<'_> {
     }
 }
 
+/// The vde_async bin's job: [`VdeJob`] through vde's async engine (`vde_nostd::asynch`) over the
+/// async flash sequential-storage gets (`BlockingAsync`), each operation run by `block_on` as
+/// [`SsJob`]'s are. Its futures hold the volume's state across the calls' `.await`s, so the figure
+/// is the stack of the future and of its polls.
+struct VdeAsyncJob<'a>(&'a mut EngineMem);
+
+impl Job for VdeAsyncJob<'_> {
+    fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str> {
+        use vde_nostd::asynch;
+        let dev = vde_embedded::asynch::NorFlashDevice::new(
+            BlockingAsync::new(f),
+            FLASH_BS,
+            0,
+            Some(JOB_PAGES as u64),
+        )
+        .map_err(|_| "NorFlashDevice refused the geometry")?;
+        let opts = FormatOptions {
+            volume_id: *b"vde-nrf52840-ex1",
+            ..FormatOptions::default()
+        };
+        let bufs = self.0.bufs();
+        let mut slot = None;
+        let vol = m
+            .op(0, || {
+                block_on(asynch::Volume::mount_or_format_in(
+                    &mut slot, dev, &opts, bufs,
+                ))
+                .map(|_| ())
+            })?
+            .map_err(|_| "async mount_or_format failed")
+            .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
+        let mut item = [0u8; JOB_MAX];
+        let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
+        for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            *h = m
+                .op(1, || block_on(vol.put(&item[..len])))?
+                .map_err(|_| "async put failed")?;
+        }
+        let mut back = [0u8; JOB_MAX];
+        for (i, (&len, &h)) in JOB_SIZES.iter().zip(handles.iter()).enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            let n = m
+                .op(2, || block_on(vol.get(h, &mut back)))?
+                .map_err(|_| "async get failed")?;
+            ensure(back[..n] == item[..len], "object reads back wrong (async)")?;
+        }
+        m.op(3, || block_on(vol.delete(handles[1])))?
+            .map_err(|_| "async delete failed")
+    }
+}
+
 /// The seqstore bin's job: the same items under keys 0, 1, 2 in a map on the same range, fetched
 /// back and compared, key 1 removed. The data buffer (the example's static) comes from outside;
 /// the map and the item are the job's own.
@@ -922,6 +974,21 @@ fn check_firmware_job_stack() -> Result<(), &'static str> {
     let vde2 = job_boot(&mut image, &mut wear, &mut snapshot, &mut VdeJob(&mut mem))?;
     let vde = vde1.max(vde2);
 
+    JobFlash::blank(black_box(&mut image), &mut wear)?;
+    let va1 = job_boot(
+        &mut image,
+        &mut wear,
+        &mut snapshot,
+        &mut VdeAsyncJob(&mut mem),
+    )?;
+    let va2 = job_boot(
+        &mut image,
+        &mut wear,
+        &mut snapshot,
+        &mut VdeAsyncJob(&mut mem),
+    )?;
+    let va = va1.max(va2);
+
     let mut buf = [0u8; SS_BUF];
     JobFlash::blank(black_box(&mut image), &mut wear)?;
     let ss1 = job_boot(&mut image, &mut wear, &mut snapshot, &mut SsJob(&mut buf))?;
@@ -936,6 +1003,16 @@ fn check_firmware_job_stack() -> Result<(), &'static str> {
         vde.read,
         vde.delete,
         ss.whole
+    );
+    hprintln!(
+        "  firmware job peak stack, vde's async engine: {} (mount_or_format {}, put {}, get {}, delete {}; boots {} then {})",
+        va.whole,
+        va.open,
+        va.store,
+        va.read,
+        va.delete,
+        va1.whole,
+        va2.whole
     );
     hprintln!(
         "  sequential-storage per operation: store_item {}, fetch_item {}, remove_item {}",
