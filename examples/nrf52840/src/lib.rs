@@ -1,5 +1,5 @@
-//! What the three example firmwares share: the HAL setup, the storage range, the items they
-//! store, and how they report the outcome.
+//! What the example firmwares share: the HAL setup, the storage range, the items they store, and
+//! how they report the outcome; and the job through vde's async engine ([`async_job`]).
 //!
 //! Every bin runs the same HAL setup ([`flash`]: `embassy_nrf::init` and `Nvmc::new`), so the
 //! difference between a storage bin and `bare` is the storage engine and its use. No logging in
@@ -12,6 +12,9 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_nrf::nvmc::Nvmc;
+
+#[cfg(feature = "objects")]
+pub mod async_job;
 
 /// The storage range: the last 64 KiB of the nRF52840's 1 MiB flash, 16 pages of 4 KiB.
 pub const RANGE_START: u32 = 0xF_0000;
