@@ -381,3 +381,26 @@ pub mod txmodel {
         Ok(())
     }
 }
+
+/// The RAM-disk power-cut suites' harness settings (`crash_ram`, and `async_powercut` over the
+/// async engine): 512-byte blocks, a `wal` -block log so checkpoints come often, the objects
+/// module, every outcome of the unflushed writes up to 16 per cut, both tear modes, and a second
+/// cut during every other recovery.
+pub fn ram_crash_config(wal: u64) -> vde_embedded::harness::Config {
+    use vde_embedded::harness::{Config, TearPlan};
+    use vde_nostd::{FormatOptions, ModuleSet};
+    Config {
+        format: FormatOptions {
+            wal_blocks: Some(wal),
+            volume_id: [0x42; 16],
+            now: 1,
+            modules: ModuleSet::OBJECTS,
+        },
+        index_entries: 256,
+        crash_states: 16,
+        second_crash_states: 3,
+        second_cut_every: 2,
+        tear: TearPlan::Both,
+        ..Config::new(0, 512)
+    }
+}

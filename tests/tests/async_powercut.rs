@@ -12,12 +12,12 @@
 
 use vde_embedded::asynch::harness::rig::{run_mcu, run_nand, run_ram};
 use vde_embedded::asynch::harness::{
-    self, block_on, AddModules, Config, Names, Objects, RandomTransactions, Report, TearPlan,
+    self, block_on, AddModules, Config, Names, Objects, RandomTransactions, Report,
 };
 use vde_embedded::ftl::FtlConfig;
 use vde_embedded::nand::NandPart;
 use vde_embedded::sim::McuRules;
-use vde_nostd::{FormatOptions, ModuleSet};
+use vde_nostd::ModuleSet;
 
 fn show(r: Result<Report, String>, t: std::time::Instant) -> Report {
     let r = r.expect("harness setup");
@@ -103,20 +103,7 @@ fn async_nor_power_cut_named_objects() {
 // one torn), as `crash_ram`.
 
 fn ram_config() -> Config {
-    Config {
-        format: FormatOptions {
-            wal_blocks: Some(24),
-            volume_id: [0x42; 16],
-            now: 1,
-            modules: ModuleSet::OBJECTS,
-        },
-        index_entries: 256,
-        crash_states: 16,
-        second_crash_states: 3,
-        second_cut_every: 2,
-        tear: TearPlan::Both,
-        ..Config::new(0, 512)
-    }
+    vde_tests::ram_crash_config(24)
 }
 
 #[test]

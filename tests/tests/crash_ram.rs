@@ -17,12 +17,10 @@
 
 use vde_embedded::harness::rig::{run_ram, run_rig, Rig};
 use vde_embedded::harness::unflushed::{read_all, Choice, CrashState, Unflushed};
-use vde_embedded::harness::{
-    AddModules, Config, Names, Objects, RandomTransactions, Report, TearPlan,
-};
+use vde_embedded::harness::{AddModules, Config, Names, Objects, RandomTransactions, Report};
 use vde_embedded::{FaultInjector, SimRam, TearMode};
 use vde_nostd::format::layout::WAL_START;
-use vde_nostd::{BlockDevice, FormatOptions, Handle, ModuleSet, Volume};
+use vde_nostd::{BlockDevice, Handle, ModuleSet, Volume};
 use vde_tests::Mem;
 
 const BS: usize = 512;
@@ -30,20 +28,7 @@ const BLOCKS: usize = 768;
 const WAL: u64 = 24;
 
 fn config() -> Config {
-    Config {
-        format: FormatOptions {
-            wal_blocks: Some(WAL),
-            volume_id: [0x42; 16],
-            now: 1,
-            modules: ModuleSet::OBJECTS,
-        },
-        index_entries: 256,
-        crash_states: 16,
-        second_crash_states: 3,
-        second_cut_every: 2,
-        tear: TearPlan::Both,
-        ..Config::new(0, BS)
-    }
+    vde_tests::ram_crash_config(WAL)
 }
 
 fn run<W: vde_embedded::harness::Workload>(cfg: &Config, blocks: usize, w: &W) -> Report {

@@ -457,6 +457,17 @@ if_async! {
         h.recoveries.wrapping_add(u32::from(h.in_call && !h.recovering))
     }
 
+    /// `call` on the held device, noted as begun until it returns (a drop in between leaves the
+    /// note).
+    macro_rules! tracked {
+        ($held:ident, $call:expr) => {{
+            $held.in_call = true;
+            let r = $call.await;
+            $held.in_call = false;
+            r
+        }};
+    }
+
     impl<D: BlockDevice> BlockDevice for Held<D> {
         type Error = D::Error;
         fn block_size(&self) -> usize {
@@ -466,55 +477,34 @@ if_async! {
             self.dev.block_count()
         }
         async fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.read_block(block, buf).await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.read_block(block, buf))
         }
         fn reads_partial(&self) -> bool {
             self.dev.reads_partial()
         }
         async fn read_at(&mut self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.read_at(block, offset, buf).await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.read_at(block, offset, buf))
         }
         async fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.write_block(block, buf).await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.write_block(block, buf))
         }
         async fn flush(&mut self) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.flush().await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.flush())
         }
         fn append_unit(&self) -> usize {
             self.dev.append_unit()
         }
         async fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.append(block, offset, data).await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.append(block, offset, data))
         }
         fn programs_in_place(&self) -> bool {
             self.dev.programs_in_place()
         }
         async fn program(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.program(block, offset, data).await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.program(block, offset, data))
         }
         async fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), Self::Error> {
-            self.in_call = true;
-            let r = self.dev.discard(start, count).await;
-            self.in_call = false;
-            r
+            tracked!(self, self.dev.discard(start, count))
         }
     }
 }
