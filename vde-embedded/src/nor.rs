@@ -467,7 +467,7 @@ impl<F: NorFlash> BlockDevice for NorFlashDevice<F> {
     }
 
     /// Erases the block's sectors, then programs its (inverted) bytes in page-sized pieces,
-    /// skipping zeros (see [`NorFlashDevice::program_inverted`]): the erase already left them so.
+    /// skipping zeros (`program_inverted`): the erase already left them so.
     /// A power cut in between leaves the block torn (erased or partly written), which the core
     /// tolerates.
     async fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), NorError> {

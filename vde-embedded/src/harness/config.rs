@@ -65,7 +65,7 @@ pub struct Config {
     pub crash_states: usize,
     /// The same for every second cut.
     pub second_crash_states: usize,
-    /// Weak bits on simulated NOR ([`SimConfig::weak_bits`]): bytes a cut program left partly
+    /// Weak bits on simulated NOR ([`SimConfig::weak_bits`](crate::sim::SimConfig::weak_bits)): bytes a cut program left partly
     /// programmed read differently on every read.
     pub weak_bits: bool,
     /// Mount with the smallest scratch the device allows (one block and a
