@@ -8,7 +8,8 @@
 //! left unflushed, reboot, remount through the async engine, `verify`, the model (acknowledged
 //! state; the in-flight operation wholly present and readable or wholly absent) and the counters
 //! and free space against the reference run, plus a second cut during a sample of the recoveries.
-//! The same checks and thresholds as the blocking suites; each prints its report.
+//! The same checks as the blocking suites, on shorter runs of the same workloads (the blocking
+//! suites run the long ones); each prints its report.
 
 use vde_embedded::asynch::harness::rig::{run_mcu, run_nand, run_ram};
 use vde_embedded::asynch::harness::{
@@ -54,11 +55,11 @@ fn async_nor_power_cut_random_transactions() {
     cfg.format.modules = ModuleSet::empty();
     let w = RandomTransactions {
         seed: 0xA11CE,
-        transactions: 24,
+        transactions: 12,
         max_alloc: 3,
         max_live: 16,
     };
-    assert_clean(&nor(&cfg, &w), 2000, true);
+    assert_clean(&nor(&cfg, &w), 900, true);
 }
 
 #[test]
@@ -76,13 +77,13 @@ fn async_nor_power_cut_objects() {
     let cfg = Config::new(512 * 1024, 4096);
     let w = Objects {
         seed: 0x0B1EC7,
-        operations: 100,
+        operations: 50,
         min_len: 16,
         max_len: 10 * 1024,
         max_live_bytes: 96 * 1024,
         batches: true,
     };
-    assert_clean(&nor(&cfg, &w), 2000, true);
+    assert_clean(&nor(&cfg, &w), 600, true);
 }
 
 #[test]
@@ -91,11 +92,11 @@ fn async_nor_power_cut_named_objects() {
     cfg.format.modules = ModuleSet::OBJECTS | ModuleSet::NAMES;
     let w = Names {
         seed: 0x4A3E,
-        operations: 60,
-        keys: 30,
+        operations: 30,
+        keys: 20,
         max_len: 9000,
     };
-    assert_clean(&nor(&cfg, &w), 900, true);
+    assert_clean(&nor(&cfg, &w), 400, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ fn async_mcu_words_survive_every_cut() {
     cfg.second_cut_every = 16;
     let w = Objects {
         seed: 0x3C0,
-        operations: 60,
+        operations: 30,
         min_len: 8,
         max_len: 6000,
         max_live_bytes: 48 * 1024,
@@ -159,7 +160,7 @@ fn async_mcu_words_survive_every_cut() {
         block_on(run_mcu::<1, 4, 4096, _>(&cfg, McuRules::CC26XX, &w)),
         t,
     );
-    assert_clean(&r, 600, true);
+    assert_clean(&r, 300, true);
 }
 
 // ---------------------------------------------------------------------------------------------
