@@ -99,6 +99,12 @@ mod blocking {
     macro_rules! use_mode {
         ($($t:tt)*) => { use crate::blocking::$($t)*; };
     }
+    /// `$e` awaited with its poll out of line (async build); here the call itself.
+    macro_rules! await_outlined {
+        ($e:expr) => {
+            $e
+        };
+    }
 
     #[cfg(feature = "defmt")]
     mod defmt_impls;
@@ -132,6 +138,32 @@ pub mod asynch {
     /// `use` of items of this build's copy of the I/O modules.
     macro_rules! use_mode {
         ($($t:tt)*) => { use crate::asynch::$($t)*; };
+    }
+    /// `$e.await`, with the future pinned where it is built and polled by a function of its
+    /// own ([`poll_outlined`]): the caller's poll keeps none of the callee's temporaries in its
+    /// frame (LLVM inlines a child's poll into its parent's and does not overlap their stack
+    /// slots), so the stack is the deepest chain of frames, not their sum.
+    macro_rules! await_outlined {
+        ($e:expr) => {{
+            let f = ::core::pin::pin!($e);
+            crate::asynch::outlined(f).await
+        }};
+    }
+
+    /// Awaits `f` through [`poll_outlined`] (see `await_outlined!`).
+    pub(crate) fn outlined<F: core::future::Future>(
+        mut f: core::pin::Pin<&mut F>,
+    ) -> impl core::future::Future<Output = F::Output> + '_ {
+        core::future::poll_fn(move |cx| poll_outlined(f.as_mut(), cx))
+    }
+
+    /// `f.poll(cx)` in a frame of its own.
+    #[inline(never)]
+    pub(crate) fn poll_outlined<F: core::future::Future>(
+        f: core::pin::Pin<&mut F>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<F::Output> {
+        f.poll(cx)
     }
 
     #[cfg(feature = "defmt")]

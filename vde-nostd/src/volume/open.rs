@@ -97,10 +97,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             wal_blocks,
             volume_id: opts.volume_id,
         };
-        Self::write_image(&mut dev, &layout, &sb, bufs.scratch).await?;
-        Self::open_into(slot, dev, bufs, true).await?;
+        await_outlined!(Self::write_image(&mut dev, &layout, &sb, bufs.scratch))?;
+        await_outlined!(Self::open_into(slot, dev, bufs, true))?;
         match slot {
-            Some(vol) => vol.format_modules(opts).await,
+            Some(vol) => await_outlined!(vol.format_modules(opts)),
             None => Err(Error::NotFormatted),
         }
     }
@@ -271,7 +271,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         bufs: Buffers<'b, K>,
     ) -> Result<&'s mut Self, MountError<D::Error>> {
         *slot = None;
-        if let Err(e) = Self::mount_or_format_into(slot, dev, opts, bufs).await {
+        if let Err(e) = await_outlined!(Self::mount_or_format_into(slot, dev, opts, bufs)) {
             *slot = None;
             return Err(e.into());
         }
@@ -288,10 +288,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         mut bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
         check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
-        if Self::formatted(&mut dev, &mut bufs).await? {
-            Self::open_into(slot, dev, bufs, false).await
+        if await_outlined!(Self::formatted(&mut dev, &mut bufs))? {
+            await_outlined!(Self::open_into(slot, dev, bufs, false))
         } else {
-            Self::format_into(slot, dev, opts, bufs).await
+            await_outlined!(Self::format_into(slot, dev, opts, bufs))
         }
     }
 
@@ -367,7 +367,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = dev.block_size();
         check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = Self::pick_and_repair(&mut dev, scratch).await?;
+        let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut dev, scratch))?;
         let salt = sb.wal_salt();
         // The log is set up and recovered where it lives, inside the volume in the slot: the
         // state is built once and never moved.
@@ -401,7 +401,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             dev, wal, layout, ..
         } = vol;
         wal.set_up(dev, layout, salt, Some(SB_MIRROR))?;
-        vol.finish_mount(salt, formatting).await
+        await_outlined!(vol.finish_mount(salt, formatting))
     }
 
     /// The mount's steps once the volume's state is built and its log set up: the log
@@ -416,19 +416,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             layout,
             ..
         } = self;
-        let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt).await?;
+        let (sb2, report) = await_outlined!(Self::replay(dev, scratch, wal, layout, salt))?;
         if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
             return Err(Error::NotFormatted);
         }
         self.sb = sb2;
         self.report = report;
-        self.check_regions().await?;
-        self.check_metadata_allocated().await?;
-        self.free_blocks = self.scan_free().await?;
+        await_outlined!(self.check_regions())?;
+        await_outlined!(self.check_metadata_allocated())?;
+        self.free_blocks = await_outlined!(self.scan_free())?;
         #[cfg(feature = "objects")]
-        self.load_objects().await?;
+        await_outlined!(self.load_objects())?;
         #[cfg(feature = "names")]
-        self.load_names().await?;
+        await_outlined!(self.load_names())?;
         Ok(())
     }
 
@@ -443,7 +443,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Ok(());
             }
             device::recovering(&mut self.dev, true);
-            self.remount().await?;
+            await_outlined!(self.remount())?;
             device::recovering(&mut self.dev, false);
             Ok(())
         }
@@ -454,7 +454,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         #[inline(never)]
         async fn remount(&mut self) -> Result<(), Error<D::Error>> {
             self.abort_tx();
-            let (sb, layout) = Self::pick_and_repair(&mut self.dev, self.scratch).await?;
+            let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut self.dev, self.scratch))?;
             if layout != self.layout {
                 return Err(Error::Corrupt(Structure::Superblock));
             }
@@ -482,7 +482,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 self.idx_touched = Some(heapless::Vec::new());
                 self.tx_sets_counters = false;
             }
-            self.finish_mount(sb.wal_salt(), false).await
+            await_outlined!(self.finish_mount(sb.wal_salt(), false))
         }
     }
 }
