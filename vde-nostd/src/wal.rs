@@ -601,9 +601,9 @@ impl<'b> Wal<'b> {
         let mut pos = 0u64;
         loop {
             let expected = w.last_seq.next();
-            match w.validate_at(dev, pos, expected).await? {
+            match await_outlined!(w.validate_at(dev, pos, expected))? {
                 Validation::Valid(span, delta) => {
-                    w.index_at(dev, pos).await?;
+                    await_outlined!(w.index_at(dev, pos))?;
                     delta.apply(&mut w.counters);
                     pos = pos.saturating_add(span);
                     w.last_seq = expected;
@@ -671,7 +671,7 @@ impl<'b> Wal<'b> {
             && first_epoch.is_none_or(|e| e < w.epoch.0);
         w.epoch = floor;
         // A rescue copy is made in the epoch a session writes, which is this floor.
-        w.find_rescue(dev, a).await?;
+        await_outlined!(w.find_rescue(dev, a))?;
         if !clean {
             // Whether a checkpoint was under way when the power went is unknown: assume so.
             w.redo = true;
@@ -692,7 +692,7 @@ impl<'b> Wal<'b> {
                 dev.flush().await.map_err(Error::Device)?;
                 w.page_at = None;
             }
-            w.force_checkpoint(dev, a).await?;
+            await_outlined!(w.force_checkpoint(dev, a))?;
         }
         Ok(report)
     }

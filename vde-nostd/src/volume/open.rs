@@ -305,7 +305,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<bool, Error<D::Error>> {
         let bs = dev.block_size();
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = match pick_superblock(dev, scratch).await {
+        let (sb, layout) = match await_outlined!(pick_superblock(dev, scratch)) {
             Ok(picked) => picked,
             Err(Error::NotFormatted) => return Ok(false),
             Err(e) => return Err(e),
@@ -314,10 +314,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(true);
         }
         // As a mount would go on from the copy it picked (`pick_and_repair`).
-        repair_superblock_copy(dev, scratch).await?;
+        await_outlined!(repair_superblock_copy(dev, scratch))?;
         let mut wal = Wal::unset(page);
         wal.set_up(dev, &layout, sb.wal_salt(), Some(SB_MIRROR))?;
-        let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt()).await?;
+        let (sb2, _) =
+            await_outlined!(Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt()))?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
     }
 
@@ -328,8 +329,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev: &mut T,
         scratch: &mut [u8],
     ) -> Result<(Superblock, Layout), Error<D::Error>> {
-        let picked = pick_superblock(dev, scratch).await?;
-        repair_superblock_copy(dev, scratch).await?;
+        let picked = await_outlined!(pick_superblock(dev, scratch))?;
+        await_outlined!(repair_superblock_copy(dev, scratch))?;
         Ok(picked)
     }
 
@@ -344,8 +345,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         layout: &Layout,
         salt: u64,
     ) -> Result<(Superblock, RecoveryReport), Error<D::Error>> {
-        let report = wal.recover(dev, layout, scratch).await?;
-        let (sb2, layout2) = pick_superblock(dev, scratch).await?;
+        let report = await_outlined!(wal.recover(dev, layout, scratch))?;
+        let (sb2, layout2) = await_outlined!(pick_superblock(dev, scratch))?;
         if layout2 != *layout || sb2.wal_salt() != salt {
             return Err(Error::Corrupt(Structure::Superblock));
         }
