@@ -71,34 +71,39 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     async fn format_into(
         slot: &mut Option<Self>,
-        mut dev: D,
+        dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
-        let bs = dev.block_size();
-        let n = dev.block_count();
-        check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
-        let wal_blocks = opts
-            .wal_blocks
-            .unwrap_or_else(|| Layout::default_wal_blocks(n));
-        let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
-        // Until the last step clears it, the flag makes the volume read as not formatted.
-        let sb = Superblock {
-            block_size: layout.block_size,
-            block_count: n,
-            sequence: 1,
-            checkpoint_seq: 0,
-            manifest: 0,
-            free_blocks: n - layout.data_start,
-            inode_size: modules::BASE_INODE_SIZE,
-            flags: FLAG_FORMATTING,
-            created: opts.now,
-            modified: opts.now,
-            wal_blocks,
-            volume_id: opts.volume_id,
-        };
-        await_outlined!(Self::write_image(&mut dev, &layout, &sb, bufs.scratch))?;
-        await_outlined!(Self::open_into(slot, dev, bufs, true))?;
+        // In a block of its own: the image's locals end before the modules are added, so that an
+        // async build does not keep them in its future across that step.
+        {
+            let (mut dev, bufs) = (dev, bufs);
+            let bs = dev.block_size();
+            let n = dev.block_count();
+            check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
+            let wal_blocks = opts
+                .wal_blocks
+                .unwrap_or_else(|| Layout::default_wal_blocks(n));
+            let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
+            // Until the last step clears it, the flag makes the volume read as not formatted.
+            let sb = Superblock {
+                block_size: layout.block_size,
+                block_count: n,
+                sequence: 1,
+                checkpoint_seq: 0,
+                manifest: 0,
+                free_blocks: n - layout.data_start,
+                inode_size: modules::BASE_INODE_SIZE,
+                flags: FLAG_FORMATTING,
+                created: opts.now,
+                modified: opts.now,
+                wal_blocks,
+                volume_id: opts.volume_id,
+            };
+            await_outlined!(Self::write_image(&mut dev, &layout, &sb, bufs.scratch))?;
+            await_outlined!(Self::open_into(slot, dev, bufs, true))?;
+        }
         match slot {
             Some(vol) => await_outlined!(vol.format_modules(opts)),
             None => Err(Error::NotFormatted),
@@ -361,43 +366,51 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     pub(super) async fn open_into(
         slot: &mut Option<Self>,
-        mut dev: D,
+        dev: D,
         bufs: Buffers<'b, K>,
         formatting: bool,
     ) -> Result<(), Error<D::Error>> {
-        let bs = dev.block_size();
-        check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
-        let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut dev, scratch))?;
-        let salt = sb.wal_salt();
-        // The log is set up and recovered where it lives, inside the volume in the slot: the
-        // state is built once and never moved.
-        let vol = slot.insert(Volume {
-            dev: device::hold(dev),
-            layout,
-            sb,
-            wal: Wal::unset(page),
-            tx: TxBuf::new(bufs.txn, bs),
-            scratch,
-            free_blocks: 0,
-            tx_free_delta: 0,
-            #[cfg(feature = "objects")]
-            index: bufs.index,
-            #[cfg(feature = "objects")]
-            objects: None,
-            #[cfg(feature = "names")]
-            names: None,
-            #[cfg(feature = "summaries")]
-            summaries: None,
-            report: RecoveryReport::default(),
-            spans: heapless::Vec::new(),
-            tx_freed: Some(heapless::Vec::new()),
-            tx_reallocated: false,
-            #[cfg(feature = "objects")]
-            idx_touched: Some(heapless::Vec::new()),
-            #[cfg(feature = "objects")]
-            tx_sets_counters: false,
-        });
+        // In a block of its own: the locals the superblock pick borrows end with it, so that an
+        // async build does not keep them in its future across the rest of the mount.
+        let (vol, salt) = {
+            let (mut dev, bufs) = (dev, bufs);
+            let bs = dev.block_size();
+            check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
+            let (scratch, page) = bufs.scratch.split_at_mut(bs);
+            let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut dev, scratch))?;
+            let salt = sb.wal_salt();
+            // The log is set up and recovered where it lives, inside the volume in the slot:
+            // the state is built once and never moved.
+            (
+                slot.insert(Volume {
+                    dev: device::hold(dev),
+                    layout,
+                    sb,
+                    wal: Wal::unset(page),
+                    tx: TxBuf::new(bufs.txn, bs),
+                    scratch,
+                    free_blocks: 0,
+                    tx_free_delta: 0,
+                    #[cfg(feature = "objects")]
+                    index: bufs.index,
+                    #[cfg(feature = "objects")]
+                    objects: None,
+                    #[cfg(feature = "names")]
+                    names: None,
+                    #[cfg(feature = "summaries")]
+                    summaries: None,
+                    report: RecoveryReport::default(),
+                    spans: heapless::Vec::new(),
+                    tx_freed: Some(heapless::Vec::new()),
+                    tx_reallocated: false,
+                    #[cfg(feature = "objects")]
+                    idx_touched: Some(heapless::Vec::new()),
+                    #[cfg(feature = "objects")]
+                    tx_sets_counters: false,
+                }),
+                salt,
+            )
+        };
         let Volume {
             dev, wal, layout, ..
         } = vol;
@@ -455,11 +468,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         #[inline(never)]
         async fn remount(&mut self) -> Result<(), Error<D::Error>> {
             self.abort_tx();
-            let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut self.dev, self.scratch))?;
-            if layout != self.layout {
-                return Err(Error::Corrupt(Structure::Superblock));
-            }
-            self.sb = sb;
+            let salt = {
+                let (sb, layout) =
+                    await_outlined!(Self::pick_and_repair(&mut self.dev, self.scratch))?;
+                if layout != self.layout {
+                    return Err(Error::Corrupt(Structure::Superblock));
+                }
+                self.sb = sb;
+                sb.wal_salt()
+            };
             self.wal.forget();
             self.free_blocks = 0;
             self.tx_free_delta = 0;
@@ -483,7 +500,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 self.idx_touched = Some(heapless::Vec::new());
                 self.tx_sets_counters = false;
             }
-            await_outlined!(self.finish_mount(sb.wal_salt(), false))
+            await_outlined!(self.finish_mount(salt, false))
         }
     }
 }
