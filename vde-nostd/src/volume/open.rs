@@ -288,12 +288,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     async fn mount_or_format_into(
         slot: &mut Option<Self>,
-        mut dev: D,
+        dev: D,
         opts: &FormatOptions,
-        mut bufs: Buffers<'b, K>,
+        bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
-        check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
-        if await_outlined!(Self::formatted(&mut dev, &mut bufs))? {
+        // The locals `formatted` borrows end in this block (an async build would otherwise keep
+        // them in its future across the mount or format).
+        let (formatted, dev, bufs) = {
+            let (mut dev, mut bufs) = (dev, bufs);
+            check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
+            let f = await_outlined!(Self::formatted(&mut dev, &mut bufs))?;
+            (f, dev, bufs)
+        };
+        if formatted {
             await_outlined!(Self::open_into(slot, dev, bufs, false))
         } else {
             await_outlined!(Self::format_into(slot, dev, opts, bufs))
