@@ -373,51 +373,45 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     pub(super) async fn open_into(
         slot: &mut Option<Self>,
-        dev: D,
+        mut dev: D,
         bufs: Buffers<'b, K>,
         formatting: bool,
     ) -> Result<(), Error<D::Error>> {
-        // In a block of its own: the locals the superblock pick borrows end with it, so that an
-        // async build does not keep them in its future across the rest of the mount.
-        let (vol, salt) = {
-            let (mut dev, bufs) = (dev, bufs);
-            let bs = dev.block_size();
-            check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
-            let (scratch, page) = bufs.scratch.split_at_mut(bs);
-            let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut dev, scratch))?;
-            let salt = sb.wal_salt();
-            // The log is set up and recovered where it lives, inside the volume in the slot:
-            // the state is built once and never moved.
-            (
-                slot.insert(Volume {
-                    dev: device::hold(dev),
-                    layout,
-                    sb,
-                    wal: Wal::unset(page),
-                    tx: TxBuf::new(bufs.txn, bs),
-                    scratch,
-                    free_blocks: 0,
-                    tx_free_delta: 0,
-                    #[cfg(feature = "objects")]
-                    index: bufs.index,
-                    #[cfg(feature = "objects")]
-                    objects: None,
-                    #[cfg(feature = "names")]
-                    names: None,
-                    #[cfg(feature = "summaries")]
-                    summaries: None,
-                    report: RecoveryReport::default(),
-                    spans: heapless::Vec::new(),
-                    tx_freed: Some(heapless::Vec::new()),
-                    tx_reallocated: false,
-                    #[cfg(feature = "objects")]
-                    idx_touched: Some(heapless::Vec::new()),
-                    #[cfg(feature = "objects")]
-                    tx_sets_counters: false,
-                }),
-                salt,
-            )
-        };
+        let bs = dev.block_size();
+        check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
+        let (scratch, page) = bufs.scratch.split_at_mut(bs);
+        let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut dev, scratch))?;
+        // The log is set up and recovered where it lives, inside the volume in the slot: the
+        // state is built once and never moved.
+        let vol = slot.insert(Volume {
+            dev: device::hold(dev),
+            layout,
+            sb,
+            wal: Wal::unset(page),
+            tx: TxBuf::new(bufs.txn, bs),
+            scratch,
+            free_blocks: 0,
+            tx_free_delta: 0,
+            #[cfg(feature = "objects")]
+            index: bufs.index,
+            #[cfg(feature = "objects")]
+            objects: None,
+            #[cfg(feature = "names")]
+            names: None,
+            #[cfg(feature = "summaries")]
+            summaries: None,
+            report: RecoveryReport::default(),
+            spans: heapless::Vec::new(),
+            tx_freed: Some(heapless::Vec::new()),
+            tx_reallocated: false,
+            #[cfg(feature = "objects")]
+            idx_touched: Some(heapless::Vec::new()),
+            #[cfg(feature = "objects")]
+            tx_sets_counters: false,
+        });
+        // The salt from the volume, not the local: a borrowed local would stay in an async
+        // build's future across the rest of the mount.
+        let salt = vol.sb.wal_salt();
         let Volume {
             dev, wal, layout, ..
         } = vol;
