@@ -597,6 +597,13 @@ impl<'b> Wal<'b> {
         w.last_seq = Seq(h.checkpoint_seq);
         w.counters = h.counters;
         w.active_is_b = is_b;
+        // What the rest needs of the two headers, kept instead of them (an async build keeps a
+        // local live across several `.await`s in its future throughout).
+        let epochs = (ha.map(|x| x.epoch), hb.map(|y| y.epoch));
+        let ranked = match (ha, hb) {
+            (Some(x), Some(y)) => (x.generation, x.epoch) != (y.generation, y.epoch),
+            _ => false,
+        };
         let mut report = RecoveryReport::default();
         let mut pos = 0u64;
         loop {
@@ -620,8 +627,8 @@ impl<'b> Wal<'b> {
         // content in the log (a lost newer header held at most its own epoch, and a log that
         // starts with an epoch's begin header was written in that epoch).
         let mut floor = w.epoch;
-        match (ha, hb) {
-            (Some(x), Some(y)) => floor = floor.max(Epoch(x.epoch)).max(Epoch(y.epoch)),
+        match epochs {
+            (Some(x), Some(y)) => floor = floor.max(Epoch(x)).max(Epoch(y)),
             _ => floor = floor.next(),
         }
         // A begin header carries no checksum of its own. vde writes one only in the epoch of
@@ -629,10 +636,10 @@ impl<'b> Wal<'b> {
         // one above the other's: an epoch beyond that (or at or above the ceiling) was never
         // written by vde and is ignored rather than allowed to push the volume to the end of
         // the range.
-        let newest = [ha, hb]
+        let newest = [epochs.0, epochs.1]
             .iter()
             .flatten()
-            .map(|h| h.epoch)
+            .copied()
             .max()
             .unwrap_or(w.epoch.0);
         let mut first = [0u8; BEGIN_LEN];
@@ -660,10 +667,6 @@ impl<'b> Wal<'b> {
         // an older epoch or never (so no content of this epoch can lie anywhere in the log:
         // every epoch's transactions start at log position 0). Otherwise recovery
         // checkpoints, so the epoch moves on and nothing written before can validate again.
-        let ranked = match (ha, hb) {
-            (Some(x), Some(y)) => (x.generation, x.epoch) != (y.generation, y.epoch),
-            _ => false,
-        };
         let clean = report.replayed == 0
             && !report.discarded_tail
             && ranked
