@@ -105,6 +105,11 @@ mod blocking {
             $e
         };
     }
+    /// A function split out only for the async build's sake (its locals in a future of their
+    /// own): here inlined back into its one caller, so the blocking code is as before.
+    macro_rules! async_split_fn {
+        ($($t:tt)*) => { #[inline(always)] $($t)* };
+    }
 
     #[cfg(feature = "defmt")]
     mod defmt_impls;
@@ -148,6 +153,13 @@ pub mod asynch {
             let f = ::core::pin::pin!($e);
             crate::asynch::outlined(f).await
         }};
+    }
+
+    /// A function split out so that its locals live in a future of its own, which its caller
+    /// awaits before its next step (a local live across two `.await`s stays in a future for
+    /// all of it); the blocking build inlines it back.
+    macro_rules! async_split_fn {
+        ($($t:tt)*) => { #[inline(never)] $($t)* };
     }
 
     /// Awaits `f` through [`poll_outlined`] (see `await_outlined!`).

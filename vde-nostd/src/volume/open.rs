@@ -75,10 +75,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
-        // In a block of its own: the image's locals end before the modules are added, so that an
-        // async build does not keep them in its future across that step.
-        {
-            let (mut dev, bufs) = (dev, bufs);
+        await_outlined!(Self::format_open(slot, dev, opts, bufs))?;
+        match slot {
+            Some(vol) => await_outlined!(vol.format_modules(opts)),
+            None => Err(Error::NotFormatted),
+        }
+    }
+
+    async_split_fn! {
+        /// The format's image and its mount, into `slot` (apart from [`Volume::format_into`]
+        /// so that an async build does not keep the image's locals across the modules' step).
+        async fn format_open(
+            slot: &mut Option<Self>,
+            mut dev: D,
+            opts: &FormatOptions,
+            bufs: Buffers<'b, K>,
+        ) -> Result<(), Error<D::Error>> {
             let bs = dev.block_size();
             let n = dev.block_count();
             check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
@@ -102,11 +114,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 volume_id: opts.volume_id,
             };
             await_outlined!(Self::write_image(&mut dev, &layout, &sb, bufs.scratch))?;
-            await_outlined!(Self::open_into(slot, dev, bufs, true))?;
-        }
-        match slot {
-            Some(vol) => await_outlined!(vol.format_modules(opts)),
-            None => Err(Error::NotFormatted),
+            await_outlined!(Self::open_into(slot, dev, bufs, true))
         }
     }
 
