@@ -1008,14 +1008,28 @@ impl<'b> Wal<'b> {
         self.rebuild(dev, d, out).await
     }
 
-    /// Rebuilds dirty block `d` from its chain of records.
-    async fn rebuild<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        d: Dirty,
-        out: &mut [u8],
-    ) -> Result<(), Error<D::Error>> {
-        self.rebuild_part(dev, d, 0, out).await
+    if_blocking! {
+        /// Rebuilds dirty block `d` from its chain of records.
+        fn rebuild<D: BlockDevice>(
+            &mut self,
+            dev: &mut D,
+            d: Dirty,
+            out: &mut [u8],
+        ) -> Result<(), Error<D::Error>> {
+            self.rebuild_part(dev, d, 0, out)
+        }
+    }
+    if_async! {
+        /// Rebuilds dirty block `d` from its chain of records: [`Wal::rebuild_part`]'s future
+        /// itself (an `async fn` around it would add its arguments to every future above).
+        fn rebuild<'a, D: BlockDevice>(
+            &'a mut self,
+            dev: &'a mut D,
+            d: Dirty,
+            out: &'a mut [u8],
+        ) -> impl core::future::Future<Output = Result<(), Error<D::Error>>> + use<'a, 'b, D> {
+            self.rebuild_part(dev, d, 0, out)
+        }
     }
 
     /// Walks the table of the RANGES record whose body starts at `at`, checking it, and copies
