@@ -1149,21 +1149,41 @@ impl<'b> Wal<'b> {
         Ok(true)
     }
 
-    /// Reads log bytes at `pos` into `out`; `false` past the log's end.
-    async fn read_log<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        pos: u64,
-        out: &mut [u8],
-    ) -> Result<bool, Error<D::Error>> {
-        let mut done = 0usize;
-        self.stream_log(dev, pos, out.len(), |c| {
-            if let Some(d) = out.get_mut(done..done + c.len()) {
-                d.copy_from_slice(c);
-            }
-            done += c.len();
-        })
-        .await
+    if_blocking! {
+        /// Reads log bytes at `pos` into `out`; `false` past the log's end.
+        fn read_log<D: BlockDevice>(
+            &mut self,
+            dev: &mut D,
+            pos: u64,
+            out: &mut [u8],
+        ) -> Result<bool, Error<D::Error>> {
+            let mut done = 0usize;
+            self.stream_log(dev, pos, out.len(), |c| {
+                if let Some(d) = out.get_mut(done..done + c.len()) {
+                    d.copy_from_slice(c);
+                }
+                done += c.len();
+            })
+        }
+    }
+    if_async! {
+        /// Reads log bytes at `pos` into `out`; `false` past the log's end: [`Wal::stream_log`]'s
+        /// future itself (an `async fn` around it would add its arguments to every future above).
+        fn read_log<'a, D: BlockDevice>(
+            &'a mut self,
+            dev: &'a mut D,
+            pos: u64,
+            out: &'a mut [u8],
+        ) -> impl core::future::Future<Output = Result<bool, Error<D::Error>>> + use<'a, 'b, D> {
+            let mut done = 0usize;
+            let len = out.len();
+            self.stream_log(dev, pos, len, move |c| {
+                if let Some(d) = out.get_mut(done..done + c.len()) {
+                    d.copy_from_slice(c);
+                }
+                done += c.len();
+            })
+        }
     }
 
     /// Commits `tx`, which leaves the object counters at `counters`: appends its records and
