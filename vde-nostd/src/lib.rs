@@ -99,6 +99,17 @@ mod blocking {
     macro_rules! use_mode {
         ($($t:tt)*) => { use crate::blocking::$($t)*; };
     }
+    /// `$e` awaited with its poll out of line (async build); here the call itself.
+    macro_rules! await_outlined {
+        ($e:expr) => {
+            $e
+        };
+    }
+    /// A function split out only for the async build's sake (its locals in a future of their
+    /// own): here inlined back into its one caller, so the blocking code is as before.
+    macro_rules! async_split_fn {
+        ($($t:tt)*) => { #[inline(always)] $($t)* };
+    }
 
     #[cfg(feature = "defmt")]
     mod defmt_impls;
@@ -132,6 +143,39 @@ pub mod asynch {
     /// `use` of items of this build's copy of the I/O modules.
     macro_rules! use_mode {
         ($($t:tt)*) => { use crate::asynch::$($t)*; };
+    }
+    /// `$e.await`, with the future pinned where it is built and polled by a function of its
+    /// own ([`poll_outlined`]): the caller's poll keeps none of the callee's temporaries in its
+    /// frame (LLVM inlines a child's poll into its parent's and does not overlap their stack
+    /// slots), so the stack is the deepest chain of frames, not their sum.
+    macro_rules! await_outlined {
+        ($e:expr) => {{
+            let f = ::core::pin::pin!($e);
+            crate::asynch::outlined(f).await
+        }};
+    }
+
+    /// A function split out so that its locals live in a future of its own, which its caller
+    /// awaits before its next step (a local live across two `.await`s stays in a future for
+    /// all of it); the blocking build inlines it back.
+    macro_rules! async_split_fn {
+        ($($t:tt)*) => { #[inline(never)] $($t)* };
+    }
+
+    /// Awaits `f` through [`poll_outlined`] (see `await_outlined!`).
+    pub(crate) fn outlined<F: core::future::Future>(
+        mut f: core::pin::Pin<&mut F>,
+    ) -> impl core::future::Future<Output = F::Output> + '_ {
+        core::future::poll_fn(move |cx| poll_outlined(f.as_mut(), cx))
+    }
+
+    /// `f.poll(cx)` in a frame of its own.
+    #[inline(never)]
+    pub(crate) fn poll_outlined<F: core::future::Future>(
+        f: core::pin::Pin<&mut F>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<F::Output> {
+        f.poll(cx)
     }
 
     #[cfg(feature = "defmt")]

@@ -416,7 +416,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             let Some(b) = self.tx.block(k) else { break };
             let i = b.0.wrapping_sub(o.region.start.0);
             if i < index_blocks {
-                self.encode_index_block(i).await?;
+                await_outlined!(self.encode_index_block(i))?;
             }
         }
         Ok(())
@@ -545,11 +545,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         &mut self,
         f: impl AsyncFnOnce(&mut Self) -> Result<T, Error<D::Error>>,
     ) -> Result<T, Error<D::Error>> {
-        self.ensure_index().await?;
+        await_outlined!(self.ensure_index())?;
         self.abort_tx();
-        let r = match f(self).await {
-            Ok(v) => match self.encode_staged_index().await {
-                Ok(()) => self.commit_tx().await.map(|_| v),
+        let r = match await_outlined!(f(self)) {
+            Ok(v) => match await_outlined!(self.encode_staged_index()) {
+                Ok(()) => await_outlined!(self.commit_tx()).map(|_| v),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),

@@ -597,13 +597,20 @@ impl<'b> Wal<'b> {
         w.last_seq = Seq(h.checkpoint_seq);
         w.counters = h.counters;
         w.active_is_b = is_b;
+        // What the rest needs of the two headers, kept instead of them (an async build keeps a
+        // local live across several `.await`s in its future throughout).
+        let epochs = (ha.map(|x| x.epoch), hb.map(|y| y.epoch));
+        let ranked = match (ha, hb) {
+            (Some(x), Some(y)) => (x.generation, x.epoch) != (y.generation, y.epoch),
+            _ => false,
+        };
         let mut report = RecoveryReport::default();
         let mut pos = 0u64;
         loop {
             let expected = w.last_seq.next();
-            match w.validate_at(dev, pos, expected).await? {
+            match await_outlined!(w.validate_at(dev, pos, expected))? {
                 Validation::Valid(span, delta) => {
-                    w.index_at(dev, pos).await?;
+                    await_outlined!(w.index_at(dev, pos))?;
                     delta.apply(&mut w.counters);
                     pos = pos.saturating_add(span);
                     w.last_seq = expected;
@@ -620,8 +627,8 @@ impl<'b> Wal<'b> {
         // content in the log (a lost newer header held at most its own epoch, and a log that
         // starts with an epoch's begin header was written in that epoch).
         let mut floor = w.epoch;
-        match (ha, hb) {
-            (Some(x), Some(y)) => floor = floor.max(Epoch(x.epoch)).max(Epoch(y.epoch)),
+        match epochs {
+            (Some(x), Some(y)) => floor = floor.max(Epoch(x)).max(Epoch(y)),
             _ => floor = floor.next(),
         }
         // A begin header carries no checksum of its own. vde writes one only in the epoch of
@@ -629,10 +636,10 @@ impl<'b> Wal<'b> {
         // one above the other's: an epoch beyond that (or at or above the ceiling) was never
         // written by vde and is ignored rather than allowed to push the volume to the end of
         // the range.
-        let newest = [ha, hb]
+        let newest = [epochs.0, epochs.1]
             .iter()
             .flatten()
-            .map(|h| h.epoch)
+            .copied()
             .max()
             .unwrap_or(w.epoch.0);
         let mut first = [0u8; BEGIN_LEN];
@@ -660,10 +667,6 @@ impl<'b> Wal<'b> {
         // an older epoch or never (so no content of this epoch can lie anywhere in the log:
         // every epoch's transactions start at log position 0). Otherwise recovery
         // checkpoints, so the epoch moves on and nothing written before can validate again.
-        let ranked = match (ha, hb) {
-            (Some(x), Some(y)) => (x.generation, x.epoch) != (y.generation, y.epoch),
-            _ => false,
-        };
         let clean = report.replayed == 0
             && !report.discarded_tail
             && ranked
@@ -671,7 +674,7 @@ impl<'b> Wal<'b> {
             && first_epoch.is_none_or(|e| e < w.epoch.0);
         w.epoch = floor;
         // A rescue copy is made in the epoch a session writes, which is this floor.
-        w.find_rescue(dev, a).await?;
+        await_outlined!(w.find_rescue(dev, a))?;
         if !clean {
             // Whether a checkpoint was under way when the power went is unknown: assume so.
             w.redo = true;
@@ -692,7 +695,7 @@ impl<'b> Wal<'b> {
                 dev.flush().await.map_err(Error::Device)?;
                 w.page_at = None;
             }
-            w.force_checkpoint(dev, a).await?;
+            await_outlined!(w.force_checkpoint(dev, a))?;
         }
         Ok(report)
     }
@@ -1005,14 +1008,28 @@ impl<'b> Wal<'b> {
         self.rebuild(dev, d, out).await
     }
 
-    /// Rebuilds dirty block `d` from its chain of records.
-    async fn rebuild<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        d: Dirty,
-        out: &mut [u8],
-    ) -> Result<(), Error<D::Error>> {
-        self.rebuild_part(dev, d, 0, out).await
+    if_blocking! {
+        /// Rebuilds dirty block `d` from its chain of records.
+        fn rebuild<D: BlockDevice>(
+            &mut self,
+            dev: &mut D,
+            d: Dirty,
+            out: &mut [u8],
+        ) -> Result<(), Error<D::Error>> {
+            self.rebuild_part(dev, d, 0, out)
+        }
+    }
+    if_async! {
+        /// Rebuilds dirty block `d` from its chain of records: [`Wal::rebuild_part`]'s future
+        /// itself (an `async fn` around it would add its arguments to every future above).
+        fn rebuild<'a, D: BlockDevice>(
+            &'a mut self,
+            dev: &'a mut D,
+            d: Dirty,
+            out: &'a mut [u8],
+        ) -> impl core::future::Future<Output = Result<(), Error<D::Error>>> + use<'a, 'b, D> {
+            self.rebuild_part(dev, d, 0, out)
+        }
     }
 
     /// Walks the table of the RANGES record whose body starts at `at`, checking it, and copies
@@ -1132,21 +1149,41 @@ impl<'b> Wal<'b> {
         Ok(true)
     }
 
-    /// Reads log bytes at `pos` into `out`; `false` past the log's end.
-    async fn read_log<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        pos: u64,
-        out: &mut [u8],
-    ) -> Result<bool, Error<D::Error>> {
-        let mut done = 0usize;
-        self.stream_log(dev, pos, out.len(), |c| {
-            if let Some(d) = out.get_mut(done..done + c.len()) {
-                d.copy_from_slice(c);
-            }
-            done += c.len();
-        })
-        .await
+    if_blocking! {
+        /// Reads log bytes at `pos` into `out`; `false` past the log's end.
+        fn read_log<D: BlockDevice>(
+            &mut self,
+            dev: &mut D,
+            pos: u64,
+            out: &mut [u8],
+        ) -> Result<bool, Error<D::Error>> {
+            let mut done = 0usize;
+            self.stream_log(dev, pos, out.len(), |c| {
+                if let Some(d) = out.get_mut(done..done + c.len()) {
+                    d.copy_from_slice(c);
+                }
+                done += c.len();
+            })
+        }
+    }
+    if_async! {
+        /// Reads log bytes at `pos` into `out`; `false` past the log's end: [`Wal::stream_log`]'s
+        /// future itself (an `async fn` around it would add its arguments to every future above).
+        fn read_log<'a, D: BlockDevice>(
+            &'a mut self,
+            dev: &'a mut D,
+            pos: u64,
+            out: &'a mut [u8],
+        ) -> impl core::future::Future<Output = Result<bool, Error<D::Error>>> + use<'a, 'b, D> {
+            let mut done = 0usize;
+            let len = out.len();
+            self.stream_log(dev, pos, len, move |c| {
+                if let Some(d) = out.get_mut(done..done + c.len()) {
+                    d.copy_from_slice(c);
+                }
+                done += c.len();
+            })
+        }
     }
 
     /// Commits `tx`, which leaves the object counters at `counters`: appends its records and

@@ -71,37 +71,50 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     async fn format_into(
         slot: &mut Option<Self>,
-        mut dev: D,
+        dev: D,
         opts: &FormatOptions,
         bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
-        let bs = dev.block_size();
-        let n = dev.block_count();
-        check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
-        let wal_blocks = opts
-            .wal_blocks
-            .unwrap_or_else(|| Layout::default_wal_blocks(n));
-        let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
-        // Until the last step clears it, the flag makes the volume read as not formatted.
-        let sb = Superblock {
-            block_size: layout.block_size,
-            block_count: n,
-            sequence: 1,
-            checkpoint_seq: 0,
-            manifest: 0,
-            free_blocks: n - layout.data_start,
-            inode_size: modules::BASE_INODE_SIZE,
-            flags: FLAG_FORMATTING,
-            created: opts.now,
-            modified: opts.now,
-            wal_blocks,
-            volume_id: opts.volume_id,
-        };
-        Self::write_image(&mut dev, &layout, &sb, bufs.scratch).await?;
-        Self::open_into(slot, dev, bufs, true).await?;
+        await_outlined!(Self::format_open(slot, dev, opts, bufs))?;
         match slot {
-            Some(vol) => vol.format_modules(opts).await,
+            Some(vol) => await_outlined!(vol.format_modules(opts)),
             None => Err(Error::NotFormatted),
+        }
+    }
+
+    async_split_fn! {
+        /// The format's image and its mount, into `slot` (apart from [`Volume::format_into`]
+        /// so that an async build does not keep the image's locals across the modules' step).
+        async fn format_open(
+            slot: &mut Option<Self>,
+            mut dev: D,
+            opts: &FormatOptions,
+            bufs: Buffers<'b, K>,
+        ) -> Result<(), Error<D::Error>> {
+            let bs = dev.block_size();
+            let n = dev.block_count();
+            check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
+            let wal_blocks = opts
+                .wal_blocks
+                .unwrap_or_else(|| Layout::default_wal_blocks(n));
+            let layout = Layout::compute(bs, n, wal_blocks).ok_or(Error::InvalidGeometry)?;
+            // Until the last step clears it, the flag makes the volume read as not formatted.
+            let sb = Superblock {
+                block_size: layout.block_size,
+                block_count: n,
+                sequence: 1,
+                checkpoint_seq: 0,
+                manifest: 0,
+                free_blocks: n - layout.data_start,
+                inode_size: modules::BASE_INODE_SIZE,
+                flags: FLAG_FORMATTING,
+                created: opts.now,
+                modified: opts.now,
+                wal_blocks,
+                volume_id: opts.volume_id,
+            };
+            await_outlined!(Self::write_image(&mut dev, &layout, &sb, bufs.scratch))?;
+            await_outlined!(Self::open_into(slot, dev, bufs, true))
         }
     }
 
@@ -271,7 +284,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         bufs: Buffers<'b, K>,
     ) -> Result<&'s mut Self, MountError<D::Error>> {
         *slot = None;
-        if let Err(e) = Self::mount_or_format_into(slot, dev, opts, bufs).await {
+        if let Err(e) = await_outlined!(Self::mount_or_format_into(slot, dev, opts, bufs)) {
             *slot = None;
             return Err(e.into());
         }
@@ -283,15 +296,22 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     #[inline(never)]
     async fn mount_or_format_into(
         slot: &mut Option<Self>,
-        mut dev: D,
+        dev: D,
         opts: &FormatOptions,
-        mut bufs: Buffers<'b, K>,
+        bufs: Buffers<'b, K>,
     ) -> Result<(), Error<D::Error>> {
-        check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
-        if Self::formatted(&mut dev, &mut bufs).await? {
-            Self::open_into(slot, dev, bufs, false).await
+        // The locals `formatted` borrows end in this block (an async build would otherwise keep
+        // them in its future across the mount or format).
+        let (formatted, dev, bufs) = {
+            let (mut dev, mut bufs) = (dev, bufs);
+            check_buffers::<D::Error, K>(dev.block_size(), dev.reads_partial(), &bufs)?;
+            let f = await_outlined!(Self::formatted(&mut dev, &mut bufs))?;
+            (f, dev, bufs)
+        };
+        if formatted {
+            await_outlined!(Self::open_into(slot, dev, bufs, false))
         } else {
-            Self::format_into(slot, dev, opts, bufs).await
+            await_outlined!(Self::format_into(slot, dev, opts, bufs))
         }
     }
 
@@ -305,7 +325,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<bool, Error<D::Error>> {
         let bs = dev.block_size();
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = match pick_superblock(dev, scratch).await {
+        let (sb, layout) = match await_outlined!(pick_superblock(dev, scratch)) {
             Ok(picked) => picked,
             Err(Error::NotFormatted) => return Ok(false),
             Err(e) => return Err(e),
@@ -314,10 +334,11 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             return Ok(true);
         }
         // As a mount would go on from the copy it picked (`pick_and_repair`).
-        repair_superblock_copy(dev, scratch).await?;
+        await_outlined!(repair_superblock_copy(dev, scratch))?;
         let mut wal = Wal::unset(page);
         wal.set_up(dev, &layout, sb.wal_salt(), Some(SB_MIRROR))?;
-        let (sb2, _) = Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt()).await?;
+        let (sb2, _) =
+            await_outlined!(Self::replay(dev, scratch, &mut wal, &layout, sb.wal_salt()))?;
         Ok(sb2.flags & FLAG_FORMATTING == 0)
     }
 
@@ -328,8 +349,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         dev: &mut T,
         scratch: &mut [u8],
     ) -> Result<(Superblock, Layout), Error<D::Error>> {
-        let picked = pick_superblock(dev, scratch).await?;
-        repair_superblock_copy(dev, scratch).await?;
+        let picked = await_outlined!(pick_superblock(dev, scratch))?;
+        await_outlined!(repair_superblock_copy(dev, scratch))?;
         Ok(picked)
     }
 
@@ -344,8 +365,8 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         layout: &Layout,
         salt: u64,
     ) -> Result<(Superblock, RecoveryReport), Error<D::Error>> {
-        let report = wal.recover(dev, layout, scratch).await?;
-        let (sb2, layout2) = pick_superblock(dev, scratch).await?;
+        let report = await_outlined!(wal.recover(dev, layout, scratch))?;
+        let (sb2, layout2) = await_outlined!(pick_superblock(dev, scratch))?;
         if layout2 != *layout || sb2.wal_salt() != salt {
             return Err(Error::Corrupt(Structure::Superblock));
         }
@@ -367,8 +388,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         let bs = dev.block_size();
         check_buffers::<D::Error, K>(bs, dev.reads_partial(), &bufs)?;
         let (scratch, page) = bufs.scratch.split_at_mut(bs);
-        let (sb, layout) = Self::pick_and_repair(&mut dev, scratch).await?;
-        let salt = sb.wal_salt();
+        let (sb, layout) = await_outlined!(Self::pick_and_repair(&mut dev, scratch))?;
         // The log is set up and recovered where it lives, inside the volume in the slot: the
         // state is built once and never moved.
         let vol = slot.insert(Volume {
@@ -397,11 +417,14 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             #[cfg(feature = "objects")]
             tx_sets_counters: false,
         });
+        // The salt from the volume, not the local: a borrowed local would stay in an async
+        // build's future across the rest of the mount.
+        let salt = vol.sb.wal_salt();
         let Volume {
             dev, wal, layout, ..
         } = vol;
         wal.set_up(dev, layout, salt, Some(SB_MIRROR))?;
-        vol.finish_mount(salt, formatting).await
+        await_outlined!(vol.finish_mount(salt, formatting))
     }
 
     /// The mount's steps once the volume's state is built and its log set up: the log
@@ -416,19 +439,19 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             layout,
             ..
         } = self;
-        let (sb2, report) = Self::replay(dev, scratch, wal, layout, salt).await?;
+        let (sb2, report) = await_outlined!(Self::replay(dev, scratch, wal, layout, salt))?;
         if sb2.flags & FLAG_FORMATTING != 0 && !formatting {
             return Err(Error::NotFormatted);
         }
         self.sb = sb2;
         self.report = report;
-        self.check_regions().await?;
-        self.check_metadata_allocated().await?;
-        self.free_blocks = self.scan_free().await?;
+        await_outlined!(self.check_regions())?;
+        await_outlined!(self.check_metadata_allocated())?;
+        self.free_blocks = await_outlined!(self.scan_free())?;
         #[cfg(feature = "objects")]
-        self.load_objects().await?;
+        await_outlined!(self.load_objects())?;
         #[cfg(feature = "names")]
-        self.load_names().await?;
+        await_outlined!(self.load_names())?;
         Ok(())
     }
 
@@ -443,7 +466,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 return Ok(());
             }
             device::recovering(&mut self.dev, true);
-            self.remount().await?;
+            await_outlined!(self.remount())?;
             device::recovering(&mut self.dev, false);
             Ok(())
         }
@@ -454,11 +477,15 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         #[inline(never)]
         async fn remount(&mut self) -> Result<(), Error<D::Error>> {
             self.abort_tx();
-            let (sb, layout) = Self::pick_and_repair(&mut self.dev, self.scratch).await?;
-            if layout != self.layout {
-                return Err(Error::Corrupt(Structure::Superblock));
-            }
-            self.sb = sb;
+            let salt = {
+                let (sb, layout) =
+                    await_outlined!(Self::pick_and_repair(&mut self.dev, self.scratch))?;
+                if layout != self.layout {
+                    return Err(Error::Corrupt(Structure::Superblock));
+                }
+                self.sb = sb;
+                sb.wal_salt()
+            };
             self.wal.forget();
             self.free_blocks = 0;
             self.tx_free_delta = 0;
@@ -482,7 +509,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 self.idx_touched = Some(heapless::Vec::new());
                 self.tx_sets_counters = false;
             }
-            self.finish_mount(sb.wal_salt(), false).await
+            await_outlined!(self.finish_mount(salt, false))
         }
     }
 }

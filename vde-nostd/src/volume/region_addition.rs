@@ -189,8 +189,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     ) -> Result<ModulePlan, Error<D::Error>> {
         // The superblocks first, as they are (rewritten last): staged fresh, they count for
         // their few nonzero bytes, not as whole blocks, in a small log's room.
-        let sb = self.sb;
-        self.stage_superblocks(&sb).await?;
+        {
+            let sb = self.sb;
+            self.stage_superblocks(&sb).await?;
+        }
         let plan = self.plan_module(m).await?;
         // The regions' first content next (staged fresh, mostly zeros), before the directory
         // and pointer table, which count whole.
