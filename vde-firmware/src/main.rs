@@ -783,6 +783,32 @@ trait Job {
     fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str>;
 }
 
+/// The job's items on a mounted `$vol` (blocking or async), each operation measured by `$m`
+/// and run by `$run` (`identity` for the blocking engine, `block_on` for the async one): put
+/// each, get each back and compare, delete the second.
+macro_rules! job_items {
+    ($m:ident, $vol:ident, $run:path) => {{
+        let mut item = [0u8; JOB_MAX];
+        let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
+        for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            *h = $m
+                .op(1, || $run($vol.put(&item[..len])))?
+                .map_err(|_| "put failed")?;
+        }
+        let mut back = [0u8; JOB_MAX];
+        for (i, (&len, &h)) in JOB_SIZES.iter().zip(handles.iter()).enumerate() {
+            object_bytes(i as u8, &mut item[..len]);
+            let n = $m
+                .op(2, || $run($vol.get(h, &mut back)))?
+                .map_err(|_| "get failed")?;
+            ensure(back[..n] == item[..len], "object reads back wrong")?;
+        }
+        $m.op(3, || $run($vol.delete(handles[1])))?
+            .map_err(|_| "delete failed")
+    }};
+}
+
 /// The vde bin's job: mount the 64 KiB range (formatting it if blank), put the items, get them
 /// back and compare, delete the second. The buffers (`EngineMem`, the example's static) come from
 /// outside; the `Volume`, the items and the handles are the job's own.
@@ -804,24 +830,7 @@ impl Job for VdeJob<'_> {
             })?
             .map_err(|_| "mount_or_format failed")
             .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
-        let mut item = [0u8; JOB_MAX];
-        let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
-        for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {
-            object_bytes(i as u8, &mut item[..len]);
-            *h = m
-                .op(1, || vol.put(&item[..len]))?
-                .map_err(|_| "put failed")?;
-        }
-        let mut back = [0u8; JOB_MAX];
-        for (i, (&len, &h)) in JOB_SIZES.iter().zip(handles.iter()).enumerate() {
-            object_bytes(i as u8, &mut item[..len]);
-            let n = m
-                .op(2, || vol.get(h, &mut back))?
-                .map_err(|_| "get failed")?;
-            ensure(back[..n] == item[..len], "object reads back wrong")?;
-        }
-        m.op(3, || vol.delete(handles[1]))?
-            .map_err(|_| "delete failed")
+        job_items!(m, vol, core::convert::identity)
     }
 }
 
@@ -856,24 +865,7 @@ impl Job for VdeAsyncJob<'_> {
             })?
             .map_err(|_| "async mount_or_format failed")
             .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
-        let mut item = [0u8; JOB_MAX];
-        let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
-        for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {
-            object_bytes(i as u8, &mut item[..len]);
-            *h = m
-                .op(1, || block_on(vol.put(&item[..len])))?
-                .map_err(|_| "async put failed")?;
-        }
-        let mut back = [0u8; JOB_MAX];
-        for (i, (&len, &h)) in JOB_SIZES.iter().zip(handles.iter()).enumerate() {
-            object_bytes(i as u8, &mut item[..len]);
-            let n = m
-                .op(2, || block_on(vol.get(h, &mut back)))?
-                .map_err(|_| "async get failed")?;
-            ensure(back[..n] == item[..len], "object reads back wrong (async)")?;
-        }
-        m.op(3, || block_on(vol.delete(handles[1])))?
-            .map_err(|_| "async delete failed")
+        job_items!(m, vol, block_on)
     }
 }
 
