@@ -278,6 +278,31 @@ fn state_blocking<D: vde_nostd::BlockDevice>(
     }
 }
 
+/// The volume verifies, takes a new object of `len` bytes (pattern `seed`) and gives it back,
+/// and verifies again: it is usable after whatever `what` did to it.
+async fn usable<D: asynch::BlockDevice>(
+    vol: &mut asynch::Volume<'_, D, K>,
+    what: &str,
+    seed: u8,
+    len: usize,
+) where
+    D::Error: std::fmt::Debug,
+{
+    vol.verify()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: verify: {e:?}"));
+    let h = vol
+        .put(&data(seed, len))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: put after: {e:?}"));
+    let mut buf = vec![0u8; len];
+    assert_eq!(vol.get(h, &mut buf).await.unwrap(), len, "{what}");
+    assert_eq!(buf, data(seed, len), "{what}");
+    vol.verify()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: verify after put: {e:?}"));
+}
+
 /// Asserts that `got` is `before` or `after`, saying which differs how.
 fn assert_one_of(got: &State, before: &State, after: &State, what: &str) {
     if got == before || got == after {
@@ -502,19 +527,7 @@ fn a_dropped_operation_leaves_the_volume_as_a_power_cut_would() {
                 let final_state = block_on(async {
                     let got = state_async(&mut vol, &blocks).await;
                     assert_one_of(&got, &before, &after, &what);
-                    vol.verify()
-                        .await
-                        .unwrap_or_else(|e| panic!("{what}: verify: {e:?}"));
-                    let h = vol
-                        .put(&data(200, 150))
-                        .await
-                        .unwrap_or_else(|e| panic!("{what}: put after: {e:?}"));
-                    let mut buf = [0u8; 150];
-                    assert_eq!(vol.get(h, &mut buf).await.unwrap(), 150, "{what}");
-                    assert_eq!(&buf[..], &data(200, 150)[..], "{what}");
-                    vol.verify()
-                        .await
-                        .unwrap_or_else(|e| panic!("{what}: verify after put: {e:?}"));
+                    usable(&mut vol, &what, 200, 150).await;
                     state_async(&mut vol, &blocks).await
                 });
                 drop(vol);
@@ -731,16 +744,7 @@ fn a_power_cut_at_every_device_call_of_the_async_path() {
             let got = state_async(&mut vol, &[]).await;
             assert!(acked < CUT_STEPS, "{what}: every step acknowledged");
             assert_one_of(&got, &models[acked], &models[acked + 1], &what);
-            let h = vol
-                .put(&data(201, 60))
-                .await
-                .unwrap_or_else(|e| panic!("{what}: put after: {e:?}"));
-            let mut buf = [0u8; 60];
-            assert_eq!(vol.get(h, &mut buf).await.unwrap(), 60, "{what}");
-            assert_eq!(&buf[..], &data(201, 60)[..], "{what}");
-            vol.verify()
-                .await
-                .unwrap_or_else(|e| panic!("{what}: verify after put: {e:?}"));
+            usable(&mut vol, &what, 201, 60).await;
             acked
         });
         let _ = acked;
