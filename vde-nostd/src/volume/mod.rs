@@ -78,6 +78,13 @@ if_async! {
 /// A mounted volume over device `D` with transactions of up to `K` block updates (the
 /// capacity of the [`Buffers`] it was given; [`crate::memory::DEFAULT_TX_BLOCKS`] where a type
 /// names none).
+///
+/// Blocking ([`crate::Volume`]) and async ([`crate::asynch::Volume`]) are the same code; the
+/// async one's operations are `async fn`s over an async device. An async operation may be
+/// dropped before it finishes (a timeout, a `select`): the volume is then as a power cut at that
+/// device call would leave it, and its next operation first recovers it in place from the
+/// device, as a mount would; a [`Transaction`] or a batch open across that recovery
+/// fails with [`Error::Interrupted`] instead of committing part of itself.
 pub struct Volume<'b, D: BlockDevice, const K: usize = { crate::memory::DEFAULT_TX_BLOCKS }> {
     pub(crate) dev: Held<D>,
     pub(crate) layout: Layout,
