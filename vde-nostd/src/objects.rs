@@ -38,7 +38,7 @@ use crate::modules;
 use crate::subblock::{self, SlotBitmap, SlotBitmapRef, UNIT};
 use crate::types::{BlockNo, Extent, Seq};
 use crate::verifier::{self, Finding};
-use_mode!(volume::{read_part_staged, read_staged, Volume});
+use_mode!(volume::{read_part_staged, Volume});
 
 /// Bytes of the largest slot bitmap (a 64 KiB block: 1024 units).
 const MAX_BITMAP: usize = crate::MAX_BLOCK_SIZE / UNIT / 8;
@@ -130,7 +130,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
     /// Reads extent map block `j` into the scratch block and checks its trailer.
     async fn load_map_block(&mut self, j: u64) -> Result<(), Error<D::Error>> {
         let (first, _) = self.extent_map()?;
-        self.read_through_scratch(BlockNo(first.0 + j)).await?;
+        self.load_scratch(BlockNo(first.0 + j)).await?;
         let bs = self.layout.bs();
         let buf = self.scratch.get(..bs).unwrap_or(&[]);
         if !verifier::extent_map_block(buf, j, &mut verifier::First::default().sink()) {
@@ -1048,27 +1048,9 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
             .get_mut(at..at.saturating_add(len))
             .ok_or(Error::OutOfRange)?;
         if !read_part_staged(tx, wal, dev, layout.block_count, (b, at), part).await? {
-            self.read_through_scratch(b).await?;
+            self.load_scratch(b).await?;
         }
         Ok(())
-    }
-
-    async fn read_through_scratch(&mut self, b: BlockNo) -> Result<(), Error<D::Error>> {
-        let bs = self.layout.bs();
-        if b.0 >= self.layout.block_count {
-            return Err(Error::OutOfRange);
-        }
-        let Volume {
-            tx,
-            wal,
-            dev,
-            scratch,
-            ..
-        } = self;
-        let buf = scratch
-            .get_mut(..bs)
-            .ok_or(Error::BufferTooSmall { need: bs })?;
-        read_staged(tx, wal, dev, b, buf).await
     }
 
     /// Checks an extent handle; returns its extent.
@@ -1090,7 +1072,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
         {
             return Err(bad());
         }
-        self.read_through_scratch(start).await?;
+        self.load_scratch(start).await?;
         let bs = self.layout.bs();
         let buf = self
             .scratch
@@ -1183,7 +1165,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 let mut payload = verifier::ExtentPayload::new(&x.header);
                 let mut off = 0usize;
                 for k in 0..x.blocks {
-                    self.read_through_scratch(BlockNo(start.0 + k)).await?;
+                    self.load_scratch(BlockNo(start.0 + k)).await?;
                     let src = payload.block(k, self.scratch.get(..bs).unwrap_or_default());
                     out.get_mut(off..off + src.len())
                         .ok_or(Error::ObjectChecksum { handle: raw })?

@@ -464,7 +464,7 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
 /// Block `b` as the open transaction leaves it, into `buf` (one block): its committed content
 /// (zeros if staged fresh) with the staged ranges over it.
 #[bisync]
-pub(crate) async fn read_staged<D: BlockDevice, const K: usize>(
+async fn read_staged<D: BlockDevice, const K: usize>(
     tx: &TxBuf<'_, K>,
     wal: &mut Wal<'_>,
     dev: &mut D,
