@@ -783,54 +783,63 @@ trait Job {
     fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str>;
 }
 
-/// The job's items on a mounted `$vol` (blocking or async), each operation measured by `$m`
-/// and run by `$run` (`identity` for the blocking engine, `block_on` for the async one): put
-/// each, get each back and compare, delete the second.
-macro_rules! job_items {
-    ($m:ident, $vol:ident, $run:path) => {{
+/// The vde job on `$dev` with `$bufs` through `$volume` (the blocking engine's `Volume` or the
+/// async one's), each operation measured by `$m` and run by `$run` (`identity` for the blocking
+/// engine, `block_on` for the async one): mount the range (formatting it if blank), put each
+/// item, get each back and compare, delete the second. The `Volume`, the items and the handles
+/// are the job's own.
+macro_rules! vde_job {
+    ($m:ident, $dev:expr, $bufs:expr, $volume:path, $run:path) => {{
+        let (dev, bufs) = ($dev, $bufs);
+        let mut slot = None;
+        let vol = $m
+            .op(0, || {
+                $run(<$volume>::mount_or_format_in(
+                    &mut slot, dev, &JOB_OPTS, bufs,
+                ))
+                .map(|_| ())
+            })?
+            .map_err(|_| "mount_or_format failed")
+            .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
         let mut item = [0u8; JOB_MAX];
         let mut handles = [Handle::from_raw(0); JOB_SIZES.len()];
         for (i, (&len, h)) in JOB_SIZES.iter().zip(handles.iter_mut()).enumerate() {
             object_bytes(i as u8, &mut item[..len]);
             *h = $m
-                .op(1, || $run($vol.put(&item[..len])))?
+                .op(1, || $run(vol.put(&item[..len])))?
                 .map_err(|_| "put failed")?;
         }
         let mut back = [0u8; JOB_MAX];
         for (i, (&len, &h)) in JOB_SIZES.iter().zip(handles.iter()).enumerate() {
             object_bytes(i as u8, &mut item[..len]);
             let n = $m
-                .op(2, || $run($vol.get(h, &mut back)))?
+                .op(2, || $run(vol.get(h, &mut back)))?
                 .map_err(|_| "get failed")?;
             ensure(back[..n] == item[..len], "object reads back wrong")?;
         }
-        $m.op(3, || $run($vol.delete(handles[1])))?
+        $m.op(3, || $run(vol.delete(handles[1])))?
             .map_err(|_| "delete failed")
     }};
 }
 
-/// The vde bin's job: mount the 64 KiB range (formatting it if blank), put the items, get them
-/// back and compare, delete the second. The buffers (`EngineMem`, the example's static) come from
-/// outside; the `Volume`, the items and the handles are the job's own.
+/// The example's format options (its volume identity, the objects module).
+const JOB_OPTS: FormatOptions = FormatOptions::new(*b"vde-nrf52840-ex1");
+
+/// The vde bin's job ([`vde_job!`]). The buffers (`EngineMem`, the example's static) come from
+/// outside.
 struct VdeJob<'a>(&'a mut EngineMem);
 
 impl Job for VdeJob<'_> {
     fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str> {
         let dev = NorFlashDevice::new(f, FLASH_BS, 0, Some(JOB_PAGES as u64))
             .map_err(|_| "NorFlashDevice refused the geometry")?;
-        let opts = FormatOptions {
-            volume_id: *b"vde-nrf52840-ex1",
-            ..FormatOptions::default()
-        };
-        let bufs = self.0.bufs();
-        let mut slot = None;
-        let vol = m
-            .op(0, || {
-                Volume::mount_or_format_in(&mut slot, dev, &opts, bufs).map(|_| ())
-            })?
-            .map_err(|_| "mount_or_format failed")
-            .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
-        job_items!(m, vol, core::convert::identity)
+        vde_job!(
+            m,
+            dev,
+            self.0.bufs(),
+            Volume<'_, _>,
+            core::convert::identity
+        )
     }
 }
 
@@ -842,7 +851,6 @@ struct VdeAsyncJob<'a>(&'a mut EngineMem);
 
 impl Job for VdeAsyncJob<'_> {
     fn run<M: Meter>(&mut self, f: &mut JobFlash<'_>, m: &mut M) -> Result<(), &'static str> {
-        use vde_nostd::asynch;
         let dev = vde_embedded::asynch::NorFlashDevice::new(
             BlockingAsync::new(f),
             FLASH_BS,
@@ -850,22 +858,13 @@ impl Job for VdeAsyncJob<'_> {
             Some(JOB_PAGES as u64),
         )
         .map_err(|_| "NorFlashDevice refused the geometry")?;
-        let opts = FormatOptions {
-            volume_id: *b"vde-nrf52840-ex1",
-            ..FormatOptions::default()
-        };
-        let bufs = self.0.bufs();
-        let mut slot = None;
-        let vol = m
-            .op(0, || {
-                block_on(asynch::Volume::mount_or_format_in(
-                    &mut slot, dev, &opts, bufs,
-                ))
-                .map(|_| ())
-            })?
-            .map_err(|_| "async mount_or_format failed")
-            .and_then(|()| slot.as_mut().ok_or("mount_or_format left no volume"))?;
-        job_items!(m, vol, block_on)
+        vde_job!(
+            m,
+            dev,
+            self.0.bufs(),
+            vde_nostd::asynch::Volume<'_, _>,
+            block_on
+        )
     }
 }
 
