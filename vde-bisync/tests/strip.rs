@@ -1,47 +1,26 @@
-//! The two meanings of `#[bisync]` on the same source: `strip_async` makes a plain blocking item
-//! (no `async`, no `.await`, async closure traits read as plain ones), `keep_async` leaves it.
+//! The two meanings of `#[bisync]` on one source (`strip/items.rs`, compiled in both modules):
+//! `strip_async` makes plain blocking items (no `async`, no `.await`, async closure traits read
+//! as plain ones), `keep_async` leaves them async.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 
 mod blocking {
     use vde_bisync::strip_async as bisync;
-
-    #[bisync]
-    pub async fn double(x: u32) -> u32 {
-        add(x, x).await
-    }
-
-    #[bisync]
-    async fn add(a: u32, b: u32) -> u32 {
-        a + b
-    }
-
-    #[bisync]
-    pub async fn apply(f: impl AsyncFnOnce(u32) -> u32, x: u32) -> u32 {
-        f(x).await
-    }
-
-    pub struct Counter(pub u32);
-
-    #[bisync]
-    impl Counter {
-        pub async fn bump(&mut self) -> u32 {
-            self.0 += 1;
-            let read = async |c: &Counter| c.0;
-            read(self).await
-        }
-    }
+    include!("strip/items.rs");
 }
 
 mod asynchronous {
     use vde_bisync::keep_async as bisync;
+    include!("strip/items.rs");
+}
 
-    #[bisync]
-    pub async fn double(x: u32) -> u32 {
-        add(x, x).await
-    }
-
-    #[bisync]
-    async fn add(a: u32, b: u32) -> u32 {
-        a + b
+/// The value of a future that never waits, after one poll.
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("nothing here waits"),
     }
 }
 
@@ -58,13 +37,8 @@ fn strip_async_makes_plain_functions() {
 
 #[test]
 fn keep_async_leaves_futures() {
-    let fut = asynchronous::double(21);
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => assert_eq!(v, 42),
-        std::task::Poll::Pending => panic!("nothing here waits"),
-    }
+    assert_eq!(ready(asynchronous::double(21)), 42);
+    assert_eq!(ready(asynchronous::apply(async |x| x * 3, 5)), 15);
+    let mut c = asynchronous::Counter(1);
+    assert_eq!(ready(c.bump()), 2);
 }
-
-use std::future::Future;
