@@ -486,9 +486,10 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 self.sb = sb;
                 sb.wal_salt()
             };
+            // `abort_tx` above reset the transaction's state; what the mount derives from the
+            // device goes too.
             self.wal.forget();
             self.free_blocks = 0;
-            self.tx_free_delta = 0;
             #[cfg(feature = "objects")]
             {
                 self.objects = None;
@@ -502,13 +503,6 @@ impl<'b, D: BlockDevice, const K: usize> Volume<'b, D, K> {
                 sums.fill(Summary::UNKNOWN);
             }
             self.spans.clear();
-            self.tx_freed = Some(heapless::Vec::new());
-            self.tx_reallocated = false;
-            #[cfg(feature = "objects")]
-            {
-                self.idx_touched = Some(heapless::Vec::new());
-                self.tx_sets_counters = false;
-            }
             await_outlined!(self.finish_mount(salt, false))
         }
     }
