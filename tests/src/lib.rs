@@ -1,5 +1,6 @@
-//! Shared helpers for the cross-crate tests: owned buffers for a volume, a RAM image, and the
-//! object and transaction models. (The RAM power-cut device is `vde_embedded::SimRam`, driven by
+//! Shared helpers for the cross-crate tests: owned buffers for a volume, a RAM image, the
+//! object and transaction models, the RAM crash suites' settings, and the async engine's test
+//! executor and device ([`asynch`]). (The RAM power-cut device is `vde_embedded::SimRam`, driven by
 //! the `vde_embedded::harness`.)
 
 use vde_nostd::device::RamDevice;
@@ -402,5 +403,126 @@ pub fn ram_crash_config(wal: u64) -> vde_embedded::harness::Config {
         second_cut_every: 2,
         tear: TearPlan::Both,
         ..Config::new(0, 512)
+    }
+}
+
+/// The async engine's test tools: the executor (`block_on`, the harness's: a loop polling with
+/// a no-op waker, no allocation) and [`asynch::Stepper`], a blocking device as an async one whose
+/// every I/O call is counted and pending once (so a test can drop an operation at call `k`, and
+/// the engine's futures are really suspended).
+pub mod asynch {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
+
+    use vde_nostd::asynch;
+    use vde_nostd::BlockNo;
+
+    pub use vde_embedded::asynch::harness::block_on;
+
+    /// A future that is pending once, then ready.
+    pub struct YieldOnce(pub bool);
+
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// An async device over a blocking one: each I/O call is counted, returns `Pending` once, then
+    /// completes on the blocking device.
+    pub struct Stepper<D> {
+        /// The blocking device.
+        pub inner: D,
+        calls: Rc<Cell<u64>>,
+    }
+
+    impl<D> Stepper<D> {
+        /// `inner` as an async device, and the count of its I/O calls so far.
+        pub fn new(inner: D) -> (Self, Rc<Cell<u64>>) {
+            let calls = Rc::new(Cell::new(0));
+            (
+                Stepper {
+                    inner,
+                    calls: calls.clone(),
+                },
+                calls,
+            )
+        }
+        /// Counts a call and is pending once.
+        async fn step(&self) {
+            self.calls.set(self.calls.get() + 1);
+            YieldOnce(false).await;
+        }
+    }
+
+    impl<D: vde_nostd::BlockDevice> asynch::BlockDevice for Stepper<D> {
+        type Error = D::Error;
+        fn block_size(&self) -> usize {
+            self.inner.block_size()
+        }
+        fn block_count(&self) -> u64 {
+            self.inner.block_count()
+        }
+        async fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.read_block(block, buf)
+        }
+        fn reads_partial(&self) -> bool {
+            self.inner.reads_partial()
+        }
+        async fn read_at(
+            &mut self,
+            block: BlockNo,
+            offset: usize,
+            buf: &mut [u8],
+        ) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.read_at(block, offset, buf)
+        }
+        async fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.write_block(block, buf)
+        }
+        async fn flush(&mut self) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.flush()
+        }
+        fn append_unit(&self) -> usize {
+            self.inner.append_unit()
+        }
+        async fn append(
+            &mut self,
+            block: BlockNo,
+            offset: usize,
+            data: &[u8],
+        ) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.append(block, offset, data)
+        }
+        fn programs_in_place(&self) -> bool {
+            self.inner.programs_in_place()
+        }
+        async fn program(
+            &mut self,
+            block: BlockNo,
+            offset: usize,
+            data: &[u8],
+        ) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.program(block, offset, data)
+        }
+        async fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), D::Error> {
+            self.step().await;
+            self.inner.discard(start, count)
+        }
     }
 }

@@ -16,7 +16,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use vde_embedded::fault::FaultInjector;
@@ -24,24 +23,15 @@ use vde_nostd::asynch;
 use vde_nostd::asynch::device::FromBlocking;
 use vde_nostd::device::RamError;
 use vde_nostd::{BlockNo, Buffers, Error, Extent, FormatOptions, Handle, ModuleSet, RamDevice};
+use vde_tests::asynch::{block_on, Stepper};
 
 const BS: usize = 512;
 const BLOCKS: usize = 256;
 const K: usize = 16;
 
 // ---------------------------------------------------------------------------------------------
-// The executor and the test device.
-
-/// Runs `f` to completion, polling in a loop with a no-op waker.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
+// Dropping an operation at a chosen device call (the executor and the counting device are
+// `vde_tests::asynch`'s).
 
 /// Polls `f` until it completes (`Some`) or until device call number `k` (counted by `calls`
 /// from 0) is pending, and then drops it (`None`).
@@ -58,103 +48,6 @@ fn run_until_call<F: Future>(f: F, calls: &Cell<u64>, k: u64) -> Option<F::Outpu
                 }
             }
         }
-    }
-}
-
-/// A future that is pending once, then ready.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-/// An async device over a blocking one: each I/O call is counted, returns `Pending` once, then
-/// completes on the blocking device.
-struct Stepper<D> {
-    inner: D,
-    calls: Rc<Cell<u64>>,
-}
-
-impl<D> Stepper<D> {
-    fn new(inner: D) -> (Self, Rc<Cell<u64>>) {
-        let calls = Rc::new(Cell::new(0));
-        (
-            Stepper {
-                inner,
-                calls: calls.clone(),
-            },
-            calls,
-        )
-    }
-    async fn step(&self) {
-        self.calls.set(self.calls.get() + 1);
-        YieldOnce(false).await;
-    }
-}
-
-impl<D: vde_nostd::BlockDevice> asynch::BlockDevice for Stepper<D> {
-    type Error = D::Error;
-    fn block_size(&self) -> usize {
-        self.inner.block_size()
-    }
-    fn block_count(&self) -> u64 {
-        self.inner.block_count()
-    }
-    async fn read_block(&mut self, block: BlockNo, buf: &mut [u8]) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.read_block(block, buf)
-    }
-    fn reads_partial(&self) -> bool {
-        self.inner.reads_partial()
-    }
-    async fn read_at(
-        &mut self,
-        block: BlockNo,
-        offset: usize,
-        buf: &mut [u8],
-    ) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.read_at(block, offset, buf)
-    }
-    async fn write_block(&mut self, block: BlockNo, buf: &[u8]) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.write_block(block, buf)
-    }
-    async fn flush(&mut self) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.flush()
-    }
-    fn append_unit(&self) -> usize {
-        self.inner.append_unit()
-    }
-    async fn append(&mut self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.append(block, offset, data)
-    }
-    fn programs_in_place(&self) -> bool {
-        self.inner.programs_in_place()
-    }
-    async fn program(
-        &mut self,
-        block: BlockNo,
-        offset: usize,
-        data: &[u8],
-    ) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.program(block, offset, data)
-    }
-    async fn discard(&mut self, start: BlockNo, count: u64) -> Result<(), D::Error> {
-        self.step().await;
-        self.inner.discard(start, count)
     }
 }
 

@@ -6,9 +6,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use vde_nostd::device::RamDevice;
 use vde_nostd::{BlockNo, Buffers, FormatOptions, ModuleSet, Volume};
+use vde_tests::asynch::{block_on, Stepper};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -29,79 +30,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` to completion, polling in a loop with a no-op waker (no allocation).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-/// A blocking device as an async one whose every I/O call is pending once.
-struct PendingOnce<D>(D, bool);
-
-impl<D: vde_nostd::BlockDevice> PendingOnce<D> {
-    /// Pending on the first poll of a call, ready on the next.
-    async fn turn(&mut self) {
-        std::future::poll_fn(|cx| {
-            self.1 = !self.1;
-            if self.1 {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await
-    }
-}
-
-impl<D: vde_nostd::BlockDevice> vde_nostd::asynch::BlockDevice for PendingOnce<D> {
-    type Error = D::Error;
-    fn block_size(&self) -> usize {
-        self.0.block_size()
-    }
-    fn block_count(&self) -> u64 {
-        self.0.block_count()
-    }
-    async fn read_block(&mut self, b: BlockNo, buf: &mut [u8]) -> Result<(), D::Error> {
-        self.turn().await;
-        self.0.read_block(b, buf)
-    }
-    fn reads_partial(&self) -> bool {
-        self.0.reads_partial()
-    }
-    async fn read_at(&mut self, b: BlockNo, at: usize, buf: &mut [u8]) -> Result<(), D::Error> {
-        self.turn().await;
-        self.0.read_at(b, at, buf)
-    }
-    async fn write_block(&mut self, b: BlockNo, buf: &[u8]) -> Result<(), D::Error> {
-        self.turn().await;
-        self.0.write_block(b, buf)
-    }
-    async fn flush(&mut self) -> Result<(), D::Error> {
-        self.turn().await;
-        self.0.flush()
-    }
-    fn append_unit(&self) -> usize {
-        self.0.append_unit()
-    }
-    async fn append(&mut self, b: BlockNo, at: usize, data: &[u8]) -> Result<(), D::Error> {
-        self.turn().await;
-        self.0.append(b, at, data)
-    }
-    fn programs_in_place(&self) -> bool {
-        self.0.programs_in_place()
-    }
-    async fn program(&mut self, b: BlockNo, at: usize, data: &[u8]) -> Result<(), D::Error> {
-        self.turn().await;
-        self.0.program(b, at, data)
-    }
-}
 
 #[test]
 fn core_operations_allocate_nothing() {
@@ -164,7 +92,10 @@ fn core_operations_allocate_nothing() {
     }
     // The async engine, the same way, through a device that is pending once per call.
     {
-        let dev = PendingOnce(RamDevice::new(&mut img, BS).unwrap(), false);
+        // The test device counts its calls in an `Rc`: built with the count off.
+        ARMED.store(false, Ordering::SeqCst);
+        let (dev, _calls) = Stepper::new(RamDevice::new(&mut img, BS).unwrap());
+        ARMED.store(true, Ordering::SeqCst);
         let bufs = Buffers {
             scratch: &mut scratch,
             txn: &mut txn,
